@@ -1,0 +1,167 @@
+//! `suanwang` — the one binary: thin, it parses arguments, calls the library crates, prints.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+mod network_cmd;
+
+use suanwang_core::network::{DATA_FILES, DataFiles};
+use suanwang_core::{Network, Ts};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "suanwang",
+    version,
+    about = "Suanwang (算网): a national computing power network — schedule, meter and settle compute across hubs"
+)]
+struct Cli {
+    /// Read the network from this data directory instead of the built-in reference network.
+    #[arg(long, global = true, env = "SUANWANG_NETWORK_DATA", value_name = "DIR")]
+    network_data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the national network: hubs, clusters, sites, pools, capacity, green share.
+    Network {
+        #[command(subcommand)]
+        sub: Option<NetworkSub>,
+        /// Print JSON (top-level arrays hubs, clusters, regions, cities, sites, links).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with job specs.
+    Job {
+        #[command(subcommand)]
+        sub: JobSub,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NetworkSub {
+    /// One-way latency and tier between two places (any city, cluster, region, site or hub id).
+    Latency {
+        from: String,
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobSub {
+    /// Check a job spec file: exit 0 when valid, 1 listing every problem.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SUANWANG_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let net = load_network(cli.network_data.as_deref())?;
+    match cli.command {
+        Command::Network { sub: None, json } => network_cmd::show(&net, json),
+        Command::Network {
+            sub: Some(NetworkSub::Latency { from, to, json }),
+            json: json_outer,
+        } => network_cmd::latency(&net, &from, &to, json || json_outer),
+        Command::Job {
+            sub: JobSub::Check { file, json },
+        } => job_check(&net, &file, json),
+    }
+}
+
+/// The built-in reference network, or the one in `dir` (same layout as the repository's `data/`).
+fn load_network(dir: Option<&Path>) -> Result<Network> {
+    let files = match dir {
+        None => DataFiles::reference(),
+        Some(dir) => {
+            let mut files = DataFiles {
+                files: std::collections::BTreeMap::new(),
+            };
+            for name in DATA_FILES {
+                let path = dir.join(name);
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                files.files.insert(name, text);
+            }
+            files
+        }
+    };
+    Network::from_files(&files).map_err(|e| {
+        let list: Vec<String> = e.0.iter().map(|p| format!("  {p}")).collect();
+        anyhow::anyhow!("the network data is invalid:\n{}", list.join("\n"))
+    })
+}
+
+fn now() -> Ts {
+    Ts(jiff::Timestamp::now().as_millisecond())
+}
+
+fn job_check(net: &Network, file: &Path, json: bool) -> Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let result = if file.extension().is_some_and(|e| e == "json") {
+        suanwang_core::job::parse_json(&bytes, net, now())
+    } else {
+        suanwang_core::job::parse_toml(&bytes, net, now())
+    };
+    match result {
+        Ok(job) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"valid": true, "job": job}))?
+                );
+            } else {
+                println!(
+                    "{}: valid {} job \"{}\" for tenant {}",
+                    file.display(),
+                    job.kind.as_str(),
+                    job.name,
+                    job.tenant
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"valid": false, "problems": problems})
+                    )?
+                );
+            } else {
+                eprintln!("{}: {} problem(s)", file.display(), problems.len());
+                for p in &problems {
+                    eprintln!("  {p}");
+                }
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}

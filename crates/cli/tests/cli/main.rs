@@ -1,0 +1,29 @@
+//! End-to-end tests of the `suanwang` binary: one test binary, modules by command.
+
+mod job;
+mod network;
+
+use std::process::{Command, Output};
+
+/// Runs `suanwang ARGS` with a clean environment for our variables.
+pub fn suanwang(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(args)
+        .env_remove("SUANWANG_NETWORK_DATA")
+        .output()
+        .expect("the binary runs")
+}
+
+pub fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+pub fn repo(path: &str) -> String {
+    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+}

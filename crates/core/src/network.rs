@@ -1,0 +1,1321 @@
+//! The national computing power network as data (R1, R2): hubs, clusters, green regions,
+//! demand cities, sites with pools, links, pairings, device models and energy facts.
+//!
+//! Loading parses text (embedded reference data or files a caller read) and checks the whole
+//! network for consistency, reporting every problem found with its file and field path.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::energy::{GreenProfile, Season, Tariff};
+use crate::geo::{FibreModel, LatLon, LatencyTier};
+use crate::ident::id_problem;
+use crate::metric::{ConversionTable, Family, Peaks};
+
+/// East (demand) or west (supply) side of "East Data, West Computing".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    East,
+    West,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hub {
+    pub id: String,
+    pub name_cn: String,
+    pub name_en: String,
+    pub side: Side,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub id: String,
+    pub hub: String,
+    pub name_cn: String,
+    pub name_en: String,
+    pub province_cn: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub source: String,
+}
+
+/// A non-hub green region (e.g. Qinghai, Yunnan).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub id: String,
+    pub name_cn: String,
+    pub name_en: String,
+    pub province: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct City {
+    pub id: String,
+    pub name_cn: String,
+    pub province: String,
+    /// The hub whose area contains the city, if any (residency and pairing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub lat: f64,
+    pub lon: f64,
+    pub source: String,
+}
+
+/// How a pool counts its units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    Core,
+    Accelerator,
+    Node,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolFile {
+    pub id: String,
+    pub family: Family,
+    pub model: String,
+    pub unit: Unit,
+    pub count: u64,
+    pub memory_gib_per_unit: u32,
+    pub power_w_per_unit: f64,
+    pub price_fen_per_unit_hour: i64,
+}
+
+/// A resource pool: `count` identical units of one device model at one site.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pool {
+    pub id: String,
+    pub site: String,
+    pub family: Family,
+    pub model: String,
+    pub unit: Unit,
+    pub count: u64,
+    pub memory_gib_per_unit: u32,
+    pub power_w_per_unit: f64,
+    /// Non-energy price; energy is billed at the site's tariff.
+    pub price_fen_per_unit_hour: i64,
+    pub arch: Arch,
+    /// Accelerator software stack (`cuda`, `cann`), for intelligent pools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator_kind: Option<String>,
+    /// Native peaks of one unit.
+    pub peak_per_unit: Peaks,
+    /// Unified value of one unit, in the metric's unit.
+    pub ucu_per_unit: f64,
+}
+
+impl Pool {
+    pub fn capacity_ucu(&self) -> f64 {
+        self.ucu_per_unit * self.count as f64
+    }
+}
+
+/// Instruction-set architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    #[serde(rename = "x86_64")]
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    pub fn parse(s: &str) -> Option<Arch> {
+        match s {
+            "x86_64" => Some(Arch::X86_64),
+            "aarch64" => Some(Arch::Aarch64),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteFile {
+    id: String,
+    name_cn: String,
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    province: String,
+    lat: f64,
+    lon: f64,
+    coord_source: String,
+    racks: u64,
+    pue: f64,
+    tariff: String,
+    green_profile: String,
+    #[serde(default)]
+    pool: Vec<PoolFile>,
+}
+
+/// A site (data centre) in a cluster or a green region.
+#[derive(Debug, Clone, Serialize)]
+pub struct Site {
+    pub id: String,
+    pub name_cn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The hub (via the cluster), if the site is in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
+    /// The residency region: the hub id, or the green region id.
+    pub region: String,
+    pub side: Side,
+    pub province: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub coord_source: String,
+    pub racks: u64,
+    pub pue: f64,
+    /// 2022 provincial grid factor, kg CO2 per kWh (location-based).
+    pub grid_factor_kg_per_kwh: f64,
+    pub tariff: String,
+    pub green_profile: String,
+    pub pools: Vec<Pool>,
+}
+
+impl Site {
+    pub fn latlon(&self) -> LatLon {
+        LatLon {
+            lat: self.lat,
+            lon: self.lon,
+        }
+    }
+
+    pub fn capacity_ucu(&self, family: Family) -> f64 {
+        self.pools
+            .iter()
+            .filter(|p| p.family == family)
+            .map(Pool::capacity_ucu)
+            .sum()
+    }
+
+    pub fn in_hub(&self) -> bool {
+        self.hub.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    /// Between clusters / green regions.
+    Backbone,
+    /// From a demand city to a cluster / green region.
+    Access,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub a: String,
+    pub b: String,
+    pub kind: LinkKind,
+    pub bandwidth_gbps: f64,
+    pub price_fen_per_gb: i64,
+    /// Measured one-way latency; when absent the fibre model applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_way_ms: Option<f64>,
+    /// Links are up unless marked otherwise.
+    #[serde(default = "yes")]
+    pub available: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pairing {
+    pub city: String,
+    pub hub: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuModel {
+    pub id: String,
+    pub vendor: String,
+    pub name: String,
+    pub arch: Arch,
+    pub cores_per_socket: u32,
+    pub sockets: u32,
+    pub base_clock_ghz: f64,
+    pub fp64_flops_per_cycle: u32,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceleratorModel {
+    pub id: String,
+    pub vendor: String,
+    pub name: String,
+    pub kind: String,
+    pub arch: Arch,
+    #[serde(default)]
+    pub fp64_tflops: Option<f64>,
+    #[serde(default)]
+    pub fp32_tflops: Option<f64>,
+    #[serde(default)]
+    pub fp16_tflops: Option<f64>,
+    #[serde(default)]
+    pub int8_tops: Option<f64>,
+    pub memory_gib: u32,
+    pub tdp_w: u32,
+    pub source: String,
+}
+
+impl AcceleratorModel {
+    pub fn peaks(&self) -> Peaks {
+        Peaks {
+            fp64: self.fp64_tflops,
+            fp32: self.fp32_tflops,
+            fp16: self.fp16_tflops,
+            int8: self.int8_tops,
+        }
+    }
+}
+
+/// The text of every reference-data file, by its path under `data/`.
+#[derive(Debug, Clone)]
+pub struct DataFiles {
+    pub files: BTreeMap<&'static str, String>,
+}
+
+/// The files the network is made of, relative to the data directory.
+pub const DATA_FILES: [&str; 12] = [
+    "metric.toml",
+    "devices.toml",
+    "network/hubs.toml",
+    "network/clusters.toml",
+    "network/regions.toml",
+    "network/cities.toml",
+    "network/sites.toml",
+    "network/links.toml",
+    "network/pairings.toml",
+    "energy/grid_factors.toml",
+    "energy/tariffs.toml",
+    "energy/green_share.csv",
+];
+
+impl DataFiles {
+    /// The reference network compiled into the binary.
+    pub fn reference() -> DataFiles {
+        let texts: [&str; 12] = [
+            include_str!("../../../data/metric.toml"),
+            include_str!("../../../data/devices.toml"),
+            include_str!("../../../data/network/hubs.toml"),
+            include_str!("../../../data/network/clusters.toml"),
+            include_str!("../../../data/network/regions.toml"),
+            include_str!("../../../data/network/cities.toml"),
+            include_str!("../../../data/network/sites.toml"),
+            include_str!("../../../data/network/links.toml"),
+            include_str!("../../../data/network/pairings.toml"),
+            include_str!("../../../data/energy/grid_factors.toml"),
+            include_str!("../../../data/energy/tariffs.toml"),
+            include_str!("../../../data/energy/green_share.csv"),
+        ];
+        DataFiles {
+            files: DATA_FILES
+                .into_iter()
+                .zip(texts.map(str::to_owned))
+                .collect(),
+        }
+    }
+
+    fn get(&self, name: &'static str) -> &str {
+        self.files.get(name).map_or("", String::as_str)
+    }
+}
+
+/// One thing wrong with the data: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataProblem {
+    pub file: String,
+    pub path: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for DataProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.file, self.path, self.reason)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the network data has {} problem(s); first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
+pub struct DataError(pub Vec<DataProblem>);
+
+/// What an id names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    City(usize),
+    Cluster(usize),
+    Region(usize),
+    Site(usize),
+    Hub(usize),
+}
+
+impl Place {
+    pub fn kind(self) -> &'static str {
+        match self {
+            Place::City(_) => "city",
+            Place::Cluster(_) => "cluster",
+            Place::Region(_) => "region",
+            Place::Site(_) => "site",
+            Place::Hub(_) => "hub",
+        }
+    }
+}
+
+/// One-way latency between two places.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Latency {
+    pub one_way_ms: f64,
+    pub tier: LatencyTier,
+    pub great_circle_km: f64,
+    /// True when a measured link value was used instead of the fibre model.
+    pub measured: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown place {id:?}: not a city, cluster, region, site or hub id")]
+pub struct UnknownPlace {
+    pub id: String,
+}
+
+/// The whole network, checked and indexed.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub metric: ConversionTable,
+    pub fibre: FibreModel,
+    pub intra_cluster_gbps: f64,
+    pub intra_cluster_fen_per_gb: i64,
+    pub hubs: Vec<Hub>,
+    pub clusters: Vec<Cluster>,
+    pub regions: Vec<Region>,
+    pub cities: Vec<City>,
+    pub sites: Vec<Site>,
+    pub links: Vec<Link>,
+    pub pairings: Vec<Pairing>,
+    pub cpus: Vec<CpuModel>,
+    pub accelerators: Vec<AcceleratorModel>,
+    pub grid_factors: BTreeMap<String, f64>,
+    pub tariffs: Vec<Tariff>,
+    pub green_profiles: Vec<GreenProfile>,
+    places: HashMap<String, Place>,
+    link_index: HashMap<(String, String), usize>,
+}
+
+// ---- file shapes --------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HubsFile {
+    hub: Vec<Hub>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClustersFile {
+    cluster: Vec<Cluster>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionsFile {
+    #[serde(default)]
+    region: Vec<Region>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CitiesFile {
+    city: Vec<City>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SitesFile {
+    site: Vec<SiteFile>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkModel {
+    route_factor: f64,
+    fibre_km_per_s: f64,
+    source: String,
+    intra_cluster_gbps: f64,
+    intra_cluster_fen_per_gb: i64,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinksFile {
+    model: LinkModel,
+    #[serde(default)]
+    link: Vec<Link>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairingsFile {
+    #[serde(default)]
+    pairing: Vec<Pairing>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicesFile {
+    cpu: Vec<CpuModel>,
+    accelerator: Vec<AcceleratorModel>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridFactorsFile {
+    factors: BTreeMap<String, f64>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TariffsFile {
+    tariff: Vec<Tariff>,
+}
+
+/// Collects problems while loading.
+struct Checker {
+    problems: Vec<DataProblem>,
+}
+
+impl Checker {
+    fn push(&mut self, file: &str, path: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(DataProblem {
+            file: file.into(),
+            path: path.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(
+        &mut self,
+        file: &'static str,
+        text: &str,
+    ) -> Option<T> {
+        match toml::from_str::<T>(text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let at = e
+                    .span()
+                    .map(|s| line_col(text, s.start))
+                    .unwrap_or_default();
+                self.push(file, at, e.message().to_string());
+                None
+            }
+        }
+    }
+
+    fn range(&mut self, file: &str, path: &str, v: f64, lo: f64, hi: f64) {
+        if !(v.is_finite() && v >= lo && v <= hi) {
+            self.push(file, path, format!("{v} is outside [{lo}, {hi}]"));
+        }
+    }
+
+    fn coords(&mut self, file: &str, path: &str, lat: f64, lon: f64) {
+        // Mainland China's bounding box, with margin.
+        self.range(file, &format!("{path}.lat"), lat, 15.0, 55.0);
+        self.range(file, &format!("{path}.lon"), lon, 70.0, 137.0);
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {col}")
+}
+
+/// Per green profile: the shares and which season-hours were seen.
+type ProfileRows = ([[f64; 24]; 4], [[bool; 24]; 4]);
+
+fn parse_green_csv(c: &mut Checker, text: &str) -> Vec<GreenProfile> {
+    const FILE: &str = "energy/green_share.csv";
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some("profile,season,hour,green_share") {
+        c.push(
+            FILE,
+            "line 1",
+            "header must be `profile,season,hour,green_share`",
+        );
+        return vec![];
+    }
+    let mut by_id: BTreeMap<String, ProfileRows> = BTreeMap::new();
+    for (i, line) in lines.enumerate() {
+        let at = format!("line {}", i + 2);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cols: Vec<&str> = line.split(',').collect();
+        let [id, season, hour, share] = cols[..] else {
+            c.push(
+                FILE,
+                at,
+                format!("expected 4 columns, found {}", cols.len()),
+            );
+            continue;
+        };
+        let Some(season) = Season::parse(season) else {
+            c.push(FILE, at, format!("unknown season {season:?}"));
+            continue;
+        };
+        let Some(hour) = hour.parse::<usize>().ok().filter(|h| *h < 24) else {
+            c.push(
+                FILE,
+                at,
+                format!("hour {hour:?} is not an integer in 0..=23"),
+            );
+            continue;
+        };
+        let Some(share) = share
+            .parse::<f64>()
+            .ok()
+            .filter(|s| (0.0..=1.0).contains(s))
+        else {
+            c.push(
+                FILE,
+                at,
+                format!("green_share {share:?} is not a number in [0, 1]"),
+            );
+            continue;
+        };
+        let entry = by_id
+            .entry(id.to_string())
+            .or_insert(([[0.0; 24]; 4], [[false; 24]; 4]));
+        if entry.1[season.index()][hour] {
+            c.push(
+                FILE,
+                at,
+                format!("duplicate row for {id} {} hour {hour}", season.as_str()),
+            );
+        }
+        entry.0[season.index()][hour] = share;
+        entry.1[season.index()][hour] = true;
+    }
+    let mut out = vec![];
+    for (id, (share, seen)) in by_id {
+        let missing = seen.iter().flatten().filter(|s| !**s).count();
+        if missing > 0 {
+            c.push(
+                FILE,
+                &id,
+                format!("{missing} of 96 season-hours are missing"),
+            );
+        }
+        out.push(GreenProfile { id, share });
+    }
+    out
+}
+
+impl Network {
+    /// The reference national network compiled into the binary.
+    pub fn reference() -> Result<Network, DataError> {
+        Network::from_files(&DataFiles::reference())
+    }
+
+    /// Parses and checks a network; reports every problem found.
+    pub fn from_files(files: &DataFiles) -> Result<Network, DataError> {
+        let mut c = Checker { problems: vec![] };
+        let metric = match ConversionTable::from_toml(files.get("metric.toml")) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                c.push("metric.toml", "", e);
+                None
+            }
+        };
+        let devices: Option<DevicesFile> = c.parse("devices.toml", files.get("devices.toml"));
+        let hubs: Option<HubsFile> = c.parse("network/hubs.toml", files.get("network/hubs.toml"));
+        let clusters: Option<ClustersFile> =
+            c.parse("network/clusters.toml", files.get("network/clusters.toml"));
+        let regions: Option<RegionsFile> =
+            c.parse("network/regions.toml", files.get("network/regions.toml"));
+        let cities: Option<CitiesFile> =
+            c.parse("network/cities.toml", files.get("network/cities.toml"));
+        let sites: Option<SitesFile> =
+            c.parse("network/sites.toml", files.get("network/sites.toml"));
+        let links: Option<LinksFile> =
+            c.parse("network/links.toml", files.get("network/links.toml"));
+        let pairings: Option<PairingsFile> =
+            c.parse("network/pairings.toml", files.get("network/pairings.toml"));
+        let grid: Option<GridFactorsFile> = c.parse(
+            "energy/grid_factors.toml",
+            files.get("energy/grid_factors.toml"),
+        );
+        let tariffs: Option<TariffsFile> =
+            c.parse("energy/tariffs.toml", files.get("energy/tariffs.toml"));
+        let green = parse_green_csv(&mut c, files.get("energy/green_share.csv"));
+        let (
+            Some(metric),
+            Some(devices),
+            Some(hubs),
+            Some(clusters),
+            Some(regions),
+            Some(cities),
+            Some(sites),
+            Some(links),
+            Some(pairings),
+            Some(grid),
+            Some(tariffs),
+        ) = (
+            metric, devices, hubs, clusters, regions, cities, sites, links, pairings, grid, tariffs,
+        )
+        else {
+            return Err(DataError(c.problems));
+        };
+        let net = build(
+            &mut c, metric, devices, hubs, clusters, regions, cities, sites, links, pairings, grid,
+            tariffs, green,
+        );
+        if c.problems.is_empty() {
+            Ok(net)
+        } else {
+            Err(DataError(c.problems))
+        }
+    }
+
+    /// What `id` names, if anything.
+    pub fn place(&self, id: &str) -> Option<Place> {
+        self.places.get(id).copied()
+    }
+
+    /// Coordinates of any place; a hub sits at the mean of its clusters.
+    pub fn latlon(&self, place: Place) -> LatLon {
+        match place {
+            Place::City(i) => LatLon {
+                lat: self.cities[i].lat,
+                lon: self.cities[i].lon,
+            },
+            Place::Cluster(i) => LatLon {
+                lat: self.clusters[i].lat,
+                lon: self.clusters[i].lon,
+            },
+            Place::Region(i) => LatLon {
+                lat: self.regions[i].lat,
+                lon: self.regions[i].lon,
+            },
+            Place::Site(i) => self.sites[i].latlon(),
+            Place::Hub(i) => {
+                let hub = &self.hubs[i].id;
+                let pts: Vec<&Cluster> = self.clusters.iter().filter(|c| &c.hub == hub).collect();
+                let n = pts.len().max(1) as f64;
+                LatLon {
+                    lat: pts.iter().map(|c| c.lat).sum::<f64>() / n,
+                    lon: pts.iter().map(|c| c.lon).sum::<f64>() / n,
+                }
+            }
+        }
+    }
+
+    /// One-way latency between any two places: a measured link value for exactly this pair
+    /// when one exists, else the fibre model on the great-circle distance.
+    pub fn latency(&self, from: &str, to: &str) -> Result<Latency, UnknownPlace> {
+        let a = self
+            .place(from)
+            .ok_or_else(|| UnknownPlace { id: from.into() })?;
+        let b = self
+            .place(to)
+            .ok_or_else(|| UnknownPlace { id: to.into() })?;
+        let km = self.latlon(a).distance_km(self.latlon(b));
+        let measured = self.link(from, to).and_then(|l| l.one_way_ms);
+        let one_way_ms = measured.unwrap_or_else(|| self.fibre.one_way_ms(km));
+        Ok(Latency {
+            one_way_ms,
+            tier: LatencyTier::of_ms(one_way_ms),
+            great_circle_km: km,
+            measured: measured.is_some(),
+        })
+    }
+
+    /// The link between exactly these two ids, either direction.
+    pub fn link(&self, a: &str, b: &str) -> Option<&Link> {
+        let key = if a <= b {
+            (a.to_string(), b.to_string())
+        } else {
+            (b.to_string(), a.to_string())
+        };
+        self.link_index.get(&key).map(|&i| &self.links[i])
+    }
+
+    pub fn site(&self, id: &str) -> Option<&Site> {
+        match self.place(id)? {
+            Place::Site(i) => Some(&self.sites[i]),
+            _ => None,
+        }
+    }
+
+    pub fn city(&self, id: &str) -> Option<&City> {
+        match self.place(id)? {
+            Place::City(i) => Some(&self.cities[i]),
+            _ => None,
+        }
+    }
+
+    pub fn tariff(&self, id: &str) -> Option<&Tariff> {
+        self.tariffs.iter().find(|t| t.id == id)
+    }
+
+    pub fn green_profile(&self, id: &str) -> Option<&GreenProfile> {
+        self.green_profiles.iter().find(|g| g.id == id)
+    }
+
+    pub fn accelerator(&self, id: &str) -> Option<&AcceleratorModel> {
+        self.accelerators.iter().find(|a| a.id == id)
+    }
+
+    /// True when `id` is a hub or a green region: a valid `allowed_regions` entry.
+    pub fn is_region(&self, id: &str) -> bool {
+        matches!(self.place(id), Some(Place::Hub(_) | Place::Region(_)))
+    }
+
+    /// Unified capacity of the sites matching `pred`, per family.
+    pub fn capacity_ucu(&self, pred: impl Fn(&Site) -> bool) -> BTreeMap<Family, f64> {
+        let mut out: BTreeMap<Family, f64> = Family::ALL.iter().map(|f| (*f, 0.0)).collect();
+        for s in self.sites.iter().filter(|s| pred(s)) {
+            for p in &s.pools {
+                *out.entry(p.family).or_default() += p.capacity_ucu();
+            }
+        }
+        out
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    c: &mut Checker,
+    metric: ConversionTable,
+    devices: DevicesFile,
+    hubs: HubsFile,
+    clusters: ClustersFile,
+    regions: RegionsFile,
+    cities: CitiesFile,
+    sites: SitesFile,
+    links: LinksFile,
+    pairings: PairingsFile,
+    grid: GridFactorsFile,
+    tariffs: TariffsFile,
+    green: Vec<GreenProfile>,
+) -> Network {
+    let mut places: HashMap<String, Place> = HashMap::new();
+    let mut claim = |c: &mut Checker, file: &str, path: String, id: &str, place: Place| {
+        if let Some(why) = id_problem(id) {
+            c.push(file, format!("{path}.id"), format!("{id:?} {why}"));
+        }
+        if let Some(prev) = places.insert(id.to_string(), place) {
+            c.push(
+                file,
+                format!("{path}.id"),
+                format!("{id:?} is already used by a {}", prev.kind()),
+            );
+        }
+    };
+    for (i, h) in hubs.hub.iter().enumerate() {
+        claim(
+            c,
+            "network/hubs.toml",
+            format!("hub[{i}]"),
+            &h.id,
+            Place::Hub(i),
+        );
+    }
+    for (i, x) in clusters.cluster.iter().enumerate() {
+        claim(
+            c,
+            "network/clusters.toml",
+            format!("cluster[{i}]"),
+            &x.id,
+            Place::Cluster(i),
+        );
+        c.coords(
+            "network/clusters.toml",
+            &format!("cluster[{i}]"),
+            x.lat,
+            x.lon,
+        );
+    }
+    for (i, x) in regions.region.iter().enumerate() {
+        claim(
+            c,
+            "network/regions.toml",
+            format!("region[{i}]"),
+            &x.id,
+            Place::Region(i),
+        );
+        c.coords(
+            "network/regions.toml",
+            &format!("region[{i}]"),
+            x.lat,
+            x.lon,
+        );
+    }
+    for (i, x) in cities.city.iter().enumerate() {
+        claim(
+            c,
+            "network/cities.toml",
+            format!("city[{i}]"),
+            &x.id,
+            Place::City(i),
+        );
+        c.coords("network/cities.toml", &format!("city[{i}]"), x.lat, x.lon);
+    }
+    for (i, x) in sites.site.iter().enumerate() {
+        claim(
+            c,
+            "network/sites.toml",
+            format!("site[{i}]"),
+            &x.id,
+            Place::Site(i),
+        );
+    }
+    let hub_side: HashMap<&str, Side> = hubs.hub.iter().map(|h| (h.id.as_str(), h.side)).collect();
+    let cluster_hub: HashMap<&str, &str> = clusters
+        .cluster
+        .iter()
+        .map(|x| (x.id.as_str(), x.hub.as_str()))
+        .collect();
+    for (i, x) in clusters.cluster.iter().enumerate() {
+        if !hub_side.contains_key(x.hub.as_str()) {
+            c.push(
+                "network/clusters.toml",
+                format!("cluster[{i}].hub"),
+                format!("unknown hub {:?}", x.hub),
+            );
+        }
+    }
+    for h in &hubs.hub {
+        if !clusters.cluster.iter().any(|x| x.hub == h.id) {
+            c.push("network/hubs.toml", &h.id, "hub has no cluster");
+        }
+    }
+    let region_ids: Vec<&str> = regions.region.iter().map(|r| r.id.as_str()).collect();
+    for (i, x) in cities.city.iter().enumerate() {
+        if let Some(r) = &x.region
+            && !hub_side.contains_key(r.as_str())
+            && !region_ids.contains(&r.as_str())
+        {
+            c.push(
+                "network/cities.toml",
+                format!("city[{i}].region"),
+                format!("unknown hub or region {r:?}"),
+            );
+        }
+    }
+    for (i, p) in pairings.pairing.iter().enumerate() {
+        if !matches!(places.get(&p.city), Some(Place::City(_))) {
+            c.push(
+                "network/pairings.toml",
+                format!("pairing[{i}].city"),
+                format!("unknown city {:?}", p.city),
+            );
+        }
+        if !matches!(places.get(&p.hub), Some(Place::Hub(_) | Place::Region(_))) {
+            c.push(
+                "network/pairings.toml",
+                format!("pairing[{i}].hub"),
+                format!("unknown hub {:?}", p.hub),
+            );
+        }
+    }
+
+    // devices
+    let mut device_ids = std::collections::HashSet::new();
+    for (i, d) in devices.cpu.iter().enumerate() {
+        let at = format!("cpu[{i}]");
+        if !device_ids.insert(d.id.clone()) {
+            c.push(
+                "devices.toml",
+                format!("{at}.id"),
+                format!("duplicate device id {:?}", d.id),
+            );
+        }
+        c.range(
+            "devices.toml",
+            &format!("{at}.base_clock_ghz"),
+            d.base_clock_ghz,
+            0.5,
+            6.0,
+        );
+        if d.cores_per_socket == 0 || d.sockets == 0 || d.fp64_flops_per_cycle == 0 {
+            c.push(
+                "devices.toml",
+                &at,
+                "cores_per_socket, sockets and fp64_flops_per_cycle must be positive",
+            );
+        }
+    }
+    for (i, d) in devices.accelerator.iter().enumerate() {
+        let at = format!("accelerator[{i}]");
+        if !device_ids.insert(d.id.clone()) {
+            c.push(
+                "devices.toml",
+                format!("{at}.id"),
+                format!("duplicate device id {:?}", d.id),
+            );
+        }
+        if metric.unified(&d.peaks()) <= 0.0 {
+            c.push("devices.toml", &at, "no positive peak at any precision");
+        }
+        for (name, v) in [
+            ("fp64_tflops", d.fp64_tflops),
+            ("fp32_tflops", d.fp32_tflops),
+            ("fp16_tflops", d.fp16_tflops),
+            ("int8_tops", d.int8_tops),
+        ] {
+            if let Some(v) = v {
+                c.range("devices.toml", &format!("{at}.{name}"), v, 0.0, 100_000.0);
+            }
+        }
+    }
+
+    // energy
+    for (prov, f) in &grid.factors {
+        c.range(
+            "energy/grid_factors.toml",
+            &format!("factors.{prov}"),
+            *f,
+            0.0,
+            1.5,
+        );
+    }
+    for (i, t) in tariffs.tariff.iter().enumerate() {
+        if t.hours.len() != 24 {
+            c.push(
+                "energy/tariffs.toml",
+                format!("tariff[{i}].hours"),
+                format!("has {} entries; need 24", t.hours.len()),
+            );
+        }
+        if let Some(h) = t.hours.iter().position(|p| *p <= 0 || *p > 10_000_000) {
+            c.push(
+                "energy/tariffs.toml",
+                format!("tariff[{i}].hours[{h}]"),
+                "price must be in 1..=10,000,000 fen/MWh",
+            );
+        }
+    }
+
+    // sites and pools
+    let mut out_sites = Vec::with_capacity(sites.site.len());
+    let mut pool_ids = std::collections::HashSet::new();
+    for (i, s) in sites.site.into_iter().enumerate() {
+        const F: &str = "network/sites.toml";
+        let at = format!("site[{i}]");
+        c.coords(F, &at, s.lat, s.lon);
+        c.range(F, &format!("{at}.pue"), s.pue, 1.0, 3.0);
+        let (hub, region, side) = match (&s.cluster, &s.region) {
+            (Some(cl), None) => match cluster_hub.get(cl.as_str()) {
+                Some(h) => (
+                    Some((*h).to_string()),
+                    (*h).to_string(),
+                    hub_side.get(h).copied().unwrap_or(Side::East),
+                ),
+                None => {
+                    c.push(
+                        F,
+                        format!("{at}.cluster"),
+                        format!("unknown cluster {cl:?}"),
+                    );
+                    (None, String::new(), Side::East)
+                }
+            },
+            (None, Some(r)) => {
+                if !region_ids.contains(&r.as_str()) {
+                    c.push(
+                        F,
+                        format!("{at}.region"),
+                        format!("unknown green region {r:?}"),
+                    );
+                }
+                (None, r.clone(), Side::West)
+            }
+            _ => {
+                c.push(F, &at, "a site needs exactly one of `cluster` or `region`");
+                (None, String::new(), Side::East)
+            }
+        };
+        let grid_factor = grid.factors.get(&s.province).copied().unwrap_or_else(|| {
+            c.push(
+                F,
+                format!("{at}.province"),
+                format!("no grid factor for province {:?}", s.province),
+            );
+            0.0
+        });
+        if !tariffs.tariff.iter().any(|t| t.id == s.tariff) {
+            c.push(
+                F,
+                format!("{at}.tariff"),
+                format!("unknown tariff {:?}", s.tariff),
+            );
+        }
+        if !green.iter().any(|g| g.id == s.green_profile) {
+            c.push(
+                F,
+                format!("{at}.green_profile"),
+                format!("unknown green profile {:?}", s.green_profile),
+            );
+        }
+        if s.pool.is_empty() {
+            c.push(F, &at, "a site needs at least one pool");
+        }
+        let mut pools = vec![];
+        for (j, p) in s.pool.into_iter().enumerate() {
+            let pat = format!("{at}.pool[{j}]");
+            if !p.id.starts_with(&format!("{}.", s.id)) {
+                c.push(
+                    F,
+                    format!("{pat}.id"),
+                    format!("pool id {:?} must start with \"{}.\"", p.id, s.id),
+                );
+            }
+            if !pool_ids.insert(p.id.clone()) {
+                c.push(
+                    F,
+                    format!("{pat}.id"),
+                    format!("duplicate pool id {:?}", p.id),
+                );
+            }
+            if p.count == 0 {
+                c.push(F, format!("{pat}.count"), "must be positive");
+            }
+            c.range(
+                F,
+                &format!("{pat}.power_w_per_unit"),
+                p.power_w_per_unit,
+                0.1,
+                100_000.0,
+            );
+            if p.price_fen_per_unit_hour < 0 {
+                c.push(
+                    F,
+                    format!("{pat}.price_fen_per_unit_hour"),
+                    "must not be negative",
+                );
+            }
+            let resolved = match (p.family, p.unit) {
+                (Family::General, Unit::Core) | (Family::Super, Unit::Node) => {
+                    devices.cpu.iter().find(|d| d.id == p.model).map(|d| {
+                        let cores = if p.unit == Unit::Core {
+                            1
+                        } else {
+                            d.cores_per_socket * d.sockets
+                        };
+                        (
+                            Peaks::cpu(cores, d.base_clock_ghz, d.fp64_flops_per_cycle),
+                            d.arch,
+                            None,
+                        )
+                    })
+                }
+                (Family::Intelligent, Unit::Accelerator) => devices
+                    .accelerator
+                    .iter()
+                    .find(|d| d.id == p.model)
+                    .map(|d| (d.peaks(), d.arch, Some(d.kind.clone()))),
+                (f, u) => {
+                    c.push(
+                        F,
+                        format!("{pat}.unit"),
+                        format!(
+                            "{} pools count in {}, not {u:?}",
+                            f.as_str(),
+                            match f {
+                                Family::General => "core",
+                                Family::Intelligent => "accelerator",
+                                Family::Super => "node",
+                            }
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let Some((peak_per_unit, arch, accelerator_kind)) = resolved else {
+                c.push(
+                    F,
+                    format!("{pat}.model"),
+                    format!(
+                        "unknown {} device model {:?} (see devices.toml)",
+                        p.family.as_str(),
+                        p.model
+                    ),
+                );
+                continue;
+            };
+            let ucu_per_unit = metric.unified(&peak_per_unit);
+            pools.push(Pool {
+                id: p.id,
+                site: s.id.clone(),
+                family: p.family,
+                model: p.model,
+                unit: p.unit,
+                count: p.count,
+                memory_gib_per_unit: p.memory_gib_per_unit,
+                power_w_per_unit: p.power_w_per_unit,
+                price_fen_per_unit_hour: p.price_fen_per_unit_hour,
+                arch,
+                accelerator_kind,
+                peak_per_unit,
+                ucu_per_unit,
+            });
+        }
+        out_sites.push(Site {
+            id: s.id,
+            name_cn: s.name_cn,
+            cluster: s.cluster,
+            hub,
+            region,
+            side,
+            province: s.province,
+            lat: s.lat,
+            lon: s.lon,
+            coord_source: s.coord_source,
+            racks: s.racks,
+            pue: s.pue,
+            grid_factor_kg_per_kwh: grid_factor,
+            tariff: s.tariff,
+            green_profile: s.green_profile,
+            pools,
+        });
+    }
+    for cl in &clusters.cluster {
+        if !out_sites
+            .iter()
+            .any(|s| s.cluster.as_deref() == Some(cl.id.as_str()))
+        {
+            c.push("network/sites.toml", &cl.id, "cluster has no site");
+        }
+    }
+    for r in &regions.region {
+        if !out_sites
+            .iter()
+            .any(|s| s.cluster.is_none() && s.region == r.id)
+        {
+            c.push("network/sites.toml", &r.id, "green region has no site");
+        }
+    }
+
+    // links
+    let m = &links.model;
+    c.range(
+        "network/links.toml",
+        "model.route_factor",
+        m.route_factor,
+        1.0,
+        5.0,
+    );
+    c.range(
+        "network/links.toml",
+        "model.fibre_km_per_s",
+        m.fibre_km_per_s,
+        100_000.0,
+        300_000.0,
+    );
+    c.range(
+        "network/links.toml",
+        "model.intra_cluster_gbps",
+        m.intra_cluster_gbps,
+        0.001,
+        1e6,
+    );
+    let _ = &m.source;
+    let mut link_index = HashMap::new();
+    for (i, l) in links.link.iter().enumerate() {
+        let at = format!("link[{i}]");
+        for (end, id) in [("a", &l.a), ("b", &l.b)] {
+            if !places.contains_key(id) {
+                c.push(
+                    "network/links.toml",
+                    format!("{at}.{end}"),
+                    format!("unknown endpoint {id:?}"),
+                );
+            }
+        }
+        if l.a == l.b {
+            c.push(
+                "network/links.toml",
+                &at,
+                "a link needs two different endpoints",
+            );
+        }
+        c.range(
+            "network/links.toml",
+            &format!("{at}.bandwidth_gbps"),
+            l.bandwidth_gbps,
+            0.001,
+            1e6,
+        );
+        if l.price_fen_per_gb < 0 {
+            c.push(
+                "network/links.toml",
+                format!("{at}.price_fen_per_gb"),
+                "must not be negative",
+            );
+        }
+        if let Some(ms) = l.one_way_ms {
+            c.range(
+                "network/links.toml",
+                &format!("{at}.one_way_ms"),
+                ms,
+                0.0,
+                1000.0,
+            );
+        }
+        let key = if l.a <= l.b {
+            (l.a.clone(), l.b.clone())
+        } else {
+            (l.b.clone(), l.a.clone())
+        };
+        if link_index.insert(key, i).is_some() {
+            c.push(
+                "network/links.toml",
+                &at,
+                format!("duplicate link {} <-> {}", l.a, l.b),
+            );
+        }
+    }
+
+    Network {
+        metric,
+        fibre: FibreModel {
+            route_factor: m.route_factor,
+            fibre_km_per_s: m.fibre_km_per_s,
+        },
+        intra_cluster_gbps: m.intra_cluster_gbps,
+        intra_cluster_fen_per_gb: m.intra_cluster_fen_per_gb,
+        hubs: hubs.hub,
+        clusters: clusters.cluster,
+        regions: regions.region,
+        cities: cities.city,
+        sites: out_sites,
+        links: links.link,
+        pairings: pairings.pairing,
+        cpus: devices.cpu,
+        accelerators: devices.accelerator,
+        grid_factors: grid.factors,
+        tariffs: tariffs.tariff,
+        green_profiles: green,
+        places,
+        link_index,
+    }
+}

@@ -1,0 +1,302 @@
+//! Job specs: every example is valid; every bad spec names the field at fault.
+
+use suanwang_core::job::{self, Classification, JobKind, Work};
+use suanwang_core::{LatencyTier, Network, Ts};
+
+fn now() -> Ts {
+    Ts::parse("2026-11-26T00:00:00Z").expect("valid")
+}
+
+const VALID: &str = r#"
+name = "ok"
+tenant = "acme"
+kind = "training"
+origin = "beijing"
+[resources]
+family = "intelligent"
+count = 8
+[work]
+run_time_s = 3600
+"#;
+
+/// The valid spec plus `edit`: top-level lines go before the first table, tables at the end.
+fn spec(edit: &str) -> String {
+    match edit.split_once("\n[") {
+        Some((top, tables)) => {
+            VALID.replacen("[resources]", &format!("{top}\n[resources]"), 1) + "[" + tables + "\n"
+        }
+        None if edit.starts_with('[') => format!("{VALID}{edit}\n"),
+        None => VALID.replacen("[resources]", &format!("{edit}\n[resources]"), 1),
+    }
+}
+
+/// Checks that `text` is refused with a problem at exactly `field`.
+fn check_bad(text: &[u8], field: &str) {
+    let net = Network::reference().expect("net");
+    let problems = job::parse_toml(text, &net, now()).expect_err("must be refused");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == field && !p.reason.is_empty()),
+        "expected a problem at {field:?}; got {problems:#?}\nspec:\n{}",
+        String::from_utf8_lossy(&text[..text.len().min(400)])
+    );
+}
+
+#[test]
+fn bad_specs_name_their_field() {
+    let without = |key: &str| {
+        VALID
+            .lines()
+            .filter(|l| !l.starts_with(key))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let replace = |from: &str, to: &str| VALID.replacen(from, to, 1);
+    let cases: Vec<(String, &str)> = vec![
+        (without("name"), "name"),
+        (without("tenant"), "tenant"),
+        (without("kind"), "kind"),
+        (without("origin"), "origin"),
+        (without("family"), "resources.family"),
+        (without("count"), "resources.count"),
+        (without("run_time_s"), "work.run_time_s"),
+        (replace("count = 8", "count = -4"), "resources.count"),
+        (replace("count = 8", "count = 0"), "resources.count"),
+        (
+            replace("count = 8", "count = 4294967297"),
+            "resources.count",
+        ),
+        (replace("count = 8", "count = 2.5"), "resources.count"),
+        (replace("count = 8", "count = \"eight\""), "resources.count"),
+        (
+            replace("run_time_s = 3600", "run_time_s = -1"),
+            "work.run_time_s",
+        ),
+        (
+            replace("run_time_s = 3600", "run_time_s = 9223372036854775807"),
+            "work.run_time_s",
+        ),
+        (
+            replace("run_time_s = 3600", "amount_pflop = nan"),
+            "work.amount_pflop",
+        ),
+        (
+            replace("run_time_s = 3600", "amount_pflop = inf"),
+            "work.amount_pflop",
+        ),
+        (
+            replace("run_time_s = 3600", "run_time_s = 3600\namount_pflop = 5.0"),
+            "work",
+        ),
+        (
+            replace("origin = \"beijing\"", "origin = \"atlantis\""),
+            "origin",
+        ),
+        (
+            replace("origin = \"beijing\"", "origin = \"zhongwei\""),
+            "origin",
+        ),
+        (replace("kind = \"training\"", "kind = \"mining\""), "kind"),
+        (
+            replace("family = \"intelligent\"", "family = \"quantum\""),
+            "resources.family",
+        ),
+        (
+            replace("tenant = \"acme\"", "tenant = \"ACME Corp\""),
+            "tenant",
+        ),
+        (replace("name = \"ok\"", "name = \"\""), "name"),
+        (spec("deadline = \"2020-01-01T00:00:00Z\""), "deadline"),
+        (spec("deadline = \"next tuesday\""), "deadline"),
+        (spec("deadline = 2020-01-01T00:00:00Z"), "deadline"),
+        (spec("budget_fen = -100"), "budget_fen"),
+        (spec("budget_fen = 12.5"), "budget_fen"),
+        (spec("min_green_share = 1.5"), "min_green_share"),
+        (spec("min_green_share = -0.1"), "min_green_share"),
+        (spec("priority = 10"), "priority"),
+        (spec("preemptible = \"yes\""), "preemptible"),
+        (spec("latency_tier = \"planet\""), "latency_tier"),
+        (
+            spec("allowed_regions = [\"gansu\", \"mars\"]"),
+            "allowed_regions[1]",
+        ),
+        (
+            spec("allowed_sites = [\"qingyang-xifeng\", 7]"),
+            "allowed_sites[1]",
+        ),
+        (spec("allowed_sites = [\"nowhere-dc\"]"), "allowed_sites[0]"),
+        (spec("colour = \"blue\""), "colour"),
+        (
+            replace(
+                "[resources]",
+                "[resources]\nmin_throughput = { precision = \"fp12\", tflops = 10.0 }",
+            ),
+            "resources.min_throughput.precision",
+        ),
+        (
+            replace(
+                "[resources]",
+                "[resources]\nmin_throughput = { precision = \"fp16\", tflops = -10.0 }",
+            ),
+            "resources.min_throughput.tflops",
+        ),
+        (
+            replace("[resources]", "[resources]\naccelerator = \"tpu-v5\""),
+            "resources.accelerator",
+        ),
+        (
+            replace("[resources]", "[resources]\nmemory_gib = -1"),
+            "resources.memory_gib",
+        ),
+        (
+            replace(
+                "[resources]",
+                "[resources]\nvariants = [{ arch = \"sparc\" }]",
+            ),
+            "resources.variants[0].arch",
+        ),
+        (
+            replace(
+                "[resources]",
+                "[resources]\nvariants = [{ arch = \"x86_64\", accelerator_kind = \"rocm\" }]",
+            ),
+            "resources.variants[0].accelerator_kind",
+        ),
+        (
+            spec("[input]\nsize_gb = -5\nlocation = \"beijing\""),
+            "input.size_gb",
+        ),
+        (
+            spec("[input]\nsize_gb = 1e300\nlocation = \"beijing\""),
+            "input.size_gb",
+        ),
+        (
+            spec("[input]\nsize_gb = 5\nlocation = \"gansu\""),
+            "input.location",
+        ),
+        (
+            spec("[input]\nsize_gb = 5\nlocation = \"beijing\"\nclassification = \"top-secret\""),
+            "input.classification",
+        ),
+        (spec("[input]\nlocation = \"beijing\""), "input.size_gb"),
+        (replace("[work]\nrun_time_s = 3600", "work = 5"), "work"),
+        (
+            replace(
+                "family = \"intelligent\"",
+                "family = \"general\"\naccelerator = \"a800\"",
+            ),
+            "resources.accelerator",
+        ),
+        ("name = \"ok\"\nname = \"twice\"".to_string(), "$"),
+        ("= broken toml".to_string(), "$"),
+    ];
+    assert!(cases.len() >= 20);
+    for (text, field) in &cases {
+        check_bad(text.as_bytes(), field);
+    }
+}
+
+#[test]
+fn non_utf8_and_huge_files_are_refused_without_reading_on() {
+    let mut bytes = VALID.as_bytes().to_vec();
+    bytes.extend_from_slice(b"\n# \xff\xfe\n");
+    check_bad(&bytes, "$");
+    let huge = vec![b'#'; 10 * 1024 * 1024];
+    check_bad(&huge, "$");
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = "name = \"x\"\ntenant = \"BAD\"\nkind = \"mining\"\norigin = \"atlantis\"\n[resources]\nfamily = \"quantum\"\ncount = 0\n[work]\nrun_time_s = -1\n";
+    let net = Network::reference().expect("net");
+    let problems = job::parse_toml(text.as_bytes(), &net, now()).expect_err("bad");
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    for want in [
+        "tenant",
+        "kind",
+        "origin",
+        "resources.family",
+        "resources.count",
+        "work.run_time_s",
+    ] {
+        assert!(fields.contains(&want), "{want} missing from {fields:?}");
+    }
+    assert!(
+        problems.iter().all(|p| !p.hint.is_empty()),
+        "every problem has a hint: {problems:#?}"
+    );
+}
+
+#[test]
+fn typos_get_a_suggestion() {
+    let net = Network::reference().expect("net");
+    let problems =
+        job::parse_toml(spec("min_green_shar = 0.5").as_bytes(), &net, now()).expect_err("bad");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "min_green_shar" && p.hint.contains("min_green_share")),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn a_full_spec_round_trips_through_json() {
+    let net = Network::reference().expect("net");
+    let text = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/training.toml"
+    ))
+    .expect("example");
+    let job = job::parse_toml(&text, &net, now()).expect("valid");
+    assert_eq!(job.kind, JobKind::Training);
+    assert_eq!(job.latency_tier, None);
+    assert_eq!(job.resources.variants.len(), 2);
+    assert!(
+        matches!(job.work, Work::Amount { amount_pflop } if (amount_pflop - 5.0e7).abs() < 1.0)
+    );
+    let json = serde_json::to_vec(&job).expect("serialises");
+    let again = job::parse_json(&json, &net, now()).expect("the JSON shape is the TOML shape");
+    assert_eq!(job, again);
+}
+
+#[test]
+fn every_example_is_valid_and_every_kind_has_one() {
+    let net = Network::reference().expect("net");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut kinds = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let bytes = std::fs::read(&path).expect("readable");
+            let job = job::parse_toml(&bytes, &net, now())
+                .unwrap_or_else(|p| panic!("{}: {p:#?}", path.display()));
+            kinds.insert(job.kind);
+        }
+    }
+    for kind in JobKind::ALL {
+        assert!(
+            kinds.contains(&kind),
+            "no example of kind {}",
+            kind.as_str()
+        );
+    }
+}
+
+#[test]
+fn defaults_and_fields() {
+    let net = Network::reference().expect("net");
+    let job = job::parse_toml(
+        spec("latency_tier = \"city\"\n[input]\nsize_gb = 10\nlocation = \"yrd-qingpu\"\nclassification = \"restricted\"").as_bytes(),
+        &net,
+        now(),
+    )
+    .expect("valid");
+    assert_eq!(job.priority, 5);
+    assert!(!job.preemptible);
+    assert_eq!(job.latency_tier, Some(LatencyTier::City));
+    let input = job.input.expect("input");
+    assert_eq!(input.classification, Classification::Restricted);
+    assert_eq!(input.location, "yrd-qingpu");
+}
