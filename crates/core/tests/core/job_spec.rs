@@ -300,3 +300,56 @@ fn defaults_and_fields() {
     assert_eq!(input.classification, Classification::Restricted);
     assert_eq!(input.location, "yrd-qingpu");
 }
+
+mod never_panics {
+    use proptest::prelude::*;
+    use suanwang_core::job;
+    use suanwang_core::{Network, Ts};
+
+    fn field_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|i| i.to_string()),
+            any::<f64>().prop_map(|f| if f.is_finite() {
+                format!("{f:e}")
+            } else {
+                "nan".into()
+            }),
+            "[a-z_-]{0,12}".prop_map(|s| format!("{s:?}")),
+            Just("true".to_string()),
+            Just("[1, \"x\"]".to_string()),
+            Just("{ a = 1 }".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes are refused or accepted, never a panic.
+        #[test]
+        fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let net = Network::reference().expect("net");
+            let _ = job::parse_toml(&bytes, &net, Ts(0));
+            let _ = job::parse_json(&bytes, &net, Ts(0));
+        }
+
+        /// Any value in any field of a valid spec gives a job or a list of problems naming fields.
+        #[test]
+        fn any_value_in_any_field(
+            key in prop::sample::select(vec!["name", "tenant", "kind", "origin", "latency_tier", "deadline",
+                "budget_fen", "min_green_share", "priority", "preemptible", "allowed_sites"]),
+            rkey in prop::sample::select(vec!["count", "memory_gib", "family", "accelerator"]),
+            value in field_value(),
+            rvalue in field_value(),
+        ) {
+            let net = Network::reference().expect("net");
+            let text = format!(
+                "name = \"n\"\ntenant = \"t\"\nkind = \"batch\"\norigin = \"beijing\"\n{key} = {value}\n\
+                 [resources]\nfamily = \"general\"\ncount = 1\n{rkey} = {rvalue}\n[work]\nrun_time_s = 60\n"
+            );
+            match job::parse_toml(text.as_bytes(), &net, Ts(0)) {
+                Ok(_) => {}
+                Err(problems) => prop_assert!(!problems.is_empty() && problems.iter().all(|p| !p.field.is_empty())),
+            }
+        }
+    }
+}
