@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench_cmd;
 mod network_cmd;
+mod plan_cmd;
 
 use suanwang_core::network::{DATA_FILES, DataFiles};
 use suanwang_core::{Network, Ts};
@@ -35,6 +37,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Plan a job on the empty reference network: where, when, how data moves, and why.
+    Plan {
+        file: PathBuf,
+        /// balanced, cheapest, greenest, fastest or nearest.
+        #[arg(long, default_value = "balanced")]
+        policy: String,
+        /// A TOML file overriding the policy's weights (`[weights] money = 1.0 …`).
+        #[arg(long, value_name = "FILE")]
+        weights: Option<PathBuf>,
+        /// Plan as of this instant (RFC 3339) instead of now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks that print JSON figures.
+    Bench {
+        #[command(subcommand)]
+        sub: BenchSub,
+    },
     /// Work with job specs.
     Job {
         #[command(subcommand)]
@@ -54,6 +76,25 @@ enum NetworkSub {
 }
 
 #[derive(Debug, Subcommand)]
+enum BenchSub {
+    /// Online placements and the batch optimiser on the reference network.
+    Sched {
+        /// Jobs placed online, one by one.
+        #[arg(long, default_value_t = 20_000)]
+        jobs: usize,
+        /// Jobs in the batch window.
+        #[arg(long, default_value_t = 10_000)]
+        batch_jobs: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "balanced")]
+        policy: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum JobSub {
     /// Check a job spec file: exit 0 when valid, 1 listing every problem.
     Check {
@@ -65,10 +106,7 @@ enum JobSub {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SUANWANG_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SUANWANG_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -85,13 +123,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let net = load_network(cli.network_data.as_deref())?;
     match cli.command {
         Command::Network { sub: None, json } => network_cmd::show(&net, json),
-        Command::Network {
-            sub: Some(NetworkSub::Latency { from, to, json }),
-            json: json_outer,
-        } => network_cmd::latency(&net, &from, &to, json || json_outer),
-        Command::Job {
-            sub: JobSub::Check { file, json },
-        } => job_check(&net, &file, json),
+        Command::Network { sub: Some(NetworkSub::Latency { from, to, json }), json: json_outer } => {
+            network_cmd::latency(&net, &from, &to, json || json_outer)
+        }
+        Command::Job { sub: JobSub::Check { file, json } } => job_check(&net, &file, json),
+        Command::Bench { sub: BenchSub::Sched { jobs, batch_jobs, seed, policy, json } } => {
+            let policy = plan_cmd::policy(&policy, None)?;
+            bench_cmd::sched(net, &bench_cmd::SchedArgs { jobs, batch_jobs, seed, policy, json })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { file, policy, weights, at, json } => {
+            let policy = plan_cmd::policy(&policy, weights.as_deref())?;
+            let now = match at {
+                Some(t) => Ts::parse(&t).map_err(|e| anyhow::anyhow!("--at: {e}"))?,
+                None => now(),
+            };
+            plan_cmd::run(net, &file, &policy, now, json)
+        }
     }
 }
 
@@ -100,13 +148,10 @@ fn load_network(dir: Option<&Path>) -> Result<Network> {
     let files = match dir {
         None => DataFiles::reference(),
         Some(dir) => {
-            let mut files = DataFiles {
-                files: std::collections::BTreeMap::new(),
-            };
+            let mut files = DataFiles { files: std::collections::BTreeMap::new() };
             for name in DATA_FILES {
                 let path = dir.join(name);
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
                 files.files.insert(name, text);
             }
             files
@@ -132,10 +177,7 @@ fn job_check(net: &Network, file: &Path, json: bool) -> Result<ExitCode> {
     match result {
         Ok(job) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"valid": true, "job": job}))?
-                );
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"valid": true, "job": job}))?);
             } else {
                 println!(
                     "{}: valid {} job \"{}\" for tenant {}",
@@ -151,9 +193,7 @@ fn job_check(net: &Network, file: &Path, json: bool) -> Result<ExitCode> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"valid": false, "problems": problems})
-                    )?
+                    serde_json::to_string_pretty(&serde_json::json!({"valid": false, "problems": problems}))?
                 );
             } else {
                 eprintln!("{}: {} problem(s)", file.display(), problems.len());

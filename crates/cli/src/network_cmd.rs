@@ -26,14 +26,8 @@ fn green_share(net: &Network, sites: &[&Site]) -> f64 {
     let mut w = 0.0;
     let mut g = 0.0;
     for s in sites {
-        let power: f64 = s
-            .pools
-            .iter()
-            .map(|p| p.power_w_per_unit * p.count as f64)
-            .sum();
-        let share = net
-            .green_profile(&s.green_profile)
-            .map_or(0.0, suanwang_core::GreenProfile::mean);
+        let power: f64 = s.pools.iter().map(|p| p.power_w_per_unit * p.count as f64).sum();
+        let share = net.green_profile(&s.green_profile).map_or(0.0, suanwang_core::GreenProfile::mean);
         w += power;
         g += power * share;
     }
@@ -122,10 +116,8 @@ pub fn show(net: &Network, json: bool) -> Result<ExitCode> {
         "Suanwang reference network — unified metric {} (1 {unit} = {})",
         net.metric.version, net.metric.unit_description
     );
-    let _ = writeln!(
-        out,
-        "Capacity in P{unit} (= 1,000 {unit}); green share = modelled annual mean, IT-power weighted.\n"
-    );
+    let _ =
+        writeln!(out, "Capacity in P{unit} (= 1,000 {unit}); green share = modelled annual mean, IT-power weighted.\n");
     let _ = writeln!(
         out,
         "{:<14} {:<5} {:<28} {:>5} {:>12} {:>12} {:>10} {:>6}",
@@ -147,29 +139,13 @@ pub fn show(net: &Network, json: bool) -> Result<ExitCode> {
         );
     };
     for h in &net.hubs {
-        let sites: Vec<&Site> = net
-            .sites
-            .iter()
-            .filter(|s| s.hub.as_deref() == Some(h.id.as_str()))
-            .collect();
-        let clusters: Vec<&str> = net
-            .clusters
-            .iter()
-            .filter(|c| c.hub == h.id)
-            .map(|c| c.id.as_str())
-            .collect();
-        let side = serde_json::to_value(h.side)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let sites: Vec<&Site> = net.sites.iter().filter(|s| s.hub.as_deref() == Some(h.id.as_str())).collect();
+        let clusters: Vec<&str> = net.clusters.iter().filter(|c| c.hub == h.id).map(|c| c.id.as_str()).collect();
+        let side = serde_json::to_value(h.side).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         row(&mut out, &h.id, &side, &clusters.join(","), &sites);
     }
     for r in &net.regions {
-        let sites: Vec<&Site> = net
-            .sites
-            .iter()
-            .filter(|s| s.cluster.is_none() && s.region == r.id)
-            .collect();
+        let sites: Vec<&Site> = net.sites.iter().filter(|s| s.cluster.is_none() && s.region == r.id).collect();
         row(&mut out, &r.id, "green", "(non-hub region)", &sites);
     }
     let all: Vec<&Site> = net.sites.iter().collect();
@@ -178,23 +154,11 @@ pub fn show(net: &Network, json: bool) -> Result<ExitCode> {
     let _ = writeln!(
         out,
         "\n{:<22} {:<14} {:<10} {:>5} {:>6} {:>6} {:>12} {:>12} {:>10}  POOLS",
-        "SITE",
-        "CLUSTER/REGION",
-        "PROVINCE",
-        "PUE",
-        "GRID",
-        "GREEN",
-        "GENERAL",
-        "INTELLIGENT",
-        "SUPER"
+        "SITE", "CLUSTER/REGION", "PROVINCE", "PUE", "GRID", "GREEN", "GENERAL", "INTELLIGENT", "SUPER"
     );
     for s in &net.sites {
         let c = net.capacity_ucu(|x| x.id == s.id);
-        let pools: Vec<String> = s
-            .pools
-            .iter()
-            .map(|p| format!("{}×{}", p.count, p.model))
-            .collect();
+        let pools: Vec<String> = s.pools.iter().map(|p| format!("{}×{}", p.count, p.model)).collect();
         let _ = writeln!(
             out,
             "{:<22} {:<14} {:<10} {:>5.2} {:>6.3} {:>5.0}% {:>12.1} {:>12.1} {:>10.1}  {}",
@@ -203,9 +167,7 @@ pub fn show(net: &Network, json: bool) -> Result<ExitCode> {
             s.province.chars().take(10).collect::<String>(),
             s.pue,
             s.grid_factor_kg_per_kwh,
-            net.green_profile(&s.green_profile)
-                .map_or(0.0, suanwang_core::GreenProfile::mean)
-                * 100.0,
+            net.green_profile(&s.green_profile).map_or(0.0, suanwang_core::GreenProfile::mean) * 100.0,
             c[&Family::General] / 1000.0,
             c[&Family::Intelligent] / 1000.0,
             c[&Family::Super] / 1000.0,
@@ -247,11 +209,7 @@ pub fn latency(net: &Network, from: &str, to: &str, json: bool) -> Result<ExitCo
             lat.one_way_ms,
             lat.tier,
             lat.great_circle_km,
-            if lat.measured {
-                "measured"
-            } else {
-                "fibre model"
-            }
+            if lat.measured { "measured" } else { "fibre model" }
         );
     }
     Ok(ExitCode::SUCCESS)

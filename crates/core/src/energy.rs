@@ -14,12 +14,7 @@ pub enum Season {
 }
 
 impl Season {
-    pub const ALL: [Season; 4] = [
-        Season::Spring,
-        Season::Summer,
-        Season::Autumn,
-        Season::Winter,
-    ];
+    pub const ALL: [Season; 4] = [Season::Spring, Season::Summer, Season::Autumn, Season::Winter];
 
     pub fn of_month(month: u8) -> Season {
         match month {

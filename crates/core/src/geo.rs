@@ -36,10 +36,7 @@ pub struct FibreModel {
 
 impl Default for FibreModel {
     fn default() -> Self {
-        FibreModel {
-            route_factor: 1.5,
-            fibre_km_per_s: 204_000.0,
-        }
+        FibreModel { route_factor: 1.5, fibre_km_per_s: 204_000.0 }
     }
 }
 
@@ -61,12 +58,8 @@ pub enum LatencyTier {
 }
 
 impl LatencyTier {
-    pub const ALL: [LatencyTier; 4] = [
-        LatencyTier::City,
-        LatencyTier::Regional,
-        LatencyTier::CrossHub,
-        LatencyTier::Beyond,
-    ];
+    pub const ALL: [LatencyTier; 4] =
+        [LatencyTier::City, LatencyTier::Regional, LatencyTier::CrossHub, LatencyTier::Beyond];
 
     /// The tightest tier a one-way latency falls in.
     pub fn of_ms(one_way_ms: f64) -> LatencyTier {
@@ -113,22 +106,12 @@ mod tests {
 
     #[test]
     fn distance_is_symmetric_and_zero_on_self() {
-        let a = LatLon {
-            lat: 39.9,
-            lon: 116.4,
-        };
-        let b = LatLon {
-            lat: 31.23,
-            lon: 121.47,
-        };
+        let a = LatLon { lat: 39.9, lon: 116.4 };
+        let b = LatLon { lat: 31.23, lon: 121.47 };
         assert!((a.distance_km(b) - b.distance_km(a)).abs() < 1e-9);
         assert!(a.distance_km(a).abs() < 1e-9);
         // Beijing–Shanghai is about 1,067 km great-circle.
-        assert!(
-            (a.distance_km(b) - 1067.0).abs() < 10.0,
-            "{}",
-            a.distance_km(b)
-        );
+        assert!((a.distance_km(b) - 1067.0).abs() < 10.0, "{}", a.distance_km(b));
     }
 
     #[test]

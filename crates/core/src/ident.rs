@@ -16,13 +16,8 @@ pub fn id_problem(s: &str) -> Option<String> {
     if !chars.next().is_some_and(|c| c.is_ascii_lowercase()) {
         return Some("must start with a lowercase ASCII letter".into());
     }
-    if let Some(bad) = s
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
-    {
-        return Some(format!(
-            "contains {bad:?}; only lowercase ASCII letters, digits, '_' and '-' are allowed"
-        ));
+    if let Some(bad) = s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')) {
+        return Some(format!("contains {bad:?}; only lowercase ASCII letters, digits, '_' and '-' are allowed"));
     }
     None
 }

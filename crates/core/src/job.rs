@@ -66,11 +66,7 @@ impl JobKind {
     pub fn is_delay_tolerant(self) -> bool {
         matches!(
             self,
-            JobKind::Training
-                | JobKind::FineTuning
-                | JobKind::Rendering
-                | JobKind::Analytics
-                | JobKind::Backup
+            JobKind::Training | JobKind::FineTuning | JobKind::Rendering | JobKind::Analytics | JobKind::Backup
         )
     }
 }
@@ -240,11 +236,7 @@ impl Tree {
             toml::Value::Boolean(b) => Tree::Bool(b),
             toml::Value::Datetime(d) => Tree::Datetime(d.to_string()),
             toml::Value::Array(a) => Tree::Array(a.into_iter().map(Tree::from_toml).collect()),
-            toml::Value::Table(t) => Tree::Table(
-                t.into_iter()
-                    .map(|(k, v)| (k, Tree::from_toml(v)))
-                    .collect(),
-            ),
+            toml::Value::Table(t) => Tree::Table(t.into_iter().map(|(k, v)| (k, Tree::from_toml(v))).collect()),
         }
     }
 
@@ -258,14 +250,8 @@ impl Tree {
                 None => Tree::Float(n.as_f64().unwrap_or(f64::INFINITY)),
             },
             serde_json::Value::String(s) => Tree::Str(s),
-            serde_json::Value::Array(a) => {
-                Tree::Array(a.into_iter().map(Tree::from_json).collect())
-            }
-            serde_json::Value::Object(o) => Tree::Table(
-                o.into_iter()
-                    .map(|(k, v)| (k, Tree::from_json(v)))
-                    .collect(),
-            ),
+            serde_json::Value::Array(a) => Tree::Array(a.into_iter().map(Tree::from_json).collect()),
+            serde_json::Value::Object(o) => Tree::Table(o.into_iter().map(|(k, v)| (k, Tree::from_json(v))).collect()),
         }
     }
 }
@@ -274,26 +260,10 @@ impl Tree {
 pub fn parse_toml(bytes: &[u8], net: &Network, now: Ts) -> Result<Job, Vec<Problem>> {
     let text = decode(bytes)?;
     let value: toml::Table = toml::from_str(text).map_err(|e| {
-        let at = e
-            .span()
-            .map(|s| line_col(text, s.start))
-            .unwrap_or_default();
-        vec![problem(
-            "$",
-            format!("not valid TOML{at}: {}", e.message()),
-            "check the syntax at that position",
-        )]
+        let at = e.span().map(|s| line_col(text, s.start)).unwrap_or_default();
+        vec![problem("$", format!("not valid TOML{at}: {}", e.message()), "check the syntax at that position")]
     })?;
-    validate(
-        &Tree::Table(
-            value
-                .into_iter()
-                .map(|(k, v)| (k, Tree::from_toml(v)))
-                .collect(),
-        ),
-        net,
-        now,
-    )
+    validate(&Tree::Table(value.into_iter().map(|(k, v)| (k, Tree::from_toml(v))).collect()), net, now)
 }
 
 /// Checks the raw bytes of a JSON spec (the API's body).
@@ -302,11 +272,7 @@ pub fn parse_json(bytes: &[u8], net: &Network, now: Ts) -> Result<Job, Vec<Probl
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         vec![problem(
             "$",
-            format!(
-                "not valid JSON at line {}, column {}: {e}",
-                e.line(),
-                e.column()
-            ),
+            format!("not valid JSON at line {}, column {}: {e}", e.line(), e.column()),
             "send a JSON object in the job spec's shape",
         )]
     })?;
@@ -317,19 +283,12 @@ fn decode(bytes: &[u8]) -> Result<&str, Vec<Problem>> {
     if bytes.len() > MAX_SPEC_BYTES {
         return Err(vec![problem(
             "$",
-            format!(
-                "the spec is {} bytes; the limit is {MAX_SPEC_BYTES}",
-                bytes.len()
-            ),
+            format!("the spec is {} bytes; the limit is {MAX_SPEC_BYTES}", bytes.len()),
             "a job spec is a few hundred bytes: put large data in `input`, not in the spec",
         )]);
     }
     std::str::from_utf8(bytes).map_err(|e| {
-        vec![problem(
-            "$",
-            format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()),
-            "save the file as UTF-8",
-        )]
+        vec![problem("$", format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()), "save the file as UTF-8")]
     })
 }
 
@@ -340,16 +299,8 @@ fn line_col(text: &str, offset: usize) -> String {
     format!(" at line {line}, column {col}")
 }
 
-fn problem(
-    field: impl Into<String>,
-    reason: impl Into<String>,
-    hint: impl Into<String>,
-) -> Problem {
-    Problem {
-        field: field.into(),
-        reason: reason.into(),
-        hint: hint.into(),
-    }
+fn problem(field: impl Into<String>, reason: impl Into<String>, hint: impl Into<String>) -> Problem {
+    Problem { field: field.into(), reason: reason.into(), hint: hint.into() }
 }
 
 /// Walks a table, collecting problems and remembering which keys were read so unknown ones
@@ -365,52 +316,24 @@ struct Checker {
 }
 
 impl Checker {
-    fn push(
-        &mut self,
-        field: impl Into<String>,
-        reason: impl Into<String>,
-        hint: impl Into<String>,
-    ) {
+    fn push(&mut self, field: impl Into<String>, reason: impl Into<String>, hint: impl Into<String>) {
         self.problems.push(problem(field, reason, hint));
     }
 
-    fn table<'a>(
-        &mut self,
-        path: &str,
-        v: &'a Tree,
-        known: &'static [&'static str],
-    ) -> Option<Fields<'a>> {
+    fn table<'a>(&mut self, path: &str, v: &'a Tree, known: &'static [&'static str]) -> Option<Fields<'a>> {
         let Tree::Table(table) = v else {
-            self.push(
-                path,
-                format!("must be a table, found {}", v.type_name()),
-                "",
-            );
+            self.push(path, format!("must be a table, found {}", v.type_name()), "");
             return None;
         };
         for key in table.keys() {
             if !known.contains(&key.as_str()) {
-                let at = if path == "$" {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                let hint = closest(key, known).map_or_else(
-                    || format!("known fields: {}", known.join(", ")),
-                    |k| format!("did you mean `{k}`?"),
-                );
+                let at = if path == "$" { key.clone() } else { format!("{path}.{key}") };
+                let hint = closest(key, known)
+                    .map_or_else(|| format!("known fields: {}", known.join(", ")), |k| format!("did you mean `{k}`?"));
                 self.push(at, "unknown field", hint);
             }
         }
-        Some(Fields {
-            prefix: if path == "$" {
-                String::new()
-            } else {
-                format!("{path}.")
-            },
-            table,
-            known,
-        })
+        Some(Fields { prefix: if path == "$" { String::new() } else { format!("{path}.") }, table, known })
     }
 }
 
@@ -436,108 +359,52 @@ impl<'a> Fields<'a> {
     }
 
     fn str(&self, c: &mut Checker, key: &str, required: bool, hint: &str) -> Option<&'a str> {
-        let v = if required {
-            self.required(c, key, hint)?
-        } else {
-            self.get(key)?
-        };
+        let v = if required { self.required(c, key, hint)? } else { self.get(key)? };
         match v {
             Tree::Str(s) => Some(s),
             other => {
-                c.push(
-                    self.path(key),
-                    format!("must be a string, found {}", other.type_name()),
-                    hint,
-                );
+                c.push(self.path(key), format!("must be a string, found {}", other.type_name()), hint);
                 None
             }
         }
     }
 
     /// An integer in `lo..=hi`.
-    fn int(
-        &self,
-        c: &mut Checker,
-        key: &str,
-        required: bool,
-        lo: i64,
-        hi: i64,
-        hint: &str,
-    ) -> Option<i64> {
-        let v = if required {
-            self.required(c, key, hint)?
-        } else {
-            self.get(key)?
-        };
+    fn int(&self, c: &mut Checker, key: &str, required: bool, lo: i64, hi: i64, hint: &str) -> Option<i64> {
+        let v = if required { self.required(c, key, hint)? } else { self.get(key)? };
         match v {
             Tree::Int(i) if (lo..=hi).contains(i) => Some(*i),
             Tree::Int(i) => {
-                c.push(
-                    self.path(key),
-                    format!("{i} is out of range {lo}..={hi}"),
-                    hint,
-                );
+                c.push(self.path(key), format!("{i} is out of range {lo}..={hi}"), hint);
                 None
             }
             Tree::Float(f) => {
-                c.push(
-                    self.path(key),
-                    format!("must be an integer, found {f}"),
-                    hint,
-                );
+                c.push(self.path(key), format!("must be an integer, found {f}"), hint);
                 None
             }
             other => {
-                c.push(
-                    self.path(key),
-                    format!("must be an integer, found {}", other.type_name()),
-                    hint,
-                );
+                c.push(self.path(key), format!("must be an integer, found {}", other.type_name()), hint);
                 None
             }
         }
     }
 
     /// A finite number in `[lo, hi]` (integers accepted).
-    fn num(
-        &self,
-        c: &mut Checker,
-        key: &str,
-        required: bool,
-        lo: f64,
-        hi: f64,
-        hint: &str,
-    ) -> Option<f64> {
-        let v = if required {
-            self.required(c, key, hint)?
-        } else {
-            self.get(key)?
-        };
+    fn num(&self, c: &mut Checker, key: &str, required: bool, lo: f64, hi: f64, hint: &str) -> Option<f64> {
+        let v = if required { self.required(c, key, hint)? } else { self.get(key)? };
         let x = match v {
             Tree::Int(i) => *i as f64,
             Tree::Float(f) => *f,
             other => {
-                c.push(
-                    self.path(key),
-                    format!("must be a number, found {}", other.type_name()),
-                    hint,
-                );
+                c.push(self.path(key), format!("must be a number, found {}", other.type_name()), hint);
                 return None;
             }
         };
         if !x.is_finite() {
-            c.push(
-                self.path(key),
-                format!("must be a finite number, found {x}"),
-                hint,
-            );
+            c.push(self.path(key), format!("must be a finite number, found {x}"), hint);
             None
         } else if x < lo || x > hi {
-            c.push(
-                self.path(key),
-                format!("{x} is out of range [{lo}, {hi}]"),
-                hint,
-            );
+            c.push(self.path(key), format!("{x} is out of range [{lo}, {hi}]"), hint);
             None
         } else {
             Some(x)
@@ -548,11 +415,7 @@ impl<'a> Fields<'a> {
         match self.get(key)? {
             Tree::Bool(b) => Some(*b),
             other => {
-                c.push(
-                    self.path(key),
-                    format!("must be true or false, found {}", other.type_name()),
-                    "",
-                );
+                c.push(self.path(key), format!("must be true or false, found {}", other.type_name()), "");
                 None
             }
         }
@@ -563,11 +426,7 @@ impl<'a> Fields<'a> {
             return vec![];
         };
         let Tree::Array(items) = v else {
-            c.push(
-                self.path(key),
-                format!("must be an array of strings, found {}", v.type_name()),
-                hint,
-            );
+            c.push(self.path(key), format!("must be an array of strings, found {}", v.type_name()), hint);
             return vec![];
         };
         let mut out = vec![];
@@ -575,11 +434,7 @@ impl<'a> Fields<'a> {
             let at = format!("{}[{i}]", self.path(key));
             match item {
                 Tree::Str(s) => out.push((at, s.as_str())),
-                other => c.push(
-                    at,
-                    format!("must be a string, found {}", other.type_name()),
-                    hint,
-                ),
+                other => c.push(at, format!("must be a string, found {}", other.type_name()), hint),
             }
         }
         out
@@ -602,11 +457,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
         }
         prev = cur;
     }
@@ -630,14 +481,7 @@ const TOP: &[&str] = &[
     "priority",
     "preemptible",
 ];
-const RESOURCES: &[&str] = &[
-    "family",
-    "count",
-    "accelerator",
-    "min_throughput",
-    "memory_gib",
-    "variants",
-];
+const RESOURCES: &[&str] = &["family", "count", "accelerator", "min_throughput", "memory_gib", "variants"];
 const THROUGHPUT: &[&str] = &["precision", "tflops"];
 const VARIANT: &[&str] = &["arch", "accelerator_kind"];
 const WORK: &[&str] = &["run_time_s", "amount_pflop"];
@@ -657,109 +501,67 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
         return Err(c.problems);
     };
 
-    let name = top
-        .str(
-            &mut c,
-            "name",
-            true,
-            "a short name such as \"llm-finetune-7b\"",
-        )
-        .and_then(|n| {
-            let ok = !n.is_empty()
-                && n.len() <= 128
-                && n.chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch));
-            if !ok {
-                c.push(
-                    "name",
-                    format!("{n:?} is not a valid name"),
-                    "1–128 ASCII letters, digits, '.', '_' or '-'",
-                );
-            }
-            ok.then(|| n.to_string())
-        });
-    let tenant = top
-        .str(&mut c, "tenant", true, "the tenant's id, e.g. \"acme-ai\"")
-        .and_then(|t| match id_problem(t) {
+    let name = top.str(&mut c, "name", true, "a short name such as \"llm-finetune-7b\"").and_then(|n| {
+        let ok =
+            !n.is_empty() && n.len() <= 128 && n.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch));
+        if !ok {
+            c.push("name", format!("{n:?} is not a valid name"), "1–128 ASCII letters, digits, '.', '_' or '-'");
+        }
+        ok.then(|| n.to_string())
+    });
+    let tenant =
+        top.str(&mut c, "tenant", true, "the tenant's id, e.g. \"acme-ai\"").and_then(|t| match id_problem(t) {
             Some(why) => {
-                c.push(
-                    "tenant",
-                    format!("{t:?} {why}"),
-                    "tenant ids are lowercase ASCII, e.g. \"acme-ai\"",
-                );
+                c.push("tenant", format!("{t:?} {why}"), "tenant ids are lowercase ASCII, e.g. \"acme-ai\"");
                 None
             }
             None => Some(t.to_string()),
         });
     let kinds = JobKind::ALL.map(JobKind::as_str).join(", ");
-    let kind = top
-        .str(&mut c, "kind", true, &format!("one of {kinds}"))
-        .and_then(|k| {
-            let kind = JobKind::parse(k);
-            if kind.is_none() {
-                let hint = closest(k, &JobKind::ALL.map(JobKind::as_str)).map_or_else(
-                    || format!("one of {kinds}"),
-                    |k| format!("did you mean `{k}`?"),
-                );
-                c.push("kind", format!("unknown kind {k:?}"), hint);
-            }
-            kind
-        });
+    let kind = top.str(&mut c, "kind", true, &format!("one of {kinds}")).and_then(|k| {
+        let kind = JobKind::parse(k);
+        if kind.is_none() {
+            let hint = closest(k, &JobKind::ALL.map(JobKind::as_str))
+                .map_or_else(|| format!("one of {kinds}"), |k| format!("did you mean `{k}`?"));
+            c.push("kind", format!("unknown kind {k:?}"), hint);
+        }
+        kind
+    });
 
-    let origin = top
-        .str(
-            &mut c,
-            "origin",
-            true,
-            "the demand city the work comes from, e.g. \"shanghai\"",
-        )
-        .and_then(|o| match net.place(o) {
+    let origin = top.str(&mut c, "origin", true, "the demand city the work comes from, e.g. \"shanghai\"").and_then(
+        |o| match net.place(o) {
             Some(Place::City(_)) => Some(o.to_string()),
             Some(p) => {
-                c.push(
-                    "origin",
-                    format!("{o:?} is a {}, not a demand city", p.kind()),
-                    city_hint(net, o),
-                );
+                c.push("origin", format!("{o:?} is a {}, not a demand city", p.kind()), city_hint(net, o));
                 None
             }
             None => {
                 c.push("origin", format!("unknown city {o:?}"), city_hint(net, o));
                 None
             }
-        });
+        },
+    );
 
-    let latency_tier = top
-        .str(&mut c, "latency_tier", false, "")
-        .and_then(|t| match t {
-            "city" => Some(Some(LatencyTier::City)),
-            "regional" => Some(Some(LatencyTier::Regional)),
-            "cross-hub" => Some(Some(LatencyTier::CrossHub)),
-            "none" => Some(None),
-            other => {
-                c.push(
-                    "latency_tier",
-                    format!("unknown tier {other:?}"),
-                    "one of city (≤ 1 ms), regional (≤ 5 ms), cross-hub (≤ 20 ms), none",
-                );
-                None
-            }
-        });
+    let latency_tier = top.str(&mut c, "latency_tier", false, "").and_then(|t| match t {
+        "city" => Some(Some(LatencyTier::City)),
+        "regional" => Some(Some(LatencyTier::Regional)),
+        "cross-hub" => Some(Some(LatencyTier::CrossHub)),
+        "none" => Some(None),
+        other => {
+            c.push(
+                "latency_tier",
+                format!("unknown tier {other:?}"),
+                "one of city (≤ 1 ms), regional (≤ 5 ms), cross-hub (≤ 20 ms), none",
+            );
+            None
+        }
+    });
 
     let resources = top
-        .required(
-            &mut c,
-            "resources",
-            "a [resources] table with at least family and count",
-        )
+        .required(&mut c, "resources", "a [resources] table with at least family and count")
         .and_then(|v| resources(&mut c, v, net));
-    let work = top
-        .required(
-            &mut c,
-            "work",
-            "a [work] table with run_time_s or amount_pflop",
-        )
-        .and_then(|v| work(&mut c, v));
+    let work =
+        top.required(&mut c, "work", "a [work] table with run_time_s or amount_pflop").and_then(|v| work(&mut c, v));
     let input = top.get("input").and_then(|v| input(&mut c, v, net));
 
     let deadline = top.get("deadline").and_then(|v| {
@@ -802,16 +604,8 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
         i64::MAX / 4,
         "the most the tenant will pay, in fen (1/100 CNY), e.g. 500000 = ¥5,000",
     );
-    let min_green_share = top
-        .num(
-            &mut c,
-            "min_green_share",
-            false,
-            0.0,
-            1.0,
-            "a fraction of green power between 0 and 1",
-        )
-        .unwrap_or(0.0);
+    let min_green_share =
+        top.num(&mut c, "min_green_share", false, 0.0, 1.0, "a fraction of green power between 0 and 1").unwrap_or(0.0);
     let allowed_regions = top
         .str_list(&mut c, "allowed_regions", "hub or green-region ids")
         .into_iter()
@@ -819,17 +613,9 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
             if net.is_region(r) {
                 Some(r.to_string())
             } else {
-                let ids: Vec<&str> = net
-                    .hubs
-                    .iter()
-                    .map(|h| h.id.as_str())
-                    .chain(net.regions.iter().map(|r| r.id.as_str()))
-                    .collect();
-                c.push(
-                    at,
-                    format!("unknown region {r:?}"),
-                    format!("a hub or green region: {}", ids.join(", ")),
-                );
+                let ids: Vec<&str> =
+                    net.hubs.iter().map(|h| h.id.as_str()).chain(net.regions.iter().map(|r| r.id.as_str())).collect();
+                c.push(at, format!("unknown region {r:?}"), format!("a hub or green region: {}", ids.join(", ")));
                 None
             }
         })
@@ -841,104 +627,62 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
             if net.site(s).is_some() {
                 Some(s.to_string())
             } else {
-                c.push(
-                    at,
-                    format!("unknown site {s:?}"),
-                    "see `suanwang network` for site ids",
-                );
+                c.push(at, format!("unknown site {s:?}"), "see `suanwang network` for site ids");
                 None
             }
         })
         .collect();
-    let priority = top
-        .int(
-            &mut c,
-            "priority",
-            false,
-            0,
-            9,
-            "0 (lowest) to 9 (highest); default 5",
-        )
-        .map_or(5, |p| p as u8);
+    let priority =
+        top.int(&mut c, "priority", false, 0, 9, "0 (lowest) to 9 (highest); default 5").map_or(5, |p| p as u8);
     let preemptible = top.bool(&mut c, "preemptible").unwrap_or(false);
 
-    match (
-        name,
-        tenant,
-        kind,
-        origin,
-        latency_tier.or(Some(None)),
-        resources,
-        work,
-    ) {
-        (
-            Some(name),
-            Some(tenant),
-            Some(kind),
-            Some(origin),
-            Some(latency_tier),
-            Some(resources),
-            Some(work),
-        ) if c.problems.is_empty() => Ok(Job {
-            name,
-            tenant,
-            kind,
-            resources,
-            work,
-            input,
-            origin,
-            latency_tier,
-            deadline,
-            budget_fen,
-            min_green_share,
-            allowed_regions,
-            allowed_sites,
-            priority,
-            preemptible,
-        }),
+    match (name, tenant, kind, origin, latency_tier.or(Some(None)), resources, work) {
+        (Some(name), Some(tenant), Some(kind), Some(origin), Some(latency_tier), Some(resources), Some(work))
+            if c.problems.is_empty() =>
+        {
+            Ok(Job {
+                name,
+                tenant,
+                kind,
+                resources,
+                work,
+                input,
+                origin,
+                latency_tier,
+                deadline,
+                budget_fen,
+                min_green_share,
+                allowed_regions,
+                allowed_sites,
+                priority,
+                preemptible,
+            })
+        }
         _ => Err(c.problems),
     }
 }
 
 fn city_hint(net: &Network, got: &str) -> String {
     let ids: Vec<&str> = net.cities.iter().map(|c| c.id.as_str()).collect();
-    closest(got, &ids).map_or_else(
-        || format!("a demand city id: {}", ids.join(", ")),
-        |k| format!("did you mean `{k}`?"),
-    )
+    closest(got, &ids)
+        .map_or_else(|| format!("a demand city id: {}", ids.join(", ")), |k| format!("did you mean `{k}`?"))
 }
 
 fn resources(c: &mut Checker, v: &Tree, net: &Network) -> Option<Resources> {
     let r = c.table("resources", v, RESOURCES)?;
-    let family = r
-        .str(
-            c,
-            "family",
-            true,
-            "general (CPU), intelligent (GPU/NPU) or super (HPC)",
-        )
-        .and_then(|f| {
-            let fam = Family::parse(f);
-            if fam.is_none() {
-                c.push(
-                    "resources.family",
-                    format!("unknown family {f:?}"),
-                    "general (CPU), intelligent (GPU/NPU) or super (HPC)",
-                );
-            }
-            fam
-        });
-    let count = r.int(
-        c,
-        "count",
-        true,
-        1,
-        MAX_COUNT,
-        "units at once: cores, accelerators or nodes by family",
-    );
-    let memory_gib = r
-        .int(c, "memory_gib", false, 0, 16_384, "memory per unit, GiB")
-        .unwrap_or(0);
+    let family = r.str(c, "family", true, "general (CPU), intelligent (GPU/NPU) or super (HPC)").and_then(|f| {
+        let fam = Family::parse(f);
+        if fam.is_none() {
+            c.push(
+                "resources.family",
+                format!("unknown family {f:?}"),
+                "general (CPU), intelligent (GPU/NPU) or super (HPC)",
+            );
+        }
+        fam
+    });
+    let count = r.int(c, "count", true, 1, MAX_COUNT, "units at once: cores, accelerators or nodes by family");
+    let memory_gib = r.int(c, "memory_gib", false, 0, 16_384, "memory per unit, GiB").unwrap_or(0);
     let accelerator = r.str(c, "accelerator", false, "").and_then(|a| {
         if net.accelerator(a).is_some() {
             Some(a.to_string())
@@ -961,31 +705,19 @@ fn resources(c: &mut Checker, v: &Tree, net: &Network) -> Option<Resources> {
     }
     let min_throughput = r.get("min_throughput").and_then(|v| {
         let t = c.table("resources.min_throughput", v, THROUGHPUT)?;
-        let precision = t
-            .str(c, "precision", true, "fp64, fp32, fp16 or int8")
-            .and_then(|p| {
-                let prec = Precision::parse(p);
-                if prec.is_none() {
-                    c.push(
-                        "resources.min_throughput.precision",
-                        format!("unknown precision {p:?}"),
-                        "fp64, fp32, fp16 or int8",
-                    );
-                }
-                prec
-            });
-        let tflops = t.num(
-            c,
-            "tflops",
-            true,
-            1e-6,
-            1e6,
-            "per-unit peak at that precision, TFLOPS (TOPS for int8)",
-        );
-        Some(Throughput {
-            precision: precision?,
-            tflops: tflops?,
-        })
+        let precision = t.str(c, "precision", true, "fp64, fp32, fp16 or int8").and_then(|p| {
+            let prec = Precision::parse(p);
+            if prec.is_none() {
+                c.push(
+                    "resources.min_throughput.precision",
+                    format!("unknown precision {p:?}"),
+                    "fp64, fp32, fp16 or int8",
+                );
+            }
+            prec
+        });
+        let tflops = t.num(c, "tflops", true, 1e-6, 1e6, "per-unit peak at that precision, TFLOPS (TOPS for int8)");
+        Some(Throughput { precision: precision?, tflops: tflops? })
     });
     if accelerator.is_some() && min_throughput.is_some() {
         c.push(
@@ -1005,11 +737,7 @@ fn resources(c: &mut Checker, v: &Tree, net: &Network) -> Option<Resources> {
                 let arch = t.str(c, "arch", true, "x86_64 or aarch64").and_then(|a| {
                     let arch = Arch::parse(a);
                     if arch.is_none() {
-                        c.push(
-                            format!("{path}.arch"),
-                            format!("unknown architecture {a:?}"),
-                            "x86_64 or aarch64",
-                        );
+                        c.push(format!("{path}.arch"), format!("unknown architecture {a:?}"), "x86_64 or aarch64");
                     }
                     arch
                 });
@@ -1017,8 +745,7 @@ fn resources(c: &mut Checker, v: &Tree, net: &Network) -> Option<Resources> {
                     if net.accelerators.iter().any(|a| a.kind == k) {
                         Some(k.to_string())
                     } else {
-                        let mut kinds: Vec<&str> =
-                            net.accelerators.iter().map(|a| a.kind.as_str()).collect();
+                        let mut kinds: Vec<&str> = net.accelerators.iter().map(|a| a.kind.as_str()).collect();
                         kinds.dedup();
                         c.push(
                             format!("{path}.accelerator_kind"),
@@ -1029,10 +756,7 @@ fn resources(c: &mut Checker, v: &Tree, net: &Network) -> Option<Resources> {
                     }
                 });
                 if let Some(arch) = arch {
-                    variants.push(Variant {
-                        arch,
-                        accelerator_kind: kind,
-                    });
+                    variants.push(Variant { arch, accelerator_kind: kind });
                 }
             }
         } else {
@@ -1063,57 +787,27 @@ fn work(c: &mut Checker, v: &Tree) -> Option<Work> {
         MAX_RUN_TIME_S,
         "wall time in seconds on the requested resources, at most one year",
     );
-    let amount = w.num(
-        c,
-        "amount_pflop",
-        false,
-        1e-9,
-        1e15,
-        "work in PFLOP (FP32-equivalent, the unified metric)",
-    );
+    let amount = w.num(c, "amount_pflop", false, 1e-9, 1e15, "work in PFLOP (FP32-equivalent, the unified metric)");
     match (w.get("run_time_s"), w.get("amount_pflop")) {
         (Some(_), Some(_)) => {
-            c.push(
-                "work",
-                "give run_time_s or amount_pflop, not both",
-                "keep the one you know",
-            );
+            c.push("work", "give run_time_s or amount_pflop, not both", "keep the one you know");
             None
         }
         (None, None) => {
-            c.push(
-                "work.run_time_s",
-                "is required (or work.amount_pflop)",
-                "e.g. run_time_s = 3600",
-            );
+            c.push("work.run_time_s", "is required (or work.amount_pflop)", "e.g. run_time_s = 3600");
             None
         }
         _ => run_time
-            .map(|s| Work::RunTime {
-                run_time_s: s as u32,
-            })
+            .map(|s| Work::RunTime { run_time_s: s as u32 })
             .or(amount.map(|a| Work::Amount { amount_pflop: a })),
     }
 }
 
 fn input(c: &mut Checker, v: &Tree, net: &Network) -> Option<Input> {
     let i = c.table("input", v, INPUT)?;
-    let size_gb = i.num(
-        c,
-        "size_gb",
-        true,
-        0.0,
-        MAX_INPUT_GB,
-        "input size in GB, at most 100 PB",
-    );
-    let location = i
-        .str(
-            c,
-            "location",
-            true,
-            "the city or site id where the data is now",
-        )
-        .and_then(|l| match net.place(l) {
+    let size_gb = i.num(c, "size_gb", true, 0.0, MAX_INPUT_GB, "input size in GB, at most 100 PB");
+    let location =
+        i.str(c, "location", true, "the city or site id where the data is now").and_then(|l| match net.place(l) {
             Some(Place::City(_) | Place::Site(_)) => Some(l.to_string()),
             Some(p) => {
                 c.push(
@@ -1124,30 +818,20 @@ fn input(c: &mut Checker, v: &Tree, net: &Network) -> Option<Input> {
                 None
             }
             None => {
-                c.push(
-                    "input.location",
-                    format!("unknown city or site {l:?}"),
-                    "see `suanwang network` for ids",
-                );
+                c.push("input.location", format!("unknown city or site {l:?}"), "see `suanwang network` for ids");
                 None
             }
         });
-    let classification =
-        i.str(c, "classification", false, "")
-            .map_or(Some(Classification::Public), |s| {
-                let cls = Classification::parse(s);
-                if cls.is_none() {
-                    c.push(
-                        "input.classification",
-                        format!("unknown classification {s:?}"),
-                        "public, internal or restricted (may not leave its region)",
-                    );
-                }
-                cls
-            });
-    Some(Input {
-        size_gb: size_gb?,
-        location: location?,
-        classification: classification?,
-    })
+    let classification = i.str(c, "classification", false, "").map_or(Some(Classification::Public), |s| {
+        let cls = Classification::parse(s);
+        if cls.is_none() {
+            c.push(
+                "input.classification",
+                format!("unknown classification {s:?}"),
+                "public, internal or restricted (may not leave its region)",
+            );
+        }
+        cls
+    });
+    Some(Input { size_gb: size_gb?, location: location?, classification: classification? })
 }

@@ -13,12 +13,7 @@ pub enum Precision {
 }
 
 impl Precision {
-    pub const ALL: [Precision; 4] = [
-        Precision::Fp64,
-        Precision::Fp32,
-        Precision::Fp16,
-        Precision::Int8,
-    ];
+    pub const ALL: [Precision; 4] = [Precision::Fp64, Precision::Fp32, Precision::Fp16, Precision::Int8];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -93,12 +88,7 @@ impl Peaks {
     /// CPU peaks from the device formula: cores × clock × FLOPs per cycle (FP64), FP32 = 2 × FP64.
     pub fn cpu(cores: u32, clock_ghz: f64, fp64_flops_per_cycle: u32) -> Peaks {
         let fp64 = f64::from(cores) * clock_ghz * f64::from(fp64_flops_per_cycle) / 1000.0;
-        Peaks {
-            fp64: Some(fp64),
-            fp32: Some(fp64 * 2.0),
-            fp16: None,
-            int8: None,
-        }
+        Peaks { fp64: Some(fp64), fp32: Some(fp64 * 2.0), fp16: None, int8: None }
     }
 }
 
@@ -134,29 +124,16 @@ impl ConversionTable {
     /// Parses `data/metric.toml`; factors must be finite and positive.
     pub fn from_toml(text: &str) -> Result<ConversionTable, String> {
         let f: ConversionFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
-        let factors = [
-            f.factors.fp64,
-            f.factors.fp32,
-            f.factors.fp16,
-            f.factors.int8,
-        ];
+        let factors = [f.factors.fp64, f.factors.fp32, f.factors.fp16, f.factors.int8];
         for (p, v) in Precision::ALL.iter().zip(factors) {
             if !(v.is_finite() && v > 0.0) {
-                return Err(format!(
-                    "factors.{}: must be a finite positive number, got {v}",
-                    p.as_str()
-                ));
+                return Err(format!("factors.{}: must be a finite positive number, got {v}", p.as_str()));
             }
         }
         if f.version.trim().is_empty() {
             return Err("version: must not be empty".into());
         }
-        Ok(ConversionTable {
-            version: f.version,
-            unit: f.unit,
-            unit_description: f.unit_description,
-            factors,
-        })
+        Ok(ConversionTable { version: f.version, unit: f.unit, unit_description: f.unit_description, factors })
     }
 
     pub fn factor(&self, p: Precision) -> f64 {
@@ -165,10 +142,7 @@ impl ConversionTable {
 
     /// The unified value of one unit: the best of its declared precisions, each × its factor.
     pub fn unified(&self, peaks: &Peaks) -> f64 {
-        Precision::ALL
-            .into_iter()
-            .filter_map(|p| peaks.get(p).map(|v| v * self.factor(p)))
-            .fold(0.0, f64::max)
+        Precision::ALL.into_iter().filter_map(|p| peaks.get(p).map(|v| v * self.factor(p))).fold(0.0, f64::max)
     }
 }
 
@@ -177,8 +151,7 @@ mod tests {
     use super::*;
 
     fn table() -> ConversionTable {
-        ConversionTable::from_toml(include_str!("../../../data/metric.toml"))
-            .expect("reference table")
+        ConversionTable::from_toml(include_str!("../../../data/metric.toml")).expect("reference table")
     }
 
     #[test]
@@ -195,44 +168,12 @@ mod tests {
         assert_eq!(t.version, "ucu-1");
         // (peaks, expected unified value)
         let cases = [
-            (
-                Peaks {
-                    fp64: Some(10.0),
-                    ..Peaks::default()
-                },
-                20.0,
-            ),
-            (
-                Peaks {
-                    fp32: Some(10.0),
-                    ..Peaks::default()
-                },
-                10.0,
-            ),
-            (
-                Peaks {
-                    fp16: Some(10.0),
-                    ..Peaks::default()
-                },
-                5.0,
-            ),
-            (
-                Peaks {
-                    int8: Some(10.0),
-                    ..Peaks::default()
-                },
-                2.5,
-            ),
+            (Peaks { fp64: Some(10.0), ..Peaks::default() }, 20.0),
+            (Peaks { fp32: Some(10.0), ..Peaks::default() }, 10.0),
+            (Peaks { fp16: Some(10.0), ..Peaks::default() }, 5.0),
+            (Peaks { int8: Some(10.0), ..Peaks::default() }, 2.5),
             // the best precision counts, not the sum: A800 → FP16 312 × 0.5 = 156
-            (
-                Peaks {
-                    fp64: Some(9.7),
-                    fp32: Some(19.5),
-                    fp16: Some(312.0),
-                    int8: Some(624.0),
-                },
-                156.0,
-            ),
+            (Peaks { fp64: Some(9.7), fp32: Some(19.5), fp16: Some(312.0), int8: Some(624.0) }, 156.0),
             (Peaks::default(), 0.0),
         ];
         for (peaks, want) in cases {

@@ -3,9 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// An amount of money in fen. Arithmetic is checked: overflow is an error, never a wrap.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Money(pub i64);
 

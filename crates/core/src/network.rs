@@ -197,18 +197,11 @@ pub struct Site {
 
 impl Site {
     pub fn latlon(&self) -> LatLon {
-        LatLon {
-            lat: self.lat,
-            lon: self.lon,
-        }
+        LatLon { lat: self.lat, lon: self.lon }
     }
 
     pub fn capacity_ucu(&self, family: Family) -> f64 {
-        self.pools
-            .iter()
-            .filter(|p| p.family == family)
-            .map(Pool::capacity_ucu)
-            .sum()
+        self.pools.iter().filter(|p| p.family == family).map(Pool::capacity_ucu).sum()
     }
 
     pub fn in_hub(&self) -> bool {
@@ -289,12 +282,7 @@ pub struct AcceleratorModel {
 
 impl AcceleratorModel {
     pub fn peaks(&self) -> Peaks {
-        Peaks {
-            fp64: self.fp64_tflops,
-            fp32: self.fp32_tflops,
-            fp16: self.fp16_tflops,
-            int8: self.int8_tops,
-        }
+        Peaks { fp64: self.fp64_tflops, fp32: self.fp32_tflops, fp16: self.fp16_tflops, int8: self.int8_tops }
     }
 }
 
@@ -337,12 +325,7 @@ impl DataFiles {
             include_str!("../../../data/energy/tariffs.toml"),
             include_str!("../../../data/energy/green_share.csv"),
         ];
-        DataFiles {
-            files: DATA_FILES
-                .into_iter()
-                .zip(texts.map(str::to_owned))
-                .collect(),
-        }
+        DataFiles { files: DATA_FILES.into_iter().zip(texts.map(str::to_owned)).collect() }
     }
 
     fn get(&self, name: &'static str) -> &str {
@@ -503,25 +486,14 @@ struct Checker {
 
 impl Checker {
     fn push(&mut self, file: &str, path: impl Into<String>, reason: impl Into<String>) {
-        self.problems.push(DataProblem {
-            file: file.into(),
-            path: path.into(),
-            reason: reason.into(),
-        });
+        self.problems.push(DataProblem { file: file.into(), path: path.into(), reason: reason.into() });
     }
 
-    fn parse<T: serde::de::DeserializeOwned>(
-        &mut self,
-        file: &'static str,
-        text: &str,
-    ) -> Option<T> {
+    fn parse<T: serde::de::DeserializeOwned>(&mut self, file: &'static str, text: &str) -> Option<T> {
         match toml::from_str::<T>(text) {
             Ok(v) => Some(v),
             Err(e) => {
-                let at = e
-                    .span()
-                    .map(|s| line_col(text, s.start))
-                    .unwrap_or_default();
+                let at = e.span().map(|s| line_col(text, s.start)).unwrap_or_default();
                 self.push(file, at, e.message().to_string());
                 None
             }
@@ -555,11 +527,7 @@ fn parse_green_csv(c: &mut Checker, text: &str) -> Vec<GreenProfile> {
     const FILE: &str = "energy/green_share.csv";
     let mut lines = text.lines();
     if lines.next().map(str::trim) != Some("profile,season,hour,green_share") {
-        c.push(
-            FILE,
-            "line 1",
-            "header must be `profile,season,hour,green_share`",
-        );
+        c.push(FILE, "line 1", "header must be `profile,season,hour,green_share`");
         return vec![];
     }
     let mut by_id: BTreeMap<String, ProfileRows> = BTreeMap::new();
@@ -570,11 +538,7 @@ fn parse_green_csv(c: &mut Checker, text: &str) -> Vec<GreenProfile> {
         }
         let cols: Vec<&str> = line.split(',').collect();
         let [id, season, hour, share] = cols[..] else {
-            c.push(
-                FILE,
-                at,
-                format!("expected 4 columns, found {}", cols.len()),
-            );
+            c.push(FILE, at, format!("expected 4 columns, found {}", cols.len()));
             continue;
         };
         let Some(season) = Season::parse(season) else {
@@ -582,34 +546,16 @@ fn parse_green_csv(c: &mut Checker, text: &str) -> Vec<GreenProfile> {
             continue;
         };
         let Some(hour) = hour.parse::<usize>().ok().filter(|h| *h < 24) else {
-            c.push(
-                FILE,
-                at,
-                format!("hour {hour:?} is not an integer in 0..=23"),
-            );
+            c.push(FILE, at, format!("hour {hour:?} is not an integer in 0..=23"));
             continue;
         };
-        let Some(share) = share
-            .parse::<f64>()
-            .ok()
-            .filter(|s| (0.0..=1.0).contains(s))
-        else {
-            c.push(
-                FILE,
-                at,
-                format!("green_share {share:?} is not a number in [0, 1]"),
-            );
+        let Some(share) = share.parse::<f64>().ok().filter(|s| (0.0..=1.0).contains(s)) else {
+            c.push(FILE, at, format!("green_share {share:?} is not a number in [0, 1]"));
             continue;
         };
-        let entry = by_id
-            .entry(id.to_string())
-            .or_insert(([[0.0; 24]; 4], [[false; 24]; 4]));
+        let entry = by_id.entry(id.to_string()).or_insert(([[0.0; 24]; 4], [[false; 24]; 4]));
         if entry.1[season.index()][hour] {
-            c.push(
-                FILE,
-                at,
-                format!("duplicate row for {id} {} hour {hour}", season.as_str()),
-            );
+            c.push(FILE, at, format!("duplicate row for {id} {} hour {hour}", season.as_str()));
         }
         entry.0[season.index()][hour] = share;
         entry.1[season.index()][hour] = true;
@@ -618,11 +564,7 @@ fn parse_green_csv(c: &mut Checker, text: &str) -> Vec<GreenProfile> {
     for (id, (share, seen)) in by_id {
         let missing = seen.iter().flatten().filter(|s| !**s).count();
         if missing > 0 {
-            c.push(
-                FILE,
-                &id,
-                format!("{missing} of 96 season-hours are missing"),
-            );
+            c.push(FILE, &id, format!("{missing} of 96 season-hours are missing"));
         }
         out.push(GreenProfile { id, share });
     }
@@ -647,24 +589,14 @@ impl Network {
         };
         let devices: Option<DevicesFile> = c.parse("devices.toml", files.get("devices.toml"));
         let hubs: Option<HubsFile> = c.parse("network/hubs.toml", files.get("network/hubs.toml"));
-        let clusters: Option<ClustersFile> =
-            c.parse("network/clusters.toml", files.get("network/clusters.toml"));
-        let regions: Option<RegionsFile> =
-            c.parse("network/regions.toml", files.get("network/regions.toml"));
-        let cities: Option<CitiesFile> =
-            c.parse("network/cities.toml", files.get("network/cities.toml"));
-        let sites: Option<SitesFile> =
-            c.parse("network/sites.toml", files.get("network/sites.toml"));
-        let links: Option<LinksFile> =
-            c.parse("network/links.toml", files.get("network/links.toml"));
-        let pairings: Option<PairingsFile> =
-            c.parse("network/pairings.toml", files.get("network/pairings.toml"));
-        let grid: Option<GridFactorsFile> = c.parse(
-            "energy/grid_factors.toml",
-            files.get("energy/grid_factors.toml"),
-        );
-        let tariffs: Option<TariffsFile> =
-            c.parse("energy/tariffs.toml", files.get("energy/tariffs.toml"));
+        let clusters: Option<ClustersFile> = c.parse("network/clusters.toml", files.get("network/clusters.toml"));
+        let regions: Option<RegionsFile> = c.parse("network/regions.toml", files.get("network/regions.toml"));
+        let cities: Option<CitiesFile> = c.parse("network/cities.toml", files.get("network/cities.toml"));
+        let sites: Option<SitesFile> = c.parse("network/sites.toml", files.get("network/sites.toml"));
+        let links: Option<LinksFile> = c.parse("network/links.toml", files.get("network/links.toml"));
+        let pairings: Option<PairingsFile> = c.parse("network/pairings.toml", files.get("network/pairings.toml"));
+        let grid: Option<GridFactorsFile> = c.parse("energy/grid_factors.toml", files.get("energy/grid_factors.toml"));
+        let tariffs: Option<TariffsFile> = c.parse("energy/tariffs.toml", files.get("energy/tariffs.toml"));
         let green = parse_green_csv(&mut c, files.get("energy/green_share.csv"));
         let (
             Some(metric),
@@ -678,21 +610,14 @@ impl Network {
             Some(pairings),
             Some(grid),
             Some(tariffs),
-        ) = (
-            metric, devices, hubs, clusters, regions, cities, sites, links, pairings, grid, tariffs,
-        )
+        ) = (metric, devices, hubs, clusters, regions, cities, sites, links, pairings, grid, tariffs)
         else {
             return Err(DataError(c.problems));
         };
         let net = build(
-            &mut c, metric, devices, hubs, clusters, regions, cities, sites, links, pairings, grid,
-            tariffs, green,
+            &mut c, metric, devices, hubs, clusters, regions, cities, sites, links, pairings, grid, tariffs, green,
         );
-        if c.problems.is_empty() {
-            Ok(net)
-        } else {
-            Err(DataError(c.problems))
-        }
+        if c.problems.is_empty() { Ok(net) } else { Err(DataError(c.problems)) }
     }
 
     /// What `id` names, if anything.
@@ -703,18 +628,9 @@ impl Network {
     /// Coordinates of any place; a hub sits at the mean of its clusters.
     pub fn latlon(&self, place: Place) -> LatLon {
         match place {
-            Place::City(i) => LatLon {
-                lat: self.cities[i].lat,
-                lon: self.cities[i].lon,
-            },
-            Place::Cluster(i) => LatLon {
-                lat: self.clusters[i].lat,
-                lon: self.clusters[i].lon,
-            },
-            Place::Region(i) => LatLon {
-                lat: self.regions[i].lat,
-                lon: self.regions[i].lon,
-            },
+            Place::City(i) => LatLon { lat: self.cities[i].lat, lon: self.cities[i].lon },
+            Place::Cluster(i) => LatLon { lat: self.clusters[i].lat, lon: self.clusters[i].lon },
+            Place::Region(i) => LatLon { lat: self.regions[i].lat, lon: self.regions[i].lon },
             Place::Site(i) => self.sites[i].latlon(),
             Place::Hub(i) => {
                 let hub = &self.hubs[i].id;
@@ -731,12 +647,8 @@ impl Network {
     /// One-way latency between any two places: a measured link value for exactly this pair
     /// when one exists, else the fibre model on the great-circle distance.
     pub fn latency(&self, from: &str, to: &str) -> Result<Latency, UnknownPlace> {
-        let a = self
-            .place(from)
-            .ok_or_else(|| UnknownPlace { id: from.into() })?;
-        let b = self
-            .place(to)
-            .ok_or_else(|| UnknownPlace { id: to.into() })?;
+        let a = self.place(from).ok_or_else(|| UnknownPlace { id: from.into() })?;
+        let b = self.place(to).ok_or_else(|| UnknownPlace { id: to.into() })?;
         let km = self.latlon(a).distance_km(self.latlon(b));
         let measured = self.link(from, to).and_then(|l| l.one_way_ms);
         let one_way_ms = measured.unwrap_or_else(|| self.fibre.one_way_ms(km));
@@ -750,11 +662,7 @@ impl Network {
 
     /// The link between exactly these two ids, either direction.
     pub fn link(&self, a: &str, b: &str) -> Option<&Link> {
-        let key = if a <= b {
-            (a.to_string(), b.to_string())
-        } else {
-            (b.to_string(), a.to_string())
-        };
+        let key = if a <= b { (a.to_string(), b.to_string()) } else { (b.to_string(), a.to_string()) };
         self.link_index.get(&key).map(|&i| &self.links[i])
     }
 
@@ -823,84 +731,32 @@ fn build(
             c.push(file, format!("{path}.id"), format!("{id:?} {why}"));
         }
         if let Some(prev) = places.insert(id.to_string(), place) {
-            c.push(
-                file,
-                format!("{path}.id"),
-                format!("{id:?} is already used by a {}", prev.kind()),
-            );
+            c.push(file, format!("{path}.id"), format!("{id:?} is already used by a {}", prev.kind()));
         }
     };
     for (i, h) in hubs.hub.iter().enumerate() {
-        claim(
-            c,
-            "network/hubs.toml",
-            format!("hub[{i}]"),
-            &h.id,
-            Place::Hub(i),
-        );
+        claim(c, "network/hubs.toml", format!("hub[{i}]"), &h.id, Place::Hub(i));
     }
     for (i, x) in clusters.cluster.iter().enumerate() {
-        claim(
-            c,
-            "network/clusters.toml",
-            format!("cluster[{i}]"),
-            &x.id,
-            Place::Cluster(i),
-        );
-        c.coords(
-            "network/clusters.toml",
-            &format!("cluster[{i}]"),
-            x.lat,
-            x.lon,
-        );
+        claim(c, "network/clusters.toml", format!("cluster[{i}]"), &x.id, Place::Cluster(i));
+        c.coords("network/clusters.toml", &format!("cluster[{i}]"), x.lat, x.lon);
     }
     for (i, x) in regions.region.iter().enumerate() {
-        claim(
-            c,
-            "network/regions.toml",
-            format!("region[{i}]"),
-            &x.id,
-            Place::Region(i),
-        );
-        c.coords(
-            "network/regions.toml",
-            &format!("region[{i}]"),
-            x.lat,
-            x.lon,
-        );
+        claim(c, "network/regions.toml", format!("region[{i}]"), &x.id, Place::Region(i));
+        c.coords("network/regions.toml", &format!("region[{i}]"), x.lat, x.lon);
     }
     for (i, x) in cities.city.iter().enumerate() {
-        claim(
-            c,
-            "network/cities.toml",
-            format!("city[{i}]"),
-            &x.id,
-            Place::City(i),
-        );
+        claim(c, "network/cities.toml", format!("city[{i}]"), &x.id, Place::City(i));
         c.coords("network/cities.toml", &format!("city[{i}]"), x.lat, x.lon);
     }
     for (i, x) in sites.site.iter().enumerate() {
-        claim(
-            c,
-            "network/sites.toml",
-            format!("site[{i}]"),
-            &x.id,
-            Place::Site(i),
-        );
+        claim(c, "network/sites.toml", format!("site[{i}]"), &x.id, Place::Site(i));
     }
     let hub_side: HashMap<&str, Side> = hubs.hub.iter().map(|h| (h.id.as_str(), h.side)).collect();
-    let cluster_hub: HashMap<&str, &str> = clusters
-        .cluster
-        .iter()
-        .map(|x| (x.id.as_str(), x.hub.as_str()))
-        .collect();
+    let cluster_hub: HashMap<&str, &str> = clusters.cluster.iter().map(|x| (x.id.as_str(), x.hub.as_str())).collect();
     for (i, x) in clusters.cluster.iter().enumerate() {
         if !hub_side.contains_key(x.hub.as_str()) {
-            c.push(
-                "network/clusters.toml",
-                format!("cluster[{i}].hub"),
-                format!("unknown hub {:?}", x.hub),
-            );
+            c.push("network/clusters.toml", format!("cluster[{i}].hub"), format!("unknown hub {:?}", x.hub));
         }
     }
     for h in &hubs.hub {
@@ -914,27 +770,15 @@ fn build(
             && !hub_side.contains_key(r.as_str())
             && !region_ids.contains(&r.as_str())
         {
-            c.push(
-                "network/cities.toml",
-                format!("city[{i}].region"),
-                format!("unknown hub or region {r:?}"),
-            );
+            c.push("network/cities.toml", format!("city[{i}].region"), format!("unknown hub or region {r:?}"));
         }
     }
     for (i, p) in pairings.pairing.iter().enumerate() {
         if !matches!(places.get(&p.city), Some(Place::City(_))) {
-            c.push(
-                "network/pairings.toml",
-                format!("pairing[{i}].city"),
-                format!("unknown city {:?}", p.city),
-            );
+            c.push("network/pairings.toml", format!("pairing[{i}].city"), format!("unknown city {:?}", p.city));
         }
         if !matches!(places.get(&p.hub), Some(Place::Hub(_) | Place::Region(_))) {
-            c.push(
-                "network/pairings.toml",
-                format!("pairing[{i}].hub"),
-                format!("unknown hub {:?}", p.hub),
-            );
+            c.push("network/pairings.toml", format!("pairing[{i}].hub"), format!("unknown hub {:?}", p.hub));
         }
     }
 
@@ -943,35 +787,17 @@ fn build(
     for (i, d) in devices.cpu.iter().enumerate() {
         let at = format!("cpu[{i}]");
         if !device_ids.insert(d.id.clone()) {
-            c.push(
-                "devices.toml",
-                format!("{at}.id"),
-                format!("duplicate device id {:?}", d.id),
-            );
+            c.push("devices.toml", format!("{at}.id"), format!("duplicate device id {:?}", d.id));
         }
-        c.range(
-            "devices.toml",
-            &format!("{at}.base_clock_ghz"),
-            d.base_clock_ghz,
-            0.5,
-            6.0,
-        );
+        c.range("devices.toml", &format!("{at}.base_clock_ghz"), d.base_clock_ghz, 0.5, 6.0);
         if d.cores_per_socket == 0 || d.sockets == 0 || d.fp64_flops_per_cycle == 0 {
-            c.push(
-                "devices.toml",
-                &at,
-                "cores_per_socket, sockets and fp64_flops_per_cycle must be positive",
-            );
+            c.push("devices.toml", &at, "cores_per_socket, sockets and fp64_flops_per_cycle must be positive");
         }
     }
     for (i, d) in devices.accelerator.iter().enumerate() {
         let at = format!("accelerator[{i}]");
         if !device_ids.insert(d.id.clone()) {
-            c.push(
-                "devices.toml",
-                format!("{at}.id"),
-                format!("duplicate device id {:?}", d.id),
-            );
+            c.push("devices.toml", format!("{at}.id"), format!("duplicate device id {:?}", d.id));
         }
         if metric.unified(&d.peaks()) <= 0.0 {
             c.push("devices.toml", &at, "no positive peak at any precision");
@@ -990,13 +816,7 @@ fn build(
 
     // energy
     for (prov, f) in &grid.factors {
-        c.range(
-            "energy/grid_factors.toml",
-            &format!("factors.{prov}"),
-            *f,
-            0.0,
-            1.5,
-        );
+        c.range("energy/grid_factors.toml", &format!("factors.{prov}"), *f, 0.0, 1.5);
     }
     for (i, t) in tariffs.tariff.iter().enumerate() {
         if t.hours.len() != 24 {
@@ -1007,11 +827,7 @@ fn build(
             );
         }
         if let Some(h) = t.hours.iter().position(|p| *p <= 0 || *p > 10_000_000) {
-            c.push(
-                "energy/tariffs.toml",
-                format!("tariff[{i}].hours[{h}]"),
-                "price must be in 1..=10,000,000 fen/MWh",
-            );
+            c.push("energy/tariffs.toml", format!("tariff[{i}].hours[{h}]"), "price must be in 1..=10,000,000 fen/MWh");
         }
     }
 
@@ -1025,27 +841,15 @@ fn build(
         c.range(F, &format!("{at}.pue"), s.pue, 1.0, 3.0);
         let (hub, region, side) = match (&s.cluster, &s.region) {
             (Some(cl), None) => match cluster_hub.get(cl.as_str()) {
-                Some(h) => (
-                    Some((*h).to_string()),
-                    (*h).to_string(),
-                    hub_side.get(h).copied().unwrap_or(Side::East),
-                ),
+                Some(h) => (Some((*h).to_string()), (*h).to_string(), hub_side.get(h).copied().unwrap_or(Side::East)),
                 None => {
-                    c.push(
-                        F,
-                        format!("{at}.cluster"),
-                        format!("unknown cluster {cl:?}"),
-                    );
+                    c.push(F, format!("{at}.cluster"), format!("unknown cluster {cl:?}"));
                     (None, String::new(), Side::East)
                 }
             },
             (None, Some(r)) => {
                 if !region_ids.contains(&r.as_str()) {
-                    c.push(
-                        F,
-                        format!("{at}.region"),
-                        format!("unknown green region {r:?}"),
-                    );
+                    c.push(F, format!("{at}.region"), format!("unknown green region {r:?}"));
                 }
                 (None, r.clone(), Side::West)
             }
@@ -1055,26 +859,14 @@ fn build(
             }
         };
         let grid_factor = grid.factors.get(&s.province).copied().unwrap_or_else(|| {
-            c.push(
-                F,
-                format!("{at}.province"),
-                format!("no grid factor for province {:?}", s.province),
-            );
+            c.push(F, format!("{at}.province"), format!("no grid factor for province {:?}", s.province));
             0.0
         });
         if !tariffs.tariff.iter().any(|t| t.id == s.tariff) {
-            c.push(
-                F,
-                format!("{at}.tariff"),
-                format!("unknown tariff {:?}", s.tariff),
-            );
+            c.push(F, format!("{at}.tariff"), format!("unknown tariff {:?}", s.tariff));
         }
         if !green.iter().any(|g| g.id == s.green_profile) {
-            c.push(
-                F,
-                format!("{at}.green_profile"),
-                format!("unknown green profile {:?}", s.green_profile),
-            );
+            c.push(F, format!("{at}.green_profile"), format!("unknown green profile {:?}", s.green_profile));
         }
         if s.pool.is_empty() {
             c.push(F, &at, "a site needs at least one pool");
@@ -1083,49 +875,23 @@ fn build(
         for (j, p) in s.pool.into_iter().enumerate() {
             let pat = format!("{at}.pool[{j}]");
             if !p.id.starts_with(&format!("{}.", s.id)) {
-                c.push(
-                    F,
-                    format!("{pat}.id"),
-                    format!("pool id {:?} must start with \"{}.\"", p.id, s.id),
-                );
+                c.push(F, format!("{pat}.id"), format!("pool id {:?} must start with \"{}.\"", p.id, s.id));
             }
             if !pool_ids.insert(p.id.clone()) {
-                c.push(
-                    F,
-                    format!("{pat}.id"),
-                    format!("duplicate pool id {:?}", p.id),
-                );
+                c.push(F, format!("{pat}.id"), format!("duplicate pool id {:?}", p.id));
             }
             if p.count == 0 {
                 c.push(F, format!("{pat}.count"), "must be positive");
             }
-            c.range(
-                F,
-                &format!("{pat}.power_w_per_unit"),
-                p.power_w_per_unit,
-                0.1,
-                100_000.0,
-            );
+            c.range(F, &format!("{pat}.power_w_per_unit"), p.power_w_per_unit, 0.1, 100_000.0);
             if p.price_fen_per_unit_hour < 0 {
-                c.push(
-                    F,
-                    format!("{pat}.price_fen_per_unit_hour"),
-                    "must not be negative",
-                );
+                c.push(F, format!("{pat}.price_fen_per_unit_hour"), "must not be negative");
             }
             let resolved = match (p.family, p.unit) {
                 (Family::General, Unit::Core) | (Family::Super, Unit::Node) => {
                     devices.cpu.iter().find(|d| d.id == p.model).map(|d| {
-                        let cores = if p.unit == Unit::Core {
-                            1
-                        } else {
-                            d.cores_per_socket * d.sockets
-                        };
-                        (
-                            Peaks::cpu(cores, d.base_clock_ghz, d.fp64_flops_per_cycle),
-                            d.arch,
-                            None,
-                        )
+                        let cores = if p.unit == Unit::Core { 1 } else { d.cores_per_socket * d.sockets };
+                        (Peaks::cpu(cores, d.base_clock_ghz, d.fp64_flops_per_cycle), d.arch, None)
                     })
                 }
                 (Family::Intelligent, Unit::Accelerator) => devices
@@ -1154,11 +920,7 @@ fn build(
                 c.push(
                     F,
                     format!("{pat}.model"),
-                    format!(
-                        "unknown {} device model {:?} (see devices.toml)",
-                        p.family.as_str(),
-                        p.model
-                    ),
+                    format!("unknown {} device model {:?} (see devices.toml)", p.family.as_str(), p.model),
                 );
                 continue;
             };
@@ -1199,108 +961,49 @@ fn build(
         });
     }
     for cl in &clusters.cluster {
-        if !out_sites
-            .iter()
-            .any(|s| s.cluster.as_deref() == Some(cl.id.as_str()))
-        {
+        if !out_sites.iter().any(|s| s.cluster.as_deref() == Some(cl.id.as_str())) {
             c.push("network/sites.toml", &cl.id, "cluster has no site");
         }
     }
     for r in &regions.region {
-        if !out_sites
-            .iter()
-            .any(|s| s.cluster.is_none() && s.region == r.id)
-        {
+        if !out_sites.iter().any(|s| s.cluster.is_none() && s.region == r.id) {
             c.push("network/sites.toml", &r.id, "green region has no site");
         }
     }
 
     // links
     let m = &links.model;
-    c.range(
-        "network/links.toml",
-        "model.route_factor",
-        m.route_factor,
-        1.0,
-        5.0,
-    );
-    c.range(
-        "network/links.toml",
-        "model.fibre_km_per_s",
-        m.fibre_km_per_s,
-        100_000.0,
-        300_000.0,
-    );
-    c.range(
-        "network/links.toml",
-        "model.intra_cluster_gbps",
-        m.intra_cluster_gbps,
-        0.001,
-        1e6,
-    );
+    c.range("network/links.toml", "model.route_factor", m.route_factor, 1.0, 5.0);
+    c.range("network/links.toml", "model.fibre_km_per_s", m.fibre_km_per_s, 100_000.0, 300_000.0);
+    c.range("network/links.toml", "model.intra_cluster_gbps", m.intra_cluster_gbps, 0.001, 1e6);
     let _ = &m.source;
     let mut link_index = HashMap::new();
     for (i, l) in links.link.iter().enumerate() {
         let at = format!("link[{i}]");
         for (end, id) in [("a", &l.a), ("b", &l.b)] {
             if !places.contains_key(id) {
-                c.push(
-                    "network/links.toml",
-                    format!("{at}.{end}"),
-                    format!("unknown endpoint {id:?}"),
-                );
+                c.push("network/links.toml", format!("{at}.{end}"), format!("unknown endpoint {id:?}"));
             }
         }
         if l.a == l.b {
-            c.push(
-                "network/links.toml",
-                &at,
-                "a link needs two different endpoints",
-            );
+            c.push("network/links.toml", &at, "a link needs two different endpoints");
         }
-        c.range(
-            "network/links.toml",
-            &format!("{at}.bandwidth_gbps"),
-            l.bandwidth_gbps,
-            0.001,
-            1e6,
-        );
+        c.range("network/links.toml", &format!("{at}.bandwidth_gbps"), l.bandwidth_gbps, 0.001, 1e6);
         if l.price_fen_per_gb < 0 {
-            c.push(
-                "network/links.toml",
-                format!("{at}.price_fen_per_gb"),
-                "must not be negative",
-            );
+            c.push("network/links.toml", format!("{at}.price_fen_per_gb"), "must not be negative");
         }
         if let Some(ms) = l.one_way_ms {
-            c.range(
-                "network/links.toml",
-                &format!("{at}.one_way_ms"),
-                ms,
-                0.0,
-                1000.0,
-            );
+            c.range("network/links.toml", &format!("{at}.one_way_ms"), ms, 0.0, 1000.0);
         }
-        let key = if l.a <= l.b {
-            (l.a.clone(), l.b.clone())
-        } else {
-            (l.b.clone(), l.a.clone())
-        };
+        let key = if l.a <= l.b { (l.a.clone(), l.b.clone()) } else { (l.b.clone(), l.a.clone()) };
         if link_index.insert(key, i).is_some() {
-            c.push(
-                "network/links.toml",
-                &at,
-                format!("duplicate link {} <-> {}", l.a, l.b),
-            );
+            c.push("network/links.toml", &at, format!("duplicate link {} <-> {}", l.a, l.b));
         }
     }
 
     Network {
         metric,
-        fibre: FibreModel {
-            route_factor: m.route_factor,
-            fibre_km_per_s: m.fibre_km_per_s,
-        },
+        fibre: FibreModel { route_factor: m.route_factor, fibre_km_per_s: m.fibre_km_per_s },
         intra_cluster_gbps: m.intra_cluster_gbps,
         intra_cluster_fen_per_gb: m.intra_cluster_fen_per_gb,
         hubs: hubs.hub,

@@ -18,9 +18,8 @@ impl Ts {
 
     /// Parses RFC 3339 / ISO 8601 with an offset (`2026-12-01T08:00:00Z`, `…+08:00`).
     pub fn parse(s: &str) -> Result<Ts, String> {
-        let ts: jiff::Timestamp = s
-            .parse()
-            .map_err(|e: jiff::Error| format!("not an RFC 3339 timestamp with offset: {e}"))?;
+        let ts: jiff::Timestamp =
+            s.parse().map_err(|e: jiff::Error| format!("not an RFC 3339 timestamp with offset: {e}"))?;
         Ok(Ts(ts.as_millisecond()))
     }
 

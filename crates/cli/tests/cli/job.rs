@@ -6,13 +6,7 @@ fn job_check_accepts_every_example() {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "toml") {
             let out = suanwang(&["job", "check", path.to_str().expect("utf8")]);
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{}: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
         }
     }
 }

@@ -4,27 +4,15 @@ use super::{repo, stdout_json, suanwang};
 fn network_json_has_the_documented_arrays() {
     let doc = stdout_json(&suanwang(&["network", "--json"]));
     for key in ["hubs", "clusters", "cities", "sites", "links"] {
-        assert!(
-            doc[key].as_array().is_some_and(|a| !a.is_empty()),
-            "{key} is a non-empty array"
-        );
+        assert!(doc[key].as_array().is_some_and(|a| !a.is_empty()), "{key} is a non-empty array");
     }
     assert_eq!(doc["hubs"].as_array().map(Vec::len), Some(8));
     assert_eq!(doc["clusters"].as_array().map(Vec::len), Some(10));
     let site = &doc["sites"][0];
-    for key in [
-        "id",
-        "pools",
-        "capacity_ucu",
-        "green_share",
-        "grid_factor_kg_per_kwh",
-        "pue",
-    ] {
+    for key in ["id", "pools", "capacity_ucu", "green_share", "grid_factor_kg_per_kwh", "pue"] {
         assert!(!site[key].is_null(), "site has {key}");
     }
-    let general = doc["totals"]["capacity_ucu"]["general"]
-        .as_f64()
-        .expect("number");
+    let general = doc["totals"]["capacity_ucu"]["general"].as_f64().expect("number");
     assert!(general > 0.0);
 }
 
@@ -33,42 +21,21 @@ fn network_table_lists_every_hub_and_site() {
     let out = suanwang(&["network"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for id in [
-        "jingjinji",
-        "ningxia",
-        "qinghai",
-        "zhongwei-xibuyun",
-        "yrd-qingpu",
-        "TOTAL",
-    ] {
+    for id in ["jingjinji", "ningxia", "qinghai", "zhongwei-xibuyun", "yrd-qingpu", "TOTAL"] {
         assert!(text.contains(id), "{id} missing from:\n{text}");
     }
 }
 
 #[test]
 fn latency_json_has_ms_and_tier() {
-    let doc = stdout_json(&suanwang(&[
-        "network",
-        "latency",
-        "beijing",
-        "zhangjiakou",
-        "--json",
-    ]));
+    let doc = stdout_json(&suanwang(&["network", "latency", "beijing", "zhangjiakou", "--json"]));
     let ms = doc["one_way_ms"].as_f64().expect("one_way_ms");
     assert!(ms > 0.0 && ms <= 5.0, "{ms}");
     assert!(["city", "regional"].contains(&doc["tier"].as_str().expect("tier")));
 
-    let doc = stdout_json(&suanwang(&[
-        "network", "latency", "shanghai", "zhongwei", "--json",
-    ]));
+    let doc = stdout_json(&suanwang(&["network", "latency", "shanghai", "zhongwei", "--json"]));
     assert_eq!(doc["tier"], "cross-hub");
-    let doc = stdout_json(&suanwang(&[
-        "network",
-        "latency",
-        "harbin",
-        "yunnan-kunming",
-        "--json",
-    ]));
+    let doc = stdout_json(&suanwang(&["network", "latency", "harbin", "yunnan-kunming", "--json"]));
     assert_eq!(doc["tier"], "beyond");
 }
 
@@ -88,12 +55,7 @@ fn another_data_directory_can_be_loaded_and_is_checked() {
         std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
         std::fs::copy(repo(&format!("data/{name}")), &to).expect("copy");
     }
-    let ok = suanwang(&[
-        "--network-data",
-        dir.to_str().expect("utf8"),
-        "network",
-        "--json",
-    ]);
+    let ok = suanwang(&["--network-data", dir.to_str().expect("utf8"), "network", "--json"]);
     assert!(ok.status.success());
     let sites = dir.join("network/sites.toml");
     let text = std::fs::read_to_string(&sites).expect("read");
@@ -101,9 +63,6 @@ fn another_data_directory_can_be_loaded_and_is_checked() {
     let bad = suanwang(&["--network-data", dir.to_str().expect("utf8"), "network"]);
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        err.contains("network/sites.toml") && err.contains("pue"),
-        "{err}"
-    );
+    assert!(err.contains("network/sites.toml") && err.contains("pue"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

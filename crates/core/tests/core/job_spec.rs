@@ -22,9 +22,7 @@ run_time_s = 3600
 /// The valid spec plus `edit`: top-level lines go before the first table, tables at the end.
 fn spec(edit: &str) -> String {
     match edit.split_once("\n[") {
-        Some((top, tables)) => {
-            VALID.replacen("[resources]", &format!("{top}\n[resources]"), 1) + "[" + tables + "\n"
-        }
+        Some((top, tables)) => VALID.replacen("[resources]", &format!("{top}\n[resources]"), 1) + "[" + tables + "\n",
         None if edit.starts_with('[') => format!("{VALID}{edit}\n"),
         None => VALID.replacen("[resources]", &format!("{edit}\n[resources]"), 1),
     }
@@ -35,9 +33,7 @@ fn check_bad(text: &[u8], field: &str) {
     let net = Network::reference().expect("net");
     let problems = job::parse_toml(text, &net, now()).expect_err("must be refused");
     assert!(
-        problems
-            .iter()
-            .any(|p| p.field == field && !p.reason.is_empty()),
+        problems.iter().any(|p| p.field == field && !p.reason.is_empty()),
         "expected a problem at {field:?}; got {problems:#?}\nspec:\n{}",
         String::from_utf8_lossy(&text[..text.len().min(400)])
     );
@@ -45,13 +41,7 @@ fn check_bad(text: &[u8], field: &str) {
 
 #[test]
 fn bad_specs_name_their_field() {
-    let without = |key: &str| {
-        VALID
-            .lines()
-            .filter(|l| !l.starts_with(key))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let without = |key: &str| VALID.lines().filter(|l| !l.starts_with(key)).collect::<Vec<_>>().join("\n");
     let replace = |from: &str, to: &str| VALID.replacen(from, to, 1);
     let cases: Vec<(String, &str)> = vec![
         (without("name"), "name"),
@@ -63,49 +53,19 @@ fn bad_specs_name_their_field() {
         (without("run_time_s"), "work.run_time_s"),
         (replace("count = 8", "count = -4"), "resources.count"),
         (replace("count = 8", "count = 0"), "resources.count"),
-        (
-            replace("count = 8", "count = 4294967297"),
-            "resources.count",
-        ),
+        (replace("count = 8", "count = 4294967297"), "resources.count"),
         (replace("count = 8", "count = 2.5"), "resources.count"),
         (replace("count = 8", "count = \"eight\""), "resources.count"),
-        (
-            replace("run_time_s = 3600", "run_time_s = -1"),
-            "work.run_time_s",
-        ),
-        (
-            replace("run_time_s = 3600", "run_time_s = 9223372036854775807"),
-            "work.run_time_s",
-        ),
-        (
-            replace("run_time_s = 3600", "amount_pflop = nan"),
-            "work.amount_pflop",
-        ),
-        (
-            replace("run_time_s = 3600", "amount_pflop = inf"),
-            "work.amount_pflop",
-        ),
-        (
-            replace("run_time_s = 3600", "run_time_s = 3600\namount_pflop = 5.0"),
-            "work",
-        ),
-        (
-            replace("origin = \"beijing\"", "origin = \"atlantis\""),
-            "origin",
-        ),
-        (
-            replace("origin = \"beijing\"", "origin = \"zhongwei\""),
-            "origin",
-        ),
+        (replace("run_time_s = 3600", "run_time_s = -1"), "work.run_time_s"),
+        (replace("run_time_s = 3600", "run_time_s = 9223372036854775807"), "work.run_time_s"),
+        (replace("run_time_s = 3600", "amount_pflop = nan"), "work.amount_pflop"),
+        (replace("run_time_s = 3600", "amount_pflop = inf"), "work.amount_pflop"),
+        (replace("run_time_s = 3600", "run_time_s = 3600\namount_pflop = 5.0"), "work"),
+        (replace("origin = \"beijing\"", "origin = \"atlantis\""), "origin"),
+        (replace("origin = \"beijing\"", "origin = \"zhongwei\""), "origin"),
         (replace("kind = \"training\"", "kind = \"mining\""), "kind"),
-        (
-            replace("family = \"intelligent\"", "family = \"quantum\""),
-            "resources.family",
-        ),
-        (
-            replace("tenant = \"acme\"", "tenant = \"ACME Corp\""),
-            "tenant",
-        ),
+        (replace("family = \"intelligent\"", "family = \"quantum\""), "resources.family"),
+        (replace("tenant = \"acme\"", "tenant = \"ACME Corp\""), "tenant"),
         (replace("name = \"ok\"", "name = \"\""), "name"),
         (spec("deadline = \"2020-01-01T00:00:00Z\""), "deadline"),
         (spec("deadline = \"next tuesday\""), "deadline"),
@@ -117,77 +77,32 @@ fn bad_specs_name_their_field() {
         (spec("priority = 10"), "priority"),
         (spec("preemptible = \"yes\""), "preemptible"),
         (spec("latency_tier = \"planet\""), "latency_tier"),
-        (
-            spec("allowed_regions = [\"gansu\", \"mars\"]"),
-            "allowed_regions[1]",
-        ),
-        (
-            spec("allowed_sites = [\"qingyang-xifeng\", 7]"),
-            "allowed_sites[1]",
-        ),
+        (spec("allowed_regions = [\"gansu\", \"mars\"]"), "allowed_regions[1]"),
+        (spec("allowed_sites = [\"qingyang-xifeng\", 7]"), "allowed_sites[1]"),
         (spec("allowed_sites = [\"nowhere-dc\"]"), "allowed_sites[0]"),
         (spec("colour = \"blue\""), "colour"),
         (
-            replace(
-                "[resources]",
-                "[resources]\nmin_throughput = { precision = \"fp12\", tflops = 10.0 }",
-            ),
+            replace("[resources]", "[resources]\nmin_throughput = { precision = \"fp12\", tflops = 10.0 }"),
             "resources.min_throughput.precision",
         ),
         (
-            replace(
-                "[resources]",
-                "[resources]\nmin_throughput = { precision = \"fp16\", tflops = -10.0 }",
-            ),
+            replace("[resources]", "[resources]\nmin_throughput = { precision = \"fp16\", tflops = -10.0 }"),
             "resources.min_throughput.tflops",
         ),
+        (replace("[resources]", "[resources]\naccelerator = \"tpu-v5\""), "resources.accelerator"),
+        (replace("[resources]", "[resources]\nmemory_gib = -1"), "resources.memory_gib"),
+        (replace("[resources]", "[resources]\nvariants = [{ arch = \"sparc\" }]"), "resources.variants[0].arch"),
         (
-            replace("[resources]", "[resources]\naccelerator = \"tpu-v5\""),
-            "resources.accelerator",
-        ),
-        (
-            replace("[resources]", "[resources]\nmemory_gib = -1"),
-            "resources.memory_gib",
-        ),
-        (
-            replace(
-                "[resources]",
-                "[resources]\nvariants = [{ arch = \"sparc\" }]",
-            ),
-            "resources.variants[0].arch",
-        ),
-        (
-            replace(
-                "[resources]",
-                "[resources]\nvariants = [{ arch = \"x86_64\", accelerator_kind = \"rocm\" }]",
-            ),
+            replace("[resources]", "[resources]\nvariants = [{ arch = \"x86_64\", accelerator_kind = \"rocm\" }]"),
             "resources.variants[0].accelerator_kind",
         ),
-        (
-            spec("[input]\nsize_gb = -5\nlocation = \"beijing\""),
-            "input.size_gb",
-        ),
-        (
-            spec("[input]\nsize_gb = 1e300\nlocation = \"beijing\""),
-            "input.size_gb",
-        ),
-        (
-            spec("[input]\nsize_gb = 5\nlocation = \"gansu\""),
-            "input.location",
-        ),
-        (
-            spec("[input]\nsize_gb = 5\nlocation = \"beijing\"\nclassification = \"top-secret\""),
-            "input.classification",
-        ),
+        (spec("[input]\nsize_gb = -5\nlocation = \"beijing\""), "input.size_gb"),
+        (spec("[input]\nsize_gb = 1e300\nlocation = \"beijing\""), "input.size_gb"),
+        (spec("[input]\nsize_gb = 5\nlocation = \"gansu\""), "input.location"),
+        (spec("[input]\nsize_gb = 5\nlocation = \"beijing\"\nclassification = \"top-secret\""), "input.classification"),
         (spec("[input]\nlocation = \"beijing\""), "input.size_gb"),
         (replace("[work]\nrun_time_s = 3600", "work = 5"), "work"),
-        (
-            replace(
-                "family = \"intelligent\"",
-                "family = \"general\"\naccelerator = \"a800\"",
-            ),
-            "resources.accelerator",
-        ),
+        (replace("family = \"intelligent\"", "family = \"general\"\naccelerator = \"a800\""), "resources.accelerator"),
         ("name = \"ok\"\nname = \"twice\"".to_string(), "$"),
         ("= broken toml".to_string(), "$"),
     ];
@@ -212,31 +127,18 @@ fn all_problems_are_reported_at_once() {
     let net = Network::reference().expect("net");
     let problems = job::parse_toml(text.as_bytes(), &net, now()).expect_err("bad");
     let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
-    for want in [
-        "tenant",
-        "kind",
-        "origin",
-        "resources.family",
-        "resources.count",
-        "work.run_time_s",
-    ] {
+    for want in ["tenant", "kind", "origin", "resources.family", "resources.count", "work.run_time_s"] {
         assert!(fields.contains(&want), "{want} missing from {fields:?}");
     }
-    assert!(
-        problems.iter().all(|p| !p.hint.is_empty()),
-        "every problem has a hint: {problems:#?}"
-    );
+    assert!(problems.iter().all(|p| !p.hint.is_empty()), "every problem has a hint: {problems:#?}");
 }
 
 #[test]
 fn typos_get_a_suggestion() {
     let net = Network::reference().expect("net");
-    let problems =
-        job::parse_toml(spec("min_green_shar = 0.5").as_bytes(), &net, now()).expect_err("bad");
+    let problems = job::parse_toml(spec("min_green_shar = 0.5").as_bytes(), &net, now()).expect_err("bad");
     assert!(
-        problems
-            .iter()
-            .any(|p| p.field == "min_green_shar" && p.hint.contains("min_green_share")),
+        problems.iter().any(|p| p.field == "min_green_shar" && p.hint.contains("min_green_share")),
         "{problems:#?}"
     );
 }
@@ -244,18 +146,12 @@ fn typos_get_a_suggestion() {
 #[test]
 fn a_full_spec_round_trips_through_json() {
     let net = Network::reference().expect("net");
-    let text = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/training.toml"
-    ))
-    .expect("example");
+    let text = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/training.toml")).expect("example");
     let job = job::parse_toml(&text, &net, now()).expect("valid");
     assert_eq!(job.kind, JobKind::Training);
     assert_eq!(job.latency_tier, None);
     assert_eq!(job.resources.variants.len(), 2);
-    assert!(
-        matches!(job.work, Work::Amount { amount_pflop } if (amount_pflop - 5.0e7).abs() < 1.0)
-    );
+    assert!(matches!(job.work, Work::Amount { amount_pflop } if (amount_pflop - 5.0e7).abs() < 1.0));
     let json = serde_json::to_vec(&job).expect("serialises");
     let again = job::parse_json(&json, &net, now()).expect("the JSON shape is the TOML shape");
     assert_eq!(job, again);
@@ -270,17 +166,12 @@ fn every_example_is_valid_and_every_kind_has_one() {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "toml") {
             let bytes = std::fs::read(&path).expect("readable");
-            let job = job::parse_toml(&bytes, &net, now())
-                .unwrap_or_else(|p| panic!("{}: {p:#?}", path.display()));
+            let job = job::parse_toml(&bytes, &net, now()).unwrap_or_else(|p| panic!("{}: {p:#?}", path.display()));
             kinds.insert(job.kind);
         }
     }
     for kind in JobKind::ALL {
-        assert!(
-            kinds.contains(&kind),
-            "no example of kind {}",
-            kind.as_str()
-        );
+        assert!(kinds.contains(&kind), "no example of kind {}", kind.as_str());
     }
 }
 
@@ -309,11 +200,7 @@ mod never_panics {
     fn field_value() -> impl Strategy<Value = String> {
         prop_oneof![
             any::<i64>().prop_map(|i| i.to_string()),
-            any::<f64>().prop_map(|f| if f.is_finite() {
-                format!("{f:e}")
-            } else {
-                "nan".into()
-            }),
+            any::<f64>().prop_map(|f| if f.is_finite() { format!("{f:e}") } else { "nan".into() }),
             "[a-z_-]{0,12}".prop_map(|s| format!("{s:?}")),
             Just("true".to_string()),
             Just("[1, \"x\"]".to_string()),

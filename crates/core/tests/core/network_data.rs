@@ -15,53 +15,29 @@ fn reference_has_the_national_layout() {
     assert!(net.cities.len() >= 24, "at least 24 demand cities");
     assert!(net.regions.len() >= 2, "at least 2 non-hub green regions");
     for h in &net.hubs {
-        assert!(
-            net.clusters.iter().any(|c| c.hub == h.id),
-            "hub {} has a cluster",
-            h.id
-        );
+        assert!(net.clusters.iter().any(|c| c.hub == h.id), "hub {} has a cluster", h.id);
     }
 }
 
 #[test]
 fn every_cluster_and_region_has_all_three_families() {
     let net = net();
-    let areas = net
-        .clusters
-        .iter()
-        .map(|c| c.id.clone())
-        .chain(net.regions.iter().map(|r| r.id.clone()));
+    let areas = net.clusters.iter().map(|c| c.id.clone()).chain(net.regions.iter().map(|r| r.id.clone()));
     for area in areas {
         let sites: Vec<_> = net
             .sites
             .iter()
-            .filter(|s| {
-                s.cluster.as_deref() == Some(area.as_str())
-                    || (s.cluster.is_none() && s.region == area)
-            })
+            .filter(|s| s.cluster.as_deref() == Some(area.as_str()) || (s.cluster.is_none() && s.region == area))
             .collect();
         assert!(!sites.is_empty(), "{area} has sites");
         for family in Family::ALL {
-            assert!(
-                sites
-                    .iter()
-                    .any(|s| s.pools.iter().any(|p| p.family == family)),
-                "{area} has a {family:?} pool"
-            );
+            assert!(sites.iter().any(|s| s.pools.iter().any(|p| p.family == family)), "{area} has a {family:?} pool");
         }
         let models: std::collections::BTreeSet<&str> = sites
             .iter()
-            .flat_map(|s| {
-                s.pools
-                    .iter()
-                    .filter(|p| p.family == Family::Intelligent)
-                    .map(|p| p.model.as_str())
-            })
+            .flat_map(|s| s.pools.iter().filter(|p| p.family == Family::Intelligent).map(|p| p.model.as_str()))
             .collect();
-        assert!(
-            models.len() >= 2,
-            "{area} has several accelerator models: {models:?}"
-        );
+        assert!(models.len() >= 2, "{area} has several accelerator models: {models:?}");
     }
 }
 
@@ -74,17 +50,10 @@ fn every_reference_is_known_and_every_factor_in_range() {
                 assert!(matches!(net.place(c), Some(Place::Cluster(_))), "{}", s.id);
             }
             (None, Some(Place::Region(_))) => {}
-            other => panic!(
-                "site {} sits in neither a known cluster nor a green region: {other:?}",
-                s.id
-            ),
+            other => panic!("site {} sits in neither a known cluster nor a green region: {other:?}", s.id),
         }
         assert!((1.0..=2.0).contains(&s.pue), "{} pue {}", s.id, s.pue);
-        assert!(
-            s.grid_factor_kg_per_kwh > 0.05 && s.grid_factor_kg_per_kwh < 1.2,
-            "{} grid factor",
-            s.id
-        );
+        assert!(s.grid_factor_kg_per_kwh > 0.05 && s.grid_factor_kg_per_kwh < 1.2, "{} grid factor", s.id);
         let profile = net.green_profile(&s.green_profile).expect("profile exists");
         for season in Season::ALL {
             for h in 0..24 {
@@ -101,12 +70,7 @@ fn every_reference_is_known_and_every_factor_in_range() {
         }
     }
     for l in &net.links {
-        assert!(
-            net.place(&l.a).is_some() && net.place(&l.b).is_some(),
-            "{} <-> {}",
-            l.a,
-            l.b
-        );
+        assert!(net.place(&l.a).is_some() && net.place(&l.b).is_some(), "{} <-> {}", l.a, l.b);
         assert!(l.bandwidth_gbps > 0.0 && l.price_fen_per_gb >= 0);
     }
     for p in &net.pairings {
@@ -127,8 +91,7 @@ fn every_reference_is_known_and_every_factor_in_range() {
 /// The fibre formula written out independently of the library.
 fn formula_ms(a: (f64, f64), b: (f64, f64)) -> f64 {
     let (p1, p2) = (a.0.to_radians(), b.0.to_radians());
-    let h = ((p2 - p1) / 2.0).sin().powi(2)
-        + p1.cos() * p2.cos() * ((b.1 - a.1).to_radians() / 2.0).sin().powi(2);
+    let h = ((p2 - p1) / 2.0).sin().powi(2) + p1.cos() * p2.cos() * ((b.1 - a.1).to_radians() / 2.0).sin().powi(2);
     let km = 2.0 * 6371.0088 * h.sqrt().asin();
     km * 1.5 / 204_000.0 * 1000.0
 }
@@ -137,43 +100,21 @@ fn formula_ms(a: (f64, f64), b: (f64, f64)) -> f64 {
 fn latency_of_known_pairs() {
     let net = net();
     let bz = net.latency("beijing", "zhangjiakou").expect("known ids");
-    assert!(
-        bz.one_way_ms <= 5.0,
-        "beijing→zhangjiakou {} ms",
-        bz.one_way_ms
-    );
+    assert!(bz.one_way_ms <= 5.0, "beijing→zhangjiakou {} ms", bz.one_way_ms);
     assert!(bz.tier <= LatencyTier::Regional);
 
     let sz = net.latency("shanghai", "zhongwei").expect("known ids");
     let shanghai = net.city("shanghai").expect("city");
-    let zhongwei = net
-        .clusters
-        .iter()
-        .find(|c| c.id == "zhongwei")
-        .expect("cluster");
+    let zhongwei = net.clusters.iter().find(|c| c.id == "zhongwei").expect("cluster");
     let want = formula_ms((shanghai.lat, shanghai.lon), (zhongwei.lat, zhongwei.lon));
-    assert!(
-        sz.one_way_ms > 5.0,
-        "shanghai→zhongwei {} ms",
-        sz.one_way_ms
-    );
-    assert!(
-        (sz.one_way_ms - want).abs() / want < 0.01,
-        "{} vs formula {want}",
-        sz.one_way_ms
-    );
+    assert!(sz.one_way_ms > 5.0, "shanghai→zhongwei {} ms", sz.one_way_ms);
+    assert!((sz.one_way_ms - want).abs() / want < 0.01, "{} vs formula {want}", sz.one_way_ms);
     assert_eq!(sz.tier, LatencyTier::CrossHub);
 
     // a site close to its city is within the city tier; a city to itself is 0
     let q = net.latency("shanghai", "yrd-qingpu").expect("known ids");
     assert_eq!(q.tier, LatencyTier::City, "{} ms", q.one_way_ms);
-    assert!(
-        net.latency("beijing", "beijing")
-            .expect("known")
-            .one_way_ms
-            .abs()
-            < 1e-9
-    );
+    assert!(net.latency("beijing", "beijing").expect("known").one_way_ms.abs() < 1e-9);
     // symmetric
     let back = net.latency("zhongwei", "shanghai").expect("known ids");
     assert!((back.one_way_ms - sz.one_way_ms).abs() < 1e-9);
@@ -217,12 +158,7 @@ fn broken_data_is_refused_with_its_location() {
             "site[0].cluster",
             "unknown cluster",
         ),
-        (
-            "network/sites.toml",
-            Box::new(|t| t.replacen("pue = 1.25", "pue = 0.8", 1)),
-            "site[0].pue",
-            "outside",
-        ),
+        ("network/sites.toml", Box::new(|t| t.replacen("pue = 1.25", "pue = 0.8", 1)), "site[0].pue", "outside"),
         (
             "network/sites.toml",
             Box::new(|t| t.replacen("model = \"h800\"", "model = \"tpu-v9\"", 1)),
@@ -241,12 +177,7 @@ fn broken_data_is_refused_with_its_location() {
             ".b",
             "unknown endpoint",
         ),
-        (
-            "network/cities.toml",
-            Box::new(|t| t.replacen("lat = 39.9", "lat = 95.0", 1)),
-            "city[0].lat",
-            "outside",
-        ),
+        ("network/cities.toml", Box::new(|t| t.replacen("lat = 39.9", "lat = 95.0", 1)), "city[0].lat", "outside"),
         (
             "energy/grid_factors.toml",
             Box::new(|t| t.replacen("\"Hebei\" = 0.7252", "\"Hebei\" = 7.252", 1)),
@@ -261,35 +192,18 @@ fn broken_data_is_refused_with_its_location() {
         ),
         (
             "energy/green_share.csv",
-            Box::new(|t| {
-                t.lines()
-                    .filter(|l| !l.starts_with("yunnan,winter,3,"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            }),
+            Box::new(|t| t.lines().filter(|l| !l.starts_with("yunnan,winter,3,")).collect::<Vec<_>>().join("\n")),
             "yunnan",
             "missing",
         ),
-        (
-            "network/hubs.toml",
-            Box::new(|t| t.replacen("side = \"east\"", "side = \"north\"", 1)),
-            "line",
-            "north",
-        ),
-        (
-            "metric.toml",
-            Box::new(|t| t.replacen("fp16 = 0.5", "fp16 = -0.5", 1)),
-            "",
-            "fp16",
-        ),
+        ("network/hubs.toml", Box::new(|t| t.replacen("side = \"east\"", "side = \"north\"", 1)), "line", "north"),
+        ("metric.toml", Box::new(|t| t.replacen("fp16 = 0.5", "fp16 = -0.5", 1)), "", "fp16"),
     ];
     for (file, edit, path, reason) in cases {
         let files = with_file(file, edit);
         let err = Network::from_files(&files).expect_err(file);
         assert!(
-            err.0
-                .iter()
-                .any(|p| p.file == file && p.path.contains(path) && p.reason.contains(reason)),
+            err.0.iter().any(|p| p.file == file && p.path.contains(path) && p.reason.contains(reason)),
             "{file}: expected a problem at {path:?} mentioning {reason:?}, got {:#?}",
             err.0
         );
@@ -300,11 +214,7 @@ fn broken_data_is_refused_with_its_location() {
 fn unified_capacity_adds_up() {
     let net = net();
     let total = net.capacity_ucu(|_| true);
-    let by_site: f64 = net
-        .sites
-        .iter()
-        .map(|s| Family::ALL.iter().map(|f| s.capacity_ucu(*f)).sum::<f64>())
-        .sum();
+    let by_site: f64 = net.sites.iter().map(|s| Family::ALL.iter().map(|f| s.capacity_ucu(*f)).sum::<f64>()).sum();
     let sum: f64 = total.values().sum();
     assert!((sum - by_site).abs() / sum < 1e-9);
     // Intelligent compute is the largest family in FP32-equivalent terms, general next.

@@ -1,0 +1,176 @@
+//! Policies: how much each scorer weighs. Named presets, overridable from a TOML file.
+
+use serde::{Deserialize, Serialize};
+
+/// The scorers. Every one is "lower is better" on its raw value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scorer {
+    /// Compute at the pool's price + energy at the slots' tariff + data transfer, fen.
+    Money,
+    /// Market-based kg CO2: energy × grid factor × (1 − green share) over the run.
+    Carbon,
+    /// Seconds from submission to start (queueing, deferral and data arrival).
+    Wait,
+    /// One-way ms from the job's origin city to the site.
+    Latency,
+    /// 1 when the placement goes against 东数西算 (delay-tolerant work kept east, western
+    /// work sent east), else 0.
+    EastWest,
+    /// 0 when the site's hub is paired (结对子) with the job's origin city, else 1.
+    Pairing,
+    /// Share of the pool in use at the start slot, after this job.
+    Load,
+}
+
+impl Scorer {
+    pub const ALL: [Scorer; 7] =
+        [Scorer::Money, Scorer::Carbon, Scorer::Wait, Scorer::Latency, Scorer::EastWest, Scorer::Pairing, Scorer::Load];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scorer::Money => "money",
+            Scorer::Carbon => "carbon",
+            Scorer::Wait => "wait",
+            Scorer::Latency => "latency",
+            Scorer::EastWest => "east_west",
+            Scorer::Pairing => "pairing",
+            Scorer::Load => "load",
+        }
+    }
+}
+
+/// Weight per scorer, indexed like `Scorer::ALL`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Weights {
+    pub money: f64,
+    pub carbon: f64,
+    pub wait: f64,
+    pub latency: f64,
+    pub east_west: f64,
+    pub pairing: f64,
+    pub load: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Policy::BALANCED.weights
+    }
+}
+
+impl Weights {
+    pub fn get(&self, s: Scorer) -> f64 {
+        match s {
+            Scorer::Money => self.money,
+            Scorer::Carbon => self.carbon,
+            Scorer::Wait => self.wait,
+            Scorer::Latency => self.latency,
+            Scorer::EastWest => self.east_west,
+            Scorer::Pairing => self.pairing,
+            Scorer::Load => self.load,
+        }
+    }
+
+    pub fn as_array(&self) -> [f64; 7] {
+        Scorer::ALL.map(|s| self.get(s))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Policy {
+    pub name: String,
+    pub weights: Weights,
+}
+
+const fn w(money: f64, carbon: f64, wait: f64, latency: f64, east_west: f64, pairing: f64, load: f64) -> Weights {
+    Weights { money, carbon, wait, latency, east_west, pairing, load }
+}
+
+/// `[weights]` overrides on top of a named base policy.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    base: Option<String>,
+    #[serde(default)]
+    weights: Option<toml::Table>,
+}
+
+impl Policy {
+    /// Money and carbon first, then the national policy (east→west, pairing), waiting, balance.
+    pub const BALANCED: Policy = Policy { name: String::new(), weights: w(1.0, 1.0, 0.4, 0.1, 0.5, 0.2, 0.3) };
+
+    pub const NAMES: [&'static str; 5] = ["balanced", "cheapest", "greenest", "fastest", "nearest"];
+
+    pub fn named(name: &str) -> Option<Policy> {
+        let weights = match name {
+            "balanced" => Policy::BALANCED.weights,
+            // Small second terms only break ties.
+            "cheapest" => w(1.0, 0.0, 0.01, 0.0, 0.0, 0.0, 0.0),
+            "greenest" => w(0.0, 1.0, 0.01, 0.0, 0.0, 0.0, 0.0),
+            "fastest" => w(0.01, 0.0, 1.0, 0.05, 0.0, 0.0, 0.0),
+            "nearest" => w(0.0, 0.0, 0.05, 1.0, 0.0, 0.0, 0.0),
+            _ => return None,
+        };
+        Some(Policy { name: name.to_string(), weights })
+    }
+
+    /// Parses a policy file: optional `base` (a named policy, default balanced), optional
+    /// `name`, and a `[weights]` table overriding some scorers. Weights must be finite, ≥ 0.
+    pub fn from_toml(text: &str) -> Result<Policy, String> {
+        let f: PolicyFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let base_name = f.base.as_deref().unwrap_or("balanced");
+        let mut policy = Policy::named(base_name)
+            .ok_or_else(|| format!("base: unknown policy {base_name:?}; one of {}", Policy::NAMES.join(", ")))?;
+        if let Some(table) = f.weights {
+            let mut merged = toml::Table::try_from(policy.weights).map_err(|e| e.to_string())?;
+            for (k, v) in table {
+                if !Scorer::ALL.iter().any(|s| s.as_str() == k) {
+                    let names: Vec<&str> = Scorer::ALL.iter().map(|s| s.as_str()).collect();
+                    return Err(format!("weights.{k}: unknown scorer; one of {}", names.join(", ")));
+                }
+                let x = v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+                match x {
+                    Some(x) if x.is_finite() && x >= 0.0 => {
+                        merged.insert(k, toml::Value::Float(x));
+                    }
+                    _ => return Err(format!("weights.{k}: must be a finite number ≥ 0, got {v}")),
+                }
+            }
+            policy.weights = merged.try_into().map_err(|e: toml::de::Error| e.message().to_string())?;
+        }
+        if policy.weights.as_array().iter().all(|x| *x == 0.0) {
+            return Err("weights: at least one weight must be positive".into());
+        }
+        policy.name = f.name.unwrap_or_else(|| format!("{base_name}+custom"));
+        Ok(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_and_overridden() {
+        for n in Policy::NAMES {
+            assert_eq!(Policy::named(n).expect("known").name, n);
+        }
+        assert!(Policy::named("random").is_none());
+        let p = Policy::from_toml("base = \"cheapest\"\n[weights]\ncarbon = 0.5\n").expect("valid");
+        assert!((p.weights.carbon - 0.5).abs() < 1e-12);
+        assert!((p.weights.money - 1.0).abs() < 1e-12);
+        for bad in [
+            "[weights]\ncarbon = -1",
+            "[weights]\nspeed = 1",
+            "base = \"x\"",
+            "[weights]\nmoney = nan",
+            "[weights]\nmoney=0\ncarbon=0\nwait=0\nlatency=0\neast_west=0\npairing=0\nload=0",
+        ] {
+            assert!(Policy::from_toml(bad).is_err(), "{bad}");
+        }
+    }
+}

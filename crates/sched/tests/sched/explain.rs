@@ -1,0 +1,175 @@
+//! Placements explain themselves; refusals name the filter per site; deferral and transfer
+//! modes behave as the policy says.
+
+use std::sync::Arc;
+
+use suanwang_core::job::{self, Job};
+use suanwang_core::{Network, Ts};
+use suanwang_sched::slots::{beijing_slot_of_day, slot_of};
+use suanwang_sched::{Config, Filter, Policy, Scheduler, Scorer, TransferMode};
+
+use super::{reference, start};
+
+fn spec(net: &Network, text: &str) -> Job {
+    job::parse_toml(text.as_bytes(), net, start()).unwrap_or_else(|p| panic!("{p:#?}"))
+}
+
+fn plan(
+    net: &Arc<Network>,
+    job: &Job,
+    at: Ts,
+    policy: &str,
+) -> Result<suanwang_sched::Placement, suanwang_sched::Refusal> {
+    let mut s = Scheduler::new(Arc::clone(net), at, Config::default());
+    s.plan(job, at, &Policy::named(policy).expect("policy"))
+}
+
+const BASE: &str = "name = \"j\"\ntenant = \"t\"\n";
+
+#[test]
+fn every_placement_explains_its_choice_and_runners_up() {
+    let net = reference();
+    let job = spec(
+        &net,
+        &format!(
+            "{BASE}kind = \"training\"\norigin = \"beijing\"\n[resources]\nfamily = \"intelligent\"\ncount = 8\n[work]\nrun_time_s = 7200\n[input]\nsize_gb = 100\nlocation = \"beijing\"\n"
+        ),
+    );
+    let p = plan(&net, &job, start(), "balanced").expect("placed");
+    assert_eq!(p.chosen.scores.len(), Scorer::ALL.len());
+    for line in &p.chosen.scores {
+        assert!((line.weighted - line.weight * line.normalised).abs() < 1e-12);
+    }
+    let total: f64 = p.chosen.scores.iter().map(|l| l.weighted).sum();
+    assert!((total - p.chosen.score).abs() < 1e-9);
+    assert!(!p.runners_up.is_empty());
+    for r in &p.runners_up {
+        assert!(r.score >= p.chosen.score, "runner-up {} scores {} < chosen {}", r.site, r.score, p.chosen.score);
+        assert_ne!(r.site, p.chosen.site, "runners-up are other sites");
+    }
+    // the delay-tolerant job leaves the east
+    let site = net.site(&p.chosen.site).expect("site");
+    assert_eq!(site.side, suanwang_core::network::Side::West, "training went to {}", site.id);
+}
+
+#[test]
+fn a_city_tier_job_is_kept_near_and_far_sites_are_refused_by_latency() {
+    let net = reference();
+    let job = spec(
+        &net,
+        &format!(
+            "{BASE}kind = \"inference\"\norigin = \"shanghai\"\nlatency_tier = \"city\"\n[resources]\nfamily = \"intelligent\"\ncount = 2\n[work]\nrun_time_s = 3600\n"
+        ),
+    );
+    let p = plan(&net, &job, start(), "cheapest").expect("placed");
+    assert!(net.latency("shanghai", &p.chosen.site).expect("known").one_way_ms <= 1.0);
+    let far = p.rejections.iter().find(|r| r.site == "zhongwei-xibuyun").expect("zhongwei refused");
+    assert_eq!(far.filter, Filter::Latency);
+    assert!(far.detail.contains("ms"), "{}", far.detail);
+}
+
+#[test]
+fn an_impossible_job_is_refused_with_a_reason_per_site() {
+    let net = reference();
+    // 64 H800 within 1 ms of Harbin: no site is that close
+    let job = spec(
+        &net,
+        &format!(
+            "{BASE}kind = \"inference\"\norigin = \"harbin\"\nlatency_tier = \"city\"\n[resources]\nfamily = \"intelligent\"\naccelerator = \"h800\"\ncount = 64\n[work]\nrun_time_s = 3600\n"
+        ),
+    );
+    let refusal = plan(&net, &job, start(), "balanced").expect_err("refused");
+    assert_eq!(refusal.rejections.len(), net.sites.len(), "one reason per site");
+    assert!(refusal.rejections.iter().all(|r| r.filter == Filter::Latency));
+    assert!(refusal.to_string().contains("latency"));
+    // a gang larger than any pool: refused by pool size at every site that has the model
+    let job = spec(
+        &net,
+        &format!(
+            "{BASE}kind = \"training\"\norigin = \"beijing\"\n[resources]\nfamily = \"intelligent\"\naccelerator = \"h800\"\ncount = 100000\n[work]\nrun_time_s = 3600\n"
+        ),
+    );
+    let refusal = plan(&net, &job, start(), "balanced").expect_err("refused");
+    assert!(refusal.rejections.iter().any(|r| r.filter == Filter::PoolSize));
+    assert!(refusal.rejections.iter().any(|r| r.filter == Filter::Accelerator));
+}
+
+#[test]
+fn restricted_data_brings_the_compute_to_it() {
+    let net = reference();
+    let job = spec(
+        &net,
+        &format!(
+            "{BASE}kind = \"fine-tuning\"\norigin = \"shanghai\"\n[resources]\nfamily = \"intelligent\"\ncount = 8\n[work]\nrun_time_s = 3600\n[input]\nsize_gb = 500\nlocation = \"qingyang-xifeng\"\nclassification = \"restricted\"\n"
+        ),
+    );
+    let p = plan(&net, &job, start(), "nearest").expect("placed");
+    assert_eq!(net.site(&p.chosen.site).expect("site").region, "gansu");
+    assert_eq!(p.chosen.transfer.mode, TransferMode::None, "the data does not move");
+    assert!(p.rejections.iter().any(|r| r.filter == Filter::Residency));
+}
+
+#[test]
+fn deferrable_work_shifts_to_green_and_cheap_hours() {
+    let net = reference();
+    // 18:00 Beijing (10:00 UTC): evening peak tariff, no sun
+    let at = Ts::parse("2026-11-26T10:00:00Z").expect("ts");
+    let job = spec(
+        &net,
+        &format!(
+            "{BASE}kind = \"rendering\"\norigin = \"beijing\"\nallowed_sites = [\"zhongwei-xibuyun\"]\n[resources]\nfamily = \"general\"\ncount = 20000\n[work]\nrun_time_s = 3600\n"
+        ),
+    );
+    let hour = |p: &suanwang_sched::Placement| beijing_slot_of_day(slot_of(p.chosen.start_at)) / 4;
+    // greenest waits for the sun
+    let p = plan(&net, &job, at, "greenest").expect("placed");
+    assert!((10..16).contains(&hour(&p)), "greenest started at Beijing hour {}", hour(&p));
+    assert!(p.deferred_s > 0);
+    // cheapest leaves the evening peak (18:00–23:00 in Ningxia's schedule)
+    let p = plan(&net, &job, at, "cheapest").expect("placed");
+    assert!(!(18..23).contains(&hour(&p)), "cheapest started at Beijing hour {}", hour(&p));
+    assert!(p.deferred_s > 0);
+    // the same job as latency-critical inference is not shifted
+    let job = spec(
+        &net,
+        &format!(
+            "{BASE}kind = \"inference\"\norigin = \"beijing\"\nallowed_sites = [\"zhongwei-xibuyun\"]\n[resources]\nfamily = \"general\"\ncount = 20000\n[work]\nrun_time_s = 3600\n"
+        ),
+    );
+    let p = plan(&net, &job, at, "greenest").expect("placed");
+    assert_eq!(p.deferred_s, 0);
+}
+
+#[test]
+fn transfer_mode_follows_data_size() {
+    let net = reference();
+    let mk = |gb: u64| {
+        spec(
+            &net,
+            &format!(
+                "{BASE}kind = \"backup\"\norigin = \"shenzhen\"\nallowed_sites = [\"guian-dianzi\"]\n[resources]\nfamily = \"general\"\ncount = 16\n[work]\nrun_time_s = 3600\n[input]\nsize_gb = {gb}\nlocation = \"shenzhen\"\n"
+            ),
+        )
+    };
+    let small = plan(&net, &mk(5), start(), "fastest").expect("placed");
+    assert_eq!(small.chosen.transfer.mode, TransferMode::Network);
+    let huge = plan(&net, &mk(1_500_000), start(), "cheapest").expect("placed");
+    assert_eq!(huge.chosen.transfer.mode, TransferMode::Express, "1.5 PB ships on disks");
+    assert!(huge.chosen.start_at.0 - start().0 >= 24 * 3600 * 1000, "and waits for them");
+}
+
+#[test]
+fn policies_pull_in_their_direction() {
+    let net = reference();
+    let job = spec(
+        &net,
+        &format!(
+            "{BASE}kind = \"analytics\"\norigin = \"guangzhou\"\n[resources]\nfamily = \"general\"\ncount = 512\n[work]\nrun_time_s = 7200\n[input]\nsize_gb = 50\nlocation = \"guangzhou\"\n"
+        ),
+    );
+    let by = |policy: &str| plan(&net, &job, start(), policy).expect("placed").chosen;
+    let (cheap, green, near) = (by("cheapest"), by("greenest"), by("nearest"));
+    assert!(cheap.cost.total_fen <= green.cost.total_fen && cheap.cost.total_fen <= near.cost.total_fen);
+    assert!(green.carbon_kg <= cheap.carbon_kg && green.carbon_kg <= near.carbon_kg);
+    assert!(near.latency_ms <= cheap.latency_ms && near.latency_ms <= green.latency_ms);
+}
