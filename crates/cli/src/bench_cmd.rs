@@ -36,13 +36,16 @@ pub fn sched(net: Network, args: &SchedArgs) -> Result<()> {
     let jobs = workload::mix(&net, args.seed, args.jobs, start, 24 * 3600);
     let mut sched = Scheduler::new(Arc::clone(&net), start, Config::default());
     let mut lat_us = Vec::with_capacity(jobs.len());
-    let (mut placed, mut refused) = (0usize, 0usize);
+    let (mut placed, mut refused, mut options) = (0usize, 0usize, 0usize);
     let t0 = Instant::now();
     for (at, job) in &jobs {
         let t = Instant::now();
         sched.advance(*at);
         match sched.place(job, *at, &args.policy) {
-            Ok(_) => placed += 1,
+            Ok(p) => {
+                placed += 1;
+                options += p.options_considered;
+            }
             Err(_) => refused += 1,
         }
         lat_us.push(t.elapsed().as_secs_f64() * 1e6);
@@ -71,6 +74,7 @@ pub fn sched(net: Network, args: &SchedArgs) -> Result<()> {
         "horizon_h": 48,
         "sites": net.sites.len(),
         "pools": sched.pool_count(),
+        "mean_options_per_placement": (options as f64 / placed.max(1) as f64).round(),
         "placements_per_sec": (jobs.len() as f64 / online_s).round(),
         "p50_us": (percentile(&lat_us, 0.50) * 10.0).round() / 10.0,
         "p99_us": (percentile(&lat_us, 0.99) * 10.0).round() / 10.0,

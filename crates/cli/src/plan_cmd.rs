@@ -54,7 +54,7 @@ pub fn run(net: Network, file: &Path, policy: &Policy, now: Ts, json: bool) -> R
             } else {
                 eprintln!("{refusal}");
                 for r in &refusal.rejections {
-                    eprintln!("  {:<22} {:<12} {}", r.site, r.filter.as_str(), r.detail);
+                    eprintln!("  {:<22} {:<12} {}", r.site, r.filter.as_str(), r.detail());
                 }
             }
             Ok(ExitCode::from(1))
@@ -126,7 +126,7 @@ fn human(p: &Placement) -> String {
     if !p.rejections.is_empty() {
         let _ = writeln!(out, "\n  refused sites:");
         for r in &p.rejections {
-            let _ = writeln!(out, "    {:<22} {:<12} {}", r.site, r.filter.as_str(), r.detail);
+            let _ = writeln!(out, "    {:<22} {:<12} {}", r.site, r.filter.as_str(), r.detail());
         }
     }
     let _ = writeln!(out, "\n  {} options considered. `--json` shows raw and normalised values.", p.options_considered);

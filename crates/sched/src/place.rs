@@ -9,7 +9,7 @@ use suanwang_core::network::{Arch, Place, Side};
 use suanwang_core::{Family, Network, Ts};
 
 use crate::policy::{Policy, Scorer};
-use crate::series::SiteSeries;
+use crate::series::{SiteSeries, WindowEnergy};
 use crate::slots::{SLOT_SECONDS, SLOTS_PER_HOUR, slot_at_or_after, slot_of, slot_start, slots_for};
 use crate::timeline::{Reservation, Timeline, TimelineError};
 use crate::transfer::{self, Route, Transfer, TransferMode, TransferModel};
@@ -85,12 +85,72 @@ impl Filter {
     }
 }
 
-/// Why one site was refused.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Why one site was refused: the filter, and the numbers behind it. The sentence (`detail`)
+/// is rendered only when asked for — refusals are made on the hot path, read rarely.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub site: String,
     pub filter: Filter,
-    pub detail: String,
+    /// The pool whose options got furthest, for pool-level filters.
+    pub pool: Option<String>,
+    /// The value that failed (ms for latency), when there is one.
+    pub value: Option<f64>,
+    /// The limit it failed against (ms, GiB, units, share, fen).
+    pub limit: Option<f64>,
+    /// Free text, for `spec` refusals.
+    pub message: Option<String>,
+}
+
+impl Rejection {
+    fn new(site: &str, filter: Filter) -> Rejection {
+        Rejection { site: site.to_string(), filter, pool: None, value: None, limit: None, message: None }
+    }
+
+    /// The reason as a sentence.
+    pub fn detail(&self) -> String {
+        let pool = self.pool.as_deref().map(|p| format!("{p}: ")).unwrap_or_default();
+        let limit = self.limit.unwrap_or(0.0);
+        match self.filter {
+            Filter::Spec => self.message.clone().unwrap_or_default(),
+            Filter::Region => "not among the job's allowed regions or sites".into(),
+            Filter::Residency => "restricted data may not leave its region".into(),
+            Filter::Latency => {
+                format!("{:.2} ms one-way from the origin exceeds the tier's {limit} ms", self.value.unwrap_or(0.0))
+            }
+            Filter::Family => "no pool of the job's family".into(),
+            Filter::Accelerator => "no pool with the requested accelerator model or throughput".into(),
+            Filter::Architecture => "no pool matches any of the job's architecture variants".into(),
+            Filter::Memory => format!("no pool has {limit} GiB per unit"),
+            Filter::PoolSize => format!("no pool has {limit} units"),
+            Filter::Deadline if self.limit.is_some() => {
+                format!("{pool}cannot finish before the deadline (data transfer included)")
+            }
+            Filter::Deadline => format!("{pool}cannot start within the planning horizon (data transfer included)"),
+            Filter::Capacity => format!("{pool}{limit} units not free for the run before the latest start"),
+            Filter::Green => format!("{pool}green share over the run below {limit:.2}"),
+            Filter::Budget => format!("{pool}cost exceeds the budget of {limit} fen"),
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.site, self.filter.as_str(), self.detail())
+    }
+}
+
+impl Serialize for Rejection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Rejection", 6)?;
+        st.serialize_field("site", &self.site)?;
+        st.serialize_field("filter", &self.filter)?;
+        st.serialize_field("pool", &self.pool)?;
+        st.serialize_field("value", &self.value)?;
+        st.serialize_field("limit", &self.limit)?;
+        st.serialize_field("detail", &self.detail())?;
+        st.end()
+    }
 }
 
 /// No site can take the job.
@@ -191,26 +251,25 @@ struct PoolInfo {
 
 #[derive(Debug, Clone)]
 struct SiteInfo {
-    side: Side,
     pue_permille: i64,
     grid_factor: f64,
     series: SiteSeries,
     pools: std::ops::Range<usize>,
 }
 
-/// Raw values of one option, before normalisation (index = `Scorer::ALL`).
+/// One option, compact (the hot path makes hundreds per plan): what varies with the start.
+/// The rest — pool, run time, compute price, energy — lives in its `PoolRun`, and exact
+/// integer money is worked out only for the options reported.
 #[derive(Debug, Clone, Copy)]
 struct Opt {
-    pool: usize,
-    start: i64,
-    len: i64,
-    run_s: i64,
-    transfer: Transfer,
-    cost: Cost,
-    energy_kwh: f64,
-    green: f64,
-    carbon_kg: f64,
+    /// Index into the plan's `pool_runs`.
+    run: u32,
+    /// Index into the site's transfer list.
+    transfer: u8,
     fits: bool,
+    green: f32,
+    start: i64,
+    /// Raw scorer values (index = `Scorer::ALL`); money in fen, before rounding.
     raw: [f64; 7],
 }
 
@@ -249,7 +308,13 @@ impl Norm {
     }
 
     pub fn score(&self, raw: &[f64; 7]) -> f64 {
-        (0..7).map(|k| self.weights[k] * self.normalised(k, raw[k])).sum()
+        let mut total = 0.0;
+        for (k, x) in raw.iter().enumerate().take(4) {
+            if self.hi[k] > 0.0 {
+                total += self.weights[k] * ((x - self.lo[k]) / self.hi[k]).max(0.0);
+            }
+        }
+        total + self.weights[4] * raw[4] + self.weights[5] * raw[5] + self.weights[6] * raw[6]
     }
 
     /// An upper bound on any option's score: what leaving a job unplaced costs in a batch.
@@ -273,9 +338,26 @@ pub struct JobOptions {
     pub norm: Norm,
 }
 
+/// What is fixed for one job on one pool, whatever the start: computed once, used for every
+/// candidate start.
+#[derive(Debug, Clone, Copy)]
+struct PoolRun {
+    index: usize,
+    site: usize,
+    len: i64,
+    run_s: i64,
+    compute_fen: i64,
+    energy_wh: i64,
+    energy_kwh: f64,
+    latency_ms: f64,
+    east_west: f64,
+    pairing: f64,
+}
+
 /// A job resolved against the network: indices instead of names.
 struct Request<'a> {
     job: &'a Job,
+    now: Ts,
     origin: usize,
     origin_side: Side,
     location: Option<usize>,
@@ -301,9 +383,22 @@ pub struct Scheduler {
     paired: Vec<Vec<bool>>,
     /// `[place][site]` where place = city index, then `cities.len() + site index`.
     routes: Vec<Vec<Option<Route>>>,
+    /// Season per Beijing day over the horizon (day number since the epoch).
+    seasons: Vec<(i64, suanwang_core::Season)>,
     opts: Vec<Opt>,
     runs: Vec<u32>,
+    /// Per plan: the fixed part of each (job, pool) and each site's transfer options.
+    pool_runs: Vec<PoolRun>,
+    site_transfers: Vec<Vec<(i64, Transfer)>>,
+    windows: Vec<WindowEnergy>,
     stage: Vec<Option<(Filter, usize)>>,
+}
+
+/// Season of each Beijing day the horizon `[base, base + slots)` touches.
+fn seasons_for(base: i64, slots: usize) -> Vec<(i64, suanwang_core::Season)> {
+    let first = (base + 32).div_euclid(96);
+    let last = (base + slots as i64 + 32).div_euclid(96);
+    (first..=last).map(|d| (d, crate::slots::season_of(d * 96 - 32))).collect()
 }
 
 impl Scheduler {
@@ -331,7 +426,6 @@ impl Scheduler {
                 });
             }
             sites.push(SiteInfo {
-                side: s.side,
                 pue_permille: (s.pue * 1000.0).round() as i64,
                 grid_factor: s.grid_factor_kg_per_kwh,
                 series: SiteSeries::new(&net, s),
@@ -383,8 +477,12 @@ impl Scheduler {
             city_side,
             paired,
             routes,
+            seasons: seasons_for(base, cfg.horizon_slots),
             opts: vec![],
             runs: vec![],
+            pool_runs: vec![],
+            site_transfers: vec![vec![]; n_sites],
+            windows: vec![],
             stage: vec![None; n_sites],
         }
     }
@@ -418,9 +516,13 @@ impl Scheduler {
     /// Moves every pool's horizon to start at `now`'s slot.
     pub fn advance(&mut self, now: Ts) {
         let base = slot_of(now);
+        if self.timelines.first().is_some_and(|t| t.base() >= base) {
+            return;
+        }
         for t in &mut self.timelines {
             t.advance(base);
         }
+        self.seasons = seasons_for(base, self.cfg.horizon_slots);
     }
 
     pub fn commit(&mut self, p: &PoolReservation) -> Result<(), TimelineError> {
@@ -439,18 +541,17 @@ impl Scheduler {
         self.commit(&placement.reservation).map_err(|e| Refusal {
             job: job.name.clone(),
             rejections: vec![Rejection {
-                site: placement.chosen.site.clone(),
-                filter: Filter::Capacity,
-                detail: e.to_string(),
+                message: Some(e.to_string()),
+                ..Rejection::new(&placement.chosen.site, Filter::Capacity)
             }],
         })?;
         Ok(placement)
     }
 
-    fn request<'a>(&self, job: &'a Job) -> Result<Request<'a>, Refusal> {
+    fn request<'a>(&self, job: &'a Job, now: Ts) -> Result<Request<'a>, Refusal> {
         let refuse = |detail: String| Refusal {
             job: job.name.clone(),
-            rejections: vec![Rejection { site: String::new(), filter: Filter::Spec, detail }],
+            rejections: vec![Rejection { message: Some(detail), ..Rejection::new("", Filter::Spec) }],
         };
         // Jobs normally come checked by `suanwang_core::job::validate`; code can still build
         // one by hand, so the numbers the arithmetic relies on are checked again here.
@@ -500,15 +601,16 @@ impl Scheduler {
                 (Some(loc), input.size_gb, region)
             }
         };
-        Ok(Request { job, origin, origin_side: self.city_side[origin], location, size_gb, restricted_region })
+        Ok(Request { job, now, origin, origin_side: self.city_side[origin], location, size_gb, restricted_region })
     }
 
     /// Finds the best placement for `job` at `now` under `policy` without reserving it.
     pub fn plan(&mut self, job: &Job, now: Ts, policy: &Policy) -> Result<Placement, Refusal> {
-        let req = self.request(job)?;
+        let req = self.request(job, now)?;
         let mut opts = std::mem::take(&mut self.opts);
         opts.clear();
         self.stage.iter_mut().for_each(|s| *s = None);
+        self.pool_runs.clear();
         for si in 0..self.sites.len() {
             self.site_options(&req, si, now, &mut opts);
         }
@@ -538,20 +640,37 @@ impl Scheduler {
         {
             return reach(&mut self.stage, si, Filter::Latency, usize::MAX);
         }
-        let transfers: Vec<(i64, Transfer)> = match req.location.and_then(|l| self.routes[l][si]) {
+        // transfer modes, cheapest first: for each start the first that has arrived is used
+        let mut transfers = std::mem::take(&mut self.site_transfers[si]);
+        transfers.clear();
+        match req.location.and_then(|l| self.routes[l][si]) {
             Some(route) => {
                 let beijing_sod = (now.0.div_euclid(1000) + 8 * 3600).rem_euclid(86_400);
-                let mut t = transfer::options(&self.cfg.transfer, route, req.size_gb, beijing_sod);
-                // cheapest first: for each start the first mode that has arrived is the one used
-                t.sort_by_key(|x| (x.cost_fen, x.seconds));
-                t.into_iter().map(|x| (slot_at_or_after(Ts(now.0 + x.seconds * 1000)), x)).collect()
+                let (modes, n) = transfer::options(&self.cfg.transfer, route, req.size_gb, beijing_sod);
+                transfers.extend(modes[..n].iter().map(|x| (slot_at_or_after(Ts(now.0 + x.seconds * 1000)), *x)));
+                transfers.sort_by_key(|(_, x)| (x.cost_fen, x.seconds));
             }
-            None => vec![(slot_at_or_after(now), Transfer { mode: TransferMode::None, seconds: 0, cost_fen: 0 })],
-        };
+            None => {
+                transfers.push((slot_at_or_after(now), Transfer { mode: TransferMode::None, seconds: 0, cost_fen: 0 }));
+            }
+        }
         let first_arrival = transfers.iter().map(|(s, _)| *s).min().unwrap_or(slot_at_or_after(now));
         let deferrable = job.kind.is_delay_tolerant()
             || (job.latency_tier.is_none() && job.kind != suanwang_core::JobKind::Inference);
+        let east_west = if job.kind.is_delay_tolerant() {
+            f64::from(u8::from(site.side == Side::East && site.in_hub()))
+        } else if req.origin_side == Side::West {
+            f64::from(u8::from(site.side == Side::East))
+        } else {
+            0.0
+        };
+        let pairing = f64::from(u8::from(!self.paired[req.origin][si]));
+        let pue_permille = self.sites[si].pue_permille;
+        let mut windows = std::mem::take(&mut self.windows);
+        windows.clear();
+        let mut windows_len = 0;
         let r = &job.resources;
+        let count = i64::from(r.count);
         for pi in self.sites[si].pools.clone() {
             let p = &self.pools[pi];
             let failed = if p.family != r.family {
@@ -585,7 +704,25 @@ impl Scheduler {
                     ((amount_pflop * 1000.0 / tflops).ceil() as i64).max(1)
                 }
             };
-            let len = slots_for(run_s);
+            // compute: count × price per unit-hour × run time, rounded up to the fen
+            let compute = mul_ceil_div(&[count, p.price_fen_per_unit_hour, run_s], 3600);
+            // energy, Wh: count × mW × PUE‰ × s / (1000 × 1000 × 3600), rounded up
+            let wh = mul_ceil_div(&[count, p.power_mw_per_unit, pue_permille, run_s], 3_600_000_000);
+            let run = PoolRun {
+                index: pi,
+                site: si,
+                len: slots_for(run_s),
+                run_s,
+                compute_fen: compute,
+                energy_wh: wh,
+                energy_kwh: wh as f64 / 1000.0,
+                latency_ms,
+                east_west,
+                pairing,
+            };
+            let run_index = self.pool_runs.len() as u32;
+            self.pool_runs.push(run);
+            let run = &self.pool_runs[run_index as usize];
             let timeline = &self.timelines[pi];
             let horizon_last = timeline.end() - 1;
             let latest = match job.deadline {
@@ -602,6 +739,7 @@ impl Scheduler {
             if !all_fit {
                 timeline.runs(r.count, &mut self.runs);
             }
+            let len = run.len;
             let fits = |s: i64, runs: &[u32]| {
                 all_fit || {
                     let i = (s - timeline.base()) as usize;
@@ -614,15 +752,21 @@ impl Scheduler {
             let mut any_fit = false;
             let mut s = first_arrival;
             let before = opts.len();
+            // the site's pools walk the same starts: energy windows of one run length are shared
+            if windows_len != len {
+                windows.clear();
+                windows_len = len;
+            }
+            let mut k = 0;
             while s <= last_considered {
                 let ok = fits(s, &self.runs);
                 any_fit |= ok;
-                self.push_option(req, si, pi, s, len, run_s, latency_ms, now, &transfers, ok, opts);
-                s = if s % SLOTS_PER_HOUR == 0 {
-                    s + SLOTS_PER_HOUR
-                } else {
-                    s + SLOTS_PER_HOUR - s.rem_euclid(SLOTS_PER_HOUR)
-                };
+                let w = self.push_option(req, run_index, s, &transfers, ok, windows.get(k).copied(), opts);
+                if k == windows.len() {
+                    windows.push(w);
+                }
+                k += 1;
+                s = (s.div_euclid(SLOTS_PER_HOUR) + 1) * SLOTS_PER_HOUR;
             }
             if !any_fit {
                 // queue: the first start that fits, up to the latest allowed
@@ -631,7 +775,7 @@ impl Scheduler {
                     s += 1;
                 }
                 if s <= latest {
-                    self.push_option(req, si, pi, s, len, run_s, latency_ms, now, &transfers, true, opts);
+                    self.push_option(req, run_index, s, &transfers, true, None, opts);
                     any_fit = true;
                 }
             }
@@ -641,9 +785,9 @@ impl Scheduler {
             // options refused by green share or budget leave the list but mark the stage
             let mut k = before;
             while k < opts.len() {
-                let o = opts[k];
-                let green_ok = o.green + 1e-12 >= job.min_green_share;
-                let budget_ok = job.budget_fen.is_none_or(|b| o.cost.total_fen <= b);
+                let o = &opts[k];
+                let green_ok = f64::from(o.green) + 1e-6 >= job.min_green_share;
+                let budget_ok = job.budget_fen.is_none_or(|b| self.exact_cost_in(o, &transfers).total_fen <= b);
                 if green_ok && budget_ok {
                     k += 1;
                 } else {
@@ -652,82 +796,93 @@ impl Scheduler {
                 }
             }
         }
+        self.site_transfers[si] = transfers;
+        self.windows = windows;
     }
 
+    /// Adds the option of running the plan's pool run `run` from slot `start`, using the
+    /// cheapest transfer mode that has the data in place by then.
     #[allow(clippy::too_many_arguments)]
     fn push_option(
         &self,
         req: &Request<'_>,
-        si: usize,
-        pi: usize,
+        run: u32,
         start: i64,
-        len: i64,
-        run_s: i64,
-        latency_ms: f64,
-        now: Ts,
         transfers: &[(i64, Transfer)],
         fits: bool,
+        window: Option<WindowEnergy>,
         opts: &mut Vec<Opt>,
-    ) {
-        let Some(&(_, transfer)) = transfers.iter().find(|(arrive, _)| *arrive <= start) else { return };
-        let p = &self.pools[pi];
-        let site = &self.sites[si];
-        let count = i64::from(req.job.resources.count);
-        let w = site.series.window(start, len);
-        // compute: count × price per unit-hour × run time, rounded up to the fen
-        let compute_fen = i128::from(count) * i128::from(p.price_fen_per_unit_hour) * i128::from(run_s);
-        let compute_fen = ceil_div(compute_fen, 3600);
-        // energy: count × mW × PUE‰ × s × mean tariff; fen = mWh×1e-9 × fen/MWh
-        let energy_num = i128::from(count)
-            * i128::from(p.power_mw_per_unit)
-            * i128::from(site.pue_permille)
-            * i128::from(run_s)
-            * i128::from(w.tariff_sum);
-        let energy_fen = ceil_div(energy_num, i128::from(len) * 3_600_000_000_000_000);
-        let to_i64 = |x: i128| i64::try_from(x).unwrap_or(i64::MAX / 4);
-        let cost = Cost {
-            compute_fen: to_i64(compute_fen),
-            energy_fen: to_i64(energy_fen),
-            transfer_fen: transfer.cost_fen,
-            total_fen: to_i64(compute_fen + energy_fen + i128::from(transfer.cost_fen)),
-        };
-        let energy_kwh =
-            count as f64 * p.power_mw_per_unit as f64 / 1e6 * site.pue_permille as f64 / 1000.0 * run_s as f64 / 3600.0;
-        let carbon_kg = energy_kwh * w.carbon_kg_per_kwh;
-        let wait_s = (slot_start(start).0 - now.0).max(0) as f64 / 1000.0;
-        let east_west = if req.job.kind.is_delay_tolerant() {
-            f64::from(u8::from(site.side == Side::East && self.net.sites[si].in_hub()))
-        } else if req.origin_side == Side::West {
-            f64::from(u8::from(site.side == Side::East))
-        } else {
-            0.0
-        };
-        let pairing = f64::from(u8::from(!self.paired[req.origin][si]));
-        let tl = &self.timelines[pi];
+    ) -> WindowEnergy {
+        let pool = &self.pool_runs[run as usize];
+        let w =
+            window.unwrap_or_else(|| self.sites[pool.site].series.window_in(self.season_at(start), start, pool.len));
+        let Some(t) = transfers.iter().position(|(arrive, _)| *arrive <= start) else { return w };
+        let money = pool.compute_fen as f64
+            + pool.energy_wh as f64 * w.tariff_sum as f64 / (pool.len as f64 * 1e6)
+            + transfers[t].1.cost_fen as f64;
+        let carbon_kg = pool.energy_kwh * w.carbon_kg_per_kwh;
+        let wait_s = (slot_start(start).0 - req.now.0).max(0) as f64 / 1000.0;
+        let tl = &self.timelines[pool.index];
         let load = f64::from(tl.used_at(start).saturating_add(req.job.resources.count).min(tl.size()))
             / f64::from(tl.size().max(1));
         opts.push(Opt {
-            pool: pi,
-            start,
-            len,
-            run_s,
-            transfer,
-            cost,
-            energy_kwh,
-            green: w.green_share,
-            carbon_kg,
+            run,
+            transfer: t as u8,
             fits,
-            raw: [cost.total_fen as f64, carbon_kg, wait_s, latency_ms, east_west, pairing, load],
+            green: w.green_share as f32,
+            start,
+            raw: [money, carbon_kg, wait_s, pool.latency_ms, pool.east_west, pool.pairing, load],
         });
+        w
+    }
+
+    /// Exact integer money of an option: compute and transfer as planned, energy at the
+    /// window's tariff rounded up to the fen.
+    fn exact_cost(&self, o: &Opt) -> Cost {
+        self.exact_cost_in(o, &self.site_transfers[self.pool_runs[o.run as usize].site])
+    }
+
+    /// `exact_cost` with the site's transfer list given (while it is being built).
+    fn exact_cost_in(&self, o: &Opt, transfers: &[(i64, Transfer)]) -> Cost {
+        let pool = &self.pool_runs[o.run as usize];
+        let transfer = transfers[o.transfer as usize].1;
+        let w = self.sites[pool.site].series.window_in(self.season_at(o.start), o.start, pool.len);
+        let energy_fen = i64::try_from(ceil_div(
+            i128::from(pool.energy_wh) * i128::from(w.tariff_sum),
+            i128::from(pool.len) * 1_000_000,
+        ))
+        .unwrap_or(i64::MAX / 4);
+        let total_fen = pool.compute_fen.saturating_add(energy_fen).saturating_add(transfer.cost_fen);
+        Cost { compute_fen: pool.compute_fen, energy_fen, transfer_fen: transfer.cost_fen, total_fen }
+    }
+
+    fn reservation(&self, o: &Opt, units: u32) -> PoolReservation {
+        let run = &self.pool_runs[o.run as usize];
+        PoolReservation { pool: run.index, window: Reservation { start: o.start, end: o.start + run.len, units } }
+    }
+
+    /// Season of a slot, from the per-day cache when the slot is in the horizon.
+    fn season_at(&self, slot: i64) -> suanwang_core::Season {
+        let day = (slot + 32).div_euclid(96);
+        match self
+            .seasons
+            .first()
+            .and_then(|(first, _)| usize::try_from(day - first).ok())
+            .and_then(|i| self.seasons.get(i))
+        {
+            Some((_, season)) => *season,
+            None => crate::slots::season_of(slot),
+        }
     }
 
     /// Every option of `job` (capacity ignored: the current load only decides which fit now),
     /// scored with one fixed normalisation, best first, at most `keep` of them.
     pub fn options(&mut self, job: &Job, now: Ts, policy: &Policy, keep: usize) -> Result<JobOptions, Refusal> {
-        let req = self.request(job)?;
+        let req = self.request(job, now)?;
         let mut opts = std::mem::take(&mut self.opts);
         opts.clear();
         self.stage.iter_mut().for_each(|s| *s = None);
+        self.pool_runs.clear();
         for si in 0..self.sites.len() {
             self.site_options(&req, si, now, &mut opts);
         }
@@ -735,10 +890,7 @@ impl Scheduler {
         let mut choices: Vec<Choice> = opts
             .iter()
             .map(|o| Choice {
-                reservation: PoolReservation {
-                    pool: o.pool,
-                    window: Reservation { start: o.start, end: o.start + o.len, units: job.resources.count },
-                },
+                reservation: self.reservation(o, job.resources.count),
                 score: norm.score(&o.raw),
                 raw: o.raw,
             })
@@ -772,21 +924,17 @@ impl Scheduler {
         let score = |o: &Opt| n.score(&o.raw);
         // best option per site, for the choice and the runners-up; ties go to the earlier
         // start, then the lower pool index: deterministic
-        let mut best: Vec<(f64, usize)> = vec![];
+        let mut by_site: Vec<Option<(f64, usize)>> = vec![None; self.sites.len()];
         for (i, o) in opts.iter().enumerate().filter(|(_, o)| o.fits) {
             let s = score(o);
-            let site = self.pools[o.pool].site;
-            match best.iter_mut().find(|(_, j)| self.pools[opts[*j].pool].site == site) {
-                Some(b) => {
-                    if better(s, o, b.0, &opts[b.1]) {
-                        *b = (s, i);
-                    }
-                }
-                None => best.push((s, i)),
+            let slot = &mut by_site[self.pool_runs[o.run as usize].site];
+            if slot.is_none_or(|(bs, bi)| better(s, o, bs, &opts[bi])) {
+                *slot = Some((s, i));
             }
         }
+        let mut best: Vec<(f64, usize)> = by_site.into_iter().flatten().collect();
         best.sort_by(|a, b| {
-            a.0.total_cmp(&b.0).then(opts[a.1].start.cmp(&opts[b.1].start)).then(opts[a.1].pool.cmp(&opts[b.1].pool))
+            a.0.total_cmp(&b.0).then(opts[a.1].start.cmp(&opts[b.1].start)).then(opts[a.1].run.cmp(&opts[b.1].run))
         });
         let rejections = self.rejections(req, opts);
         let Some(&(_, chosen_i)) = best.first() else {
@@ -794,7 +942,8 @@ impl Scheduler {
         };
         let candidate = |i: usize| {
             let o = &opts[i];
-            let p = &self.pools[o.pool];
+            let run = &self.pool_runs[o.run as usize];
+            let p = &self.pools[run.index];
             let scores = Scorer::ALL
                 .iter()
                 .enumerate()
@@ -810,13 +959,13 @@ impl Scheduler {
                 site: self.net.sites[p.site].id.clone(),
                 pool: self.net.sites[p.site].pools[p.index_in_site].id.clone(),
                 start_at: slot_start(o.start),
-                end_at: Ts(slot_start(o.start).0 + o.run_s * 1000),
-                transfer: o.transfer,
-                cost: o.cost,
-                energy_kwh: o.energy_kwh,
-                carbon_kg: o.carbon_kg,
-                carbon_location_kg: o.energy_kwh * self.sites[p.site].grid_factor,
-                green_share: o.green,
+                end_at: Ts(slot_start(o.start).0 + run.run_s * 1000),
+                transfer: self.site_transfers[run.site][o.transfer as usize].1,
+                cost: self.exact_cost(o),
+                energy_kwh: run.energy_kwh,
+                carbon_kg: o.raw[1],
+                carbon_location_kg: run.energy_kwh * self.sites[p.site].grid_factor,
+                green_share: f64::from(o.green),
                 latency_ms: o.raw[3],
                 score: score(o),
                 scores,
@@ -825,7 +974,7 @@ impl Scheduler {
         let o = &opts[chosen_i];
         let earliest_fit = opts
             .iter()
-            .filter(|x| x.fits && self.pools[x.pool].site == self.pools[o.pool].site)
+            .filter(|x| x.fits && self.pool_runs[x.run as usize].site == self.pool_runs[o.run as usize].site)
             .map(|x| x.start)
             .min()
             .unwrap_or(o.start);
@@ -833,15 +982,12 @@ impl Scheduler {
             job: job.name.clone(),
             policy: policy.name.clone(),
             chosen: candidate(chosen_i),
-            run_s: o.run_s,
+            run_s: self.pool_runs[o.run as usize].run_s,
             deferred_s: (o.start - earliest_fit) * SLOT_SECONDS,
             runners_up: best.iter().skip(1).take(self.cfg.runners_up).map(|(_, i)| candidate(*i)).collect(),
             rejections,
             options_considered: opts.len(),
-            reservation: PoolReservation {
-                pool: o.pool,
-                window: Reservation { start: o.start, end: o.start + o.len, units: job.resources.count },
-            },
+            reservation: self.reservation(o, job.resources.count),
         })
     }
 
@@ -849,45 +995,34 @@ impl Scheduler {
         let job = req.job;
         let r = &job.resources;
         let mut out = vec![];
+        let mut has_fit = vec![false; self.sites.len()];
+        for o in opts.iter().filter(|o| o.fits) {
+            has_fit[self.pool_runs[o.run as usize].site] = true;
+        }
         for (si, stage) in self.stage.iter().enumerate() {
             let Some((filter, pool)) = *stage else { continue };
             // a site with a surviving option is not rejected
             let site = &self.net.sites[si];
-            if opts.iter().any(|o| o.fits && self.pools[o.pool].site == si) {
+            if has_fit[si] {
                 continue;
             }
-            let pool_id = if pool == usize::MAX { "" } else { self.pool_id(pool) };
-            let detail = match filter {
-                Filter::Spec => String::new(),
-                Filter::Region => format!("region {} is not allowed", site.region),
-                Filter::Residency => "restricted data may not leave its region".to_string(),
-                Filter::Latency => format!(
-                    "{:.2} ms one-way from {} exceeds the {} tier's {} ms",
-                    self.city_latency[req.origin][si],
-                    job.origin,
-                    job.latency_tier.map_or("none", suanwang_core::LatencyTier::as_str),
-                    job.latency_tier.and_then(suanwang_core::LatencyTier::max_ms).unwrap_or(0.0)
-                ),
-                Filter::Family => format!("no {} pool", r.family.as_str()),
-                Filter::Accelerator => match (&r.accelerator, r.min_throughput) {
-                    (Some(a), _) => format!("no {a} pool"),
-                    (None, Some(t)) => format!("no pool reaches {} TFLOPS {} per unit", t.tflops, t.precision.as_str()),
-                    _ => "no matching accelerator".into(),
-                },
-                Filter::Architecture => "no pool matches a variant".into(),
-                Filter::Memory => format!("no pool has {} GiB per unit", r.memory_gib),
-                Filter::PoolSize => format!("no pool has {} units", r.count),
-                Filter::Deadline if job.deadline.is_some() => {
-                    "cannot finish before the deadline (data transfer included)".into()
+            let mut rejection = Rejection::new(&site.id, filter);
+            if pool != usize::MAX && filter >= Filter::Deadline {
+                rejection.pool = Some(self.pool_id(pool).to_string());
+            }
+            match filter {
+                Filter::Latency => {
+                    rejection.value = Some(self.city_latency[req.origin][si]);
+                    rejection.limit = job.latency_tier.and_then(suanwang_core::LatencyTier::max_ms);
                 }
-                Filter::Deadline => "cannot start within the planning horizon (data transfer included)".into(),
-                Filter::Capacity => {
-                    format!("{pool_id}: {} units not free for the run before the latest start", r.count)
-                }
-                Filter::Green => format!("{pool_id}: green share below {:.2}", job.min_green_share),
-                Filter::Budget => format!("{pool_id}: cost exceeds the budget of {} fen", job.budget_fen.unwrap_or(0)),
-            };
-            out.push(Rejection { site: site.id.clone(), filter, detail });
+                Filter::Memory => rejection.limit = Some(f64::from(r.memory_gib)),
+                Filter::PoolSize | Filter::Capacity => rejection.limit = Some(f64::from(r.count)),
+                Filter::Deadline => rejection.limit = job.deadline.map(|d| d.0 as f64),
+                Filter::Green => rejection.limit = Some(job.min_green_share),
+                Filter::Budget => rejection.limit = job.budget_fen.map(|b| b as f64),
+                _ => {}
+            }
+            out.push(rejection);
         }
         out
     }
@@ -901,11 +1036,24 @@ fn reach(stage: &mut [Option<(Filter, usize)>], si: usize, filter: Filter, pool:
     }
 }
 
+/// `ceil(Π factors / den)` for non-negative integers: in i64 when the product fits (the
+/// common case), in i128 otherwise; saturates far below `i64::MAX` so sums cannot overflow.
+fn mul_ceil_div(factors: &[i64], den: i64) -> i64 {
+    let product = factors.iter().try_fold(1_i64, |acc, f| acc.checked_mul(*f));
+    match product {
+        Some(p) => p / den + i64::from(p % den != 0),
+        None => {
+            let p = factors.iter().fold(1_i128, |acc, f| acc.saturating_mul(i128::from(*f)));
+            i64::try_from(ceil_div(p, i128::from(den))).unwrap_or(i64::MAX / 4).min(i64::MAX / 4)
+        }
+    }
+}
+
 /// Ceiling division of non-negative amounts.
 fn ceil_div(a: i128, b: i128) -> i128 {
     (a + b - 1) / b
 }
 
 fn better(s: f64, o: &Opt, bs: f64, b: &Opt) -> bool {
-    s.total_cmp(&bs).then((o.start, o.pool).cmp(&(b.start, b.pool))).is_lt()
+    s.total_cmp(&bs).then((o.start, o.run).cmp(&(b.start, b.run))).is_lt()
 }

@@ -72,7 +72,12 @@ impl SiteSeries {
     /// Energy facts of the window `[start, start + len)` (absolute slots); the season is the
     /// one of the window's first slot.
     pub fn window(&self, start: i64, len: i64) -> WindowEnergy {
-        let season = season_of(start).index();
+        self.window_in(season_of(start), start, len)
+    }
+
+    /// `window` with the season already known (the scheduler caches it per slot).
+    pub fn window_in(&self, season: Season, start: i64, len: i64) -> WindowEnergy {
+        let season = season.index();
         let sod = beijing_slot_of_day(start);
         let len_u = len.max(1) as usize;
         let tariff_sum = self.tariff[season].window(sod, len_u, |d| d as i64);

@@ -136,31 +136,38 @@ fn until_midnight(beijing_second_of_day: i64) -> i64 {
     (86_400 - beijing_second_of_day) % 86_400
 }
 
-/// Every mode that can move `size_gb` over `route`, starting at Beijing second-of-day `sod`.
-pub fn options(model: &TransferModel, route: Route, size_gb: f64, beijing_second_of_day: i64) -> Vec<Transfer> {
+/// Every mode that can move `size_gb` over `route`, starting at Beijing second-of-day `sod`:
+/// the first `n` entries of the array (no allocation: this runs for every site of every plan).
+pub fn options(
+    model: &TransferModel,
+    route: Route,
+    size_gb: f64,
+    beijing_second_of_day: i64,
+) -> ([Transfer; 4], usize) {
+    let none = Transfer { mode: TransferMode::None, seconds: 0, cost_fen: 0 };
+    let mut out = [none; 4];
     if size_gb <= 0.0 || route.local {
-        return vec![Transfer { mode: TransferMode::None, seconds: 0, cost_fen: 0 }];
+        return (out, 1);
     }
     let gbits = size_gb * 8.0;
     let per_gb = |percent: i64| ((size_gb * (route.price_fen_per_gb * percent) as f64) / 100.0).ceil() as i64;
     let latency_s = route.latency_ms / 1000.0;
-    let mut out = Vec::with_capacity(4);
 
     let net_rate = route.bandwidth_gbps * model.network_share;
-    out.push(Transfer {
+    out[0] = Transfer {
         mode: TransferMode::Network,
         seconds: (gbits / net_rate + latency_s).ceil() as i64,
         cost_fen: per_gb(100),
-    });
+    };
 
     let el_rate = (route.bandwidth_gbps * model.elastic_share).min(model.elastic_max_gbps);
     let el_s = model.elastic_setup_s + gbits / el_rate + latency_s;
     let el_hours = el_s / 3600.0;
-    out.push(Transfer {
+    out[1] = Transfer {
         mode: TransferMode::Elastic,
         seconds: el_s.ceil() as i64,
         cost_fen: per_gb(100) + (el_rate * el_hours * model.elastic_fen_per_gbps_hour as f64).ceil() as i64,
-    });
+    };
 
     // Bulk: copies only inside the nightly window; waits for it to open if needed.
     let window_s = model.bulk_window_hours * 3600;
@@ -183,20 +190,20 @@ pub fn options(model: &TransferModel, route: Route, size_gb: f64, beijing_second
             break; // a copy this long is never useful; its time says so
         }
     }
-    out.push(Transfer {
+    out[2] = Transfer {
         mode: TransferMode::Bulk,
         seconds: t + latency_s.ceil() as i64,
         cost_fen: per_gb(model.bulk_price_percent),
-    });
+    };
 
     let devices = (size_gb / 1000.0 / model.express_device_tb).ceil().max(1.0);
-    out.push(Transfer {
+    out[3] = Transfer {
         mode: TransferMode::Express,
         seconds: model.express_lead_hours * 3600
             + (devices * model.express_load_hours_per_device * 3600.0).ceil() as i64,
         cost_fen: devices as i64 * model.express_fen_per_device,
-    });
-    out
+    };
+    (out, 4)
 }
 
 /// Slot-rounded arrival: the first slot offset at which the data is in place.
@@ -215,14 +222,14 @@ mod tests {
     #[test]
     fn small_data_goes_by_network_huge_data_by_express() {
         let m = TransferModel::default();
-        let small = options(&m, r(), 10.0, 0);
+        let (small, _) = options(&m, r(), 10.0, 0);
         let net = small.iter().find(|t| t.mode == TransferMode::Network).expect("network");
         assert_eq!(net.cost_fen, 80);
         assert!(net.seconds <= 3, "10 GB at 40 Gbps: {} s", net.seconds);
         let cheapest = small.iter().min_by_key(|t| t.cost_fen).expect("some");
         assert_eq!(cheapest.mode, TransferMode::Bulk);
 
-        let huge = options(&m, r(), 2_000_000.0, 0); // 2 PB
+        let (huge, _) = options(&m, r(), 2_000_000.0, 0); // 2 PB
         let express = huge.iter().find(|t| t.mode == TransferMode::Express).expect("express");
         let network = huge.iter().find(|t| t.mode == TransferMode::Network).expect("network");
         assert!(express.cost_fen < network.cost_fen);
@@ -233,17 +240,17 @@ mod tests {
     fn bulk_waits_for_the_night_window() {
         let m = TransferModel::default();
         // at Beijing noon, a 1 GB bulk copy waits 12 h for midnight
-        let t = options(&m, r(), 1.0, 12 * 3600).into_iter().find(|t| t.mode == TransferMode::Bulk).expect("bulk");
+        let t = options(&m, r(), 1.0, 12 * 3600).0.into_iter().find(|t| t.mode == TransferMode::Bulk).expect("bulk");
         assert!(t.seconds >= 12 * 3600 && t.seconds < 12 * 3600 + 60, "{}", t.seconds);
         // at 01:00 it starts at once
-        let t = options(&m, r(), 1.0, 3600).into_iter().find(|t| t.mode == TransferMode::Bulk).expect("bulk");
+        let t = options(&m, r(), 1.0, 3600).0.into_iter().find(|t| t.mode == TransferMode::Bulk).expect("bulk");
         assert!(t.seconds < 60);
     }
 
     #[test]
     fn local_or_empty_data_does_not_move() {
         let m = TransferModel::default();
-        assert_eq!(options(&m, r(), 0.0, 0)[0].mode, TransferMode::None);
-        assert_eq!(options(&m, Route { local: true, ..r() }, 5.0, 0)[0].mode, TransferMode::None);
+        assert_eq!(options(&m, r(), 0.0, 0), ([Transfer { mode: TransferMode::None, seconds: 0, cost_fen: 0 }; 4], 1));
+        assert_eq!(options(&m, Route { local: true, ..r() }, 5.0, 0).1, 1);
     }
 }

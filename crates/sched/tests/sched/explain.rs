@@ -65,7 +65,8 @@ fn a_city_tier_job_is_kept_near_and_far_sites_are_refused_by_latency() {
     assert!(net.latency("shanghai", &p.chosen.site).expect("known").one_way_ms <= 1.0);
     let far = p.rejections.iter().find(|r| r.site == "zhongwei-xibuyun").expect("zhongwei refused");
     assert_eq!(far.filter, Filter::Latency);
-    assert!(far.detail.contains("ms"), "{}", far.detail);
+    assert!(far.detail().contains("ms"), "{}", far.detail());
+    assert!(far.value.is_some_and(|ms| ms > 1.0) && far.limit == Some(1.0));
 }
 
 #[test]
