@@ -251,6 +251,10 @@ struct PoolInfo {
 
 #[derive(Debug, Clone)]
 struct SiteInfo {
+    /// Lowest hourly tariff (fen/MWh) and carbon intensity (kg/kWh) in any season: bounds
+    /// for pruning.
+    min_tariff: i64,
+    min_carbon: f64,
     pue_permille: i64,
     grid_factor: f64,
     series: SiteSeries,
@@ -271,55 +275,49 @@ struct Opt {
     start: i64,
     /// Raw scorer values (index = `Scorer::ALL`); money in fen, before rounding.
     raw: [f64; 7],
+    score: f64,
 }
 
-/// How one job's options are scored: the best and worst raw values over its options and the
-/// policy's weights. Fixed per job, so a job's score for an option does not depend on which
-/// other jobs are placed — the batch optimiser and the greedy baseline share one objective.
+/// How one job's options are scored: each raw value divided by a reference scale fixed for
+/// the job before any option is seen, times the policy's weight.
+///
+/// Scales: money and carbon by what the job would cost and emit on a typical pool of its
+/// family (network medians) at the mean tariff and carbon intensity; waiting by the deferral
+/// window (a day); latency by the cross-hub bound (20 ms); the 0–1 scorers by 1. Because the
+/// scale does not depend on the other options, adding or removing an alternative never
+/// changes how the rest compare (unlike min-max scaling, which also turns a 1 % difference
+/// into a full point), scores of different jobs are in the same units — so a batch objective
+/// is a meaningful sum — and an option is scored the moment it is generated.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Norm {
-    pub lo: [f64; 7],
-    pub hi: [f64; 7],
+    pub scale: [f64; 7],
     pub weights: [f64; 7],
+    #[serde(skip)]
+    coef: [f64; 7],
 }
 
 impl Norm {
-    fn over(opts: &[Opt], policy: &Policy) -> Norm {
-        let mut lo = [f64::INFINITY; 7];
-        let mut hi = [f64::NEG_INFINITY; 7];
-        for o in opts {
-            for k in 0..7 {
-                lo[k] = lo[k].min(o.raw[k]);
-                hi[k] = hi[k].max(o.raw[k]);
-            }
+    fn new(scale: [f64; 7], policy: &Policy) -> Norm {
+        let weights = policy.weights.as_array();
+        let mut coef = [0.0; 7];
+        for k in 0..7 {
+            coef[k] = weights[k] / scale[k];
         }
-        Norm { lo, hi, weights: policy.weights.as_array() }
+        Norm { scale, weights, coef }
     }
 
-    /// 0 for the best option; (raw − best) / worst for money, carbon, wait and latency, so a
-    /// 1 % difference stays small (min-max scaling would blow it up to 1); the 0–1 scorers
-    /// (`east_west`, `pairing`, `load`) are used as they are.
     pub fn normalised(&self, k: usize, x: f64) -> f64 {
-        match k {
-            0..=3 if self.hi[k] > 0.0 => ((x - self.lo[k]) / self.hi[k]).max(0.0),
-            0..=3 => 0.0,
-            _ => x,
-        }
+        x / self.scale[k]
     }
 
     pub fn score(&self, raw: &[f64; 7]) -> f64 {
-        let mut total = 0.0;
-        for (k, x) in raw.iter().enumerate().take(4) {
-            if self.hi[k] > 0.0 {
-                total += self.weights[k] * ((x - self.lo[k]) / self.hi[k]).max(0.0);
-            }
-        }
-        total + self.weights[4] * raw[4] + self.weights[5] * raw[5] + self.weights[6] * raw[6]
+        raw.iter().zip(self.coef).map(|(x, c)| x * c).sum()
     }
 
-    /// An upper bound on any option's score: what leaving a job unplaced costs in a batch.
+    /// What leaving a job unplaced costs in a batch: above any sensible option's score (a
+    /// placement at ten times the reference cost and carbon, a day late, against policy).
     pub fn unplaced_penalty(&self) -> f64 {
-        self.weights.iter().sum::<f64>() + 1.0
+        10.0 * self.weights.iter().sum::<f64>() + 1.0
     }
 }
 
@@ -358,6 +356,9 @@ struct PoolRun {
 struct Request<'a> {
     job: &'a Job,
     now: Ts,
+    norm: Norm,
+    /// Keep every option (for the batch optimiser), not only the best per site.
+    collect: bool,
     origin: usize,
     origin_side: Side,
     location: Option<usize>,
@@ -383,14 +384,25 @@ pub struct Scheduler {
     paired: Vec<Vec<bool>>,
     /// `[place][site]` where place = city index, then `cities.len() + site index`.
     routes: Vec<Vec<Option<Route>>>,
+    /// Per family (index = `Family as usize`): median price incl. energy at the mean tariff
+    /// (fen per unit-hour), median IT power (kW per unit), median unified value per unit.
+    family_ref: [(f64, f64, f64); 3],
+    /// Mean market-based carbon intensity over sites, kg/kWh, and mean PUE.
+    carbon_ref: f64,
+    pue_ref: f64,
     /// Season per Beijing day over the horizon (day number since the epoch).
     seasons: Vec<(i64, suanwang_core::Season)>,
     opts: Vec<Opt>,
+    /// Per plan, per site: the best fitting option and the earliest fitting start.
+    best: Vec<Option<Opt>>,
+    earliest_fit: Vec<i64>,
+    considered: usize,
     runs: Vec<u32>,
     /// Per plan: the fixed part of each (job, pool) and each site's transfer options.
     pool_runs: Vec<PoolRun>,
     site_transfers: Vec<Vec<(i64, Transfer)>>,
     windows: Vec<WindowEnergy>,
+    site_pools: Vec<(f64, usize, PoolRun)>,
     stage: Vec<Option<(Filter, usize)>>,
 }
 
@@ -425,7 +437,12 @@ impl Scheduler {
                     power_mw_per_unit: (p.power_w_per_unit * 1000.0).round() as i64,
                 });
             }
+            let tariff = net.tariff(&s.tariff);
+            let profile = net.green_profile(&s.green_profile);
+            let max_green = profile.map_or(0.0, |g| g.share.iter().flatten().copied().fold(0.0, f64::max));
             sites.push(SiteInfo {
+                min_tariff: tariff.and_then(|t| t.hours.iter().copied().min()).unwrap_or(0),
+                min_carbon: s.grid_factor_kg_per_kwh * (1.0 - max_green),
                 pue_permille: (s.pue * 1000.0).round() as i64,
                 grid_factor: s.grid_factor_kg_per_kwh,
                 series: SiteSeries::new(&net, s),
@@ -433,6 +450,30 @@ impl Scheduler {
             });
         }
         let timelines = pools.iter().map(|p| Timeline::new(p.size, base, cfg.horizon_slots)).collect();
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(1.0)
+        };
+        let family_ref = Family::ALL.map(|f| {
+            let of = |g: &dyn Fn(&PoolInfo) -> f64| median(pools.iter().filter(|p| p.family == f).map(g).collect());
+            let price = of(&|p: &PoolInfo| {
+                let site = &net.sites[p.site];
+                let tariff = net.tariff(&site.tariff).map_or(0.0, suanwang_core::Tariff::mean_fen_per_mwh);
+                p.price_fen_per_unit_hour as f64 + p.power_mw_per_unit as f64 / 1e9 * site.pue * tariff
+            });
+            (price, of(&|p: &PoolInfo| p.power_mw_per_unit as f64 / 1e6), of(&|p: &PoolInfo| p.ucu_per_unit))
+        });
+        let n = net.sites.len().max(1) as f64;
+        let carbon_ref = net
+            .sites
+            .iter()
+            .map(|s| {
+                s.grid_factor_kg_per_kwh
+                    * (1.0 - net.green_profile(&s.green_profile).map_or(0.0, suanwang_core::GreenProfile::mean))
+            })
+            .sum::<f64>()
+            / n;
+        let pue_ref = net.sites.iter().map(|s| s.pue).sum::<f64>() / n;
         let city_latency = net
             .cities
             .iter()
@@ -477,12 +518,19 @@ impl Scheduler {
             city_side,
             paired,
             routes,
+            family_ref,
+            carbon_ref,
+            pue_ref,
             seasons: seasons_for(base, cfg.horizon_slots),
             opts: vec![],
+            best: vec![None; n_sites],
+            earliest_fit: vec![i64::MAX; n_sites],
+            considered: 0,
             runs: vec![],
             pool_runs: vec![],
             site_transfers: vec![vec![]; n_sites],
             windows: vec![],
+            site_pools: vec![],
             stage: vec![None; n_sites],
         }
     }
@@ -548,7 +596,7 @@ impl Scheduler {
         Ok(placement)
     }
 
-    fn request<'a>(&self, job: &'a Job, now: Ts) -> Result<Request<'a>, Refusal> {
+    fn request<'a>(&self, job: &'a Job, now: Ts, policy: &Policy, collect: bool) -> Result<Request<'a>, Refusal> {
         let refuse = |detail: String| Refusal {
             job: job.name.clone(),
             rejections: vec![Rejection { message: Some(detail), ..Rejection::new("", Filter::Spec) }],
@@ -601,26 +649,58 @@ impl Scheduler {
                 (Some(loc), input.size_gb, region)
             }
         };
-        Ok(Request { job, now, origin, origin_side: self.city_side[origin], location, size_gb, restricted_region })
+        let norm = Norm::new(self.reference_scale(job, size_gb), policy);
+        Ok(Request {
+            job,
+            now,
+            norm,
+            collect,
+            origin,
+            origin_side: self.city_side[origin],
+            location,
+            size_gb,
+            restricted_region,
+        })
+    }
+
+    /// The job's reference scales (see `Norm`).
+    fn reference_scale(&self, job: &Job, size_gb: f64) -> [f64; 7] {
+        let r = &job.resources;
+        let (price, kw, ucu) = self.family_ref[r.family as usize];
+        let count = f64::from(r.count);
+        let run_h = match job.work {
+            Work::RunTime { run_time_s } => f64::from(run_time_s) / 3600.0,
+            Work::Amount { amount_pflop } => amount_pflop * 1000.0 / (count * ucu.max(1e-9)) / 3600.0,
+        };
+        let money = (count * run_h * price + size_gb * 8.0).max(1.0);
+        let carbon = (count * run_h * kw * self.pue_ref * self.carbon_ref).max(1e-6);
+        let wait = (self.cfg.max_deferral_slots.max(1) * SLOT_SECONDS) as f64;
+        [money, carbon, wait, 20.0, 1.0, 1.0, 1.0]
+    }
+
+    /// Evaluates every site for `req`: fills `best`, `earliest_fit`, `stage` (and `opts` when
+    /// collecting).
+    fn evaluate(&mut self, req: &Request<'_>, now: Ts) {
+        self.stage.iter_mut().for_each(|s| *s = None);
+        self.best.iter_mut().for_each(|b| *b = None);
+        self.earliest_fit.iter_mut().for_each(|e| *e = i64::MAX);
+        self.pool_runs.clear();
+        self.opts.clear();
+        self.considered = 0;
+        for si in 0..self.sites.len() {
+            self.site_options(req, si, now);
+        }
     }
 
     /// Finds the best placement for `job` at `now` under `policy` without reserving it.
     pub fn plan(&mut self, job: &Job, now: Ts, policy: &Policy) -> Result<Placement, Refusal> {
-        let req = self.request(job, now)?;
-        let mut opts = std::mem::take(&mut self.opts);
-        opts.clear();
-        self.stage.iter_mut().for_each(|s| *s = None);
-        self.pool_runs.clear();
-        for si in 0..self.sites.len() {
-            self.site_options(&req, si, now, &mut opts);
-        }
-        let result = self.choose(&req, policy, &opts);
-        self.opts = opts;
-        result
+        let req = self.request(job, now, policy, false)?;
+        self.evaluate(&req, now);
+        self.choose(&req, policy)
     }
 
     #[allow(clippy::many_single_char_names)] // r, p, s, k: resources, pool, slot, index
-    fn site_options(&mut self, req: &Request<'_>, si: usize, now: Ts, opts: &mut Vec<Opt>) {
+    fn site_options(&mut self, req: &Request<'_>, si: usize, now: Ts) {
         let job = req.job;
         let site = &self.net.sites[si];
         if (!job.allowed_sites.is_empty() && !job.allowed_sites.contains(&site.id))
@@ -671,6 +751,11 @@ impl Scheduler {
         let mut windows_len = 0;
         let r = &job.resources;
         let count = i64::from(r.count);
+        // Phase 1: the pools that pass the static filters, with a lower bound on their score.
+        let n = &req.norm;
+        let min_transfer = transfers.iter().map(|(_, t)| t.cost_fen).min().unwrap_or(0);
+        let mut candidates = std::mem::take(&mut self.site_pools);
+        candidates.clear();
         for pi in self.sites[si].pools.clone() {
             let p = &self.pools[pi];
             let failed = if p.family != r.family {
@@ -720,9 +805,32 @@ impl Scheduler {
                 east_west,
                 pairing,
             };
+            // A bound no start of this pool can beat: the lowest tariff and carbon intensity of
+            // the site, the earliest start, the cheapest transfer, the least load. When it is
+            // no better than the site's best so far, the pool cannot change the outcome.
+            let bound_wo_wait = n.coef[0]
+                * (run.compute_fen as f64
+                    + run.energy_wh as f64 * self.sites[si].min_tariff as f64 / 1e6
+                    + min_transfer as f64)
+                + n.coef[1] * run.energy_kwh * self.sites[si].min_carbon
+                + n.coef[3] * latency_ms
+                + n.coef[4] * east_west
+                + n.coef[5] * pairing
+                + n.coef[6] * f64::from(r.count) / f64::from(p.size.max(1));
+            candidates.push((bound_wo_wait, pi, run));
+        }
+        // Phase 2: the most promising pools first, so the bound prunes the rest sooner.
+        candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let wait_of = |s: i64| (slot_start(s).0 - now.0).max(0) as f64 / 1000.0;
+        for &(bound_wo_wait, pi, run) in &candidates {
+            let run_s = run.run_s;
+            if !req.collect
+                && self.best[si].is_some_and(|b| bound_wo_wait + n.coef[2] * wait_of(first_arrival) >= b.score)
+            {
+                continue;
+            }
             let run_index = self.pool_runs.len() as u32;
             self.pool_runs.push(run);
-            let run = &self.pool_runs[run_index as usize];
             let timeline = &self.timelines[pi];
             let horizon_last = timeline.end() - 1;
             let latest = match job.deadline {
@@ -750,60 +858,85 @@ impl Scheduler {
             let last_considered =
                 if deferrable { latest.min(first_arrival + self.cfg.max_deferral_slots) } else { first_arrival };
             let mut any_fit = false;
+            let mut refused: Option<Filter> = None;
             let mut s = first_arrival;
-            let before = opts.len();
             // the site's pools walk the same starts: energy windows of one run length are shared
             if windows_len != len {
                 windows.clear();
                 windows_len = len;
             }
             let mut k = 0;
-            while s <= last_considered {
+            let mut queue = false;
+            loop {
+                if !queue && s > last_considered {
+                    if any_fit {
+                        break;
+                    }
+                    // none of the candidate starts fits: queue at the first start that does
+                    queue = true;
+                    s = first_arrival + 1;
+                    while s <= latest && !fits(s, &self.runs) {
+                        s += 1;
+                    }
+                    if s > latest {
+                        break;
+                    }
+                } else if queue && any_fit {
+                    break;
+                }
+                // later starts only wait longer: stop once even the bound cannot beat the best
+                if !req.collect
+                    && !queue
+                    && self.best[si].is_some_and(|b| bound_wo_wait + n.coef[2] * wait_of(s) >= b.score)
+                {
+                    break;
+                }
                 let ok = fits(s, &self.runs);
                 any_fit |= ok;
-                let w = self.push_option(req, run_index, s, &transfers, ok, windows.get(k).copied(), opts);
-                if k == windows.len() {
+                let cached = if queue { None } else { windows.get(k).copied() };
+                let (w, outcome) = self.option(req, run_index, s, &transfers, ok, cached);
+                if !queue && k == windows.len() {
                     windows.push(w);
                 }
                 k += 1;
+                match outcome {
+                    Ok(o) => {
+                        self.considered += 1;
+                        if o.fits {
+                            let e = &mut self.earliest_fit[si];
+                            *e = (*e).min(o.start);
+                            let b = &mut self.best[si];
+                            if b.is_none_or(|b| better(&o, &b)) {
+                                *b = Some(o);
+                            }
+                        }
+                        if req.collect {
+                            self.opts.push(o);
+                        }
+                    }
+                    Err(f) => refused = refused.max(Some(f)),
+                }
+                if queue {
+                    break;
+                }
                 s = (s.div_euclid(SLOTS_PER_HOUR) + 1) * SLOTS_PER_HOUR;
-            }
-            if !any_fit {
-                // queue: the first start that fits, up to the latest allowed
-                let mut s = first_arrival + 1;
-                while s <= latest && !fits(s, &self.runs) {
-                    s += 1;
-                }
-                if s <= latest {
-                    self.push_option(req, run_index, s, &transfers, true, None, opts);
-                    any_fit = true;
-                }
             }
             if !any_fit {
                 reach(&mut self.stage, si, Filter::Capacity, pi);
             }
-            // options refused by green share or budget leave the list but mark the stage
-            let mut k = before;
-            while k < opts.len() {
-                let o = &opts[k];
-                let green_ok = f64::from(o.green) + 1e-6 >= job.min_green_share;
-                let budget_ok = job.budget_fen.is_none_or(|b| self.exact_cost_in(o, &transfers).total_fen <= b);
-                if green_ok && budget_ok {
-                    k += 1;
-                } else {
-                    reach(&mut self.stage, si, if green_ok { Filter::Budget } else { Filter::Green }, pi);
-                    opts.swap_remove(k);
-                }
+            if let Some(f) = refused {
+                reach(&mut self.stage, si, f, pi);
             }
         }
+        self.site_pools = candidates;
         self.site_transfers[si] = transfers;
         self.windows = windows;
     }
 
-    /// Adds the option of running the plan's pool run `run` from slot `start`, using the
-    /// cheapest transfer mode that has the data in place by then.
-    #[allow(clippy::too_many_arguments)]
-    fn push_option(
+    /// The option of running the plan's pool run `run` from slot `start`, using the cheapest
+    /// transfer mode that has the data in place by then; or the filter (green, budget) that
+    /// refuses it. Also returns the energy window, for the site's cache.
+    fn option(
         &self,
         req: &Request<'_>,
         run: u32,
@@ -811,12 +944,16 @@ impl Scheduler {
         transfers: &[(i64, Transfer)],
         fits: bool,
         window: Option<WindowEnergy>,
-        opts: &mut Vec<Opt>,
-    ) -> WindowEnergy {
+    ) -> (WindowEnergy, Result<Opt, Filter>) {
         let pool = &self.pool_runs[run as usize];
         let w =
             window.unwrap_or_else(|| self.sites[pool.site].series.window_in(self.season_at(start), start, pool.len));
-        let Some(t) = transfers.iter().position(|(arrive, _)| *arrive <= start) else { return w };
+        let Some(t) = transfers.iter().position(|(arrive, _)| *arrive <= start) else {
+            return (w, Err(Filter::Deadline));
+        };
+        if w.green_share + 1e-9 < req.job.min_green_share {
+            return (w, Err(Filter::Green));
+        }
         let money = pool.compute_fen as f64
             + pool.energy_wh as f64 * w.tariff_sum as f64 / (pool.len as f64 * 1e6)
             + transfers[t].1.cost_fen as f64;
@@ -825,15 +962,15 @@ impl Scheduler {
         let tl = &self.timelines[pool.index];
         let load = f64::from(tl.used_at(start).saturating_add(req.job.resources.count).min(tl.size()))
             / f64::from(tl.size().max(1));
-        opts.push(Opt {
-            run,
-            transfer: t as u8,
-            fits,
-            green: w.green_share as f32,
-            start,
-            raw: [money, carbon_kg, wait_s, pool.latency_ms, pool.east_west, pool.pairing, load],
-        });
-        w
+        let raw = [money, carbon_kg, wait_s, pool.latency_ms, pool.east_west, pool.pairing, load];
+        let o =
+            Opt { run, transfer: t as u8, fits, green: w.green_share as f32, start, raw, score: req.norm.score(&raw) };
+        if let Some(budget) = req.job.budget_fen
+            && self.exact_cost_in(&o, transfers).total_fen > budget
+        {
+            return (w, Err(Filter::Budget));
+        }
+        (w, Ok(o))
     }
 
     /// Exact integer money of an option: compute and transfer as planned, energy at the
@@ -876,24 +1013,14 @@ impl Scheduler {
     }
 
     /// Every option of `job` (capacity ignored: the current load only decides which fit now),
-    /// scored with one fixed normalisation, best first, at most `keep` of them.
+    /// best first, at most `keep` of them, with the scoring they were ranked by.
     pub fn options(&mut self, job: &Job, now: Ts, policy: &Policy, keep: usize) -> Result<JobOptions, Refusal> {
-        let req = self.request(job, now)?;
-        let mut opts = std::mem::take(&mut self.opts);
-        opts.clear();
-        self.stage.iter_mut().for_each(|s| *s = None);
-        self.pool_runs.clear();
-        for si in 0..self.sites.len() {
-            self.site_options(&req, si, now, &mut opts);
-        }
-        let norm = Norm::over(&opts, policy);
-        let mut choices: Vec<Choice> = opts
+        let req = self.request(job, now, policy, true)?;
+        self.evaluate(&req, now);
+        let mut choices: Vec<Choice> = self
+            .opts
             .iter()
-            .map(|o| Choice {
-                reservation: self.reservation(o, job.resources.count),
-                score: norm.score(&o.raw),
-                raw: o.raw,
-            })
+            .map(|o| Choice { reservation: self.reservation(o, job.resources.count), score: o.score, raw: o.raw })
             .collect();
         choices.sort_by(|a, b| {
             a.score
@@ -902,13 +1029,10 @@ impl Scheduler {
                 .then(a.reservation.pool.cmp(&b.reservation.pool))
         });
         choices.truncate(keep);
-        let result = if choices.is_empty() {
-            Err(Refusal { job: job.name.clone(), rejections: self.rejections(&req, &opts) })
-        } else {
-            Ok(JobOptions { choices, norm })
-        };
-        self.opts = opts;
-        result
+        if choices.is_empty() {
+            return Err(Refusal { job: job.name.clone(), rejections: self.rejections(&req) });
+        }
+        Ok(JobOptions { choices, norm: req.norm })
     }
 
     /// True when the reservation fits the current load.
@@ -916,32 +1040,17 @@ impl Scheduler {
         self.timelines[r.pool].fits(r.window.start, r.window.end, r.window.units)
     }
 
-    fn choose(&self, req: &Request<'_>, policy: &Policy, opts: &[Opt]) -> Result<Placement, Refusal> {
+    fn choose(&self, req: &Request<'_>, policy: &Policy) -> Result<Placement, Refusal> {
         let job = req.job;
-        let n = Norm::over(opts, policy);
-        let weights = n.weights;
-        let norm = |k: usize, x: f64| n.normalised(k, x);
-        let score = |o: &Opt| n.score(&o.raw);
-        // best option per site, for the choice and the runners-up; ties go to the earlier
-        // start, then the lower pool index: deterministic
-        let mut by_site: Vec<Option<(f64, usize)>> = vec![None; self.sites.len()];
-        for (i, o) in opts.iter().enumerate().filter(|(_, o)| o.fits) {
-            let s = score(o);
-            let slot = &mut by_site[self.pool_runs[o.run as usize].site];
-            if slot.is_none_or(|(bs, bi)| better(s, o, bs, &opts[bi])) {
-                *slot = Some((s, i));
-            }
-        }
-        let mut best: Vec<(f64, usize)> = by_site.into_iter().flatten().collect();
-        best.sort_by(|a, b| {
-            a.0.total_cmp(&b.0).then(opts[a.1].start.cmp(&opts[b.1].start)).then(opts[a.1].run.cmp(&opts[b.1].run))
-        });
-        let rejections = self.rejections(req, opts);
-        let Some(&(_, chosen_i)) = best.first() else {
-            return Err(Refusal { job: job.name.clone(), rejections });
+        let n = &req.norm;
+        // the best option per site, best site first; ties go to the earlier start, then the
+        // lower pool: deterministic
+        let mut best: Vec<Opt> = self.best.iter().flatten().copied().collect();
+        best.sort_by(|a, b| if better(a, b) { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater });
+        let Some(chosen) = best.first().copied() else {
+            return Err(Refusal { job: job.name.clone(), rejections: self.rejections(req) });
         };
-        let candidate = |i: usize| {
-            let o = &opts[i];
+        let candidate = |o: &Opt| {
             let run = &self.pool_runs[o.run as usize];
             let p = &self.pools[run.index];
             let scores = Scorer::ALL
@@ -950,9 +1059,9 @@ impl Scheduler {
                 .map(|(k, s)| ScoreLine {
                     scorer: *s,
                     raw: o.raw[k],
-                    normalised: norm(k, o.raw[k]),
-                    weight: weights[k],
-                    weighted: weights[k] * norm(k, o.raw[k]),
+                    normalised: n.normalised(k, o.raw[k]),
+                    weight: n.weights[k],
+                    weighted: n.weights[k] * n.normalised(k, o.raw[k]),
                 })
                 .collect();
             Candidate {
@@ -967,43 +1076,33 @@ impl Scheduler {
                 carbon_location_kg: run.energy_kwh * self.sites[p.site].grid_factor,
                 green_share: f64::from(o.green),
                 latency_ms: o.raw[3],
-                score: score(o),
+                score: o.score,
                 scores,
             }
         };
-        let o = &opts[chosen_i];
-        let earliest_fit = opts
-            .iter()
-            .filter(|x| x.fits && self.pool_runs[x.run as usize].site == self.pool_runs[o.run as usize].site)
-            .map(|x| x.start)
-            .min()
-            .unwrap_or(o.start);
+        let site = self.pool_runs[chosen.run as usize].site;
         Ok(Placement {
             job: job.name.clone(),
             policy: policy.name.clone(),
-            chosen: candidate(chosen_i),
-            run_s: self.pool_runs[o.run as usize].run_s,
-            deferred_s: (o.start - earliest_fit) * SLOT_SECONDS,
-            runners_up: best.iter().skip(1).take(self.cfg.runners_up).map(|(_, i)| candidate(*i)).collect(),
-            rejections,
-            options_considered: opts.len(),
-            reservation: self.reservation(o, job.resources.count),
+            chosen: candidate(&chosen),
+            run_s: self.pool_runs[chosen.run as usize].run_s,
+            deferred_s: (chosen.start - self.earliest_fit[site].min(chosen.start)) * SLOT_SECONDS,
+            runners_up: best.iter().skip(1).take(self.cfg.runners_up).map(candidate).collect(),
+            rejections: self.rejections(req),
+            options_considered: self.considered,
+            reservation: self.reservation(&chosen, job.resources.count),
         })
     }
 
-    fn rejections(&self, req: &Request<'_>, opts: &[Opt]) -> Vec<Rejection> {
+    fn rejections(&self, req: &Request<'_>) -> Vec<Rejection> {
         let job = req.job;
         let r = &job.resources;
         let mut out = vec![];
-        let mut has_fit = vec![false; self.sites.len()];
-        for o in opts.iter().filter(|o| o.fits) {
-            has_fit[self.pool_runs[o.run as usize].site] = true;
-        }
         for (si, stage) in self.stage.iter().enumerate() {
             let Some((filter, pool)) = *stage else { continue };
             // a site with a surviving option is not rejected
             let site = &self.net.sites[si];
-            if has_fit[si] {
+            if self.best[si].is_some() {
                 continue;
             }
             let mut rejection = Rejection::new(&site.id, filter);
@@ -1054,6 +1153,7 @@ fn ceil_div(a: i128, b: i128) -> i128 {
     (a + b - 1) / b
 }
 
-fn better(s: f64, o: &Opt, bs: f64, b: &Opt) -> bool {
-    s.total_cmp(&bs).then((o.start, o.run).cmp(&(b.start, b.run))).is_lt()
+/// Strictly better: lower score, then earlier start, then lower pool run.
+fn better(o: &Opt, b: &Opt) -> bool {
+    o.score.total_cmp(&b.score).then((o.start, o.run).cmp(&(b.start, b.run))).is_lt()
 }

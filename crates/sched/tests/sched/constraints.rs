@@ -167,3 +167,32 @@ fn bad_numbers_in_a_hand_built_job_are_refused_not_panicking() {
         assert_eq!(refusal.rejections[0].filter, Filter::Spec, "{refusal}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// The online planner prunes pools and starts by a lower bound; pruning must never change
+    /// the decision: its choice equals the best fitting option of the full enumeration.
+    #[test]
+    fn pruning_never_changes_the_choice(seed in any::<u64>()) {
+        let net = tight(300, 4);
+        let policy = Policy::named(["balanced", "cheapest", "greenest", "fastest", "nearest"][(seed % 5) as usize]).expect("policy");
+        let mut sched = Scheduler::new(Arc::clone(&net), start(), Config::default());
+        for (at, job) in workload::mix(&net, seed, 80, start(), 6 * 3600) {
+            sched.advance(at);
+            let full = sched.options(&job, at, &policy, usize::MAX);
+            match sched.place(&job, at, &policy) {
+                Ok(p) => {
+                    let full = full.expect("the full enumeration has options too");
+                    // the reservation is committed now; compare with the first option that fitted before
+                    prop_assert!(sched.release(&p.reservation).is_ok());
+                    let best = full.choices.iter().find(|c| sched.fits(&c.reservation)).expect("a fitting option");
+                    prop_assert!((best.score - p.chosen.score).abs() < 1e-9, "{} vs {}", best.score, p.chosen.score);
+                    prop_assert_eq!(best.reservation, p.reservation);
+                    prop_assert!(sched.commit(&p.reservation).is_ok());
+                }
+                Err(_) => prop_assert!(full.map_or(true, |f| f.choices.iter().all(|c| !sched.fits(&c.reservation)))),
+            }
+        }
+    }
+}
