@@ -2,6 +2,7 @@
 
 mod job;
 mod network;
+mod plan;
 
 use std::process::{Command, Output};
 

@@ -1,0 +1,83 @@
+use super::{repo, stdout_json, suanwang};
+
+#[test]
+fn plan_json_explains_the_choice() {
+    let file = repo("examples/training.toml");
+    let doc = stdout_json(&suanwang(&["plan", &file, "--at", "2026-11-26T10:00:00Z", "--json"]));
+    assert_eq!(doc["placed"], true);
+    let p = &doc["placement"];
+    for key in ["site", "pool", "start_at", "end_at", "transfer", "cost", "carbon_kg", "green_share", "scores"] {
+        assert!(!p["chosen"][key].is_null(), "chosen.{key}");
+    }
+    let lines = p["chosen"]["scores"].as_array().expect("scores");
+    assert_eq!(lines.len(), 7);
+    for l in lines {
+        for key in ["scorer", "raw", "normalised", "weight", "weighted"] {
+            assert!(!l[key].is_null(), "score line has {key}");
+        }
+    }
+    assert!(p["runners_up"].as_array().is_some_and(|r| !r.is_empty()));
+    assert!(
+        ["network", "elastic", "bulk", "express", "none"]
+            .contains(&p["chosen"]["transfer"]["mode"].as_str().expect("mode"))
+    );
+}
+
+#[test]
+fn plan_policies_and_weights() {
+    let file = repo("examples/analytics.toml");
+    let cheap =
+        stdout_json(&suanwang(&["plan", &file, "--policy", "cheapest", "--at", "2026-11-26T10:00:00Z", "--json"]));
+    let green =
+        stdout_json(&suanwang(&["plan", &file, "--policy", "greenest", "--at", "2026-11-26T10:00:00Z", "--json"]));
+    let cost = |d: &serde_json::Value| d["placement"]["chosen"]["cost"]["total_fen"].as_i64().expect("fen");
+    let carbon = |d: &serde_json::Value| d["placement"]["chosen"]["carbon_kg"].as_f64().expect("kg");
+    // the tie-breaking wait weight (0.01 per day of the reference cost) may trade a few fen
+    // for hours: compare within 1 %
+    assert!(cost(&cheap) as f64 <= cost(&green) as f64 * 1.01, "{} vs {}", cost(&cheap), cost(&green));
+    assert!(carbon(&green) <= carbon(&cheap) * 1.01);
+
+    let dir = std::env::temp_dir().join(format!("suanwang-weights-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let w = dir.join("w.toml");
+    std::fs::write(&w, "[weights]\ncarbon = 5.0\n").expect("write");
+    let doc = stdout_json(&suanwang(&["plan", &file, "--weights", w.to_str().expect("utf8"), "--json"]));
+    let lines = doc["placement"]["chosen"]["scores"].as_array().expect("scores").clone();
+    let carbon_line = lines.iter().find(|l| l["scorer"] == "carbon").expect("carbon line");
+    assert_eq!(carbon_line["weight"], 5.0);
+    std::fs::write(&w, "[weights]\ncarbon = -1\n").expect("write");
+    let out = suanwang(&["plan", &file, "--weights", w.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("weights.carbon"));
+    let out = suanwang(&["plan", &file, "--policy", "random"]);
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn plan_refusal_exits_1_with_a_reason_per_site() {
+    let dir = std::env::temp_dir().join(format!("suanwang-refuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let f = dir.join("j.toml");
+    std::fs::write(&f, "name = \"x\"\ntenant = \"t\"\nkind = \"inference\"\norigin = \"harbin\"\nlatency_tier = \"city\"\n[resources]\nfamily = \"intelligent\"\ncount = 1\n[work]\nrun_time_s = 60\n").expect("write");
+    let out = suanwang(&["plan", f.to_str().expect("utf8"), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["placed"], false);
+    let rejections = doc["refusal"]["rejections"].as_array().expect("rejections");
+    assert_eq!(rejections.len(), 25);
+    assert!(
+        rejections.iter().all(|r| r["filter"] == "latency" && r["detail"].as_str().is_some_and(|d| d.contains("ms")))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_sched_prints_the_documented_figures() {
+    let doc = stdout_json(&suanwang(&["bench", "sched", "--jobs", "300", "--batch-jobs", "200", "--json"]));
+    for key in ["placements_per_sec", "p50_us", "p99_us", "batch_jobs", "batch_ms", "batch_vs_greedy_cost_ratio"] {
+        assert!(doc[key].as_f64().is_some(), "{key} is a number: {doc}");
+    }
+    assert_eq!(doc["batch_jobs"], 200);
+    assert!(doc["batch_vs_greedy_cost_ratio"].as_f64().expect("ratio") <= 1.0 + 1e-9);
+}
