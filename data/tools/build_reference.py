@@ -256,6 +256,18 @@ def fibre_ms(lat1, lon1, lat2, lon2):
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * r * math.asin(math.sqrt(a)) * 1.5 / 204000 * 1000
 
+def backup_of(site, rows):
+    """Paired backup (灾备) site, modelled: the next site of the same cluster or region; for a
+    single-site area, the nearest site elsewhere on the same side (east/west)."""
+    area = site["cluster"] or site["region"]
+    same = [r for r in rows if (r["cluster"] or r["region"]) == area]
+    if len(same) > 1:
+        i = same.index(site)
+        return same[(i + 1) % len(same)]["id"]
+    others = [r for r in rows if (r["cluster"] or r["region"]) != area and r["side"] == site["side"]]
+    return min(others, key=lambda r: fibre_ms(site["lat"], site["lon"], r["lat"], r["lon"]))["id"]
+
+
 def main():
     os.makedirs(f"{OUT}/network", exist_ok=True)
     os.makedirs(f"{OUT}/energy", exist_ok=True)
@@ -330,10 +342,13 @@ def main():
                 "# intelligent / 10 % super (super pooled at the first site of each cluster or region).\n"
                 "# PUE: start-area targets (east 1.25, west 1.2: policy_pue_green_latency_targets.csv);\n"
                 "# Yunnan 1.25 by analogy with humid southern sites. Prices are non-energy fen per unit-hour;\n"
+                "# `backup` is the paired disaster-recovery site (modelled: the next site of the same\n"
+                "# cluster or region, else the nearest site on the same side).\n"
                 "# energy is billed at the site's tariff.\n\n")
         for s in site_rows:
             f.write(f"[[site]]\nid = {q(s['id'])}\nname_cn = {q(s['name_cn'])}\n")
             f.write(f"cluster = {q(s['cluster'])}\n" if s["cluster"] else f"region = {q(s['region'])}\n")
+            f.write(f"backup = {q(backup_of(s, site_rows))}\n")
             f.write(f"province = {q(s['province'])}\nlat = {s['lat']}\nlon = {s['lon']}\n"
                     f"coord_source = {q(s['coord_source'])}\nracks = {s['racks']}\npue = {s['pue']}\n"
                     f"tariff = {q(s['province'].lower().replace(' ', '_'))}\n"

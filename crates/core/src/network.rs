@@ -157,6 +157,8 @@ struct SiteFile {
     cluster: Option<String>,
     #[serde(default)]
     region: Option<String>,
+    #[serde(default)]
+    backup: Option<String>,
     province: String,
     lat: f64,
     lon: f64,
@@ -181,6 +183,9 @@ pub struct Site {
     pub hub: Option<String>,
     /// The residency region: the hub id, or the green region id.
     pub region: String,
+    /// The paired disaster-recovery site that takes this site's jobs first when it is lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
     pub side: Side,
     pub province: String,
     pub lat: f64,
@@ -947,6 +952,7 @@ fn build(
             cluster: s.cluster,
             hub,
             region,
+            backup: s.backup,
             side,
             province: s.province,
             lat: s.lat,
@@ -959,6 +965,13 @@ fn build(
             green_profile: s.green_profile,
             pools,
         });
+    }
+    for (i, s) in out_sites.iter().enumerate() {
+        if let Some(b) = &s.backup
+            && (b == &s.id || !out_sites.iter().any(|x| &x.id == b))
+        {
+            c.push("network/sites.toml", format!("site[{i}].backup"), format!("{b:?} is not another site"));
+        }
     }
     for cl in &clusters.cluster {
         if !out_sites.iter().any(|s| s.cluster.as_deref() == Some(cl.id.as_str())) {

@@ -41,6 +41,8 @@ impl Default for Config {
 pub enum Filter {
     /// The job itself is unusable (a number out of range, an unknown place): no site is tried.
     Spec,
+    /// The site is down (lost) or suspended by the operator.
+    Unavailable,
     /// Not in `allowed_sites` / `allowed_regions`.
     Region,
     /// Restricted data may not leave its region: the compute must come to the data.
@@ -69,6 +71,7 @@ impl Filter {
     pub fn as_str(self) -> &'static str {
         match self {
             Filter::Spec => "spec",
+            Filter::Unavailable => "unavailable",
             Filter::Region => "region",
             Filter::Residency => "residency",
             Filter::Latency => "latency",
@@ -112,6 +115,7 @@ impl Rejection {
         let limit = self.limit.unwrap_or(0.0);
         match self.filter {
             Filter::Spec => self.message.clone().unwrap_or_default(),
+            Filter::Unavailable => "the site is down or suspended".into(),
             Filter::Region => "not among the job's allowed regions or sites".into(),
             Filter::Residency => "restricted data may not leave its region".into(),
             Filter::Latency => {
@@ -397,6 +401,8 @@ pub struct Scheduler {
     best: Vec<Option<Opt>>,
     earliest_fit: Vec<i64>,
     considered: usize,
+    /// Sites that take new placements (false: lost or suspended).
+    available: Vec<bool>,
     runs: Vec<u32>,
     /// Per plan: the fixed part of each (job, pool) and each site's transfer options.
     pool_runs: Vec<PoolRun>,
@@ -526,6 +532,7 @@ impl Scheduler {
             best: vec![None; n_sites],
             earliest_fit: vec![i64::MAX; n_sites],
             considered: 0,
+            available: vec![true; n_sites],
             runs: vec![],
             pool_runs: vec![],
             site_transfers: vec![vec![]; n_sites],
@@ -551,6 +558,23 @@ impl Scheduler {
     pub fn pool_id(&self, pool: usize) -> &str {
         let p = &self.pools[pool];
         &self.net.sites[p.site].pools[p.index_in_site].id
+    }
+
+    /// Marks a site as taking placements or not; `None` if the id is not a site.
+    pub fn set_site_available(&mut self, site: &str, available: bool) -> Option<usize> {
+        let i = self.net.sites.iter().position(|s| s.id == site)?;
+        self.available[i] = available;
+        Some(i)
+    }
+
+    pub fn site_available(&self, site: usize) -> bool {
+        self.available[site]
+    }
+
+    /// The network's description of a pool (by scheduler pool index).
+    pub fn pool(&self, pool: usize) -> &suanwang_core::network::Pool {
+        let p = &self.pools[pool];
+        &self.net.sites[p.site].pools[p.index_in_site]
     }
 
     pub fn pool_site(&self, pool: usize) -> usize {
@@ -703,6 +727,9 @@ impl Scheduler {
     fn site_options(&mut self, req: &Request<'_>, si: usize, now: Ts) {
         let job = req.job;
         let site = &self.net.sites[si];
+        if !self.available[si] {
+            return reach(&mut self.stage, si, Filter::Unavailable, usize::MAX);
+        }
         if (!job.allowed_sites.is_empty() && !job.allowed_sites.contains(&site.id))
             || (!job.allowed_regions.is_empty() && !job.allowed_regions.contains(&site.region))
         {

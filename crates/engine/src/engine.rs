@@ -1,0 +1,440 @@
+//! The state machine.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+use suanwang_core::job::Job;
+use suanwang_core::network::Side;
+use suanwang_core::{JobKind, LatencyTier, Network, Ts};
+use suanwang_sched::{Config, Placement, Policy, PoolReservation, Rejection, Scheduler, TransferMode};
+
+use crate::meter::Meter;
+
+pub type JobId = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Submitted,
+    Admitted,
+    /// Placed; waiting for its start slot (data, if any, already in place).
+    Placed,
+    /// Placed; its input data is moving to the site.
+    InTransfer,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Refused,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub sched: Config,
+    pub policy: Policy,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { sched: Config::default(), policy: Policy::named("balanced").unwrap_or(Policy::BALANCED) }
+    }
+}
+
+/// What can be asked of the engine.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Submit {
+        id: JobId,
+        job: Box<Job>,
+    },
+    Cancel {
+        id: JobId,
+    },
+    /// A site is lost: its jobs are rescheduled, it takes no new placements.
+    SiteDown {
+        site: String,
+    },
+    SiteUp {
+        site: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("job {0} already exists")]
+    Duplicate(JobId),
+    #[error("no job {0} in flight")]
+    NotFound(JobId),
+    #[error("unknown site {0:?}")]
+    UnknownSite(String),
+    #[error("time went backwards: {now} is before {last}")]
+    TimeBackwards { now: Ts, last: Ts },
+}
+
+/// How a finished job went: everything the twin's KPIs and the bills need.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub id: JobId,
+    pub tenant: String,
+    pub kind: JobKind,
+    pub origin: String,
+    pub site: String,
+    pub in_hub: bool,
+    pub west: bool,
+    pub deferrable: bool,
+    pub submitted_at: Ts,
+    pub started_at: Ts,
+    pub finished_at: Ts,
+    pub deadline: Option<Ts>,
+    pub tier: Option<LatencyTier>,
+    pub latency_ms: f64,
+    pub attempts: u32,
+    pub meter: Meter,
+}
+
+/// What happened. Events are the engine's only output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Submitted { id: JobId, at: Ts },
+    Admitted { id: JobId, at: Ts },
+    Refused { id: JobId, at: Ts, rejections: Vec<Rejection> },
+    Placed { id: JobId, at: Ts, attempt: u32, site: String, pool: String, start_at: Ts, end_at: Ts, mode: TransferMode },
+    DataArrived { id: JobId, at: Ts, attempt: u32 },
+    Started { id: JobId, at: Ts, attempt: u32 },
+    Completed { id: JobId, at: Ts, outcome: Box<Outcome> },
+    Failed { id: JobId, at: Ts, reason: String },
+    Cancelled { id: JobId, at: Ts, meter: Meter },
+    Rescheduled { id: JobId, at: Ts, from_site: String, attempt: u32 },
+    SiteLost { site: String, at: Ts, jobs: usize },
+    SiteRestored { site: String, at: Ts },
+}
+
+/// Job counts; `submitted == completed + failed + refused + cancelled + in_flight` always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Counts {
+    pub submitted: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub refused: u64,
+    pub cancelled: u64,
+    pub in_flight: u64,
+}
+
+impl Counts {
+    pub fn balanced(&self) -> bool {
+        self.submitted == self.completed + self.failed + self.refused + self.cancelled + self.in_flight
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Arrive,
+    Start,
+    Finish,
+}
+
+/// A timer: (epoch ms, sequence for a stable order, job, attempt, phase).
+type Timer = (i64, u64, JobId, u32, Phase);
+
+#[derive(Debug, Clone)]
+struct Active {
+    site: usize,
+    reservation: PoolReservation,
+    start_at: Ts,
+    end_at: Ts,
+    meter: Meter,
+    latency_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    job: Job,
+    state: JobState,
+    attempt: u32,
+    submitted_at: Ts,
+    active: Option<Active>,
+}
+
+/// The engine: the scheduler, the jobs in flight, and the timers that move them on.
+#[derive(Debug)]
+pub struct Engine {
+    sched: Scheduler,
+    policy: Policy,
+    now: Ts,
+    jobs: HashMap<JobId, Record>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    seq: u64,
+    counts: Counts,
+    events: Vec<Event>,
+}
+
+impl Engine {
+    pub fn new(net: Arc<Network>, now: Ts, cfg: EngineConfig) -> Engine {
+        Engine {
+            sched: Scheduler::new(net, now, cfg.sched),
+            policy: cfg.policy,
+            now,
+            jobs: HashMap::new(),
+            timers: BinaryHeap::new(),
+            seq: 0,
+            counts: Counts::default(),
+            events: vec![],
+        }
+    }
+
+    pub fn now(&self) -> Ts {
+        self.now
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.sched
+    }
+
+    pub fn state(&self, id: JobId) -> Option<JobState> {
+        self.jobs.get(&id).map(|r| r.state)
+    }
+
+    /// The events emitted since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The time of the next timer, if any job is still moving.
+    pub fn next_timer(&self) -> Option<Ts> {
+        self.timers.peek().map(|Reverse((t, ..))| Ts(*t))
+    }
+
+    /// Moves time forward to `now`, firing every timer due on the way, in time order.
+    pub fn advance_to(&mut self, now: Ts) -> Result<(), EngineError> {
+        if now < self.now {
+            return Err(EngineError::TimeBackwards { now, last: self.now });
+        }
+        while let Some(Reverse((t, _, id, attempt, phase))) = self.timers.peek().copied() {
+            if t > now.0 {
+                break;
+            }
+            self.timers.pop();
+            self.set_now(Ts(t));
+            self.fire(id, attempt, phase);
+        }
+        self.set_now(now);
+        Ok(())
+    }
+
+    /// Runs every remaining timer: the state when all placed work has finished.
+    pub fn drain(&mut self) {
+        while let Some(t) = self.next_timer() {
+            // timers are never in the past, so this cannot fail
+            let _ = self.advance_to(t);
+        }
+    }
+
+    fn set_now(&mut self, now: Ts) {
+        if now > self.now {
+            self.now = now;
+            self.sched.advance(now);
+        }
+    }
+
+    pub fn apply(&mut self, cmd: Command) -> Result<(), EngineError> {
+        match cmd {
+            Command::Submit { id, job } => self.submit(id, *job),
+            Command::Cancel { id } => self.cancel(id),
+            Command::SiteDown { site } => self.site_down(&site),
+            Command::SiteUp { site } => {
+                self.sched.set_site_available(&site, true).ok_or_else(|| EngineError::UnknownSite(site.clone()))?;
+                self.events.push(Event::SiteRestored { site, at: self.now });
+                Ok(())
+            }
+        }
+    }
+
+    fn timer(&mut self, at: Ts, id: JobId, attempt: u32, phase: Phase) {
+        self.seq += 1;
+        self.timers.push(Reverse((at.0, self.seq, id, attempt, phase)));
+    }
+
+    fn submit(&mut self, id: JobId, job: Job) -> Result<(), EngineError> {
+        if self.jobs.contains_key(&id) {
+            return Err(EngineError::Duplicate(id));
+        }
+        let now = self.now;
+        self.counts.submitted += 1;
+        self.events.push(Event::Submitted { id, at: now });
+        self.events.push(Event::Admitted { id, at: now });
+        match self.sched.place(&job, now, &self.policy) {
+            Ok(p) => {
+                self.counts.in_flight += 1;
+                let mut record = Record { job, state: JobState::Admitted, attempt: 1, submitted_at: now, active: None };
+                self.activate(id, &mut record, &p);
+                self.jobs.insert(id, record);
+            }
+            Err(refusal) => {
+                self.counts.refused += 1;
+                self.events.push(Event::Refused { id, at: now, rejections: refusal.rejections });
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a placement: records it, sets the timers, emits `Placed`.
+    fn activate(&mut self, id: JobId, record: &mut Record, p: &Placement) {
+        let c = &p.chosen;
+        let pool = self.sched.pool(p.reservation.pool);
+        let count = f64::from(record.job.resources.count);
+        let moved = c.transfer.mode != TransferMode::None;
+        let meter = Meter {
+            ucu_hours: count * pool.ucu_per_unit * p.run_s as f64 / 3600.0,
+            energy_kwh: c.energy_kwh,
+            green_kwh: c.energy_kwh * c.green_share,
+            carbon_location_kg: c.carbon_location_kg,
+            carbon_market_kg: c.carbon_kg,
+            transfer_gb: if moved { record.job.input.as_ref().map_or(0.0, |i| i.size_gb) } else { 0.0 },
+            transfer_mode: moved.then_some(c.transfer.mode),
+            compute_fen: c.cost.compute_fen,
+            energy_fen: c.cost.energy_fen,
+            transfer_fen: c.cost.transfer_fen,
+            money_fen: c.cost.total_fen,
+        };
+        let site = self.sched.pool_site(p.reservation.pool);
+        let arrival = Ts(self.now.0 + c.transfer.seconds * 1000);
+        record.state = if moved && c.transfer.seconds > 0 { JobState::InTransfer } else { JobState::Placed };
+        record.active = Some(Active {
+            site,
+            reservation: p.reservation,
+            start_at: c.start_at,
+            end_at: c.end_at,
+            meter,
+            latency_ms: c.latency_ms,
+        });
+        self.events.push(Event::Placed {
+            id,
+            at: self.now,
+            attempt: record.attempt,
+            site: c.site.clone(),
+            pool: c.pool.clone(),
+            start_at: c.start_at,
+            end_at: c.end_at,
+            mode: c.transfer.mode,
+        });
+        if record.state == JobState::InTransfer {
+            self.timer(arrival, id, record.attempt, Phase::Arrive);
+        }
+        self.timer(c.start_at.max(self.now), id, record.attempt, Phase::Start);
+    }
+
+    fn fire(&mut self, id: JobId, attempt: u32, phase: Phase) {
+        let now = self.now;
+        // a timer of an earlier attempt (before a reschedule) or of a finished job is stale
+        let Some(record) = self.jobs.get_mut(&id).filter(|r| r.attempt == attempt) else { return };
+        match phase {
+            Phase::Arrive => {
+                if record.state == JobState::InTransfer {
+                    record.state = JobState::Placed;
+                    self.events.push(Event::DataArrived { id, at: now, attempt });
+                }
+            }
+            Phase::Start => {
+                record.state = JobState::Running;
+                let end = record.active.as_ref().map_or(now, |a| a.end_at);
+                self.events.push(Event::Started { id, at: now, attempt });
+                self.timer(end.max(now), id, attempt, Phase::Finish);
+            }
+            Phase::Finish => {
+                let Some(record) = self.jobs.remove(&id) else { return };
+                let Some(active) = record.active else { return };
+                let net = self.sched.network();
+                let site = &net.sites[active.site];
+                let outcome = Outcome {
+                    id,
+                    tenant: record.job.tenant.clone(),
+                    kind: record.job.kind,
+                    origin: record.job.origin.clone(),
+                    site: site.id.clone(),
+                    in_hub: site.in_hub(),
+                    west: site.side == Side::West,
+                    deferrable: record.job.kind.is_delay_tolerant(),
+                    submitted_at: record.submitted_at,
+                    started_at: active.start_at,
+                    finished_at: now,
+                    deadline: record.job.deadline,
+                    tier: record.job.latency_tier,
+                    latency_ms: active.latency_ms,
+                    attempts: record.attempt,
+                    meter: active.meter,
+                };
+                self.counts.in_flight -= 1;
+                self.counts.completed += 1;
+                self.events.push(Event::Completed { id, at: now, outcome: Box::new(outcome) });
+            }
+        }
+    }
+
+    fn cancel(&mut self, id: JobId) -> Result<(), EngineError> {
+        let record = self.jobs.remove(&id).ok_or(EngineError::NotFound(id))?;
+        let mut meter = Meter::default();
+        if let Some(a) = &record.active {
+            let _ = self.sched.release(&a.reservation);
+            if record.state == JobState::Running {
+                let run_ms = (a.end_at.0 - a.start_at.0).max(1) as f64;
+                meter = a.meter.partial((self.now.0 - a.start_at.0) as f64 / run_ms);
+            }
+        }
+        self.counts.in_flight -= 1;
+        self.counts.cancelled += 1;
+        self.events.push(Event::Cancelled { id, at: self.now, meter });
+        Ok(())
+    }
+
+    /// A site is lost: no new placements there; every job placed, moving data or running there
+    /// is released and placed again from the start (no checkpoints) — on the site's paired
+    /// backup when that satisfies the job, else wherever the scheduler finds best.
+    fn site_down(&mut self, site: &str) -> Result<(), EngineError> {
+        let si = self.sched.set_site_available(site, false).ok_or_else(|| EngineError::UnknownSite(site.into()))?;
+        let mut affected: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, r)| r.active.as_ref().is_some_and(|a| a.site == si))
+            .map(|(id, _)| *id)
+            .collect();
+        affected.sort_unstable();
+        let now = self.now;
+        self.events.push(Event::SiteLost { site: site.to_string(), at: now, jobs: affected.len() });
+        let backup = self.sched.network().sites[si].backup.clone();
+        for id in affected {
+            let Some(mut record) = self.jobs.remove(&id) else { continue };
+            if let Some(a) = record.active.take() {
+                let _ = self.sched.release(&a.reservation);
+            }
+            record.attempt += 1;
+            self.events.push(Event::Rescheduled { id, at: now, from_site: site.to_string(), attempt: record.attempt });
+            let on_backup = backup
+                .as_ref()
+                .filter(|b| record.job.allowed_sites.is_empty() || record.job.allowed_sites.contains(b))
+                .and_then(|b| {
+                    let mut pinned = record.job.clone();
+                    pinned.allowed_sites = vec![b.clone()];
+                    self.sched.place(&pinned, now, &self.policy).ok()
+                });
+            match on_backup.map_or_else(|| self.sched.place(&record.job, now, &self.policy), Ok) {
+                Ok(p) => {
+                    self.activate(id, &mut record, &p);
+                    self.jobs.insert(id, record);
+                }
+                Err(refusal) => {
+                    self.counts.in_flight -= 1;
+                    self.counts.failed += 1;
+                    self.events.push(Event::Failed { id, at: now, reason: format!("site {site} lost; {refusal}") });
+                }
+            }
+        }
+        Ok(())
+    }
+}

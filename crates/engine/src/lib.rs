@@ -1,0 +1,18 @@
+//! Suanwang's engine (R3, R5, R7): the job lifecycle as a pure state machine.
+//!
+//! submitted → admitted (or refused, with reasons) → placed → data in transfer → running →
+//! completed / failed / cancelled. Site failures send a lost site's jobs back through the
+//! scheduler — to the site's paired backup first — under the same constraints. Every job is
+//! metered: unified compute, energy, green energy, carbon (location- and market-based), data
+//! moved by mode, money.
+//!
+//! Architecture invariant: pure — driven by commands and `advance_to(now)`, never reads the
+//! wall clock, no IO, no randomness. It emits events; the caller decides what to do with them
+//! (the server persists them, the twin aggregates them). Invariant checked by tests at every
+//! step: submitted = completed + failed + refused + cancelled + in flight.
+
+mod engine;
+mod meter;
+
+pub use engine::{Command, Counts, Engine, EngineConfig, EngineError, Event, JobId, JobState, Outcome};
+pub use meter::Meter;

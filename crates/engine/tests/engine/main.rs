@@ -1,0 +1,176 @@
+//! Engine tests: the lifecycle, failures, and conservation of jobs at every step.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use suanwang_core::job::{self, Job};
+use suanwang_core::{Network, Ts};
+use suanwang_engine::{Command, Engine, EngineConfig, EngineError, Event, JobState};
+use suanwang_sched::workload;
+
+fn start() -> Ts {
+    Ts::parse("2026-11-26T00:00:00Z").expect("valid")
+}
+
+fn net() -> Arc<Network> {
+    Arc::new(Network::reference().expect("reference"))
+}
+
+fn spec(net: &Network, text: &str) -> Job {
+    job::parse_toml(text.as_bytes(), net, start()).unwrap_or_else(|p| panic!("{p:#?}"))
+}
+
+fn names(events: &[Event]) -> Vec<&'static str> {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::Submitted { .. } => "submitted",
+            Event::Admitted { .. } => "admitted",
+            Event::Refused { .. } => "refused",
+            Event::Placed { .. } => "placed",
+            Event::DataArrived { .. } => "data_arrived",
+            Event::Started { .. } => "started",
+            Event::Completed { .. } => "completed",
+            Event::Failed { .. } => "failed",
+            Event::Cancelled { .. } => "cancelled",
+            Event::Rescheduled { .. } => "rescheduled",
+            Event::SiteLost { .. } => "site_lost",
+            Event::SiteRestored { .. } => "site_restored",
+        })
+        .collect()
+}
+
+#[test]
+fn a_job_goes_through_its_whole_life_and_is_metered() {
+    let net = net();
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let job = spec(
+        &net,
+        "name = \"j\"\ntenant = \"t\"\nkind = \"inference\"\norigin = \"shanghai\"\nlatency_tier = \"regional\"\n[resources]\nfamily = \"intelligent\"\ncount = 4\n[work]\nrun_time_s = 3600\n[input]\nsize_gb = 200\nlocation = \"shanghai\"\n",
+    );
+    e.apply(Command::Submit { id: 1, job: Box::new(job) }).expect("submit");
+    assert_eq!(e.state(1), Some(JobState::InTransfer));
+    e.drain();
+    let events = e.take_events();
+    assert_eq!(names(&events), ["submitted", "admitted", "placed", "data_arrived", "started", "completed"]);
+    let Some(Event::Completed { outcome, .. }) = events.last() else { panic!("completed last") };
+    let m = &outcome.meter;
+    assert!(m.ucu_hours > 0.0 && m.energy_kwh > 0.0 && m.green_kwh <= m.energy_kwh);
+    assert!(m.carbon_location_kg >= m.carbon_market_kg && m.carbon_market_kg >= 0.0);
+    assert_eq!(m.money_fen, m.compute_fen + m.energy_fen + m.transfer_fen);
+    assert!((m.transfer_gb - 200.0).abs() < 1e-9);
+    assert!(outcome.latency_ms <= 5.0);
+    assert_eq!(e.counts().completed, 1);
+    assert!(e.counts().balanced());
+}
+
+#[test]
+fn refusals_cancellations_and_bad_commands() {
+    let net = net();
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let far = spec(
+        &net,
+        "name = \"j\"\ntenant = \"t\"\nkind = \"inference\"\norigin = \"harbin\"\nlatency_tier = \"city\"\n[resources]\nfamily = \"intelligent\"\ncount = 1\n[work]\nrun_time_s = 60\n",
+    );
+    e.apply(Command::Submit { id: 1, job: Box::new(far) }).expect("submit");
+    assert!(matches!(e.take_events().last(), Some(Event::Refused { rejections, .. }) if !rejections.is_empty()));
+    let long = spec(
+        &net,
+        "name = \"k\"\ntenant = \"t\"\nkind = \"batch\"\norigin = \"beijing\"\nlatency_tier = \"cross-hub\"\n[resources]\nfamily = \"general\"\ncount = 64\n[work]\nrun_time_s = 36000\n",
+    );
+    e.apply(Command::Submit { id: 2, job: Box::new(long.clone()) }).expect("submit");
+    assert_eq!(e.apply(Command::Submit { id: 2, job: Box::new(long) }), Err(EngineError::Duplicate(2)));
+    // run half of it, then cancel: half the compute is metered
+    e.advance_to(Ts(start().0 + 900_000)).expect("forward");
+    let started = e
+        .take_events()
+        .iter()
+        .find_map(|ev| if let Event::Placed { start_at, .. } = ev { Some(*start_at) } else { None });
+    let started = started.expect("placed");
+    e.advance_to(Ts(started.0 + 18_000_000)).expect("forward");
+    assert_eq!(e.state(2), Some(JobState::Running));
+    e.apply(Command::Cancel { id: 2 }).expect("cancel");
+    let Some(Event::Cancelled { meter, .. }) = e.take_events().pop() else { panic!("cancelled") };
+    assert!(meter.energy_kwh > 0.0 && meter.compute_fen > 0);
+    assert_eq!(e.apply(Command::Cancel { id: 2 }), Err(EngineError::NotFound(2)));
+    assert!(matches!(e.advance_to(start()), Err(EngineError::TimeBackwards { .. })));
+    assert!(matches!(e.apply(Command::SiteDown { site: "atlantis".into() }), Err(EngineError::UnknownSite(_))));
+    let c = e.counts();
+    assert_eq!((c.submitted, c.refused, c.cancelled, c.in_flight), (2, 1, 1, 0));
+    assert!(c.balanced());
+}
+
+#[test]
+fn a_lost_sites_jobs_go_to_its_backup() {
+    let net = net();
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let site = "qingyang-xifeng";
+    let backup = net.site(site).and_then(|s| s.backup.clone()).expect("a backup is set");
+    for id in 0..5 {
+        let job = spec(
+            &net,
+            &format!(
+                "name = \"j{id}\"\ntenant = \"t\"\nkind = \"training\"\norigin = \"xian\"\nallowed_sites = [\"{site}\", \"{backup}\"]\n[resources]\nfamily = \"intelligent\"\ncount = 8\n[work]\nrun_time_s = 7200\n"
+            ),
+        );
+        e.apply(Command::Submit { id, job: Box::new(job) }).expect("submit");
+    }
+    let placed_at_site =
+        e.take_events().iter().filter(|ev| matches!(ev, Event::Placed { site: s, .. } if s == site)).count();
+    assert!(placed_at_site > 0, "some jobs went to {site}");
+    e.apply(Command::SiteDown { site: site.into() }).expect("down");
+    let events = e.take_events();
+    let moved: Vec<_> = events
+        .iter()
+        .filter_map(|ev| if let Event::Placed { site: s, .. } = ev { Some(s.clone()) } else { None })
+        .collect();
+    assert_eq!(moved.len(), placed_at_site, "every job of the lost site is placed again");
+    assert!(moved.iter().all(|s| *s == backup), "{moved:?} on backup {backup}");
+    assert!(e.counts().balanced());
+    e.drain();
+    assert_eq!(e.counts().completed, 5);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Random submissions, cancellations, site losses and recoveries over time: at every step
+    /// no job disappears (submitted = completed + failed + refused + cancelled + in flight),
+    /// and every job ends in exactly one terminal event.
+    #[test]
+    fn no_job_ever_disappears(seed in any::<u64>(), ops in prop::collection::vec((0u8..12, 0u64..3600), 10..60)) {
+        let net = net();
+        let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+        let jobs = workload::mix(&net, seed, ops.len(), start(), 0);
+        let mut t = start();
+        let mut next_id = 0u64;
+        let mut terminal = std::collections::HashMap::<u64, usize>::new();
+        for ((op, dt), (_, job)) in ops.iter().zip(jobs) {
+            t = Ts(t.0 + (*dt as i64) * 1000);
+            e.advance_to(t).expect("forward");
+            match op {
+                0..=6 => { e.apply(Command::Submit { id: next_id, job: Box::new(job) }).expect("submit"); next_id += 1; }
+                7 | 8 => { let _ = e.apply(Command::Cancel { id: seed.wrapping_add(u64::from(*op)) % next_id.max(1) }); }
+                9 | 10 => { let s = &net.sites[(seed as usize + *dt as usize) % net.sites.len()].id; e.apply(Command::SiteDown { site: s.clone() }).expect("down"); }
+                _ => { let s = &net.sites[(*dt as usize) % net.sites.len()].id; e.apply(Command::SiteUp { site: s.clone() }).expect("up"); }
+            }
+            prop_assert!(e.counts().balanced(), "{:?}", e.counts());
+            for ev in e.take_events() {
+                if let Event::Completed { id, .. } | Event::Failed { id, .. } | Event::Refused { id, .. } | Event::Cancelled { id, .. } = ev {
+                    *terminal.entry(id).or_default() += 1;
+                }
+            }
+        }
+        e.drain();
+        for ev in e.take_events() {
+            if let Event::Completed { id, .. } | Event::Failed { id, .. } | Event::Refused { id, .. } | Event::Cancelled { id, .. } = ev {
+                *terminal.entry(id).or_default() += 1;
+            }
+        }
+        let c = e.counts();
+        prop_assert!(c.balanced());
+        prop_assert_eq!(c.in_flight, 0);
+        prop_assert_eq!(terminal.len() as u64, next_id, "every job ended");
+        prop_assert!(terminal.values().all(|n| *n == 1), "no job ended twice");
+    }
+}
