@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod bench_cmd;
 mod network_cmd;
 mod plan_cmd;
+mod twin_cmd;
 
 use suanwang_core::network::{DATA_FILES, DataFiles};
 use suanwang_core::{Network, Ts};
@@ -51,6 +52,41 @@ enum Command {
         at: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Replay a real workload trace through the engine under each policy (the digital twin).
+    Twin {
+        /// KIND:PATH with KIND alibaba2017, openb, philly, azure-llm, swf or csv.
+        #[arg(long)]
+        trace: String,
+        /// For csv traces: submit=COL,duration=COL|end=COL,cpus=COL,gpus=COL,mem=COL.
+        #[arg(long)]
+        map: Option<String>,
+        /// For csv traces: time=s|ms|us,mem=MiB|GiB.
+        #[arg(long)]
+        units: Option<String>,
+        /// A policy, a comma-separated list, or all (balanced, nearest, cheapest, greenest, wait-awhile).
+        #[arg(long, default_value = "all")]
+        policy: String,
+        /// Scenario TOML (workload mapping); defaults documented in the README.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// At most N records per repeat.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Replay the trace K times back to back.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Overrides the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Stop at the first malformed line (default: skip and count them).
+        #[arg(long)]
+        strict: bool,
+        #[arg(long)]
+        json: bool,
+        /// Write twin.json, SVG plots and index.html here.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
     /// Benchmarks that print JSON figures.
     Bench {
@@ -130,6 +166,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench { sub: BenchSub::Sched { jobs, batch_jobs, seed, policy, json } } => {
             let policy = plan_cmd::policy(&policy, None)?;
             bench_cmd::sched(net, &bench_cmd::SchedArgs { jobs, batch_jobs, seed, policy, json })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Twin { trace, map, units, policy, scenario, limit, repeat, seed, strict, json, report } => {
+            twin_cmd::run(
+                &net,
+                &twin_cmd::TwinArgs { trace, map, units, policy, scenario, limit, repeat, seed, strict, json, report },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { file, policy, weights, at, json } => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use suanwang_core::job::Job;
 use suanwang_core::network::Side;
-use suanwang_core::{JobKind, LatencyTier, Network, Ts};
+use suanwang_core::{Family, JobKind, LatencyTier, Network, Ts};
 use suanwang_sched::{Config, Placement, Policy, PoolReservation, Rejection, Scheduler, TransferMode};
 
 use crate::meter::Meter;
@@ -79,6 +79,9 @@ pub struct Outcome {
     pub id: JobId,
     pub tenant: String,
     pub kind: JobKind,
+    pub family: Family,
+    /// Units held (cores, accelerators or nodes).
+    pub units: u32,
     pub origin: String,
     pub site: String,
     pub in_hub: bool,
@@ -356,6 +359,8 @@ impl Engine {
                     id,
                     tenant: record.job.tenant.clone(),
                     kind: record.job.kind,
+                    family: record.job.resources.family,
+                    units: record.job.resources.count,
                     origin: record.job.origin.clone(),
                     site: site.id.clone(),
                     in_hub: site.in_hub(),

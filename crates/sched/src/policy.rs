@@ -103,7 +103,7 @@ impl Policy {
     /// Money and carbon first, then the national policy (east→west, pairing), waiting, balance.
     pub const BALANCED: Policy = Policy { name: String::new(), weights: w(1.0, 1.0, 0.4, 0.1, 0.5, 0.2, 0.3) };
 
-    pub const NAMES: [&'static str; 5] = ["balanced", "cheapest", "greenest", "fastest", "nearest"];
+    pub const NAMES: [&'static str; 6] = ["balanced", "cheapest", "greenest", "fastest", "nearest", "wait-awhile"];
 
     pub fn named(name: &str) -> Option<Policy> {
         let weights = match name {
@@ -113,6 +113,9 @@ impl Policy {
             "greenest" => w(0.0, 1.0, 0.01, 0.0, 0.0, 0.0, 0.0),
             "fastest" => w(0.01, 0.0, 1.0, 0.05, 0.0, 0.0, 0.0),
             "nearest" => w(0.0, 0.0, 0.05, 1.0, 0.0, 0.0, 0.0),
+            // temporal carbon shifting only: a dominant latency weight keeps the job at the
+            // nearest site, carbon picks its start ("Let's Wait Awhile", Wiesner et al. 2021)
+            "wait-awhile" => w(0.0, 1.0, 0.05, 10.0, 0.0, 0.0, 0.0),
             _ => return None,
         };
         Some(Policy { name: name.to_string(), weights })

@@ -1,0 +1,210 @@
+//! `suanwang twin`: replay a real trace through the engine under each policy, side by side.
+
+use std::fs::File;
+use std::io::{BufReader, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use suanwang_core::Network;
+use suanwang_sched::Policy;
+use suanwang_twin::run::{PolicyKpis, RunConfig, TwinError};
+use suanwang_twin::{Reader, Scenario, TraceKind, report, run_policy};
+
+#[derive(Debug)]
+pub struct TwinArgs {
+    pub trace: String,
+    pub map: Option<String>,
+    pub units: Option<String>,
+    pub policy: String,
+    pub scenario: Option<PathBuf>,
+    pub limit: Option<u64>,
+    pub repeat: u32,
+    pub seed: Option<u64>,
+    pub strict: bool,
+    pub json: bool,
+    pub report: Option<PathBuf>,
+}
+
+/// Peak resident set size of this process, MiB (Linux `VmHWM`), if known.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn scaled(net: &Network, k: f64) -> Network {
+    let mut net = net.clone();
+    for site in &mut net.sites {
+        for pool in &mut site.pools {
+            pool.count = ((pool.count as f64 * k).round() as u64).max(1);
+        }
+    }
+    net
+}
+
+pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
+    let (kind, path) =
+        TraceKind::parse(&args.trace, args.map.as_deref(), args.units.as_deref()).map_err(anyhow::Error::msg)?;
+    if !Path::new(&path).is_file() {
+        bail!("--trace: {path}: no such file");
+    }
+    let mut scenario = match &args.scenario {
+        Some(p) => {
+            Scenario::from_toml(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => Scenario::default(),
+    };
+    if let Some(seed) = args.seed {
+        scenario.seed = seed;
+    }
+    let policies: Vec<Policy> = if args.policy == "all" {
+        ["balanced", "nearest", "cheapest", "greenest", "wait-awhile"].iter().filter_map(|n| Policy::named(n)).collect()
+    } else {
+        args.policy
+            .split(',')
+            .map(|n| {
+                Policy::named(n.trim())
+                    .with_context(|| format!("--policy: unknown {n:?}; one of {}, or all", Policy::NAMES.join(", ")))
+            })
+            .collect::<Result<_>>()?
+    };
+    let net = Arc::new(scaled(net, scenario.capacity_scale));
+    let started = Instant::now();
+    let bar =
+        if std::io::stderr().is_terminal() && !args.json { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(policies.len()).max(1);
+    let results: Vec<Result<PolicyKpis, TwinError>> = std::thread::scope(|scope| {
+        let mut out: Vec<Option<Result<PolicyKpis, TwinError>>> = (0..policies.len()).map(|_| None).collect();
+        for chunk in policies.iter().enumerate().collect::<Vec<_>>().chunks(threads) {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(i, policy)| {
+                    let (net, kind, path, bar, scenario) =
+                        (Arc::clone(&net), kind.clone(), path.clone(), bar.clone(), scenario.clone());
+                    let cfg = RunConfig {
+                        policy: (*policy).clone(),
+                        scenario,
+                        limit: args.limit,
+                        repeat: args.repeat,
+                        strict: args.strict,
+                    };
+                    let i = *i;
+                    scope.spawn(move || {
+                        let open = || -> Result<Reader<BufReader<File>>, TwinError> {
+                            let f = File::open(&path).map_err(|e| TwinError::Open(format!("{path}: {e}")))?;
+                            Ok(Reader::new(BufReader::with_capacity(1 << 16, f), kind.clone(), path.clone()))
+                        };
+                        let mut progress = |n: u64| bar.set_message(format!("{}: {n} records", cfg.policy.name));
+                        (i, run_policy(&net, &kind, open, &cfg, &mut progress))
+                    })
+                })
+                .collect();
+            for h in handles {
+                if let Ok((i, r)) = h.join() {
+                    out[i] = Some(r);
+                }
+            }
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err(TwinError::Open("a worker thread panicked".into())))).collect()
+    });
+    bar.finish_and_clear();
+    let mut kpis = vec![];
+    for r in results {
+        kpis.push(r.map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    let wall_s = started.elapsed().as_secs_f64();
+    let rss = peak_rss_mib();
+    let full = json!({
+        "trace": args.trace, "scenario": scenario, "repeat": args.repeat, "limit": args.limit,
+        "wall_s": wall_s, "peak_rss_mib": rss, "policies": kpis,
+    });
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, text) in report::files(&serde_json::to_string_pretty(&full)?, &args.trace, &kpis) {
+            let p = dir.join(name);
+            std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+        }
+    }
+    if args.json {
+        let mut brief = kpis.clone();
+        for k in &mut brief {
+            k.daily_hub_utilization.clear();
+            k.daily_green_share.clear();
+        }
+        println!(
+            "{}",
+            serde_json::to_string(
+                &json!({"trace": args.trace, "wall_s": wall_s, "peak_rss_mib": rss, "policies": brief})
+            )?
+        );
+    } else {
+        print_table(&kpis, wall_s, rss);
+        if let Some(dir) = &args.report {
+            println!("report: {}", dir.join("index.html").display());
+        }
+    }
+    Ok(())
+}
+
+/// A table row's label and how to render one policy's cell.
+type Cell = Box<dyn Fn(&PolicyKpis) -> String>;
+
+fn print_table(kpis: &[PolicyKpis], wall_s: f64, rss: Option<f64>) {
+    let rows: Vec<(&str, Cell)> = vec![
+        ("jobs", Box::new(|k| k.jobs.to_string())),
+        ("placed", Box::new(|k| k.placed.to_string())),
+        ("rejected", Box::new(|k| k.rejected.to_string())),
+        ("completed", Box::new(|k| k.completed.to_string())),
+        ("latency violations", Box::new(|k| k.latency_violations.to_string())),
+        ("residency violations", Box::new(|k| k.residency_violations.to_string())),
+        ("deadline misses", Box::new(|k| k.deadline_misses.to_string())),
+        ("cost (CNY)", Box::new(|k| format!("{:.0}", k.cost_fen as f64 / 100.0))),
+        ("carbon (t, market)", Box::new(|k| format!("{:.2}", k.carbon_kg / 1000.0))),
+        ("green share", Box::new(|k| format!("{:.3}", k.green_share))),
+        ("hub share", Box::new(|k| format!("{:.3}", k.hub_share))),
+        ("west share (deferrable)", Box::new(|k| format!("{:.3}", k.west_share_of_deferrable))),
+        ("mean wait (s)", Box::new(|k| format!("{:.0}", k.mean_wait_s))),
+        ("p99 wait (s)", Box::new(|k| format!("{:.0}", k.p99_wait_s))),
+        ("utilisation hub", Box::new(|k| format!("{:.4}", k.utilization_hub))),
+        ("utilisation non-hub", Box::new(|k| format!("{:.4}", k.utilization_nonhub))),
+        (
+            "deferrable cost/job vs nearest",
+            Box::new(|k| {
+                format!("{:.2}", k.deferrable_cost_fen_per_job / k.deferrable_cost_fen_per_job_at_nearest.max(1e-9))
+            }),
+        ),
+        (
+            "deferrable carbon/job vs nearest",
+            Box::new(|k| {
+                format!("{:.2}", k.deferrable_carbon_kg_per_job / k.deferrable_carbon_kg_per_job_at_nearest.max(1e-9))
+            }),
+        ),
+        ("skipped / bad lines", Box::new(|k| format!("{} / {}", k.skipped_lines, k.bad_lines))),
+    ];
+    print!("{:<34}", "");
+    for k in kpis {
+        print!(" {:>14}", k.policy);
+    }
+    println!();
+    for (name, f) in &rows {
+        print!("{name:<34}");
+        for k in kpis {
+            print!(" {:>14}", f(k));
+        }
+        println!();
+    }
+    if let Some(b) = kpis.first().and_then(|k| k.first_bad_lines.first()) {
+        println!("first bad line: {b}");
+    }
+    println!("wall {wall_s:.1} s, peak RSS {} MiB", rss.map_or("?".into(), |r| format!("{r:.0}")));
+}
