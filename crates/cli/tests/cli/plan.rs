@@ -1,3 +1,5 @@
+use std::fmt::Write as _;
+
 use super::{repo, stdout_json, suanwang};
 
 #[test]
@@ -80,4 +82,78 @@ fn bench_sched_prints_the_documented_figures() {
     }
     assert_eq!(doc["batch_jobs"], 200);
     assert!(doc["batch_vs_greedy_cost_ratio"].as_f64().expect("ratio") <= 1.0 + 1e-9);
+}
+
+#[test]
+fn twin_json_has_the_documented_keys_and_the_report_its_files() {
+    let dir = std::env::temp_dir().join(format!("suanwang-twin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let trace = dir.join("jobs.csv");
+    let mut text = String::from("submit,runtime,cores,gpus\n");
+    for i in 0..120 {
+        let _ = writeln!(text, "{},{},{},{}", i * 60, 600 + i * 97, 4 + i % 64, i % 3);
+    }
+    text.push_str("9999,oops,1,0\n");
+    std::fs::write(&trace, text).expect("write");
+    let report = dir.join("report");
+    let spec = format!("csv:{}", trace.display());
+    let out = suanwang(&[
+        "twin",
+        "--trace",
+        &spec,
+        "--map",
+        "submit=submit,duration=runtime,cpus=cores,gpus=gpus",
+        "--units",
+        "time=s",
+        "--policy",
+        "balanced,nearest",
+        "--json",
+        "--report",
+        report.to_str().expect("utf8"),
+    ]);
+    let doc = stdout_json(&out);
+    assert!(doc["wall_s"].as_f64().is_some() && doc["peak_rss_mib"].as_f64().is_some());
+    let policies = doc["policies"].as_array().expect("policies");
+    assert_eq!(policies.len(), 2);
+    for p in policies {
+        for key in [
+            "policy",
+            "jobs",
+            "placed",
+            "rejected",
+            "latency_violations",
+            "residency_violations",
+            "deadline_misses",
+            "cost_fen",
+            "carbon_kg",
+            "green_share",
+            "hub_share",
+            "west_share_of_deferrable",
+            "mean_wait_s",
+            "p99_wait_s",
+            "utilization_hub",
+            "utilization_nonhub",
+        ] {
+            assert!(!p[key].is_null(), "{key} missing");
+        }
+        assert_eq!(p["jobs"], 120);
+        assert_eq!(p["bad_lines"], 1);
+    }
+    for f in ["twin.json", "index.html", "green-share.svg", "cost-carbon.svg", "utilisation-balanced.svg"] {
+        assert!(report.join(f).is_file(), "{f} written");
+    }
+    let strict = suanwang(&[
+        "twin",
+        "--trace",
+        &spec,
+        "--map",
+        "submit=submit,duration=runtime,cpus=cores",
+        "--strict",
+        "--json",
+    ]);
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&strict.stderr).contains(":122:"), "{}", String::from_utf8_lossy(&strict.stderr));
+    let missing = suanwang(&["twin", "--trace", "philly:/nonexistent.csv"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
 }
