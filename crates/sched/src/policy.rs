@@ -101,7 +101,7 @@ struct PolicyFile {
 
 impl Policy {
     /// Money and carbon first, then the national policy (east→west, pairing), waiting, balance.
-    pub const BALANCED: Policy = Policy { name: String::new(), weights: w(1.0, 1.0, 0.4, 0.1, 0.5, 0.2, 0.3) };
+    pub const BALANCED: Policy = Policy { name: String::new(), weights: w(1.0, 1.0, 0.1, 0.05, 0.2, 0.1, 0.1) };
 
     pub const NAMES: [&'static str; 6] = ["balanced", "cheapest", "greenest", "fastest", "nearest", "wait-awhile"];
 
