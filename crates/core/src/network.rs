@@ -667,8 +667,13 @@ impl Network {
 
     /// The link between exactly these two ids, either direction.
     pub fn link(&self, a: &str, b: &str) -> Option<&Link> {
+        self.link_position(a, b).map(|i| &self.links[i])
+    }
+
+    /// Index into `links` of the link between exactly these two ids, either direction.
+    pub fn link_position(&self, a: &str, b: &str) -> Option<usize> {
         let key = if a <= b { (a.to_string(), b.to_string()) } else { (b.to_string(), a.to_string()) };
-        self.link_index.get(&key).map(|&i| &self.links[i])
+        self.link_index.get(&key).copied()
     }
 
     pub fn site(&self, id: &str) -> Option<&Site> {

@@ -59,6 +59,16 @@ pub enum Command {
     SiteUp {
         site: String,
     },
+    /// A link is cut: data moving over it by network must be placed again (data express
+    /// still travels by road); no new transfer uses it.
+    LinkDown {
+        a: String,
+        b: String,
+    },
+    LinkUp {
+        a: String,
+        b: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +79,8 @@ pub enum EngineError {
     NotFound(JobId),
     #[error("unknown site {0:?}")]
     UnknownSite(String),
+    #[error("no link between {0:?} and {1:?}")]
+    UnknownLink(String, String),
     #[error("time went backwards: {now} is before {last}")]
     TimeBackwards { now: Ts, last: Ts },
 }
@@ -110,9 +122,11 @@ pub enum Event {
     Completed { id: JobId, at: Ts, outcome: Box<Outcome> },
     Failed { id: JobId, at: Ts, reason: String },
     Cancelled { id: JobId, at: Ts, meter: Meter },
-    Rescheduled { id: JobId, at: Ts, from_site: String, attempt: u32 },
+    Rescheduled { id: JobId, at: Ts, from_site: String, attempt: u32, reason: String },
     SiteLost { site: String, at: Ts, jobs: usize },
     SiteRestored { site: String, at: Ts },
+    LinkLost { a: String, b: String, at: Ts, jobs: usize },
+    LinkRestored { a: String, b: String, at: Ts },
 }
 
 /// Job counts; `submitted == completed + failed + refused + cancelled + in_flight` always.
@@ -150,6 +164,8 @@ struct Active {
     end_at: Ts,
     meter: Meter,
     latency_ms: f64,
+    /// The link the input data crosses while it moves over the network.
+    link: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +272,14 @@ impl Engine {
                 self.events.push(Event::SiteRestored { site, at: self.now });
                 Ok(())
             }
+            Command::LinkDown { a, b } => self.link_down(&a, &b),
+            Command::LinkUp { a, b } => {
+                self.sched
+                    .set_link_available(&a, &b, true)
+                    .ok_or_else(|| EngineError::UnknownLink(a.clone(), b.clone()))?;
+                self.events.push(Event::LinkRestored { a, b, at: self.now });
+                Ok(())
+            }
         }
     }
 
@@ -308,6 +332,9 @@ impl Engine {
         };
         let site = self.sched.pool_site(p.reservation.pool);
         let arrival = Ts(self.now.0 + c.transfer.seconds * 1000);
+        let over_network = moved && c.transfer.mode != TransferMode::Express;
+        let link =
+            record.job.input.as_ref().filter(|_| over_network).and_then(|i| self.sched.route_link(&i.location, site));
         record.state = if moved && c.transfer.seconds > 0 { JobState::InTransfer } else { JobState::Placed };
         record.active = Some(Active {
             site,
@@ -316,6 +343,7 @@ impl Engine {
             end_at: c.end_at,
             meter,
             latency_ms: c.latency_ms,
+            link,
         });
         self.events.push(Event::Placed {
             id,
@@ -413,22 +441,57 @@ impl Engine {
         let now = self.now;
         self.events.push(Event::SiteLost { site: site.to_string(), at: now, jobs: affected.len() });
         let backup = self.sched.network().sites[si].backup.clone();
-        for id in affected {
+        self.reschedule(&affected, site, backup.as_deref(), &format!("site {site} lost"));
+        Ok(())
+    }
+
+    /// A link is cut: jobs whose data is still moving over it by network go back to the
+    /// scheduler (which now avoids the link); data already in place is unaffected.
+    fn link_down(&mut self, a: &str, b: &str) -> Result<(), EngineError> {
+        let l = self
+            .sched
+            .set_link_available(a, b, false)
+            .ok_or_else(|| EngineError::UnknownLink(a.to_string(), b.to_string()))?;
+        let mut affected: Vec<(JobId, usize)> = self
+            .jobs
+            .iter()
+            .filter(|(_, r)| r.state == JobState::InTransfer)
+            .filter_map(|(id, r)| r.active.as_ref().filter(|x| x.link == Some(l)).map(|x| (*id, x.site)))
+            .collect();
+        affected.sort_unstable();
+        self.events.push(Event::LinkLost { a: a.to_string(), b: b.to_string(), at: self.now, jobs: affected.len() });
+        for (id, site) in affected {
+            let site = self.sched.network().sites[site].id.clone();
+            self.reschedule(&[id], &site, None, &format!("link {a}–{b} cut"));
+        }
+        Ok(())
+    }
+
+    /// Releases `ids` and places them again from the start, on `prefer` first when given and
+    /// the job allows it; a job no site can take fails with the reason.
+    fn reschedule(&mut self, ids: &[JobId], from_site: &str, prefer: Option<&str>, reason: &str) {
+        let now = self.now;
+        for &id in ids {
             let Some(mut record) = self.jobs.remove(&id) else { continue };
             if let Some(a) = record.active.take() {
                 let _ = self.sched.release(&a.reservation);
             }
             record.attempt += 1;
-            self.events.push(Event::Rescheduled { id, at: now, from_site: site.to_string(), attempt: record.attempt });
-            let on_backup = backup
-                .as_ref()
-                .filter(|b| record.job.allowed_sites.is_empty() || record.job.allowed_sites.contains(b))
+            self.events.push(Event::Rescheduled {
+                id,
+                at: now,
+                from_site: from_site.to_string(),
+                attempt: record.attempt,
+                reason: reason.to_string(),
+            });
+            let preferred = prefer
+                .filter(|b| record.job.allowed_sites.is_empty() || record.job.allowed_sites.iter().any(|s| s == b))
                 .and_then(|b| {
                     let mut pinned = record.job.clone();
-                    pinned.allowed_sites = vec![b.clone()];
+                    pinned.allowed_sites = vec![b.to_string()];
                     self.sched.place(&pinned, now, &self.policy).ok()
                 });
-            match on_backup.map_or_else(|| self.sched.place(&record.job, now, &self.policy), Ok) {
+            match preferred.map_or_else(|| self.sched.place(&record.job, now, &self.policy), Ok) {
                 Ok(p) => {
                     self.activate(id, &mut record, &p);
                     self.jobs.insert(id, record);
@@ -436,10 +499,9 @@ impl Engine {
                 Err(refusal) => {
                     self.counts.in_flight -= 1;
                     self.counts.failed += 1;
-                    self.events.push(Event::Failed { id, at: now, reason: format!("site {site} lost; {refusal}") });
+                    self.events.push(Event::Failed { id, at: now, reason: format!("{reason}; {refusal}") });
                 }
             }
         }
-        Ok(())
     }
 }

@@ -403,6 +403,8 @@ pub struct Scheduler {
     considered: usize,
     /// Sites that take new placements (false: lost or suspended).
     available: Vec<bool>,
+    /// Links that carry data (index = `Network::links`).
+    links_up: Vec<bool>,
     runs: Vec<u32>,
     /// Per plan: the fixed part of each (job, pool) and each site's transfer options.
     pool_runs: Vec<PoolRun>,
@@ -514,6 +516,7 @@ impl Scheduler {
         let routes =
             sources.iter().map(|from| net.sites.iter().map(|s| transfer::route(&net, from, s)).collect()).collect();
         let n_sites = sites.len();
+        let n_links = net.links.len();
         Scheduler {
             net,
             cfg,
@@ -533,6 +536,7 @@ impl Scheduler {
             earliest_fit: vec![i64::MAX; n_sites],
             considered: 0,
             available: vec![true; n_sites],
+            links_up: vec![true; n_links],
             runs: vec![],
             pool_runs: vec![],
             site_transfers: vec![vec![]; n_sites],
@@ -565,6 +569,23 @@ impl Scheduler {
         let i = self.net.sites.iter().position(|s| s.id == site)?;
         self.available[i] = available;
         Some(i)
+    }
+
+    /// Marks the link between `a` and `b` as carrying data or not; `None` if there is none.
+    pub fn set_link_available(&mut self, a: &str, b: &str, up: bool) -> Option<usize> {
+        let i = self.net.link_position(a, b)?;
+        self.links_up[i] = up;
+        Some(i)
+    }
+
+    /// The link data from `location` (a city or site id) crosses to reach site `site`.
+    pub fn route_link(&self, location: &str, site: usize) -> Option<usize> {
+        let from = match self.net.place(location)? {
+            Place::City(i) => i,
+            Place::Site(i) => self.net.cities.len() + i,
+            _ => return None,
+        };
+        self.routes[from][site].and_then(|r| r.link)
     }
 
     pub fn site_available(&self, site: usize) -> bool {
@@ -754,7 +775,14 @@ impl Scheduler {
             Some(route) => {
                 let beijing_sod = (now.0.div_euclid(1000) + 8 * 3600).rem_euclid(86_400);
                 let (modes, n) = transfer::options(&self.cfg.transfer, route, req.size_gb, beijing_sod);
-                transfers.extend(modes[..n].iter().map(|x| (slot_at_or_after(Ts(now.0 + x.seconds * 1000)), *x)));
+                // a link that is down carries nothing; disks still travel by road
+                let link_down = route.link.is_some_and(|l| !self.links_up[l]);
+                transfers.extend(
+                    modes[..n]
+                        .iter()
+                        .filter(|x| !link_down || matches!(x.mode, TransferMode::Express | TransferMode::None))
+                        .map(|x| (slot_at_or_after(Ts(now.0 + x.seconds * 1000)), *x)),
+                );
                 transfers.sort_by_key(|(_, x)| (x.cost_fen, x.seconds));
             }
             None => {

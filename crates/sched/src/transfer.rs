@@ -91,35 +91,38 @@ pub struct Route {
     pub latency_ms: f64,
     /// True when source and destination are the same site.
     pub local: bool,
+    /// The network link the data crosses (index into `Network::links`); `None` within a site
+    /// or a cluster's campus fabric.
+    pub link: Option<usize>,
 }
 
 /// The route from `location` (a city or site id) to `site`, or `None` if unknown.
 pub fn route(net: &Network, location: &str, site: &Site) -> Option<Route> {
     let latency_ms = net.latency(location, &site.id).ok()?.one_way_ms;
     let area = site.cluster.as_deref().unwrap_or(&site.region);
-    let link = |a: &str| net.link(a, area).map(|l| (l.bandwidth_gbps, l.price_fen_per_gb));
-    let (bandwidth_gbps, price_fen_per_gb, local) = match net.place(location)? {
+    let link = |a: &str| {
+        let i = net.link_position(a, area)?;
+        let l = &net.links[i];
+        Some((l.bandwidth_gbps, l.price_fen_per_gb, false, Some(i)))
+    };
+    let (bandwidth_gbps, price_fen_per_gb, local, link) = match net.place(location)? {
         Place::Site(i) => {
             let from = &net.sites[i];
             if from.id == site.id {
-                (f64::INFINITY, 0, true)
+                (f64::INFINITY, 0, true, None)
             } else {
                 let from_area = from.cluster.as_deref().unwrap_or(&from.region);
                 if from_area == area {
-                    (net.intra_cluster_gbps, net.intra_cluster_fen_per_gb, false)
+                    (net.intra_cluster_gbps, net.intra_cluster_fen_per_gb, false, None)
                 } else {
-                    let (b, p) = link(from_area)?;
-                    (b, p, false)
+                    link(from_area)?
                 }
             }
         }
-        Place::City(_) => {
-            let (b, p) = link(location)?;
-            (b, p, false)
-        }
+        Place::City(_) => link(location)?,
         _ => return None,
     };
-    Some(Route { bandwidth_gbps, price_fen_per_gb, latency_ms, local })
+    Some(Route { bandwidth_gbps, price_fen_per_gb, latency_ms, local, link })
 }
 
 /// A way to move the data, with when it arrives and what it costs.
@@ -216,7 +219,7 @@ mod tests {
     use super::*;
 
     fn r() -> Route {
-        Route { bandwidth_gbps: 400.0, price_fen_per_gb: 8, latency_ms: 10.0, local: false }
+        Route { bandwidth_gbps: 400.0, price_fen_per_gb: 8, latency_ms: 10.0, local: false, link: None }
     }
 
     #[test]

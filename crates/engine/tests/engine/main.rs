@@ -36,6 +36,8 @@ fn names(events: &[Event]) -> Vec<&'static str> {
             Event::Rescheduled { .. } => "rescheduled",
             Event::SiteLost { .. } => "site_lost",
             Event::SiteRestored { .. } => "site_restored",
+            Event::LinkLost { .. } => "link_lost",
+            Event::LinkRestored { .. } => "link_restored",
         })
         .collect()
 }
@@ -131,6 +133,39 @@ fn a_lost_sites_jobs_go_to_its_backup() {
     assert_eq!(e.counts().completed, 5);
 }
 
+#[test]
+fn a_cut_link_sends_moving_data_another_way() {
+    let net = net();
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    // 20 TB from Beijing to Zhongwei: hours on the network
+    let job = spec(
+        &net,
+        "name = \"j\"\ntenant = \"t\"\nkind = \"training\"\norigin = \"beijing\"\nallowed_sites = [\"zhongwei-xibuyun\"]\n[resources]\nfamily = \"intelligent\"\ncount = 8\n[work]\nrun_time_s = 3600\n[input]\nsize_gb = 20000\nlocation = \"beijing\"\n",
+    );
+    e.apply(Command::Submit { id: 7, job: Box::new(job) }).expect("submit");
+    let first = e.take_events();
+    let Some(Event::Placed { mode, .. }) = first.iter().find(|ev| matches!(ev, Event::Placed { .. })) else {
+        panic!("placed")
+    };
+    assert_ne!(*mode, suanwang_sched::TransferMode::Express, "fast enough by network at first");
+    assert_eq!(e.state(7), Some(JobState::InTransfer));
+    assert_eq!(
+        e.apply(Command::LinkDown { a: "beijing".into(), b: "atlantis".into() }),
+        Err(EngineError::UnknownLink("beijing".into(), "atlantis".into()))
+    );
+    e.apply(Command::LinkDown { a: "beijing".into(), b: "zhongwei".into() }).expect("cut");
+    let events = e.take_events();
+    assert!(matches!(events.first(), Some(Event::LinkLost { jobs: 1, .. })), "{events:?}");
+    let replaced = events
+        .iter()
+        .find_map(|ev| if let Event::Placed { mode, attempt, .. } = ev { Some((*mode, *attempt)) } else { None });
+    assert_eq!(replaced, Some((suanwang_sched::TransferMode::Express, 2)), "the data now travels on disks");
+    e.apply(Command::LinkUp { a: "zhongwei".into(), b: "beijing".into() }).expect("restored");
+    e.drain();
+    assert_eq!(e.counts().completed, 1);
+    assert!(e.counts().balanced());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
@@ -151,7 +186,8 @@ proptest! {
             match op {
                 0..=6 => { e.apply(Command::Submit { id: next_id, job: Box::new(job) }).expect("submit"); next_id += 1; }
                 7 | 8 => { let _ = e.apply(Command::Cancel { id: seed.wrapping_add(u64::from(*op)) % next_id.max(1) }); }
-                9 | 10 => { let s = &net.sites[(seed as usize + *dt as usize) % net.sites.len()].id; e.apply(Command::SiteDown { site: s.clone() }).expect("down"); }
+                9 => { let s = &net.sites[(seed as usize + *dt as usize) % net.sites.len()].id; e.apply(Command::SiteDown { site: s.clone() }).expect("down"); }
+                10 => { let l = &net.links[(seed as usize + *dt as usize) % net.links.len()]; e.apply(Command::LinkDown { a: l.a.clone(), b: l.b.clone() }).expect("cut"); }
                 _ => { let s = &net.sites[(*dt as usize) % net.sites.len()].id; e.apply(Command::SiteUp { site: s.clone() }).expect("up"); }
             }
             prop_assert!(e.counts().balanced(), "{:?}", e.counts());
