@@ -1,10 +1,45 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test. This is the README's test command and
-# exactly what CI runs (.ci/run). Needs only the Rust toolchain.
+# exactly what CI runs (.ci/run). Needs the Rust toolchain; for the PostgreSQL tests it uses the
+# server in SUANWANG_TEST_PG, else one on 127.0.0.1:5432, else it starts a throw-away one from
+# Debian's postgresql package in a temporary directory (installed by .ci/run when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+PG_BIN="" PG_DIR="" PG_USER=""
+pg_run() { if [ "$(id -u)" = 0 ]; then runuser -u "$PG_USER" -- "$@"; else "$@"; fi; }
+stop_postgres() { [ -n "$PG_DIR" ] && { pg_run "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$PG_DIR"; }; }
+
+start_postgres() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
+    echo "PostgreSQL is not running and not installed: install Debian's postgresql (or set SUANWANG_TEST_PG)" >&2
+    exit 1
+  fi
+  local port=55432
+  PG_DIR=$(mktemp -d /tmp/suanwang-pg.XXXXXX)
+  PG_USER=$(id -un)
+  if [ "$(id -u)" = 0 ]; then
+    PG_USER=postgres
+    id -u postgres >/dev/null 2>&1 || useradd -r -M postgres
+    chown "$PG_USER" "$PG_DIR"
+  fi
+  trap stop_postgres EXIT
+  pg_run "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
+  pg_run "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+  export SUANWANG_TEST_PG="postgres://postgres@127.0.0.1:$port/postgres"
+  echo "started a temporary PostgreSQL on 127.0.0.1:$port"
+}
+
+if [ -z "${SUANWANG_TEST_PG:-}" ]; then
+  if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    export SUANWANG_TEST_PG="postgres://postgres@127.0.0.1:5432/postgres"
+  else
+    start_postgres
+  fi
+fi
 
 step "cargo fmt --check"
 cargo fmt --all --check

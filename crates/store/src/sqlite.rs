@@ -1,0 +1,142 @@
+//! SQLite backend: one file, WAL journal, `synchronous = FULL` (a commit is on disk when it
+//! returns), one writer connection (SQLite serialises writers anyway).
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::{CommandRow, Store, StoreError, TokenRow, is_unique_violation};
+
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS commands (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        job_id INTEGER,
+        tenant TEXT,
+        idempotency_key TEXT,
+        body TEXT NOT NULL,
+        events TEXT NOT NULL
+    )",
+    "CREATE UNIQUE INDEX IF NOT EXISTS commands_idempotency ON commands (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS tokens (
+        hash TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    )",
+];
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database file `path`, or `path/suanwang.db` when `path` is a directory.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let file = if path.is_dir() { path.join("suanwang.db") } else { path.to_path_buf() };
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
+            .map_err(StoreError::Db)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn row_to_command(r: &sqlx::sqlite::SqliteRow) -> Result<CommandRow, sqlx::Error> {
+    Ok(CommandRow {
+        seq: r.try_get("seq")?,
+        at_ms: r.try_get("at_ms")?,
+        actor: r.try_get("actor")?,
+        kind: r.try_get("kind")?,
+        job_id: r.try_get("job_id")?,
+        tenant: r.try_get("tenant")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        body: r.try_get("body")?,
+        events: r.try_get("events")?,
+    })
+}
+
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        for m in MIGRATIONS {
+            sqlx::query(*m).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn append(&self, rows: &[CommandRow]) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let res = sqlx::query(
+                "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.at_ms)
+            .bind(&r.actor)
+            .bind(&r.kind)
+            .bind(r.job_id)
+            .bind(&r.tenant)
+            .bind(&r.idempotency_key)
+            .bind(&r.body)
+            .bind(&r.events)
+            .execute(&mut *tx)
+            .await;
+            match res {
+                Ok(done) => out.push(done.last_insert_rowid()),
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::DuplicateKey {
+                        tenant: r.tenant.clone().unwrap_or_default(),
+                        key: r.idempotency_key.clone().unwrap_or_default(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn commands(&self, after: i64, limit: i64) -> Result<Vec<CommandRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM commands WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(row_to_command).collect::<Result<_, _>>()?)
+    }
+
+    async fn put_token(&self, t: &TokenRow) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO tokens (hash, role, name, created_at_ms) VALUES (?, ?, ?, ?)")
+            .bind(&t.hash)
+            .bind(&t.role)
+            .bind(&t.name)
+            .bind(t.created_at_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let row = sqlx::query("SELECT hash, role, name, created_at_ms FROM tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(TokenRow {
+                hash: r.try_get("hash")?,
+                role: r.try_get("role")?,
+                name: r.try_get("name")?,
+                created_at_ms: r.try_get("created_at_ms")?,
+            }),
+            None => None,
+        })
+    }
+}
