@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 mod bench_cmd;
 mod network_cmd;
 mod plan_cmd;
+mod remote;
+mod serve_cmd;
 mod twin_cmd;
 
 use suanwang_core::network::{DATA_FILES, DataFiles};
@@ -24,6 +26,12 @@ struct Cli {
     /// Read the network from this data directory instead of the built-in reference network.
     #[arg(long, global = true, env = "SUANWANG_NETWORK_DATA", value_name = "DIR")]
     network_data: Option<PathBuf>,
+    /// The control plane's URL, for client commands.
+    #[arg(long, global = true, env = "SUANWANG_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// A bearer token, for client commands.
+    #[arg(long, global = true, env = "SUANWANG_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,10 +101,60 @@ enum Command {
         #[command(subcommand)]
         sub: BenchSub,
     },
-    /// Work with job specs.
+    /// Start the control plane on embedded defaults: SQLite in DIR, the reference network,
+    /// simulated sites, an operator and a tenant token.
+    Up {
+        #[arg(long, value_name = "DIR", default_value = "suanwang-data")]
+        data: PathBuf,
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+        listen: String,
+        /// Simulated sites run jobs for their declared time × this factor.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+    },
+    /// Run the control plane against a database (`--db postgres://…` or a SQLite path).
+    Serve {
+        #[arg(long, value_name = "URL")]
+        db: String,
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+        listen: String,
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+    },
+    /// Manage tokens.
+    Token {
+        #[command(subcommand)]
+        sub: TokenSub,
+    },
+    /// Submit a job spec (TOML or JSON) to the control plane.
+    Submit {
+        file: PathBuf,
+        /// Resubmitting with the same key returns the same job.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List jobs visible to the token.
+    Jobs {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job.
+    Cancel { id: String },
+    /// The sites of the control plane's network.
+    Sites {
+        #[arg(long)]
+        json: bool,
+    },
+    /// `job ID` shows a job on the control plane; `job check FILE` checks a spec locally.
+    #[command(args_conflicts_with_subcommands = true)]
     Job {
         #[command(subcommand)]
-        sub: JobSub,
+        sub: Option<JobSub>,
+        id: Option<String>,
     },
 }
 
@@ -108,6 +166,23 @@ enum NetworkSub {
         to: String,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenSub {
+    /// Create a token and print it (only its hash is stored).
+    Create {
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+        /// operator, provider, carrier, tenant or regulator.
+        #[arg(long)]
+        role: String,
+        /// The principal's name (for tenants: the tenant id of their jobs).
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -125,6 +200,18 @@ enum BenchSub {
         seed: u64,
         #[arg(long, default_value = "balanced")]
         policy: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Durable submissions per second through the API (`--server`, `--token`).
+    Submit {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 20_000)]
+        jobs: usize,
+        /// Tenant of the submitted jobs (must match a tenant token).
+        #[arg(long, default_value = "acme-ai")]
+        tenant: String,
         #[arg(long)]
         json: bool,
     },
@@ -155,14 +242,65 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let net = load_network(cli.network_data.as_deref())?;
+    let client = || remote::Client::new(cli.server.clone(), cli.token.clone());
     match cli.command {
+        Command::Up { data, listen, time_scale } => {
+            runtime()?.block_on(serve_cmd::run(
+                net,
+                serve_cmd::ServeArgs { data: Some(&data), db: None, listen: &listen, time_scale, bootstrap: true },
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { db, listen, time_scale } => {
+            runtime()?.block_on(serve_cmd::run(
+                net,
+                serve_cmd::ServeArgs { data: None, db: Some(&db), listen: &listen, time_scale, bootstrap: false },
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token { sub: TokenSub::Create { data, db, role, name } } => {
+            runtime()?.block_on(serve_cmd::token_create(data.as_deref(), db.as_deref(), &role, &name))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Submit { file, idempotency_key, json } => {
+            let c = client()?;
+            runtime()?.block_on(remote::submit(&c, &file, idempotency_key.as_deref(), json))
+        }
+        Command::Jobs { state, json } => {
+            let c = client()?;
+            runtime()?.block_on(remote::jobs(&c, state.as_deref(), json))
+        }
+        Command::Cancel { id } => {
+            let c = client()?;
+            runtime()?.block_on(remote::job(&c, &id, true))
+        }
+        Command::Sites { json } => {
+            let c = client()?;
+            runtime()?.block_on(remote::sites(&c, json))
+        }
+        Command::Job { sub: None, id: Some(id) } => {
+            let c = client()?;
+            runtime()?.block_on(remote::job(&c, &id, false))
+        }
+        Command::Job { sub: None, id: None } => {
+            anyhow::bail!("give a job id (`suanwang job 42`) or `suanwang job check FILE`")
+        }
+        Command::Bench { sub: BenchSub::Submit { clients, jobs, tenant, json } } => {
+            let c = client()?;
+            runtime()?.block_on(remote::bench_submit(c, clients, jobs, &tenant, json))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Network { sub: None, json } => network_cmd::show(&net, json),
         Command::Network { sub: Some(NetworkSub::Latency { from, to, json }), json: json_outer } => {
             network_cmd::latency(&net, &from, &to, json || json_outer)
         }
-        Command::Job { sub: JobSub::Check { file, json } } => job_check(&net, &file, json),
+        Command::Job { sub: Some(JobSub::Check { file, json }), .. } => job_check(&net, &file, json),
         Command::Bench { sub: BenchSub::Sched { jobs, batch_jobs, seed, policy, json } } => {
             let policy = plan_cmd::policy(&policy, None)?;
             bench_cmd::sched(net, &bench_cmd::SchedArgs { jobs, batch_jobs, seed, policy, json })?;
@@ -174,6 +312,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &twin_cmd::TwinArgs { trace, map, units, policy, scenario, limit, repeat, seed, strict, json, report },
             )?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { file, .. } if cli.server.is_some() => {
+            let c = client()?;
+            runtime()?.block_on(remote::plan(&c, &file))
         }
         Command::Plan { file, policy, weights, at, json } => {
             let policy = plan_cmd::policy(&policy, weights.as_deref())?;

@@ -8,15 +8,6 @@ use serde_json::{Value, json};
 use suanwang_core::network::{Place, Site};
 use suanwang_core::{Family, Network};
 
-fn caps(net: &Network, pred: impl Fn(&Site) -> bool) -> Value {
-    let c = net.capacity_ucu(pred);
-    json!({
-        "general": round(c[&Family::General]),
-        "intelligent": round(c[&Family::Intelligent]),
-        "super": round(c[&Family::Super]),
-    })
-}
-
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -34,74 +25,9 @@ fn green_share(net: &Network, sites: &[&Site]) -> f64 {
     if w > 0.0 { g / w } else { 0.0 }
 }
 
+/// The network as JSON: one shape for the CLI and the API (`suanwang_api`).
 pub fn document(net: &Network) -> Value {
-    let hubs: Vec<Value> = net
-        .hubs
-        .iter()
-        .map(|h| {
-            let sites: Vec<&Site> = net.sites.iter().filter(|s| s.hub.as_deref() == Some(h.id.as_str())).collect();
-            json!({
-                "id": h.id, "name_cn": h.name_cn, "name_en": h.name_en, "side": h.side,
-                "clusters": net.clusters.iter().filter(|c| c.hub == h.id).map(|c| c.id.clone()).collect::<Vec<_>>(),
-                "sites": sites.len(),
-                "capacity_ucu": caps(net, |s| s.hub.as_deref() == Some(h.id.as_str())),
-                "green_share": round(green_share(net, &sites)),
-            })
-        })
-        .collect();
-    let sites: Vec<Value> = net
-        .sites
-        .iter()
-        .map(|s| {
-            let profile = net.green_profile(&s.green_profile);
-            let tariff = net.tariff(&s.tariff);
-            json!({
-                "id": s.id, "name_cn": s.name_cn, "cluster": s.cluster, "hub": s.hub, "region": s.region,
-                "side": s.side, "province": s.province, "lat": s.lat, "lon": s.lon, "racks": s.racks,
-                "pue": s.pue, "grid_factor_kg_per_kwh": s.grid_factor_kg_per_kwh,
-                "green_share": round(profile.map_or(0.0, suanwang_core::GreenProfile::mean)),
-                "tariff_mean_fen_per_mwh": tariff.map_or(0.0, |t| t.mean_fen_per_mwh().round()),
-                "capacity_ucu": caps(net, |x| x.id == s.id),
-                "pools": s.pools.iter().map(|p| json!({
-                    "id": p.id, "family": p.family, "model": p.model, "unit": p.unit, "count": p.count,
-                    "arch": p.arch, "accelerator_kind": p.accelerator_kind,
-                    "memory_gib_per_unit": p.memory_gib_per_unit, "power_w_per_unit": p.power_w_per_unit,
-                    "price_fen_per_unit_hour": p.price_fen_per_unit_hour,
-                    "peak_per_unit": p.peak_per_unit, "ucu_per_unit": round(p.ucu_per_unit),
-                    "capacity_ucu": round(p.capacity_ucu()),
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let links: Vec<Value> = net
-        .links
-        .iter()
-        .map(|l| {
-            let lat = net.latency(&l.a, &l.b).ok();
-            json!({
-                "a": l.a, "b": l.b, "kind": l.kind, "bandwidth_gbps": l.bandwidth_gbps,
-                "price_fen_per_gb": l.price_fen_per_gb, "available": l.available,
-                "one_way_ms": lat.map(|x| round(x.one_way_ms)), "tier": lat.map(|x| x.tier),
-                "measured": lat.is_some_and(|x| x.measured),
-            })
-        })
-        .collect();
-    json!({
-        "metric": { "version": net.metric.version, "unit": net.metric.unit, "description": net.metric.unit_description },
-        "totals": {
-            "capacity_ucu": caps(net, |_| true),
-            "hub_capacity_ucu": caps(net, Site::in_hub),
-            "sites": net.sites.len(),
-            "pools": net.sites.iter().map(|s| s.pools.len()).sum::<usize>(),
-        },
-        "hubs": hubs,
-        "clusters": net.clusters,
-        "regions": net.regions,
-        "cities": net.cities,
-        "sites": sites,
-        "links": links,
-        "pairings": net.pairings,
-    })
+    suanwang_api::network_document(net)
 }
 
 pub fn show(net: &Network, json: bool) -> Result<ExitCode> {

@@ -14,7 +14,7 @@ use crate::meter::Meter;
 
 pub type JobId = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Submitted,
@@ -218,6 +218,11 @@ impl Engine {
 
     pub fn state(&self, id: JobId) -> Option<JobState> {
         self.jobs.get(&id).map(|r| r.state)
+    }
+
+    /// Where, when and how `job` would run now under `policy` — a dry run: nothing is reserved.
+    pub fn plan(&mut self, job: &Job, policy: &Policy) -> Result<Placement, suanwang_sched::Refusal> {
+        self.sched.plan(job, self.now, policy)
     }
 
     /// The events emitted since the last call.

@@ -1,11 +1,11 @@
 //! Metering of one job (R4, R5): what it used and what it cost.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use suanwang_sched::TransferMode;
 
 /// What one job (attempt) used. Money is integer fen; energy and carbon are measured
 /// quantities (floats).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct Meter {
     /// Unified compute delivered: units × unified value per unit × hours (ucu·h).
     pub ucu_hours: f64,

@@ -133,6 +133,15 @@ impl Store for AnyStore {
     }
 }
 
+/// Runs one administrative statement (`CREATE DATABASE …`) on the PostgreSQL server at `url`:
+/// for test set-up, where `psql` may not be installed.
+pub async fn admin_execute(url: &str, sql: &str) -> Result<(), StoreError> {
+    let pool = sqlx::PgPool::connect(url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }

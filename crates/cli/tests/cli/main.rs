@@ -11,6 +11,8 @@ pub fn suanwang(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_suanwang"))
         .args(args)
         .env_remove("SUANWANG_NETWORK_DATA")
+        .env_remove("SUANWANG_SERVER")
+        .env_remove("SUANWANG_TOKEN")
         .output()
         .expect("the binary runs")
 }

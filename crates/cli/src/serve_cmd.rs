@@ -1,0 +1,94 @@
+//! `suanwang up`, `serve` and `token create`: the control plane on SQLite or PostgreSQL.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use suanwang_core::Network;
+use suanwang_server::auth::Role;
+use suanwang_server::{ServerConfig, build, create_token, serve};
+use suanwang_store::AnyStore;
+
+/// The store for `--data DIR` (SQLite in DIR) or `--db URL`.
+pub async fn open_store(data: Option<&Path>, db: Option<&str>) -> Result<AnyStore> {
+    match (data, db) {
+        (Some(_), Some(_)) => bail!("give --data DIR or --db URL, not both"),
+        (None, Some(url)) => AnyStore::open(url).await.with_context(|| format!("opening {url}")),
+        (dir, None) => {
+            let dir = dir.unwrap_or(Path::new("suanwang-data"));
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            AnyStore::open(&dir.display().to_string())
+                .await
+                .with_context(|| format!("opening the database in {}", dir.display()))
+        }
+    }
+}
+
+pub async fn token_create(data: Option<&Path>, db: Option<&str>, role: &str, name: &str) -> Result<()> {
+    let role = Role::parse(role)
+        .with_context(|| format!("--role: unknown {role:?}; one of operator, provider, carrier, tenant, regulator"))?;
+    if suanwang_core::ident::id_problem(name).is_some() {
+        bail!("--name: {name:?} must be a lowercase id (letters, digits, '-', '_')");
+    }
+    let store = open_store(data, db).await?;
+    suanwang_store::Store::migrate(&store).await?;
+    println!("{}", create_token(&store, role, name).await?);
+    Ok(())
+}
+
+pub struct ServeArgs<'a> {
+    pub data: Option<&'a Path>,
+    pub db: Option<&'a str>,
+    pub listen: &'a str,
+    pub time_scale: f64,
+    /// `up`: write credentials.json and print next steps.
+    pub bootstrap: bool,
+}
+
+pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
+    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+        bail!("--time-scale must be a positive number");
+    }
+    let store = open_store(args.data, args.db).await?;
+    let cfg = ServerConfig { time_scale: args.time_scale, ..ServerConfig::default() };
+    let (router, _actor) = build(Arc::new(net), store.clone(), cfg).await?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if args.bootstrap {
+        let dir = args.data.unwrap_or(Path::new("suanwang-data"));
+        let creds = dir.join("credentials.json");
+        let (operator, tenant) = if creds.is_file() {
+            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&creds)?)?;
+            (
+                v["operator"].as_str().unwrap_or_default().to_string(),
+                v["tenant"].as_str().unwrap_or_default().to_string(),
+            )
+        } else {
+            let operator = create_token(&store, Role::Operator, "operator").await?;
+            let tenant = create_token(&store, Role::Tenant, "acme-ai").await?;
+            std::fs::write(
+                &creds,
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"operator": operator, "tenant": tenant, "tenant_name": "acme-ai"}),
+                )?,
+            )?;
+            std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600))?;
+            (operator, tenant)
+        };
+        println!("Suanwang control plane on http://{addr} ({} store in {})", store.kind(), dir.display());
+        println!("operator token: {operator}");
+        println!("tenant token (tenant \"acme-ai\"): {tenant}");
+        println!("(both saved in {}, mode 0600)\n", creds.display());
+        println!("Next, in another terminal:");
+        println!("  export SUANWANG_SERVER=http://{addr} SUANWANG_TOKEN={tenant}");
+        println!("  suanwang submit examples/inference.toml");
+        println!("  suanwang jobs");
+        println!("  curl -s http://{addr}/metrics | head");
+    } else {
+        println!("Suanwang control plane on http://{addr} ({} store)", store.kind());
+    }
+    serve(listener, router).await?;
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! The engine's owner: one task that takes requests in batches, applies them to the engine,
+//! appends the batch's commands to the store in one transaction (group commit), and only then
+//! updates the views and answers. Restart = replay of the command log through a fresh engine.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use suanwang_api::JobView;
+use suanwang_core::job::{Job, Work};
+use suanwang_core::{Network, Ts};
+use suanwang_engine::{Command, Engine, EngineConfig, Event, JobState};
+use suanwang_sched::{Config, Placement, Policy, Refusal};
+use suanwang_store::{AnyStore, CommandRow, Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Inner;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::views::fresh_view;
+
+pub type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+
+/// A submission waiting for its batch to be durable: (reply, job id, status to answer).
+type PendingSubmit = (Reply<(StatusCode, JobView)>, u64, StatusCode);
+
+#[derive(Debug)]
+pub enum Request {
+    Submit {
+        principal: Principal,
+        job: Box<Job>,
+        spec: Value,
+        key: Option<String>,
+        reply: Reply<(StatusCode, JobView)>,
+    },
+    Cancel {
+        principal: Principal,
+        id: u64,
+        reply: Reply<JobView>,
+    },
+    Plan {
+        job: Box<Job>,
+        reply: oneshot::Sender<Result<Placement, Refusal>>,
+    },
+    /// Lets time pass: timers fire (jobs start, finish).
+    Tick,
+}
+
+/// The server's clock: the only place the wall clock is read for decisions.
+pub fn wall_now() -> Ts {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    Ts(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+/// Jobs run for their declared time × `time_scale` on the simulated sites.
+fn scaled(job: &Job, time_scale: f64) -> Job {
+    let mut j = job.clone();
+    if let Work::RunTime { run_time_s } = j.work {
+        let s = (f64::from(run_time_s) * time_scale).round().clamp(1.0, f64::from(u32::MAX));
+        j.work = Work::RunTime { run_time_s: s as u32 };
+    }
+    j
+}
+
+#[derive(Debug)]
+pub struct Actor {
+    pub inner: Arc<Inner>,
+    pub engine: Engine,
+    pub rx: mpsc::Receiver<Request>,
+    pub time_scale: f64,
+    pub policy: Policy,
+}
+
+impl Actor {
+    pub fn new_engine(net: &Arc<Network>, policy: &Policy, now: Ts) -> Engine {
+        Engine::new(Arc::clone(net), now, EngineConfig { sched: Config::default(), policy: policy.clone() })
+    }
+
+    /// Rebuilds engine and views from the log: every command re-applied at its own time.
+    pub async fn replay(
+        inner: &Inner,
+        store: &AnyStore,
+        policy: &Policy,
+        time_scale: f64,
+    ) -> Result<Engine, StoreError> {
+        let mut after = 0;
+        let mut engine: Option<Engine> = None;
+        let mut views = crate::views::Views::default();
+        loop {
+            let rows = store.commands(after, 10_000).await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                after = row.seq;
+                let at = Ts(row.at_ms);
+                let e = engine.get_or_insert_with(|| Actor::new_engine(&inner.net, policy, at));
+                let _ = e.advance_to(at);
+                let body: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
+                match row.kind.as_str() {
+                    "submit" => {
+                        let Some(id) = row.job_id.and_then(|i| u64::try_from(i).ok()) else { continue };
+                        let spec = body.get("spec").cloned().unwrap_or(Value::Null);
+                        let scale = body.get("time_scale").and_then(Value::as_f64).unwrap_or(time_scale);
+                        let bytes = serde_json::to_vec(&spec).unwrap_or_default();
+                        let Ok(job) = suanwang_core::job::parse_json(&bytes, &inner.net, at) else { continue };
+                        views.jobs.insert(id, fresh_view(id, &job, spec, &row.actor, at));
+                        if let (Some(t), Some(k)) = (&row.tenant, &row.idempotency_key) {
+                            views.idempotency.insert((t.clone(), k.clone()), id);
+                        }
+                        views.next_id = views.next_id.max(id + 1);
+                        let _ = e.apply(Command::Submit { id, job: Box::new(scaled(&job, scale)) });
+                    }
+                    "cancel" => {
+                        if let Some(id) = row.job_id.and_then(|i| u64::try_from(i).ok()) {
+                            let _ = e.apply(Command::Cancel { id });
+                        }
+                    }
+                    _ => {}
+                }
+                for ev in e.take_events() {
+                    views.apply(&ev);
+                }
+            }
+        }
+        let now = wall_now();
+        let mut engine = engine.unwrap_or_else(|| Actor::new_engine(&inner.net, policy, now));
+        let _ = engine.advance_to(now);
+        for ev in engine.take_events() {
+            views.apply(&ev);
+        }
+        views.next_id = views.next_id.max(1);
+        if let Ok(mut v) = inner.views.write() {
+            *v = views;
+        }
+        Ok(engine)
+    }
+
+    pub async fn run(mut self) {
+        let mut batch: Vec<Request> = Vec::with_capacity(1024);
+        while let Some(first) = self.rx.recv().await {
+            batch.push(first);
+            while batch.len() < 1024 {
+                match self.rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.inner.metrics.queue_depth.store(self.rx.len() as u64, Ordering::Relaxed);
+            self.process(&mut batch).await;
+        }
+    }
+
+    async fn process(&mut self, batch: &mut Vec<Request>) {
+        let now = wall_now();
+        let _ = self.engine.advance_to(now.max(self.engine.now()));
+        let now = self.engine.now();
+        let timer_events = self.engine.take_events();
+        let mut rows: Vec<CommandRow> = vec![];
+        // (reply, job id, status) to answer once the batch is durable
+        let mut pending_submits: Vec<PendingSubmit> = vec![];
+        let mut pending_cancels: Vec<(Reply<JobView>, u64)> = vec![];
+        let mut new_views: Vec<JobView> = vec![];
+        let mut new_keys: Vec<((String, String), u64)> = vec![];
+        let mut events: Vec<Event> = vec![];
+        for req in batch.drain(..) {
+            match req {
+                Request::Tick => {}
+                Request::Plan { job, reply } => {
+                    let _ = reply.send(self.plan(&job, now));
+                }
+                Request::Submit { principal, job, spec, key, reply } => {
+                    let tenant = job.tenant.clone();
+                    if let Some(k) = &key {
+                        let seen = self
+                            .inner
+                            .views
+                            .read()
+                            .ok()
+                            .and_then(|v| v.idempotency.get(&(tenant.clone(), k.clone())).copied());
+                        let in_batch = new_keys.iter().find(|(kk, _)| kk.0 == tenant && &kk.1 == k).map(|(_, id)| *id);
+                        if let Some(id) = seen.or(in_batch) {
+                            pending_submits.push((reply, id, StatusCode::OK));
+                            continue;
+                        }
+                    }
+                    let id = {
+                        let Ok(mut v) = self.inner.views.write() else { continue };
+                        let id = v.next_id.max(1);
+                        v.next_id = id + 1;
+                        id
+                    };
+                    new_views.push(fresh_view(id, &job, spec.clone(), &principal.name, now));
+                    if let Some(k) = &key {
+                        new_keys.push(((tenant.clone(), k.clone()), id));
+                    }
+                    let _ = self.engine.apply(Command::Submit { id, job: Box::new(scaled(&job, self.time_scale)) });
+                    let evs = self.engine.take_events();
+                    rows.push(CommandRow {
+                        seq: 0,
+                        at_ms: now.0,
+                        actor: principal.name.clone(),
+                        kind: "submit".into(),
+                        job_id: i64::try_from(id).ok(),
+                        tenant: Some(tenant),
+                        idempotency_key: key,
+                        body: json!({"spec": spec, "time_scale": self.time_scale}).to_string(),
+                        events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
+                    });
+                    events.extend(evs);
+                    pending_submits.push((reply, id, StatusCode::CREATED));
+                }
+                Request::Cancel { principal, id, reply } => {
+                    let state = self.engine.state(id);
+                    if state.is_none() {
+                        let _ = reply.send(Err(ApiError::new(
+                            StatusCode::CONFLICT,
+                            "not_cancellable",
+                            format!("job {id} has already ended"),
+                        )
+                        .hint("only jobs still placed, moving data or running can be cancelled")));
+                        continue;
+                    }
+                    let _ = self.engine.apply(Command::Cancel { id });
+                    let evs = self.engine.take_events();
+                    rows.push(CommandRow {
+                        seq: 0,
+                        at_ms: now.0,
+                        actor: principal.name.clone(),
+                        kind: "cancel".into(),
+                        job_id: i64::try_from(id).ok(),
+                        tenant: None,
+                        idempotency_key: None,
+                        body: "{}".into(),
+                        events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
+                    });
+                    events.extend(evs);
+                    pending_cancels.push((reply, id));
+                }
+            }
+        }
+        let durable = if rows.is_empty() { Ok(vec![]) } else { self.inner.store.append(&rows).await };
+        match durable {
+            Ok(_) => {
+                self.inner.metrics.batches.fetch_add(u64::from(!rows.is_empty()), Ordering::Relaxed);
+                self.inner.metrics.batch_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                let Ok(mut v) = self.inner.views.write() else { return };
+                for view in new_views {
+                    v.jobs.insert(view.id, view);
+                }
+                for (k, id) in new_keys {
+                    v.idempotency.insert(k, id);
+                }
+                for ev in timer_events.iter().chain(events.iter()) {
+                    match ev {
+                        Event::Placed { attempt: 1, .. } => {
+                            self.inner.metrics.placements.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Event::Refused { .. } => {
+                            self.inner.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                    v.apply(ev);
+                }
+                for (reply, id, status) in pending_submits {
+                    let view = v.jobs.get(&id).cloned();
+                    let _ = reply.send(view.map(|j| (status, j)).ok_or_else(|| ApiError::not_found("job")));
+                }
+                for (reply, id) in pending_cancels {
+                    let _ = reply.send(v.jobs.get(&id).cloned().ok_or_else(|| ApiError::not_found("job")));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; rebuilding the engine from the log");
+                let err = ApiError::unavailable("the command log could not be written").detail(e.to_string());
+                for (reply, ..) in pending_submits {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                for (reply, _) in pending_cancels {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                // nothing of this batch is durable: go back to what the log says
+                if let Ok(engine) = Actor::replay(&self.inner, &self.inner.store, &self.policy, self.time_scale).await {
+                    self.engine = engine;
+                }
+            }
+        }
+    }
+
+    fn plan(&mut self, job: &Job, now: Ts) -> Result<Placement, Refusal> {
+        // plan on a scratch copy of the load: a dry run must not reserve anything
+        let _ = now;
+        let mut j = scaled(job, self.time_scale);
+        j.name.clone_from(&job.name);
+        self.engine.plan(&j, &self.policy)
+    }
+}
+
+pub fn terminal(s: JobState) -> bool {
+    matches!(s, JobState::Completed | JobState::Failed | JobState::Cancelled | JobState::Refused)
+}

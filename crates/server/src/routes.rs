@@ -1,0 +1,358 @@
+//! The HTTP API. Handlers authenticate, check the role and the tenant, validate input, then
+//! either read the views or hand the request to the engine actor and wait for it to be durable.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use suanwang_api::{JobList, JobView};
+use suanwang_store::Store;
+use tokio::sync::oneshot;
+
+use crate::Inner;
+use crate::actor::{self, Request as Req};
+use crate::auth::{Principal, Role, hash_token};
+use crate::error::ApiError;
+
+type S = State<Arc<Inner>>;
+
+/// Largest request body: a job spec is a few hundred bytes.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+pub fn router(inner: Arc<Inner>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(suanwang_api::openapi()) }))
+        .route("/v1/jobs", post(submit).get(list))
+        .route("/v1/jobs/{id}", get(one))
+        .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/plan", post(plan))
+        .route("/v1/sites", get(sites))
+        .route("/v1/network", get(network))
+        .route("/v1/kpis", get(kpis))
+        .fallback(|| async { ApiError::not_found("such route").hint("see /openapi.json") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(Arc::clone(&inner), timed))
+        .with_state(inner)
+}
+
+async fn timed(State(inner): S, req: Request, next: Next) -> Response {
+    let t = Instant::now();
+    let res = next.run(req).await;
+    inner.metrics.observe_http(t.elapsed().as_secs_f64());
+    res
+}
+
+async fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let fail = |why: &str| {
+        inner.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ApiError::unauthorized(why)
+    };
+    let Some(value) = headers.get("authorization") else { return Err(fail("no Authorization header")) };
+    let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim) else {
+        return Err(fail("the Authorization header is not `Bearer TOKEN`"));
+    };
+    let hash = hash_token(token);
+    if let Some(p) = inner.tokens.read().ok().and_then(|t| t.get(&hash).cloned()) {
+        return Ok(p);
+    }
+    let row = inner
+        .store
+        .token(&hash)
+        .await
+        .map_err(|e| ApiError::unavailable("token store unavailable").detail(e.to_string()))?;
+    let Some(row) = row else { return Err(fail("unknown token")) };
+    let Some(role) = Role::parse(&row.role) else { return Err(fail("token with an unknown role")) };
+    let p = Principal { role, name: row.name };
+    if let Ok(mut t) = inner.tokens.write() {
+        t.insert(hash, p.clone());
+    }
+    Ok(p)
+}
+
+fn require(p: &Principal, allowed: &[Role], what: &str) -> Result<(), ApiError> {
+    if allowed.contains(&p.role) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(&format!("a {} may not {what}", p.role.as_str())))
+    }
+}
+
+/// Tenants see only their own jobs; others as their role allows. Hidden jobs are "not found".
+fn visible(p: &Principal, job: &JobView) -> bool {
+    match p.role {
+        Role::Operator | Role::Regulator => true,
+        Role::Tenant => job.tenant == p.name,
+        Role::Provider | Role::Carrier => false,
+    }
+}
+
+fn body_error(e: &BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over {MAX_BODY} bytes"))
+            .hint("a job spec is a few hundred bytes")
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_body", "the request body could not be read").detail(e.body_text())
+    }
+}
+
+fn spec_error(problems: &[suanwang_core::Problem]) -> ApiError {
+    let first = problems.first();
+    let mut e = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_spec",
+        format!("the job spec has {} problem(s)", problems.len()),
+    )
+    .detail(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+    .hint(first.map_or_else(String::new, |p| p.hint.clone()));
+    if let Some(p) = first {
+        e = e.field(p.field.clone());
+    }
+    e
+}
+
+async fn healthz(State(inner): S) -> Json<Value> {
+    let jobs = inner.views.read().map_or(0, |v| v.jobs.len());
+    let kind = match inner.store {
+        suanwang_store::AnyStore::Sqlite(_) => "sqlite",
+        suanwang_store::AnyStore::Postgres(_) => "postgres",
+    };
+    Json(suanwang_api::health(kind, jobs))
+}
+
+async fn metrics(State(inner): S) -> impl IntoResponse {
+    let now = actor::wall_now();
+    let (states, hubs) = {
+        let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"));
+        match v {
+            Ok(v) => {
+                let mut running: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+                for j in v.jobs.values().filter(|j| j.state == suanwang_engine::JobState::Running) {
+                    if let Some(site) = j.site.as_deref().and_then(|s| inner.net.site(s))
+                        && let Some(hub) = &site.hub
+                    {
+                        let pool = j.pool.as_deref().and_then(|p| site.pools.iter().find(|x| x.id == p));
+                        let units = j.spec.pointer("/resources/count").and_then(Value::as_f64).unwrap_or(0.0);
+                        *running.entry(hub.clone()).or_default() += units * pool.map_or(0.0, |p| p.ucu_per_unit);
+                    }
+                }
+                let slot = now.0.div_euclid(900_000);
+                let hour = ((slot + 32).rem_euclid(96) / 4) as usize;
+                let season = suanwang_sched::slots::season_of(slot);
+                let hubs: Vec<(String, f64, f64)> = inner
+                    .net
+                    .hubs
+                    .iter()
+                    .map(|h| {
+                        let sites: Vec<_> =
+                            inner.net.sites.iter().filter(|s| s.hub.as_deref() == Some(h.id.as_str())).collect();
+                        let cap: f64 = sites
+                            .iter()
+                            .flat_map(|s| s.pools.iter())
+                            .map(suanwang_core::network::Pool::capacity_ucu)
+                            .sum();
+                        let green = sites
+                            .iter()
+                            .map(|s| inner.net.green_profile(&s.green_profile).map_or(0.0, |g| g.at(season, hour)))
+                            .sum::<f64>()
+                            / sites.len().max(1) as f64;
+                        (h.id.clone(), running.get(&h.id).copied().unwrap_or(0.0) / cap.max(1e-9), green)
+                    })
+                    .collect();
+                (v.counts_by_state(), hubs)
+            }
+            Err(_) => (vec![], vec![]),
+        }
+    };
+    ([("content-type", "text/plain; version=0.0.4")], inner.metrics.render(&states, &hubs, now.0))
+}
+
+async fn submit(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Tenant], "submit jobs")?;
+    let body = body.map_err(|e| body_error(&e))?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k =
+                v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 128 && k.chars().all(|c| c.is_ascii_graphic()));
+            Some(
+                k.ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_idempotency_key",
+                        "Idempotency-Key must be 1–128 visible ASCII characters",
+                    )
+                    .field("Idempotency-Key")
+                })?
+                .to_string(),
+            )
+        }
+    };
+    let now = actor::wall_now();
+    let job = suanwang_core::job::parse_json(&body, &inner.net, now).map_err(|p| spec_error(&p))?;
+    if p.role == Role::Tenant && job.tenant != p.name {
+        return Err(ApiError::forbidden(&format!("tenant {} may not submit jobs for tenant {}", p.name, job.tenant))
+            .field("tenant"));
+    }
+    let spec: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (tx, rx) = oneshot::channel();
+    inner
+        .tx
+        .send(Req::Submit { principal: p, job: Box::new(job), spec, key, reply: tx })
+        .await
+        .map_err(|_| ApiError::unavailable("the engine stopped"))?;
+    let (status, view) = rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
+    Ok((status, Json(view)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    tenant: Option<String>,
+    limit: Option<usize>,
+    after: Option<u64>,
+}
+
+async fn list(
+    State(inner): S,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobList>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "list jobs")?;
+    let Query(q) = q.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query parameters")
+            .detail(e.body_text())
+            .hint("state, tenant, limit, after")
+    })?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "limit must be 1..=1000").field("limit"));
+    }
+    let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
+    let after = q.after.unwrap_or(0);
+    let mut jobs: Vec<JobView> = v
+        .jobs
+        .range(after + 1..)
+        .map(|(_, j)| j)
+        .filter(|j| visible(&p, j))
+        .filter(|j| q.tenant.as_ref().is_none_or(|t| &j.tenant == t))
+        .filter(|j| {
+            q.state.as_ref().is_none_or(|s| {
+                serde_json::to_value(j.state).ok().and_then(|x| x.as_str().map(str::to_owned)).as_deref() == Some(s)
+            })
+        })
+        .take(limit + 1)
+        .cloned()
+        .collect();
+    let next_after = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| j.id)
+    } else {
+        None
+    };
+    Ok(Json(JobList { jobs, next_after }))
+}
+
+fn parse_id(id: &str) -> Result<u64, ApiError> {
+    id.parse::<u64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad_id", format!("{id:?} is not a job id")).field("id"))
+}
+
+async fn one(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read jobs")?;
+    let id = parse_id(&id)?;
+    let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
+    v.jobs.get(&id).filter(|j| visible(&p, j)).cloned().map(Json).ok_or_else(|| ApiError::not_found("such job"))
+}
+
+async fn cancel(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Tenant], "cancel jobs")?;
+    let id = parse_id(&id)?;
+    let found = inner.views.read().ok().and_then(|v| v.jobs.get(&id).filter(|j| visible(&p, j)).map(|j| j.state));
+    let Some(state) = found else { return Err(ApiError::not_found("such job")) };
+    if actor::terminal(state) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "not_cancellable", format!("job {id} has already ended")));
+    }
+    let (tx, rx) = oneshot::channel();
+    inner
+        .tx
+        .send(Req::Cancel { principal: p, id, reply: tx })
+        .await
+        .map_err(|_| ApiError::unavailable("the engine stopped"))?;
+    Ok(Json(rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??))
+}
+
+async fn plan(State(inner): S, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "plan jobs")?;
+    let body = body.map_err(|e| body_error(&e))?;
+    let job = suanwang_core::job::parse_json(&body, &inner.net, actor::wall_now()).map_err(|p| spec_error(&p))?;
+    let (tx, rx) = oneshot::channel();
+    inner
+        .tx
+        .send(Req::Plan { job: Box::new(job), reply: tx })
+        .await
+        .map_err(|_| ApiError::unavailable("the engine stopped"))?;
+    match rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))? {
+        Ok(placement) => Ok(Json(json!({"placed": true, "placement": placement})).into_response()),
+        Err(refusal) => Ok(Json(json!({"placed": false, "refusal": refusal})).into_response()),
+    }
+}
+
+async fn sites(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authenticate(&inner, &headers).await?;
+    let doc = suanwang_api::network_document(&inner.net);
+    Ok(Json(json!({"sites": doc["sites"].clone()})))
+}
+
+async fn network(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authenticate(&inner, &headers).await?;
+    Ok(Json(suanwang_api::network_document(&inner.net)))
+}
+
+async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Regulator], "read KPIs")?;
+    let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
+    let (mut energy, mut green, mut carbon, mut money, mut hub_ucu, mut ucu) = (0.0, 0.0, 0.0, 0i64, 0.0, 0.0);
+    for j in v.jobs.values() {
+        if let Some(m) = &j.meter {
+            energy += m.energy_kwh;
+            green += m.green_kwh;
+            carbon += m.carbon_market_kg;
+            money += m.money_fen;
+            ucu += m.ucu_hours;
+            if j.site.as_deref().and_then(|s| inner.net.site(s)).is_some_and(suanwang_core::network::Site::in_hub) {
+                hub_ucu += m.ucu_hours;
+            }
+        }
+    }
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    Ok(Json(json!({
+        "jobs_by_state": v.counts_by_state().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "energy_kwh": energy, "green_share": ratio(green, energy), "carbon_kg": carbon, "cost_fen": money,
+        "hub_share": ratio(hub_ucu, ucu),
+        "placements": inner.metrics.placements.load(std::sync::atomic::Ordering::Relaxed),
+    })))
+}

@@ -1,0 +1,288 @@
+//! The control plane over real HTTP, on SQLite and PostgreSQL: tenancy, bad input, idempotency,
+//! the OpenAPI document, restart from the log.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use suanwang_core::Network;
+use suanwang_server::auth::Role;
+use suanwang_server::{ServerConfig, build, create_token};
+use suanwang_store::AnyStore;
+
+struct Server {
+    url: String,
+    store: AnyStore,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn start(store: AnyStore) -> Server {
+    let net = Arc::new(Network::reference().expect("reference"));
+    let (router, actor) = build(net, store.clone(), ServerConfig::default()).await.expect("build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let serve = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Server { url, store, tasks: vec![serve, actor] }
+}
+
+async fn sqlite(tag: &str) -> AnyStore {
+    let dir = std::env::temp_dir().join(format!("suanwang-server-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    AnyStore::open(&dir.display().to_string()).await.expect("open")
+}
+
+async fn postgres(tag: &str) -> AnyStore {
+    let admin =
+        std::env::var("SUANWANG_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = format!("suanwang_test_{tag}_{}", std::process::id());
+    let _ = suanwang_store::admin_execute(&admin, &format!("DROP DATABASE IF EXISTS {db}")).await;
+    suanwang_store::admin_execute(&admin, &format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin}: {e}; run ./scripts/test.sh, which starts one"));
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_string();
+    AnyStore::open(&format!("{base}/{db}")).await.expect("open postgres")
+}
+
+async fn call(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+    key: Option<&str>,
+) -> (u16, Value) {
+    let c = reqwest::Client::new();
+    let mut r = c.request(method.parse().expect("method"), format!("{url}{path}"));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.header("content-type", "application/json").body(b);
+    }
+    if let Some(k) = key {
+        r = r.header("idempotency-key", k);
+    }
+    let res = r.send().await.expect("request");
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn spec(tenant: &str, name: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "name": name, "tenant": tenant, "kind": "batch", "origin": "beijing",
+        "resources": {"family": "general", "count": 8}, "work": {"run_time_s": 3600}
+    }))
+    .expect("json")
+}
+
+async fn tenancy_and_roles(s: &Server) {
+    let op = create_token(&s.store, Role::Operator, "ops").await.expect("token");
+    let a = create_token(&s.store, Role::Tenant, "acme").await.expect("token");
+    let b = create_token(&s.store, Role::Tenant, "globex").await.expect("token");
+    let reg = create_token(&s.store, Role::Regulator, "nda").await.expect("token");
+    let prov = create_token(&s.store, Role::Provider, "dc-owner").await.expect("token");
+    let (st, job) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", "a1")), None).await;
+    assert_eq!(st, 201, "{job}");
+    assert!(job["id"].as_u64().is_some() && job["state"].is_string());
+    let id = job["id"].as_u64().expect("id");
+    let path = format!("/v1/jobs/{id}");
+    let cancel = format!("/v1/jobs/{id}/cancel");
+    // another tenant sees nothing of it
+    assert_eq!(call(&s.url, "GET", &path, Some(&b), None, None).await.0, 404);
+    assert_eq!(call(&s.url, "POST", &cancel, Some(&b), None, None).await.0, 404);
+    let (_, list) = call(&s.url, "GET", "/v1/jobs", Some(&b), None, None).await;
+    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(0));
+    assert_eq!(call(&s.url, "POST", "/v1/jobs", Some(&b), Some(spec("acme", "impostor")), None).await.0, 403);
+    // the regulator reads, never writes
+    assert_eq!(call(&s.url, "GET", &path, Some(&reg), None, None).await.0, 200);
+    assert_eq!(call(&s.url, "GET", "/v1/kpis", Some(&reg), None, None).await.0, 200);
+    assert_eq!(call(&s.url, "POST", "/v1/jobs", Some(&reg), Some(spec("acme", "r")), None).await.0, 403);
+    assert_eq!(call(&s.url, "POST", &cancel, Some(&reg), None, None).await.0, 403);
+    // a provider reads the network, not jobs
+    assert_eq!(call(&s.url, "GET", "/v1/sites", Some(&prov), None, None).await.0, 200);
+    assert_eq!(call(&s.url, "GET", &path, Some(&prov), None, None).await.0, 403);
+    assert_eq!(call(&s.url, "GET", "/v1/kpis", Some(&a), None, None).await.0, 403);
+    // no token, a bad token
+    for t in [None, Some("sw_nope")] {
+        let (st, e) = call(&s.url, "GET", &path, t, None, None).await;
+        assert_eq!(st, 401);
+        assert_eq!(e["code"], "unauthorized");
+    }
+    // the owner and the operator may cancel; the second cancel conflicts
+    let (st, c) = call(&s.url, "POST", &cancel, Some(&a), None, None).await;
+    assert_eq!((st, c["state"].as_str()), (200, Some("cancelled")), "{c}");
+    assert_eq!(call(&s.url, "POST", &cancel, Some(&op), None, None).await.0, 409);
+    assert_eq!(call(&s.url, "GET", &path, Some(&op), None, None).await.0, 200);
+}
+
+async fn bad_input_is_4xx_json(s: &Server) {
+    let a = create_token(&s.store, Role::Tenant, "initech").await.expect("token");
+    let cases: Vec<(Vec<u8>, u16, Option<&str>)> = vec![
+        (b"{not json".to_vec(), 422, Some("$")),
+        (br#"{"name": 5}"#.to_vec(), 422, Some("name")),
+        (
+            serde_json::to_vec(
+                &json!({"name": "x", "tenant": "initech", "kind": "batch", "origin": "beijing", "colour": "red",
+            "resources": {"family": "general", "count": 1}, "work": {"run_time_s": 60}}),
+            )
+            .expect("json"),
+            422,
+            Some("colour"),
+        ),
+        (
+            serde_json::to_vec(&json!({"name": "x", "tenant": "initech", "kind": "batch", "origin": "beijing",
+            "resources": {"family": "general", "count": -3}, "work": {"run_time_s": 60}}))
+            .expect("json"),
+            422,
+            Some("resources.count"),
+        ),
+        (vec![b' '; 2 * 1024 * 1024], 413, None),
+        (vec![0xff, 0xfe], 422, Some("$")),
+    ];
+    for (body, status, field) in cases {
+        let (st, e) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(body), None).await;
+        assert_eq!(st, status, "{e}");
+        for k in ["code", "message", "detail", "hint"] {
+            assert!(e[k].is_string(), "{k} in {e}");
+        }
+        assert!(e.get("field").is_some(), "field key present: {e}");
+        if let Some(f) = field {
+            assert_eq!(e["field"], f, "{e}");
+        }
+    }
+    let (st, e) =
+        call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("initech", "k")), Some("bad key with spaces")).await;
+    assert_eq!((st, e["field"].as_str()), (400, Some("Idempotency-Key")));
+    assert_eq!(call(&s.url, "GET", "/v1/jobs/abc", Some(&a), None, None).await.0, 400);
+    assert_eq!(call(&s.url, "GET", "/v1/jobs?limit=0", Some(&a), None, None).await.0, 400);
+    assert_eq!(call(&s.url, "GET", "/v1/jobs?colour=1", Some(&a), None, None).await.0, 400);
+    assert_eq!(call(&s.url, "GET", "/nowhere", Some(&a), None, None).await.0, 404);
+    // nothing of it was written
+    let (_, list) = call(&s.url, "GET", "/v1/jobs", Some(&a), None, None).await;
+    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(0));
+}
+
+async fn idempotency_and_pagination(s: &Server) {
+    let a = create_token(&s.store, Role::Tenant, "umbrella").await.expect("token");
+    let (s1, j1) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("umbrella", "once")), Some("key-1")).await;
+    let (s2, j2) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("umbrella", "once")), Some("key-1")).await;
+    assert_eq!((s1, s2), (201, 200));
+    assert_eq!(j1["id"], j2["id"]);
+    for i in 0..5 {
+        assert_eq!(
+            call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("umbrella", &format!("p{i}"))), None).await.0,
+            201
+        );
+    }
+    let (_, page) = call(&s.url, "GET", "/v1/jobs?limit=2", Some(&a), None, None).await;
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(2));
+    let mut seen = 2;
+    let mut after = page["next_after"].as_u64().expect("more pages");
+    loop {
+        let (_, p) = call(&s.url, "GET", &format!("/v1/jobs?limit=2&after={after}"), Some(&a), None, None).await;
+        seen += p["jobs"].as_array().map_or(0, Vec::len);
+        match p["next_after"].as_u64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert_eq!(seen, 6);
+}
+
+#[tokio::test]
+async fn the_api_on_sqlite() {
+    let s = start(sqlite("api").await).await;
+    tenancy_and_roles(&s).await;
+    bad_input_is_4xx_json(&s).await;
+    idempotency_and_pagination(&s).await;
+}
+
+#[tokio::test]
+async fn the_api_on_postgres() {
+    let s = start(postgres("api").await).await;
+    tenancy_and_roles(&s).await;
+    bad_input_is_4xx_json(&s).await;
+    idempotency_and_pagination(&s).await;
+}
+
+#[tokio::test]
+async fn a_restart_rebuilds_every_job_from_the_log() {
+    for store in [sqlite("restart").await, postgres("restart").await] {
+        let s = start(store.clone()).await;
+        let a = create_token(&store, Role::Tenant, "acme").await.expect("token");
+        let mut ids = vec![];
+        for i in 0..20 {
+            let (_, j) = call(
+                &s.url,
+                "POST",
+                "/v1/jobs",
+                Some(&a),
+                Some(spec("acme", &format!("r{i}"))),
+                Some(&format!("r{i}")),
+            )
+            .await;
+            ids.push(j["id"].as_u64().expect("id"));
+        }
+        let (_, before) = call(&s.url, "GET", "/v1/jobs?limit=1000", Some(&a), None, None).await;
+        drop(s);
+        let s = start(store.clone()).await;
+        let (_, after) = call(&s.url, "GET", "/v1/jobs?limit=1000", Some(&a), None, None).await;
+        let strip = |v: &Value| {
+            v["jobs"]
+                .as_array()
+                .expect("jobs")
+                .iter()
+                .map(|j| (j["id"].clone(), j["name"].clone(), j["site"].clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&before), strip(&after), "{}", store.kind());
+        // the idempotency keys survive too
+        let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", "r3")), Some("r3")).await;
+        assert_eq!((st, j["id"].as_u64()), (200, Some(ids[3])));
+    }
+}
+
+#[tokio::test]
+async fn openapi_is_stable_and_lists_every_route() {
+    let s = start(sqlite("openapi").await).await;
+    let (st, doc) = call(&s.url, "GET", "/openapi.json", None, None, None).await;
+    assert_eq!(st, 200);
+    let text = serde_json::to_string_pretty(&doc).expect("json");
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/server/openapi.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(golden, format!("{text}\n")).expect("write golden");
+    }
+    let want = std::fs::read_to_string(golden).expect("golden openapi.json (UPDATE_GOLDEN=1 to write)");
+    assert_eq!(text, want.trim_end(), "the OpenAPI document changed: review and UPDATE_GOLDEN=1");
+    let op = create_token(&s.store, Role::Operator, "ops").await.expect("token");
+    for (method, path, ..) in suanwang_api::ROUTES {
+        let p = path.replace("{id}", "1");
+        let (st, body) = call(&s.url, &method.to_uppercase(), &p, Some(&op), Some(b"{}".to_vec()), None).await;
+        assert!(!(st == 404 && body["message"] == "no such route"), "{method} {path} is routed");
+        assert!(st < 500, "{method} {path}: {st} {body}");
+    }
+    let (_, health) = call(&s.url, "GET", "/healthz", None, None, None).await;
+    assert_eq!(health["status"], "ok");
+    let res = reqwest::get(format!("{}/metrics", s.url)).await.expect("metrics").text().await.expect("text");
+    for m in [
+        "suanwang_jobs",
+        "suanwang_placements_total",
+        "suanwang_queue_depth",
+        "suanwang_hub_utilization",
+        "suanwang_hub_green_share",
+        "suanwang_http_request_duration_seconds_bucket",
+    ] {
+        assert!(res.contains(m), "{m} in /metrics");
+    }
+}
