@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use suanwang_core::job::Job;
 use suanwang_core::network::Side;
 use suanwang_core::{Family, JobKind, LatencyTier, Network, Ts};
@@ -130,7 +130,7 @@ pub enum Event {
 }
 
 /// Job counts; `submitted == completed + failed + refused + cancelled + in_flight` always.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Counts {
     pub submitted: u64,
     pub completed: u64,
@@ -146,7 +146,7 @@ impl Counts {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum Phase {
     Arrive,
     Start,
@@ -156,7 +156,7 @@ enum Phase {
 /// A timer: (epoch ms, sequence for a stable order, job, attempt, phase).
 type Timer = (i64, u64, JobId, u32, Phase);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Active {
     site: usize,
     reservation: PoolReservation,
@@ -175,6 +175,28 @@ struct Record {
     attempt: u32,
     submitted_at: Ts,
     active: Option<Active>,
+}
+
+/// A job in flight, as a snapshot holds it (the job in its JSON shape).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RecordSnapshot {
+    id: JobId,
+    job: serde_json::Value,
+    state: JobState,
+    attempt: u32,
+    submitted_at: Ts,
+    active: Option<Active>,
+}
+
+/// Everything the engine holds, to restart from without replaying the whole log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineSnapshot {
+    now: Ts,
+    jobs: Vec<RecordSnapshot>,
+    timers: Vec<Timer>,
+    seq: u64,
+    counts: Counts,
+    sched: suanwang_sched::SchedSnapshot,
 }
 
 /// The engine: the scheduler, the jobs in flight, and the timers that move them on.
@@ -202,6 +224,48 @@ impl Engine {
             counts: Counts::default(),
             events: vec![],
         }
+    }
+
+    /// The whole state, for a snapshot. Jobs are in id order, timers in firing order: the same
+    /// state always gives the same snapshot.
+    pub fn snapshot(&self) -> EngineSnapshot {
+        let mut jobs: Vec<RecordSnapshot> = self
+            .jobs
+            .iter()
+            .map(|(id, r)| RecordSnapshot {
+                id: *id,
+                job: serde_json::to_value(&r.job).unwrap_or(serde_json::Value::Null),
+                state: r.state,
+                attempt: r.attempt,
+                submitted_at: r.submitted_at,
+                active: r.active.clone(),
+            })
+            .collect();
+        jobs.sort_by_key(|r| r.id);
+        let mut timers: Vec<Timer> = self.timers.iter().map(|Reverse(t)| *t).collect();
+        timers.sort_unstable();
+        EngineSnapshot { now: self.now, jobs, timers, seq: self.seq, counts: self.counts, sched: self.sched.snapshot() }
+    }
+
+    /// An engine in the state of `snap`, on `net` (which must be the snapshot's network).
+    pub fn restore(net: &Arc<Network>, cfg: EngineConfig, snap: EngineSnapshot) -> Result<Engine, String> {
+        let mut engine = Engine::new(Arc::clone(net), snap.now, cfg);
+        engine.sched.restore(snap.sched)?;
+        for r in snap.jobs {
+            let bytes = serde_json::to_vec(&r.job).map_err(|e| e.to_string())?;
+            // Ts(i64::MIN): a deadline that has passed since the snapshot is not an error here
+            let job = suanwang_core::job::parse_json(&bytes, net, Ts(i64::MIN)).map_err(|p| {
+                format!("job {} in the snapshot: {}", r.id, p.first().map(ToString::to_string).unwrap_or_default())
+            })?;
+            engine.jobs.insert(
+                r.id,
+                Record { job, state: r.state, attempt: r.attempt, submitted_at: r.submitted_at, active: r.active },
+            );
+        }
+        engine.timers = snap.timers.into_iter().map(Reverse).collect();
+        engine.seq = snap.seq;
+        engine.counts = snap.counts;
+        Ok(engine)
     }
 
     pub fn now(&self) -> Ts {

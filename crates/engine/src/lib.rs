@@ -14,5 +14,5 @@
 mod engine;
 mod meter;
 
-pub use engine::{Command, Counts, Engine, EngineConfig, EngineError, Event, JobId, JobState, Outcome};
+pub use engine::{Command, Counts, Engine, EngineConfig, EngineError, EngineSnapshot, Event, JobId, JobState, Outcome};
 pub use meter::Meter;

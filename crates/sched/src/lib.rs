@@ -17,7 +17,9 @@ pub mod timeline;
 pub mod transfer;
 pub mod workload;
 
-pub use place::{Candidate, Config, Cost, Filter, Placement, PoolReservation, Refusal, Rejection, Scheduler};
+pub use place::{
+    Candidate, Config, Cost, Filter, Placement, PoolReservation, Refusal, Rejection, SchedSnapshot, Scheduler,
+};
 pub use policy::{Policy, Scorer, Weights};
 pub use timeline::{Reservation, Timeline};
 pub use transfer::{TransferMode, TransferModel};

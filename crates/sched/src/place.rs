@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use suanwang_core::job::{Classification, Job, Work};
 use suanwang_core::network::{Arch, Place, Side};
 use suanwang_core::{Family, Network, Ts};
@@ -229,8 +229,16 @@ pub struct Placement {
     pub reservation: PoolReservation,
 }
 
+/// The scheduler's mutable state (see `Scheduler::snapshot`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchedSnapshot {
+    pub timelines: Vec<Timeline>,
+    pub available: Vec<bool>,
+    pub links_up: Vec<bool>,
+}
+
 /// A reservation on a pool (by index into the scheduler's pool list).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PoolReservation {
     pub pool: usize,
     pub window: Reservation,
@@ -562,6 +570,33 @@ impl Scheduler {
     pub fn pool_id(&self, pool: usize) -> &str {
         let p = &self.pools[pool];
         &self.net.sites[p.site].pools[p.index_in_site].id
+    }
+
+    /// The scheduler's mutable state: load per pool, site and link availability. Everything
+    /// else is derived from the network and rebuilt by `new`.
+    pub fn snapshot(&self) -> SchedSnapshot {
+        SchedSnapshot {
+            timelines: self.timelines.clone(),
+            available: self.available.clone(),
+            links_up: self.links_up.clone(),
+        }
+    }
+
+    /// Puts back a `snapshot` taken from a scheduler of the same network.
+    pub fn restore(&mut self, s: SchedSnapshot) -> Result<(), String> {
+        if s.timelines.len() != self.timelines.len()
+            || s.available.len() != self.available.len()
+            || s.links_up.len() != self.links_up.len()
+        {
+            return Err("the snapshot is of another network".into());
+        }
+        self.timelines = s.timelines;
+        self.available = s.available;
+        self.links_up = s.links_up;
+        if let Some(base) = self.timelines.first().map(Timeline::base) {
+            self.seasons = seasons_for(base, self.cfg.horizon_slots);
+        }
+        Ok(())
     }
 
     /// Marks a site as taking placements or not; `None` if the id is not a site.

@@ -3,11 +3,11 @@
 //! Invariant: `0 <= free[s] <= size` for every slot, after every operation; a reservation
 //! either applies to every slot of its window or to none.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A reservation of `units` for slots `[start, end)`. `end` may lie beyond the horizon: the
 /// part beyond is applied when the horizon advances over it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Reservation {
     pub start: i64,
     pub end: i64,
@@ -24,7 +24,7 @@ pub enum TimelineError {
     BadWindow { start: i64, end: i64 },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
     size: u32,
     /// Absolute slot of `free[0]`.

@@ -70,6 +70,17 @@ pub struct Actor {
     pub rx: mpsc::Receiver<Request>,
     pub time_scale: f64,
     pub policy: Policy,
+    pub snapshot_every: u64,
+    /// Sequence number of the last command in the log.
+    pub last_seq: i64,
+    pub since_snapshot: u64,
+}
+
+/// What a snapshot holds: the engine and the views after command `seq`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    engine: suanwang_engine::EngineSnapshot,
+    views: crate::views::ViewsSnapshot,
 }
 
 impl Actor {
@@ -77,16 +88,28 @@ impl Actor {
         Engine::new(Arc::clone(net), now, EngineConfig { sched: Config::default(), policy: policy.clone() })
     }
 
-    /// Rebuilds engine and views from the log: every command re-applied at its own time.
+    /// Rebuilds engine and views: from the newest snapshot, then every later command
+    /// re-applied at its own time. Returns the engine and the last sequence number.
     pub async fn replay(
         inner: &Inner,
         store: &AnyStore,
         policy: &Policy,
         time_scale: f64,
-    ) -> Result<Engine, StoreError> {
+    ) -> Result<(Engine, i64), StoreError> {
         let mut after = 0;
         let mut engine: Option<Engine> = None;
         let mut views = crate::views::Views::default();
+        if let Some((seq, body)) = store.latest_snapshot().await? {
+            let snap: Snapshot = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Config(format!("snapshot {seq} is unreadable: {e}")))?;
+            let cfg = EngineConfig { sched: Config::default(), policy: policy.clone() };
+            engine = Some(
+                Engine::restore(&inner.net, cfg, snap.engine)
+                    .map_err(|e| StoreError::Config(format!("snapshot {seq}: {e}")))?,
+            );
+            views = crate::views::Views::restore(snap.views);
+            after = seq;
+        }
         loop {
             let rows = store.commands(after, 10_000).await?;
             if rows.is_empty() {
@@ -134,7 +157,26 @@ impl Actor {
         if let Ok(mut v) = inner.views.write() {
             *v = views;
         }
-        Ok(engine)
+        Ok((engine, after))
+    }
+
+    /// Stores a snapshot of engine and views as of the last command.
+    async fn snapshot(&mut self) {
+        let views = match self.inner.views.read() {
+            Ok(v) => v.snapshot(),
+            Err(_) => return,
+        };
+        let body = match serde_json::to_string(&Snapshot { engine: self.engine.snapshot(), views }) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot could not be serialised");
+                return;
+            }
+        };
+        match self.inner.store.put_snapshot(self.last_seq, self.engine.now().0, &body).await {
+            Ok(()) => self.since_snapshot = 0,
+            Err(e) => tracing::warn!(error = %e, "snapshot not stored; the log still has everything"),
+        }
     }
 
     pub async fn run(mut self) {
@@ -242,34 +284,43 @@ impl Actor {
         }
         let durable = if rows.is_empty() { Ok(vec![]) } else { self.inner.store.append(&rows).await };
         match durable {
-            Ok(_) => {
+            Ok(seqs) => {
+                if let Some(last) = seqs.last() {
+                    self.last_seq = *last;
+                    self.since_snapshot += seqs.len() as u64;
+                }
                 self.inner.metrics.batches.fetch_add(u64::from(!rows.is_empty()), Ordering::Relaxed);
                 self.inner.metrics.batch_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                let Ok(mut v) = self.inner.views.write() else { return };
-                for view in new_views {
-                    v.jobs.insert(view.id, view);
-                }
-                for (k, id) in new_keys {
-                    v.idempotency.insert(k, id);
-                }
-                for ev in timer_events.iter().chain(events.iter()) {
-                    match ev {
-                        Event::Placed { attempt: 1, .. } => {
-                            self.inner.metrics.placements.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Event::Refused { .. } => {
-                            self.inner.metrics.refusals.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {}
+                {
+                    let Ok(mut v) = self.inner.views.write() else { return };
+                    for view in new_views {
+                        v.jobs.insert(view.id, view);
                     }
-                    v.apply(ev);
+                    for (k, id) in new_keys {
+                        v.idempotency.insert(k, id);
+                    }
+                    for ev in timer_events.iter().chain(events.iter()) {
+                        match ev {
+                            Event::Placed { attempt: 1, .. } => {
+                                self.inner.metrics.placements.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Event::Refused { .. } => {
+                                self.inner.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {}
+                        }
+                        v.apply(ev);
+                    }
+                    for (reply, id, status) in pending_submits {
+                        let view = v.jobs.get(&id).cloned();
+                        let _ = reply.send(view.map(|j| (status, j)).ok_or_else(|| ApiError::not_found("job")));
+                    }
+                    for (reply, id) in pending_cancels {
+                        let _ = reply.send(v.jobs.get(&id).cloned().ok_or_else(|| ApiError::not_found("job")));
+                    }
                 }
-                for (reply, id, status) in pending_submits {
-                    let view = v.jobs.get(&id).cloned();
-                    let _ = reply.send(view.map(|j| (status, j)).ok_or_else(|| ApiError::not_found("job")));
-                }
-                for (reply, id) in pending_cancels {
-                    let _ = reply.send(v.jobs.get(&id).cloned().ok_or_else(|| ApiError::not_found("job")));
+                if self.since_snapshot >= self.snapshot_every {
+                    self.snapshot().await;
                 }
             }
             Err(e) => {
@@ -282,8 +333,11 @@ impl Actor {
                     let _ = reply.send(Err(err.clone()));
                 }
                 // nothing of this batch is durable: go back to what the log says
-                if let Ok(engine) = Actor::replay(&self.inner, &self.inner.store, &self.policy, self.time_scale).await {
+                if let Ok((engine, last)) =
+                    Actor::replay(&self.inner, &self.inner.store, &self.policy, self.time_scale).await
+                {
                     self.engine = engine;
+                    self.last_seq = last;
                 }
             }
         }

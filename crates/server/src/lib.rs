@@ -42,11 +42,18 @@ pub struct ServerConfig {
     /// Simulated sites run jobs for their declared time × this factor.
     pub time_scale: f64,
     pub policy: Policy,
+    /// A snapshot of engine and views is stored after this many commands; a restart loads the
+    /// newest and replays only the commands after it.
+    pub snapshot_every: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { time_scale: 1.0, policy: Policy::named("balanced").unwrap_or(Policy::BALANCED) }
+        ServerConfig {
+            time_scale: 1.0,
+            policy: Policy::named("balanced").unwrap_or(Policy::BALANCED),
+            snapshot_every: 10_000,
+        }
     }
 }
 
@@ -94,8 +101,17 @@ pub async fn build(
         .metrics
         .started_ms
         .store(u64::try_from(actor::wall_now().0).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
-    let engine = Actor::replay(&inner, &store, &cfg.policy, cfg.time_scale).await?;
-    let actor = Actor { inner: Arc::clone(&inner), engine, rx, time_scale: cfg.time_scale, policy: cfg.policy };
+    let (engine, last_seq) = Actor::replay(&inner, &store, &cfg.policy, cfg.time_scale).await?;
+    let actor = Actor {
+        inner: Arc::clone(&inner),
+        engine,
+        rx,
+        time_scale: cfg.time_scale,
+        policy: cfg.policy,
+        snapshot_every: cfg.snapshot_every.max(1),
+        last_seq,
+        since_snapshot: 0,
+    };
     let handle = tokio::spawn(actor.run());
     // time passes for the simulated sites even when nobody calls
     let ticker = tx.clone();

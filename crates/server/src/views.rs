@@ -86,6 +86,31 @@ impl Views {
     }
 }
 
+/// `Views` in a JSON-friendly shape (tuple keys become pairs).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ViewsSnapshot {
+    jobs: Vec<JobView>,
+    idempotency: Vec<((String, String), u64)>,
+    next_id: u64,
+}
+
+impl Views {
+    pub fn snapshot(&self) -> ViewsSnapshot {
+        let mut idempotency: Vec<((String, String), u64)> =
+            self.idempotency.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        idempotency.sort();
+        ViewsSnapshot { jobs: self.jobs.values().cloned().collect(), idempotency, next_id: self.next_id }
+    }
+
+    pub fn restore(s: ViewsSnapshot) -> Views {
+        Views {
+            jobs: s.jobs.into_iter().map(|j| (j.id, j)).collect(),
+            idempotency: s.idempotency.into_iter().collect(),
+            next_id: s.next_id,
+        }
+    }
+}
+
 pub fn fresh_view(id: u64, job: &suanwang_core::Job, spec: serde_json::Value, by: &str, at: Ts) -> JobView {
     JobView {
         id,

@@ -69,6 +69,11 @@ pub trait Store: Send + Sync {
     fn commands(&self, after: i64, limit: i64) -> impl Future<Output = Result<Vec<CommandRow>, StoreError>> + Send;
     fn put_token(&self, token: &TokenRow) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn token(&self, hash: &str) -> impl Future<Output = Result<Option<TokenRow>, StoreError>> + Send;
+    /// Stores a snapshot of the state after command `seq` (older snapshots but the previous
+    /// one are dropped).
+    fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The newest snapshot: (seq, body).
+    fn latest_snapshot(&self) -> impl Future<Output = Result<Option<(i64, String)>, StoreError>> + Send;
 }
 
 /// Either backend, chosen by URL: `sqlite://PATH` (or a directory) or `postgres://…`.
@@ -129,6 +134,20 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.token(hash).await,
             AnyStore::Postgres(s) => s.token(hash).await,
+        }
+    }
+
+    async fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.put_snapshot(seq, at_ms, body).await,
+            AnyStore::Postgres(s) => s.put_snapshot(seq, at_ms, body).await,
+        }
+    }
+
+    async fn latest_snapshot(&self) -> Result<Option<(i64, String)>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.latest_snapshot().await,
+            AnyStore::Postgres(s) => s.latest_snapshot().await,
         }
     }
 }

@@ -28,6 +28,11 @@ const MIGRATIONS: &[&str] = &[
         name TEXT NOT NULL,
         created_at_ms INTEGER NOT NULL
     )",
+    "CREATE TABLE IF NOT EXISTS snapshots (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        body TEXT NOT NULL
+    )",
 ];
 
 #[derive(Debug, Clone)]
@@ -136,6 +141,31 @@ impl Store for SqliteStore {
                 name: r.try_get("name")?,
                 created_at_ms: r.try_get("created_at_ms")?,
             }),
+            None => None,
+        })
+    }
+
+    async fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO snapshots (seq, at_ms, body) VALUES (?, ?, ?) ON CONFLICT (seq) DO NOTHING")
+            .bind(seq)
+            .bind(at_ms)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        // keep this snapshot and the one before it
+        sqlx::query("DELETE FROM snapshots WHERE seq < (SELECT MIN(seq) FROM (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 2) AS newest)")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn latest_snapshot(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let row =
+            sqlx::query("SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
+        Ok(match row {
+            Some(r) => Some((r.try_get("seq")?, r.try_get("body")?)),
             None => None,
         })
     }

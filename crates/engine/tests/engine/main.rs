@@ -210,3 +210,45 @@ proptest! {
         prop_assert!(terminal.values().all(|n| *n == 1), "no job ended twice");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// An engine restored from a snapshot behaves exactly like the original: the same further
+    /// commands give the same events and counts.
+    #[test]
+    fn a_restored_snapshot_continues_identically(seed in any::<u64>(), split in 5usize..30) {
+        let net = net();
+        let jobs = workload::mix(&net, seed, 40, start(), 0);
+        let mut a = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+        let step = |e: &mut Engine, i: usize, job: &Job| {
+            let t = Ts(start().0 + i as i64 * 600_000);
+            e.advance_to(t).expect("forward");
+            e.apply(Command::Submit { id: i as u64, job: Box::new(job.clone()) }).expect("submit");
+            if i % 9 == 4 {
+                let _ = e.apply(Command::Cancel { id: (i - 2) as u64 });
+            }
+            if i == split + 3 {
+                let s = &net.sites[seed as usize % net.sites.len()].id;
+                e.apply(Command::SiteDown { site: s.clone() }).expect("down");
+            }
+        };
+        for (i, (_, job)) in jobs.iter().enumerate().take(split) {
+            step(&mut a, i, job);
+        }
+        a.take_events();
+        let snap = a.snapshot();
+        let json = serde_json::to_string(&snap).expect("serialises");
+        let back: suanwang_engine::EngineSnapshot = serde_json::from_str(&json).expect("deserialises");
+        let mut b = Engine::restore(&net, EngineConfig::default(), back).expect("restores");
+        prop_assert_eq!(serde_json::to_string(&b.snapshot()).expect("json"), json, "restore is exact");
+        for (i, (_, job)) in jobs.iter().enumerate().skip(split) {
+            step(&mut a, i, job);
+            step(&mut b, i, job);
+        }
+        a.drain();
+        b.drain();
+        prop_assert_eq!(a.take_events(), b.take_events());
+        prop_assert_eq!(a.counts(), b.counts());
+    }
+}

@@ -24,8 +24,12 @@ impl Drop for Server {
 }
 
 async fn start(store: AnyStore) -> Server {
+    start_with(store, ServerConfig::default()).await
+}
+
+async fn start_with(store: AnyStore, cfg: ServerConfig) -> Server {
     let net = Arc::new(Network::reference().expect("reference"));
-    let (router, actor) = build(net, store.clone(), ServerConfig::default()).await.expect("build");
+    let (router, actor) = build(net, store.clone(), cfg).await.expect("build");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let serve = tokio::spawn(async move {
@@ -250,6 +254,48 @@ async fn a_restart_rebuilds_every_job_from_the_log() {
         // the idempotency keys survive too
         let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", "r3")), Some("r3")).await;
         assert_eq!((st, j["id"].as_u64()), (200, Some(ids[3])));
+    }
+}
+
+#[tokio::test]
+async fn a_restart_loads_the_newest_snapshot_and_replays_only_what_follows() {
+    use suanwang_store::Store;
+    for store in [sqlite("snapshot").await, postgres("snapshot").await] {
+        let cfg = ServerConfig { snapshot_every: 5, ..ServerConfig::default() };
+        let s = start_with(store.clone(), cfg.clone()).await;
+        let a = create_token(&store, Role::Tenant, "acme").await.expect("token");
+        for i in 0..12 {
+            let (st, _) = call(
+                &s.url,
+                "POST",
+                "/v1/jobs",
+                Some(&a),
+                Some(spec("acme", &format!("s{i}"))),
+                Some(&format!("s{i}")),
+            )
+            .await;
+            assert_eq!(st, 201);
+        }
+        assert_eq!(call(&s.url, "POST", "/v1/jobs/3/cancel", Some(&a), None, None).await.0, 200);
+        let (_, before) = call(&s.url, "GET", "/v1/jobs?limit=1000", Some(&a), None, None).await;
+        drop(s);
+        let (seq, _) = store.latest_snapshot().await.expect("read").expect("a snapshot was taken");
+        assert!(seq >= 5, "{}: snapshot at {seq}", store.kind());
+        let s = start_with(store.clone(), cfg).await;
+        let (_, after) = call(&s.url, "GET", "/v1/jobs?limit=1000", Some(&a), None, None).await;
+        let strip = |v: &Value| {
+            v["jobs"]
+                .as_array()
+                .expect("jobs")
+                .iter()
+                .map(|j| (j["id"].clone(), j["state"].clone(), j["site"].clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&before), strip(&after), "{}", store.kind());
+        let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", "s1")), Some("s1")).await;
+        assert_eq!((st, j["id"].as_u64()), (200, Some(2)), "keys from before the snapshot survive");
+        let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", "new")), Some("new")).await;
+        assert_eq!((st, j["id"].as_u64()), (201, Some(13)), "ids continue after the snapshot");
     }
 }
 

@@ -45,6 +45,12 @@ async fn conformance<S: Store>(s: &S) {
     assert_eq!(s.token(&t.hash).await.expect("get"), Some(t.clone()));
     assert_eq!(s.token("nope").await.expect("get"), None);
     assert!(s.put_token(&t).await.is_err(), "a hash is stored once");
+    // snapshots: the newest wins, two are kept
+    assert_eq!(s.latest_snapshot().await.expect("none yet"), None);
+    for seq in [3, 10, 20] {
+        s.put_snapshot(seq, seq * 100, &format!("{{\"at\":{seq}}}")).await.expect("snapshot");
+    }
+    assert_eq!(s.latest_snapshot().await.expect("latest"), Some((20, "{\"at\":20}".to_string())));
 }
 
 #[tokio::test]
