@@ -74,6 +74,8 @@ pub struct Actor {
     /// Sequence number of the last command in the log.
     pub last_seq: i64,
     pub since_snapshot: u64,
+    /// Set while a snapshot is being written.
+    pub snapshot_running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a snapshot holds: the engine and the views after command `seq`.
@@ -160,23 +162,38 @@ impl Actor {
         Ok((engine, after))
     }
 
-    /// Stores a snapshot of engine and views as of the last command.
-    async fn snapshot(&mut self) {
+    /// Stores a snapshot of engine and views as of the last command. The state is copied here,
+    /// in order; serialising and writing it (tens of MB for many jobs) happen on a blocking
+    /// thread so the actor keeps serving. One snapshot at a time; a failed one is only logged —
+    /// the log still has everything.
+    fn snapshot(&mut self) {
+        if self.snapshot_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let views = match self.inner.views.read() {
             Ok(v) => v.snapshot(),
-            Err(_) => return,
-        };
-        let body = match serde_json::to_string(&Snapshot { engine: self.engine.snapshot(), views }) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "snapshot could not be serialised");
+            Err(_) => {
+                self.snapshot_running.store(false, Ordering::Release);
                 return;
             }
         };
-        match self.inner.store.put_snapshot(self.last_seq, self.engine.now().0, &body).await {
-            Ok(()) => self.since_snapshot = 0,
-            Err(e) => tracing::warn!(error = %e, "snapshot not stored; the log still has everything"),
-        }
+        let snap = Snapshot { engine: self.engine.snapshot(), views };
+        let (seq, at, store, running) =
+            (self.last_seq, self.engine.now().0, self.inner.store.clone(), Arc::clone(&self.snapshot_running));
+        self.since_snapshot = 0;
+        tokio::spawn(async move {
+            let body = tokio::task::spawn_blocking(move || serde_json::to_string(&snap)).await;
+            match body {
+                Ok(Ok(body)) => {
+                    if let Err(e) = store.put_snapshot(seq, at, &body).await {
+                        tracing::warn!(error = %e, "snapshot not stored; the log still has everything");
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "snapshot could not be serialised"),
+                Err(e) => tracing::error!(error = %e, "snapshot task failed"),
+            }
+            running.store(false, Ordering::Release);
+        });
     }
 
     pub async fn run(mut self) {
@@ -320,7 +337,7 @@ impl Actor {
                     }
                 }
                 if self.since_snapshot >= self.snapshot_every {
-                    self.snapshot().await;
+                    self.snapshot();
                 }
             }
             Err(e) => {

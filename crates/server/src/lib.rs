@@ -52,7 +52,7 @@ impl Default for ServerConfig {
         ServerConfig {
             time_scale: 1.0,
             policy: Policy::named("balanced").unwrap_or(Policy::BALANCED),
-            snapshot_every: 10_000,
+            snapshot_every: 50_000,
         }
     }
 }
@@ -111,6 +111,7 @@ pub async fn build(
         snapshot_every: cfg.snapshot_every.max(1),
         last_seq,
         since_snapshot: 0,
+        snapshot_running: Arc::default(),
     };
     let handle = tokio::spawn(actor.run());
     // time passes for the simulated sites even when nobody calls

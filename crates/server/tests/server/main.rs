@@ -278,8 +278,16 @@ async fn a_restart_loads_the_newest_snapshot_and_replays_only_what_follows() {
         }
         assert_eq!(call(&s.url, "POST", "/v1/jobs/3/cancel", Some(&a), None, None).await.0, 200);
         let (_, before) = call(&s.url, "GET", "/v1/jobs?limit=1000", Some(&a), None, None).await;
+        // snapshots are written in the background: wait (bounded) until the second one lands
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let seq = loop {
+            match store.latest_snapshot().await.expect("read") {
+                Some((seq, _)) if seq >= 10 => break seq,
+                _ if std::time::Instant::now() > deadline => panic!("{}: no snapshot after 10 commands", store.kind()),
+                _ => tokio::task::yield_now().await,
+            }
+        };
         drop(s);
-        let (seq, _) = store.latest_snapshot().await.expect("read").expect("a snapshot was taken");
         assert!(seq >= 5, "{}: snapshot at {seq}", store.kind());
         let s = start_with(store.clone(), cfg).await;
         let (_, after) = call(&s.url, "GET", "/v1/jobs?limit=1000", Some(&a), None, None).await;
