@@ -1,0 +1,78 @@
+//! The executor contract.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What to run: one attempt of one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub job_id: u64,
+    /// The fencing token: a later attempt of the same job supersedes this one.
+    pub attempt: u32,
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Working directory; output files are kept here.
+    pub workdir: PathBuf,
+    /// Memory limit, MiB (address space for processes, `--mem` for Slurm).
+    pub memory_mib: u64,
+    /// Wall-time limit.
+    pub time_limit: Duration,
+    pub cpus: u32,
+}
+
+/// An executor's name for a run (a process-group id, a Slurm job id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Handle(pub String);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ExecState {
+    Running,
+    Succeeded,
+    Failed { reason: String, exit_code: Option<i32> },
+    Cancelled,
+}
+
+impl ExecState {
+    pub fn is_done(&self) -> bool {
+        !matches!(self, ExecState::Running)
+    }
+}
+
+/// Metered use of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_seconds: f64,
+    pub peak_memory_mib: f64,
+    pub wall_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    #[error("cannot start {command:?}: {reason}")]
+    Start { command: String, reason: String },
+    #[error("no run {0:?}")]
+    Unknown(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Runs work at a site. Implementations: `ProcessExecutor`, `SlurmExecutor`.
+pub trait Executor: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Starts a run; returns at once.
+    fn start(&self, spec: &RunSpec) -> Result<Handle, ExecError>;
+    /// Where the run is now, and its use so far (final once done).
+    fn poll(&self, handle: &Handle) -> Result<(ExecState, Usage), ExecError>;
+    /// Blocks until the run is done or `timeout` passes; returns the state then.
+    fn wait(&self, handle: &Handle, timeout: Duration) -> Result<(ExecState, Usage), ExecError>;
+    /// Stops the run and everything it started.
+    fn cancel(&self, handle: &Handle) -> Result<(), ExecError>;
+    /// The run's standard output and standard error so far.
+    fn logs(&self, handle: &Handle) -> Result<(String, String), ExecError>;
+    /// Runs this executor knows of that are still running (for reconciling after a restart).
+    fn running(&self) -> Result<Vec<Handle>, ExecError>;
+}

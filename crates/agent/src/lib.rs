@@ -1,0 +1,14 @@
+//! Suanwang's site agent (R2 grid connection, R3 failures): executors that run real work
+//! behind one `Executor` trait. Every executor passes one conformance suite
+//! (`tests/agent`): it runs a command, keeps its output, reports success, failure (with the
+//! exit code and a reason) and cancellation, enforces a memory limit, kills the whole process
+//! tree on cancel, and meters CPU time, peak memory and wall time.
+//!
+//! Architecture invariant: an executor never decides anything — it runs what it is given and
+//! reports what happened; placement stays with the scheduler.
+
+pub mod executor;
+pub mod process;
+
+pub use executor::{ExecError, ExecState, Executor, Handle, RunSpec, Usage};
+pub use process::ProcessExecutor;

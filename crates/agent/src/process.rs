@@ -1,0 +1,229 @@
+//! The `process` executor: runs a command as a local process group.
+//!
+//! Limits: address space (`prlimit --as`) and CPU seconds (`prlimit --cpu`) when util-linux's
+//! `prlimit` is installed; the wall-time limit is enforced here. Metering: GNU `time` (when
+//! installed) reports CPU seconds and peak RSS of the whole run. Output goes to `stdout.txt`
+//! and `stderr.txt` in the run's working directory. Cancel kills the process group, so
+//! everything the command started goes too.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::executor::{ExecError, ExecState, Executor, Handle, RunSpec, Usage};
+
+#[derive(Debug)]
+struct Run {
+    child: Child,
+    started: Instant,
+    workdir: PathBuf,
+    memory_mib: u64,
+    time_limit: Duration,
+    /// Set when cancelled (by a caller, or for running past its time limit).
+    stopped: Option<ExecState>,
+    done: Option<(ExecState, Usage)>,
+}
+
+#[derive(Debug, Default)]
+pub struct ProcessExecutor {
+    runs: Mutex<HashMap<Handle, Run>>,
+}
+
+fn on_path(cmd: &str) -> bool {
+    if cmd.contains('/') {
+        return Path::new(cmd).is_file();
+    }
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+}
+
+fn io(e: impl std::fmt::Display) -> ExecError {
+    ExecError::Io(e.to_string())
+}
+
+/// GNU time's `-f "%e %U %S %M"` line (the last line of the file).
+fn read_usage(workdir: &Path, wall: f64) -> Usage {
+    let text = std::fs::read_to_string(workdir.join("usage.txt")).unwrap_or_default();
+    let nums: Vec<f64> = text.lines().last().unwrap_or("").split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    match nums[..] {
+        [e, u, s, m] => Usage { cpu_seconds: u + s, peak_memory_mib: m / 1024.0, wall_seconds: e },
+        _ => Usage { cpu_seconds: 0.0, peak_memory_mib: 0.0, wall_seconds: wall },
+    }
+}
+
+impl ProcessExecutor {
+    pub fn new() -> ProcessExecutor {
+        ProcessExecutor::default()
+    }
+
+    fn kill_group(handle: &Handle) {
+        let pgid = handle.0.trim_start_matches("pg:");
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{pgid}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Moves a run on: reaps it if it exited, stops it if past its time limit.
+    fn refresh(handle: &Handle, run: &mut Run) -> Result<(), ExecError> {
+        if run.done.is_some() {
+            return Ok(());
+        }
+        let wall = run.started.elapsed();
+        if run.stopped.is_none() && wall > run.time_limit {
+            run.stopped = Some(ExecState::Failed {
+                reason: format!("exceeded its time limit of {} s", run.time_limit.as_secs()),
+                exit_code: None,
+            });
+            Self::kill_group(handle);
+        }
+        let Some(status) = run.child.try_wait().map_err(io)? else { return Ok(()) };
+        let usage = read_usage(&run.workdir, wall.as_secs_f64());
+        let stderr = std::fs::read_to_string(run.workdir.join("stderr.txt")).unwrap_or_default();
+        let state = if let Some(s) = run.stopped.take() {
+            s
+        } else if status.success() {
+            ExecState::Succeeded
+        } else {
+            let code = status.code();
+            let memory = stderr.contains("MemoryError")
+                || stderr.contains("Cannot allocate memory")
+                || stderr.contains("bad_alloc")
+                || stderr.contains("memory allocation")
+                || usage.peak_memory_mib >= run.memory_mib as f64 * 0.95;
+            let reason = if memory {
+                format!("exceeded its memory limit of {} MiB", run.memory_mib)
+            } else if let Some(sig) = status.signal().or_else(|| code.filter(|c| *c > 128).map(|c| c - 128)) {
+                format!("killed by signal {sig}")
+            } else if code == Some(127) {
+                "the command could not be run (not found or not executable)".to_string()
+            } else {
+                format!("exited with status {}", code.unwrap_or(-1))
+            };
+            ExecState::Failed { reason, exit_code: code }
+        };
+        run.done = Some((state, usage));
+        Ok(())
+    }
+}
+
+impl Executor for ProcessExecutor {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn start(&self, spec: &RunSpec) -> Result<Handle, ExecError> {
+        if !on_path(&spec.command) {
+            return Err(ExecError::Start {
+                command: spec.command.clone(),
+                reason: "not found (not a file, not on PATH)".into(),
+            });
+        }
+        std::fs::create_dir_all(&spec.workdir).map_err(io)?;
+        let out = File::create(spec.workdir.join("stdout.txt")).map_err(io)?;
+        let err = File::create(spec.workdir.join("stderr.txt")).map_err(io)?;
+        let mut argv: Vec<String> = vec![];
+        if Path::new("/usr/bin/time").is_file() {
+            argv.extend([
+                "/usr/bin/time".into(),
+                "-f".into(),
+                "%e %U %S %M".into(),
+                "-o".into(),
+                spec.workdir.join("usage.txt").display().to_string(),
+            ]);
+        }
+        if on_path("prlimit") {
+            argv.extend([
+                "prlimit".into(),
+                format!("--as={}", spec.memory_mib.saturating_mul(1024 * 1024)),
+                format!("--cpu={}", spec.time_limit.as_secs().max(1) * u64::from(spec.cpus.max(1))),
+                "--".into(),
+            ]);
+        }
+        argv.push(spec.command.clone());
+        argv.extend(spec.args.iter().cloned());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .current_dir(&spec.workdir)
+            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("SUANWANG_JOB_ID", spec.job_id.to_string())
+            .env("SUANWANG_ATTEMPT", spec.attempt.to_string())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            // its own process group: cancel kills everything the command starts
+            .process_group(0);
+        let child =
+            cmd.spawn().map_err(|e| ExecError::Start { command: spec.command.clone(), reason: e.to_string() })?;
+        let handle = Handle(format!("pg:{}", child.id()));
+        let run = Run {
+            child,
+            started: Instant::now(),
+            workdir: spec.workdir.clone(),
+            memory_mib: spec.memory_mib,
+            time_limit: spec.time_limit,
+            stopped: None,
+            done: None,
+        };
+        self.runs.lock().map_err(io)?.insert(handle.clone(), run);
+        Ok(handle)
+    }
+
+    fn poll(&self, handle: &Handle) -> Result<(ExecState, Usage), ExecError> {
+        let mut runs = self.runs.lock().map_err(io)?;
+        let run = runs.get_mut(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
+        Self::refresh(handle, run)?;
+        Ok(run.done.clone().unwrap_or((
+            ExecState::Running,
+            Usage { wall_seconds: run.started.elapsed().as_secs_f64(), ..Usage::default() },
+        )))
+    }
+
+    fn wait(&self, handle: &Handle, timeout: Duration) -> Result<(ExecState, Usage), ExecError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (state, usage) = self.poll(handle)?;
+            if state.is_done() || Instant::now() >= deadline {
+                return Ok((state, usage));
+            }
+            // a child exit has no portable wait-with-timeout in std: poll at a fine grain
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn cancel(&self, handle: &Handle) -> Result<(), ExecError> {
+        let mut runs = self.runs.lock().map_err(io)?;
+        let run = runs.get_mut(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
+        if run.done.is_none() {
+            run.stopped = Some(ExecState::Cancelled);
+            Self::kill_group(handle);
+            let _ = run.child.wait();
+            Self::refresh(handle, run)?;
+        }
+        Ok(())
+    }
+
+    fn logs(&self, handle: &Handle) -> Result<(String, String), ExecError> {
+        let runs = self.runs.lock().map_err(io)?;
+        let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
+        let read = |f: &str| std::fs::read_to_string(run.workdir.join(f)).unwrap_or_default();
+        Ok((read("stdout.txt"), read("stderr.txt")))
+    }
+
+    fn running(&self) -> Result<Vec<Handle>, ExecError> {
+        let mut runs = self.runs.lock().map_err(io)?;
+        let mut out = vec![];
+        for (h, run) in runs.iter_mut() {
+            Self::refresh(h, run)?;
+            if run.done.is_none() {
+                out.push(h.clone());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}

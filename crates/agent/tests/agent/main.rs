@@ -1,0 +1,105 @@
+//! One conformance suite for every executor (today: process; Slurm joins it with its executor).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use suanwang_agent::{ExecError, ExecState, Executor, ProcessExecutor, RunSpec};
+
+fn spec(tag: &str, command: &str, args: &[&str]) -> RunSpec {
+    RunSpec {
+        job_id: 1,
+        attempt: 1,
+        command: command.into(),
+        args: args.iter().map(|s| (*s).to_string()).collect(),
+        env: vec![("FOO".into(), "bar-42".into())],
+        workdir: std::env::temp_dir().join(format!("suanwang-exec-{}-{tag}", std::process::id())),
+        memory_mib: 256,
+        time_limit: Duration::from_mins(1),
+        cpus: 1,
+    }
+}
+
+fn workdir(s: &RunSpec) -> PathBuf {
+    s.workdir.canonicalize().unwrap_or_else(|_| s.workdir.clone())
+}
+
+/// What every executor must do.
+fn conformance(e: &dyn Executor) {
+    let wait = Duration::from_secs(30);
+
+    // runs a command with its environment in its working directory and keeps the output
+    let s = spec("ok", "sh", &["-c", "echo hello $FOO; pwd; echo oops >&2"]);
+    let h = e.start(&s).expect("starts");
+    let (state, usage) = e.wait(&h, wait).expect("waits");
+    assert_eq!(state, ExecState::Succeeded);
+    let (out, err) = e.logs(&h).expect("logs");
+    assert!(out.contains("hello bar-42"), "{out}");
+    assert!(out.contains(&workdir(&s).display().to_string()), "{out}");
+    assert_eq!(err.trim(), "oops");
+    assert!(usage.wall_seconds >= 0.0);
+
+    // a failing command: its status and a reason
+    let h = e.start(&spec("fail", "sh", &["-c", "exit 3"])).expect("starts");
+    match e.wait(&h, wait).expect("waits").0 {
+        ExecState::Failed { exit_code, reason } => {
+            assert_eq!(exit_code, Some(3));
+            assert!(reason.contains("status 3"), "{reason}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+
+    // a command that cannot start is an error, not a hang
+    let err = e.start(&spec("missing", "no-such-command-xyz", &[])).expect_err("refused");
+    assert!(matches!(err, ExecError::Start { .. }), "{err}");
+
+    // more memory than allowed: fails, and says so
+    if std::path::Path::new("/usr/bin/prlimit").exists() {
+        let mut s = spec("mem", "python3", &["-c", "a = bytearray(600 * 1024 * 1024); print(len(a))"]);
+        s.memory_mib = 128;
+        let h = e.start(&s).expect("starts");
+        match e.wait(&h, wait).expect("waits").0 {
+            ExecState::Failed { reason, .. } => assert!(reason.contains("memory"), "{reason}"),
+            other => panic!("expected a memory failure, got {other:?}"),
+        }
+    } else {
+        eprintln!("SKIPPED memory limit: prlimit (util-linux) is not installed");
+    }
+
+    // the wall-time limit
+    let mut s = spec("slow", "sleep", &["30"]);
+    s.time_limit = Duration::from_secs(1);
+    let h = e.start(&s).expect("starts");
+    match e.wait(&h, wait).expect("waits").0 {
+        ExecState::Failed { reason, .. } => assert!(reason.contains("time limit"), "{reason}"),
+        other => panic!("expected a time-limit failure, got {other:?}"),
+    }
+
+    // cancel stops the whole tree, and the run leaves the running list
+    let h = e.start(&spec("tree", "sh", &["-c", "sleep 30 & sleep 30; wait"])).expect("starts");
+    assert!(e.running().expect("running").contains(&h));
+    e.cancel(&h).expect("cancels");
+    assert_eq!(e.poll(&h).expect("polls").0, ExecState::Cancelled);
+    assert!(!e.running().expect("running").contains(&h));
+    let pgid = h.0.trim_start_matches("pg:");
+    let left = std::process::Command::new("pgrep").args(["-g", pgid]).output().expect("pgrep");
+    assert!(left.stdout.is_empty(), "processes of group {pgid} survive: {}", String::from_utf8_lossy(&left.stdout));
+
+    // use is metered
+    if std::path::Path::new("/usr/bin/time").exists() {
+        let h = e
+            .start(&spec("cpu", "python3", &["-c", "x = 0\nfor i in range(3_000_000): x += i\nprint(x)"]))
+            .expect("starts");
+        let (state, usage) = e.wait(&h, wait).expect("waits");
+        assert_eq!(state, ExecState::Succeeded);
+        assert!(usage.cpu_seconds > 0.05, "{usage:?}");
+        assert!(usage.peak_memory_mib > 1.0, "{usage:?}");
+    } else {
+        eprintln!("SKIPPED metering: GNU time is not installed");
+    }
+    assert!(matches!(e.poll(&suanwang_agent::Handle("pg:0".into())), Err(ExecError::Unknown(_))));
+}
+
+#[test]
+fn the_process_executor_conforms() {
+    conformance(&ProcessExecutor::new());
+}
