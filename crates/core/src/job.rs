@@ -166,6 +166,20 @@ pub struct Job {
     pub allowed_sites: Vec<String>,
     pub priority: u8,
     pub preemptible: bool,
+    /// What to execute, for jobs that run for real on an agent's executor (the twin's and the
+    /// simulated sites' jobs need none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<Run>,
+}
+
+/// The command a real executor runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Run {
+    pub command: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 #[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)] // serde passes fields by reference
@@ -480,7 +494,9 @@ const TOP: &[&str] = &[
     "allowed_sites",
     "priority",
     "preemptible",
+    "run",
 ];
+const RUN: &[&str] = &["command", "args", "env"];
 const RESOURCES: &[&str] = &["family", "count", "accelerator", "min_throughput", "memory_gib", "variants"];
 const THROUGHPUT: &[&str] = &["precision", "tflops"];
 const VARIANT: &[&str] = &["arch", "accelerator_kind"];
@@ -635,6 +651,7 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
     let priority =
         top.int(&mut c, "priority", false, 0, 9, "0 (lowest) to 9 (highest); default 5").map_or(5, |p| p as u8);
     let preemptible = top.bool(&mut c, "preemptible").unwrap_or(false);
+    let run = top.get("run").and_then(|v| run(&mut c, v));
 
     match (name, tenant, kind, origin, latency_tier.or(Some(None)), resources, work) {
         (Some(name), Some(tenant), Some(kind), Some(origin), Some(latency_tier), Some(resources), Some(work))
@@ -656,6 +673,7 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
                 allowed_sites,
                 priority,
                 preemptible,
+                run,
             })
         }
         _ => Err(c.problems),
@@ -775,6 +793,57 @@ fn resources(c: &mut Checker, v: &Tree, net: &Network) -> Option<Resources> {
         memory_gib: memory_gib as u32,
         variants,
     })
+}
+
+fn run(c: &mut Checker, v: &Tree) -> Option<Run> {
+    let r = c.table("run", v, RUN)?;
+    let command = r.str(c, "command", true, "the program to run, e.g. \"python3\" or \"/opt/app/bin/train\"");
+    if let Some(cmd) = command
+        && (cmd.trim().is_empty() || cmd.len() > 4096 || cmd.contains('\0'))
+    {
+        c.push(
+            "run.command",
+            "must be a non-empty program name or path (at most 4,096 bytes, no NUL)",
+            "e.g. \"python3\"",
+        );
+    }
+    let args: Vec<String> =
+        r.str_list(c, "args", "a list of strings").into_iter().map(|(_, a)| a.to_string()).collect();
+    if args.len() > 4096 {
+        c.push("run.args", format!("{} arguments; the limit is 4,096", args.len()), "pass large inputs as files");
+    }
+    let mut env = BTreeMap::new();
+    if let Some(v) = r.get("env") {
+        match v {
+            Tree::Table(t) => {
+                for (k, val) in t {
+                    let ok_key = !k.is_empty()
+                        && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                        && !k.starts_with(|ch: char| ch.is_ascii_digit());
+                    match val {
+                        Tree::Str(s) if ok_key => {
+                            env.insert(k.clone(), s.clone());
+                        }
+                        Tree::Str(_) => c.push(
+                            format!("run.env.{k}"),
+                            "is not a variable name",
+                            "letters, digits and '_', not starting with a digit",
+                        ),
+                        other => {
+                            c.push(format!("run.env.{k}"), format!("must be a string, found {}", other.type_name()), "")
+                        }
+                    }
+                }
+            }
+            other => c.push(
+                "run.env",
+                format!("must be a table of strings, found {}", other.type_name()),
+                "env = { KEY = \"value\" }",
+            ),
+        }
+    }
+    let command = command?.to_string();
+    (!command.trim().is_empty()).then_some(Run { command, args, env })
 }
 
 fn work(c: &mut Checker, v: &Tree) -> Option<Work> {

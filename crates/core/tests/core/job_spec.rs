@@ -103,6 +103,12 @@ fn bad_specs_name_their_field() {
         (spec("[input]\nlocation = \"beijing\""), "input.size_gb"),
         (replace("[work]\nrun_time_s = 3600", "work = 5"), "work"),
         (replace("family = \"intelligent\"", "family = \"general\"\naccelerator = \"a800\""), "resources.accelerator"),
+        (spec("[run]\nargs = [\"x\"]"), "run.command"),
+        (spec("[run]\ncommand = \"\""), "run.command"),
+        (spec("[run]\ncommand = \"sh\"\nargs = [\"-c\", 3]"), "run.args[1]"),
+        (spec("[run]\ncommand = \"sh\"\nenv = { \"1BAD\" = \"x\" }"), "run.env.1BAD"),
+        (spec("[run]\ncommand = \"sh\"\nenv = { GOOD = 5 }"), "run.env.GOOD"),
+        (spec("[run]\ncommand = \"sh\"\nshell = true"), "run.shell"),
         ("name = \"ok\"\nname = \"twice\"".to_string(), "$"),
         ("= broken toml".to_string(), "$"),
     ];
@@ -173,6 +179,24 @@ fn every_example_is_valid_and_every_kind_has_one() {
     for kind in JobKind::ALL {
         assert!(kinds.contains(&kind), "no example of kind {}", kind.as_str());
     }
+}
+
+#[test]
+fn a_run_section_round_trips() {
+    let net = Network::reference().expect("net");
+    let job = job::parse_toml(
+        spec("[run]\ncommand = \"python3\"\nargs = [\"-c\", \"print(1)\"]\nenv = { SEED = \"7\" }").as_bytes(),
+        &net,
+        now(),
+    )
+    .expect("valid");
+    let run = job.run.clone().expect("run");
+    assert_eq!(
+        (run.command.as_str(), run.args.len(), run.env.get("SEED").map(String::as_str)),
+        ("python3", 2, Some("7"))
+    );
+    let again = job::parse_json(&serde_json::to_vec(&job).expect("json"), &net, now()).expect("valid");
+    assert_eq!(job, again);
 }
 
 #[test]
