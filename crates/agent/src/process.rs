@@ -59,6 +59,29 @@ impl ProcessExecutor {
         ProcessExecutor::default()
     }
 
+    /// Live (non-zombie) processes of process group `pgid`, from /proc.
+    fn group_alive(pgid: &str) -> bool {
+        let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+        dir.flatten().any(|e| {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+            // fields after the command name: state, ppid, pgrp, …
+            let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            f.len() > 2 && f[2] == pgid && f[0] != "Z" && f[0] != "X"
+        })
+    }
+
+    /// Kills the whole group and returns once none of it runs (bounded: 5 s).
+    fn kill_group_and_wait(handle: &Handle) {
+        Self::kill_group(handle);
+        let pgid = handle.0.trim_start_matches("pg:");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Self::group_alive(pgid) && Instant::now() < deadline {
+            Self::kill_group(handle);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn kill_group(handle: &Handle) {
         let pgid = handle.0.trim_start_matches("pg:");
         let _ = Command::new("kill")
@@ -200,7 +223,7 @@ impl Executor for ProcessExecutor {
         let run = runs.get_mut(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
         if run.done.is_none() {
             run.stopped = Some(ExecState::Cancelled);
-            Self::kill_group(handle);
+            Self::kill_group_and_wait(handle);
             let _ = run.child.wait();
             Self::refresh(handle, run)?;
         }

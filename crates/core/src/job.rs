@@ -795,6 +795,7 @@ fn resources(c: &mut Checker, v: &Tree, net: &Network) -> Option<Resources> {
     })
 }
 
+#[allow(clippy::many_single_char_names)] // c, v, r, k, s: checker, value, table, key, string
 fn run(c: &mut Checker, v: &Tree) -> Option<Run> {
     let r = c.table("run", v, RUN)?;
     let command = r.str(c, "command", true, "the program to run, e.g. \"python3\" or \"/opt/app/bin/train\"");
@@ -830,7 +831,11 @@ fn run(c: &mut Checker, v: &Tree) -> Option<Run> {
                             "letters, digits and '_', not starting with a digit",
                         ),
                         other => {
-                            c.push(format!("run.env.{k}"), format!("must be a string, found {}", other.type_name()), "")
+                            c.push(
+                                format!("run.env.{k}"),
+                                format!("must be a string, found {}", other.type_name()),
+                                "",
+                            );
                         }
                     }
                 }

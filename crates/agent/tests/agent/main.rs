@@ -81,8 +81,10 @@ fn conformance(e: &dyn Executor) {
     assert_eq!(e.poll(&h).expect("polls").0, ExecState::Cancelled);
     assert!(!e.running().expect("running").contains(&h));
     let pgid = h.0.trim_start_matches("pg:");
-    let left = std::process::Command::new("pgrep").args(["-g", pgid]).output().expect("pgrep");
-    assert!(left.stdout.is_empty(), "processes of group {pgid} survive: {}", String::from_utf8_lossy(&left.stdout));
+    let left = std::process::Command::new("ps").args(["-o", "pid=,stat=", "-g", pgid]).output().expect("ps");
+    let alive: Vec<String> =
+        String::from_utf8_lossy(&left.stdout).lines().filter(|l| !l.contains('Z')).map(str::to_owned).collect();
+    assert!(alive.is_empty(), "processes of group {pgid} survive cancel: {alive:?}");
 
     // use is metered
     if std::path::Path::new("/usr/bin/time").exists() {
