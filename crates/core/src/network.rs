@@ -994,7 +994,9 @@ fn build(
     c.range("network/links.toml", "model.route_factor", m.route_factor, 1.0, 5.0);
     c.range("network/links.toml", "model.fibre_km_per_s", m.fibre_km_per_s, 100_000.0, 300_000.0);
     c.range("network/links.toml", "model.intra_cluster_gbps", m.intra_cluster_gbps, 0.001, 1e6);
-    let _ = &m.source;
+    if m.source.trim().is_empty() {
+        c.push("network/links.toml", "model.source", "must say where the fibre model's numbers come from");
+    }
     let mut link_index = HashMap::new();
     for (i, l) in links.link.iter().enumerate() {
         let at = format!("link[{i}]");

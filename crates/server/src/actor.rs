@@ -227,7 +227,7 @@ impl Actor {
             match req {
                 Request::Tick => {}
                 Request::Plan { job, reply } => {
-                    let _ = reply.send(self.plan(&job, now));
+                    let _ = reply.send(self.plan(&job));
                 }
                 Request::Submit { principal, job, spec, key, reply } => {
                     let tenant = job.tenant.clone();
@@ -360,12 +360,10 @@ impl Actor {
         }
     }
 
-    fn plan(&mut self, job: &Job, now: Ts) -> Result<Placement, Refusal> {
-        // plan on a scratch copy of the load: a dry run must not reserve anything
-        let _ = now;
-        let mut j = scaled(job, self.time_scale);
-        j.name.clone_from(&job.name);
-        self.engine.plan(&j, &self.policy)
+    /// A dry run on the live load, with run times scaled as submissions are: nothing is
+    /// reserved.
+    fn plan(&mut self, job: &Job) -> Result<Placement, Refusal> {
+        self.engine.plan(&scaled(job, self.time_scale), &self.policy)
     }
 }
 
