@@ -9,6 +9,8 @@
 
 pub mod executor;
 pub mod process;
+pub mod slurm;
 
 pub use executor::{ExecError, ExecState, Executor, Handle, RunSpec, Usage};
 pub use process::ProcessExecutor;
+pub use slurm::SlurmExecutor;

@@ -33,7 +33,7 @@ pub struct ProcessExecutor {
     runs: Mutex<HashMap<Handle, Run>>,
 }
 
-fn on_path(cmd: &str) -> bool {
+pub(crate) fn on_path(cmd: &str) -> bool {
     if cmd.contains('/') {
         return Path::new(cmd).is_file();
     }
@@ -45,12 +45,36 @@ fn io(e: impl std::fmt::Display) -> ExecError {
 }
 
 /// GNU time's `-f "%e %U %S %M"` line (the last line of the file).
-fn read_usage(workdir: &Path, wall: f64) -> Usage {
+pub(crate) fn read_usage(workdir: &Path, wall: f64) -> Usage {
     let text = std::fs::read_to_string(workdir.join("usage.txt")).unwrap_or_default();
     let nums: Vec<f64> = text.lines().last().unwrap_or("").split_whitespace().filter_map(|x| x.parse().ok()).collect();
     match nums[..] {
         [e, u, s, m] => Usage { cpu_seconds: u + s, peak_memory_mib: m / 1024.0, wall_seconds: e },
         _ => Usage { cpu_seconds: 0.0, peak_memory_mib: 0.0, wall_seconds: wall },
+    }
+}
+
+/// Why a run that exited with `code` (or was killed by `signal`) failed, from what it left.
+pub(crate) fn failure_reason(
+    code: i32,
+    signal: Option<i32>,
+    stderr: &str,
+    peak_memory_mib: f64,
+    memory_mib: u64,
+) -> String {
+    let memory = stderr.contains("MemoryError")
+        || stderr.contains("Cannot allocate memory")
+        || stderr.contains("bad_alloc")
+        || stderr.contains("memory allocation")
+        || peak_memory_mib >= memory_mib as f64 * 0.95;
+    if memory {
+        format!("exceeded its memory limit of {memory_mib} MiB")
+    } else if let Some(sig) = signal.or((code > 128).then_some(code - 128)) {
+        format!("killed by signal {sig}")
+    } else if code == 127 {
+        "the command could not be run (not found or not executable)".to_string()
+    } else {
+        format!("exited with status {code}")
     }
 }
 
@@ -113,20 +137,8 @@ impl ProcessExecutor {
             ExecState::Succeeded
         } else {
             let code = status.code();
-            let memory = stderr.contains("MemoryError")
-                || stderr.contains("Cannot allocate memory")
-                || stderr.contains("bad_alloc")
-                || stderr.contains("memory allocation")
-                || usage.peak_memory_mib >= run.memory_mib as f64 * 0.95;
-            let reason = if memory {
-                format!("exceeded its memory limit of {} MiB", run.memory_mib)
-            } else if let Some(sig) = status.signal().or_else(|| code.filter(|c| *c > 128).map(|c| c - 128)) {
-                format!("killed by signal {sig}")
-            } else if code == Some(127) {
-                "the command could not be run (not found or not executable)".to_string()
-            } else {
-                format!("exited with status {}", code.unwrap_or(-1))
-            };
+            let reason =
+                failure_reason(code.unwrap_or(-1), status.signal(), &stderr, usage.peak_memory_mib, run.memory_mib);
             ExecState::Failed { reason, exit_code: code }
         };
         run.done = Some((state, usage));

@@ -3,16 +3,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use suanwang_agent::{ExecError, ExecState, Executor, ProcessExecutor, RunSpec};
+use suanwang_agent::{ExecError, ExecState, Executor, ProcessExecutor, RunSpec, SlurmExecutor};
 
-fn spec(tag: &str, command: &str, args: &[&str]) -> RunSpec {
+fn spec_in(executor: &str, tag: &str, command: &str, args: &[&str]) -> RunSpec {
     RunSpec {
         job_id: 1,
         attempt: 1,
         command: command.into(),
         args: args.iter().map(|s| (*s).to_string()).collect(),
         env: vec![("FOO".into(), "bar-42".into())],
-        workdir: std::env::temp_dir().join(format!("suanwang-exec-{}-{tag}", std::process::id())),
+        workdir: std::env::temp_dir().join(format!("suanwang-exec-{}-{executor}-{tag}", std::process::id())),
         memory_mib: 256,
         time_limit: Duration::from_mins(1),
         cpus: 1,
@@ -25,6 +25,8 @@ fn workdir(s: &RunSpec) -> PathBuf {
 
 /// What every executor must do.
 fn conformance(e: &dyn Executor) {
+    let name = e.name();
+    let spec = |tag: &str, command: &str, args: &[&str]| spec_in(name, tag, command, args);
     let wait = Duration::from_secs(30);
 
     // runs a command with its environment in its working directory and keeps the output
@@ -80,11 +82,12 @@ fn conformance(e: &dyn Executor) {
     e.cancel(&h).expect("cancels");
     assert_eq!(e.poll(&h).expect("polls").0, ExecState::Cancelled);
     assert!(!e.running().expect("running").contains(&h));
-    let pgid = h.0.trim_start_matches("pg:");
-    let left = std::process::Command::new("ps").args(["-o", "pid=,stat=", "-g", pgid]).output().expect("ps");
-    let alive: Vec<String> =
-        String::from_utf8_lossy(&left.stdout).lines().filter(|l| !l.contains('Z')).map(str::to_owned).collect();
-    assert!(alive.is_empty(), "processes of group {pgid} survive cancel: {alive:?}");
+    if let Some(pgid) = h.0.strip_prefix("pg:") {
+        let left = std::process::Command::new("ps").args(["-o", "pid=,stat=", "-g", pgid]).output().expect("ps");
+        let alive: Vec<String> =
+            String::from_utf8_lossy(&left.stdout).lines().filter(|l| !l.contains('Z')).map(str::to_owned).collect();
+        assert!(alive.is_empty(), "processes of group {pgid} survive cancel: {alive:?}");
+    }
 
     // use is metered
     if std::path::Path::new("/usr/bin/time").exists() {
@@ -104,4 +107,19 @@ fn conformance(e: &dyn Executor) {
 #[test]
 fn the_process_executor_conforms() {
     conformance(&ProcessExecutor::new());
+}
+
+/// Against a real Slurm: `scripts/test.sh` starts a one-node cluster where it can (root, Debian's
+/// slurm-wlm) and then sets SUANWANG_REQUIRE_SLURM=1, so a missing Slurm fails instead of skipping.
+#[test]
+fn the_slurm_executor_conforms() {
+    if !SlurmExecutor::available() {
+        assert!(
+            std::env::var_os("SUANWANG_REQUIRE_SLURM").is_none(),
+            "Slurm was started for the tests but does not answer"
+        );
+        eprintln!("SKIPPED: no Slurm controller answers (sinfo); run ./scripts/test.sh as root to start one");
+        return;
+    }
+    conformance(&SlurmExecutor::new());
 }

@@ -1,0 +1,229 @@
+//! The `slurm` executor: each run is one Slurm batch job, driven through the command-line
+//! tools (`sbatch --parsable`, `squeue`, `scancel`). The batch script applies the same limits
+//! and metering as the process executor (`timeout` for wall time, `prlimit` for memory, GNU
+//! `time` for use) and records the command's exit status in the run directory, so nothing
+//! depends on Slurm's accounting being configured.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::executor::{ExecError, ExecState, Executor, Handle, RunSpec, Usage};
+
+#[derive(Debug, Clone)]
+struct Run {
+    workdir: PathBuf,
+    memory_mib: u64,
+    time_limit: Duration,
+    started: Instant,
+    cancelled: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct SlurmExecutor {
+    runs: Mutex<std::collections::HashMap<Handle, Run>>,
+    /// Extra `sbatch` options (partition, account…).
+    pub sbatch_args: Vec<String>,
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn io(e: impl std::fmt::Display) -> ExecError {
+    ExecError::Io(e.to_string())
+}
+
+fn tool(name: &str, args: &[&str]) -> Result<String, ExecError> {
+    let out = Command::new(name).args(args).output().map_err(|e| ExecError::Io(format!("{name}: {e}")))?;
+    if !out.status.success() {
+        return Err(ExecError::Io(format!(
+            "{name} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl SlurmExecutor {
+    pub fn new() -> SlurmExecutor {
+        SlurmExecutor::default()
+    }
+
+    /// True when the Slurm client tools are installed and a controller answers.
+    pub fn available() -> bool {
+        tool("sinfo", &["-h", "-o", "%T"]).is_ok_and(|s| !s.trim().is_empty())
+    }
+
+    fn id(handle: &Handle) -> &str {
+        handle.0.trim_start_matches("slurm:")
+    }
+
+    /// Still pending or running (a job Slurm no longer knows of has ended).
+    fn queued(handle: &Handle) -> bool {
+        !tool("squeue", &["-h", "-j", Self::id(handle), "-o", "%T"]).unwrap_or_default().trim().is_empty()
+    }
+
+    fn finish(run: &Run) -> (ExecState, Usage) {
+        let usage = crate::process::read_usage(&run.workdir, run.started.elapsed().as_secs_f64());
+        if run.cancelled {
+            return (ExecState::Cancelled, usage);
+        }
+        let code =
+            std::fs::read_to_string(run.workdir.join("exit_code")).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        let stderr = std::fs::read_to_string(run.workdir.join("stderr.txt")).unwrap_or_default();
+        match code {
+            Some(0) => (ExecState::Succeeded, usage),
+            Some(124 | 137) if run.started.elapsed() >= run.time_limit => (
+                ExecState::Failed {
+                    reason: format!("exceeded its time limit of {} s", run.time_limit.as_secs()),
+                    exit_code: code,
+                },
+                usage,
+            ),
+            Some(c) => {
+                let reason = crate::process::failure_reason(c, None, &stderr, usage.peak_memory_mib, run.memory_mib);
+                (ExecState::Failed { reason, exit_code: Some(c) }, usage)
+            }
+            None => (
+                ExecState::Failed {
+                    reason: "the batch job ended without an exit status (killed by Slurm)".into(),
+                    exit_code: None,
+                },
+                usage,
+            ),
+        }
+    }
+}
+
+impl Executor for SlurmExecutor {
+    fn name(&self) -> &'static str {
+        "slurm"
+    }
+
+    fn start(&self, spec: &RunSpec) -> Result<Handle, ExecError> {
+        if !crate::process::on_path(&spec.command) {
+            return Err(ExecError::Start {
+                command: spec.command.clone(),
+                reason: "not found (not a file, not on PATH)".into(),
+            });
+        }
+        std::fs::create_dir_all(&spec.workdir).map_err(io)?;
+        let workdir = spec.workdir.canonicalize().map_err(io)?;
+        let mut script = String::from("#!/bin/sh\n");
+        for (k, v) in &spec.env {
+            let _ = writeln!(script, "export {k}={}", quote(v));
+        }
+        let _ = writeln!(script, "export SUANWANG_JOB_ID={} SUANWANG_ATTEMPT={}", spec.job_id, spec.attempt);
+        let mut cmd = vec![];
+        if Path::new("/usr/bin/time").is_file() {
+            cmd.push(format!(
+                "/usr/bin/time -f '%e %U %S %M' -o {}",
+                quote(&workdir.join("usage.txt").display().to_string())
+            ));
+        }
+        cmd.push(format!("timeout --signal=KILL {}", spec.time_limit.as_secs().max(1)));
+        if crate::process::on_path("prlimit") {
+            cmd.push(format!("prlimit --as={} --", spec.memory_mib.saturating_mul(1024 * 1024)));
+        }
+        cmd.push(quote(&spec.command));
+        cmd.extend(spec.args.iter().map(|a| quote(a)));
+        script.push_str(&cmd.join(" "));
+        let _ = write!(script, "\necho $? > {}\n", quote(&workdir.join("exit_code").display().to_string()));
+        let path = workdir.join("run.sh");
+        std::fs::write(&path, script).map_err(io)?;
+        let _ = std::fs::remove_file(workdir.join("exit_code"));
+        let minutes = spec.time_limit.as_secs().div_ceil(60) + 1;
+        let mut args: Vec<String> = vec![
+            "--parsable".into(),
+            format!("--job-name=sw-{}-{}", spec.job_id, spec.attempt),
+            format!("--chdir={}", workdir.display()),
+            format!("--output={}", workdir.join("stdout.txt").display()),
+            format!("--error={}", workdir.join("stderr.txt").display()),
+            format!("--time={minutes}"),
+            format!("--cpus-per-task={}", spec.cpus.max(1)),
+        ];
+        args.extend(self.sbatch_args.iter().cloned());
+        args.push(path.display().to_string());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = tool("sbatch", &refs)
+            .map_err(|e| ExecError::Start { command: spec.command.clone(), reason: e.to_string() })?;
+        let id = out.trim().split(';').next().unwrap_or("").to_string();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ExecError::Start { command: spec.command.clone(), reason: format!("sbatch answered {out:?}") });
+        }
+        let handle = Handle(format!("slurm:{id}"));
+        let run = Run {
+            workdir,
+            memory_mib: spec.memory_mib,
+            time_limit: spec.time_limit,
+            started: Instant::now(),
+            cancelled: false,
+        };
+        self.runs.lock().map_err(io)?.insert(handle.clone(), run);
+        Ok(handle)
+    }
+
+    fn poll(&self, handle: &Handle) -> Result<(ExecState, Usage), ExecError> {
+        let run =
+            self.runs.lock().map_err(io)?.get(handle).cloned().ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
+        if Self::queued(handle) {
+            return Ok((
+                ExecState::Running,
+                Usage { wall_seconds: run.started.elapsed().as_secs_f64(), ..Usage::default() },
+            ));
+        }
+        Ok(Self::finish(&run))
+    }
+
+    fn wait(&self, handle: &Handle, timeout: Duration) -> Result<(ExecState, Usage), ExecError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (state, usage) = self.poll(handle)?;
+            if state.is_done() || Instant::now() >= deadline {
+                return Ok((state, usage));
+            }
+            // Slurm offers no wait on a job id to a client: poll its queue
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn cancel(&self, handle: &Handle) -> Result<(), ExecError> {
+        {
+            let mut runs = self.runs.lock().map_err(io)?;
+            let run = runs.get_mut(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
+            if !Self::queued(handle) {
+                return Ok(());
+            }
+            run.cancelled = true;
+        }
+        tool("scancel", &["--signal=KILL", "--full", Self::id(handle)])?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Self::queued(handle) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn logs(&self, handle: &Handle) -> Result<(String, String), ExecError> {
+        let runs = self.runs.lock().map_err(io)?;
+        let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
+        let read = |f: &str| std::fs::read_to_string(run.workdir.join(f)).unwrap_or_default();
+        Ok((read("stdout.txt"), read("stderr.txt")))
+    }
+
+    fn running(&self) -> Result<Vec<Handle>, ExecError> {
+        let out = tool("squeue", &["-h", "-o", "%i %j"]).unwrap_or_default();
+        let mut v: Vec<Handle> = out
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, name)| name.starts_with("sw-"))
+            .map(|(id, _)| Handle(format!("slurm:{id}")))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+}
