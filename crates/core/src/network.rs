@@ -171,6 +171,28 @@ struct SiteFile {
     pool: Vec<PoolFile>,
 }
 
+/// A machine an agent connects as a site (see `Network::with_agent_site`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSite {
+    pub id: String,
+    /// The demand city it stands in.
+    pub city: String,
+    pub pue: f64,
+    pub pools: Vec<AgentPool>,
+}
+
+/// A pool an agent declares: cores of a CPU model in `devices.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentPool {
+    /// Pool name within the site (`cpu`).
+    pub name: String,
+    pub model: String,
+    pub count: u64,
+    pub memory_gib_per_unit: u32,
+    pub power_w_per_unit: f64,
+    pub price_fen_per_unit_hour: i64,
+}
+
 /// A site (data centre) in a cluster or a green region.
 #[derive(Debug, Clone, Serialize)]
 pub struct Site {
@@ -577,6 +599,83 @@ fn parse_green_csv(c: &mut Checker, text: &str) -> Vec<GreenProfile> {
 }
 
 impl Network {
+    /// A copy of this network with one more site: a machine an agent connected, at a demand
+    /// city. The site takes the city's residency region (or the nearest site's), and the
+    /// province's tariff, green profile and grid factor (or the nearest site's); its pools count
+    /// cores of a model in `devices.toml`.
+    pub fn with_agent_site(&self, site: &AgentSite) -> Result<Network, String> {
+        if let Some(why) = id_problem(&site.id) {
+            return Err(format!("site id {:?} {why}", site.id));
+        }
+        if self.place(&site.id).is_some() {
+            return Err(format!("{:?} is already the id of a place", site.id));
+        }
+        let city = self.city(&site.city).ok_or_else(|| format!("unknown city {:?}", site.city))?;
+        let here = LatLon { lat: city.lat, lon: city.lon };
+        let nearest = self
+            .sites
+            .iter()
+            .min_by(|a, b| here.distance_km(a.latlon()).total_cmp(&here.distance_km(b.latlon())))
+            .ok_or("the network has no site")?;
+        let same_province = self.sites.iter().find(|s| s.province == city.province).unwrap_or(nearest);
+        if site.pools.is_empty() {
+            return Err("an agent site needs at least one pool".into());
+        }
+        let mut pools = vec![];
+        for (i, p) in site.pools.iter().enumerate() {
+            let cpu = self
+                .cpus
+                .iter()
+                .find(|c| c.id == p.model)
+                .ok_or_else(|| format!("pools[{i}].model: unknown CPU model {:?}", p.model))?;
+            if p.count == 0 {
+                return Err(format!("pools[{i}].count must be positive"));
+            }
+            let peak = Peaks::cpu(1, cpu.base_clock_ghz, cpu.fp64_flops_per_cycle);
+            pools.push(Pool {
+                id: format!("{}.{}", site.id, p.name),
+                site: site.id.clone(),
+                family: Family::General,
+                model: p.model.clone(),
+                unit: Unit::Core,
+                count: p.count,
+                memory_gib_per_unit: p.memory_gib_per_unit,
+                power_w_per_unit: p.power_w_per_unit,
+                price_fen_per_unit_hour: p.price_fen_per_unit_hour,
+                arch: cpu.arch,
+                accelerator_kind: None,
+                peak_per_unit: peak,
+                ucu_per_unit: self.metric.unified(&peak),
+            });
+        }
+        let mut net = self.clone();
+        net.sites.push(Site {
+            id: site.id.clone(),
+            name_cn: site.id.clone(),
+            cluster: None,
+            hub: None,
+            region: city.region.clone().unwrap_or_else(|| nearest.region.clone()),
+            backup: Some(nearest.id.clone()),
+            side: nearest.side,
+            province: city.province.clone(),
+            lat: city.lat,
+            lon: city.lon,
+            coord_source: format!("agent site at {} (city coordinates)", city.id),
+            racks: 0,
+            pue: site.pue,
+            grid_factor_kg_per_kwh: self
+                .grid_factors
+                .get(&city.province)
+                .copied()
+                .unwrap_or(same_province.grid_factor_kg_per_kwh),
+            tariff: same_province.tariff.clone(),
+            green_profile: same_province.green_profile.clone(),
+            pools,
+        });
+        net.places.insert(site.id.clone(), Place::Site(net.sites.len() - 1));
+        Ok(net)
+    }
+
     /// The reference national network compiled into the binary.
     pub fn reference() -> Result<Network, DataError> {
         Network::from_files(&DataFiles::reference())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use suanwang_core::job::Job;
-use suanwang_core::network::Side;
+use suanwang_core::network::{AgentSite, Side};
 use suanwang_core::{Family, JobKind, LatencyTier, Network, Ts};
 use suanwang_sched::{Config, Placement, Policy, PoolReservation, Rejection, Scheduler, TransferMode};
 
@@ -69,6 +69,42 @@ pub enum Command {
         a: String,
         b: String,
     },
+    /// An agent connects a machine as a site: jobs placed there are assigned to the agent,
+    /// which reports how they ended (registering again re-enables the site).
+    RegisterSite {
+        site: AgentSite,
+    },
+    /// An agent reports how attempt `attempt` of job `id` ended; a report for any other attempt
+    /// than the current one is refused (the fencing token).
+    Report {
+        id: JobId,
+        attempt: u32,
+        outcome: RunOutcome,
+    },
+}
+
+/// How a real run ended, as its agent saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    pub succeeded: bool,
+    pub reason: Option<String>,
+    pub cpu_seconds: f64,
+    pub peak_memory_mib: f64,
+    pub wall_seconds: f64,
+}
+
+/// Work handed to an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub id: JobId,
+    pub attempt: u32,
+    pub site: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: std::collections::BTreeMap<String, String>,
+    pub cores: u32,
+    pub memory_mib: u64,
+    pub time_limit_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +117,12 @@ pub enum EngineError {
     UnknownSite(String),
     #[error("no link between {0:?} and {1:?}")]
     UnknownLink(String, String),
+    #[error("job {id} is at attempt {current}; a report for attempt {reported} is stale")]
+    StaleAttempt { id: JobId, current: u32, reported: u32 },
+    #[error("job {0} is not running on an agent")]
+    NotAssigned(JobId),
+    #[error("site: {0}")]
+    Site(String),
     #[error("time went backwards: {now} is before {last}")]
     TimeBackwards { now: Ts, last: Ts },
 }
@@ -113,20 +155,90 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Submitted { id: JobId, at: Ts },
-    Admitted { id: JobId, at: Ts },
-    Refused { id: JobId, at: Ts, rejections: Vec<Rejection> },
-    Placed { id: JobId, at: Ts, attempt: u32, site: String, pool: String, start_at: Ts, end_at: Ts, mode: TransferMode },
-    DataArrived { id: JobId, at: Ts, attempt: u32 },
-    Started { id: JobId, at: Ts, attempt: u32 },
-    Completed { id: JobId, at: Ts, outcome: Box<Outcome> },
-    Failed { id: JobId, at: Ts, reason: String },
-    Cancelled { id: JobId, at: Ts, meter: Meter },
-    Rescheduled { id: JobId, at: Ts, from_site: String, attempt: u32, reason: String },
-    SiteLost { site: String, at: Ts, jobs: usize },
-    SiteRestored { site: String, at: Ts },
-    LinkLost { a: String, b: String, at: Ts, jobs: usize },
-    LinkRestored { a: String, b: String, at: Ts },
+    Submitted {
+        id: JobId,
+        at: Ts,
+    },
+    Admitted {
+        id: JobId,
+        at: Ts,
+    },
+    Refused {
+        id: JobId,
+        at: Ts,
+        rejections: Vec<Rejection>,
+    },
+    Placed {
+        id: JobId,
+        at: Ts,
+        attempt: u32,
+        site: String,
+        pool: String,
+        start_at: Ts,
+        end_at: Ts,
+        mode: TransferMode,
+    },
+    DataArrived {
+        id: JobId,
+        at: Ts,
+        attempt: u32,
+    },
+    Started {
+        id: JobId,
+        at: Ts,
+        attempt: u32,
+    },
+    Completed {
+        id: JobId,
+        at: Ts,
+        outcome: Box<Outcome>,
+    },
+    Failed {
+        id: JobId,
+        at: Ts,
+        reason: String,
+    },
+    Cancelled {
+        id: JobId,
+        at: Ts,
+        meter: Meter,
+    },
+    Rescheduled {
+        id: JobId,
+        at: Ts,
+        from_site: String,
+        attempt: u32,
+        reason: String,
+    },
+    SiteLost {
+        site: String,
+        at: Ts,
+        jobs: usize,
+    },
+    SiteRestored {
+        site: String,
+        at: Ts,
+    },
+    LinkLost {
+        a: String,
+        b: String,
+        at: Ts,
+        jobs: usize,
+    },
+    SiteRegistered {
+        site: String,
+        at: Ts,
+    },
+    /// A job starts on an agent's site: the agent must run it.
+    Assigned {
+        at: Ts,
+        assignment: Assignment,
+    },
+    LinkRestored {
+        a: String,
+        b: String,
+        at: Ts,
+    },
 }
 
 /// Job counts; `submitted == completed + failed + refused + cancelled + in_flight` always.
@@ -197,6 +309,8 @@ pub struct EngineSnapshot {
     seq: u64,
     counts: Counts,
     sched: suanwang_sched::SchedSnapshot,
+    #[serde(default)]
+    agent_sites: Vec<AgentSite>,
 }
 
 /// The engine: the scheduler, the jobs in flight, and the timers that move them on.
@@ -210,6 +324,8 @@ pub struct Engine {
     seq: u64,
     counts: Counts,
     events: Vec<Event>,
+    /// Machines agents connected, in the order they joined the network.
+    agent_sites: Vec<AgentSite>,
 }
 
 impl Engine {
@@ -223,6 +339,7 @@ impl Engine {
             seq: 0,
             counts: Counts::default(),
             events: vec![],
+            agent_sites: vec![],
         }
     }
 
@@ -244,12 +361,26 @@ impl Engine {
         jobs.sort_by_key(|r| r.id);
         let mut timers: Vec<Timer> = self.timers.iter().map(|Reverse(t)| *t).collect();
         timers.sort_unstable();
-        EngineSnapshot { now: self.now, jobs, timers, seq: self.seq, counts: self.counts, sched: self.sched.snapshot() }
+        EngineSnapshot {
+            now: self.now,
+            jobs,
+            timers,
+            seq: self.seq,
+            counts: self.counts,
+            sched: self.sched.snapshot(),
+            agent_sites: self.agent_sites.clone(),
+        }
     }
 
     /// An engine in the state of `snap`, on `net` (which must be the snapshot's network).
     pub fn restore(net: &Arc<Network>, cfg: EngineConfig, snap: EngineSnapshot) -> Result<Engine, String> {
+        let mut full = (**net).clone();
+        for site in &snap.agent_sites {
+            full = full.with_agent_site(site)?;
+        }
+        let net = &Arc::new(full);
         let mut engine = Engine::new(Arc::clone(net), snap.now, cfg);
+        engine.agent_sites = snap.agent_sites;
         engine.sched.restore(snap.sched)?;
         for r in snap.jobs {
             let bytes = serde_json::to_vec(&r.job).map_err(|e| e.to_string())?;
@@ -342,6 +473,8 @@ impl Engine {
                 Ok(())
             }
             Command::LinkDown { a, b } => self.link_down(&a, &b),
+            Command::RegisterSite { site } => self.register_site(site),
+            Command::Report { id, attempt, outcome } => self.report(id, attempt, &outcome),
             Command::LinkUp { a, b } => {
                 self.sched
                     .set_link_available(&a, &b, true)
@@ -445,7 +578,32 @@ impl Engine {
                 record.state = JobState::Running;
                 let end = record.active.as_ref().map_or(now, |a| a.end_at);
                 self.events.push(Event::Started { id, at: now, attempt });
-                self.timer(end.max(now), id, attempt, Phase::Finish);
+                let site = record.active.as_ref().map(|a| a.site);
+                let net = self.sched.network();
+                match site.map(|s| &net.sites[s]).filter(|s| self.agent_sites.iter().any(|a| a.id == s.id)) {
+                    // a real machine: its agent runs the job and reports how it ended
+                    Some(s) => {
+                        let run = record.job.run.clone();
+                        let planned_s = (end.0 - now.0).max(1000) / 1000;
+                        self.events.push(Event::Assigned {
+                            at: now,
+                            assignment: Assignment {
+                                id,
+                                attempt,
+                                site: s.id.clone(),
+                                command: run.as_ref().map_or_else(|| "sleep".to_string(), |r| r.command.clone()),
+                                args: run.as_ref().map_or_else(|| vec![planned_s.to_string()], |r| r.args.clone()),
+                                env: run.map(|r| r.env).unwrap_or_default(),
+                                cores: record.job.resources.count,
+                                memory_mib: u64::from(record.job.resources.memory_gib.max(1))
+                                    * 1024
+                                    * u64::from(record.job.resources.count),
+                                time_limit_s: (planned_s.max(1) as u64).saturating_mul(2).max(60),
+                            },
+                        });
+                    }
+                    None => self.timer(end.max(now), id, attempt, Phase::Finish),
+                }
             }
             Phase::Finish => {
                 let Some(record) = self.jobs.remove(&id) else { return };
@@ -572,5 +730,71 @@ impl Engine {
                 }
             }
         }
+    }
+
+    fn register_site(&mut self, site: AgentSite) -> Result<(), EngineError> {
+        if let Some(known) = self.agent_sites.iter().find(|a| a.id == site.id) {
+            if *known != site {
+                return Err(EngineError::Site(format!(
+                    "{} is registered with other pools; use a new site id",
+                    site.id
+                )));
+            }
+            self.sched.set_site_available(&site.id, true);
+        } else {
+            let net = self.sched.network().with_agent_site(&site).map_err(EngineError::Site)?;
+            self.sched = self.sched.extended(Arc::new(net)).map_err(EngineError::Site)?;
+            self.agent_sites.push(site.clone());
+        }
+        self.events.push(Event::SiteRegistered { site: site.id, at: self.now });
+        Ok(())
+    }
+
+    fn report(&mut self, id: JobId, attempt: u32, outcome: &RunOutcome) -> Result<(), EngineError> {
+        let record = self.jobs.get(&id).ok_or(EngineError::NotFound(id))?;
+        if record.attempt != attempt {
+            return Err(EngineError::StaleAttempt { id, current: record.attempt, reported: attempt });
+        }
+        if record.state != JobState::Running {
+            return Err(EngineError::NotAssigned(id));
+        }
+        let Some(mut record) = self.jobs.remove(&id) else { return Err(EngineError::NotFound(id)) };
+        let Some(active) = record.active.take() else { return Err(EngineError::NotAssigned(id)) };
+        let _ = self.sched.release(&active.reservation);
+        let now = self.now;
+        self.counts.in_flight -= 1;
+        if outcome.succeeded {
+            let planned_s = ((active.end_at.0 - active.start_at.0) as f64 / 1000.0).max(1.0);
+            let meter = active.meter.scaled(outcome.wall_seconds / planned_s);
+            let net = self.sched.network();
+            let site = &net.sites[active.site];
+            let out = Outcome {
+                id,
+                tenant: record.job.tenant.clone(),
+                kind: record.job.kind,
+                family: record.job.resources.family,
+                units: record.job.resources.count,
+                origin: record.job.origin.clone(),
+                site: site.id.clone(),
+                in_hub: site.in_hub(),
+                west: site.side == Side::West,
+                deferrable: record.job.kind.is_delay_tolerant(),
+                submitted_at: record.submitted_at,
+                started_at: active.start_at,
+                finished_at: now,
+                deadline: record.job.deadline,
+                tier: record.job.latency_tier,
+                latency_ms: active.latency_ms,
+                attempts: record.attempt,
+                meter,
+            };
+            self.counts.completed += 1;
+            self.events.push(Event::Completed { id, at: now, outcome: Box::new(out) });
+        } else {
+            self.counts.failed += 1;
+            let reason = outcome.reason.clone().unwrap_or_else(|| "the run failed".into());
+            self.events.push(Event::Failed { id, at: now, reason });
+        }
+        Ok(())
     }
 }

@@ -14,5 +14,8 @@
 mod engine;
 mod meter;
 
-pub use engine::{Command, Counts, Engine, EngineConfig, EngineError, EngineSnapshot, Event, JobId, JobState, Outcome};
+pub use engine::{
+    Assignment, Command, Counts, Engine, EngineConfig, EngineError, EngineSnapshot, Event, JobId, JobState, Outcome,
+    RunOutcome,
+};
 pub use meter::Meter;

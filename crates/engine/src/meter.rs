@@ -28,7 +28,14 @@ impl Meter {
     /// charged in full once the data has moved.
     #[must_use]
     pub fn partial(&self, fraction: f64) -> Meter {
-        let f = fraction.clamp(0.0, 1.0);
+        self.scaled(fraction.clamp(0.0, 1.0))
+    }
+
+    /// The meter of a run that took `factor` times its planned time (a real run reports its
+    /// own). Transfer is charged as planned.
+    #[must_use]
+    pub fn scaled(&self, factor: f64) -> Meter {
+        let f = if factor.is_finite() { factor.max(0.0) } else { 1.0 };
         let scale = |x: i64| (x as f64 * f).round() as i64;
         let compute_fen = scale(self.compute_fen);
         let energy_fen = scale(self.energy_fen);

@@ -572,6 +572,23 @@ impl Scheduler {
         &self.net.sites[p.site].pools[p.index_in_site].id
     }
 
+    /// This scheduler on `net`, a network that extends this one with more sites at the end
+    /// (an agent's machine): the load and availability of the existing sites carry over.
+    pub fn extended(&self, net: Arc<Network>) -> Result<Scheduler, String> {
+        let base = self.timelines.first().map_or(0, Timeline::base);
+        let mut next = Scheduler::new(net, slot_start(base), self.cfg);
+        if next.timelines.len() < self.timelines.len()
+            || next.available.len() < self.available.len()
+            || next.links_up.len() != self.links_up.len()
+        {
+            return Err("the new network does not extend the old one".into());
+        }
+        next.timelines[..self.timelines.len()].clone_from_slice(&self.timelines);
+        next.available[..self.available.len()].copy_from_slice(&self.available);
+        next.links_up.clone_from(&self.links_up);
+        Ok(next)
+    }
+
     /// The scheduler's mutable state: load per pool, site and link availability. Everything
     /// else is derived from the network and rebuilt by `new`.
     pub fn snapshot(&self) -> SchedSnapshot {

@@ -38,6 +38,8 @@ fn names(events: &[Event]) -> Vec<&'static str> {
             Event::SiteRestored { .. } => "site_restored",
             Event::LinkLost { .. } => "link_lost",
             Event::LinkRestored { .. } => "link_restored",
+            Event::SiteRegistered { .. } => "site_registered",
+            Event::Assigned { .. } => "assigned",
         })
         .collect()
 }
@@ -131,6 +133,60 @@ fn a_lost_sites_jobs_go_to_its_backup() {
     assert!(e.counts().balanced());
     e.drain();
     assert_eq!(e.counts().completed, 5);
+}
+
+#[test]
+fn an_agent_site_runs_its_jobs_for_real_and_reports_are_fenced() {
+    use suanwang_core::network::{AgentPool, AgentSite};
+    use suanwang_engine::RunOutcome;
+    let net = net();
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let site = AgentSite {
+        id: "local".into(),
+        city: "beijing".into(),
+        pue: 1.3,
+        pools: vec![AgentPool {
+            name: "cpu".into(),
+            model: "generic-x86_64".into(),
+            count: 4,
+            memory_gib_per_unit: 2,
+            power_w_per_unit: 10.0,
+            price_fen_per_unit_hour: 30,
+        }],
+    };
+    e.apply(Command::RegisterSite { site: site.clone() }).expect("registers");
+    e.apply(Command::RegisterSite { site: site.clone() }).expect("re-registering the same site is fine");
+    let mut other = site.clone();
+    other.pools[0].count = 64;
+    assert!(matches!(e.apply(Command::RegisterSite { site: other }), Err(EngineError::Site(_))));
+    // specs naming the agent's site are checked against the network that has it
+    let with_local = net.with_agent_site(&site).expect("extends");
+    let job = spec(
+        &with_local,
+        "name = \"j\"\ntenant = \"t\"\nkind = \"batch\"\norigin = \"beijing\"\nallowed_sites = [\"local\"]\n[resources]\nfamily = \"general\"\ncount = 2\n[work]\nrun_time_s = 60\n[run]\ncommand = \"echo\"\nargs = [\"hi\"]\n",
+    );
+    e.apply(Command::Submit { id: 1, job: Box::new(job) }).expect("submit");
+    // batch work may wait for a cheap hour: a day covers it
+    e.advance_to(Ts(start().0 + 24 * 3_600_000)).expect("forward");
+    let events = e.take_events();
+    let assigned = events
+        .iter()
+        .find_map(|ev| if let Event::Assigned { assignment, .. } = ev { Some(assignment.clone()) } else { None })
+        .unwrap_or_else(|| panic!("assigned: {events:?}"));
+    assert_eq!((assigned.site.as_str(), assigned.command.as_str(), assigned.attempt), ("local", "echo", 1));
+    assert_eq!(e.state(1), Some(JobState::Running), "an agent's job does not finish by itself");
+    let ok = RunOutcome { succeeded: true, reason: None, cpu_seconds: 0.01, peak_memory_mib: 2.0, wall_seconds: 0.5 };
+    assert_eq!(
+        e.apply(Command::Report { id: 1, attempt: 2, outcome: ok.clone() }),
+        Err(EngineError::StaleAttempt { id: 1, current: 1, reported: 2 })
+    );
+    e.apply(Command::Report { id: 1, attempt: 1, outcome: ok }).expect("report");
+    assert!(matches!(e.take_events().last(), Some(Event::Completed { outcome, .. }) if outcome.site == "local"));
+    assert!(e.counts().balanced());
+    // the agent site survives a snapshot
+    let snap = e.snapshot();
+    let back = Engine::restore(&net, EngineConfig::default(), snap).expect("restores");
+    assert!(back.scheduler().network().site("local").is_some());
 }
 
 #[test]
