@@ -163,6 +163,25 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/v1/sites", "Sites, pools, availability and use now", "every role"),
     ("get", "/v1/network", "The whole network", "every role"),
     ("get", "/v1/kpis", "Job counts, placements, green and hub shares", "operator, regulator"),
+    ("get", "/v1/jobs/{id}/logs", "Output of a job run by an agent", "operator, regulator, tenant (own)"),
+    (
+        "post",
+        "/v1/agents/register",
+        "An agent connects its machine as a site (declared ≤ detected capacity)",
+        "operator, provider (own sites)",
+    ),
+    (
+        "get",
+        "/v1/agents/{site}/assignments",
+        "An agent's work (long-poll with `wait`; also its heartbeat)",
+        "operator, provider (own sites)",
+    ),
+    (
+        "post",
+        "/v1/agents/{site}/reports",
+        "An agent reports how a run ended, with its output",
+        "operator, provider (own sites)",
+    ),
 ];
 
 /// The OpenAPI 3.1 document served at `/openapi.json`.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod agent_cmd;
 mod bench_cmd;
 mod network_cmd;
 mod plan_cmd;
@@ -106,6 +107,12 @@ enum Command {
     Up {
         #[arg(long, value_name = "DIR", default_value = "suanwang-data")]
         data: PathBuf,
+        /// The demand city this machine's own site (`local`) stands in.
+        #[arg(long, default_value = "beijing")]
+        city: String,
+        /// Do not connect this machine as site `local`.
+        #[arg(long)]
+        no_local_agent: bool,
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
         listen: String,
         /// Simulated sites run jobs for their declared time × this factor.
@@ -121,6 +128,26 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
     },
+    /// Connect this machine as a site and run the work assigned to it.
+    Agent {
+        /// The site's id (a provider's sites are named `<provider>-…`).
+        #[arg(long)]
+        site: String,
+        /// The demand city the machine stands in.
+        #[arg(long, default_value = "beijing")]
+        city: String,
+        /// process or slurm.
+        #[arg(long, default_value = "process")]
+        executor: String,
+        /// Where runs keep their files.
+        #[arg(long, value_name = "DIR", default_value = "suanwang-agent")]
+        data: PathBuf,
+        /// Declare pools from a TOML file (`[[pools]]`) instead of detecting them.
+        #[arg(long, value_name = "FILE")]
+        pools: Option<PathBuf>,
+    },
+    /// The output of a job run by an agent.
+    Logs { id: String },
     /// Manage tokens.
     Token {
         #[command(subcommand)]
@@ -250,17 +277,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let net = load_network(cli.network_data.as_deref())?;
     let client = || remote::Client::new(cli.server.clone(), cli.token.clone());
     match cli.command {
-        Command::Up { data, listen, time_scale } => {
+        Command::Up { data, listen, time_scale, city, no_local_agent } => {
+            let local_agent = (!no_local_agent).then_some(city);
             runtime()?.block_on(serve_cmd::run(
                 net,
-                serve_cmd::ServeArgs { data: Some(&data), db: None, listen: &listen, time_scale, bootstrap: true },
+                serve_cmd::ServeArgs {
+                    data: Some(&data),
+                    db: None,
+                    listen: &listen,
+                    time_scale,
+                    bootstrap: true,
+                    local_agent,
+                },
             ))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent { site, city, executor, data, pools } => {
+            let c = client()?;
+            let args = agent_cmd::AgentArgs { server: c.server, token: c.token, site, city, executor, data, pools };
+            runtime()?.block_on(agent_cmd::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs { id } => {
+            let c = client()?;
+            runtime()?.block_on(remote::logs(&c, &id))
         }
         Command::Serve { db, listen, time_scale } => {
             runtime()?.block_on(serve_cmd::run(
                 net,
-                serve_cmd::ServeArgs { data: None, db: Some(&db), listen: &listen, time_scale, bootstrap: false },
+                serve_cmd::ServeArgs {
+                    data: None,
+                    db: Some(&db),
+                    listen: &listen,
+                    time_scale,
+                    bootstrap: false,
+                    local_agent: None,
+                },
             ))?;
             Ok(ExitCode::SUCCESS)
         }

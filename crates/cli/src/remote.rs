@@ -223,3 +223,13 @@ pub async fn bench_submit(c: Client, clients: usize, jobs: usize, tenant: &str, 
     }
     Ok(())
 }
+
+pub async fn logs(c: &Client, id: &str) -> Result<ExitCode> {
+    let (status, v) = c.call(reqwest::Method::GET, &format!("/v1/jobs/{id}/logs"), None, None).await?;
+    if status >= 300 {
+        return Ok(print_error(status, &v));
+    }
+    print!("{}", v["stdout"].as_str().unwrap_or(""));
+    eprint!("{}", v["stderr"].as_str().unwrap_or(""));
+    Ok(ExitCode::SUCCESS)
+}

@@ -44,6 +44,8 @@ pub struct ServeArgs<'a> {
     pub time_scale: f64,
     /// `up`: write credentials.json and print next steps.
     pub bootstrap: bool,
+    /// `up`: connect this machine as site `local` at this city, with a process agent.
+    pub local_agent: Option<String>,
 }
 
 pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
@@ -86,6 +88,26 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
         println!("  suanwang submit examples/inference.toml");
         println!("  suanwang jobs");
         println!("  curl -s http://{addr}/metrics | head");
+        if let Some(city) = &args.local_agent {
+            let agent = crate::agent_cmd::AgentArgs {
+                server: format!("http://{addr}"),
+                token: operator.clone(),
+                site: "local".into(),
+                city: city.clone(),
+                executor: "process".into(),
+                data: dir.join("agent"),
+                pools: None,
+            };
+            println!(
+                "\nThis machine is site `local` (at {city}); jobs with [run] and allowed_sites = [\"local\"] run here for real:"
+            );
+            println!("  suanwang submit examples/agent/local-hello.toml && suanwang jobs && suanwang logs <ID>");
+            tokio::spawn(async move {
+                if let Err(e) = crate::agent_cmd::run(agent).await {
+                    eprintln!("local agent stopped: {e:#}");
+                }
+            });
+        }
     } else {
         println!("Suanwang control plane on http://{addr} ({} store)", store.kind());
     }

@@ -407,6 +407,11 @@ impl Engine {
         self.counts
     }
 
+    /// The network the engine schedules on (the reference one plus agents' machines).
+    pub fn network(&self) -> Arc<Network> {
+        self.sched.network_arc()
+    }
+
     pub fn scheduler(&self) -> &Scheduler {
         &self.sched
     }
@@ -560,7 +565,10 @@ impl Engine {
         if record.state == JobState::InTransfer {
             self.timer(arrival, id, record.attempt, Phase::Arrive);
         }
-        self.timer(c.start_at.max(self.now), id, record.attempt, Phase::Start);
+        // Capacity is kept in 15-minute slots; a job planned for the first slot it could have
+        // starts as soon as its data is in place rather than waiting for the slot boundary.
+        let start = if c.start_at.0 - self.now.0 <= 900_000 { arrival.max(self.now) } else { c.start_at };
+        self.timer(start.max(self.now), id, record.attempt, Phase::Start);
     }
 
     fn fire(&mut self, id: JobId, attempt: u32, phase: Phase) {

@@ -558,6 +558,10 @@ impl Scheduler {
         &self.net
     }
 
+    pub fn network_arc(&self) -> Arc<Network> {
+        Arc::clone(&self.net)
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }

@@ -9,8 +9,9 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use suanwang_api::JobView;
 use suanwang_core::job::{Job, Work};
+use suanwang_core::network::AgentSite;
 use suanwang_core::{Network, Ts};
-use suanwang_engine::{Command, Engine, EngineConfig, Event, JobState};
+use suanwang_engine::{Command, Engine, EngineConfig, Event, JobState, RunOutcome};
 use suanwang_sched::{Config, Placement, Policy, Refusal};
 use suanwang_store::{AnyStore, CommandRow, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
@@ -43,8 +44,50 @@ pub enum Request {
         job: Box<Job>,
         reply: oneshot::Sender<Result<Placement, Refusal>>,
     },
+    /// An agent connects its machine as a site.
+    Register {
+        principal: Principal,
+        site: AgentSite,
+        reply: Reply<()>,
+    },
+    /// An agent reports how a run ended, with its output.
+    Report {
+        principal: Principal,
+        report: Box<AgentReport>,
+        reply: Reply<JobView>,
+    },
     /// Lets time pass: timers fire (jobs start, finish).
     Tick,
+}
+
+/// What an agent sends when a run ends.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentReport {
+    pub id: u64,
+    pub attempt: u32,
+    pub succeeded: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub cpu_seconds: f64,
+    #[serde(default)]
+    pub peak_memory_mib: f64,
+    #[serde(default)]
+    pub wall_seconds: f64,
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default)]
+    pub stderr: String,
+}
+
+/// The last `n` bytes of `s`, on a character boundary.
+pub fn tail(s: &str, n: usize) -> String {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    s[start..].to_string()
 }
 
 /// The server's clock: the only place the wall clock is read for decisions.
@@ -76,6 +119,8 @@ pub struct Actor {
     pub since_snapshot: u64,
     /// Set while a snapshot is being written.
     pub snapshot_running: Arc<std::sync::atomic::AtomicBool>,
+    /// An agent silent this long loses its site.
+    pub agent_timeout: std::time::Duration,
 }
 
 /// What a snapshot holds: the engine and the views after command `seq`.
@@ -106,7 +151,7 @@ impl Actor {
                 .map_err(|e| StoreError::Config(format!("snapshot {seq} is unreadable: {e}")))?;
             let cfg = EngineConfig { sched: Config::default(), policy: policy.clone() };
             engine = Some(
-                Engine::restore(&inner.net, cfg, snap.engine)
+                Engine::restore(&inner.base_net, cfg, snap.engine)
                     .map_err(|e| StoreError::Config(format!("snapshot {seq}: {e}")))?,
             );
             views = crate::views::Views::restore(snap.views);
@@ -120,7 +165,7 @@ impl Actor {
             for row in &rows {
                 after = row.seq;
                 let at = Ts(row.at_ms);
-                let e = engine.get_or_insert_with(|| Actor::new_engine(&inner.net, policy, at));
+                let e = engine.get_or_insert_with(|| Actor::new_engine(&inner.base_net, policy, at));
                 let _ = e.advance_to(at);
                 let body: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
                 match row.kind.as_str() {
@@ -129,7 +174,7 @@ impl Actor {
                         let spec = body.get("spec").cloned().unwrap_or(Value::Null);
                         let scale = body.get("time_scale").and_then(Value::as_f64).unwrap_or(time_scale);
                         let bytes = serde_json::to_vec(&spec).unwrap_or_default();
-                        let Ok(job) = suanwang_core::job::parse_json(&bytes, &inner.net, at) else { continue };
+                        let Ok(job) = suanwang_core::job::parse_json(&bytes, &e.network(), at) else { continue };
                         views.jobs.insert(id, fresh_view(id, &job, spec, &row.actor, at));
                         if let (Some(t), Some(k)) = (&row.tenant, &row.idempotency_key) {
                             views.idempotency.insert((t.clone(), k.clone()), id);
@@ -142,6 +187,22 @@ impl Actor {
                             let _ = e.apply(Command::Cancel { id });
                         }
                     }
+                    "register_site" => {
+                        if let Ok(site) = serde_json::from_value::<AgentSite>(body.clone()) {
+                            let _ = e.apply(Command::RegisterSite { site });
+                        }
+                    }
+                    "site_down" => {
+                        if let Some(site) = body.get("site").and_then(Value::as_str) {
+                            let _ = e.apply(Command::SiteDown { site: site.to_string() });
+                        }
+                    }
+                    "report" => {
+                        if let Ok(r) = serde_json::from_value::<AgentReport>(body.clone()) {
+                            views.logs.insert(r.id, (r.stdout.clone(), r.stderr.clone()));
+                            let _ = e.apply(Command::Report { id: r.id, attempt: r.attempt, outcome: outcome_of(&r) });
+                        }
+                    }
                     _ => {}
                 }
                 for ev in e.take_events() {
@@ -150,7 +211,7 @@ impl Actor {
             }
         }
         let now = wall_now();
-        let mut engine = engine.unwrap_or_else(|| Actor::new_engine(&inner.net, policy, now));
+        let mut engine = engine.unwrap_or_else(|| Actor::new_engine(&inner.base_net, policy, now));
         let _ = engine.advance_to(now);
         for ev in engine.take_events() {
             views.apply(&ev);
@@ -223,11 +284,82 @@ impl Actor {
         let mut new_views: Vec<JobView> = vec![];
         let mut new_keys: Vec<((String, String), u64)> = vec![];
         let mut events: Vec<Event> = vec![];
+        let mut pending_registers: Vec<Reply<()>> = vec![];
+        let mut new_logs: Vec<(u64, (String, String))> = vec![];
+        for site in self.agents_lost(now) {
+            if self.engine.apply(Command::SiteDown { site: site.clone() }).is_ok() {
+                tracing::warn!(site = %site, "agent silent: site lost, its jobs move");
+                let evs = self.engine.take_events();
+                rows.push(CommandRow {
+                    seq: 0,
+                    at_ms: now.0,
+                    actor: "server".into(),
+                    kind: "site_down".into(),
+                    job_id: None,
+                    tenant: None,
+                    idempotency_key: None,
+                    body: json!({"site": site, "reason": "agent heartbeat lost"}).to_string(),
+                    events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
+                });
+                events.extend(evs);
+            }
+        }
         for req in batch.drain(..) {
             match req {
                 Request::Tick => {}
                 Request::Plan { job, reply } => {
                     let _ = reply.send(self.plan(&job));
+                }
+                Request::Register { principal, site, reply } => {
+                    if let Err(e) = self.engine.apply(Command::RegisterSite { site: site.clone() }) {
+                        let _ = reply
+                            .send(Err(ApiError::new(StatusCode::CONFLICT, "bad_site", e.to_string()).field("site")));
+                        continue;
+                    }
+                    let evs = self.engine.take_events();
+                    rows.push(CommandRow {
+                        seq: 0,
+                        at_ms: now.0,
+                        actor: principal.name.clone(),
+                        kind: "register_site".into(),
+                        job_id: None,
+                        tenant: None,
+                        idempotency_key: None,
+                        body: serde_json::to_string(&site).unwrap_or_default(),
+                        events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
+                    });
+                    events.extend(evs);
+                    if let Ok(mut a) = self.inner.agents.lock() {
+                        a.insert(site.id.clone(), now.0);
+                    }
+                    pending_registers.push(reply);
+                }
+                Request::Report { principal, report, reply } => {
+                    let r = *report;
+                    if let Err(e) =
+                        self.engine.apply(Command::Report { id: r.id, attempt: r.attempt, outcome: outcome_of(&r) })
+                    {
+                        let _ = reply.send(Err(ApiError::new(StatusCode::CONFLICT, "stale_report", e.to_string())
+                            .hint("the job was moved or cancelled; stop this run")));
+                        continue;
+                    }
+                    let evs = self.engine.take_events();
+                    let logged =
+                        AgentReport { stdout: tail(&r.stdout, 65_536), stderr: tail(&r.stderr, 65_536), ..r.clone() };
+                    rows.push(CommandRow {
+                        seq: 0,
+                        at_ms: now.0,
+                        actor: principal.name.clone(),
+                        kind: "report".into(),
+                        job_id: i64::try_from(r.id).ok(),
+                        tenant: None,
+                        idempotency_key: None,
+                        body: serde_json::to_string(&logged).unwrap_or_default(),
+                        events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
+                    });
+                    events.extend(evs);
+                    new_logs.push((r.id, (logged.stdout, logged.stderr)));
+                    pending_cancels.push((reply, r.id));
                 }
                 Request::Submit { principal, job, spec, key, reply } => {
                     let tenant = job.tenant.clone();
@@ -316,6 +448,9 @@ impl Actor {
                     for (k, id) in new_keys {
                         v.idempotency.insert(k, id);
                     }
+                    for (id, logs) in new_logs {
+                        v.logs.insert(id, logs);
+                    }
                     for ev in timer_events.iter().chain(events.iter()) {
                         match ev {
                             Event::Placed { attempt: 1, .. } => {
@@ -336,6 +471,10 @@ impl Actor {
                         let _ = reply.send(v.jobs.get(&id).cloned().ok_or_else(|| ApiError::not_found("job")));
                     }
                 }
+                self.inner.set_net(self.engine.network());
+                for reply in pending_registers {
+                    let _ = reply.send(Ok(()));
+                }
                 if self.since_snapshot >= self.snapshot_every {
                     self.snapshot();
                 }
@@ -347,6 +486,9 @@ impl Actor {
                     let _ = reply.send(Err(err.clone()));
                 }
                 for (reply, _) in pending_cancels {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                for reply in pending_registers {
                     let _ = reply.send(Err(err.clone()));
                 }
                 // nothing of this batch is durable: go back to what the log says
@@ -362,8 +504,35 @@ impl Actor {
 
     /// A dry run on the live load, with run times scaled as submissions are: nothing is
     /// reserved.
+    /// Agents silent for longer than the timeout lose their sites: the engine moves their jobs.
+    fn agents_lost(&mut self, now: Ts) -> Vec<String> {
+        let timeout_ms = i64::try_from(self.agent_timeout.as_millis()).unwrap_or(i64::MAX);
+        let Ok(seen) = self.inner.agents.lock() else { return vec![] };
+        let net = self.engine.network();
+        seen.iter()
+            .filter(|(_, last)| now.0 - **last > timeout_ms)
+            .filter_map(|(site, _)| {
+                net.sites
+                    .iter()
+                    .position(|s| &s.id == site)
+                    .filter(|i| self.engine.scheduler().site_available(*i))
+                    .map(|_| site.clone())
+            })
+            .collect()
+    }
+
     fn plan(&mut self, job: &Job) -> Result<Placement, Refusal> {
         self.engine.plan(&scaled(job, self.time_scale), &self.policy)
+    }
+}
+
+fn outcome_of(r: &AgentReport) -> RunOutcome {
+    RunOutcome {
+        succeeded: r.succeeded,
+        reason: r.reason.clone(),
+        cpu_seconds: r.cpu_seconds,
+        peak_memory_mib: r.peak_memory_mib,
+        wall_seconds: r.wall_seconds,
     }
 }
 

@@ -28,13 +28,18 @@ use crate::views::Views;
 /// State shared by the HTTP handlers.
 #[derive(Debug)]
 pub struct Inner {
-    pub net: Arc<Network>,
+    /// The network as configured (reference data); agents' machines are added to `net`.
+    pub base_net: Arc<Network>,
+    /// The network as it is now, with the sites agents registered.
+    pub net: RwLock<Arc<Network>>,
     pub store: AnyStore,
     pub tx: mpsc::Sender<Request>,
     pub views: RwLock<Views>,
     /// Token hash → principal, filled from the store on first use.
     pub tokens: RwLock<HashMap<String, Principal>>,
     pub metrics: Metrics,
+    /// Agent site → when its agent was last heard from (epoch ms).
+    pub agents: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +50,8 @@ pub struct ServerConfig {
     /// A snapshot of engine and views is stored after this many commands; a restart loads the
     /// newest and replays only the commands after it.
     pub snapshot_every: u64,
+    /// An agent silent for this long loses its site (its jobs are moved).
+    pub agent_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +60,7 @@ impl Default for ServerConfig {
             time_scale: 1.0,
             policy: Policy::named("balanced").unwrap_or(Policy::BALANCED),
             snapshot_every: 50_000,
+            agent_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -65,6 +73,19 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("random token: {0}")]
     Random(String),
+}
+
+impl Inner {
+    /// The network now (cheap: an `Arc`).
+    pub fn net(&self) -> Arc<Network> {
+        self.net.read().map_or_else(|p| Arc::clone(&p.into_inner()), |n| Arc::clone(&n))
+    }
+
+    pub fn set_net(&self, net: Arc<Network>) {
+        if let Ok(mut n) = self.net.write() {
+            *n = net;
+        }
+    }
 }
 
 /// Creates a token for `name` with `role`, stores its hash, returns the token (shown once).
@@ -90,18 +111,21 @@ pub async fn build(
     store.migrate().await?;
     let (tx, rx) = mpsc::channel(65_536);
     let inner = Arc::new(Inner {
-        net: Arc::clone(&net),
+        base_net: Arc::clone(&net),
+        net: RwLock::new(Arc::clone(&net)),
         store: store.clone(),
         tx: tx.clone(),
         views: RwLock::new(Views::default()),
         tokens: RwLock::new(HashMap::new()),
         metrics: Metrics::default(),
+        agents: std::sync::Mutex::new(HashMap::new()),
     });
     inner
         .metrics
         .started_ms
         .store(u64::try_from(actor::wall_now().0).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     let (engine, last_seq) = Actor::replay(&inner, &store, &cfg.policy, cfg.time_scale).await?;
+    inner.set_net(engine.network());
     let actor = Actor {
         inner: Arc::clone(&inner),
         engine,
@@ -112,6 +136,7 @@ pub async fn build(
         last_seq,
         since_snapshot: 0,
         snapshot_running: Arc::default(),
+        agent_timeout: cfg.agent_timeout,
     };
     let handle = tokio::spawn(actor.run());
     // time passes for the simulated sites even when nobody calls

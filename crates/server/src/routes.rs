@@ -40,6 +40,10 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/sites", get(sites))
         .route("/v1/network", get(network))
         .route("/v1/kpis", get(kpis))
+        .route("/v1/jobs/{id}/logs", get(logs))
+        .route("/v1/agents/register", post(register))
+        .route("/v1/agents/{site}/assignments", get(assignments))
+        .route("/v1/agents/{site}/reports", post(report))
         .fallback(|| async { ApiError::not_found("such route").hint("see /openapi.json") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(Arc::clone(&inner), timed))
@@ -132,13 +136,14 @@ async fn healthz(State(inner): S) -> Json<Value> {
 
 async fn metrics(State(inner): S) -> impl IntoResponse {
     let now = actor::wall_now();
+    let net = inner.net();
     let (states, hubs) = {
         let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"));
         match v {
             Ok(v) => {
                 let mut running: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
                 for j in v.jobs.values().filter(|j| j.state == suanwang_engine::JobState::Running) {
-                    if let Some(site) = j.site.as_deref().and_then(|s| inner.net.site(s))
+                    if let Some(site) = j.site.as_deref().and_then(|s| net.site(s))
                         && let Some(hub) = &site.hub
                     {
                         let pool = j.pool.as_deref().and_then(|p| site.pools.iter().find(|x| x.id == p));
@@ -149,13 +154,12 @@ async fn metrics(State(inner): S) -> impl IntoResponse {
                 let slot = now.0.div_euclid(900_000);
                 let hour = ((slot + 32).rem_euclid(96) / 4) as usize;
                 let season = suanwang_sched::slots::season_of(slot);
-                let hubs: Vec<(String, f64, f64)> = inner
-                    .net
+                let hubs: Vec<(String, f64, f64)> = net
                     .hubs
                     .iter()
                     .map(|h| {
                         let sites: Vec<_> =
-                            inner.net.sites.iter().filter(|s| s.hub.as_deref() == Some(h.id.as_str())).collect();
+                            net.sites.iter().filter(|s| s.hub.as_deref() == Some(h.id.as_str())).collect();
                         let cap: f64 = sites
                             .iter()
                             .flat_map(|s| s.pools.iter())
@@ -163,7 +167,7 @@ async fn metrics(State(inner): S) -> impl IntoResponse {
                             .sum();
                         let green = sites
                             .iter()
-                            .map(|s| inner.net.green_profile(&s.green_profile).map_or(0.0, |g| g.at(season, hour)))
+                            .map(|s| net.green_profile(&s.green_profile).map_or(0.0, |g| g.at(season, hour)))
                             .sum::<f64>()
                             / sites.len().max(1) as f64;
                         (h.id.clone(), running.get(&h.id).copied().unwrap_or(0.0) / cap.max(1e-9), green)
@@ -204,7 +208,7 @@ async fn submit(
         }
     };
     let now = actor::wall_now();
-    let job = suanwang_core::job::parse_json(&body, &inner.net, now).map_err(|p| spec_error(&p))?;
+    let job = suanwang_core::job::parse_json(&body, &inner.net(), now).map_err(|p| spec_error(&p))?;
     if p.role == Role::Tenant && job.tenant != p.name {
         return Err(ApiError::forbidden(&format!("tenant {} may not submit jobs for tenant {}", p.name, job.tenant))
             .field("tenant"));
@@ -307,7 +311,7 @@ async fn plan(State(inner): S, headers: HeaderMap, body: Result<Bytes, BytesReje
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "plan jobs")?;
     let body = body.map_err(|e| body_error(&e))?;
-    let job = suanwang_core::job::parse_json(&body, &inner.net, actor::wall_now()).map_err(|p| spec_error(&p))?;
+    let job = suanwang_core::job::parse_json(&body, &inner.net(), actor::wall_now()).map_err(|p| spec_error(&p))?;
     let (tx, rx) = oneshot::channel();
     inner
         .tx
@@ -322,18 +326,19 @@ async fn plan(State(inner): S, headers: HeaderMap, body: Result<Bytes, BytesReje
 
 async fn sites(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authenticate(&inner, &headers).await?;
-    let doc = suanwang_api::network_document(&inner.net);
+    let doc = suanwang_api::network_document(&inner.net());
     Ok(Json(json!({"sites": doc["sites"].clone()})))
 }
 
 async fn network(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authenticate(&inner, &headers).await?;
-    Ok(Json(suanwang_api::network_document(&inner.net)))
+    Ok(Json(suanwang_api::network_document(&inner.net())))
 }
 
 async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator], "read KPIs")?;
+    let net = inner.net();
     let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
     let (mut energy, mut green, mut carbon, mut money, mut hub_ucu, mut ucu) = (0.0, 0.0, 0.0, 0i64, 0.0, 0.0);
     for j in v.jobs.values() {
@@ -343,7 +348,7 @@ async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiErr
             carbon += m.carbon_market_kg;
             money += m.money_fen;
             ucu += m.ucu_hours;
-            if j.site.as_deref().and_then(|s| inner.net.site(s)).is_some_and(suanwang_core::network::Site::in_hub) {
+            if j.site.as_deref().and_then(|s| net.site(s)).is_some_and(suanwang_core::network::Site::in_hub) {
                 hub_ucu += m.ucu_hours;
             }
         }
@@ -355,4 +360,162 @@ async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiErr
         "hub_share": ratio(hub_ucu, ucu),
         "placements": inner.metrics.placements.load(std::sync::atomic::Ordering::Relaxed),
     })))
+}
+
+async fn logs(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read job output")?;
+    let id = parse_id(&id)?;
+    let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
+    let job = v.jobs.get(&id).filter(|j| visible(&p, j)).ok_or_else(|| ApiError::not_found("such job"))?;
+    let (stdout, stderr) = v.logs.get(&id).cloned().unwrap_or_default();
+    Ok(Json(json!({"id": job.id, "state": job.state, "site": job.site, "stdout": stdout, "stderr": stderr})))
+}
+
+/// Providers connect only sites named after them (`<provider>-…`); operators any.
+fn may_run_site(p: &Principal, site: &str) -> Result<(), ApiError> {
+    match p.role {
+        Role::Operator => Ok(()),
+        Role::Provider if site.starts_with(&format!("{}-", p.name)) => Ok(()),
+        Role::Provider => {
+            Err(ApiError::forbidden(&format!("provider {} may only connect sites named {}-…", p.name, p.name))
+                .field("site.id"))
+        }
+        _ => Err(ApiError::forbidden(&format!("a {} may not connect sites", p.role.as_str()))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Detected {
+    cores: u64,
+    memory_mib: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    site: suanwang_core::network::AgentSite,
+    detected: Detected,
+}
+
+async fn register(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    let body = body.map_err(|e| body_error(&e))?;
+    let b: RegisterBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_registration", "the registration is not valid")
+            .detail(e.to_string())
+            .hint("{site: {id, city, pue, pools: [...]}, detected: {cores, memory_mib}}")
+    })?;
+    may_run_site(&p, &b.site.id)?;
+    // what is declared must exist: no more cores or memory than the agent detected
+    let cores: u64 = b.site.pools.iter().map(|x| x.count).sum();
+    let memory: u64 = b.site.pools.iter().map(|x| x.count * u64::from(x.memory_gib_per_unit) * 1024).sum();
+    if cores > b.detected.cores || memory > b.detected.memory_mib {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "over_declared",
+            format!(
+                "declared {cores} cores and {memory} MiB, detected {} cores and {} MiB",
+                b.detected.cores, b.detected.memory_mib
+            ),
+        )
+        .field("site.pools")
+        .hint("declare at most what the machine has"));
+    }
+    if !(b.site.pue.is_finite() && (1.0..=3.0).contains(&b.site.pue)) {
+        return Err(
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_pue", "pue must be in [1, 3]").field("site.pue")
+        );
+    }
+    let id = b.site.id.clone();
+    let (tx, rx) = oneshot::channel();
+    inner
+        .tx
+        .send(Req::Register { principal: p, site: b.site, reply: tx })
+        .await
+        .map_err(|_| ApiError::unavailable("the engine stopped"))?;
+    rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
+    Ok(Json(json!({"site": id, "registered": true})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollQuery {
+    /// Long-poll: wait up to this many seconds for work (0–30).
+    wait: Option<u64>,
+}
+
+async fn assignments(
+    State(inner): S,
+    headers: HeaderMap,
+    Path(site): Path<String>,
+    q: Result<Query<PollQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    may_run_site(&p, &site)?;
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query").detail(e.body_text()))?;
+    let wait = std::time::Duration::from_secs(q.wait.unwrap_or(0).min(30));
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Ok(mut a) = inner.agents.lock() {
+            if !a.contains_key(&site) {
+                return Err(ApiError::not_found("registered site of that name").hint("POST /v1/agents/register first"));
+            }
+            a.insert(site.clone(), actor::wall_now().0);
+        }
+        let list: Vec<suanwang_engine::Assignment> = inner
+            .views
+            .read()
+            .map(|v| v.assignments.values().filter(|a| a.site == site).cloned().collect())
+            .unwrap_or_default();
+        if !list.is_empty() || Instant::now() >= deadline {
+            return Ok(Json(json!({"site": site, "assignments": list})));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn report(
+    State(inner): S,
+    headers: HeaderMap,
+    Path(site): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<JobView>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    may_run_site(&p, &site)?;
+    let body = body.map_err(|e| body_error(&e))?;
+    let r: actor::AgentReport = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_report", "the report is not valid")
+            .detail(e.to_string())
+    })?;
+    let assigned_here = inner
+        .views
+        .read()
+        .ok()
+        .and_then(|v| v.assignments.get(&r.id).map(|a| a.site == site && a.attempt == r.attempt))
+        .unwrap_or(false);
+    if !assigned_here {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "stale_report",
+            format!("job {} attempt {} is not assigned to {site}", r.id, r.attempt),
+        )
+        .hint("the job was moved or cancelled; stop this run"));
+    }
+    if let Ok(mut a) = inner.agents.lock() {
+        a.insert(site.clone(), actor::wall_now().0);
+    }
+    let (tx, rx) = oneshot::channel();
+    inner
+        .tx
+        .send(Req::Report { principal: p, report: Box::new(r), reply: tx })
+        .await
+        .map_err(|_| ApiError::unavailable("the engine stopped"))?;
+    Ok(Json(rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??))
 }

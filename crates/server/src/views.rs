@@ -9,6 +9,10 @@ use suanwang_engine::{Event, JobState};
 #[derive(Debug, Default)]
 pub struct Views {
     pub jobs: BTreeMap<u64, JobView>,
+    /// Work handed to agents and not yet reported, by job.
+    pub assignments: BTreeMap<u64, suanwang_engine::Assignment>,
+    /// Output of jobs run by agents: (stdout, stderr), each cut to its last 64 KiB.
+    pub logs: HashMap<u64, (String, String)>,
     /// (tenant, idempotency key) → job id.
     pub idempotency: HashMap<(String, String), u64>,
     pub next_id: u64,
@@ -27,8 +31,18 @@ impl Views {
             | Event::Failed { id, at, .. }
             | Event::Cancelled { id, at, .. }
             | Event::Rescheduled { id, at, .. } => (*id, *at),
+            Event::Assigned { assignment, .. } => {
+                self.assignments.insert(assignment.id, assignment.clone());
+                return;
+            }
             _ => return,
         };
+        match ev {
+            Event::Completed { .. } | Event::Failed { .. } | Event::Cancelled { .. } | Event::Rescheduled { .. } => {
+                self.assignments.remove(&id);
+            }
+            _ => {}
+        }
         let Some(v) = self.jobs.get_mut(&id) else { return };
         v.updated_at = at;
         match ev {
@@ -90,6 +104,10 @@ impl Views {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ViewsSnapshot {
     jobs: Vec<JobView>,
+    #[serde(default)]
+    assignments: Vec<suanwang_engine::Assignment>,
+    #[serde(default)]
+    logs: Vec<(u64, (String, String))>,
     idempotency: Vec<((String, String), u64)>,
     next_id: u64,
 }
@@ -99,12 +117,22 @@ impl Views {
         let mut idempotency: Vec<((String, String), u64)> =
             self.idempotency.iter().map(|(k, v)| (k.clone(), *v)).collect();
         idempotency.sort();
-        ViewsSnapshot { jobs: self.jobs.values().cloned().collect(), idempotency, next_id: self.next_id }
+        let mut logs: Vec<(u64, (String, String))> = self.logs.iter().map(|(k, v)| (*k, v.clone())).collect();
+        logs.sort_by_key(|(k, _)| *k);
+        ViewsSnapshot {
+            jobs: self.jobs.values().cloned().collect(),
+            assignments: self.assignments.values().cloned().collect(),
+            logs,
+            idempotency,
+            next_id: self.next_id,
+        }
     }
 
     pub fn restore(s: ViewsSnapshot) -> Views {
         Views {
             jobs: s.jobs.into_iter().map(|j| (j.id, j)).collect(),
+            assignments: s.assignments.into_iter().map(|a| (a.id, a)).collect(),
+            logs: s.logs.into_iter().collect(),
             idempotency: s.idempotency.into_iter().collect(),
             next_id: s.next_id,
         }

@@ -1,0 +1,221 @@
+//! `suanwang agent`: connects this machine to the network as a site and runs the work the
+//! control plane assigns to it, through the process or the Slurm executor.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use suanwang_agent::{ExecState, Executor, Handle, ProcessExecutor, RunSpec, SlurmExecutor};
+use suanwang_core::network::{AgentPool, AgentSite};
+
+#[derive(Debug, Clone)]
+pub struct AgentArgs {
+    pub server: String,
+    pub token: String,
+    pub site: String,
+    pub city: String,
+    pub executor: String,
+    pub data: PathBuf,
+    pub pools: Option<PathBuf>,
+}
+
+/// Cores and memory (MiB) of this machine.
+pub fn detect() -> (u64, u64) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let mem_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(1024 * 1024);
+    (cores, mem_kb / 1024)
+}
+
+fn default_pools(cores: u64, memory_mib: u64) -> Vec<AgentPool> {
+    let model = if cfg!(target_arch = "aarch64") { "generic-aarch64" } else { "generic-x86_64" };
+    vec![AgentPool {
+        name: "cpu".into(),
+        model: model.into(),
+        count: cores,
+        memory_gib_per_unit: u32::try_from((memory_mib / 1024 / cores.max(1)).max(1)).unwrap_or(1),
+        power_w_per_unit: 10.0,
+        price_fen_per_unit_hour: 30,
+    }]
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolsFile {
+    pools: Vec<AgentPool>,
+}
+
+struct Agent {
+    args: AgentArgs,
+    http: reqwest::Client,
+    executor: Box<dyn Executor>,
+    /// (job, attempt) → the executor's handle.
+    runs: HashMap<(u64, u32), Handle>,
+}
+
+impl Agent {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.args.server)).bearer_auth(&self.args.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await?;
+        let status = res.status().as_u16();
+        let v = res.json::<Value>().await.unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+
+    async fn register(&self) -> Result<()> {
+        let (cores, memory_mib) = detect();
+        let pools = match &self.args.pools {
+            Some(f) => toml::from_str::<PoolsFile>(&std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)
+                .with_context(|| format!("{}: expected [[pools]] name, model, count, memory_gib_per_unit, power_w_per_unit, price_fen_per_unit_hour", f.display()))?
+                .pools,
+            None => default_pools(cores, memory_mib),
+        };
+        let site = AgentSite { id: self.args.site.clone(), city: self.args.city.clone(), pue: 1.3, pools };
+        let (status, v) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/agents/register",
+                Some(json!({"site": site, "detected": {"cores": cores, "memory_mib": memory_mib}})),
+            )
+            .await?;
+        if status != 200 {
+            bail!("registering {}: {status} {}", self.args.site, v["message"].as_str().unwrap_or(""));
+        }
+        tracing::info!(site = %self.args.site, cores, memory_mib, "registered");
+        Ok(())
+    }
+
+    async fn report(
+        &self,
+        id: u64,
+        attempt: u32,
+        state: &ExecState,
+        usage: suanwang_agent::Usage,
+        logs: (String, String),
+    ) {
+        let (succeeded, reason) = match state {
+            ExecState::Succeeded => (true, None),
+            ExecState::Failed { reason, .. } => (false, Some(reason.clone())),
+            ExecState::Cancelled => (false, Some("cancelled at the site".to_string())),
+            ExecState::Running => return,
+        };
+        let body = json!({
+            "id": id, "attempt": attempt, "succeeded": succeeded, "reason": reason,
+            "cpu_seconds": usage.cpu_seconds, "peak_memory_mib": usage.peak_memory_mib, "wall_seconds": usage.wall_seconds,
+            "stdout": logs.0, "stderr": logs.1,
+        });
+        match self.call(reqwest::Method::POST, &format!("/v1/agents/{}/reports", self.args.site), Some(body)).await {
+            Ok((200, _)) => tracing::info!(id, attempt, succeeded, "reported"),
+            Ok((status, v)) => tracing::warn!(id, attempt, status, message = %v["message"], "report refused"),
+            Err(e) => tracing::warn!(id, attempt, error = %e, "report failed"),
+        }
+    }
+
+    /// One round: fetch the assignments (long-poll), start new ones, stop withdrawn ones,
+    /// report finished ones.
+    async fn round(&mut self) -> Result<()> {
+        let (status, v) =
+            self.call(reqwest::Method::GET, &format!("/v1/agents/{}/assignments?wait=1", self.args.site), None).await?;
+        if status == 404 {
+            self.register().await?;
+            return Ok(());
+        }
+        if status != 200 {
+            bail!("assignments: {status} {}", v["message"].as_str().unwrap_or(""));
+        }
+        let list: Vec<suanwang_engine::Assignment> =
+            serde_json::from_value(v["assignments"].clone()).unwrap_or_default();
+        for a in &list {
+            if self.runs.contains_key(&(a.id, a.attempt)) {
+                continue;
+            }
+            let spec = RunSpec {
+                job_id: a.id,
+                attempt: a.attempt,
+                command: a.command.clone(),
+                args: a.args.clone(),
+                env: a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                workdir: self.args.data.join(format!("{}-{}", a.id, a.attempt)),
+                memory_mib: a.memory_mib.max(64),
+                time_limit: Duration::from_secs(a.time_limit_s.max(1)),
+                cpus: a.cores,
+            };
+            match self.executor.start(&spec) {
+                Ok(h) => {
+                    tracing::info!(id = a.id, attempt = a.attempt, handle = %h.0, "started");
+                    self.runs.insert((a.id, a.attempt), h);
+                }
+                Err(e) => {
+                    let state = ExecState::Failed { reason: e.to_string(), exit_code: None };
+                    self.report(
+                        a.id,
+                        a.attempt,
+                        &state,
+                        suanwang_agent::Usage::default(),
+                        (String::new(), e.to_string()),
+                    )
+                    .await;
+                }
+            }
+        }
+        let keys: Vec<(u64, u32)> = self.runs.keys().copied().collect();
+        for key in keys {
+            let Some(h) = self.runs.get(&key).cloned() else { continue };
+            if !list.iter().any(|a| (a.id, a.attempt) == key) {
+                // withdrawn (cancelled, or moved after this site was lost): stop it
+                let _ = self.executor.cancel(&h);
+                self.runs.remove(&key);
+                continue;
+            }
+            let (state, usage) = self.executor.poll(&h)?;
+            if state.is_done() {
+                let logs = self.executor.logs(&h).unwrap_or_default();
+                self.report(key.0, key.1, &state, usage, logs).await;
+                self.runs.remove(&key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the agent until the process ends (or `rounds` rounds, for tests).
+pub async fn run(args: AgentArgs) -> Result<()> {
+    let executor: Box<dyn Executor> = match args.executor.as_str() {
+        "process" => Box::new(ProcessExecutor::new()),
+        "slurm" => {
+            if !SlurmExecutor::available() {
+                bail!("--executor slurm: no Slurm controller answers (sinfo)");
+            }
+            Box::new(SlurmExecutor::new())
+        }
+        other => bail!("--executor: unknown {other:?}; process or slurm"),
+    };
+    std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
+    let mut agent = Agent { args, http: reqwest::Client::new(), executor, runs: HashMap::new() };
+    // the server may still be starting: retry registration for a while
+    let mut tries = 0;
+    while let Err(e) = agent.register().await {
+        tries += 1;
+        if tries > 100 {
+            return Err(e);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    loop {
+        if let Err(e) = agent.round().await {
+            tracing::warn!(error = %e, "agent round failed; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
