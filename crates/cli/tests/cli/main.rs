@@ -1,5 +1,6 @@
 //! End-to-end tests of the `suanwang` binary: one test binary, modules by command.
 
+mod agents;
 mod durability;
 mod job;
 mod network;

@@ -1,0 +1,269 @@
+//! Real work through real agents: `suanwang up` runs jobs on this machine (site `local`);
+//! separate `suanwang agent` processes join as sites; killing one moves its job.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_suanwang"));
+    c.args(args).env_remove("SUANWANG_SERVER").env_remove("SUANWANG_TOKEN").stdout(Stdio::null()).stderr(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.spawn().expect("suanwang starts")
+}
+
+struct Up {
+    child: Child,
+    url: String,
+    dir: std::path::PathBuf,
+    operator: String,
+    tenant: String,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn up(tag: &str, extra: &[&str]) -> Up {
+    let dir = std::env::temp_dir().join(format!("suanwang-agents-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut args = vec!["up", "--data", dir.to_str().expect("utf8"), "--listen"];
+    let listen = format!("127.0.0.1:{port}");
+    args.push(&listen);
+    args.extend_from_slice(extra);
+    let child = spawn(&args, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{url}/healthz")).await.is_err() {
+        assert!(Instant::now() < deadline, "suanwang up did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let creds: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("credentials.json")).expect("credentials"))
+            .expect("json");
+    Up {
+        child,
+        url,
+        dir,
+        operator: creds["operator"].as_str().expect("op").into(),
+        tenant: creds["tenant"].as_str().expect("tenant").into(),
+    }
+}
+
+async fn get(url: &str, token: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{url}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn submit(u: &Up, job: Value) -> u64 {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/jobs", u.url))
+        .bearer_auth(&u.tenant)
+        .json(&job)
+        .send()
+        .await
+        .expect("submit");
+    let status = r.status();
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(status.as_u16(), 201, "{v}");
+    v["id"].as_u64().expect("id")
+}
+
+/// Polls a job until `pred` holds (bounded); returns the job.
+async fn until(u: &Up, id: u64, what: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let j = get(&u.url, &u.operator, &format!("/v1/jobs/{id}")).await;
+        if pred(&j) {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job {id} never {what}: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn job(name: &str, sites: &[&str], script: &str) -> Value {
+    json!({
+        "name": name, "tenant": "acme-ai", "kind": "inference", "origin": "beijing", "allowed_sites": sites,
+        "resources": {"family": "general", "count": 1, "memory_gib": 1}, "work": {"run_time_s": 30},
+        "run": {"command": "sh", "args": ["-c", script]}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_for_real_on_the_local_site_and_cancel_stops_it() {
+    let u = up("local", &[]).await;
+    // the local agent registers itself; wait until the site exists
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get(&u.url, &u.operator, "/v1/sites").await["sites"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|x| x["id"] == "local"))
+    {
+        assert!(Instant::now() < deadline, "site local never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = submit(&u, job("hello", &["local"], "echo hello-$SUANWANG_JOB_ID; echo to-stderr >&2; sleep 0.5")).await;
+    let done = until(&u, id, "completed", 60, |j| j["state"] == "completed").await;
+    assert_eq!(done["site"], "local");
+    assert!(done["meter"]["energy_kwh"].as_f64().is_some_and(|e| e > 0.0), "{done}");
+    let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
+    assert_eq!(logs["stdout"].as_str().map(str::trim), Some(format!("hello-{id}").as_str()), "{logs}");
+    assert_eq!(logs["stderr"].as_str().map(str::trim), Some("to-stderr"));
+
+    // a command that fails: the job fails with the reason
+    let id = submit(&u, job("boom", &["local"], "exit 7")).await;
+    let failed = until(&u, id, "failed", 60, |j| j["state"] == "failed").await;
+    assert!(failed["reason"].as_str().is_some_and(|r| r.contains("status 7")), "{failed}");
+
+    // cancel a running job: the process tree goes away
+    let marker = format!("{}.25", 600 + std::process::id() % 100);
+    let id = submit(&u, job("long", &["local"], &format!("sleep {marker}"))).await;
+    until(&u, id, "running", 60, |j| j["state"] == "running").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pgrep(&marker) {
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/jobs/{id}/cancel", u.url))
+        .bearer_auth(&u.tenant)
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(r.status().as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pgrep(&marker) {
+        assert!(Instant::now() < deadline, "the cancelled run is still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn pgrep(pattern: &str) -> bool {
+    Command::new("pgrep").args(["-f", &format!("sleep {pattern}")]).output().is_ok_and(|o| !o.stdout.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
+    let u = up("failover", &["--no-local-agent"]).await;
+    let db = u.dir.display().to_string();
+    let provider = Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(["token", "create", "--data", &db, "--role", "provider", "--name", "acme"])
+        .output()
+        .expect("token create");
+    let provider = String::from_utf8_lossy(&provider.stdout).trim().to_string();
+    assert!(provider.starts_with("sw_"), "{provider}");
+    // a provider connects only its own sites
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/agents/register", u.url))
+        .bearer_auth(&provider)
+        .json(&json!({"site": {"id": "globex-x", "city": "beijing", "pue": 1.3, "pools": []}, "detected": {"cores": 2, "memory_mib": 4096}}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status().as_u16(), 403);
+    // and declares no more than it has
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/agents/register", u.url))
+        .bearer_auth(&provider)
+        .json(&json!({"site": {"id": "acme-big", "city": "beijing", "pue": 1.3, "pools": [{"name": "cpu", "model": "generic-x86_64", "count": 512, "memory_gib_per_unit": 1, "power_w_per_unit": 10.0, "price_fen_per_unit_hour": 30}]}, "detected": {"cores": 2, "memory_mib": 4096}}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status().as_u16(), 422);
+
+    let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", provider.as_str())];
+    let da = u.dir.join("agent-a").display().to_string();
+    let db_ = u.dir.join("agent-b").display().to_string();
+    let mut a = spawn(&["agent", "--site", "acme-a", "--city", "beijing", "--data", &da], &env);
+    let mut b = spawn(&["agent", "--site", "acme-b", "--city", "beijing", "--data", &db_], &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sites = get(&u.url, &u.operator, "/v1/sites").await;
+        let ids: Vec<&str> =
+            sites["sites"].as_array().map(|s| s.iter().filter_map(|x| x["id"].as_str()).collect()).unwrap_or_default();
+        if ids.contains(&"acme-a") && ids.contains(&"acme-b") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "agents never registered: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id =
+        submit(&u, job("moved", &["acme-a", "acme-b"], "echo attempt-$SUANWANG_ATTEMPT; sleep 3; echo finished")).await;
+    let running = until(&u, id, "running", 60, |j| j["state"] == "running").await;
+    let first = running["site"].as_str().expect("site").to_string();
+    // the agent running it dies
+    let (victim, other) = if first == "acme-a" { (&mut a, "acme-b") } else { (&mut b, "acme-a") };
+    victim.kill().expect("SIGKILL the agent");
+    let _ = victim.wait();
+    // its site is lost after the heartbeat timeout; the job runs again, on the other site
+    let done = until(&u, id, "completed elsewhere", 90, |j| j["state"] == "completed").await;
+    assert_eq!(done["site"], other, "{done}");
+    assert_eq!(done["attempts"], 2);
+    let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
+    assert!(logs["stdout"].as_str().is_some_and(|s| s.contains("attempt-2") && s.contains("finished")), "{logs}");
+    // the first attempt's agent (were it alive) could not report any more: fencing
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/agents/{first}/reports", u.url))
+        .bearer_auth(&provider)
+        .json(&json!({"id": id, "attempt": 1, "succeeded": true}))
+        .send()
+        .await
+        .expect("stale report");
+    assert_eq!(r.status().as_u16(), 409);
+    let _ = a.kill();
+    let _ = b.kill();
+    let _ = a.wait();
+    let _ = b.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_through_slurm() {
+    let slurm = Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| !o.stdout.is_empty());
+    if !slurm {
+        assert!(
+            std::env::var_os("SUANWANG_REQUIRE_SLURM").is_none(),
+            "Slurm was started for the tests but does not answer"
+        );
+        eprintln!("SKIPPED: no Slurm controller answers (sinfo); ./scripts/test.sh starts one as root");
+        return;
+    }
+    let u = up("slurm", &["--no-local-agent"]).await;
+    let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", u.operator.as_str())];
+    let data = u.dir.join("agent-hpc").display().to_string();
+    let mut agent =
+        spawn(&["agent", "--site", "hpc-local", "--city", "beijing", "--executor", "slurm", "--data", &data], &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get(&u.url, &u.operator, "/v1/sites").await["sites"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|x| x["id"] == "hpc-local"))
+    {
+        assert!(Instant::now() < deadline, "the Slurm agent never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = submit(&u, job("via-slurm", &["hpc-local"], "echo from-slurm-$SUANWANG_JOB_ID; sleep 0.5")).await;
+    let done = until(&u, id, "completed", 120, |j| j["state"] == "completed").await;
+    assert_eq!(done["site"], "hpc-local");
+    let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
+    assert_eq!(logs["stdout"].as_str().map(str::trim), Some(format!("from-slurm-{id}").as_str()), "{logs}");
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
