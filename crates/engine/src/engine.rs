@@ -69,6 +69,11 @@ pub enum Command {
         a: String,
         b: String,
     },
+    /// The operator suspends a site (no new placements; what runs there finishes) or resumes it.
+    Suspend {
+        site: String,
+        suspended: bool,
+    },
     /// An agent connects a machine as a site: jobs placed there are assigned to the agent,
     /// which reports how they ended (registering again re-enables the site).
     RegisterSite {
@@ -228,6 +233,11 @@ pub enum Event {
     SiteRegistered {
         site: String,
         at: Ts,
+    },
+    SiteSuspended {
+        site: String,
+        at: Ts,
+        suspended: bool,
     },
     /// A job starts on an agent's site: the agent must run it.
     Assigned {
@@ -479,6 +489,13 @@ impl Engine {
             }
             Command::LinkDown { a, b } => self.link_down(&a, &b),
             Command::RegisterSite { site } => self.register_site(site),
+            Command::Suspend { site, suspended } => {
+                self.sched
+                    .set_site_available(&site, !suspended)
+                    .ok_or_else(|| EngineError::UnknownSite(site.clone()))?;
+                self.events.push(Event::SiteSuspended { site, at: self.now, suspended });
+                Ok(())
+            }
             Command::Report { id, attempt, outcome } => self.report(id, attempt, &outcome),
             Command::LinkUp { a, b } => {
                 self.sched

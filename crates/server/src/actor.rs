@@ -50,6 +50,13 @@ pub enum Request {
         site: AgentSite,
         reply: Reply<()>,
     },
+    /// The operator suspends or resumes a site.
+    Suspend {
+        principal: Principal,
+        site: String,
+        suspended: bool,
+        reply: Reply<()>,
+    },
     /// An agent reports how a run ended, with its output.
     Report {
         principal: Principal,
@@ -192,6 +199,13 @@ impl Actor {
                             let _ = e.apply(Command::RegisterSite { site });
                         }
                     }
+                    "suspend" => {
+                        if let (Some(site), Some(suspended)) =
+                            (body.get("site").and_then(Value::as_str), body.get("suspended").and_then(Value::as_bool))
+                        {
+                            let _ = e.apply(Command::Suspend { site: site.to_string(), suspended });
+                        }
+                    }
                     "site_down" => {
                         if let Some(site) = body.get("site").and_then(Value::as_str) {
                             let _ = e.apply(Command::SiteDown { site: site.to_string() });
@@ -332,6 +346,26 @@ impl Actor {
                     if let Ok(mut a) = self.inner.agents.lock() {
                         a.insert(site.id.clone(), now.0);
                     }
+                    pending_registers.push(reply);
+                }
+                Request::Suspend { principal, site, suspended, reply } => {
+                    if let Err(e) = self.engine.apply(Command::Suspend { site: site.clone(), suspended }) {
+                        let _ = reply.send(Err(ApiError::not_found("such site").detail(e.to_string())));
+                        continue;
+                    }
+                    let evs = self.engine.take_events();
+                    rows.push(CommandRow {
+                        seq: 0,
+                        at_ms: now.0,
+                        actor: principal.name.clone(),
+                        kind: "suspend".into(),
+                        job_id: None,
+                        tenant: None,
+                        idempotency_key: None,
+                        body: json!({"site": site, "suspended": suspended}).to_string(),
+                        events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
+                    });
+                    events.extend(evs);
                     pending_registers.push(reply);
                 }
                 Request::Report { principal, report, reply } => {

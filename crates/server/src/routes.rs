@@ -42,6 +42,8 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/kpis", get(kpis))
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/agents/register", post(register))
+        .route("/v1/sites/{site}/suspend", post(suspend))
+        .route("/v1/sites/{site}/resume", post(resume))
         .route("/v1/agents/{site}/assignments", get(assignments))
         .route("/v1/agents/{site}/reports", post(report))
         .fallback(|| async { ApiError::not_found("such route").hint("see /openapi.json") })
@@ -518,4 +520,31 @@ async fn report(
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
     Ok(Json(rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??))
+}
+
+async fn suspend(State(inner): S, headers: HeaderMap, Path(site): Path<String>) -> Result<Json<Value>, ApiError> {
+    set_suspended(&inner, &headers, site, true).await
+}
+
+async fn resume(State(inner): S, headers: HeaderMap, Path(site): Path<String>) -> Result<Json<Value>, ApiError> {
+    set_suspended(&inner, &headers, site, false).await
+}
+
+/// The operator stops new placements on a site (what runs there finishes), or allows them again.
+async fn set_suspended(
+    inner: &Arc<Inner>,
+    headers: &HeaderMap,
+    site: String,
+    suspended: bool,
+) -> Result<Json<Value>, ApiError> {
+    let p = authenticate(inner, headers).await?;
+    require(&p, &[Role::Operator], "suspend or resume sites")?;
+    let (tx, rx) = oneshot::channel();
+    inner
+        .tx
+        .send(Req::Suspend { principal: p, site: site.clone(), suspended, reply: tx })
+        .await
+        .map_err(|_| ApiError::unavailable("the engine stopped"))?;
+    rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
+    Ok(Json(json!({"site": site, "suspended": suspended})))
 }

@@ -39,6 +39,7 @@ fn names(events: &[Event]) -> Vec<&'static str> {
             Event::LinkLost { .. } => "link_lost",
             Event::LinkRestored { .. } => "link_restored",
             Event::SiteRegistered { .. } => "site_registered",
+            Event::SiteSuspended { .. } => "site_suspended",
             Event::Assigned { .. } => "assigned",
         })
         .collect()

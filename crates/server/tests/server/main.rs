@@ -340,3 +340,32 @@ async fn openapi_is_stable_and_lists_every_route() {
         assert!(res.contains(m), "{m} in /metrics");
     }
 }
+
+#[tokio::test]
+async fn an_operator_suspends_a_site_and_it_stays_suspended_across_a_restart() {
+    let store = sqlite("suspend").await;
+    let s = start(store.clone()).await;
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let a = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let plan_site = |url: String, tok: String| async move {
+        let (st, p) = call(&url, "POST", "/v1/plan", Some(&tok), Some(spec("acme", "p")), None).await;
+        assert_eq!((st, p["placed"].as_bool()), (200, Some(true)), "{p}");
+        p["placement"]["chosen"]["site"].as_str().expect("site").to_string()
+    };
+    let first = plan_site(s.url.clone(), a.clone()).await;
+    let suspend = format!("/v1/sites/{first}/suspend");
+    // only the operator may, and only a site that exists
+    assert_eq!(call(&s.url, "POST", &suspend, Some(&a), None, None).await.0, 403);
+    assert_eq!(call(&s.url, "POST", "/v1/sites/atlantis/suspend", Some(&op), None, None).await.0, 404);
+    let (st, r) = call(&s.url, "POST", &suspend, Some(&op), None, None).await;
+    assert_eq!((st, r["suspended"].as_bool()), (200, Some(true)), "{r}");
+    let elsewhere = plan_site(s.url.clone(), a.clone()).await;
+    assert_ne!(elsewhere, first, "a suspended site takes no new placements");
+    // the suspension is in the log: a restart keeps it
+    drop(s);
+    let s = start(store.clone()).await;
+    assert_ne!(plan_site(s.url.clone(), a.clone()).await, first);
+    let (st, _) = call(&s.url, "POST", &format!("/v1/sites/{first}/resume"), Some(&op), None, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(plan_site(s.url.clone(), a.clone()).await, first);
+}
