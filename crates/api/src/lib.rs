@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use suanwang_core::{Network, Ts};
-use suanwang_engine::{JobState, Meter};
+use suanwang_engine::{JobState, Meter, Usage};
 
 /// Every 4xx/5xx body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +42,9 @@ pub struct JobView {
     pub reason: Option<String>,
     /// Metered use, once completed (or cancelled while running).
     pub meter: Option<Meter>,
+    /// What the last real run used, as its agent measured it (jobs with a `run` section).
+    #[serde(default)]
+    pub usage: Option<Usage>,
     /// The spec as submitted.
     pub spec: Value,
 }

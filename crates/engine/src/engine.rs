@@ -98,6 +98,14 @@ pub struct RunOutcome {
     pub wall_seconds: f64,
 }
 
+/// What a real run used, as its executor measured it (R7: metering from evidence, not plans).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_seconds: f64,
+    pub peak_memory_mib: f64,
+    pub wall_seconds: f64,
+}
+
 /// Work handed to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {
@@ -202,6 +210,13 @@ pub enum Event {
         id: JobId,
         at: Ts,
         reason: String,
+    },
+    /// An agent measured what one attempt of a real run used.
+    Measured {
+        id: JobId,
+        at: Ts,
+        attempt: u32,
+        usage: Usage,
     },
     Cancelled {
         id: JobId,
@@ -788,6 +803,12 @@ impl Engine {
         let _ = self.sched.release(&active.reservation);
         let now = self.now;
         self.counts.in_flight -= 1;
+        let usage = Usage {
+            cpu_seconds: outcome.cpu_seconds,
+            peak_memory_mib: outcome.peak_memory_mib,
+            wall_seconds: outcome.wall_seconds,
+        };
+        self.events.push(Event::Measured { id, at: now, attempt, usage });
         if outcome.succeeded {
             let planned_s = ((active.end_at.0 - active.start_at.0) as f64 / 1000.0).max(1.0);
             let meter = active.meter.scaled(outcome.wall_seconds / planned_s);

@@ -16,6 +16,6 @@ mod meter;
 
 pub use engine::{
     Assignment, Command, Counts, Engine, EngineConfig, EngineError, EngineSnapshot, Event, JobId, JobState, Outcome,
-    RunOutcome,
+    RunOutcome, Usage,
 };
 pub use meter::Meter;

@@ -35,6 +35,13 @@ impl Views {
                 self.assignments.insert(assignment.id, assignment.clone());
                 return;
             }
+            Event::Measured { id, at, usage, .. } => {
+                if let Some(v) = self.jobs.get_mut(id) {
+                    v.usage = Some(*usage);
+                    v.updated_at = *at;
+                }
+                return;
+            }
             _ => return,
         };
         match ev {
@@ -156,6 +163,7 @@ pub fn fresh_view(id: u64, job: &suanwang_core::Job, spec: serde_json::Value, by
         attempts: 0,
         reason: None,
         meter: None,
+        usage: None,
         spec,
     }
 }

@@ -121,10 +121,18 @@ async fn a_job_runs_for_real_on_the_local_site_and_cancel_stops_it() {
         assert!(Instant::now() < deadline, "site local never registered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let id = submit(&u, job("hello", &["local"], "echo hello-$SUANWANG_JOB_ID; echo to-stderr >&2; sleep 0.5")).await;
+    // some CPU work, then a pause: the measured use must show both
+    let script = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; \
+                  echo hello-$SUANWANG_JOB_ID; echo to-stderr >&2; sleep 0.5";
+    let id = submit(&u, job("hello", &["local"], script)).await;
     let done = until(&u, id, "completed", 60, |j| j["state"] == "completed").await;
     assert_eq!(done["site"], "local");
     assert!(done["meter"]["energy_kwh"].as_f64().is_some_and(|e| e > 0.0), "{done}");
+    let used = &done["usage"];
+    let num = |k: &str| used[k].as_f64().unwrap_or_else(|| panic!("usage.{k} in {done}"));
+    assert!(num("cpu_seconds") > 0.05, "the busy loop used CPU: {used}");
+    assert!(num("wall_seconds") >= 0.5 && num("wall_seconds") >= num("cpu_seconds") * 0.9, "{used}");
+    assert!(num("peak_memory_mib") > 0.0, "{used}");
     let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
     assert_eq!(logs["stdout"].as_str().map(str::trim), Some(format!("hello-{id}").as_str()), "{logs}");
     assert_eq!(logs["stderr"].as_str().map(str::trim), Some("to-stderr"));

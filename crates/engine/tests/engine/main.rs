@@ -41,6 +41,7 @@ fn names(events: &[Event]) -> Vec<&'static str> {
             Event::SiteRegistered { .. } => "site_registered",
             Event::SiteSuspended { .. } => "site_suspended",
             Event::Assigned { .. } => "assigned",
+            Event::Measured { .. } => "measured",
         })
         .collect()
 }
