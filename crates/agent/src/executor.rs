@@ -23,6 +23,16 @@ pub struct RunSpec {
     pub cpus: u32,
 }
 
+/// The file in a run's working directory that names its handle (for `Executor::adopt`).
+pub const HANDLE_FILE: &str = "handle";
+
+/// The handle an earlier instance left in `workdir`, if any.
+pub fn handle_in(workdir: &std::path::Path) -> Option<Handle> {
+    let text = std::fs::read_to_string(workdir.join(HANDLE_FILE)).ok()?;
+    let h = text.trim();
+    (!h.is_empty()).then(|| Handle(h.to_string()))
+}
+
 /// An executor's name for a run (a process-group id, a Slurm job id).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Handle(pub String);
@@ -75,4 +85,8 @@ pub trait Executor: Send + Sync {
     fn logs(&self, handle: &Handle) -> Result<(String, String), ExecError>;
     /// Runs this executor knows of that are still running (for reconciling after a restart).
     fn running(&self) -> Result<Vec<Handle>, ExecError>;
+    /// Reconciling after a restart: the run of `spec` that an earlier instance started (it left
+    /// its handle in `spec.workdir`), taken over as if this instance had started it: running
+    /// or, if it ended meanwhile, with its final state. `None` when the directory holds no run.
+    fn adopt(&self, spec: &RunSpec) -> Result<Option<Handle>, ExecError>;
 }

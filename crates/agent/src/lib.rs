@@ -11,6 +11,6 @@ pub mod executor;
 pub mod process;
 pub mod slurm;
 
-pub use executor::{ExecError, ExecState, Executor, Handle, RunSpec, Usage};
+pub use executor::{ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in};
 pub use process::ProcessExecutor;
 pub use slurm::SlurmExecutor;

@@ -14,11 +14,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::executor::{ExecError, ExecState, Executor, Handle, RunSpec, Usage};
+use crate::executor::{ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in};
 
 #[derive(Debug)]
 struct Run {
-    child: Child,
+    /// `None` for a run adopted after a restart: it is not our child, so its group is watched
+    /// through /proc and its exit status read from GNU time's report.
+    child: Option<Child>,
     started: Instant,
     workdir: PathBuf,
     memory_mib: u64,
@@ -44,13 +46,25 @@ fn io(e: impl std::fmt::Display) -> ExecError {
     ExecError::Io(e.to_string())
 }
 
-/// GNU time's `-f "%e %U %S %M"` line (the last line of the file).
-pub(crate) fn read_usage(workdir: &Path, wall: f64) -> Usage {
+/// The numbers of GNU time's `-f "%e %U %S %M %x"` line (the last line of the file).
+fn usage_line(workdir: &Path) -> Vec<f64> {
     let text = std::fs::read_to_string(workdir.join("usage.txt")).unwrap_or_default();
-    let nums: Vec<f64> = text.lines().last().unwrap_or("").split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    match nums[..] {
-        [e, u, s, m] => Usage { cpu_seconds: u + s, peak_memory_mib: m / 1024.0, wall_seconds: e },
+    text.lines().last().unwrap_or("").split_whitespace().filter_map(|x| x.parse().ok()).collect()
+}
+
+/// What the run used, from GNU time's report (zeros and `wall` when there is none).
+pub(crate) fn read_usage(workdir: &Path, wall: f64) -> Usage {
+    match usage_line(workdir)[..] {
+        [e, u, s, m, ..] => Usage { cpu_seconds: u + s, peak_memory_mib: m / 1024.0, wall_seconds: e },
         _ => Usage { cpu_seconds: 0.0, peak_memory_mib: 0.0, wall_seconds: wall },
+    }
+}
+
+/// The command's exit status, from GNU time's report.
+fn read_exit(workdir: &Path) -> Option<i32> {
+    match usage_line(workdir)[..] {
+        [_, _, _, _, x] => Some(x as i32),
+        _ => None,
     }
 }
 
@@ -128,17 +142,32 @@ impl ProcessExecutor {
             });
             Self::kill_group(handle);
         }
-        let Some(status) = run.child.try_wait().map_err(io)? else { return Ok(()) };
+        // (exit status, signal), once the run has ended
+        let (code, signal) = match &mut run.child {
+            Some(child) => {
+                let Some(status) = child.try_wait().map_err(io)? else { return Ok(()) };
+                (status.code(), status.signal())
+            }
+            None => {
+                if Self::group_alive(handle.0.trim_start_matches("pg:")) {
+                    return Ok(());
+                }
+                (read_exit(&run.workdir), None)
+            }
+        };
         let usage = read_usage(&run.workdir, wall.as_secs_f64());
         let stderr = std::fs::read_to_string(run.workdir.join("stderr.txt")).unwrap_or_default();
         let state = if let Some(s) = run.stopped.take() {
             s
-        } else if status.success() {
+        } else if code == Some(0) {
             ExecState::Succeeded
+        } else if code.is_none() && signal.is_none() {
+            ExecState::Failed {
+                reason: "the run ended while its agent was down, leaving no exit status".into(),
+                exit_code: None,
+            }
         } else {
-            let code = status.code();
-            let reason =
-                failure_reason(code.unwrap_or(-1), status.signal(), &stderr, usage.peak_memory_mib, run.memory_mib);
+            let reason = failure_reason(code.unwrap_or(-1), signal, &stderr, usage.peak_memory_mib, run.memory_mib);
             ExecState::Failed { reason, exit_code: code }
         };
         run.done = Some((state, usage));
@@ -166,7 +195,7 @@ impl Executor for ProcessExecutor {
             argv.extend([
                 "/usr/bin/time".into(),
                 "-f".into(),
-                "%e %U %S %M".into(),
+                "%e %U %S %M %x".into(),
                 "-o".into(),
                 spec.workdir.join("usage.txt").display().to_string(),
             ]);
@@ -195,8 +224,9 @@ impl Executor for ProcessExecutor {
         let child =
             cmd.spawn().map_err(|e| ExecError::Start { command: spec.command.clone(), reason: e.to_string() })?;
         let handle = Handle(format!("pg:{}", child.id()));
+        std::fs::write(spec.workdir.join(HANDLE_FILE), &handle.0).map_err(io)?;
         let run = Run {
-            child,
+            child: Some(child),
             started: Instant::now(),
             workdir: spec.workdir.clone(),
             memory_mib: spec.memory_mib,
@@ -236,7 +266,9 @@ impl Executor for ProcessExecutor {
         if run.done.is_none() {
             run.stopped = Some(ExecState::Cancelled);
             Self::kill_group_and_wait(handle);
-            let _ = run.child.wait();
+            if let Some(child) = &mut run.child {
+                let _ = child.wait();
+            }
             Self::refresh(handle, run)?;
         }
         Ok(())
@@ -247,6 +279,38 @@ impl Executor for ProcessExecutor {
         let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
         let read = |f: &str| std::fs::read_to_string(run.workdir.join(f)).unwrap_or_default();
         Ok((read("stdout.txt"), read("stderr.txt")))
+    }
+
+    fn adopt(&self, spec: &RunSpec) -> Result<Option<Handle>, ExecError> {
+        let Some(handle) = handle_in(&spec.workdir) else { return Ok(None) };
+        if !handle.0.starts_with("pg:") {
+            return Ok(None);
+        }
+        let pgid = handle.0.trim_start_matches("pg:");
+        if Self::group_alive(pgid) {
+            // a live group under that id must be ours: its leader runs in the run's directory
+            // (otherwise the id was reused after our run ended)
+            let cwd = std::fs::read_link(format!("/proc/{pgid}/cwd")).ok();
+            let ours = spec.workdir.canonicalize().ok();
+            if cwd.is_none() || cwd != ours {
+                return Ok(None);
+            }
+        }
+        let mut runs = self.runs.lock().map_err(io)?;
+        if !runs.contains_key(&handle) {
+            // how long it has run is not known across a restart: its time limit counts from now
+            let run = Run {
+                child: None,
+                started: Instant::now(),
+                workdir: spec.workdir.clone(),
+                memory_mib: spec.memory_mib,
+                time_limit: spec.time_limit,
+                stopped: None,
+                done: None,
+            };
+            runs.insert(handle.clone(), run);
+        }
+        Ok(Some(handle))
     }
 
     fn running(&self) -> Result<Vec<Handle>, ExecError> {

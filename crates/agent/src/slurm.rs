@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::executor::{ExecError, ExecState, Executor, Handle, RunSpec, Usage};
+use crate::executor::{ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in};
 
 #[derive(Debug, Clone)]
 struct Run {
@@ -156,6 +156,7 @@ impl Executor for SlurmExecutor {
             return Err(ExecError::Start { command: spec.command.clone(), reason: format!("sbatch answered {out:?}") });
         }
         let handle = Handle(format!("slurm:{id}"));
+        std::fs::write(workdir.join(HANDLE_FILE), &handle.0).map_err(io)?;
         let run = Run {
             workdir,
             memory_mib: spec.memory_mib,
@@ -213,6 +214,22 @@ impl Executor for SlurmExecutor {
         let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
         let read = |f: &str| std::fs::read_to_string(run.workdir.join(f)).unwrap_or_default();
         Ok((read("stdout.txt"), read("stderr.txt")))
+    }
+
+    fn adopt(&self, spec: &RunSpec) -> Result<Option<Handle>, ExecError> {
+        let Some(handle) = handle_in(&spec.workdir) else { return Ok(None) };
+        if !handle.0.starts_with("slurm:") {
+            return Ok(None);
+        }
+        let run = Run {
+            workdir: spec.workdir.canonicalize().unwrap_or_else(|_| spec.workdir.clone()),
+            memory_mib: spec.memory_mib,
+            time_limit: spec.time_limit,
+            started: Instant::now(),
+            cancelled: false,
+        };
+        self.runs.lock().map_err(io)?.entry(handle.clone()).or_insert(run);
+        Ok(Some(handle))
     }
 
     fn running(&self) -> Result<Vec<Handle>, ExecError> {

@@ -59,6 +59,8 @@ struct Agent {
     executor: Box<dyn Executor>,
     /// (job, attempt) → the executor's handle.
     runs: HashMap<(u64, u32), Handle>,
+    /// Whether runs left by an earlier instance have been reconciled (first round).
+    reconciled: bool,
 }
 
 impl Agent {
@@ -122,6 +124,46 @@ impl Agent {
         }
     }
 
+    /// Once after (re)starting: runs left in the data directory by an earlier instance that
+    /// the server no longer assigns here (the job was cancelled or moved while this agent was
+    /// away) are stopped, so a superseded attempt never runs beside its successor.
+    fn stop_orphans(&mut self, list: &[suanwang_engine::Assignment]) {
+        if self.reconciled {
+            return;
+        }
+        self.reconciled = true;
+        let Ok(dir) = std::fs::read_dir(&self.args.data) else { return };
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some((id, attempt)) = name.split_once('-') else { continue };
+            let (Ok(id), Ok(attempt)) = (id.parse::<u64>(), attempt.parse::<u32>()) else { continue };
+            if list.iter().any(|a| (a.id, a.attempt) == (id, attempt)) || entry.path().join("reported").exists() {
+                continue;
+            }
+            let spec = RunSpec {
+                job_id: id,
+                attempt,
+                command: String::new(),
+                args: vec![],
+                env: vec![],
+                workdir: entry.path(),
+                // only adopted to be stopped: no limits apply
+                memory_mib: u64::MAX,
+                time_limit: Duration::MAX,
+                cpus: 1,
+            };
+            let Ok(Some(h)) = self.executor.adopt(&spec) else { continue };
+            if matches!(self.executor.poll(&h), Ok((ExecState::Running, _))) {
+                match self.executor.cancel(&h) {
+                    Ok(()) => {
+                        tracing::warn!(id, attempt, handle = %h.0, "stopped an orphaned run (no longer assigned here)");
+                    }
+                    Err(e) => tracing::warn!(id, attempt, error = %e, "could not stop an orphaned run"),
+                }
+            }
+        }
+    }
+
     /// One round: fetch the assignments (long-poll), start new ones, stop withdrawn ones,
     /// report finished ones.
     async fn round(&mut self) -> Result<()> {
@@ -151,6 +193,16 @@ impl Agent {
                 time_limit: Duration::from_secs(a.time_limit_s.max(1)),
                 cpus: a.cores,
             };
+            // a run this agent started before a restart: follow it instead of starting it again
+            match self.executor.adopt(&spec) {
+                Ok(Some(h)) => {
+                    tracing::info!(id = a.id, attempt = a.attempt, handle = %h.0, "adopted a run from before a restart");
+                    self.runs.insert((a.id, a.attempt), h);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(id = a.id, error = %e, "could not adopt; starting afresh"),
+            }
             match self.executor.start(&spec) {
                 Ok(h) => {
                     tracing::info!(id = a.id, attempt = a.attempt, handle = %h.0, "started");
@@ -169,6 +221,7 @@ impl Agent {
                 }
             }
         }
+        self.stop_orphans(&list);
         let keys: Vec<(u64, u32)> = self.runs.keys().copied().collect();
         for key in keys {
             let Some(h) = self.runs.get(&key).cloned() else { continue };
@@ -182,6 +235,8 @@ impl Agent {
             if state.is_done() {
                 let logs = self.executor.logs(&h).unwrap_or_default();
                 self.report(key.0, key.1, &state, usage, logs).await;
+                // reported: a later instance must not take this directory for a live run
+                let _ = std::fs::write(self.args.data.join(format!("{}-{}", key.0, key.1)).join("reported"), b"");
                 self.runs.remove(&key);
             }
         }
@@ -202,7 +257,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         other => bail!("--executor: unknown {other:?}; process or slurm"),
     };
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
-    let mut agent = Agent { args, http: reqwest::Client::new(), executor, runs: HashMap::new() };
+    let mut agent = Agent { args, http: reqwest::Client::new(), executor, runs: HashMap::new(), reconciled: false };
     // the server may still be starting: retry registration for a while
     let mut tries = 0;
     while let Err(e) = agent.register().await {

@@ -104,9 +104,40 @@ fn conformance(e: &dyn Executor) {
     assert!(matches!(e.poll(&suanwang_agent::Handle("pg:0".into())), Err(ExecError::Unknown(_))));
 }
 
+/// After a restart, a second instance takes over what the first started: a run still going is
+/// followed to its end (output and status intact), an unwanted one can be stopped, and a
+/// directory with no run is not mistaken for one.
+fn restart_conformance(first: &dyn Executor, second: &dyn Executor) {
+    let name = first.name();
+    let wait = Duration::from_secs(30);
+    let s = spec_in(name, "adopt", "sh", &["-c", "sleep 1; echo survived $FOO; exit 5"]);
+    let h = first.start(&s).expect("starts");
+    let adopted = second.adopt(&s).expect("adopts").expect("a run to adopt");
+    assert_eq!(adopted, h);
+    match second.wait(&adopted, wait).expect("waits").0 {
+        ExecState::Failed { exit_code, .. } => assert_eq!(exit_code, Some(5)),
+        other => panic!("expected the adopted run to end with status 5, got {other:?}"),
+    }
+    assert_eq!(second.logs(&adopted).expect("logs").0.trim(), "survived bar-42");
+
+    let s = spec_in(name, "orphan", "sh", &["-c", "sleep 30 & sleep 30; wait"]);
+    let h = first.start(&s).expect("starts");
+    let adopted = second.adopt(&s).expect("adopts").expect("a run to adopt");
+    assert_eq!(second.poll(&adopted).expect("polls").0, ExecState::Running);
+    second.cancel(&adopted).expect("cancels");
+    assert_eq!(second.poll(&adopted).expect("polls").0, ExecState::Cancelled);
+    assert!(!first.running().expect("running").contains(&h), "the orphan still runs");
+
+    let empty = spec_in(name, "nothing-here", "true", &[]);
+    let _ = std::fs::create_dir_all(&empty.workdir);
+    let _ = std::fs::remove_file(empty.workdir.join(suanwang_agent::HANDLE_FILE));
+    assert_eq!(second.adopt(&empty).expect("adopts"), None);
+}
+
 #[test]
 fn the_process_executor_conforms() {
     conformance(&ProcessExecutor::new());
+    restart_conformance(&ProcessExecutor::new(), &ProcessExecutor::new());
 }
 
 /// Against a real Slurm: `scripts/test.sh` starts a one-node cluster where it can (root, Debian's
@@ -122,4 +153,5 @@ fn the_slurm_executor_conforms() {
         return;
     }
     conformance(&SlurmExecutor::new());
+    restart_conformance(&SlurmExecutor::new(), &SlurmExecutor::new());
 }

@@ -214,8 +214,12 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
         assert!(Instant::now() < deadline, "agents never registered: {ids:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let id =
-        submit(&u, job("moved", &["acme-a", "acme-b"], "echo attempt-$SUANWANG_ATTEMPT; sleep 3; echo finished")).await;
+    // the first attempt outlives its agent (a long sleep, findable by its odd length)
+    let marker = format!("{}.75", 700 + std::process::id() % 100);
+    let script = format!(
+        "echo attempt-$SUANWANG_ATTEMPT; if [ $SUANWANG_ATTEMPT = 1 ]; then sleep {marker}; fi; sleep 3; echo finished"
+    );
+    let id = submit(&u, job("moved", &["acme-a", "acme-b"], &script)).await;
     let running = until(&u, id, "running", 60, |j| j["state"] == "running").await;
     let first = running["site"].as_str().expect("site").to_string();
     // the agent running it dies
@@ -237,6 +241,15 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
         .await
         .expect("stale report");
     assert_eq!(r.status().as_u16(), 409);
+    // the orphaned first attempt still runs; the dead agent, restarted, stops it
+    assert!(pgrep(&marker), "the first attempt should have outlived its agent");
+    let dir = if first == "acme-a" { &da } else { &db_ };
+    *victim = spawn(&["agent", "--site", &first, "--city", "beijing", "--data", dir], &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pgrep(&marker) {
+        assert!(Instant::now() < deadline, "the restarted agent left its orphaned run running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = a.kill();
     let _ = b.kill();
     let _ = a.wait();
@@ -272,6 +285,52 @@ async fn a_job_runs_through_slurm() {
     assert_eq!(done["site"], "hpc-local");
     let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
     assert_eq!(logs["stdout"].as_str().map(str::trim), Some(format!("from-slurm-{id}").as_str()), "{logs}");
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_adopts_its_running_job_instead_of_running_it_twice() {
+    let u = up("adopt", &["--no-local-agent"]).await;
+    let db = u.dir.display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(["token", "create", "--data", &db, "--role", "provider", "--name", "acme"])
+        .output()
+        .expect("token create");
+    let provider = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", provider.as_str())];
+    let data = u.dir.join("agent-r").display().to_string();
+    let args = ["agent", "--site", "acme-r", "--city", "beijing", "--data", &data];
+    let mut agent = spawn(&args, &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get(&u.url, &u.operator, "/v1/sites").await["sites"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|x| x["id"] == "acme-r"))
+    {
+        assert!(Instant::now() < deadline, "agent never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // every start of the command appends a line to a file outside the run directory
+    let starts = u.dir.join("starts.txt");
+    let marker = format!("4.{}", 100 + std::process::id() % 800);
+    let script = format!("echo start >> {}; sleep {marker}; echo adopted-$SUANWANG_ATTEMPT", starts.display());
+    let id = submit(&u, job("adopt", &["acme-r"], &script)).await;
+    until(&u, id, "running", 60, |j| j["state"] == "running").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pgrep(&marker) {
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // the agent dies and comes back well within the heartbeat timeout
+    agent.kill().expect("SIGKILL the agent");
+    let _ = agent.wait();
+    let mut agent = spawn(&args, &env);
+    let done = until(&u, id, "completed", 60, |j| j["state"] == "completed").await;
+    assert_eq!((done["site"].as_str(), done["attempts"].as_u64()), (Some("acme-r"), Some(1)), "{done}");
+    let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
+    assert_eq!(logs["stdout"].as_str().map(str::trim), Some("adopted-1"), "{logs}");
+    let started = std::fs::read_to_string(&starts).expect("starts file");
+    assert_eq!(started.lines().count(), 1, "the command ran more than once: {started:?}");
     let _ = agent.kill();
     let _ = agent.wait();
 }
