@@ -62,12 +62,25 @@ impl SlurmExecutor {
         handle.0.trim_start_matches("slurm:")
     }
 
-    /// Still pending or running (a job Slurm no longer knows of has ended).
-    fn queued(handle: &Handle) -> bool {
-        !tool("squeue", &["-h", "-j", Self::id(handle), "-o", "%T"]).unwrap_or_default().trim().is_empty()
+    /// Still pending or running (a job Slurm no longer knows of has ended). An error when the
+    /// controller does not answer: that says nothing about the job.
+    fn queued(handle: &Handle) -> Result<bool, ExecError> {
+        match tool("squeue", &["-h", "-j", Self::id(handle), "-o", "%T"]) {
+            Ok(out) => Ok(!out.trim().is_empty()),
+            // purged from the controller's memory (MinJobAge): long finished
+            Err(ExecError::Io(m)) if m.contains("Invalid job id") => Ok(false),
+            Err(e) => Err(ExecError::Io(format!("Slurm does not answer: {e}"))),
+        }
     }
 
-    fn finish(run: &Run) -> (ExecState, Usage) {
+    /// How Slurm's accounting saw the job end (`sacct`), when accounting is configured.
+    fn accounted_state(handle: &Handle) -> Option<String> {
+        let out = tool("sacct", &["-n", "-X", "-P", "-j", Self::id(handle), "-o", "State,ExitCode"]).ok()?;
+        let line = out.lines().next()?.trim().to_string();
+        (!line.is_empty()).then_some(line)
+    }
+
+    fn finish(handle: &Handle, run: &Run) -> (ExecState, Usage) {
         let usage = crate::process::read_usage(&run.workdir, run.started.elapsed().as_secs_f64());
         if run.cancelled {
             return (ExecState::Cancelled, usage);
@@ -88,13 +101,12 @@ impl SlurmExecutor {
                 let reason = crate::process::failure_reason(c, None, &stderr, usage.peak_memory_mib, run.memory_mib);
                 (ExecState::Failed { reason, exit_code: Some(c) }, usage)
             }
-            None => (
-                ExecState::Failed {
-                    reason: "the batch job ended without an exit status (killed by Slurm)".into(),
-                    exit_code: None,
-                },
-                usage,
-            ),
+            None => {
+                let how = Self::accounted_state(handle)
+                    .map_or_else(String::new, |a| format!("; Slurm accounting says {}", a.replace('|', " exit ")));
+                let reason = format!("the batch job ended without an exit status (killed by Slurm){how}");
+                (ExecState::Failed { reason, exit_code: None }, usage)
+            }
         }
     }
 }
@@ -171,13 +183,13 @@ impl Executor for SlurmExecutor {
     fn poll(&self, handle: &Handle) -> Result<(ExecState, Usage), ExecError> {
         let run =
             self.runs.lock().map_err(io)?.get(handle).cloned().ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
-        if Self::queued(handle) {
+        if Self::queued(handle)? {
             return Ok((
                 ExecState::Running,
                 Usage { wall_seconds: run.started.elapsed().as_secs_f64(), ..Usage::default() },
             ));
         }
-        Ok(Self::finish(&run))
+        Ok(Self::finish(handle, &run))
     }
 
     fn wait(&self, handle: &Handle, timeout: Duration) -> Result<(ExecState, Usage), ExecError> {
@@ -196,14 +208,14 @@ impl Executor for SlurmExecutor {
         {
             let mut runs = self.runs.lock().map_err(io)?;
             let run = runs.get_mut(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
-            if !Self::queued(handle) {
+            if !Self::queued(handle)? {
                 return Ok(());
             }
             run.cancelled = true;
         }
         tool("scancel", &["--signal=KILL", "--full", Self::id(handle)])?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Self::queued(handle) && Instant::now() < deadline {
+        while Self::queued(handle)? && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())

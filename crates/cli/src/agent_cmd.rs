@@ -53,6 +53,9 @@ struct PoolsFile {
     pools: Vec<AgentPool>,
 }
 
+/// Rounds (about a second each) a run may go unanswered before it is reported failed.
+const POLL_ERRORS_BEFORE_FAILING: u32 = 30;
+
 struct Agent {
     args: AgentArgs,
     http: reqwest::Client,
@@ -61,6 +64,8 @@ struct Agent {
     runs: HashMap<(u64, u32), Handle>,
     /// Whether runs left by an earlier instance have been reconciled (first round).
     reconciled: bool,
+    /// Consecutive failed polls, by run.
+    poll_errors: HashMap<(u64, u32), u32>,
 }
 
 impl Agent {
@@ -231,7 +236,26 @@ impl Agent {
                 self.runs.remove(&key);
                 continue;
             }
-            let (state, usage) = self.executor.poll(&h)?;
+            let (state, usage) = match self.executor.poll(&h) {
+                Ok(x) => {
+                    self.poll_errors.remove(&key);
+                    x
+                }
+                Err(e) => {
+                    // the executor does not answer for this run (Slurm down, run vanished):
+                    // keep serving the others, and give up on this one after a while
+                    let n = self.poll_errors.entry(key).or_insert(0);
+                    *n += 1;
+                    tracing::warn!(id = key.0, attempt = key.1, error = %e, tries = *n, "cannot poll the run");
+                    if *n < POLL_ERRORS_BEFORE_FAILING {
+                        continue;
+                    }
+                    self.poll_errors.remove(&key);
+                    let state =
+                        ExecState::Failed { reason: format!("the executor lost the run: {e}"), exit_code: None };
+                    (state, suanwang_agent::Usage::default())
+                }
+            };
             if state.is_done() {
                 let logs = self.executor.logs(&h).unwrap_or_default();
                 self.report(key.0, key.1, &state, usage, logs).await;
@@ -257,7 +281,14 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         other => bail!("--executor: unknown {other:?}; process or slurm"),
     };
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
-    let mut agent = Agent { args, http: reqwest::Client::new(), executor, runs: HashMap::new(), reconciled: false };
+    let mut agent = Agent {
+        args,
+        http: reqwest::Client::new(),
+        executor,
+        runs: HashMap::new(),
+        reconciled: false,
+        poll_errors: HashMap::new(),
+    };
     // the server may still be starting: retry registration for a while
     let mut tries = 0;
     while let Err(e) = agent.register().await {

@@ -137,6 +137,21 @@ async fn a_job_runs_for_real_on_the_local_site_and_cancel_stops_it() {
     assert_eq!(logs["stdout"].as_str().map(str::trim), Some(format!("hello-{id}").as_str()), "{logs}");
     assert_eq!(logs["stderr"].as_str().map(str::trim), Some("to-stderr"));
 
+    // a command that cannot start, and one that exceeds its memory: each job fails with a clear
+    // reason, and the agent goes on serving (the next jobs run)
+    let mut missing = job("missing", &["local"], "");
+    missing["run"] = json!({"command": "no-such-command-xyz"});
+    let id = submit(&u, missing).await;
+    let failed = until(&u, id, "failed", 60, |j| j["state"] == "failed").await;
+    assert!(failed["reason"].as_str().is_some_and(|r| r.contains("not found")), "{failed}");
+    if std::path::Path::new("/usr/bin/prlimit").exists() {
+        let mut hog = job("hog", &["local"], "");
+        hog["run"] = json!({"command": "python3", "args": ["-c", "a = bytearray(3 * 1024 ** 3); print(len(a))"]});
+        let id = submit(&u, hog).await;
+        let failed = until(&u, id, "failed", 60, |j| j["state"] == "failed").await;
+        assert!(failed["reason"].as_str().is_some_and(|r| r.contains("memory")), "{failed}");
+    }
+
     // a command that fails: the job fails with the reason
     let id = submit(&u, job("boom", &["local"], "exit 7")).await;
     let failed = until(&u, id, "failed", 60, |j| j["state"] == "failed").await;
@@ -283,6 +298,9 @@ async fn a_job_runs_through_slurm() {
     let id = submit(&u, job("via-slurm", &["hpc-local"], "echo from-slurm-$SUANWANG_JOB_ID; sleep 0.5")).await;
     let done = until(&u, id, "completed", 120, |j| j["state"] == "completed").await;
     assert_eq!(done["site"], "hpc-local");
+    // use measured inside the batch job comes back too
+    assert!(done["usage"]["wall_seconds"].as_f64().is_some_and(|w| w >= 0.5), "{done}");
+    assert!(done["usage"]["peak_memory_mib"].as_f64().is_some_and(|m| m > 0.0), "{done}");
     let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
     assert_eq!(logs["stdout"].as_str().map(str::trim), Some(format!("from-slurm-{id}").as_str()), "{logs}");
     let _ = agent.kill();
