@@ -47,6 +47,49 @@ fn default_pools(cores: u64, memory_mib: u64) -> Vec<AgentPool> {
     }]
 }
 
+/// GPU pools from `nvidia-smi --query-gpu=name,memory.total,power.limit
+/// --format=csv,noheader,nounits` output: one pool per model in the device catalogue; models
+/// the catalogue does not know are skipped with a warning (a pool must name a known device).
+pub fn gpu_pools(nvidia_smi_csv: &str) -> Vec<AgentPool> {
+    let known = [("H800", "h800"), ("A800", "a800"), ("H20", "h20"), ("L40S", "l40s")];
+    let mut pools: Vec<AgentPool> = vec![];
+    for line in nvidia_smi_csv.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let (name, mem_mib, watts) = match f[..] {
+            [n, m, w, ..] => (n, m.parse::<f64>().unwrap_or(0.0), w.parse::<f64>().unwrap_or(0.0)),
+            _ => continue,
+        };
+        let Some((_, model)) = known.iter().find(|(k, _)| name.to_ascii_uppercase().contains(k)) else {
+            tracing::warn!(gpu = name, "GPU model not in the device catalogue; not declared");
+            continue;
+        };
+        if let Some(p) = pools.iter_mut().find(|p| p.model == *model) {
+            p.count += 1;
+            continue;
+        }
+        pools.push(AgentPool {
+            name: format!("gpu-{model}"),
+            model: (*model).to_string(),
+            count: 1,
+            memory_gib_per_unit: u32::try_from((mem_mib / 1024.0).round() as u64).unwrap_or(1).max(1),
+            power_w_per_unit: if watts > 0.0 { watts } else { 400.0 },
+            price_fen_per_unit_hour: 1500,
+        });
+    }
+    pools
+}
+
+/// This machine's GPUs, when `nvidia-smi` is installed and answers.
+fn detect_gpus() -> Vec<AgentPool> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name,memory.total,power.limit", "--format=csv,noheader,nounits"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => gpu_pools(&String::from_utf8_lossy(&o.stdout)),
+        _ => vec![],
+    }
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PoolsFile {
@@ -86,7 +129,11 @@ impl Agent {
             Some(f) => toml::from_str::<PoolsFile>(&std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)
                 .with_context(|| format!("{}: expected [[pools]] name, model, count, memory_gib_per_unit, power_w_per_unit, price_fen_per_unit_hour", f.display()))?
                 .pools,
-            None => default_pools(cores, memory_mib),
+            None => {
+                let mut pools = default_pools(cores, memory_mib);
+                pools.extend(detect_gpus());
+                pools
+            }
         };
         let site = AgentSite { id: self.args.site.clone(), city: self.args.city.clone(), pue: 1.3, pools };
         let (status, v) = self
@@ -303,5 +350,20 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             tracing::warn!(error = %e, "agent round failed; retrying");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gpu_pools;
+
+    #[test]
+    fn nvidia_smi_output_becomes_one_pool_per_known_model() {
+        let csv = "NVIDIA H800, 81559, 700.00\nNVIDIA H800, 81559, 700.00\nNVIDIA L40S, 46068, [N/A]\n\
+                   Tesla T4, 15360, 70.00\ngarbage\n";
+        let pools = gpu_pools(csv);
+        let got: Vec<(&str, u64, u32, f64)> =
+            pools.iter().map(|p| (p.model.as_str(), p.count, p.memory_gib_per_unit, p.power_w_per_unit)).collect();
+        assert_eq!(got, vec![("h800", 2, 80, 700.0), ("l40s", 1, 45, 400.0)]);
     }
 }
