@@ -166,6 +166,10 @@ pub struct Job {
     pub allowed_sites: Vec<String>,
     pub priority: u8,
     pub preemptible: bool,
+    /// Seconds of running between checkpoints (`checkpoint_s`): a job moved off a lost
+    /// site resumes from its last checkpoint instead of from the start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_s: Option<u32>,
     /// What to execute, for jobs that run for real on an agent's executor (the twin's and the
     /// simulated sites' jobs need none).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -494,6 +498,7 @@ const TOP: &[&str] = &[
     "allowed_sites",
     "priority",
     "preemptible",
+    "checkpoint_s",
     "run",
 ];
 const RUN: &[&str] = &["command", "args", "env"];
@@ -651,6 +656,16 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
     let priority =
         top.int(&mut c, "priority", false, 0, 9, "0 (lowest) to 9 (highest); default 5").map_or(5, |p| p as u8);
     let preemptible = top.bool(&mut c, "preemptible").unwrap_or(false);
+    let checkpoint_s = top
+        .int(
+            &mut c,
+            "checkpoint_s",
+            false,
+            1,
+            MAX_RUN_TIME_S,
+            "seconds of running between the job's checkpoints (a moved job resumes from the last)",
+        )
+        .map(|s| s as u32);
     let run = top.get("run").and_then(|v| run(&mut c, v));
 
     match (name, tenant, kind, origin, latency_tier.or(Some(None)), resources, work) {
@@ -673,6 +688,7 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
                 allowed_sites,
                 priority,
                 preemptible,
+                checkpoint_s,
                 run,
             })
         }

@@ -5,7 +5,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use suanwang_core::job::Job;
+use suanwang_core::job::{Job, Work};
 use suanwang_core::network::{AgentSite, Side};
 use suanwang_core::{Family, JobKind, LatencyTier, Network, Ts};
 use suanwang_sched::{Config, Placement, Policy, PoolReservation, Rejection, Scheduler, TransferMode};
@@ -740,8 +740,14 @@ impl Engine {
         let now = self.now;
         for &id in ids {
             let Some(mut record) = self.jobs.remove(&id) else { continue };
+            let mut why = reason.to_string();
             if let Some(a) = record.active.take() {
                 let _ = self.sched.release(&a.reservation);
+                if record.state == JobState::Running
+                    && let Some(saved) = resume_from_checkpoint(&mut record.job, &a, now)
+                {
+                    why = format!("{reason}; resumes from its checkpoint at {saved:.0} % done");
+                }
             }
             record.attempt += 1;
             self.events.push(Event::Rescheduled {
@@ -749,7 +755,7 @@ impl Engine {
                 at: now,
                 from_site: from_site.to_string(),
                 attempt: record.attempt,
-                reason: reason.to_string(),
+                reason: why.clone(),
             });
             let preferred = prefer
                 .filter(|b| record.job.allowed_sites.is_empty() || record.job.allowed_sites.iter().any(|s| s == b))
@@ -766,7 +772,7 @@ impl Engine {
                 Err(refusal) => {
                     self.counts.in_flight -= 1;
                     self.counts.failed += 1;
-                    self.events.push(Event::Failed { id, at: now, reason: format!("{reason}; {refusal}") });
+                    self.events.push(Event::Failed { id, at: now, reason: format!("{why}; {refusal}") });
                 }
             }
         }
@@ -843,4 +849,24 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A running job that checkpoints keeps the work done up to its last checkpoint: what is left
+/// becomes its work. Returns the share saved (percent), or `None` when nothing was saved.
+fn resume_from_checkpoint(job: &mut Job, active: &Active, now: Ts) -> Option<f64> {
+    let every_ms = i64::from(job.checkpoint_s?) * 1000;
+    let planned_ms = (active.end_at.0 - active.start_at.0).max(1);
+    let ran_ms = (now.0 - active.start_at.0).clamp(0, planned_ms);
+    let saved_ms = ran_ms / every_ms * every_ms;
+    if saved_ms <= 0 || saved_ms >= planned_ms {
+        return None;
+    }
+    let left = 1.0 - saved_ms as f64 / planned_ms as f64;
+    job.work = match job.work {
+        Work::RunTime { run_time_s } => {
+            Work::RunTime { run_time_s: ((f64::from(run_time_s) * left).ceil() as u32).max(1) }
+        }
+        Work::Amount { amount_pflop } => Work::Amount { amount_pflop: amount_pflop * left },
+    };
+    Some((1.0 - left) * 100.0)
 }

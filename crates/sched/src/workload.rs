@@ -156,6 +156,7 @@ pub fn mix(net: &Network, seed: u64, n: usize, start: Ts, span_s: i64) -> Vec<(T
                 allowed_sites: vec![],
                 priority: rng.below(10) as u8,
                 preemptible: rng.below(2) == 0,
+                checkpoint_s: None,
                 run: None,
             },
         ));

@@ -288,6 +288,7 @@ impl Mapper {
             allowed_sites: vec![],
             priority: 5,
             preemptible: kind.is_delay_tolerant(),
+            checkpoint_s: None,
             run: None,
         }
     }

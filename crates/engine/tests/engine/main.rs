@@ -310,3 +310,52 @@ proptest! {
         prop_assert_eq!(a.counts(), b.counts());
     }
 }
+
+/// A running job that declares checkpoints resumes from the last one after its site is lost;
+/// one that does not starts over.
+#[test]
+fn a_moved_job_resumes_from_its_last_checkpoint() {
+    let net = net();
+    let site = "qingyang-xifeng";
+    let backup = net.site(site).and_then(|s| s.backup.clone()).expect("a backup is set");
+    let planned_after = |checkpoint: &str| {
+        let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+        let job = spec(
+            &net,
+            &format!(
+                "name = \"c\"\ntenant = \"t\"\nkind = \"training\"\norigin = \"xian\"\nallowed_sites = [\"{site}\", \"{backup}\"]\n{checkpoint}\n[resources]\nfamily = \"intelligent\"\ncount = 8\n[work]\nrun_time_s = 10000\n"
+            ),
+        );
+        e.apply(Command::Submit { id: 1, job: Box::new(job) }).expect("submit");
+        let started = e
+            .take_events()
+            .iter()
+            .find_map(|ev| {
+                if let Event::Placed { site: s, start_at, .. } = ev { Some((s.clone(), *start_at)) } else { None }
+            })
+            .expect("placed");
+        // run 3,500 s at whichever site it went to, then lose that site
+        e.advance_to(Ts(started.1.0 + 3_500_000)).expect("advance");
+        let _ = e.take_events();
+        assert_eq!(e.state(1), Some(JobState::Running));
+        e.apply(Command::SiteDown { site: started.0.clone() }).expect("down");
+        let events = e.take_events();
+        let reason = events
+            .iter()
+            .find_map(|ev| if let Event::Rescheduled { reason, .. } = ev { Some(reason.clone()) } else { None })
+            .expect("rescheduled");
+        let (a, b) = events
+            .iter()
+            .find_map(
+                |ev| if let Event::Placed { start_at, end_at, .. } = ev { Some((*start_at, *end_at)) } else { None },
+            )
+            .expect("placed again");
+        (reason, (b.0 - a.0) / 1000)
+    };
+    let (reason, run_s) = planned_after("checkpoint_s = 1000");
+    assert!(reason.contains("checkpoint at 30 %"), "{reason}");
+    assert_eq!(run_s, 7000, "3,000 s of 10,000 were saved at the last checkpoint");
+    let (reason, run_s) = planned_after("");
+    assert!(!reason.contains("checkpoint"), "{reason}");
+    assert_eq!(run_s, 10000, "without checkpoints the job starts over");
+}
