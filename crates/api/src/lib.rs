@@ -167,7 +167,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/v1/network", "The whole network", "every role"),
     ("get", "/v1/kpis", "Job counts, placements, green and hub shares", "operator, regulator"),
     ("get", "/v1/jobs/{id}/logs", "Output of a job run by an agent", "operator, regulator, tenant (own)"),
-    ("post", "/v1/sites/{site}/suspend", "Stop new placements on a site (what runs there finishes)", "operator"),
+    (
+        "post",
+        "/v1/sites/{site}/suspend",
+        "Stop new placements on a site (what runs there finishes; `move=true` moves it now)",
+        "operator",
+    ),
     ("post", "/v1/sites/{site}/resume", "Allow placements on a suspended site again", "operator"),
     (
         "post",

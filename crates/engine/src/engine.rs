@@ -73,6 +73,8 @@ pub enum Command {
     Suspend {
         site: String,
         suspended: bool,
+        /// Also move the jobs placed or running there now (as if the site were lost).
+        move_jobs: bool,
     },
     /// An agent connects a machine as a site: jobs placed there are assigned to the agent,
     /// which reports how they ended (registering again re-enables the site).
@@ -504,11 +506,17 @@ impl Engine {
             }
             Command::LinkDown { a, b } => self.link_down(&a, &b),
             Command::RegisterSite { site } => self.register_site(site),
-            Command::Suspend { site, suspended } => {
-                self.sched
+            Command::Suspend { site, suspended, move_jobs } => {
+                let si = self
+                    .sched
                     .set_site_available(&site, !suspended)
                     .ok_or_else(|| EngineError::UnknownSite(site.clone()))?;
-                self.events.push(Event::SiteSuspended { site, at: self.now, suspended });
+                self.events.push(Event::SiteSuspended { site: site.clone(), at: self.now, suspended });
+                if suspended && move_jobs {
+                    let affected = self.jobs_at(si);
+                    let backup = self.sched.network().sites[si].backup.clone();
+                    self.reschedule(&affected, &site, backup.as_deref(), &format!("site {site} suspended"));
+                }
                 Ok(())
             }
             Command::Report { id, attempt, outcome } => self.report(id, attempt, &outcome),
@@ -693,18 +701,24 @@ impl Engine {
         Ok(())
     }
 
-    /// A site is lost: no new placements there; every job placed, moving data or running there
-    /// is released and placed again from the start (no checkpoints) — on the site's paired
-    /// backup when that satisfies the job, else wherever the scheduler finds best.
-    fn site_down(&mut self, site: &str) -> Result<(), EngineError> {
-        let si = self.sched.set_site_available(site, false).ok_or_else(|| EngineError::UnknownSite(site.into()))?;
-        let mut affected: Vec<JobId> = self
+    /// Jobs placed, moving data or running at site index `si`, in id order.
+    fn jobs_at(&self, si: usize) -> Vec<JobId> {
+        let mut ids: Vec<JobId> = self
             .jobs
             .iter()
             .filter(|(_, r)| r.active.as_ref().is_some_and(|a| a.site == si))
             .map(|(id, _)| *id)
             .collect();
-        affected.sort_unstable();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// A site is lost: no new placements there; every job placed, moving data or running there
+    /// is released and placed again from the start (no checkpoints) — on the site's paired
+    /// backup when that satisfies the job, else wherever the scheduler finds best.
+    fn site_down(&mut self, site: &str) -> Result<(), EngineError> {
+        let si = self.sched.set_site_available(site, false).ok_or_else(|| EngineError::UnknownSite(site.into()))?;
+        let affected = self.jobs_at(si);
         let now = self.now;
         self.events.push(Event::SiteLost { site: site.to_string(), at: now, jobs: affected.len() });
         let backup = self.sched.network().sites[si].backup.clone();

@@ -55,6 +55,7 @@ pub enum Request {
         principal: Principal,
         site: String,
         suspended: bool,
+        move_jobs: bool,
         reply: Reply<()>,
     },
     /// An agent reports how a run ended, with its output.
@@ -203,7 +204,8 @@ impl Actor {
                         if let (Some(site), Some(suspended)) =
                             (body.get("site").and_then(Value::as_str), body.get("suspended").and_then(Value::as_bool))
                         {
-                            let _ = e.apply(Command::Suspend { site: site.to_string(), suspended });
+                            let move_jobs = body.get("move").and_then(Value::as_bool).unwrap_or(false);
+                            let _ = e.apply(Command::Suspend { site: site.to_string(), suspended, move_jobs });
                         }
                     }
                     "site_down" => {
@@ -348,8 +350,8 @@ impl Actor {
                     }
                     pending_registers.push(reply);
                 }
-                Request::Suspend { principal, site, suspended, reply } => {
-                    if let Err(e) = self.engine.apply(Command::Suspend { site: site.clone(), suspended }) {
+                Request::Suspend { principal, site, suspended, move_jobs, reply } => {
+                    if let Err(e) = self.engine.apply(Command::Suspend { site: site.clone(), suspended, move_jobs }) {
                         let _ = reply.send(Err(ApiError::not_found("such site").detail(e.to_string())));
                         continue;
                     }
@@ -362,7 +364,7 @@ impl Actor {
                         job_id: None,
                         tenant: None,
                         idempotency_key: None,
-                        body: json!({"site": site, "suspended": suspended}).to_string(),
+                        body: json!({"site": site, "suspended": suspended, "move": move_jobs}).to_string(),
                         events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
                     });
                     events.extend(evs);

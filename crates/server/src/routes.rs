@@ -522,29 +522,50 @@ async fn report(
     Ok(Json(rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??))
 }
 
-async fn suspend(State(inner): S, headers: HeaderMap, Path(site): Path<String>) -> Result<Json<Value>, ApiError> {
-    set_suspended(&inner, &headers, site, true).await
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuspendQuery {
+    /// Move the site's placed and running jobs now instead of letting them finish there.
+    #[serde(default, rename = "move")]
+    move_jobs: bool,
+}
+
+async fn suspend(
+    State(inner): S,
+    headers: HeaderMap,
+    Path(site): Path<String>,
+    q: Result<Query<SuspendQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query")
+            .detail(e.body_text())
+            .field("move")
+            .hint("move=true or move=false")
+    })?;
+    set_suspended(&inner, &headers, site, true, q.move_jobs).await
 }
 
 async fn resume(State(inner): S, headers: HeaderMap, Path(site): Path<String>) -> Result<Json<Value>, ApiError> {
-    set_suspended(&inner, &headers, site, false).await
+    set_suspended(&inner, &headers, site, false, false).await
 }
 
-/// The operator stops new placements on a site (what runs there finishes), or allows them again.
+/// The operator stops new placements on a site (what runs there finishes, unless `move`), or
+/// allows them again.
 async fn set_suspended(
     inner: &Arc<Inner>,
     headers: &HeaderMap,
     site: String,
     suspended: bool,
+    move_jobs: bool,
 ) -> Result<Json<Value>, ApiError> {
     let p = authenticate(inner, headers).await?;
     require(&p, &[Role::Operator], "suspend or resume sites")?;
     let (tx, rx) = oneshot::channel();
     inner
         .tx
-        .send(Req::Suspend { principal: p, site: site.clone(), suspended, reply: tx })
+        .send(Req::Suspend { principal: p, site: site.clone(), suspended, move_jobs, reply: tx })
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
     rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
-    Ok(Json(json!({"site": site, "suspended": suspended})))
+    Ok(Json(json!({"site": site, "suspended": suspended, "moved_jobs": move_jobs})))
 }

@@ -353,7 +353,12 @@ async fn an_operator_suspends_a_site_and_it_stays_suspended_across_a_restart() {
         p["placement"]["chosen"]["site"].as_str().expect("site").to_string()
     };
     let first = plan_site(s.url.clone(), a.clone()).await;
+    let (st, job) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", "stays")), None).await;
+    assert_eq!((st, job["site"].as_str()), (201, Some(first.as_str())), "{job}");
+    let job_path = format!("/v1/jobs/{}", job["id"]);
     let suspend = format!("/v1/sites/{first}/suspend");
+    let (st, err) = call(&s.url, "POST", &format!("{suspend}?move=maybe"), Some(&op), None, None).await;
+    assert_eq!((st, err["field"].as_str()), (400, Some("move")), "{err}");
     // only the operator may, and only a site that exists
     assert_eq!(call(&s.url, "POST", &suspend, Some(&a), None, None).await.0, 403);
     assert_eq!(call(&s.url, "POST", "/v1/sites/atlantis/suspend", Some(&op), None, None).await.0, 404);
@@ -361,6 +366,9 @@ async fn an_operator_suspends_a_site_and_it_stays_suspended_across_a_restart() {
     assert_eq!((st, r["suspended"].as_bool()), (200, Some(true)), "{r}");
     let elsewhere = plan_site(s.url.clone(), a.clone()).await;
     assert_ne!(elsewhere, first, "a suspended site takes no new placements");
+    // what was placed there stays
+    let (_, view) = call(&s.url, "GET", &job_path, Some(&a), None, None).await;
+    assert_eq!((view["site"].as_str(), view["attempts"].as_u64()), (Some(first.as_str()), Some(1)), "{view}");
     // the suspension is in the log: a restart keeps it
     drop(s);
     let s = start(store.clone()).await;
@@ -368,4 +376,10 @@ async fn an_operator_suspends_a_site_and_it_stays_suspended_across_a_restart() {
     let (st, _) = call(&s.url, "POST", &format!("/v1/sites/{first}/resume"), Some(&op), None, None).await;
     assert_eq!(st, 200);
     assert_eq!(plan_site(s.url.clone(), a.clone()).await, first);
+    // suspending with move=true sends its jobs elsewhere now
+    let (st, r) = call(&s.url, "POST", &format!("{suspend}?move=true"), Some(&op), None, None).await;
+    assert_eq!((st, r["moved_jobs"].as_bool()), (200, Some(true)), "{r}");
+    let (_, view) = call(&s.url, "GET", &job_path, Some(&a), None, None).await;
+    assert!(view["site"].as_str().is_some_and(|x| x != first) && view["attempts"] == 2, "{view}");
+    assert!(view["reason"].as_str().is_some_and(|r| r.contains("suspended")), "{view}");
 }
