@@ -125,13 +125,15 @@ impl Agent {
 
     async fn register(&self) -> Result<()> {
         let (cores, memory_mib) = detect();
+        let gpus = detect_gpus();
+        let gpu_count: u64 = gpus.iter().map(|p| p.count).sum();
         let pools = match &self.args.pools {
             Some(f) => toml::from_str::<PoolsFile>(&std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)
                 .with_context(|| format!("{}: expected [[pools]] name, model, count, memory_gib_per_unit, power_w_per_unit, price_fen_per_unit_hour", f.display()))?
                 .pools,
             None => {
                 let mut pools = default_pools(cores, memory_mib);
-                pools.extend(detect_gpus());
+                pools.extend(gpus.iter().cloned());
                 pools
             }
         };
@@ -140,7 +142,7 @@ impl Agent {
             .call(
                 reqwest::Method::POST,
                 "/v1/agents/register",
-                Some(json!({"site": site, "detected": {"cores": cores, "memory_mib": memory_mib}})),
+                Some(json!({"site": site, "detected": {"cores": cores, "memory_mib": memory_mib, "gpus": gpu_count}})),
             )
             .await?;
         if status != 200 {

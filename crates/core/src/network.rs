@@ -623,27 +623,40 @@ impl Network {
         }
         let mut pools = vec![];
         for (i, p) in site.pools.iter().enumerate() {
-            let cpu = self
-                .cpus
-                .iter()
-                .find(|c| c.id == p.model)
-                .ok_or_else(|| format!("pools[{i}].model: unknown CPU model {:?}", p.model))?;
+            // a CPU model counts in cores (general family), an accelerator model in cards
+            let (family, unit, peak, arch, accelerator_kind) =
+                if let Some(cpu) = self.cpus.iter().find(|c| c.id == p.model) {
+                    let peak = Peaks::cpu(1, cpu.base_clock_ghz, cpu.fp64_flops_per_cycle);
+                    (Family::General, Unit::Core, peak, cpu.arch, None)
+                } else if let Some(acc) = self.accelerator(&p.model) {
+                    (Family::Intelligent, Unit::Accelerator, acc.peaks(), acc.arch, Some(acc.kind.clone()))
+                } else {
+                    return Err(format!("pools[{i}].model: unknown CPU or accelerator model {:?}", p.model));
+                };
             if p.count == 0 {
                 return Err(format!("pools[{i}].count must be positive"));
             }
-            let peak = Peaks::cpu(1, cpu.base_clock_ghz, cpu.fp64_flops_per_cycle);
+            if site.pools[..i].iter().any(|q| q.name == p.name) {
+                return Err(format!("pools[{i}].name: {:?} is declared twice", p.name));
+            }
+            if !(p.power_w_per_unit.is_finite() && (0.1..=100_000.0).contains(&p.power_w_per_unit)) {
+                return Err(format!("pools[{i}].power_w_per_unit must be in [0.1, 100000] W"));
+            }
+            if p.price_fen_per_unit_hour < 0 {
+                return Err(format!("pools[{i}].price_fen_per_unit_hour must not be negative"));
+            }
             pools.push(Pool {
                 id: format!("{}.{}", site.id, p.name),
                 site: site.id.clone(),
-                family: Family::General,
+                family,
                 model: p.model.clone(),
-                unit: Unit::Core,
+                unit,
                 count: p.count,
                 memory_gib_per_unit: p.memory_gib_per_unit,
                 power_w_per_unit: p.power_w_per_unit,
                 price_fen_per_unit_hour: p.price_fen_per_unit_hour,
-                arch: cpu.arch,
-                accelerator_kind: None,
+                arch,
+                accelerator_kind,
                 peak_per_unit: peak,
                 ucu_per_unit: self.metric.unified(&peak),
             });

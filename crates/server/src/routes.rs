@@ -392,6 +392,9 @@ fn may_run_site(p: &Principal, site: &str) -> Result<(), ApiError> {
 struct Detected {
     cores: u64,
     memory_mib: u64,
+    /// Accelerator cards found (nvidia-smi); absent = none.
+    #[serde(default)]
+    gpus: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -411,19 +414,25 @@ async fn register(
     let b: RegisterBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_registration", "the registration is not valid")
             .detail(e.to_string())
-            .hint("{site: {id, city, pue, pools: [...]}, detected: {cores, memory_mib}}")
+            .hint("{site: {id, city, pue, pools: [...]}, detected: {cores, memory_mib, gpus}}")
     })?;
     may_run_site(&p, &b.site.id)?;
-    // what is declared must exist: no more cores or memory than the agent detected
-    let cores: u64 = b.site.pools.iter().map(|x| x.count).sum();
-    let memory: u64 = b.site.pools.iter().map(|x| x.count * u64::from(x.memory_gib_per_unit) * 1024).sum();
-    if cores > b.detected.cores || memory > b.detected.memory_mib {
+    // what is declared must exist: no more cores, host memory or accelerator cards than the
+    // agent detected (an accelerator pool's memory is the cards' own)
+    let net = inner.net();
+    let (cards, cpu_pools): (Vec<_>, Vec<_>) = b.site.pools.iter().partition(|x| net.accelerator(&x.model).is_some());
+    let cores: u64 = cpu_pools.iter().map(|x| x.count).sum();
+    let memory: u64 =
+        cpu_pools.iter().map(|x| x.count.saturating_mul(u64::from(x.memory_gib_per_unit)).saturating_mul(1024)).sum();
+    let gpus: u64 = cards.iter().map(|x| x.count).sum();
+    if cores > b.detected.cores || memory > b.detected.memory_mib || gpus > b.detected.gpus {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "over_declared",
             format!(
-                "declared {cores} cores and {memory} MiB, detected {} cores and {} MiB",
-                b.detected.cores, b.detected.memory_mib
+                "declared {cores} cores, {memory} MiB and {gpus} accelerators; detected {} cores, {} MiB and {} \
+                 accelerators",
+                b.detected.cores, b.detected.memory_mib, b.detected.gpus
             ),
         )
         .field("site.pools")

@@ -212,6 +212,27 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
         .await
         .expect("register");
     assert_eq!(r.status().as_u16(), 422);
+    // accelerator cards count against the cards detected, not against cores
+    let gpu_site = |gpus: u64| {
+        json!({"site": {"id": "acme-gpu", "city": "shanghai", "pue": 1.25, "pools": [
+            {"name": "cpu", "model": "generic-x86_64", "count": 2, "memory_gib_per_unit": 1, "power_w_per_unit": 10.0, "price_fen_per_unit_hour": 30},
+            {"name": "gpu-h800", "model": "h800", "count": 2, "memory_gib_per_unit": 80, "power_w_per_unit": 700.0, "price_fen_per_unit_hour": 1500}
+        ]}, "detected": {"cores": 2, "memory_mib": 4096, "gpus": gpus}})
+    };
+    for (gpus, want) in [(1, 422), (2, 200)] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/agents/register", u.url))
+            .bearer_auth(&provider)
+            .json(&gpu_site(gpus))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status().as_u16(), want, "{gpus} cards detected");
+    }
+    let sites = get(&u.url, &u.operator, "/v1/sites").await;
+    let gpu = sites["sites"].as_array().and_then(|s| s.iter().find(|x| x["id"] == "acme-gpu")).cloned();
+    let gpu = gpu.unwrap_or_else(|| panic!("acme-gpu registered: {sites}"));
+    assert!(gpu.to_string().contains("intelligent"), "the H800 pool is an intelligent-family pool: {gpu}");
 
     let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", provider.as_str())];
     let da = u.dir.join("agent-a").display().to_string();
