@@ -26,6 +26,24 @@ pub struct RunSpec {
 /// The file in a run's working directory that names its handle (for `Executor::adopt`).
 pub const HANDLE_FILE: &str = "handle";
 
+/// Records in `workdir` that a run starts now (wall clock), so an adopting instance knows how
+/// long it has run.
+pub(crate) fn mark_started(workdir: &std::path::Path) -> std::io::Result<()> {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    std::fs::write(workdir.join("started_ms"), ms.to_string())
+}
+
+/// When the run in `workdir` started, as an `Instant` (now, if it is not recorded).
+pub(crate) fn started_at(workdir: &std::path::Path) -> std::time::Instant {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let then_ms = std::fs::read_to_string(workdir.join("started_ms"))
+        .ok()
+        .and_then(|t| t.trim().parse::<u128>().ok())
+        .unwrap_or(now_ms);
+    let ago = std::time::Duration::from_millis(u64::try_from(now_ms.saturating_sub(then_ms)).unwrap_or(0));
+    std::time::Instant::now().checked_sub(ago).unwrap_or_else(std::time::Instant::now)
+}
+
 /// The handle an earlier instance left in `workdir`, if any.
 pub fn handle_in(workdir: &std::path::Path) -> Option<Handle> {
     let text = std::fs::read_to_string(workdir.join(HANDLE_FILE)).ok()?;

@@ -14,7 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::executor::{ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in};
+use crate::executor::{
+    ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in, mark_started, started_at,
+};
 
 #[derive(Debug)]
 struct Run {
@@ -225,6 +227,7 @@ impl Executor for ProcessExecutor {
             cmd.spawn().map_err(|e| ExecError::Start { command: spec.command.clone(), reason: e.to_string() })?;
         let handle = Handle(format!("pg:{}", child.id()));
         std::fs::write(spec.workdir.join(HANDLE_FILE), &handle.0).map_err(io)?;
+        mark_started(&spec.workdir).map_err(io)?;
         let run = Run {
             child: Some(child),
             started: Instant::now(),
@@ -298,10 +301,10 @@ impl Executor for ProcessExecutor {
         }
         let mut runs = self.runs.lock().map_err(io)?;
         if !runs.contains_key(&handle) {
-            // how long it has run is not known across a restart: its time limit counts from now
+            // its time limit counts from when it really started
             let run = Run {
                 child: None,
-                started: Instant::now(),
+                started: started_at(&spec.workdir),
                 workdir: spec.workdir.clone(),
                 memory_mib: spec.memory_mib,
                 time_limit: spec.time_limit,

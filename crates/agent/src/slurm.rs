@@ -10,7 +10,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::executor::{ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in};
+use crate::executor::{
+    ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in, mark_started, started_at,
+};
 
 #[derive(Debug, Clone)]
 struct Run {
@@ -169,6 +171,7 @@ impl Executor for SlurmExecutor {
         }
         let handle = Handle(format!("slurm:{id}"));
         std::fs::write(workdir.join(HANDLE_FILE), &handle.0).map_err(io)?;
+        mark_started(&workdir).map_err(io)?;
         let run = Run {
             workdir,
             memory_mib: spec.memory_mib,
@@ -237,7 +240,7 @@ impl Executor for SlurmExecutor {
             workdir: spec.workdir.canonicalize().unwrap_or_else(|_| spec.workdir.clone()),
             memory_mib: spec.memory_mib,
             time_limit: spec.time_limit,
-            started: Instant::now(),
+            started: started_at(&spec.workdir),
             cancelled: false,
         };
         self.runs.lock().map_err(io)?.entry(handle.clone()).or_insert(run);

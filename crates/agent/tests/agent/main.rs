@@ -128,6 +128,19 @@ fn restart_conformance(first: &dyn Executor, second: &dyn Executor) {
     assert_eq!(second.poll(&adopted).expect("polls").0, ExecState::Cancelled);
     assert!(!first.running().expect("running").contains(&h), "the orphan still runs");
 
+    // the time limit counts from the real start, not from the adoption: a run adopted after
+    // outliving its limit is stopped at once (the sleep lets it age; it synchronises nothing)
+    let mut s = spec_in(name, "aged", "sleep", &["60"]);
+    s.time_limit = Duration::from_secs(3);
+    let h = first.start(&s).expect("starts");
+    std::thread::sleep(Duration::from_millis(3500));
+    let adopted = second.adopt(&s).expect("adopts").expect("a run to adopt");
+    match second.wait(&adopted, Duration::from_secs(2)).expect("waits").0 {
+        ExecState::Failed { reason, .. } => assert!(reason.contains("time limit"), "{reason}"),
+        other => panic!("expected the aged run to be over its time limit, got {other:?}"),
+    }
+    let _ = first.cancel(&h);
+
     let empty = spec_in(name, "nothing-here", "true", &[]);
     let _ = std::fs::create_dir_all(&empty.workdir);
     let _ = std::fs::remove_file(empty.workdir.join(suanwang_agent::HANDLE_FILE));
