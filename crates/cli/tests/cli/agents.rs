@@ -10,17 +10,40 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
+/// A child process that is killed when dropped, so a failing test leaves no agent behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut c = Command::new(env!("CARGO_BIN_EXE_suanwang"));
     c.args(args).env_remove("SUANWANG_SERVER").env_remove("SUANWANG_TOKEN").stdout(Stdio::null()).stderr(Stdio::null());
     for (k, v) in env {
         c.env(k, v);
     }
-    c.spawn().expect("suanwang starts")
+    Proc(c.spawn().expect("suanwang starts"))
 }
 
 struct Up {
-    child: Child,
+    child: Proc,
     url: String,
     dir: std::path::PathBuf,
     operator: String,
