@@ -33,6 +33,12 @@ pub(crate) fn mark_started(workdir: &std::path::Path) -> std::io::Result<()> {
     std::fs::write(workdir.join("started_ms"), ms.to_string())
 }
 
+/// A run's standard output and standard error, as kept in its directory.
+pub(crate) fn read_logs(workdir: &std::path::Path) -> (String, String) {
+    let read = |f: &str| std::fs::read_to_string(workdir.join(f)).unwrap_or_default();
+    (read("stdout.txt"), read("stderr.txt"))
+}
+
 /// When the run in `workdir` started, as an `Instant` (now, if it is not recorded).
 pub(crate) fn started_at(workdir: &std::path::Path) -> std::time::Instant {
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
@@ -95,8 +101,20 @@ pub trait Executor: Send + Sync {
     fn start(&self, spec: &RunSpec) -> Result<Handle, ExecError>;
     /// Where the run is now, and its use so far (final once done).
     fn poll(&self, handle: &Handle) -> Result<(ExecState, Usage), ExecError>;
+    /// How often `wait` polls (neither a child's exit nor a Slurm job offers a wait with a
+    /// timeout to a client).
+    fn poll_interval(&self) -> Duration;
     /// Blocks until the run is done or `timeout` passes; returns the state then.
-    fn wait(&self, handle: &Handle, timeout: Duration) -> Result<(ExecState, Usage), ExecError>;
+    fn wait(&self, handle: &Handle, timeout: Duration) -> Result<(ExecState, Usage), ExecError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let (state, usage) = self.poll(handle)?;
+            if state.is_done() || std::time::Instant::now() >= deadline {
+                return Ok((state, usage));
+            }
+            std::thread::sleep(self.poll_interval());
+        }
+    }
     /// Stops the run and everything it started.
     fn cancel(&self, handle: &Handle) -> Result<(), ExecError>;
     /// The run's standard output and standard error so far.

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::executor::{
-    ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in, mark_started, started_at,
+    ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in, mark_started, read_logs, started_at,
 };
 
 #[derive(Debug)]
@@ -251,16 +251,9 @@ impl Executor for ProcessExecutor {
         )))
     }
 
-    fn wait(&self, handle: &Handle, timeout: Duration) -> Result<(ExecState, Usage), ExecError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (state, usage) = self.poll(handle)?;
-            if state.is_done() || Instant::now() >= deadline {
-                return Ok((state, usage));
-            }
-            // a child exit has no portable wait-with-timeout in std: poll at a fine grain
-            std::thread::sleep(Duration::from_millis(5));
-        }
+    fn poll_interval(&self) -> Duration {
+        // a child exit has no portable wait-with-timeout in std: poll at a fine grain
+        Duration::from_millis(5)
     }
 
     fn cancel(&self, handle: &Handle) -> Result<(), ExecError> {
@@ -280,8 +273,7 @@ impl Executor for ProcessExecutor {
     fn logs(&self, handle: &Handle) -> Result<(String, String), ExecError> {
         let runs = self.runs.lock().map_err(io)?;
         let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
-        let read = |f: &str| std::fs::read_to_string(run.workdir.join(f)).unwrap_or_default();
-        Ok((read("stdout.txt"), read("stderr.txt")))
+        Ok(read_logs(&run.workdir))
     }
 
     fn adopt(&self, spec: &RunSpec) -> Result<Option<Handle>, ExecError> {

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::executor::{
-    ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in, mark_started, started_at,
+    ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in, mark_started, read_logs, started_at,
 };
 
 #[derive(Debug, Clone)]
@@ -195,16 +195,9 @@ impl Executor for SlurmExecutor {
         Ok(Self::finish(handle, &run))
     }
 
-    fn wait(&self, handle: &Handle, timeout: Duration) -> Result<(ExecState, Usage), ExecError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (state, usage) = self.poll(handle)?;
-            if state.is_done() || Instant::now() >= deadline {
-                return Ok((state, usage));
-            }
-            // Slurm offers no wait on a job id to a client: poll its queue
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    fn poll_interval(&self) -> Duration {
+        // Slurm offers no wait on a job id to a client: poll its queue
+        Duration::from_millis(50)
     }
 
     fn cancel(&self, handle: &Handle) -> Result<(), ExecError> {
@@ -227,8 +220,7 @@ impl Executor for SlurmExecutor {
     fn logs(&self, handle: &Handle) -> Result<(String, String), ExecError> {
         let runs = self.runs.lock().map_err(io)?;
         let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
-        let read = |f: &str| std::fs::read_to_string(run.workdir.join(f)).unwrap_or_default();
-        Ok((read("stdout.txt"), read("stderr.txt")))
+        Ok(read_logs(&run.workdir))
     }
 
     fn adopt(&self, spec: &RunSpec) -> Result<Option<Handle>, ExecError> {

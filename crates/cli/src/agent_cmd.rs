@@ -178,6 +178,11 @@ impl Agent {
         }
     }
 
+    /// Where one attempt of a job keeps its files (`stop_orphans` parses these names back).
+    fn run_dir(&self, id: u64, attempt: u32) -> PathBuf {
+        self.args.data.join(format!("{id}-{attempt}"))
+    }
+
     /// Once after (re)starting: runs left in the data directory by an earlier instance that
     /// the server no longer assigns here (the job was cancelled or moved while this agent was
     /// away) are stopped, so a superseded attempt never runs beside its successor.
@@ -242,7 +247,7 @@ impl Agent {
                 command: a.command.clone(),
                 args: a.args.clone(),
                 env: a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                workdir: self.args.data.join(format!("{}-{}", a.id, a.attempt)),
+                workdir: self.run_dir(a.id, a.attempt),
                 memory_mib: a.memory_mib.max(64),
                 time_limit: Duration::from_secs(a.time_limit_s.max(1)),
                 cpus: a.cores,
@@ -309,7 +314,7 @@ impl Agent {
                 let logs = self.executor.logs(&h).unwrap_or_default();
                 self.report(key.0, key.1, &state, usage, logs).await;
                 // reported: a later instance must not take this directory for a live run
-                let _ = std::fs::write(self.args.data.join(format!("{}-{}", key.0, key.1)).join("reported"), b"");
+                let _ = std::fs::write(self.run_dir(key.0, key.1).join("reported"), b"");
                 self.runs.remove(&key);
             }
         }

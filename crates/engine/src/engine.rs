@@ -655,34 +655,40 @@ impl Engine {
             }
             Phase::Finish => {
                 let Some(record) = self.jobs.remove(&id) else { return };
-                let Some(active) = record.active else { return };
-                let net = self.sched.network();
-                let site = &net.sites[active.site];
-                let outcome = Outcome {
-                    id,
-                    tenant: record.job.tenant.clone(),
-                    kind: record.job.kind,
-                    family: record.job.resources.family,
-                    units: record.job.resources.count,
-                    origin: record.job.origin.clone(),
-                    site: site.id.clone(),
-                    in_hub: site.in_hub(),
-                    west: site.side == Side::West,
-                    deferrable: record.job.kind.is_delay_tolerant(),
-                    submitted_at: record.submitted_at,
-                    started_at: active.start_at,
-                    finished_at: now,
-                    deadline: record.job.deadline,
-                    tier: record.job.latency_tier,
-                    latency_ms: active.latency_ms,
-                    attempts: record.attempt,
-                    meter: active.meter,
-                };
+                let Some(active) = &record.active else { return };
                 self.counts.in_flight -= 1;
-                self.counts.completed += 1;
-                self.events.push(Event::Completed { id, at: now, outcome: Box::new(outcome) });
+                self.complete(id, &record, active, active.meter);
             }
         }
+    }
+
+    /// A job ends well (by the clock on a simulated site, or by its agent's report): its outcome
+    /// with `meter` as what it used.
+    fn complete(&mut self, id: JobId, record: &Record, active: &Active, meter: Meter) {
+        let now = self.now;
+        let site = &self.sched.network().sites[active.site];
+        let outcome = Outcome {
+            id,
+            tenant: record.job.tenant.clone(),
+            kind: record.job.kind,
+            family: record.job.resources.family,
+            units: record.job.resources.count,
+            origin: record.job.origin.clone(),
+            site: site.id.clone(),
+            in_hub: site.in_hub(),
+            west: site.side == Side::West,
+            deferrable: record.job.kind.is_delay_tolerant(),
+            submitted_at: record.submitted_at,
+            started_at: active.start_at,
+            finished_at: now,
+            deadline: record.job.deadline,
+            tier: record.job.latency_tier,
+            latency_ms: active.latency_ms,
+            attempts: record.attempt,
+            meter,
+        };
+        self.counts.completed += 1;
+        self.events.push(Event::Completed { id, at: now, outcome: Box::new(outcome) });
     }
 
     fn cancel(&mut self, id: JobId) -> Result<(), EngineError> {
@@ -831,31 +837,7 @@ impl Engine {
         self.events.push(Event::Measured { id, at: now, attempt, usage });
         if outcome.succeeded {
             let planned_s = ((active.end_at.0 - active.start_at.0) as f64 / 1000.0).max(1.0);
-            let meter = active.meter.scaled(outcome.wall_seconds / planned_s);
-            let net = self.sched.network();
-            let site = &net.sites[active.site];
-            let out = Outcome {
-                id,
-                tenant: record.job.tenant.clone(),
-                kind: record.job.kind,
-                family: record.job.resources.family,
-                units: record.job.resources.count,
-                origin: record.job.origin.clone(),
-                site: site.id.clone(),
-                in_hub: site.in_hub(),
-                west: site.side == Side::West,
-                deferrable: record.job.kind.is_delay_tolerant(),
-                submitted_at: record.submitted_at,
-                started_at: active.start_at,
-                finished_at: now,
-                deadline: record.job.deadline,
-                tier: record.job.latency_tier,
-                latency_ms: active.latency_ms,
-                attempts: record.attempt,
-                meter,
-            };
-            self.counts.completed += 1;
-            self.events.push(Event::Completed { id, at: now, outcome: Box::new(out) });
+            self.complete(id, &record, &active, active.meter.scaled(outcome.wall_seconds / planned_s));
         } else {
             self.counts.failed += 1;
             let reason = outcome.reason.clone().unwrap_or_else(|| "the run failed".into());
