@@ -7,10 +7,12 @@
 //! Architecture invariant: an executor never decides anything — it runs what it is given and
 //! reports what happened; placement stays with the scheduler.
 
+pub mod cgroup;
 pub mod executor;
 pub mod process;
 pub mod slurm;
 
+pub use cgroup::{Cgroups, RunGroup};
 pub use executor::{ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in};
 pub use process::ProcessExecutor;
 pub use slurm::SlurmExecutor;

@@ -1,10 +1,13 @@
 //! The `process` executor: runs a command as a local process group.
 //!
-//! Limits: address space (`prlimit --as`) and CPU seconds (`prlimit --cpu`) when util-linux's
+//! Limits: where this process can make control groups (`cgroup` module: v2, else v1), each
+//! run gets one with a memory limit on resident memory and a CPU quota of its cores; otherwise
+//! address space (`prlimit --as`). CPU seconds are capped by `prlimit --cpu` when util-linux's
 //! `prlimit` is installed; the wall-time limit is enforced here. Metering: GNU `time` (when
-//! installed) reports CPU seconds and peak RSS of the whole run. Output goes to `stdout.txt`
-//! and `stderr.txt` in the run's working directory. Cancel kills the process group, so
-//! everything the command started goes too.
+//! installed) reports CPU seconds and peak RSS, and the group's own peak when there is one.
+//! Output goes to `stdout.txt` and `stderr.txt` in the run's working directory. Cancel kills
+//! the process group and the run's control group, so everything the command started goes too,
+//! even processes that left the process group.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -14,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::cgroup::{Cgroups, RunGroup};
 use crate::executor::{
     ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in, mark_started, read_logs, started_at,
 };
@@ -30,11 +34,36 @@ struct Run {
     /// Set when cancelled (by a caller, or for running past its time limit).
     stopped: Option<ExecState>,
     done: Option<(ExecState, Usage)>,
+    /// The run's control group, when the executor makes them.
+    group: Option<RunGroup>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProcessExecutor {
     runs: Mutex<HashMap<Handle, Run>>,
+    cgroups: Option<Cgroups>,
+}
+
+impl Default for ProcessExecutor {
+    fn default() -> Self {
+        ProcessExecutor::new()
+    }
+}
+
+/// Joins the control groups named by its arguments (up to `--`), then becomes the rest.
+const JOIN_GROUP: &str =
+    r#"p=$$; while [ "$1" != -- ]; do echo "$p" > "$1" || exit 125; shift; done; shift; exec "$@""#;
+
+/// A run's group name: the job, the attempt and a hash of its directory (two agents on one
+/// machine may run the same job ids for different servers). Stable across agent versions
+/// (FNV-1a), so a restarted agent finds the group again.
+fn group_name(spec: &RunSpec, workdir: &Path) -> String {
+    let hash = workdir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+    format!("sw-{}-{}-{:08x}", spec.job_id, spec.attempt, hash & 0xffff_ffff)
 }
 
 pub(crate) fn on_path(cmd: &str) -> bool {
@@ -95,8 +124,31 @@ pub(crate) fn failure_reason(
 }
 
 impl ProcessExecutor {
+    /// Limits through control groups where this process can make them (unless
+    /// `SUANWANG_CGROUPS=off`), else through rlimits.
     pub fn new() -> ProcessExecutor {
-        ProcessExecutor::default()
+        let off = std::env::var("SUANWANG_CGROUPS").is_ok_and(|v| v == "off" || v == "0");
+        let cgroups = if off {
+            None
+        } else {
+            Cgroups::detect().map_err(|why| tracing::info!(%why, "no control groups; limits through rlimits")).ok()
+        };
+        ProcessExecutor { runs: Mutex::default(), cgroups }
+    }
+
+    /// Limits through rlimits only.
+    pub fn rlimits_only() -> ProcessExecutor {
+        ProcessExecutor { runs: Mutex::default(), cgroups: None }
+    }
+
+    /// How runs are limited: the control-group hierarchy, or rlimits.
+    pub fn limits(&self) -> String {
+        self.cgroups.as_ref().map_or_else(|| "rlimits (prlimit)".to_string(), Cgroups::describe)
+    }
+
+    /// The control group of a run, when it has one (tests, diagnostics).
+    pub fn group(&self, handle: &Handle) -> Option<RunGroup> {
+        self.runs.lock().ok()?.get(handle)?.group.clone()
     }
 
     /// Live (non-zombie) processes of process group `pgid`, from /proc.
@@ -157,10 +209,25 @@ impl ProcessExecutor {
                 (read_exit(&run.workdir), None)
             }
         };
-        let usage = read_usage(&run.workdir, wall.as_secs_f64());
+        let mut usage = read_usage(&run.workdir, wall.as_secs_f64());
+        let mut oom = false;
+        if let Some(g) = &run.group {
+            usage.peak_memory_mib = usage.peak_memory_mib.max(g.peak_memory_mib().unwrap_or(0.0));
+            oom = g.oom_killed();
+            // nothing the run started outlives it
+            g.remove();
+        }
         let stderr = std::fs::read_to_string(run.workdir.join("stderr.txt")).unwrap_or_default();
         let state = if let Some(s) = run.stopped.take() {
             s
+        } else if oom {
+            ExecState::Failed {
+                reason: format!(
+                    "exceeded its memory limit of {} MiB (killed by the kernel in its cgroup)",
+                    run.memory_mib
+                ),
+                exit_code: code,
+            }
         } else if code == Some(0) {
             ExecState::Succeeded
         } else if code.is_none() && signal.is_none() {
@@ -192,7 +259,18 @@ impl Executor for ProcessExecutor {
         std::fs::create_dir_all(&spec.workdir).map_err(io)?;
         let out = File::create(spec.workdir.join("stdout.txt")).map_err(io)?;
         let err = File::create(spec.workdir.join("stderr.txt")).map_err(io)?;
+        let workdir = spec.workdir.canonicalize().map_err(io)?;
+        let group = self.cgroups.as_ref().and_then(|c| {
+            c.create(&group_name(spec, &workdir), spec.memory_mib, spec.cpus)
+                .map_err(|e| tracing::warn!(job = spec.job_id, error = %e, "no control group; limits through rlimits"))
+                .ok()
+        });
         let mut argv: Vec<String> = vec![];
+        if let Some(g) = &group {
+            argv.extend(["sh".into(), "-c".into(), JOIN_GROUP.into(), "sw-join".into()]);
+            argv.extend(g.procs_files().iter().map(|f| f.display().to_string()));
+            argv.push("--".into());
+        }
         if Path::new("/usr/bin/time").is_file() {
             argv.extend([
                 "/usr/bin/time".into(),
@@ -203,12 +281,12 @@ impl Executor for ProcessExecutor {
             ]);
         }
         if on_path("prlimit") {
-            argv.extend([
-                "prlimit".into(),
-                format!("--as={}", spec.memory_mib.saturating_mul(1024 * 1024)),
-                format!("--cpu={}", spec.time_limit.as_secs().max(1) * u64::from(spec.cpus.max(1))),
-                "--".into(),
-            ]);
+            argv.push("prlimit".into());
+            if group.is_none() {
+                argv.push(format!("--as={}", spec.memory_mib.saturating_mul(1024 * 1024)));
+            }
+            argv.push(format!("--cpu={}", spec.time_limit.as_secs().max(1) * u64::from(spec.cpus.max(1))));
+            argv.push("--".into());
         }
         argv.push(spec.command.clone());
         argv.extend(spec.args.iter().cloned());
@@ -223,8 +301,12 @@ impl Executor for ProcessExecutor {
             .stderr(err)
             // its own process group: cancel kills everything the command starts
             .process_group(0);
-        let child =
-            cmd.spawn().map_err(|e| ExecError::Start { command: spec.command.clone(), reason: e.to_string() })?;
+        let child = cmd.spawn().map_err(|e| {
+            if let Some(g) = &group {
+                g.remove();
+            }
+            ExecError::Start { command: spec.command.clone(), reason: e.to_string() }
+        })?;
         let handle = Handle(format!("pg:{}", child.id()));
         std::fs::write(spec.workdir.join(HANDLE_FILE), &handle.0).map_err(io)?;
         mark_started(&spec.workdir).map_err(io)?;
@@ -236,6 +318,7 @@ impl Executor for ProcessExecutor {
             time_limit: spec.time_limit,
             stopped: None,
             done: None,
+            group,
         };
         self.runs.lock().map_err(io)?.insert(handle.clone(), run);
         Ok(handle)
@@ -262,6 +345,9 @@ impl Executor for ProcessExecutor {
         if run.done.is_none() {
             run.stopped = Some(ExecState::Cancelled);
             Self::kill_group_and_wait(handle);
+            if let Some(g) = &run.group {
+                g.kill_all();
+            }
             if let Some(child) = &mut run.child {
                 let _ = child.wait();
             }
@@ -293,6 +379,8 @@ impl Executor for ProcessExecutor {
         }
         let mut runs = self.runs.lock().map_err(io)?;
         if !runs.contains_key(&handle) {
+            let workdir = spec.workdir.canonicalize().unwrap_or_else(|_| spec.workdir.clone());
+            let group = self.cgroups.as_ref().and_then(|c| c.open(&group_name(spec, &workdir)));
             // its time limit counts from when it really started
             let run = Run {
                 child: None,
@@ -302,6 +390,7 @@ impl Executor for ProcessExecutor {
                 time_limit: spec.time_limit,
                 stopped: None,
                 done: None,
+                group,
             };
             runs.insert(handle.clone(), run);
         }

@@ -325,7 +325,11 @@ impl Agent {
 /// Runs the agent until the process ends (or `rounds` rounds, for tests).
 pub async fn run(args: AgentArgs) -> Result<()> {
     let executor: Box<dyn Executor> = match args.executor.as_str() {
-        "process" => Box::new(ProcessExecutor::new()),
+        "process" => {
+            let e = ProcessExecutor::new();
+            tracing::info!(limits = %e.limits(), "process executor");
+            Box::new(e)
+        }
         "slurm" => {
             if !SlurmExecutor::available() {
                 bail!("--executor slurm: no Slurm controller answers (sinfo)");

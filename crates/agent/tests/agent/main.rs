@@ -149,8 +149,89 @@ fn restart_conformance(first: &dyn Executor, second: &dyn Executor) {
 
 #[test]
 fn the_process_executor_conforms() {
-    conformance(&ProcessExecutor::new());
+    let e = ProcessExecutor::new();
+    eprintln!("process executor limits: {}", e.limits());
+    conformance(&e);
     restart_conformance(&ProcessExecutor::new(), &ProcessExecutor::new());
+}
+
+#[test]
+fn the_process_executor_conforms_with_rlimits_only() {
+    conformance(&ProcessExecutor::rlimits_only());
+    restart_conformance(&ProcessExecutor::rlimits_only(), &ProcessExecutor::rlimits_only());
+}
+
+fn dead(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+}
+
+/// Where the agent can make control groups (root on this machine: cgroup v1 memory and cpu;
+/// a delegated cgroup v2 subtree elsewhere), limits hold on resident memory and cores, and
+/// cancel reaches processes that left the run's process group.
+#[test]
+fn control_groups_limit_resident_memory_and_cores_and_cancel_reaches_escaped_processes() {
+    let e = ProcessExecutor::new();
+    if !e.limits().starts_with("cgroup") {
+        eprintln!("SKIPPED: this process cannot make control groups ({})", e.limits());
+        return;
+    }
+    let wait = Duration::from_mins(1);
+    let spec = |tag: &str, command: &str, args: &[&str]| spec_in("cgroup", tag, command, args);
+
+    // 1 GiB of address space reserved but untouched fits a 128 MiB limit on resident memory
+    // (an address-space rlimit refuses it: runtimes that reserve ahead break under rlimits)
+    let reserve = ["-c", "import mmap; m = mmap.mmap(-1, 1 << 30); m[0] = 1; print('reserved')"];
+    let mut s = spec("reserve", "python3", &reserve);
+    s.memory_mib = 128;
+    let h = e.start(&s).expect("starts");
+    assert_eq!(e.wait(&h, wait).expect("waits").0, ExecState::Succeeded, "{:?}", e.logs(&h));
+    if std::path::Path::new("/usr/bin/prlimit").exists() {
+        let r = ProcessExecutor::rlimits_only();
+        let mut s = spec("reserve-rlimit", "python3", &reserve);
+        s.memory_mib = 128;
+        let h = r.start(&s).expect("starts");
+        assert!(matches!(r.wait(&h, wait).expect("waits").0, ExecState::Failed { .. }));
+    }
+
+    // touching more than the limit: the kernel kills it in its group, and the reason says so
+    let mut s = spec("oom", "python3", &["-c", "a = bytearray(400 * 1024 * 1024); print(len(a))"]);
+    s.memory_mib = 128;
+    let h = e.start(&s).expect("starts");
+    let (state, usage) = e.wait(&h, wait).expect("waits");
+    match state {
+        ExecState::Failed { reason, .. } => assert!(reason.contains("memory limit of 128 MiB"), "{reason}"),
+        other => panic!("expected a memory failure, got {other:?}"),
+    }
+    // stopped near the limit, far below the 400 MiB it asked for (GNU time's RSS counts shared
+    // pages the group does not, so a little above 128)
+    assert!(usage.peak_memory_mib >= 100.0 && usage.peak_memory_mib <= 200.0, "{usage:?}");
+
+    // a process that leaves the process group (setsid) is still the run's: cancel stops it
+    let s = spec("escape", "sh", &["-c", "setsid sleep 300 & sleep 300"]);
+    let h = e.start(&s).expect("starts");
+    let group = e.group(&h).expect("the run has a group");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut pids = group.pids();
+    while pids.len() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        pids = group.pids();
+    }
+    assert!(pids.len() >= 4, "time, sh and two sleeps in the group: {pids:?}");
+    e.cancel(&h).expect("cancels");
+    let alive: Vec<u32> = pids.iter().copied().filter(|p| !dead(*p)).collect();
+    assert!(alive.is_empty(), "processes of the run survive cancel: {alive:?}");
+
+    // the CPU quota: two busy loops for a second get about one core between them
+    if e.limits().contains("cpu") && std::path::Path::new("/usr/bin/time").exists() {
+        let busy = "timeout 1 sh -c 'while :; do :; done' & timeout 1 sh -c 'while :; do :; done'; wait";
+        let mut s = spec("quota", "sh", &["-c", busy]);
+        s.cpus = 1;
+        let h = e.start(&s).expect("starts");
+        let (state, usage) = e.wait(&h, wait).expect("waits");
+        assert_eq!(state, ExecState::Succeeded);
+        assert!(usage.cpu_seconds <= 1.3, "one core's quota, yet {usage:?}");
+    }
 }
 
 /// Against a real Slurm: `scripts/test.sh` starts a one-node cluster where it can (root, Debian's
