@@ -28,6 +28,8 @@ pub struct SlurmExecutor {
     runs: Mutex<std::collections::HashMap<Handle, Run>>,
     /// Extra `sbatch` options (partition, account…).
     pub sbatch_args: Vec<String>,
+    /// When a call last found the controller unreachable, and the error it got.
+    unreachable: Mutex<Option<(Instant, ExecError)>>,
 }
 
 fn quote(s: &str) -> String {
@@ -38,8 +40,32 @@ fn io(e: impl std::fmt::Display) -> ExecError {
     ExecError::Io(e.to_string())
 }
 
+/// How long one call of a Slurm tool may take. Against a controller that does not answer the
+/// tools retry for about 18 s (or hang, when it accepts but never replies); the agent must go
+/// on heart-beating and serving its other runs meanwhile.
+const TOOL_TIMEOUT_S: u64 = 5;
+
+/// For how long after a call found the controller unreachable later calls fail at once with
+/// the same error instead of waiting again (one outage costs a round one timeout, not one per run).
+const UNREACHABLE_MEMO: Duration = Duration::from_secs(3);
+
+/// Runs a Slurm tool (under coreutils `timeout` when installed); its standard output, or why not.
 fn tool(name: &str, args: &[&str]) -> Result<String, ExecError> {
-    let out = Command::new(name).args(args).output().map_err(|e| ExecError::Io(format!("{name}: {e}")))?;
+    let bounded = crate::process::on_path("timeout");
+    let mut cmd = if bounded {
+        let mut c = Command::new("timeout");
+        c.args(["--kill-after=1", &TOOL_TIMEOUT_S.to_string(), name]);
+        c
+    } else {
+        Command::new(name)
+    };
+    let out = cmd.args(args).output().map_err(|e| ExecError::Io(format!("{name}: {e}")))?;
+    if bounded && out.status.code() == Some(124) {
+        return Err(ExecError::Io(format!("{name}: no answer within {TOOL_TIMEOUT_S} s")));
+    }
+    if bounded && out.status.code() == Some(127) {
+        return Err(ExecError::Io(format!("{name}: not installed (not on PATH)")));
+    }
     if !out.status.success() {
         return Err(ExecError::Io(format!(
             "{name} {}: {}",
@@ -48,6 +74,15 @@ fn tool(name: &str, args: &[&str]) -> Result<String, ExecError> {
         )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether a tool's failure says the controller (or the tools themselves) cannot be reached,
+/// rather than something about one job.
+fn unreachable(e: &ExecError) -> bool {
+    let ExecError::Io(m) = e else { return false };
+    ["no answer within", "not installed", "Unable to contact", "Socket timed out", "Connection refused", "No such file"]
+        .iter()
+        .any(|k| m.contains(k))
 }
 
 impl SlurmExecutor {
@@ -64,10 +99,27 @@ impl SlurmExecutor {
         handle.0.trim_start_matches("slurm:")
     }
 
+    /// `tool`, failing at once while the controller was found unreachable moments ago.
+    fn call(&self, name: &str, args: &[&str]) -> Result<String, ExecError> {
+        if let Ok(memo) = self.unreachable.lock()
+            && let Some((at, e)) = memo.as_ref()
+            && at.elapsed() < UNREACHABLE_MEMO
+        {
+            return Err(e.clone());
+        }
+        let res = tool(name, args);
+        if let (Err(e), Ok(mut memo)) = (&res, self.unreachable.lock())
+            && unreachable(e)
+        {
+            *memo = Some((Instant::now(), e.clone()));
+        }
+        res
+    }
+
     /// Still pending or running (a job Slurm no longer knows of has ended). An error when the
     /// controller does not answer: that says nothing about the job.
-    fn queued(handle: &Handle) -> Result<bool, ExecError> {
-        match tool("squeue", &["-h", "-j", Self::id(handle), "-o", "%T"]) {
+    fn queued(&self, handle: &Handle) -> Result<bool, ExecError> {
+        match self.call("squeue", &["-h", "-j", Self::id(handle), "-o", "%T"]) {
             Ok(out) => Ok(!out.trim().is_empty()),
             // purged from the controller's memory (MinJobAge): long finished
             Err(ExecError::Io(m)) if m.contains("Invalid job id") => Ok(false),
@@ -76,13 +128,13 @@ impl SlurmExecutor {
     }
 
     /// How Slurm's accounting saw the job end (`sacct`), when accounting is configured.
-    fn accounted_state(handle: &Handle) -> Option<String> {
-        let out = tool("sacct", &["-n", "-X", "-P", "-j", Self::id(handle), "-o", "State,ExitCode"]).ok()?;
+    fn accounted_state(&self, handle: &Handle) -> Option<String> {
+        let out = self.call("sacct", &["-n", "-X", "-P", "-j", Self::id(handle), "-o", "State,ExitCode"]).ok()?;
         let line = out.lines().next()?.trim().to_string();
         (!line.is_empty()).then_some(line)
     }
 
-    fn finish(handle: &Handle, run: &Run) -> (ExecState, Usage) {
+    fn finish(&self, handle: &Handle, run: &Run) -> (ExecState, Usage) {
         let usage = crate::process::read_usage(&run.workdir, run.started.elapsed().as_secs_f64());
         if run.cancelled {
             return (ExecState::Cancelled, usage);
@@ -104,7 +156,8 @@ impl SlurmExecutor {
                 (ExecState::Failed { reason, exit_code: Some(c) }, usage)
             }
             None => {
-                let how = Self::accounted_state(handle)
+                let how = self
+                    .accounted_state(handle)
                     .map_or_else(String::new, |a| format!("; Slurm accounting says {}", a.replace('|', " exit ")));
                 let reason = format!("the batch job ended without an exit status (killed by Slurm){how}");
                 (ExecState::Failed { reason, exit_code: None }, usage)
@@ -163,7 +216,8 @@ impl Executor for SlurmExecutor {
         args.extend(self.sbatch_args.iter().cloned());
         args.push(path.display().to_string());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = tool("sbatch", &refs)
+        let out = self
+            .call("sbatch", &refs)
             .map_err(|e| ExecError::Start { command: spec.command.clone(), reason: e.to_string() })?;
         let id = out.trim().split(';').next().unwrap_or("").to_string();
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
@@ -186,13 +240,13 @@ impl Executor for SlurmExecutor {
     fn poll(&self, handle: &Handle) -> Result<(ExecState, Usage), ExecError> {
         let run =
             self.runs.lock().map_err(io)?.get(handle).cloned().ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
-        if Self::queued(handle)? {
+        if self.queued(handle)? {
             return Ok((
                 ExecState::Running,
                 Usage { wall_seconds: run.started.elapsed().as_secs_f64(), ..Usage::default() },
             ));
         }
-        Ok(Self::finish(handle, &run))
+        Ok(self.finish(handle, &run))
     }
 
     fn poll_interval(&self) -> Duration {
@@ -204,14 +258,14 @@ impl Executor for SlurmExecutor {
         {
             let mut runs = self.runs.lock().map_err(io)?;
             let run = runs.get_mut(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
-            if !Self::queued(handle)? {
+            if !self.queued(handle)? {
                 return Ok(());
             }
             run.cancelled = true;
         }
-        tool("scancel", &["--signal=KILL", "--full", Self::id(handle)])?;
+        self.call("scancel", &["--signal=KILL", "--full", Self::id(handle)])?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Self::queued(handle)? && Instant::now() < deadline {
+        while self.queued(handle)? && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
@@ -240,7 +294,7 @@ impl Executor for SlurmExecutor {
     }
 
     fn running(&self) -> Result<Vec<Handle>, ExecError> {
-        let out = tool("squeue", &["-h", "-o", "%i %j"]).unwrap_or_default();
+        let out = self.call("squeue", &["-h", "-o", "%i %j"])?;
         let mut v: Vec<Handle> = out
             .lines()
             .filter_map(|l| l.split_once(' '))

@@ -19,6 +19,8 @@ pub struct AgentArgs {
     pub executor: String,
     pub data: PathBuf,
     pub pools: Option<PathBuf>,
+    /// How long a run may go unanswered by its executor before it is reported failed.
+    pub lost_after: Duration,
 }
 
 /// Cores and memory (MiB) of this machine.
@@ -96,9 +98,6 @@ struct PoolsFile {
     pools: Vec<AgentPool>,
 }
 
-/// Rounds (about a second each) a run may go unanswered before it is reported failed.
-const POLL_ERRORS_BEFORE_FAILING: u32 = 30;
-
 struct Agent {
     args: AgentArgs,
     http: reqwest::Client,
@@ -107,8 +106,11 @@ struct Agent {
     runs: HashMap<(u64, u32), Handle>,
     /// Whether runs left by an earlier instance have been reconciled (first round).
     reconciled: bool,
-    /// Consecutive failed polls, by run.
-    poll_errors: HashMap<(u64, u32), u32>,
+    /// Since when the executor has failed to answer for a run (reset by an answer).
+    unanswered: HashMap<(u64, u32), std::time::Instant>,
+    /// Runs given up on while their executor did not answer: stopped once it answers again,
+    /// so a run reported failed does not go on in the background.
+    abandoned: Vec<Handle>,
 }
 
 impl Agent {
@@ -223,6 +225,18 @@ impl Agent {
         }
     }
 
+    /// Stops the runs given up on whose executor answers again.
+    fn stop_abandoned(&mut self) {
+        let executor = &self.executor;
+        self.abandoned.retain(|h| match executor.cancel(h) {
+            Ok(()) => {
+                tracing::warn!(handle = %h.0, "stopped a run given up on while its executor did not answer");
+                false
+            }
+            Err(_) => true,
+        });
+    }
+
     /// One round: fetch the assignments (long-poll), start new ones, stop withdrawn ones,
     /// report finished ones.
     async fn round(&mut self) -> Result<()> {
@@ -281,6 +295,7 @@ impl Agent {
             }
         }
         self.stop_orphans(&list);
+        self.stop_abandoned();
         let keys: Vec<(u64, u32)> = self.runs.keys().copied().collect();
         for key in keys {
             let Some(h) = self.runs.get(&key).cloned() else { continue };
@@ -292,22 +307,25 @@ impl Agent {
             }
             let (state, usage) = match self.executor.poll(&h) {
                 Ok(x) => {
-                    self.poll_errors.remove(&key);
+                    self.unanswered.remove(&key);
                     x
                 }
                 Err(e) => {
                     // the executor does not answer for this run (Slurm down, run vanished):
-                    // keep serving the others, and give up on this one after a while
-                    let n = self.poll_errors.entry(key).or_insert(0);
-                    *n += 1;
-                    tracing::warn!(id = key.0, attempt = key.1, error = %e, tries = *n, "cannot poll the run");
-                    if *n < POLL_ERRORS_BEFORE_FAILING {
+                    // keep serving the others, and give up on this one after `lost_after`
+                    let since = *self.unanswered.entry(key).or_insert_with(std::time::Instant::now);
+                    tracing::warn!(id = key.0, attempt = key.1, error = %e, for_s = since.elapsed().as_secs(), "cannot poll the run");
+                    if since.elapsed() < self.args.lost_after {
                         continue;
                     }
-                    self.poll_errors.remove(&key);
-                    let state =
-                        ExecState::Failed { reason: format!("the executor lost the run: {e}"), exit_code: None };
-                    (state, suanwang_agent::Usage::default())
+                    self.unanswered.remove(&key);
+                    self.abandoned.push(h.clone());
+                    let reason = format!(
+                        "the {} executor lost the run (no answer for {} s): {e}",
+                        self.executor.name(),
+                        since.elapsed().as_secs()
+                    );
+                    (ExecState::Failed { reason, exit_code: None }, suanwang_agent::Usage::default())
                 }
             };
             if state.is_done() {
@@ -345,7 +363,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         executor,
         runs: HashMap::new(),
         reconciled: false,
-        poll_errors: HashMap::new(),
+        unanswered: HashMap::new(),
+        abandoned: vec![],
     };
     // the server may still be starting: retry registration for a while
     let mut tries = 0;

@@ -145,6 +145,10 @@ enum Command {
         /// Declare pools from a TOML file (`[[pools]]`) instead of detecting them.
         #[arg(long, value_name = "FILE")]
         pools: Option<PathBuf>,
+        /// Report a run failed once its executor has not answered for it for this long
+        /// (Slurm controller down); the agent stops it when the executor answers again.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        lost_after: u64,
     },
     /// The output of a job run by an agent.
     Logs { id: String },
@@ -292,9 +296,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agent { site, city, executor, data, pools } => {
+        Command::Agent { site, city, executor, data, pools, lost_after } => {
             let c = client()?;
-            let args = agent_cmd::AgentArgs { server: c.server, token: c.token, site, city, executor, data, pools };
+            let lost_after = std::time::Duration::from_secs(lost_after);
+            let args = agent_cmd::AgentArgs {
+                server: c.server,
+                token: c.token,
+                site,
+                city,
+                executor,
+                data,
+                pools,
+                lost_after,
+            };
             runtime()?.block_on(agent_cmd::run(args))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -97,6 +97,7 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
                 executor: "process".into(),
                 data: dir.join("agent"),
                 pools: None,
+                lost_after: std::time::Duration::from_mins(1),
             };
             println!(
                 "\nThis machine is site `local` (at {city}); jobs with [run] and allowed_sites = [\"local\"] run here for real:"

@@ -281,6 +281,12 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
     let id = submit(&u, job("moved", &["acme-a", "acme-b"], &script)).await;
     let running = until(&u, id, "running", 60, |j| j["state"] == "running").await;
     let first = running["site"].as_str().expect("site").to_string();
+    // "running" is the server's word once it assigned the job; wait until the agent started it
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pgrep(&marker) {
+        assert!(Instant::now() < deadline, "the first attempt never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // the agent running it dies
     let (victim, other) = if first == "acme-a" { (&mut a, "acme-b") } else { (&mut b, "acme-a") };
     victim.kill().expect("SIGKILL the agent");
@@ -317,13 +323,7 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_through_slurm() {
-    let slurm = Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| !o.stdout.is_empty());
-    if !slurm {
-        assert!(
-            std::env::var_os("SUANWANG_REQUIRE_SLURM").is_none(),
-            "Slurm was started for the tests but does not answer"
-        );
-        eprintln!("SKIPPED: no Slurm controller answers (sinfo); ./scripts/test.sh starts one as root");
+    if !slurm_answers() {
         return;
     }
     let u = up("slurm", &["--no-local-agent"]).await;
@@ -349,6 +349,95 @@ async fn a_job_runs_through_slurm() {
     assert_eq!(logs["stdout"].as_str().map(str::trim), Some(format!("from-slurm-{id}").as_str()), "{logs}");
     let _ = agent.kill();
     let _ = agent.wait();
+}
+
+/// Whether a Slurm controller answers; fails instead when the test script started one.
+fn slurm_answers() -> bool {
+    let slurm = Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| !o.stdout.is_empty());
+    if !slurm {
+        assert!(
+            std::env::var_os("SUANWANG_REQUIRE_SLURM").is_none(),
+            "Slurm was started for the tests but does not answer"
+        );
+        eprintln!("SKIPPED: no Slurm controller answers (sinfo); ./scripts/test.sh starts one as root");
+    }
+    slurm
+}
+
+/// The Slurm controller vanishes from an agent's view mid-job: the agent's own copy of
+/// slurm.conf (`SLURM_CONF`) is pointed at a port where nothing listens, so every Slurm tool it
+/// calls fails to reach the controller — a real outage as the agent sees it, while the other
+/// tests keep their Slurm. The job fails with a clear reason after `--lost-after`, the agent
+/// keeps heart-beating (its site is never lost), and once the controller answers again the
+/// agent stops the abandoned batch job and runs the next job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_slurm_vanishes_the_job_fails_with_a_reason_and_the_agent_serves_on() {
+    if !slurm_answers() {
+        return;
+    }
+    let conf = std::env::var("SLURM_CONF").unwrap_or_else(|_| "/etc/slurm/slurm.conf".into());
+    let good = std::fs::read_to_string(&conf).expect("slurm.conf");
+    let u = up("slurm-gone", &["--no-local-agent"]).await;
+    let my_conf = u.dir.join("slurm.conf");
+    std::fs::write(&my_conf, &good).expect("conf copy");
+    let broken: String = good
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("SlurmctldPort"))
+        .chain(std::iter::once("SlurmctldPort=9"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let env = [
+        ("SUANWANG_SERVER", u.url.as_str()),
+        ("SUANWANG_TOKEN", u.operator.as_str()),
+        ("SLURM_CONF", my_conf.to_str().expect("utf8")),
+    ];
+    let data = u.dir.join("agent-hpc").display().to_string();
+    let _agent =
+        spawn(&["agent", "--site", "hpc-gone", "--executor", "slurm", "--data", &data, "--lost-after", "8"], &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get(&u.url, &u.operator, "/v1/sites").await["sites"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|x| x["id"] == "hpc-gone"))
+    {
+        assert!(Instant::now() < deadline, "the Slurm agent never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = submit(&u, job("slurm-goes", &["hpc-gone"], "echo started; sleep 120")).await;
+    until(&u, id, "running", 60, |j| j["state"] == "running").await;
+    let stdout = u.dir.join(format!("agent-hpc/{id}-1/stdout.txt"));
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while !std::fs::read_to_string(&stdout).is_ok_and(|o| o.contains("started")) {
+        assert!(Instant::now() < deadline, "the batch job never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let name = format!("sw-{id}-1");
+    let in_queue = |name: &str| {
+        let out = Command::new("squeue").args(["-h", "-n", name, "-o", "%i"]).output().expect("squeue");
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    };
+    assert!(in_queue(&name));
+
+    std::fs::write(&my_conf, &broken).expect("break the conf");
+    let failed = until(&u, id, "failed", 90, |j| j["state"] == "failed").await;
+    let reason = failed["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("slurm executor lost the run"), "{failed}");
+    // the agent kept heart-beating throughout: its site was never lost (that would have
+    // superseded attempt 1 and refused its report), the failure is the run's
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    // meanwhile the batch job goes on under Slurm: nothing could stop it
+    assert!(in_queue(&name));
+
+    std::fs::write(&my_conf, &good).expect("restore the conf");
+    // the agent stops what it gave up on…
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while in_queue(&name) {
+        assert!(Instant::now() < deadline, "the abandoned batch job {name} still runs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // …and serves the next job
+    let next = submit(&u, job("slurm-back", &["hpc-gone"], "echo back")).await;
+    let done = until(&u, next, "completed", 120, |j| j["state"] == "completed").await;
+    assert_eq!(done["site"], "hpc-gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
