@@ -192,6 +192,18 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "An agent reports how a run ended, with its output",
         "operator, provider (own sites)",
     ),
+    (
+        "put",
+        "/v1/agents/{site}/checkpoints/{id}",
+        "The current attempt keeps its checkpoint (gzipped tar, ≤ 64 MiB; `attempt` query = fencing token)",
+        "operator, provider (own sites)",
+    ),
+    (
+        "get",
+        "/v1/agents/{site}/checkpoints/{id}",
+        "A job's newest checkpoint, for the site it is assigned to now",
+        "operator, provider (own sites)",
+    ),
 ];
 
 /// The OpenAPI 3.1 document served at `/openapi.json`.

@@ -111,6 +111,55 @@ struct Agent {
     /// Runs given up on while their executor did not answer: stopped once it answers again,
     /// so a run reported failed does not go on in the background.
     abandoned: Vec<Handle>,
+    /// Runs of checkpointing jobs → the signature of their checkpoint directory when it was
+    /// last kept with the control plane.
+    checkpoints: HashMap<(u64, u32), u64>,
+}
+
+/// A cheap signature of a directory's files (names, sizes, modification times): it changes
+/// when the run writes a new checkpoint.
+fn signature(dir: &std::path::Path) -> u64 {
+    fn walk(dir: &std::path::Path, out: &mut Vec<(String, u64, u128)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                walk(&e.path(), out);
+            } else {
+                let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                out.push((e.path().display().to_string(), meta.len(), mtime.map_or(0, |d| d.as_nanos())));
+            }
+        }
+    }
+    let mut files = vec![];
+    walk(dir, &mut files);
+    files.sort();
+    files.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, (name, len, mtime)| {
+        let mix =
+            |h: u64, bytes: &[u8]| bytes.iter().fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+        mix(mix(mix(h, name.as_bytes()), &len.to_le_bytes()), &mtime.to_le_bytes())
+    })
+}
+
+/// Runs `tar` with `args`, feeding it `input`; its standard output.
+fn tar(args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("tar")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running tar (needed for checkpoints)")?;
+    let mut stdin = child.stdin.take().context("tar's stdin")?;
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output()?;
+    let _ = feeder.join();
+    if !out.status.success() {
+        bail!("tar {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(out.stdout)
 }
 
 impl Agent {
@@ -177,6 +226,52 @@ impl Agent {
             Ok((200, _)) => tracing::info!(id, attempt, succeeded, "reported"),
             Ok((status, v)) => tracing::warn!(id, attempt, status, message = %v["message"], "report refused"),
             Err(e) => tracing::warn!(id, attempt, error = %e, "report failed"),
+        }
+    }
+
+    /// Fetches job `id`'s newest checkpoint into `dir` (a later attempt resumes from it);
+    /// false when there is none.
+    async fn restore_checkpoint(&self, id: u64, dir: &std::path::Path) -> Result<bool> {
+        let url = format!("{}/v1/agents/{}/checkpoints/{id}", self.args.server, self.args.site);
+        let res = self.http.get(url).bearer_auth(&self.args.token).send().await?;
+        if res.status().as_u16() == 404 {
+            return Ok(false);
+        }
+        if !res.status().is_success() {
+            bail!("fetching the checkpoint of job {id}: {}", res.status());
+        }
+        let data = res.bytes().await?;
+        std::fs::create_dir_all(dir)?;
+        tar(&["-xzf", "-", "-C", &dir.display().to_string()], &data)?;
+        Ok(true)
+    }
+
+    /// Keeps a run's checkpoint directory with the control plane when it changed since the
+    /// last time (the run should write each checkpoint atomically: to a temporary name, then
+    /// rename).
+    async fn keep_checkpoint(&mut self, key: (u64, u32)) {
+        let Some(last) = self.checkpoints.get(&key).copied() else { return };
+        let dir = self.run_dir(key.0, key.1).join("checkpoint");
+        let sig = signature(&dir);
+        if sig == last {
+            return;
+        }
+        let data = match tar(&["-czf", "-", "-C", &dir.display().to_string(), "."], &[]) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(id = key.0, error = %e, "could not pack the checkpoint");
+                return;
+            }
+        };
+        let url = format!("{}/v1/agents/{}/checkpoints/{}?attempt={}", self.args.server, self.args.site, key.0, key.1);
+        let bytes = data.len();
+        match self.http.put(url).bearer_auth(&self.args.token).body(data).send().await {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(id = key.0, attempt = key.1, bytes, "checkpoint kept");
+                self.checkpoints.insert(key, sig);
+            }
+            Ok(r) => tracing::warn!(id = key.0, status = %r.status(), "checkpoint refused"),
+            Err(e) => tracing::warn!(id = key.0, error = %e, "checkpoint not kept"),
         }
     }
 
@@ -255,13 +350,32 @@ impl Agent {
             if self.runs.contains_key(&(a.id, a.attempt)) {
                 continue;
             }
+            let workdir = self.run_dir(a.id, a.attempt);
+            let mut env: Vec<(String, String)> = a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            if a.checkpoint_s.is_some() {
+                // the run writes its checkpoints here; a later attempt finds the newest here
+                let dir = workdir.join("checkpoint");
+                if !dir.exists() && a.attempt > 1 {
+                    match self.restore_checkpoint(a.id, &dir).await {
+                        Ok(true) => tracing::info!(id = a.id, attempt = a.attempt, "resuming from its checkpoint"),
+                        Ok(false) => {
+                            tracing::info!(id = a.id, attempt = a.attempt, "no checkpoint yet: from the start");
+                        }
+                        Err(e) => tracing::warn!(id = a.id, error = %e, "checkpoint not restored: from the start"),
+                    }
+                }
+                let _ = std::fs::create_dir_all(&dir);
+                let abs = dir.canonicalize().unwrap_or(dir);
+                env.push(("SUANWANG_CHECKPOINT_DIR".into(), abs.display().to_string()));
+                self.checkpoints.entry((a.id, a.attempt)).or_insert_with(|| signature(&abs));
+            }
             let spec = RunSpec {
                 job_id: a.id,
                 attempt: a.attempt,
                 command: a.command.clone(),
                 args: a.args.clone(),
-                env: a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                workdir: self.run_dir(a.id, a.attempt),
+                env,
+                workdir,
                 memory_mib: a.memory_mib.max(64),
                 time_limit: Duration::from_secs(a.time_limit_s.max(1)),
                 cpus: a.cores,
@@ -303,6 +417,7 @@ impl Agent {
                 // withdrawn (cancelled, or moved after this site was lost): stop it
                 let _ = self.executor.cancel(&h);
                 self.runs.remove(&key);
+                self.checkpoints.remove(&key);
                 continue;
             }
             let (state, usage) = match self.executor.poll(&h) {
@@ -328,7 +443,11 @@ impl Agent {
                     (ExecState::Failed { reason, exit_code: None }, suanwang_agent::Usage::default())
                 }
             };
+            if !state.is_done() {
+                self.keep_checkpoint(key).await;
+            }
             if state.is_done() {
+                self.checkpoints.remove(&key);
                 let logs = self.executor.logs(&h).unwrap_or_default();
                 self.report(key.0, key.1, &state, usage, logs).await;
                 // reported: a later instance must not take this directory for a live run
@@ -365,6 +484,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         reconciled: false,
         unanswered: HashMap::new(),
         abandoned: vec![],
+        checkpoints: HashMap::new(),
     };
     // the server may still be starting: retry registration for a while
     let mut tries = 0;

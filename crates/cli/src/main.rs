@@ -118,6 +118,9 @@ enum Command {
         /// Simulated sites run jobs for their declared time × this factor.
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
+        /// A site whose agent has not polled for this long is lost (its jobs move).
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        agent_timeout: u64,
     },
     /// Run the control plane against a database (`--db postgres://…` or a SQLite path).
     Serve {
@@ -127,6 +130,9 @@ enum Command {
         listen: String,
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
+        /// A site whose agent has not polled for this long is lost (its jobs move).
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        agent_timeout: u64,
     },
     /// Connect this machine as a site and run the work assigned to it.
     Agent {
@@ -281,7 +287,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let net = load_network(cli.network_data.as_deref())?;
     let client = || remote::Client::new(cli.server.clone(), cli.token.clone());
     match cli.command {
-        Command::Up { data, listen, time_scale, city, no_local_agent } => {
+        Command::Up { data, listen, time_scale, city, no_local_agent, agent_timeout } => {
             let local_agent = (!no_local_agent).then_some(city);
             runtime()?.block_on(serve_cmd::run(
                 net,
@@ -290,6 +296,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     db: None,
                     listen: &listen,
                     time_scale,
+                    agent_timeout,
                     bootstrap: true,
                     local_agent,
                 },
@@ -316,7 +323,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let c = client()?;
             runtime()?.block_on(remote::logs(&c, &id))
         }
-        Command::Serve { db, listen, time_scale } => {
+        Command::Serve { db, listen, time_scale, agent_timeout } => {
             runtime()?.block_on(serve_cmd::run(
                 net,
                 serve_cmd::ServeArgs {
@@ -324,6 +331,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     db: Some(&db),
                     listen: &listen,
                     time_scale,
+                    agent_timeout,
                     bootstrap: false,
                     local_agent: None,
                 },

@@ -42,6 +42,8 @@ pub struct ServeArgs<'a> {
     pub db: Option<&'a str>,
     pub listen: &'a str,
     pub time_scale: f64,
+    /// Seconds without a poll after which an agent's site is lost.
+    pub agent_timeout: u64,
     /// `up`: write credentials.json and print next steps.
     pub bootstrap: bool,
     /// `up`: connect this machine as site `local` at this city, with a process agent.
@@ -52,8 +54,19 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
     if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
         bail!("--time-scale must be a positive number");
     }
+    // agents poll about every second (a 1 s long-poll, then their runs): less would lose live sites
+    if args.agent_timeout < 3 {
+        bail!(
+            "--agent-timeout must be at least 3 seconds (agents poll about once a second), got {}",
+            args.agent_timeout
+        );
+    }
     let store = open_store(args.data, args.db).await?;
-    let cfg = ServerConfig { time_scale: args.time_scale, ..ServerConfig::default() };
+    let cfg = ServerConfig {
+        time_scale: args.time_scale,
+        agent_timeout: std::time::Duration::from_secs(args.agent_timeout),
+        ..ServerConfig::default()
+    };
     let (router, _actor) = build(Arc::new(net), store.clone(), cfg).await?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;

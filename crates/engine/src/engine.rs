@@ -120,6 +120,10 @@ pub struct Assignment {
     pub cores: u32,
     pub memory_mib: u64,
     pub time_limit_s: u64,
+    /// The job checkpoints (every this many seconds): the agent keeps what the run leaves in
+    /// its checkpoint directory with the control plane, and a later attempt starts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_s: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -647,6 +651,7 @@ impl Engine {
                                     * 1024
                                     * u64::from(record.job.resources.count),
                                 time_limit_s: (planned_s.max(1) as u64).saturating_mul(2).max(60),
+                                checkpoint_s: record.job.checkpoint_s,
                             },
                         });
                     }

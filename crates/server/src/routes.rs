@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -27,6 +27,9 @@ type S = State<Arc<Inner>>;
 
 /// Largest request body: a job spec is a few hundred bytes.
 pub const MAX_BODY: usize = 1024 * 1024;
+/// The largest checkpoint an agent may keep with the control plane (gzipped tar). Bigger
+/// state belongs in the job's own storage; its checkpoint then names where.
+pub const MAX_CHECKPOINT: usize = 64 * 1024 * 1024;
 
 pub fn router(inner: Arc<Inner>) -> Router {
     Router::new()
@@ -46,6 +49,10 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/sites/{site}/resume", post(resume))
         .route("/v1/agents/{site}/assignments", get(assignments))
         .route("/v1/agents/{site}/reports", post(report))
+        .route(
+            "/v1/agents/{site}/checkpoints/{id}",
+            put(put_checkpoint).get(get_checkpoint).layer(DefaultBodyLimit::max(MAX_CHECKPOINT)),
+        )
         .fallback(|| async { ApiError::not_found("such route").hint("see /openapi.json") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(Arc::clone(&inner), timed))
@@ -529,6 +536,101 @@ async fn report(
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
     Ok(Json(rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointQuery {
+    /// The attempt that took the checkpoint (the fencing token).
+    attempt: u32,
+}
+
+/// Whether job `id` is assigned to `site` now: at `attempt`, or at any attempt when `None`.
+fn assigned_to(inner: &Inner, id: u64, site: &str, attempt: Option<u32>) -> bool {
+    inner
+        .views
+        .read()
+        .ok()
+        .and_then(|v| v.assignments.get(&id).map(|a| a.site == site && attempt.is_none_or(|n| a.attempt == n)))
+        .unwrap_or(false)
+}
+
+/// The current attempt of a job keeps its checkpoint (a gzipped tar of its checkpoint
+/// directory) with the control plane; a stale attempt is refused like its reports.
+async fn put_checkpoint(
+    State(inner): S,
+    headers: HeaderMap,
+    Path((site, id)): Path<(String, String)>,
+    q: Result<Query<CheckpointQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    may_run_site(&p, &site)?;
+    let id = parse_id(&id)?;
+    let Query(q) = q.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query")
+            .detail(e.body_text())
+            .field("attempt")
+            .hint("?attempt=N, the attempt that took the checkpoint")
+    })?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the checkpoint is over {MAX_CHECKPOINT} bytes"),
+            )
+            .hint("keep large state in the job's own storage and checkpoint a reference to it")
+        } else {
+            body_error(&e)
+        }
+    })?;
+    if !assigned_to(&inner, id, &site, Some(q.attempt)) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "stale_checkpoint",
+            format!("job {id} attempt {} is not assigned to {site}", q.attempt),
+        )
+        .hint("the job was moved or cancelled; stop this run"));
+    }
+    let cp = suanwang_store::Checkpoint {
+        job_id: i64::try_from(id).map_err(|_| ApiError::not_found("such job"))?,
+        attempt: i64::from(q.attempt),
+        at_ms: actor::wall_now().0,
+        data: body.to_vec(),
+    };
+    inner.store.put_checkpoint(&cp).await.map_err(|e| ApiError::unavailable("the store").detail(e.to_string()))?;
+    Ok(Json(json!({"id": id, "attempt": q.attempt, "bytes": cp.data.len(), "at_ms": cp.at_ms})))
+}
+
+/// A job's newest checkpoint, for the site the job is assigned to now (checkpoint data goes
+/// only where the scheduler placed the job, so residency holds for it too).
+async fn get_checkpoint(
+    State(inner): S,
+    headers: HeaderMap,
+    Path((site, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    may_run_site(&p, &site)?;
+    let id = parse_id(&id)?;
+    if !assigned_to(&inner, id, &site, None) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "not_assigned", format!("job {id} is not assigned to {site}")));
+    }
+    let job_id = i64::try_from(id).map_err(|_| ApiError::not_found("such job"))?;
+    let cp = inner
+        .store
+        .checkpoint(job_id)
+        .await
+        .map_err(|e| ApiError::unavailable("the store").detail(e.to_string()))?
+        .ok_or_else(|| ApiError::not_found("checkpoint of that job"))?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/gzip".to_string()),
+            (axum::http::HeaderName::from_static("x-suanwang-checkpoint-attempt"), cp.attempt.to_string()),
+        ],
+        cp.data,
+    )
+        .into_response())
 }
 
 #[derive(serde::Deserialize)]

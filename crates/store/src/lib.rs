@@ -74,6 +74,20 @@ pub trait Store: Send + Sync {
     fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The newest snapshot: (seq, body).
     fn latest_snapshot(&self) -> impl Future<Output = Result<Option<(i64, String)>, StoreError>> + Send;
+    /// Keeps `data` as job `job_id`'s checkpoint, taken by `attempt` (replacing the one before).
+    fn put_checkpoint(&self, cp: &Checkpoint) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Job `job_id`'s newest checkpoint.
+    fn checkpoint(&self, job_id: i64) -> impl Future<Output = Result<Option<Checkpoint>, StoreError>> + Send;
+}
+
+/// A job's checkpoint: what its run left in its checkpoint directory (a gzipped tar), so a later
+/// attempt on another site resumes from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub job_id: i64,
+    pub attempt: i64,
+    pub at_ms: i64,
+    pub data: Vec<u8>,
 }
 
 /// Either backend, chosen by URL: `sqlite://PATH` (or a directory) or `postgres://…`.
@@ -148,6 +162,20 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.latest_snapshot().await,
             AnyStore::Postgres(s) => s.latest_snapshot().await,
+        }
+    }
+
+    async fn put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.put_checkpoint(cp).await,
+            AnyStore::Postgres(s) => s.put_checkpoint(cp).await,
+        }
+    }
+
+    async fn checkpoint(&self, job_id: i64) -> Result<Option<Checkpoint>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.checkpoint(job_id).await,
+            AnyStore::Postgres(s) => s.checkpoint(job_id).await,
         }
     }
 }

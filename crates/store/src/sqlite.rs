@@ -7,7 +7,7 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::{CommandRow, Store, StoreError, TokenRow, is_unique_violation};
+use crate::{Checkpoint, CommandRow, Store, StoreError, TokenRow, is_unique_violation};
 
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS commands (
@@ -32,6 +32,12 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER PRIMARY KEY,
         at_ms INTEGER NOT NULL,
         body TEXT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS checkpoints (
+        job_id INTEGER PRIMARY KEY,
+        attempt INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        data BLOB NOT NULL
     )",
 ];
 
@@ -166,6 +172,36 @@ impl Store for SqliteStore {
             sqlx::query("SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
         Ok(match row {
             Some(r) => Some((r.try_get("seq")?, r.try_get("body")?)),
+            None => None,
+        })
+    }
+
+    async fn put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO checkpoints (job_id, attempt, at_ms, data) VALUES (?, ?, ?, ?)
+             ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt, at_ms = excluded.at_ms, data = excluded.data",
+        )
+        .bind(cp.job_id)
+        .bind(cp.attempt)
+        .bind(cp.at_ms)
+        .bind(&cp.data)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn checkpoint(&self, job_id: i64) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query("SELECT attempt, at_ms, data FROM checkpoints WHERE job_id = ?")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(Checkpoint {
+                job_id,
+                attempt: r.try_get("attempt")?,
+                at_ms: r.try_get("at_ms")?,
+                data: r.try_get("data")?,
+            }),
             None => None,
         })
     }

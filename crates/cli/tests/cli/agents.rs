@@ -184,11 +184,7 @@ async fn a_job_runs_for_real_on_the_local_site_and_cancel_stops_it() {
     let marker = format!("{}.25", 600 + std::process::id() % 100);
     let id = submit(&u, job("long", &["local"], &format!("sleep {marker}"))).await;
     until(&u, id, "running", 60, |j| j["state"] == "running").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !pgrep(&marker) {
-        assert!(Instant::now() < deadline, "the run never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_process(&marker, true, "the run never started").await;
     let r = reqwest::Client::new()
         .post(format!("{}/v1/jobs/{id}/cancel", u.url))
         .bearer_auth(&u.tenant)
@@ -196,10 +192,16 @@ async fn a_job_runs_for_real_on_the_local_site_and_cancel_stops_it() {
         .await
         .expect("cancel");
     assert_eq!(r.status().as_u16(), 200);
+    until_process(&marker, false, "the cancelled run is still running").await;
+}
+
+/// Waits (at most 30 s) until a `sleep MARKER` process runs (`running`) or no longer does;
+/// fails with `what` otherwise.
+async fn until_process(marker: &str, running: bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while pgrep(&marker) {
-        assert!(Instant::now() < deadline, "the cancelled run is still running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    while pgrep(marker) != running {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -207,16 +209,130 @@ fn pgrep(pattern: &str) -> bool {
     Command::new("pgrep").args(["-f", &format!("sleep {pattern}")]).output().is_ok_and(|o| !o.stdout.is_empty())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
-    let u = up("failover", &["--no-local-agent"]).await;
-    let db = u.dir.display().to_string();
-    let provider = Command::new(env!("CARGO_BIN_EXE_suanwang"))
-        .args(["token", "create", "--data", &db, "--role", "provider", "--name", "acme"])
+#[test]
+fn an_agent_timeout_below_the_poll_period_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(["up", "--data", "/nonexistent/never-made", "--agent-timeout", "1"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--agent-timeout must be at least 3 seconds"), "{err}");
+}
+
+/// A new provider token for `acme` (its sites are `acme-…`).
+fn provider_token(u: &Up) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(["token", "create", "--data", &u.dir.display().to_string(), "--role", "provider", "--name", "acme"])
         .output()
         .expect("token create");
-    let provider = String::from_utf8_lossy(&provider.stdout).trim().to_string();
-    assert!(provider.starts_with("sw_"), "{provider}");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(token.starts_with("sw_"), "{token}");
+    token
+}
+
+fn agent_dir(u: &Up, site: &str) -> String {
+    u.dir.join(format!("agent-{site}")).display().to_string()
+}
+
+/// Process agents for sites `acme-a` and `acme-b` (in beijing), once both are registered.
+async fn two_agents(u: &Up, provider: &str) -> (Proc, Proc) {
+    let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", provider)];
+    let (da, db) = (agent_dir(u, "acme-a"), agent_dir(u, "acme-b"));
+    let a = spawn(&["agent", "--site", "acme-a", "--city", "beijing", "--data", &da], &env);
+    let b = spawn(&["agent", "--site", "acme-b", "--city", "beijing", "--data", &db], &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sites = get(&u.url, &u.operator, "/v1/sites").await;
+        let ids: Vec<&str> =
+            sites["sites"].as_array().map(|s| s.iter().filter_map(|x| x["id"].as_str()).collect()).unwrap_or_default();
+        if ids.contains(&"acme-a") && ids.contains(&"acme-b") {
+            return (a, b);
+        }
+        assert!(Instant::now() < deadline, "agents never registered: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A job that checkpoints resumes on another site from the checkpoint its first attempt left:
+/// the first agent keeps the run's checkpoint directory with the control plane, the agent of
+/// the next attempt restores it before starting, so the work counts on from step 3, not 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_job_resumes_from_its_checkpoint_on_the_other_site() {
+    let u = up("checkpoint", &["--no-local-agent", "--agent-timeout", "4"]).await;
+    let provider = provider_token(&u);
+    let (mut a, mut b) = two_agents(&u, &provider).await;
+    let marker = format!("{}.5", 800 + std::process::id() % 100);
+    // six steps; each is recorded atomically in the checkpoint directory; attempt 1 stalls
+    // after step 3 (until its agent dies)
+    let script = format!(
+        "d=$SUANWANG_CHECKPOINT_DIR; n=$(cat $d/step 2>/dev/null || echo 0); echo attempt $SUANWANG_ATTEMPT from step $n; \
+         while [ $n -lt 6 ]; do n=$((n+1)); echo $n > $d/.step && mv $d/.step $d/step; \
+         if [ $SUANWANG_ATTEMPT = 1 ] && [ $n = 3 ]; then sleep {marker}; fi; sleep 0.1; done; echo done at step $n"
+    );
+    let mut spec = job("resumes", &["acme-a", "acme-b"], &script);
+    spec["checkpoint_s"] = json!(1);
+    let id = submit(&u, spec).await;
+    let running = until(&u, id, "running", 60, |j| j["state"] == "running").await;
+    let first = running["site"].as_str().expect("site").to_string();
+    // the control plane holds the checkpoint at step 3 (read back as the job's site may)
+    let deadline = Instant::now() + Duration::from_mins(1);
+    loop {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/agents/{first}/checkpoints/{id}", u.url))
+            .bearer_auth(&provider)
+            .send()
+            .await
+            .expect("get checkpoint");
+        if r.status().as_u16() == 200 {
+            assert_eq!(r.headers()["x-suanwang-checkpoint-attempt"], "1");
+            let tgz = r.bytes().await.expect("body");
+            let mut tar = Command::new("tar")
+                .args(["-xzOf", "-", "./step"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("tar");
+            std::io::Write::write_all(&mut tar.stdin.take().expect("stdin"), &tgz).expect("feed tar");
+            let step = String::from_utf8_lossy(&tar.wait_with_output().expect("tar").stdout).trim().to_string();
+            if step == "3" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the checkpoint at step 3 never reached the control plane");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // a stale attempt may not overwrite it
+    let r = reqwest::Client::new()
+        .put(format!("{}/v1/agents/{first}/checkpoints/{id}?attempt=7", u.url))
+        .bearer_auth(&provider)
+        .body(vec![1, 2, 3])
+        .send()
+        .await
+        .expect("put checkpoint");
+    assert_eq!(r.status().as_u16(), 409);
+    assert!(pgrep(&marker), "attempt 1 stalls after step 3");
+    // its agent dies; the job moves to the other site and resumes from step 3
+    let (victim, other) = if first == "acme-a" { (&mut a, "acme-b") } else { (&mut b, "acme-a") };
+    victim.kill().expect("SIGKILL the agent");
+    let _ = victim.wait();
+    let done = until(&u, id, "completed elsewhere", 90, |j| j["state"] == "completed").await;
+    assert_eq!(done["site"], other, "{done}");
+    assert_eq!(done["attempts"], 2);
+    let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
+    let out = logs["stdout"].as_str().unwrap_or("");
+    assert!(out.contains("attempt 2 from step 3") && out.contains("done at step 6"), "{logs}");
+    // the orphaned first attempt is stopped when its agent comes back
+    let dir = agent_dir(&u, &first);
+    let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", provider.as_str())];
+    *victim = spawn(&["agent", "--site", &first, "--city", "beijing", "--data", &dir], &env);
+    until_process(&marker, false, "the restarted agent left its orphaned run running").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
+    let u = up("failover", &["--no-local-agent", "--agent-timeout", "4"]).await;
+    let provider = provider_token(&u);
     // a provider connects only its own sites
     let r = reqwest::Client::new()
         .post(format!("{}/v1/agents/register", u.url))
@@ -258,21 +374,8 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
     assert!(gpu.to_string().contains("intelligent"), "the H800 pool is an intelligent-family pool: {gpu}");
 
     let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", provider.as_str())];
-    let da = u.dir.join("agent-a").display().to_string();
-    let db_ = u.dir.join("agent-b").display().to_string();
-    let mut a = spawn(&["agent", "--site", "acme-a", "--city", "beijing", "--data", &da], &env);
-    let mut b = spawn(&["agent", "--site", "acme-b", "--city", "beijing", "--data", &db_], &env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let sites = get(&u.url, &u.operator, "/v1/sites").await;
-        let ids: Vec<&str> =
-            sites["sites"].as_array().map(|s| s.iter().filter_map(|x| x["id"].as_str()).collect()).unwrap_or_default();
-        if ids.contains(&"acme-a") && ids.contains(&"acme-b") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "agents never registered: {ids:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (da, db_) = (agent_dir(&u, "acme-a"), agent_dir(&u, "acme-b"));
+    let (mut a, mut b) = two_agents(&u, &provider).await;
     // the first attempt outlives its agent (a long sleep, findable by its odd length)
     let marker = format!("{}.75", 700 + std::process::id() % 100);
     let script = format!(
@@ -282,11 +385,7 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
     let running = until(&u, id, "running", 60, |j| j["state"] == "running").await;
     let first = running["site"].as_str().expect("site").to_string();
     // "running" is the server's word once it assigned the job; wait until the agent started it
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !pgrep(&marker) {
-        assert!(Instant::now() < deadline, "the first attempt never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_process(&marker, true, "the first attempt never started").await;
     // the agent running it dies
     let (victim, other) = if first == "acme-a" { (&mut a, "acme-b") } else { (&mut b, "acme-a") };
     victim.kill().expect("SIGKILL the agent");
@@ -310,11 +409,7 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
     assert!(pgrep(&marker), "the first attempt should have outlived its agent");
     let dir = if first == "acme-a" { &da } else { &db_ };
     *victim = spawn(&["agent", "--site", &first, "--city", "beijing", "--data", dir], &env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while pgrep(&marker) {
-        assert!(Instant::now() < deadline, "the restarted agent left its orphaned run running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_process(&marker, false, "the restarted agent left its orphaned run running").await;
     let _ = a.kill();
     let _ = b.kill();
     let _ = a.wait();
@@ -467,11 +562,7 @@ async fn a_restarted_agent_adopts_its_running_job_instead_of_running_it_twice() 
     let script = format!("echo start >> {}; sleep {marker}; echo adopted-$SUANWANG_ATTEMPT", starts.display());
     let id = submit(&u, job("adopt", &["acme-r"], &script)).await;
     until(&u, id, "running", 60, |j| j["state"] == "running").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !pgrep(&marker) {
-        assert!(Instant::now() < deadline, "the run never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_process(&marker, true, "the run never started").await;
     // the agent dies and comes back well within the heartbeat timeout
     agent.kill().expect("SIGKILL the agent");
     let _ = agent.wait();

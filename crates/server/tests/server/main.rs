@@ -383,3 +383,67 @@ async fn an_operator_suspends_a_site_and_it_stays_suspended_across_a_restart() {
     assert!(view["site"].as_str().is_some_and(|x| x != first) && view["attempts"] == 2, "{view}");
     assert!(view["reason"].as_str().is_some_and(|r| r.contains("suspended")), "{view}");
 }
+
+/// Checkpoints over HTTP: the current attempt at the job's site keeps one (bigger than the
+/// 1 MiB request cap, up to 64 MiB), reads it back byte for byte; a stale attempt, another
+/// site and an oversize body are refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_attempt_keeps_its_checkpoint_and_others_are_refused() {
+    let store = sqlite("checkpoint").await;
+    let s = start(store.clone()).await;
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let a = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    for site in ["ck-a", "ck-b"] {
+        let body = json!({"site": {"id": site, "city": "beijing", "pue": 1.3, "pools": [
+            {"name": "cpu", "model": "generic-x86_64", "count": 2, "memory_gib_per_unit": 1, "power_w_per_unit": 10.0, "price_fen_per_unit_hour": 30}
+        ]}, "detected": {"cores": 2, "memory_mib": 4096}});
+        let (st, r) = call(
+            &s.url,
+            "POST",
+            "/v1/agents/register",
+            Some(&op),
+            Some(serde_json::to_vec(&body).expect("json")),
+            None,
+        )
+        .await;
+        assert_eq!(st, 200, "{r}");
+    }
+    let job = json!({
+        "name": "ck", "tenant": "acme", "kind": "inference", "origin": "beijing", "allowed_sites": ["ck-a"],
+        "resources": {"family": "general", "count": 1, "memory_gib": 1}, "work": {"run_time_s": 600},
+        "checkpoint_s": 60, "run": {"command": "sleep", "args": ["600"]}
+    });
+    let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(serde_json::to_vec(&job).expect("json")), None).await;
+    assert_eq!(st, 201, "{j}");
+    let id = j["id"].as_u64().expect("id");
+    let (st, list) = call(&s.url, "GET", "/v1/agents/ck-a/assignments?wait=5", Some(&op), None, None).await;
+    assert_eq!(st, 200);
+    let mine = list["assignments"].as_array().and_then(|l| l.iter().find(|x| x["id"] == id).cloned());
+    let mine = mine.unwrap_or_else(|| panic!("job {id} assigned to ck-a: {list}"));
+    assert_eq!((mine["attempt"].as_u64(), mine["checkpoint_s"].as_u64()), (Some(1), Some(60)), "{mine}");
+
+    let path = format!("/v1/agents/ck-a/checkpoints/{id}");
+    let (st, _) = call(&s.url, "GET", &path, Some(&op), None, None).await;
+    assert_eq!(st, 404, "none yet");
+    let data: Vec<u8> = (0..3 * 1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
+    let (st, r) = call(&s.url, "PUT", &format!("{path}?attempt=1"), Some(&op), Some(data.clone()), None).await;
+    assert_eq!((st, r["bytes"].as_u64()), (200, Some(data.len() as u64)), "{r}");
+    let res = reqwest::Client::new().get(format!("{}{path}", s.url)).bearer_auth(&op).send().await.expect("get");
+    assert_eq!(res.headers()["x-suanwang-checkpoint-attempt"], "1");
+    assert_eq!(res.bytes().await.expect("body").to_vec(), data);
+    // a stale attempt, a missing attempt, another site, a tenant, an oversize body
+    let (st, r) = call(&s.url, "PUT", &format!("{path}?attempt=2"), Some(&op), Some(vec![1]), None).await;
+    assert_eq!((st, r["code"].as_str()), (409, Some("stale_checkpoint")), "{r}");
+    let (st, r) = call(&s.url, "PUT", &path, Some(&op), Some(vec![1]), None).await;
+    assert_eq!((st, r["field"].as_str()), (400, Some("attempt")), "{r}");
+    let (st, _) = call(&s.url, "GET", &format!("/v1/agents/ck-b/checkpoints/{id}"), Some(&op), None, None).await;
+    assert_eq!(st, 409, "only the job's site reads its checkpoint");
+    let (st, _) = call(&s.url, "GET", &path, Some(&a), None, None).await;
+    assert_eq!(st, 403);
+    let huge = vec![0u8; 65 * 1024 * 1024];
+    let (st, r) = call(&s.url, "PUT", &format!("{path}?attempt=1"), Some(&op), Some(huge), None).await;
+    assert_eq!((st, r["code"].as_str()), (413, Some("too_large")), "{r}");
+    // the refused writes left the kept checkpoint alone
+    let res = reqwest::Client::new().get(format!("{}{path}", s.url)).bearer_auth(&op).send().await.expect("get");
+    assert_eq!(res.bytes().await.expect("body").len(), data.len());
+}

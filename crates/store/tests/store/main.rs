@@ -2,7 +2,7 @@
 //! the server named by SUANWANG_TEST_PG, default postgres://postgres@127.0.0.1:5432/postgres;
 //! `scripts/test.sh` starts one when none runs).
 
-use suanwang_store::{CommandRow, PgStore, SqliteStore, Store, StoreError, TokenRow};
+use suanwang_store::{Checkpoint, CommandRow, PgStore, SqliteStore, Store, StoreError, TokenRow};
 
 fn row(at_ms: i64, job: i64, key: Option<&str>) -> CommandRow {
     CommandRow {
@@ -51,6 +51,15 @@ async fn conformance<S: Store>(s: &S) {
         s.put_snapshot(seq, seq * 100, &format!("{{\"at\":{seq}}}")).await.expect("snapshot");
     }
     assert_eq!(s.latest_snapshot().await.expect("latest"), Some((20, "{\"at\":20}".to_string())));
+    // checkpoints: bytes in, the same bytes out; a newer one replaces the older
+    assert_eq!(s.checkpoint(9).await.expect("none yet"), None);
+    let cp = Checkpoint { job_id: 9, attempt: 1, at_ms: 100, data: (0..=255u8).cycle().take(70_000).collect() };
+    s.put_checkpoint(&cp).await.expect("put");
+    assert_eq!(s.checkpoint(9).await.expect("get"), Some(cp.clone()));
+    let newer = Checkpoint { attempt: 2, at_ms: 200, data: vec![0, 1, 2], ..cp };
+    s.put_checkpoint(&newer).await.expect("replace");
+    assert_eq!(s.checkpoint(9).await.expect("get"), Some(newer));
+    assert_eq!(s.checkpoint(10).await.expect("another job"), None);
 }
 
 #[tokio::test]
