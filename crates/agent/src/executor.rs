@@ -104,6 +104,11 @@ pub trait Executor: Send + Sync {
     /// How often `wait` polls (neither a child's exit nor a Slurm job offers a wait with a
     /// timeout to a client).
     fn poll_interval(&self) -> Duration;
+    /// How often the agent looks at its runs in flight: a finished run is reported within
+    /// about this long (each look costs a `poll` per run).
+    fn check_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
     /// Blocks until the run is done or `timeout` passes; returns the state then.
     fn wait(&self, handle: &Handle, timeout: Duration) -> Result<(ExecState, Usage), ExecError> {
         let deadline = std::time::Instant::now() + timeout;

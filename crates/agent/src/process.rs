@@ -339,6 +339,11 @@ impl Executor for ProcessExecutor {
         Duration::from_millis(5)
     }
 
+    fn check_interval(&self) -> Duration {
+        // a poll is a try_wait and a few /proc reads: cheap enough to report ends promptly
+        Duration::from_millis(100)
+    }
+
     fn cancel(&self, handle: &Handle) -> Result<(), ExecError> {
         let mut runs = self.runs.lock().map_err(io)?;
         let run = runs.get_mut(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;

@@ -111,6 +111,8 @@ struct Agent {
     /// Runs given up on while their executor did not answer: stopped once it answers again,
     /// so a run reported failed does not go on in the background.
     abandoned: Vec<Handle>,
+    /// The version of the assignments last received (the long-poll waits for a change).
+    version: Option<String>,
     /// Runs of checkpointing jobs → the signature of their checkpoint directory when it was
     /// last kept with the control plane.
     checkpoints: HashMap<(u64, u32), u64>,
@@ -335,8 +337,12 @@ impl Agent {
     /// One round: fetch the assignments (long-poll), start new ones, stop withdrawn ones,
     /// report finished ones.
     async fn round(&mut self) -> Result<()> {
-        let (status, v) =
-            self.call(reqwest::Method::GET, &format!("/v1/agents/{}/assignments?wait=1", self.args.site), None).await?;
+        // long-poll for a change of assignments: up to a second when idle, the executor's
+        // check interval while runs are in flight (they must be looked at)
+        let wait = if self.runs.is_empty() { Duration::from_secs(1) } else { self.executor.check_interval() };
+        let known = self.version.as_deref().map_or_else(String::new, |v| format!("&known={v}"));
+        let path = format!("/v1/agents/{}/assignments?wait_ms={}{known}", self.args.site, wait.as_millis());
+        let (status, v) = self.call(reqwest::Method::GET, &path, None).await?;
         if status == 404 {
             self.register().await?;
             return Ok(());
@@ -346,6 +352,7 @@ impl Agent {
         }
         let list: Vec<suanwang_engine::Assignment> =
             serde_json::from_value(v["assignments"].clone()).unwrap_or_default();
+        self.version = v["version"].as_str().map(str::to_string);
         for a in &list {
             if self.runs.contains_key(&(a.id, a.attempt)) {
                 continue;
@@ -485,6 +492,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         unanswered: HashMap::new(),
         abandoned: vec![],
         checkpoints: HashMap::new(),
+        version: None,
     };
     // the server may still be starting: retry registration for a while
     let mut tries = 0;

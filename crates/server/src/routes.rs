@@ -466,6 +466,24 @@ async fn register(
 struct PollQuery {
     /// Long-poll: wait up to this many seconds for work (0–30).
     wait: Option<u64>,
+    /// The same in milliseconds (0–30,000); overrides `wait`.
+    wait_ms: Option<u64>,
+    /// The `version` of the assignments the agent already has: the call returns as soon as
+    /// they differ (or the wait ends). Without it, it returns as soon as there are any.
+    known: Option<String>,
+}
+
+/// A fingerprint of a site's assignments (which jobs, which attempts).
+fn assignments_version(list: &[suanwang_engine::Assignment]) -> String {
+    let mut keys: Vec<(u64, u32)> = list.iter().map(|a| (a.id, a.attempt)).collect();
+    keys.sort_unstable();
+    let h = keys.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, (id, attempt)| {
+        id.to_le_bytes()
+            .iter()
+            .chain(attempt.to_le_bytes().iter())
+            .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    });
+    format!("{:x}-{}", h, keys.len())
 }
 
 async fn assignments(
@@ -478,7 +496,10 @@ async fn assignments(
     may_run_site(&p, &site)?;
     let Query(q) =
         q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query").detail(e.body_text()))?;
-    let wait = std::time::Duration::from_secs(q.wait.unwrap_or(0).min(30));
+    let wait = match q.wait_ms {
+        Some(ms) => std::time::Duration::from_millis(ms.min(30_000)),
+        None => std::time::Duration::from_secs(q.wait.unwrap_or(0).min(30)),
+    };
     let deadline = Instant::now() + wait;
     loop {
         if let Ok(mut a) = inner.agents.lock() {
@@ -492,8 +513,13 @@ async fn assignments(
             .read()
             .map(|v| v.assignments.values().filter(|a| a.site == site).cloned().collect())
             .unwrap_or_default();
-        if !list.is_empty() || Instant::now() >= deadline {
-            return Ok(Json(json!({"site": site, "assignments": list})));
+        let version = assignments_version(&list);
+        let changed = match &q.known {
+            Some(known) => *known != version,
+            None => !list.is_empty(),
+        };
+        if changed || Instant::now() >= deadline {
+            return Ok(Json(json!({"site": site, "assignments": list, "version": version})));
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

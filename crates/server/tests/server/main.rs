@@ -413,14 +413,42 @@ async fn the_current_attempt_keeps_its_checkpoint_and_others_are_refused() {
         "resources": {"family": "general", "count": 1, "memory_gib": 1}, "work": {"run_time_s": 600},
         "checkpoint_s": 60, "run": {"command": "sleep", "args": ["600"]}
     });
-    let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(serde_json::to_vec(&job).expect("json")), None).await;
-    assert_eq!(st, 201, "{j}");
-    let id = j["id"].as_u64().expect("id");
+    let (st, view) =
+        call(&s.url, "POST", "/v1/jobs", Some(&a), Some(serde_json::to_vec(&job).expect("json")), None).await;
+    assert_eq!(st, 201, "{view}");
+    let id = view["id"].as_u64().expect("id");
     let (st, list) = call(&s.url, "GET", "/v1/agents/ck-a/assignments?wait=5", Some(&op), None, None).await;
     assert_eq!(st, 200);
     let mine = list["assignments"].as_array().and_then(|l| l.iter().find(|x| x["id"] == id).cloned());
     let mine = mine.unwrap_or_else(|| panic!("job {id} assigned to ck-a: {list}"));
     assert_eq!((mine["attempt"].as_u64(), mine["checkpoint_s"].as_u64()), (Some(1), Some(60)), "{mine}");
+    // the long-poll waits for a change of what the agent already knows, not for any work: an
+    // agent with a run in flight does not spin
+    let version = list["version"].as_str().expect("version").to_string();
+    let poll = format!("/v1/agents/ck-a/assignments?wait_ms=300&known={version}");
+    let asked = std::time::Instant::now();
+    let (st, same) = call(&s.url, "GET", &poll, Some(&op), None, None).await;
+    assert_eq!((st, same["version"].as_str()), (200, Some(version.as_str())), "{same}");
+    assert!(asked.elapsed() >= std::time::Duration::from_millis(300), "returned before the wait without a change");
+    // a new assignment ends the wait at once (well before 20 s)
+    let waiting = tokio::spawn({
+        let (url, op) = (s.url.clone(), op.clone());
+        let poll = format!("/v1/agents/ck-a/assignments?wait_ms=20000&known={version}");
+        async move {
+            let t = std::time::Instant::now();
+            (call(&url, "GET", &poll, Some(&op), None, None).await, t.elapsed())
+        }
+    });
+    let mut second = job.clone();
+    second["name"] = json!("ck2");
+    let (st, _) =
+        call(&s.url, "POST", "/v1/jobs", Some(&a), Some(serde_json::to_vec(&second).expect("json")), None).await;
+    assert_eq!(st, 201);
+    let ((st, changed), took) = waiting.await.expect("poll");
+    assert_eq!(st, 200);
+    assert_ne!(changed["version"].as_str(), Some(version.as_str()), "{changed}");
+    assert_eq!(changed["assignments"].as_array().map(Vec::len), Some(2), "{changed}");
+    assert!(took < std::time::Duration::from_secs(20), "the change did not end the wait");
 
     let path = format!("/v1/agents/ck-a/checkpoints/{id}");
     let (st, _) = call(&s.url, "GET", &path, Some(&op), None, None).await;
