@@ -467,6 +467,10 @@ impl Actor {
                 }
             }
         }
+        // work this batch placed to start now starts now, not at the next tick: its agent gets
+        // it at once (timers are not logged; a replay fires them the same way)
+        let _ = self.engine.advance_to(now);
+        events.extend(self.engine.take_events());
         let durable = if rows.is_empty() { Ok(vec![]) } else { self.inner.store.append(&rows).await };
         match durable {
             Ok(seqs) => {
@@ -507,6 +511,7 @@ impl Actor {
                         let _ = reply.send(v.jobs.get(&id).cloned().ok_or_else(|| ApiError::not_found("job")));
                     }
                 }
+                self.inner.views_changed.notify_waiters();
                 self.inner.set_net(self.engine.network());
                 for reply in pending_registers {
                     let _ = reply.send(Ok(()));

@@ -40,6 +40,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Agent site → when its agent was last heard from (epoch ms).
     pub agents: std::sync::Mutex<HashMap<String, i64>>,
+    /// Woken after every change of the views (agents' long-polls wait on it).
+    pub views_changed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +121,7 @@ pub async fn build(
         tokens: RwLock::new(HashMap::new()),
         metrics: Metrics::default(),
         agents: std::sync::Mutex::new(HashMap::new()),
+        views_changed: tokio::sync::Notify::new(),
     });
     inner
         .metrics

@@ -502,6 +502,10 @@ async fn assignments(
     };
     let deadline = Instant::now() + wait;
     loop {
+        // armed before looking, so a change between the look and the wait still wakes us
+        let changed_views = inner.views_changed.notified();
+        tokio::pin!(changed_views);
+        changed_views.as_mut().enable();
         if let Ok(mut a) = inner.agents.lock() {
             if !a.contains_key(&site) {
                 return Err(ApiError::not_found("registered site of that name").hint("POST /v1/agents/register first"));
@@ -521,7 +525,12 @@ async fn assignments(
         if changed || Instant::now() >= deadline {
             return Ok(Json(json!({"site": site, "assignments": list, "version": version})));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // the wait is also the heartbeat: refresh it at least every second
+        let wake = deadline.min(Instant::now() + std::time::Duration::from_secs(1));
+        tokio::select! {
+            () = &mut changed_views => {}
+            () = tokio::time::sleep_until(wake.into()) => {}
+        }
     }
 }
 
