@@ -485,7 +485,13 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
     let mut agent = Agent {
         args,
-        http: reqwest::Client::new(),
+        // a server that accepts but never answers must not stall the agent: long-polls last
+        // at most 30 s, checkpoints are at most 64 MiB
+        http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_mins(2))
+            .build()
+            .context("building the HTTP client")?,
         executor,
         runs: HashMap::new(),
         reconciled: false,
