@@ -225,13 +225,14 @@ impl RunGroup {
     /// Kills every process in the group and waits (at most 5 s) until none is left.
     pub fn kill_all(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
+        // cgroup.kill (v2, Linux 5.14) kills atomically the group and the groups beneath it,
+        // even processes forking meanwhile or hiding in a child group its `cgroup.procs` omits
+        let atomic = self.v2 && std::fs::write(self.dirs[0].join("cgroup.kill"), "1").is_ok();
         loop {
             let pids = self.pids();
             if pids.is_empty() || Instant::now() >= deadline {
                 return;
             }
-            // cgroup.kill (v2, Linux 5.14) kills atomically, even processes forking meanwhile
-            let atomic = self.v2 && std::fs::write(self.dirs[0].join("cgroup.kill"), "1").is_ok();
             if !atomic {
                 let args: Vec<String> = pids.iter().map(u32::to_string).collect();
                 let _ = std::process::Command::new("kill")
@@ -242,6 +243,9 @@ impl RunGroup {
                     .status();
             }
             std::thread::sleep(Duration::from_millis(5));
+            if atomic {
+                let _ = std::fs::write(self.dirs[0].join("cgroup.kill"), "1");
+            }
         }
     }
 

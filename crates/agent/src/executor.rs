@@ -23,6 +23,9 @@ pub struct RunSpec {
     pub cpus: u32,
 }
 
+/// Variables of the agent's own environment a run must not see: the agent's credentials.
+pub(crate) const HIDDEN_ENV: &[&str] = &["SUANWANG_TOKEN"];
+
 /// The file in a run's working directory that names its handle (for `Executor::adopt`).
 pub const HANDLE_FILE: &str = "handle";
 

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use crate::cgroup::{Cgroups, RunGroup};
 use crate::executor::{
-    ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in, mark_started, read_logs, started_at,
+    ExecError, ExecState, Executor, HANDLE_FILE, HIDDEN_ENV, Handle, RunSpec, Usage, handle_in, mark_started,
+    read_logs, started_at,
 };
 
 #[derive(Debug)]
@@ -53,6 +54,18 @@ impl Default for ProcessExecutor {
 /// Joins the control groups named by its arguments (up to `--`), then becomes the rest.
 const JOIN_GROUP: &str =
     r#"p=$$; while [ "$1" != -- ]; do echo "$p" > "$1" || exit 125; shift; done; shift; exec "$@""#;
+
+/// The process-group id a handle names (`pg:N`, N > 1: 0 and 1 would make `kill -N` signal
+/// the agent's own group or every process).
+fn pgid_of(handle: &Handle) -> Option<u32> {
+    handle.0.strip_prefix("pg:")?.parse::<u32>().ok().filter(|p| *p > 1)
+}
+
+/// A process's state letter (`R`, `S`, `Z`…), from /proc; `None` when it does not exist.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
 
 /// A run's group name: the job, the attempt and a hash of its directory (two agents on one
 /// machine may run the same job ids for different servers). Stable across agent versions
@@ -152,30 +165,37 @@ impl ProcessExecutor {
     }
 
     /// Live (non-zombie) processes of process group `pgid`, from /proc.
-    fn group_alive(pgid: &str) -> bool {
+    fn group_alive(pgid: u32) -> bool {
         let Ok(dir) = std::fs::read_dir("/proc") else { return false };
         dir.flatten().any(|e| {
             let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
             // fields after the command name: state, ppid, pgrp, …
             let Some((_, rest)) = stat.rsplit_once(')') else { return false };
             let f: Vec<&str> = rest.split_whitespace().collect();
-            f.len() > 2 && f[2] == pgid && f[0] != "Z" && f[0] != "X"
+            f.len() > 2 && f[2].parse::<u32>() == Ok(pgid) && f[0] != "Z" && f[0] != "X"
         })
     }
 
+    /// Whether the group `pgid` is the run in `workdir`: its leader is alive and works there.
+    /// (The handle comes from a file the run itself can write, and ids are reused once a group
+    /// is gone: an adopted group is only signalled while this holds.)
+    fn ours(pgid: u32, workdir: &Path) -> bool {
+        let cwd = std::fs::read_link(format!("/proc/{pgid}/cwd")).ok();
+        let here = workdir.canonicalize().ok();
+        cwd.is_some() && cwd == here && process_state(pgid).is_some_and(|s| s != 'Z' && s != 'X')
+    }
+
     /// Kills the whole group and returns once none of it runs (bounded: 5 s).
-    fn kill_group_and_wait(handle: &Handle) {
-        Self::kill_group(handle);
-        let pgid = handle.0.trim_start_matches("pg:");
+    fn kill_group_and_wait(pgid: u32) {
+        Self::kill_group(pgid);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Self::group_alive(pgid) && Instant::now() < deadline {
-            Self::kill_group(handle);
+            Self::kill_group(pgid);
             std::thread::sleep(Duration::from_millis(2));
         }
     }
 
-    fn kill_group(handle: &Handle) {
-        let pgid = handle.0.trim_start_matches("pg:");
+    fn kill_group(pgid: u32) {
         let _ = Command::new("kill")
             .args(["-s", "KILL", "--", &format!("-{pgid}")])
             .stdout(Stdio::null())
@@ -188,22 +208,36 @@ impl ProcessExecutor {
         if run.done.is_some() {
             return Ok(());
         }
+        let pgid = pgid_of(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
+        // may its group be signalled? our child holds its pid (the group id) until reaped; an
+        // adopted group only while its leader still works in the run's directory
+        let live = match &run.child {
+            Some(_) => true,
+            None => Self::ours(pgid, &run.workdir),
+        };
         let wall = run.started.elapsed();
-        if run.stopped.is_none() && wall > run.time_limit {
+        if live && run.stopped.is_none() && wall > run.time_limit {
             run.stopped = Some(ExecState::Failed {
                 reason: format!("exceeded its time limit of {} s", run.time_limit.as_secs()),
                 exit_code: None,
             });
-            Self::kill_group(handle);
+            Self::kill_group(pgid);
         }
         // (exit status, signal), once the run has ended
         let (code, signal) = match &mut run.child {
             Some(child) => {
+                // reaped only once seen exited: the zombie keeps the group id ours while what
+                // the command left in its group is killed (nothing it started outlives it)
+                match process_state(child.id()) {
+                    Some('Z' | 'X') => Self::kill_group(pgid),
+                    Some(_) => return Ok(()),
+                    None => {}
+                }
                 let Some(status) = child.try_wait().map_err(io)? else { return Ok(()) };
                 (status.code(), status.signal())
             }
             None => {
-                if Self::group_alive(handle.0.trim_start_matches("pg:")) {
+                if live {
                     return Ok(());
                 }
                 (read_exit(&run.workdir), None)
@@ -277,7 +311,7 @@ impl Executor for ProcessExecutor {
                 "-f".into(),
                 "%e %U %S %M %x".into(),
                 "-o".into(),
-                spec.workdir.join("usage.txt").display().to_string(),
+                workdir.join("usage.txt").display().to_string(),
             ]);
         }
         if on_path("prlimit") {
@@ -291,8 +325,11 @@ impl Executor for ProcessExecutor {
         argv.push(spec.command.clone());
         argv.extend(spec.args.iter().cloned());
         let mut cmd = Command::new(&argv[0]);
+        for hidden in HIDDEN_ENV {
+            cmd.env_remove(hidden);
+        }
         cmd.args(&argv[1..])
-            .current_dir(&spec.workdir)
+            .current_dir(&workdir)
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("SUANWANG_JOB_ID", spec.job_id.to_string())
             .env("SUANWANG_ATTEMPT", spec.attempt.to_string())
@@ -301,15 +338,24 @@ impl Executor for ProcessExecutor {
             .stderr(err)
             // its own process group: cancel kills everything the command starts
             .process_group(0);
-        let child = cmd.spawn().map_err(|e| {
+        let mut child = cmd.spawn().map_err(|e| {
             if let Some(g) = &group {
                 g.remove();
             }
             ExecError::Start { command: spec.command.clone(), reason: e.to_string() }
         })?;
         let handle = Handle(format!("pg:{}", child.id()));
-        std::fs::write(spec.workdir.join(HANDLE_FILE), &handle.0).map_err(io)?;
-        mark_started(&spec.workdir).map_err(io)?;
+        // a run that could not be recorded could not be adopted after a restart: stop it
+        let recorded = std::fs::write(workdir.join(HANDLE_FILE), &handle.0).and_then(|()| mark_started(&workdir));
+        if let Err(e) = recorded {
+            Self::kill_group_and_wait(child.id());
+            let _ = child.wait();
+            if let Some(g) = &group {
+                g.remove();
+            }
+            let reason = format!("cannot record the run in {}: {e}", workdir.display());
+            return Err(ExecError::Start { command: spec.command.clone(), reason });
+        }
         let run = Run {
             child: Some(child),
             started: Instant::now(),
@@ -349,7 +395,10 @@ impl Executor for ProcessExecutor {
         let run = runs.get_mut(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
         if run.done.is_none() {
             run.stopped = Some(ExecState::Cancelled);
-            Self::kill_group_and_wait(handle);
+            let pgid = pgid_of(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
+            if run.child.is_some() || Self::ours(pgid, &run.workdir) {
+                Self::kill_group_and_wait(pgid);
+            }
             if let Some(g) = &run.group {
                 g.kill_all();
             }
@@ -369,18 +418,11 @@ impl Executor for ProcessExecutor {
 
     fn adopt(&self, spec: &RunSpec) -> Result<Option<Handle>, ExecError> {
         let Some(handle) = handle_in(&spec.workdir) else { return Ok(None) };
-        if !handle.0.starts_with("pg:") {
+        let Some(pgid) = pgid_of(&handle) else { return Ok(None) };
+        if Self::group_alive(pgid) && !Self::ours(pgid, &spec.workdir) {
+            // a live group under that id that is not working in the run's directory: the id
+            // was reused after our run ended (or the handle file lies)
             return Ok(None);
-        }
-        let pgid = handle.0.trim_start_matches("pg:");
-        if Self::group_alive(pgid) {
-            // a live group under that id must be ours: its leader runs in the run's directory
-            // (otherwise the id was reused after our run ended)
-            let cwd = std::fs::read_link(format!("/proc/{pgid}/cwd")).ok();
-            let ours = spec.workdir.canonicalize().ok();
-            if cwd.is_none() || cwd != ours {
-                return Ok(None);
-            }
         }
         let mut runs = self.runs.lock().map_err(io)?;
         if !runs.contains_key(&handle) {

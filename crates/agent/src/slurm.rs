@@ -11,7 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::executor::{
-    ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in, mark_started, read_logs, started_at,
+    ExecError, ExecState, Executor, HANDLE_FILE, HIDDEN_ENV, Handle, RunSpec, Usage, handle_in, mark_started,
+    read_logs, started_at,
 };
 
 #[derive(Debug, Clone)]
@@ -59,6 +60,10 @@ fn tool(name: &str, args: &[&str]) -> Result<String, ExecError> {
     } else {
         Command::new(name)
     };
+    for hidden in HIDDEN_ENV {
+        // sbatch hands its environment to the batch job
+        cmd.env_remove(hidden);
+    }
     let out = cmd.args(args).output().map_err(|e| ExecError::Io(format!("{name}: {e}")))?;
     if bounded && out.status.code() == Some(124) {
         return Err(ExecError::Io(format!("{name}: no answer within {TOOL_TIMEOUT_S} s")));
@@ -216,9 +221,16 @@ impl Executor for SlurmExecutor {
         args.extend(self.sbatch_args.iter().cloned());
         args.push(path.display().to_string());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = self
-            .call("sbatch", &refs)
-            .map_err(|e| ExecError::Start { command: spec.command.clone(), reason: e.to_string() })?;
+        let out = self.call("sbatch", &refs).map_err(|e| {
+            // a submission that timed out may still have been accepted: do not leave it behind
+            let name = format!("sw-{}-{}", spec.job_id, spec.attempt);
+            if let Ok(ids) = self.call("squeue", &["-h", "-n", &name, "-o", "%i"]) {
+                for id in ids.split_whitespace().filter(|i| i.chars().all(|c| c.is_ascii_digit())) {
+                    let _ = self.call("scancel", &["--signal=KILL", "--full", id]);
+                }
+            }
+            ExecError::Start { command: spec.command.clone(), reason: e.to_string() }
+        })?;
         let id = out.trim().split(';').next().unwrap_or("").to_string();
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
             return Err(ExecError::Start { command: spec.command.clone(), reason: format!("sbatch answered {out:?}") });
@@ -255,15 +267,17 @@ impl Executor for SlurmExecutor {
     }
 
     fn cancel(&self, handle: &Handle) -> Result<(), ExecError> {
-        {
-            let mut runs = self.runs.lock().map_err(io)?;
-            let run = runs.get_mut(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
-            if !self.queued(handle)? {
-                return Ok(());
-            }
-            run.cancelled = true;
+        if !self.runs.lock().map_err(io)?.contains_key(handle) {
+            return Err(ExecError::Unknown(handle.0.clone()));
+        }
+        if !self.queued(handle)? {
+            return Ok(());
         }
         self.call("scancel", &["--signal=KILL", "--full", Self::id(handle)])?;
+        // cancelled once Slurm took the order (a failed scancel leaves the run as it was)
+        if let Some(run) = self.runs.lock().map_err(io)?.get_mut(handle) {
+            run.cancelled = true;
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.queued(handle)? && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -279,7 +293,9 @@ impl Executor for SlurmExecutor {
 
     fn adopt(&self, spec: &RunSpec) -> Result<Option<Handle>, ExecError> {
         let Some(handle) = handle_in(&spec.workdir) else { return Ok(None) };
-        if !handle.0.starts_with("slurm:") {
+        // the handle file is writable by the run: take only a well-formed Slurm job id
+        let id = handle.0.strip_prefix("slurm:").unwrap_or("");
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
             return Ok(None);
         }
         let run = Run {

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -101,7 +103,7 @@ struct PoolsFile {
 struct Agent {
     args: AgentArgs,
     http: reqwest::Client,
-    executor: Box<dyn Executor>,
+    executor: Arc<dyn Executor>,
     /// (job, attempt) → the executor's handle.
     runs: HashMap<(u64, u32), Handle>,
     /// Whether runs left by an earlier instance have been reconciled (first round).
@@ -113,9 +115,39 @@ struct Agent {
     abandoned: Vec<Handle>,
     /// The version of the assignments last received (the long-poll waits for a change).
     version: Option<String>,
-    /// Runs of checkpointing jobs → the signature of their checkpoint directory when it was
-    /// last kept with the control plane.
-    checkpoints: HashMap<(u64, u32), u64>,
+    /// Runs of checkpointing jobs → how their checkpoint directory was last sent.
+    checkpoints: HashMap<(u64, u32), Sent>,
+    /// When the loop last began a round (epoch ms), for the heartbeat's watchdog.
+    progress: Arc<AtomicI64>,
+}
+
+/// What became of a run's checkpoint directory at the control plane.
+struct Sent {
+    /// The directory's signature when last sent (or refused: the same content is not sent again).
+    signature: u64,
+    /// When it was last looked at: a run's checkpoints are sent at most every `every`.
+    looked: std::time::Instant,
+    every: Duration,
+}
+
+/// The largest checkpoint the control plane keeps (gzipped tar).
+const MAX_CHECKPOINT: usize = 64 * 1024 * 1024;
+/// The most a restored checkpoint may unpack to (a small archive can expand enormously).
+const MAX_CHECKPOINT_UNPACKED: u64 = 8 * 1024 * 1024 * 1024;
+
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The total size of the files in a gzipped tar, from `tar -tvz` (the third column).
+fn unpacked_size(data: &[u8]) -> Result<u64> {
+    let listing = tar(&["-tvzf", "-"], data)?;
+    Ok(String::from_utf8_lossy(&listing)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .fold(0u64, u64::saturating_add))
 }
 
 /// A cheap signature of a directory's files (names, sizes, modification times): it changes
@@ -231,6 +263,13 @@ impl Agent {
         }
     }
 
+    /// Runs a blocking executor call on the blocking pool, so the runtime (the server's too,
+    /// in `suanwang up`) keeps serving meanwhile.
+    async fn exec<T: Send + 'static>(&self, f: impl FnOnce(&dyn Executor) -> T + Send + 'static) -> Result<T> {
+        let e = Arc::clone(&self.executor);
+        tokio::task::spawn_blocking(move || f(e.as_ref())).await.context("an executor call panicked")
+    }
+
     /// Fetches job `id`'s newest checkpoint into `dir` (a later attempt resumes from it);
     /// false when there is none.
     async fn restore_checkpoint(&self, id: u64, dir: &std::path::Path) -> Result<bool> {
@@ -242,24 +281,55 @@ impl Agent {
         if !res.status().is_success() {
             bail!("fetching the checkpoint of job {id}: {}", res.status());
         }
-        let data = res.bytes().await?;
-        std::fs::create_dir_all(dir)?;
-        tar(&["-xzf", "-", "-C", &dir.display().to_string()], &data)?;
+        let data = res.bytes().await?.to_vec();
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let size = unpacked_size(&data)?;
+            if size > MAX_CHECKPOINT_UNPACKED {
+                bail!("it would unpack to {size} bytes (more than {MAX_CHECKPOINT_UNPACKED})");
+            }
+            std::fs::create_dir_all(&dir)?;
+            // GNU tar refuses absolute names and `..`; owners are not restored
+            tar(&["-xzf", "-", "--no-same-owner", "-C", &dir.display().to_string()], &data)?;
+            Ok(())
+        })
+        .await
+        .context("unpacking panicked")??;
         Ok(true)
     }
 
-    /// Keeps a run's checkpoint directory with the control plane when it changed since the
-    /// last time (the run should write each checkpoint atomically: to a temporary name, then
-    /// rename).
+    /// Sends a run's checkpoint directory to the control plane when it changed since it was
+    /// last sent, at most every `checkpoint_s` (the run should write each checkpoint
+    /// atomically: to a temporary name, then rename).
     async fn keep_checkpoint(&mut self, key: (u64, u32)) {
-        let Some(last) = self.checkpoints.get(&key).copied() else { return };
         let dir = self.run_dir(key.0, key.1).join("checkpoint");
-        let sig = signature(&dir);
-        if sig == last {
+        let Some(sent) = self.checkpoints.get_mut(&key) else { return };
+        if sent.looked.elapsed() < sent.every {
             return;
         }
-        let data = match tar(&["-czf", "-", "-C", &dir.display().to_string(), "."], &[]) {
-            Ok(d) => d,
+        sent.looked = std::time::Instant::now();
+        let sig = signature(&dir);
+        if sig == sent.signature {
+            return;
+        }
+        let packed =
+            tokio::task::spawn_blocking(move || tar(&["-czf", "-", "-C", &dir.display().to_string(), "."], &[]))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r);
+        let data = match packed {
+            Ok(d) if d.len() <= MAX_CHECKPOINT => d,
+            Ok(d) => {
+                tracing::warn!(
+                    id = key.0,
+                    bytes = d.len(),
+                    "checkpoint over 64 MiB: not kept (keep large state in the job's own storage)"
+                );
+                if let Some(sent) = self.checkpoints.get_mut(&key) {
+                    sent.signature = sig;
+                }
+                return;
+            }
             Err(e) => {
                 tracing::warn!(id = key.0, error = %e, "could not pack the checkpoint");
                 return;
@@ -267,13 +337,23 @@ impl Agent {
         };
         let url = format!("{}/v1/agents/{}/checkpoints/{}?attempt={}", self.args.server, self.args.site, key.0, key.1);
         let bytes = data.len();
-        match self.http.put(url).bearer_auth(&self.args.token).body(data).send().await {
+        let refused = match self.http.put(url).bearer_auth(&self.args.token).body(data).send().await {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(id = key.0, attempt = key.1, bytes, "checkpoint kept");
-                self.checkpoints.insert(key, sig);
+                true
             }
-            Ok(r) => tracing::warn!(id = key.0, status = %r.status(), "checkpoint refused"),
-            Err(e) => tracing::warn!(id = key.0, error = %e, "checkpoint not kept"),
+            Ok(r) => {
+                tracing::warn!(id = key.0, status = %r.status(), "checkpoint refused");
+                // the same content would be refused again; a server error is worth a retry
+                r.status().is_client_error()
+            }
+            Err(e) => {
+                tracing::warn!(id = key.0, error = %e, "checkpoint not kept");
+                false
+            }
+        };
+        if refused && let Some(sent) = self.checkpoints.get_mut(&key) {
+            sent.signature = sig;
         }
     }
 
@@ -285,7 +365,7 @@ impl Agent {
     /// Once after (re)starting: runs left in the data directory by an earlier instance that
     /// the server no longer assigns here (the job was cancelled or moved while this agent was
     /// away) are stopped, so a superseded attempt never runs beside its successor.
-    fn stop_orphans(&mut self, list: &[suanwang_engine::Assignment]) {
+    async fn stop_orphans(&mut self, list: &[suanwang_engine::Assignment]) {
         if self.reconciled {
             return;
         }
@@ -310,28 +390,56 @@ impl Agent {
                 time_limit: Duration::MAX,
                 cpus: 1,
             };
-            let Ok(Some(h)) = self.executor.adopt(&spec) else { continue };
-            if matches!(self.executor.poll(&h), Ok((ExecState::Running, _))) {
-                match self.executor.cancel(&h) {
-                    Ok(()) => {
-                        tracing::warn!(id, attempt, handle = %h.0, "stopped an orphaned run (no longer assigned here)");
+            let stopped = self
+                .exec(move |e| {
+                    let Ok(Some(h)) = e.adopt(&spec) else { return Ok(None) };
+                    if matches!(e.poll(&h), Ok((ExecState::Running, _))) {
+                        return match e.cancel(&h) {
+                            Ok(()) => Ok(Some(h)),
+                            Err(err) => Err((h, err)),
+                        };
                     }
-                    Err(e) => tracing::warn!(id, attempt, error = %e, "could not stop an orphaned run"),
+                    Ok(None)
+                })
+                .await;
+            match stopped {
+                Ok(Ok(Some(h))) => {
+                    tracing::warn!(id, attempt, handle = %h.0, "stopped an orphaned run (no longer assigned here)");
                 }
+                Ok(Err((h, e))) => {
+                    tracing::warn!(id, attempt, error = %e, "could not stop an orphaned run yet; will retry");
+                    self.abandoned.push(h);
+                }
+                Ok(Ok(None)) => {}
+                Err(e) => tracing::warn!(id, attempt, error = %e, "could not stop an orphaned run"),
             }
         }
     }
 
-    /// Stops the runs given up on whose executor answers again.
-    fn stop_abandoned(&mut self) {
-        let executor = &self.executor;
-        self.abandoned.retain(|h| match executor.cancel(h) {
-            Ok(()) => {
-                tracing::warn!(handle = %h.0, "stopped a run given up on while its executor did not answer");
-                false
-            }
-            Err(_) => true,
-        });
+    /// Stops the runs given up on (or whose cancel failed) once their executor answers again.
+    async fn stop_abandoned(&mut self) {
+        if self.abandoned.is_empty() {
+            return;
+        }
+        let handles = std::mem::take(&mut self.abandoned);
+        let left = self
+            .exec(move |e| {
+                handles
+                    .into_iter()
+                    .filter(|h| match e.cancel(h) {
+                        Ok(()) => {
+                            tracing::warn!(handle = %h.0, "stopped a run that had been left running");
+                            false
+                        }
+                        Err(_) => true,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        match left {
+            Ok(left) => self.abandoned.extend(left),
+            Err(e) => tracing::warn!(error = %e, "could not stop abandoned runs"),
+        }
     }
 
     /// One round: fetch the assignments (long-poll), start new ones, stop withdrawn ones,
@@ -353,13 +461,38 @@ impl Agent {
         let list: Vec<suanwang_engine::Assignment> =
             serde_json::from_value(v["assignments"].clone()).unwrap_or_default();
         self.version = v["version"].as_str().map(str::to_string);
+        // stop what is no longer ours before starting anything: a moved job's old attempt must
+        // not run beside its new one, here or anywhere
+        self.stop_orphans(&list).await;
+        let withdrawn: Vec<(u64, u32)> =
+            self.runs.keys().copied().filter(|k| !list.iter().any(|a| (a.id, a.attempt) == *k)).collect();
+        for key in withdrawn {
+            let Some(h) = self.runs.remove(&key) else { continue };
+            self.checkpoints.remove(&key);
+            self.unanswered.remove(&key);
+            // withdrawn (cancelled, or moved after this site was lost): stop it, and keep
+            // trying while the executor does not answer
+            let h2 = h.clone();
+            match self.exec(move |e| e.cancel(&h2)).await {
+                Ok(Ok(())) => tracing::info!(id = key.0, attempt = key.1, "stopped a withdrawn run"),
+                Ok(Err(e)) => {
+                    tracing::warn!(id = key.0, attempt = key.1, error = %e, "could not stop a withdrawn run yet; will retry");
+                    self.abandoned.push(h);
+                }
+                Err(e) => {
+                    tracing::warn!(id = key.0, error = %e, "could not stop a withdrawn run; will retry");
+                    self.abandoned.push(h);
+                }
+            }
+        }
+        self.stop_abandoned().await;
         for a in &list {
             if self.runs.contains_key(&(a.id, a.attempt)) {
                 continue;
             }
             let workdir = self.run_dir(a.id, a.attempt);
             let mut env: Vec<(String, String)> = a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            if a.checkpoint_s.is_some() {
+            if let Some(every) = a.checkpoint_s {
                 // the run writes its checkpoints here; a later attempt finds the newest here
                 let dir = workdir.join("checkpoint");
                 if !dir.exists() && a.attempt > 1 {
@@ -374,7 +507,12 @@ impl Agent {
                 let _ = std::fs::create_dir_all(&dir);
                 let abs = dir.canonicalize().unwrap_or(dir);
                 env.push(("SUANWANG_CHECKPOINT_DIR".into(), abs.display().to_string()));
-                self.checkpoints.entry((a.id, a.attempt)).or_insert_with(|| signature(&abs));
+                let sent = Sent {
+                    signature: signature(&abs),
+                    looked: std::time::Instant::now(),
+                    every: Duration::from_secs(u64::from(every.max(1))),
+                };
+                self.checkpoints.entry((a.id, a.attempt)).or_insert(sent);
             }
             let spec = RunSpec {
                 job_id: a.id,
@@ -387,47 +525,38 @@ impl Agent {
                 time_limit: Duration::from_secs(a.time_limit_s.max(1)),
                 cpus: a.cores,
             };
-            // a run this agent started before a restart: follow it instead of starting it again
-            match self.executor.adopt(&spec) {
-                Ok(Some(h)) => {
-                    tracing::info!(id = a.id, attempt = a.attempt, handle = %h.0, "adopted a run from before a restart");
+            // a run this agent started before a restart: follow it instead of starting it
+            // again; otherwise start it
+            let started = self
+                .exec(move |e| match e.adopt(&spec) {
+                    Ok(Some(h)) => (Ok(h), true),
+                    Ok(None) => (e.start(&spec), false),
+                    Err(err) => {
+                        tracing::warn!(id = spec.job_id, error = %err, "could not adopt; starting afresh");
+                        (e.start(&spec), false)
+                    }
+                })
+                .await;
+            match started {
+                Ok((Ok(h), adopted)) => {
+                    let how = if adopted { "adopted a run from before a restart" } else { "started" };
+                    tracing::info!(id = a.id, attempt = a.attempt, handle = %h.0, "{how}");
                     self.runs.insert((a.id, a.attempt), h);
-                    continue;
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(id = a.id, error = %e, "could not adopt; starting afresh"),
-            }
-            match self.executor.start(&spec) {
-                Ok(h) => {
-                    tracing::info!(id = a.id, attempt = a.attempt, handle = %h.0, "started");
-                    self.runs.insert((a.id, a.attempt), h);
-                }
-                Err(e) => {
+                Ok((Err(e), _)) => {
                     let state = ExecState::Failed { reason: e.to_string(), exit_code: None };
-                    self.report(
-                        a.id,
-                        a.attempt,
-                        &state,
-                        suanwang_agent::Usage::default(),
-                        (String::new(), e.to_string()),
-                    )
-                    .await;
+                    let usage = suanwang_agent::Usage::default();
+                    self.report(a.id, a.attempt, &state, usage, (String::new(), e.to_string())).await;
                 }
+                Err(e) => tracing::warn!(id = a.id, error = %e, "could not start; will retry"),
             }
         }
-        self.stop_orphans(&list);
-        self.stop_abandoned();
         let keys: Vec<(u64, u32)> = self.runs.keys().copied().collect();
         for key in keys {
             let Some(h) = self.runs.get(&key).cloned() else { continue };
-            if !list.iter().any(|a| (a.id, a.attempt) == key) {
-                // withdrawn (cancelled, or moved after this site was lost): stop it
-                let _ = self.executor.cancel(&h);
-                self.runs.remove(&key);
-                self.checkpoints.remove(&key);
-                continue;
-            }
-            let (state, usage) = match self.executor.poll(&h) {
+            let h2 = h.clone();
+            let polled = self.exec(move |e| e.poll(&h2)).await?;
+            let (state, usage) = match polled {
                 Ok(x) => {
                     self.unanswered.remove(&key);
                     x
@@ -455,7 +584,8 @@ impl Agent {
             }
             if state.is_done() {
                 self.checkpoints.remove(&key);
-                let logs = self.executor.logs(&h).unwrap_or_default();
+                let h2 = h.clone();
+                let logs = self.exec(move |e| e.logs(&h2)).await?.unwrap_or_default();
                 self.report(key.0, key.1, &state, usage, logs).await;
                 // reported: a later instance must not take this directory for a live run
                 let _ = std::fs::write(self.run_dir(key.0, key.1).join("reported"), b"");
@@ -466,23 +596,52 @@ impl Agent {
     }
 }
 
-/// Runs the agent until the process ends (or `rounds` rounds, for tests).
+/// How long the loop may go without beginning a round before the heartbeat stops vouching
+/// for it (a wedged loop then loses its site, and its jobs move).
+const WATCHDOG: Duration = Duration::from_mins(2);
+
+/// Beats every 2 s on its own task, so a round that waits on a slow executor (a Slurm cancel,
+/// a large checkpoint) does not look like a dead agent — but only while the loop progresses.
+fn heartbeat(agent: &Agent) {
+    let http = agent.http.clone();
+    let url = format!("{}/v1/agents/{}/assignments?wait_ms=0", agent.args.server, agent.args.site);
+    let token = agent.args.token.clone();
+    let progress = Arc::clone(&agent.progress);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let idle_ms = epoch_ms() - progress.load(Ordering::Relaxed);
+            if u128::try_from(idle_ms).unwrap_or(0) > WATCHDOG.as_millis() {
+                tracing::error!(idle_ms, "the agent loop is stuck: heartbeats stop");
+                continue;
+            }
+            if let Err(e) = http.get(&url).bearer_auth(&token).send().await {
+                tracing::debug!(error = %e, "heartbeat failed");
+            }
+        }
+    });
+}
+
+/// Runs the agent until the process ends.
 pub async fn run(args: AgentArgs) -> Result<()> {
-    let executor: Box<dyn Executor> = match args.executor.as_str() {
+    let executor: Arc<dyn Executor> = match args.executor.as_str() {
         "process" => {
             let e = ProcessExecutor::new();
             tracing::info!(limits = %e.limits(), "process executor");
-            Box::new(e)
+            Arc::new(e)
         }
         "slurm" => {
             if !SlurmExecutor::available() {
                 bail!("--executor slurm: no Slurm controller answers (sinfo)");
             }
-            Box::new(SlurmExecutor::new())
+            Arc::new(SlurmExecutor::new())
         }
         other => bail!("--executor: unknown {other:?}; process or slurm"),
     };
+    let mut args = args;
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
+    // runs work in their own directories: every path handed to them must be absolute
+    args.data = args.data.canonicalize().with_context(|| format!("resolving {}", args.data.display()))?;
     let mut agent = Agent {
         args,
         // a server that accepts but never answers must not stall the agent: long-polls last
@@ -499,6 +658,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         abandoned: vec![],
         checkpoints: HashMap::new(),
         version: None,
+        progress: Arc::new(AtomicI64::new(epoch_ms())),
     };
     // the server may still be starting: retry registration for a while
     let mut tries = 0;
@@ -509,7 +669,9 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    heartbeat(&agent);
     loop {
+        agent.progress.store(epoch_ms(), Ordering::Relaxed);
         if let Err(e) = agent.round().await {
             tracing::warn!(error = %e, "agent round failed; retrying");
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -74,7 +74,8 @@ pub trait Store: Send + Sync {
     fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The newest snapshot: (seq, body).
     fn latest_snapshot(&self) -> impl Future<Output = Result<Option<(i64, String)>, StoreError>> + Send;
-    /// Keeps `data` as job `job_id`'s checkpoint, taken by `attempt` (replacing the one before).
+    /// Keeps `cp` as its job's checkpoint, replacing the one before unless that one was taken
+    /// by a later attempt (a late write from a superseded attempt changes nothing).
     fn put_checkpoint(&self, cp: &Checkpoint) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Job `job_id`'s newest checkpoint.
     fn checkpoint(&self, job_id: i64) -> impl Future<Output = Result<Option<Checkpoint>, StoreError>> + Send;

@@ -179,7 +179,8 @@ impl Store for SqliteStore {
     async fn put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO checkpoints (job_id, attempt, at_ms, data) VALUES (?, ?, ?, ?)
-             ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt, at_ms = excluded.at_ms, data = excluded.data",
+             ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt, at_ms = excluded.at_ms, data = excluded.data
+             WHERE checkpoints.attempt <= excluded.attempt",
         )
         .bind(cp.job_id)
         .bind(cp.attempt)

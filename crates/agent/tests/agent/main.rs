@@ -24,8 +24,9 @@ fn workdir(s: &RunSpec) -> PathBuf {
 }
 
 /// What every executor must do.
-fn conformance(e: &dyn Executor) {
-    let name = e.name();
+/// `label` names the run directories (tests run at once: each suite needs its own).
+fn conformance(e: &dyn Executor, label: &str) {
+    let name = label;
     let spec = |tag: &str, command: &str, args: &[&str]| spec_in(name, tag, command, args);
     let wait = Duration::from_secs(30);
 
@@ -107,8 +108,8 @@ fn conformance(e: &dyn Executor) {
 /// After a restart, a second instance takes over what the first started: a run still going is
 /// followed to its end (output and status intact), an unwanted one can be stopped, and a
 /// directory with no run is not mistaken for one.
-fn restart_conformance(first: &dyn Executor, second: &dyn Executor) {
-    let name = first.name();
+fn restart_conformance(first: &dyn Executor, second: &dyn Executor, label: &str) {
+    let name = label;
     let wait = Duration::from_secs(30);
     let s = spec_in(name, "adopt", "sh", &["-c", "sleep 1; echo survived $FOO; exit 5"]);
     let h = first.start(&s).expect("starts");
@@ -151,14 +152,52 @@ fn restart_conformance(first: &dyn Executor, second: &dyn Executor) {
 fn the_process_executor_conforms() {
     let e = ProcessExecutor::new();
     eprintln!("process executor limits: {}", e.limits());
-    conformance(&e);
-    restart_conformance(&ProcessExecutor::new(), &ProcessExecutor::new());
+    conformance(&e, "process");
+    restart_conformance(&ProcessExecutor::new(), &ProcessExecutor::new(), "process");
 }
 
 #[test]
 fn the_process_executor_conforms_with_rlimits_only() {
-    conformance(&ProcessExecutor::rlimits_only());
-    restart_conformance(&ProcessExecutor::rlimits_only(), &ProcessExecutor::rlimits_only());
+    conformance(&ProcessExecutor::rlimits_only(), "process-rlimits");
+    restart_conformance(&ProcessExecutor::rlimits_only(), &ProcessExecutor::rlimits_only(), "process-rlimits");
+}
+
+/// A run's directory is the run's to write: a handle file that names no run of ours (a
+/// group id of 0 or 1 would make `kill` hit the agent's own group or every process, another
+/// Slurm job's id…) is not adopted, and nothing is signalled.
+#[test]
+fn forged_handle_files_are_not_adopted() {
+    let probe = |executor: &dyn Executor, tag: &str, handle: &str| {
+        let s = spec_in(executor.name(), tag, "true", &[]);
+        std::fs::create_dir_all(&s.workdir).expect("dir");
+        std::fs::write(s.workdir.join(suanwang_agent::HANDLE_FILE), handle).expect("handle");
+        std::fs::write(s.workdir.join("started_ms"), "0").expect("started");
+        executor.adopt(&s).expect("adopt answers")
+    };
+    let process = ProcessExecutor::new();
+    for (i, forged) in ["pg:0", "pg:1", "pg:01", "pg:-1", "pg:x", "slurm:5"].iter().enumerate() {
+        assert_eq!(probe(&process, &format!("forged{i}"), forged), None, "{forged}");
+    }
+    // a live group that does not work in the run's directory (this test's own) is not ours
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let pgrp = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(2)).expect("pgrp").to_string();
+    assert_eq!(probe(&process, "forged-live", &format!("pg:{pgrp}")), None);
+    let slurm = SlurmExecutor::new();
+    for (i, forged) in ["slurm:", "slurm:1;scancel -u root", "slurm:-1", "pg:42"].iter().enumerate() {
+        assert_eq!(probe(&slurm, &format!("forged-s{i}"), forged), None, "{forged}");
+    }
+}
+
+/// A relative working directory works: paths handed to the run's wrappers are absolute.
+#[test]
+fn a_relative_working_directory_works() {
+    let e = ProcessExecutor::new();
+    let mut s = spec_in("process", "relative", "sh", &["-c", "echo here"]);
+    s.workdir = PathBuf::from(format!("../../target/suanwang-rel-{}", std::process::id()));
+    let h = e.start(&s).expect("starts");
+    assert_eq!(e.wait(&h, Duration::from_secs(30)).expect("waits").0, ExecState::Succeeded, "{:?}", e.logs(&h));
+    assert_eq!(e.logs(&h).expect("logs").0.trim(), "here");
+    let _ = std::fs::remove_dir_all(&s.workdir);
 }
 
 fn dead(pid: u32) -> bool {
@@ -246,6 +285,6 @@ fn the_slurm_executor_conforms() {
         eprintln!("SKIPPED: no Slurm controller answers (sinfo); run ./scripts/test.sh as root to start one");
         return;
     }
-    conformance(&SlurmExecutor::new());
-    restart_conformance(&SlurmExecutor::new(), &SlurmExecutor::new());
+    conformance(&SlurmExecutor::new(), "slurm");
+    restart_conformance(&SlurmExecutor::new(), &SlurmExecutor::new(), "slurm");
 }

@@ -266,7 +266,8 @@ async fn a_moved_job_resumes_from_its_checkpoint_on_the_other_site() {
     // six steps; each is recorded atomically in the checkpoint directory; attempt 1 stalls
     // after step 3 (until its agent dies)
     let script = format!(
-        "d=$SUANWANG_CHECKPOINT_DIR; n=$(cat $d/step 2>/dev/null || echo 0); echo attempt $SUANWANG_ATTEMPT from step $n; \
+        "echo token=${{SUANWANG_TOKEN:-unset}}; \
+         d=$SUANWANG_CHECKPOINT_DIR; n=$(cat $d/step 2>/dev/null || echo 0); echo attempt $SUANWANG_ATTEMPT from step $n; \
          while [ $n -lt 6 ]; do n=$((n+1)); echo $n > $d/.step && mv $d/.step $d/step; \
          if [ $SUANWANG_ATTEMPT = 1 ] && [ $n = 3 ]; then sleep {marker}; fi; sleep 0.1; done; echo done at step $n"
     );
@@ -322,6 +323,8 @@ async fn a_moved_job_resumes_from_its_checkpoint_on_the_other_site() {
     let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
     let out = logs["stdout"].as_str().unwrap_or("");
     assert!(out.contains("attempt 2 from step 3") && out.contains("done at step 6"), "{logs}");
+    // the agent was started with SUANWANG_TOKEN in its environment; its runs never see it
+    assert!(out.contains("token=unset"), "{logs}");
     // the orphaned first attempt is stopped when its agent comes back
     let dir = agent_dir(&u, &first);
     let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", provider.as_str())];
@@ -434,7 +437,11 @@ async fn a_job_runs_through_slurm() {
         assert!(Instant::now() < deadline, "the Slurm agent never registered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let id = submit(&u, job("via-slurm", &["hpc-local"], "echo from-slurm-$SUANWANG_JOB_ID; sleep 0.5")).await;
+    let id = submit(
+        &u,
+        job("via-slurm", &["hpc-local"], "echo from-slurm-$SUANWANG_JOB_ID${SUANWANG_TOKEN:+-token-leaked}; sleep 0.5"),
+    )
+    .await;
     let done = until(&u, id, "completed", 120, |j| j["state"] == "completed").await;
     assert_eq!(done["site"], "hpc-local");
     // use measured inside the batch job comes back too

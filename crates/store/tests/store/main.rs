@@ -58,6 +58,10 @@ async fn conformance<S: Store>(s: &S) {
     assert_eq!(s.checkpoint(9).await.expect("get"), Some(cp.clone()));
     let newer = Checkpoint { attempt: 2, at_ms: 200, data: vec![0, 1, 2], ..cp };
     s.put_checkpoint(&newer).await.expect("replace");
+    assert_eq!(s.checkpoint(9).await.expect("get"), Some(newer.clone()));
+    // a late write from the superseded attempt 1 does not replace attempt 2's
+    let late = Checkpoint { attempt: 1, at_ms: 300, data: vec![9], ..newer.clone() };
+    s.put_checkpoint(&late).await.expect("ignored");
     assert_eq!(s.checkpoint(9).await.expect("get"), Some(newer));
     assert_eq!(s.checkpoint(10).await.expect("another job"), None);
 }
