@@ -600,8 +600,9 @@ impl Agent {
 /// for it (a wedged loop then loses its site, and its jobs move).
 const WATCHDOG: Duration = Duration::from_mins(2);
 
-/// Beats every 2 s on its own task, so a round that waits on a slow executor (a Slurm cancel,
-/// a large checkpoint) does not look like a dead agent — but only while the loop progresses.
+/// Beats every 2 s on its own task while a round takes long, so a round that waits on a slow
+/// executor (a Slurm cancel, a large checkpoint) does not look like a dead agent — but only
+/// while the loop progresses.
 fn heartbeat(agent: &Agent) {
     let http = agent.http.clone();
     let url = format!("{}/v1/agents/{}/assignments?wait_ms=0", agent.args.server, agent.args.site);
@@ -611,6 +612,10 @@ fn heartbeat(agent: &Agent) {
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let idle_ms = epoch_ms() - progress.load(Ordering::Relaxed);
+            if idle_ms < 2000 {
+                // the loop's own long-poll is beating
+                continue;
+            }
             if u128::try_from(idle_ms).unwrap_or(0) > WATCHDOG.as_millis() {
                 tracing::error!(idle_ms, "the agent loop is stuck: heartbeats stop");
                 continue;

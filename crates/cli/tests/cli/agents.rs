@@ -479,7 +479,9 @@ async fn when_slurm_vanishes_the_job_fails_with_a_reason_and_the_agent_serves_on
     }
     let conf = std::env::var("SLURM_CONF").unwrap_or_else(|_| "/etc/slurm/slurm.conf".into());
     let good = std::fs::read_to_string(&conf).expect("slurm.conf");
-    let u = up("slurm-gone", &["--no-local-agent"]).await;
+    // a 4 s heartbeat timeout, shorter than one round against a Slurm that does not answer (a
+    // 5 s tool timeout): the site stays connected only through the agent's heartbeat task
+    let u = up("slurm-gone", &["--no-local-agent", "--agent-timeout", "4"]).await;
     let my_conf = u.dir.join("slurm.conf");
     std::fs::write(&my_conf, &good).expect("conf copy");
     let broken: String = good
