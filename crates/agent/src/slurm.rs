@@ -217,6 +217,9 @@ impl Executor for SlurmExecutor {
             format!("--error={}", workdir.join("stderr.txt").display()),
             format!("--time={minutes}"),
             format!("--cpus-per-task={}", spec.cpus.max(1)),
+            // where memory is a consumable resource (CR_*_Memory) a job without --mem takes the
+            // whole node's memory: runs would go one at a time
+            format!("--mem={}", spec.memory_mib.max(1)),
         ];
         args.extend(self.sbatch_args.iter().cloned());
         args.push(path.display().to_string());
