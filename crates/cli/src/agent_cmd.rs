@@ -121,6 +121,19 @@ struct Agent {
     progress: Arc<AtomicI64>,
 }
 
+/// The server answered a registration with a client error (bad token, a site not the
+/// provider's, more capacity than detected): retrying cannot help.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// What became of a run's checkpoint directory at the control plane.
 struct Sent {
     /// The directory's signature when last sent (or refused: the same content is not sent again).
@@ -231,7 +244,16 @@ impl Agent {
             )
             .await?;
         if status != 200 {
-            bail!("registering {}: {status} {}", self.args.site, v["message"].as_str().unwrap_or(""));
+            let refused = Refused(format!(
+                "the server refused to register site {}: {status} {}{}",
+                self.args.site,
+                v["message"].as_str().unwrap_or(""),
+                v["hint"].as_str().map_or_else(String::new, |h| format!(" ({h})"))
+            ));
+            if (400..500).contains(&status) {
+                return Err(refused.into());
+            }
+            bail!(refused.0);
         }
         tracing::info!(site = %self.args.site, cores, memory_mib, "registered");
         Ok(())
@@ -665,12 +687,15 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         version: None,
         progress: Arc::new(AtomicI64::new(epoch_ms())),
     };
-    // the server may still be starting: retry registration for a while
+    // the server may still be starting: retry registration for a while (a refusal is final)
     let mut tries = 0;
     while let Err(e) = agent.register().await {
         tries += 1;
-        if tries > 100 {
+        if e.downcast_ref::<Refused>().is_some() {
             return Err(e);
+        }
+        if tries > 100 {
+            return Err(e.context(format!("cannot reach the server at {} (tried for 20 s)", agent.args.server)));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -345,6 +345,16 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
         .await
         .expect("register");
     assert_eq!(r.status().as_u16(), 403);
+    // an agent told so stops at once and says why (no retrying a refusal)
+    let out = Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(["agent", "--site", "globex-x", "--data", &agent_dir(&u, "globex-x")])
+        .env("SUANWANG_SERVER", &u.url)
+        .env("SUANWANG_TOKEN", &provider)
+        .output()
+        .expect("agent runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused to register site globex-x: 403") && !err.contains("cannot reach"), "{err}");
     // and declares no more than it has
     let r = reqwest::Client::new()
         .post(format!("{}/v1/agents/register", u.url))
