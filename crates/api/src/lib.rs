@@ -183,7 +183,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     (
         "get",
         "/v1/agents/{site}/assignments",
-        "An agent's work (long-poll with `wait`; also its heartbeat)",
+        "An agent's work and its `version` (long-poll: `wait` s or `wait_ms`, answering as soon as it differs from `known`; also its heartbeat)",
         "operator, provider (own sites)",
     ),
     (
