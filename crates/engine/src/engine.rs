@@ -216,6 +216,10 @@ pub enum Event {
         id: JobId,
         at: Ts,
         reason: String,
+        /// What the failed attempt used, when it ran for real (a run that exits with an error
+        /// after an hour used an hour); zero when it never ran.
+        #[serde(default)]
+        meter: Meter,
     },
     /// An agent measured what one attempt of a real run used.
     Measured {
@@ -797,7 +801,8 @@ impl Engine {
                 Err(refusal) => {
                     self.counts.in_flight -= 1;
                     self.counts.failed += 1;
-                    self.events.push(Event::Failed { id, at: now, reason: format!("{why}; {refusal}") });
+                    let reason = format!("{why}; {refusal}");
+                    self.events.push(Event::Failed { id, at: now, reason, meter: Meter::default() });
                 }
             }
         }
@@ -840,13 +845,15 @@ impl Engine {
             wall_seconds: outcome.wall_seconds,
         };
         self.events.push(Event::Measured { id, at: now, attempt, usage });
+        // what ran is metered by its real wall time, whether it succeeded or not
+        let planned_s = ((active.end_at.0 - active.start_at.0) as f64 / 1000.0).max(1.0);
+        let meter = active.meter.scaled(outcome.wall_seconds / planned_s);
         if outcome.succeeded {
-            let planned_s = ((active.end_at.0 - active.start_at.0) as f64 / 1000.0).max(1.0);
-            self.complete(id, &record, &active, active.meter.scaled(outcome.wall_seconds / planned_s));
+            self.complete(id, &record, &active, meter);
         } else {
             self.counts.failed += 1;
             let reason = outcome.reason.clone().unwrap_or_else(|| "the run failed".into());
-            self.events.push(Event::Failed { id, at: now, reason });
+            self.events.push(Event::Failed { id, at: now, reason, meter });
         }
         Ok(())
     }

@@ -81,9 +81,12 @@ impl Views {
                 v.state = JobState::Completed;
                 v.meter = Some(outcome.meter);
             }
-            Event::Failed { reason, .. } => {
+            Event::Failed { reason, meter, .. } => {
                 v.state = JobState::Failed;
                 v.reason = Some(reason.clone());
+                if *meter != suanwang_engine::Meter::default() {
+                    v.meter = Some(*meter);
+                }
             }
             Event::Cancelled { meter, .. } => {
                 v.state = JobState::Cancelled;

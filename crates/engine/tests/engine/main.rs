@@ -185,6 +185,34 @@ fn an_agent_site_runs_its_jobs_for_real_and_reports_are_fenced() {
     e.apply(Command::Report { id: 1, attempt: 1, outcome: ok }).expect("report");
     assert!(matches!(e.take_events().last(), Some(Event::Completed { outcome, .. }) if outcome.site == "local"));
     assert!(e.counts().balanced());
+    // a run that fails after running is metered for what it ran; one that never ran is not
+    let mut billed = vec![];
+    for (id, wall_seconds) in [(2, 30.0), (3, 0.0)] {
+        let job = spec(
+            &with_local,
+            "name = \"f\"\ntenant = \"t\"\nkind = \"inference\"\norigin = \"beijing\"\nallowed_sites = [\"local\"]\n[resources]\nfamily = \"general\"\ncount = 2\n[work]\nrun_time_s = 60\n[run]\ncommand = \"false\"\n",
+        );
+        e.apply(Command::Submit { id, job: Box::new(job) }).expect("submit");
+        e.advance_to(Ts(e.now().0 + 1000)).expect("forward");
+        let _ = e.take_events();
+        assert_eq!(e.state(id), Some(JobState::Running));
+        let failed = RunOutcome {
+            succeeded: false,
+            reason: Some("exited with status 1".into()),
+            cpu_seconds: 1.0,
+            peak_memory_mib: 2.0,
+            wall_seconds,
+        };
+        e.apply(Command::Report { id, attempt: 1, outcome: failed }).expect("report");
+        let meter = e.take_events().into_iter().find_map(|ev| match ev {
+            Event::Failed { meter, .. } => Some(meter),
+            _ => None,
+        });
+        billed.push(meter.unwrap_or_else(|| panic!("job {id} failed")));
+    }
+    assert!(billed[0].compute_fen > 0 && billed[0].ucu_hours > 0.0 && billed[0].energy_kwh > 0.0, "{billed:?}");
+    assert_eq!((billed[1].compute_fen, billed[1].ucu_hours), (0, 0.0), "{billed:?}");
+    assert!(e.counts().balanced());
     // the agent site survives a snapshot
     let snap = e.snapshot();
     let back = Engine::restore(&net, EngineConfig::default(), snap).expect("restores");
