@@ -306,17 +306,14 @@ impl Actor {
             if self.engine.apply(Command::SiteDown { site: site.clone() }).is_ok() {
                 tracing::warn!(site = %site, "agent silent: site lost, its jobs move");
                 let evs = self.engine.take_events();
-                rows.push(CommandRow {
-                    seq: 0,
-                    at_ms: now.0,
-                    actor: "server".into(),
-                    kind: "site_down".into(),
-                    job_id: None,
-                    tenant: None,
-                    idempotency_key: None,
-                    body: json!({"site": site, "reason": "agent heartbeat lost"}).to_string(),
-                    events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
-                });
+                rows.push(log_row(
+                    now,
+                    "server",
+                    "site_down",
+                    None,
+                    json!({"site": site, "reason": "agent heartbeat lost"}).to_string(),
+                    &evs,
+                ));
                 events.extend(evs);
             }
         }
@@ -333,17 +330,14 @@ impl Actor {
                         continue;
                     }
                     let evs = self.engine.take_events();
-                    rows.push(CommandRow {
-                        seq: 0,
-                        at_ms: now.0,
-                        actor: principal.name.clone(),
-                        kind: "register_site".into(),
-                        job_id: None,
-                        tenant: None,
-                        idempotency_key: None,
-                        body: serde_json::to_string(&site).unwrap_or_default(),
-                        events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
-                    });
+                    rows.push(log_row(
+                        now,
+                        &principal.name,
+                        "register_site",
+                        None,
+                        serde_json::to_string(&site).unwrap_or_default(),
+                        &evs,
+                    ));
                     events.extend(evs);
                     if let Ok(mut a) = self.inner.agents.lock() {
                         a.insert(site.id.clone(), now.0);
@@ -356,17 +350,14 @@ impl Actor {
                         continue;
                     }
                     let evs = self.engine.take_events();
-                    rows.push(CommandRow {
-                        seq: 0,
-                        at_ms: now.0,
-                        actor: principal.name.clone(),
-                        kind: "suspend".into(),
-                        job_id: None,
-                        tenant: None,
-                        idempotency_key: None,
-                        body: json!({"site": site, "suspended": suspended, "move": move_jobs}).to_string(),
-                        events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
-                    });
+                    rows.push(log_row(
+                        now,
+                        &principal.name,
+                        "suspend",
+                        None,
+                        json!({"site": site, "suspended": suspended, "move": move_jobs}).to_string(),
+                        &evs,
+                    ));
                     events.extend(evs);
                     pending_registers.push(reply);
                 }
@@ -382,17 +373,14 @@ impl Actor {
                     let evs = self.engine.take_events();
                     let logged =
                         AgentReport { stdout: tail(&r.stdout, 65_536), stderr: tail(&r.stderr, 65_536), ..r.clone() };
-                    rows.push(CommandRow {
-                        seq: 0,
-                        at_ms: now.0,
-                        actor: principal.name.clone(),
-                        kind: "report".into(),
-                        job_id: i64::try_from(r.id).ok(),
-                        tenant: None,
-                        idempotency_key: None,
-                        body: serde_json::to_string(&logged).unwrap_or_default(),
-                        events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
-                    });
+                    rows.push(log_row(
+                        now,
+                        &principal.name,
+                        "report",
+                        Some(r.id),
+                        serde_json::to_string(&logged).unwrap_or_default(),
+                        &evs,
+                    ));
                     events.extend(evs);
                     new_logs.push((r.id, (logged.stdout, logged.stderr)));
                     pending_cancels.push((reply, r.id));
@@ -425,15 +413,16 @@ impl Actor {
                     let _ = self.engine.apply(Command::Submit { id, job: Box::new(scaled(&job, self.time_scale)) });
                     let evs = self.engine.take_events();
                     rows.push(CommandRow {
-                        seq: 0,
-                        at_ms: now.0,
-                        actor: principal.name.clone(),
-                        kind: "submit".into(),
-                        job_id: i64::try_from(id).ok(),
                         tenant: Some(tenant),
                         idempotency_key: key,
-                        body: json!({"spec": spec, "time_scale": self.time_scale}).to_string(),
-                        events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
+                        ..log_row(
+                            now,
+                            &principal.name,
+                            "submit",
+                            Some(id),
+                            json!({"spec": spec, "time_scale": self.time_scale}).to_string(),
+                            &evs,
+                        )
                     });
                     events.extend(evs);
                     pending_submits.push((reply, id, StatusCode::CREATED));
@@ -451,17 +440,7 @@ impl Actor {
                     }
                     let _ = self.engine.apply(Command::Cancel { id });
                     let evs = self.engine.take_events();
-                    rows.push(CommandRow {
-                        seq: 0,
-                        at_ms: now.0,
-                        actor: principal.name.clone(),
-                        kind: "cancel".into(),
-                        job_id: i64::try_from(id).ok(),
-                        tenant: None,
-                        idempotency_key: None,
-                        body: "{}".into(),
-                        events: serde_json::to_string(&evs).unwrap_or_else(|_| "[]".into()),
-                    });
+                    rows.push(log_row(now, &principal.name, "cancel", Some(id), "{}".into(), &evs));
                     events.extend(evs);
                     pending_cancels.push((reply, id));
                 }
@@ -564,6 +543,21 @@ impl Actor {
 
     fn plan(&mut self, job: &Job) -> Result<Placement, Refusal> {
         self.engine.plan(&scaled(job, self.time_scale), &self.policy)
+    }
+}
+
+/// The command-log row of a command applied at `now` by `actor`, with the events it caused.
+fn log_row(now: Ts, actor: &str, kind: &str, job_id: Option<u64>, body: String, evs: &[Event]) -> CommandRow {
+    CommandRow {
+        seq: 0,
+        at_ms: now.0,
+        actor: actor.to_string(),
+        kind: kind.to_string(),
+        job_id: job_id.and_then(|id| i64::try_from(id).ok()),
+        tenant: None,
+        idempotency_key: None,
+        body,
+        events: serde_json::to_string(evs).unwrap_or_else(|_| "[]".into()),
     }
 }
 
