@@ -39,6 +39,21 @@ struct Run {
     group: Option<RunGroup>,
 }
 
+impl Run {
+    fn new(spec: &RunSpec, workdir: PathBuf, child: Option<Child>, started: Instant, group: Option<RunGroup>) -> Run {
+        Run {
+            child,
+            started,
+            workdir,
+            memory_mib: spec.memory_mib,
+            time_limit: spec.time_limit,
+            stopped: None,
+            done: None,
+            group,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ProcessExecutor {
     runs: Mutex<HashMap<Handle, Run>>,
@@ -356,16 +371,7 @@ impl Executor for ProcessExecutor {
             let reason = format!("cannot record the run in {}: {e}", workdir.display());
             return Err(ExecError::Start { command: spec.command.clone(), reason });
         }
-        let run = Run {
-            child: Some(child),
-            started: Instant::now(),
-            workdir: spec.workdir.clone(),
-            memory_mib: spec.memory_mib,
-            time_limit: spec.time_limit,
-            stopped: None,
-            done: None,
-            group,
-        };
+        let run = Run::new(spec, workdir, Some(child), Instant::now(), group);
         self.runs.lock().map_err(io)?.insert(handle.clone(), run);
         Ok(handle)
     }
@@ -429,17 +435,7 @@ impl Executor for ProcessExecutor {
             let workdir = spec.workdir.canonicalize().unwrap_or_else(|_| spec.workdir.clone());
             let group = self.cgroups.as_ref().and_then(|c| c.open(&group_name(spec, &workdir)));
             // its time limit counts from when it really started
-            let run = Run {
-                child: None,
-                started: started_at(&spec.workdir),
-                workdir: spec.workdir.clone(),
-                memory_mib: spec.memory_mib,
-                time_limit: spec.time_limit,
-                stopped: None,
-                done: None,
-                group,
-            };
-            runs.insert(handle.clone(), run);
+            runs.insert(handle.clone(), Run::new(spec, workdir, None, started_at(&spec.workdir), group));
         }
         Ok(Some(handle))
     }

@@ -37,6 +37,19 @@ struct Cli {
     command: Command,
 }
 
+/// What `up` and `serve` share: where to listen and how the control plane keeps time.
+#[derive(Debug, clap::Args)]
+struct ServeFlags {
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    listen: String,
+    /// Simulated sites run jobs for their declared time × this factor.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// A site whose agent has not polled for this long is lost (its jobs move).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    agent_timeout: u64,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show the national network: hubs, clusters, sites, pools, capacity, green share.
@@ -113,26 +126,15 @@ enum Command {
         /// Do not connect this machine as site `local`.
         #[arg(long)]
         no_local_agent: bool,
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
-        listen: String,
-        /// Simulated sites run jobs for their declared time × this factor.
-        #[arg(long, default_value_t = 1.0)]
-        time_scale: f64,
-        /// A site whose agent has not polled for this long is lost (its jobs move).
-        #[arg(long, value_name = "SECS", default_value_t = 10)]
-        agent_timeout: u64,
+        #[command(flatten)]
+        serve: ServeFlags,
     },
     /// Run the control plane against a database (`--db postgres://…` or a SQLite path).
     Serve {
         #[arg(long, value_name = "URL")]
         db: String,
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
-        listen: String,
-        #[arg(long, default_value_t = 1.0)]
-        time_scale: f64,
-        /// A site whose agent has not polled for this long is lost (its jobs move).
-        #[arg(long, value_name = "SECS", default_value_t = 10)]
-        agent_timeout: u64,
+        #[command(flatten)]
+        serve: ServeFlags,
     },
     /// Connect this machine as a site and run the work assigned to it.
     Agent {
@@ -287,16 +289,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let net = load_network(cli.network_data.as_deref())?;
     let client = || remote::Client::new(cli.server.clone(), cli.token.clone());
     match cli.command {
-        Command::Up { data, listen, time_scale, city, no_local_agent, agent_timeout } => {
+        Command::Up { data, city, no_local_agent, serve } => {
             let local_agent = (!no_local_agent).then_some(city);
             runtime()?.block_on(serve_cmd::run(
                 net,
                 serve_cmd::ServeArgs {
                     data: Some(&data),
                     db: None,
-                    listen: &listen,
-                    time_scale,
-                    agent_timeout,
+                    listen: &serve.listen,
+                    time_scale: serve.time_scale,
+                    agent_timeout: serve.agent_timeout,
                     bootstrap: true,
                     local_agent,
                 },
@@ -323,15 +325,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let c = client()?;
             runtime()?.block_on(remote::logs(&c, &id))
         }
-        Command::Serve { db, listen, time_scale, agent_timeout } => {
+        Command::Serve { db, serve } => {
             runtime()?.block_on(serve_cmd::run(
                 net,
                 serve_cmd::ServeArgs {
                     data: None,
                     db: Some(&db),
-                    listen: &listen,
-                    time_scale,
-                    agent_timeout,
+                    listen: &serve.listen,
+                    time_scale: serve.time_scale,
+                    agent_timeout: serve.agent_timeout,
                     bootstrap: false,
                     local_agent: None,
                 },

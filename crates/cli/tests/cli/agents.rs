@@ -136,14 +136,7 @@ fn job(name: &str, sites: &[&str], script: &str) -> Value {
 async fn a_job_runs_for_real_on_the_local_site_and_cancel_stops_it() {
     let u = up("local", &[]).await;
     // the local agent registers itself; wait until the site exists
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !get(&u.url, &u.operator, "/v1/sites").await["sites"]
-        .as_array()
-        .is_some_and(|s| s.iter().any(|x| x["id"] == "local"))
-    {
-        assert!(Instant::now() < deadline, "site local never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_sites(&u, &["local"]).await;
     // some CPU work, then a pause: the measured use must show both
     let script = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; \
                   echo hello-$SUANWANG_JOB_ID; echo to-stderr >&2; sleep 0.5";
@@ -241,15 +234,21 @@ async fn two_agents(u: &Up, provider: &str) -> (Proc, Proc) {
     let (da, db) = (agent_dir(u, "acme-a"), agent_dir(u, "acme-b"));
     let a = spawn(&["agent", "--site", "acme-a", "--city", "beijing", "--data", &da], &env);
     let b = spawn(&["agent", "--site", "acme-b", "--city", "beijing", "--data", &db], &env);
+    until_sites(u, &["acme-a", "acme-b"]).await;
+    (a, b)
+}
+
+/// Waits (at most 30 s) until every one of `sites` is registered.
+async fn until_sites(u: &Up, sites: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let sites = get(&u.url, &u.operator, "/v1/sites").await;
+        let now = get(&u.url, &u.operator, "/v1/sites").await;
         let ids: Vec<&str> =
-            sites["sites"].as_array().map(|s| s.iter().filter_map(|x| x["id"].as_str()).collect()).unwrap_or_default();
-        if ids.contains(&"acme-a") && ids.contains(&"acme-b") {
-            return (a, b);
+            now["sites"].as_array().map(|s| s.iter().filter_map(|x| x["id"].as_str()).collect()).unwrap_or_default();
+        if sites.iter().all(|s| ids.contains(s)) {
+            return;
         }
-        assert!(Instant::now() < deadline, "agents never registered: {ids:?}");
+        assert!(Instant::now() < deadline, "sites {sites:?} never registered: {ids:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -439,14 +438,7 @@ async fn a_job_runs_through_slurm() {
     let data = u.dir.join("agent-hpc").display().to_string();
     let mut agent =
         spawn(&["agent", "--site", "hpc-local", "--city", "beijing", "--executor", "slurm", "--data", &data], &env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !get(&u.url, &u.operator, "/v1/sites").await["sites"]
-        .as_array()
-        .is_some_and(|s| s.iter().any(|x| x["id"] == "hpc-local"))
-    {
-        assert!(Instant::now() < deadline, "the Slurm agent never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_sites(&u, &["hpc-local"]).await;
     let id = submit(
         &u,
         job("via-slurm", &["hpc-local"], "echo from-slurm-$SUANWANG_JOB_ID${SUANWANG_TOKEN:+-token-leaked}; sleep 0.5"),
@@ -508,14 +500,7 @@ async fn when_slurm_vanishes_the_job_fails_with_a_reason_and_the_agent_serves_on
     let data = u.dir.join("agent-hpc").display().to_string();
     let _agent =
         spawn(&["agent", "--site", "hpc-gone", "--executor", "slurm", "--data", &data, "--lost-after", "8"], &env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !get(&u.url, &u.operator, "/v1/sites").await["sites"]
-        .as_array()
-        .is_some_and(|s| s.iter().any(|x| x["id"] == "hpc-gone"))
-    {
-        assert!(Instant::now() < deadline, "the Slurm agent never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_sites(&u, &["hpc-gone"]).await;
     let id = submit(&u, job("slurm-goes", &["hpc-gone"], "echo started; sleep 120")).await;
     until(&u, id, "running", 60, |j| j["state"] == "running").await;
     let stdout = u.dir.join(format!("agent-hpc/{id}-1/stdout.txt"));
@@ -567,14 +552,7 @@ async fn a_restarted_agent_adopts_its_running_job_instead_of_running_it_twice() 
     let data = u.dir.join("agent-r").display().to_string();
     let args = ["agent", "--site", "acme-r", "--city", "beijing", "--data", &data];
     let mut agent = spawn(&args, &env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !get(&u.url, &u.operator, "/v1/sites").await["sites"]
-        .as_array()
-        .is_some_and(|s| s.iter().any(|x| x["id"] == "acme-r"))
-    {
-        assert!(Instant::now() < deadline, "agent never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_sites(&u, &["acme-r"]).await;
     // every start of the command appends a line to a file outside the run directory
     let starts = u.dir.join("starts.txt");
     let marker = format!("4.{}", 100 + std::process::id() % 800);

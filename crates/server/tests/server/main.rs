@@ -82,6 +82,16 @@ async fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
+/// (id, `field`, site) of every job in a `GET /v1/jobs` answer: what a restart must keep.
+fn job_rows(list: &Value, field: &str) -> Vec<(Value, Value, Value)> {
+    list["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| (j["id"].clone(), j[field].clone(), j["site"].clone()))
+        .collect()
+}
+
 fn spec(tenant: &str, name: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "name": name, "tenant": tenant, "kind": "batch", "origin": "beijing",
@@ -242,15 +252,7 @@ async fn a_restart_rebuilds_every_job_from_the_log() {
         drop(s);
         let s = start(store.clone()).await;
         let (_, after) = call(&s.url, "GET", "/v1/jobs?limit=1000", Some(&a), None, None).await;
-        let strip = |v: &Value| {
-            v["jobs"]
-                .as_array()
-                .expect("jobs")
-                .iter()
-                .map(|j| (j["id"].clone(), j["name"].clone(), j["site"].clone()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(strip(&before), strip(&after), "{}", store.kind());
+        assert_eq!(job_rows(&before, "name"), job_rows(&after, "name"), "{}", store.kind());
         // the idempotency keys survive too
         let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", "r3")), Some("r3")).await;
         assert_eq!((st, j["id"].as_u64()), (200, Some(ids[3])));
@@ -291,15 +293,7 @@ async fn a_restart_loads_the_newest_snapshot_and_replays_only_what_follows() {
         assert!(seq >= 5, "{}: snapshot at {seq}", store.kind());
         let s = start_with(store.clone(), cfg).await;
         let (_, after) = call(&s.url, "GET", "/v1/jobs?limit=1000", Some(&a), None, None).await;
-        let strip = |v: &Value| {
-            v["jobs"]
-                .as_array()
-                .expect("jobs")
-                .iter()
-                .map(|j| (j["id"].clone(), j["state"].clone(), j["site"].clone()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(strip(&before), strip(&after), "{}", store.kind());
+        assert_eq!(job_rows(&before, "state"), job_rows(&after, "state"), "{}", store.kind());
         let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", "s1")), Some("s1")).await;
         assert_eq!((st, j["id"].as_u64()), (200, Some(2)), "keys from before the snapshot survive");
         let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", "new")), Some("new")).await;
