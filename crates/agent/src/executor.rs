@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sandbox::RunUser;
+
 /// What to run: one attempt of one job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
@@ -13,9 +15,17 @@ pub struct RunSpec {
     pub attempt: u32,
     pub command: String,
     pub args: Vec<String>,
+    /// The run's own variables (its environment is these, `PATH`, `HOME` and `SUANWANG_*`;
+    /// nothing of the agent's).
     pub env: Vec<(String, String)>,
-    /// Working directory; output files are kept here.
-    pub workdir: PathBuf,
+    /// The run's directory, the agent's: control files (handle, run id, usage, output) live
+    /// here, out of the run's reach; the run works in its `work/` subdirectory ([`work_dir`]).
+    pub dir: PathBuf,
+    /// The control plane's unguessable id of this attempt: a run is adopted after a restart
+    /// only when its directory records the same id.
+    pub run_id: String,
+    /// The user the run executes as (`None`: the agent's own).
+    pub user: Option<RunUser>,
     /// Memory limit, MiB (address space for processes, `--mem` for Slurm).
     pub memory_mib: u64,
     /// Wall-time limit.
@@ -26,8 +36,106 @@ pub struct RunSpec {
 /// Variables of the agent's own environment a run must not see: the agent's credentials.
 pub(crate) const HIDDEN_ENV: &[&str] = &["SUANWANG_TOKEN"];
 
+/// The whole environment of a run: `PATH` (the job's own, else [`RUN_PATH`]), `HOME` (its work
+/// directory), the job's variables and its `SUANWANG_JOB_ID`, `SUANWANG_ATTEMPT` — nothing of the
+/// agent's own environment.
+pub(crate) fn run_env(spec: &RunSpec, work: &std::path::Path) -> Vec<(String, String)> {
+    let mut env = vec![("PATH".to_string(), RUN_PATH.to_string()), ("HOME".into(), work.display().to_string())];
+    for (k, v) in &spec.env {
+        if HIDDEN_ENV.contains(&k.as_str()) {
+            continue;
+        }
+        env.retain(|(key, _)| key != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env.push(("SUANWANG_JOB_ID".into(), spec.job_id.to_string()));
+    env.push(("SUANWANG_ATTEMPT".into(), spec.attempt.to_string()));
+    env
+}
+
+/// Whether `cmd` is a file, or found on the run's `PATH` (where the run will look for it).
+pub(crate) fn on_run_path(cmd: &str, env: &[(String, String)]) -> bool {
+    if cmd.contains('/') {
+        return std::path::Path::new(cmd).is_file();
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map_or(RUN_PATH, |(_, v)| v.as_str());
+    std::env::split_paths(path).any(|d| d.join(cmd).is_file())
+}
+
 /// The file in a run's working directory that names its handle (for `Executor::adopt`).
 pub const HANDLE_FILE: &str = "handle";
+
+/// The directory a run works in (its current directory, and the only host path it may write).
+pub fn work_dir(dir: &std::path::Path) -> PathBuf {
+    dir.join("work")
+}
+
+/// The file in a run's directory that records its run id.
+pub const RUN_ID_FILE: &str = "run_id";
+
+/// The default `PATH` of a run (its environment starts empty).
+pub const RUN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Makes a run's directories: `dir` (the agent's, mode 0700 — 0711 when `traversable`, for a
+/// run user who must reach `work/` through it without namespaces) and `work/` (0700, owned by
+/// the run's user). Returns the canonical `dir`.
+pub fn prepare(spec: &RunSpec, traversable: bool) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(&spec.dir)?;
+    let dir = spec.dir.canonicalize()?;
+    let mode = if traversable { 0o711 } else { 0o700 };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
+    let work = work_dir(&dir);
+    std::fs::create_dir_all(&work)?;
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o700))?;
+    give(&work, spec.user.as_ref())?;
+    Ok(dir)
+}
+
+/// Hands `path` to the run's user (when the agent may: it is root).
+pub fn give(path: &std::path::Path, user: Option<&RunUser>) -> std::io::Result<()> {
+    match user {
+        Some(u) if crate::sandbox::agent_is_root() => std::os::unix::fs::chown(path, Some(u.uid), Some(u.gid)),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `dir` records the run id `run_id` (an earlier instance started this attempt for
+/// the same control plane).
+pub fn run_id_matches(dir: &std::path::Path, run_id: &str) -> bool {
+    !run_id.is_empty() && std::fs::read_to_string(dir.join(RUN_ID_FILE)).is_ok_and(|r| r.trim() == run_id)
+}
+
+/// The run id recorded in `dir`, if any.
+pub fn run_id_in(dir: &std::path::Path) -> Option<String> {
+    let r = std::fs::read_to_string(dir.join(RUN_ID_FILE)).ok()?;
+    let r = r.trim();
+    (!r.is_empty()).then(|| r.to_string())
+}
+
+/// The most of a run's output file read back (its tail): a run that writes gigabytes must not
+/// exhaust the agent.
+pub const MAX_LOG_READ: u64 = 1024 * 1024;
+
+/// The tail (at most `MAX_LOG_READ` bytes) of a file a run may have written. With `owner`, the
+/// file must be a regular file owned by that uid: a run that replaced its output by a link to
+/// a file of root's does not get that file read back to it.
+pub(crate) fn read_tail(path: &std::path::Path, owner: Option<u32>) -> String {
+    use std::io::{Read as _, Seek as _};
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let Ok(meta) = f.metadata() else { return String::new() };
+    if !meta.is_file() || owner.is_some_and(|uid| meta.uid() != uid) {
+        return String::new();
+    }
+    let skip = meta.len().saturating_sub(MAX_LOG_READ);
+    if skip > 0 && f.seek(std::io::SeekFrom::Start(skip)).is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = f.take(MAX_LOG_READ).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
 
 /// Records in `workdir` that a run starts now (wall clock), so an adopting instance knows how
 /// long it has run.
@@ -36,10 +144,9 @@ pub(crate) fn mark_started(workdir: &std::path::Path) -> std::io::Result<()> {
     std::fs::write(workdir.join("started_ms"), ms.to_string())
 }
 
-/// A run's standard output and standard error, as kept in its directory.
-pub(crate) fn read_logs(workdir: &std::path::Path) -> (String, String) {
-    let read = |f: &str| std::fs::read_to_string(workdir.join(f)).unwrap_or_default();
-    (read("stdout.txt"), read("stderr.txt"))
+/// A run's standard output and standard error, as kept in `dir` (files of `owner`'s when given).
+pub(crate) fn read_logs(dir: &std::path::Path, owner: Option<u32>) -> (String, String) {
+    (read_tail(&dir.join("stdout.txt"), owner), read_tail(&dir.join("stderr.txt"), owner))
 }
 
 /// When the run in `workdir` started, as an `Instant` (now, if it is not recorded).

@@ -10,9 +10,14 @@
 pub mod cgroup;
 pub mod executor;
 pub mod process;
+pub mod sandbox;
 pub mod slurm;
 
 pub use cgroup::{Cgroups, RunGroup};
-pub use executor::{ExecError, ExecState, Executor, HANDLE_FILE, Handle, RunSpec, Usage, handle_in};
+pub use executor::{
+    ExecError, ExecState, Executor, HANDLE_FILE, Handle, RUN_ID_FILE, RunSpec, Usage, give, handle_in, prepare,
+    run_id_in, run_id_matches, work_dir,
+};
 pub use process::ProcessExecutor;
+pub use sandbox::{Isolation, RunUser, Sandbox};
 pub use slurm::SlurmExecutor;

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use crate::cgroup::{Cgroups, RunGroup};
 use crate::executor::{
-    ExecError, ExecState, Executor, HANDLE_FILE, HIDDEN_ENV, Handle, RunSpec, Usage, handle_in, mark_started,
-    read_logs, started_at,
+    ExecError, ExecState, Executor, HANDLE_FILE, Handle, RUN_ID_FILE, RunSpec, Usage, handle_in, mark_started,
+    on_run_path, prepare, read_logs, read_tail, run_env, run_id_matches, started_at, work_dir,
 };
+use crate::sandbox::{Isolation, Sandbox};
 
 #[derive(Debug)]
 struct Run {
@@ -29,7 +30,8 @@ struct Run {
     /// through /proc and its exit status read from GNU time's report.
     child: Option<Child>,
     started: Instant,
-    workdir: PathBuf,
+    /// The run's directory (control files); it works in `work/`.
+    dir: PathBuf,
     memory_mib: u64,
     time_limit: Duration,
     /// Set when cancelled (by a caller, or for running past its time limit).
@@ -40,11 +42,11 @@ struct Run {
 }
 
 impl Run {
-    fn new(spec: &RunSpec, workdir: PathBuf, child: Option<Child>, started: Instant, group: Option<RunGroup>) -> Run {
+    fn new(spec: &RunSpec, dir: PathBuf, child: Option<Child>, started: Instant, group: Option<RunGroup>) -> Run {
         Run {
             child,
             started,
-            workdir,
+            dir,
             memory_mib: spec.memory_mib,
             time_limit: spec.time_limit,
             stopped: None,
@@ -58,6 +60,7 @@ impl Run {
 pub struct ProcessExecutor {
     runs: Mutex<HashMap<Handle, Run>>,
     cgroups: Option<Cgroups>,
+    sandbox: Sandbox,
 }
 
 impl Default for ProcessExecutor {
@@ -85,8 +88,8 @@ fn process_state(pid: u32) -> Option<char> {
 /// A run's group name: the job, the attempt and a hash of its directory (two agents on one
 /// machine may run the same job ids for different servers). Stable across agent versions
 /// (FNV-1a), so a restarted agent finds the group again.
-fn group_name(spec: &RunSpec, workdir: &Path) -> String {
-    let hash = workdir
+fn group_name(spec: &RunSpec, dir: &Path) -> String {
+    let hash = dir
         .as_os_str()
         .as_encoded_bytes()
         .iter()
@@ -106,22 +109,23 @@ fn io(e: impl std::fmt::Display) -> ExecError {
 }
 
 /// The numbers of GNU time's `-f "%e %U %S %M %x"` line (the last line of the file).
-fn usage_line(workdir: &Path) -> Vec<f64> {
-    let text = std::fs::read_to_string(workdir.join("usage.txt")).unwrap_or_default();
+fn usage_line(dir: &Path, owner: Option<u32>) -> Vec<f64> {
+    let text = read_tail(&dir.join("usage.txt"), owner);
     text.lines().last().unwrap_or("").split_whitespace().filter_map(|x| x.parse().ok()).collect()
 }
 
-/// What the run used, from GNU time's report (zeros and `wall` when there is none).
-pub(crate) fn read_usage(workdir: &Path, wall: f64) -> Usage {
-    match usage_line(workdir)[..] {
+/// What the run used, from GNU time's report in `dir` (zeros and `wall` when there is none); a
+/// report that must be `owner`'s is read only when it is.
+pub(crate) fn read_usage(dir: &Path, wall: f64, owner: Option<u32>) -> Usage {
+    match usage_line(dir, owner)[..] {
         [e, u, s, m, ..] => Usage { cpu_seconds: u + s, peak_memory_mib: m / 1024.0, wall_seconds: e },
         _ => Usage { cpu_seconds: 0.0, peak_memory_mib: 0.0, wall_seconds: wall },
     }
 }
 
 /// The command's exit status, from GNU time's report.
-fn read_exit(workdir: &Path) -> Option<i32> {
-    match usage_line(workdir)[..] {
+fn read_exit(dir: &Path) -> Option<i32> {
+    match usage_line(dir, None)[..] {
         [_, _, _, _, x] => Some(x as i32),
         _ => None,
     }
@@ -161,12 +165,24 @@ impl ProcessExecutor {
         } else {
             Cgroups::detect().map_err(|why| tracing::info!(%why, "no control groups; limits through rlimits")).ok()
         };
-        ProcessExecutor { runs: Mutex::default(), cgroups }
+        ProcessExecutor { runs: Mutex::default(), cgroups, sandbox: Sandbox::off() }
     }
 
     /// Limits through rlimits only.
     pub fn rlimits_only() -> ProcessExecutor {
-        ProcessExecutor { runs: Mutex::default(), cgroups: None }
+        ProcessExecutor { runs: Mutex::default(), cgroups: None, sandbox: Sandbox::off() }
+    }
+
+    /// Runs confined by `sandbox` (namespaces; runs with a `user` execute as that user).
+    #[must_use]
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> ProcessExecutor {
+        self.sandbox = sandbox;
+        self
+    }
+
+    /// How runs are confined.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
     }
 
     /// How runs are limited: the control-group hierarchy, or rlimits.
@@ -191,12 +207,12 @@ impl ProcessExecutor {
         })
     }
 
-    /// Whether the group `pgid` is the run in `workdir`: its leader is alive and works there.
+    /// Whether the group `pgid` is the run in `dir`: its leader is alive and works in `dir/work`.
     /// (The handle comes from a file the run itself can write, and ids are reused once a group
     /// is gone: an adopted group is only signalled while this holds.)
-    fn ours(pgid: u32, workdir: &Path) -> bool {
+    fn ours(pgid: u32, dir: &Path) -> bool {
         let cwd = std::fs::read_link(format!("/proc/{pgid}/cwd")).ok();
-        let here = workdir.canonicalize().ok();
+        let here = work_dir(dir).canonicalize().ok();
         cwd.is_some() && cwd == here && process_state(pgid).is_some_and(|s| s != 'Z' && s != 'X')
     }
 
@@ -228,7 +244,7 @@ impl ProcessExecutor {
         // adopted group only while its leader still works in the run's directory
         let live = match &run.child {
             Some(_) => true,
-            None => Self::ours(pgid, &run.workdir),
+            None => Self::ours(pgid, &run.dir),
         };
         let wall = run.started.elapsed();
         if live && run.stopped.is_none() && wall > run.time_limit {
@@ -255,10 +271,10 @@ impl ProcessExecutor {
                 if live {
                     return Ok(());
                 }
-                (read_exit(&run.workdir), None)
+                (read_exit(&run.dir), None)
             }
         };
-        let mut usage = read_usage(&run.workdir, wall.as_secs_f64());
+        let mut usage = read_usage(&run.dir, wall.as_secs_f64(), None);
         let mut oom = false;
         if let Some(g) = &run.group {
             usage.peak_memory_mib = usage.peak_memory_mib.max(g.peak_memory_mib().unwrap_or(0.0));
@@ -266,7 +282,7 @@ impl ProcessExecutor {
             // nothing the run started outlives it
             g.remove();
         }
-        let stderr = std::fs::read_to_string(run.workdir.join("stderr.txt")).unwrap_or_default();
+        let stderr = read_tail(&run.dir.join("stderr.txt"), None);
         let state = if let Some(s) = run.stopped.take() {
             s
         } else if oom {
@@ -299,21 +315,32 @@ impl Executor for ProcessExecutor {
     }
 
     fn start(&self, spec: &RunSpec) -> Result<Handle, ExecError> {
-        if !on_path(&spec.command) {
+        let env = run_env(spec, &work_dir(&spec.dir));
+        if !on_run_path(&spec.command, &env) {
             return Err(ExecError::Start {
                 command: spec.command.clone(),
-                reason: "not found (not a file, not on PATH)".into(),
+                reason: "not found (not a file, not on the run's PATH)".into(),
             });
         }
-        std::fs::create_dir_all(&spec.workdir).map_err(io)?;
-        let out = File::create(spec.workdir.join("stdout.txt")).map_err(io)?;
-        let err = File::create(spec.workdir.join("stderr.txt")).map_err(io)?;
-        let workdir = spec.workdir.canonicalize().map_err(io)?;
+        // without namespaces, a run user reaches its work directory through the run's
+        // directory (mode 0711: no listing)
+        let traversable = self.sandbox.isolation == Isolation::Off && spec.user.is_some();
+        let dir = prepare(spec, traversable).map_err(io)?;
+        let work = work_dir(&dir);
+        let env = run_env(spec, &work);
+        let out = File::create(dir.join("stdout.txt")).map_err(io)?;
+        let err = File::create(dir.join("stderr.txt")).map_err(io)?;
+        std::fs::write(dir.join(RUN_ID_FILE), &spec.run_id).map_err(io)?;
+        let mount_point = dir.join("root");
+        std::fs::create_dir_all(&mount_point).map_err(io)?;
         let group = self.cgroups.as_ref().and_then(|c| {
-            c.create(&group_name(spec, &workdir), spec.memory_mib, spec.cpus)
+            c.create(&group_name(spec, &dir), spec.memory_mib, spec.cpus)
                 .map_err(|e| tracing::warn!(job = spec.job_id, error = %e, "no control group; limits through rlimits"))
                 .ok()
         });
+        // the chain, each link as the agent's user until the last: join the control group,
+        // meter (GNU time writes into the run's directory, which the run cannot reach), limit
+        // (prlimit), confine (namespaces) and drop to the run's user
         let mut argv: Vec<String> = vec![];
         if let Some(g) = &group {
             argv.extend(["sh".into(), "-c".into(), JOIN_GROUP.into(), "sw-join".into()]);
@@ -326,7 +353,7 @@ impl Executor for ProcessExecutor {
                 "-f".into(),
                 "%e %U %S %M %x".into(),
                 "-o".into(),
-                workdir.join("usage.txt").display().to_string(),
+                dir.join("usage.txt").display().to_string(),
             ]);
         }
         if on_path("prlimit") {
@@ -337,17 +364,14 @@ impl Executor for ProcessExecutor {
             argv.push(format!("--cpu={}", spec.time_limit.as_secs().max(1) * u64::from(spec.cpus.max(1))));
             argv.push("--".into());
         }
-        argv.push(spec.command.clone());
-        argv.extend(spec.args.iter().cloned());
+        let command: Vec<String> = std::iter::once(spec.command.clone()).chain(spec.args.iter().cloned()).collect();
+        argv.extend(self.sandbox.wrap(&mount_point, &work, spec.user.as_ref(), command));
         let mut cmd = Command::new(&argv[0]);
-        for hidden in HIDDEN_ENV {
-            cmd.env_remove(hidden);
-        }
         cmd.args(&argv[1..])
-            .current_dir(&workdir)
-            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("SUANWANG_JOB_ID", spec.job_id.to_string())
-            .env("SUANWANG_ATTEMPT", spec.attempt.to_string())
+            .current_dir(&work)
+            // nothing of the agent's environment: the run's own variables only
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -361,17 +385,17 @@ impl Executor for ProcessExecutor {
         })?;
         let handle = Handle(format!("pg:{}", child.id()));
         // a run that could not be recorded could not be adopted after a restart: stop it
-        let recorded = std::fs::write(workdir.join(HANDLE_FILE), &handle.0).and_then(|()| mark_started(&workdir));
+        let recorded = std::fs::write(dir.join(HANDLE_FILE), &handle.0).and_then(|()| mark_started(&dir));
         if let Err(e) = recorded {
             Self::kill_group_and_wait(child.id());
             let _ = child.wait();
             if let Some(g) = &group {
                 g.remove();
             }
-            let reason = format!("cannot record the run in {}: {e}", workdir.display());
+            let reason = format!("cannot record the run in {}: {e}", dir.display());
             return Err(ExecError::Start { command: spec.command.clone(), reason });
         }
-        let run = Run::new(spec, workdir, Some(child), Instant::now(), group);
+        let run = Run::new(spec, dir, Some(child), Instant::now(), group);
         self.runs.lock().map_err(io)?.insert(handle.clone(), run);
         Ok(handle)
     }
@@ -402,7 +426,7 @@ impl Executor for ProcessExecutor {
         if run.done.is_none() {
             run.stopped = Some(ExecState::Cancelled);
             let pgid = pgid_of(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
-            if run.child.is_some() || Self::ours(pgid, &run.workdir) {
+            if run.child.is_some() || Self::ours(pgid, &run.dir) {
                 Self::kill_group_and_wait(pgid);
             }
             if let Some(g) = &run.group {
@@ -419,23 +443,28 @@ impl Executor for ProcessExecutor {
     fn logs(&self, handle: &Handle) -> Result<(String, String), ExecError> {
         let runs = self.runs.lock().map_err(io)?;
         let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
-        Ok(read_logs(&run.workdir))
+        Ok(read_logs(&run.dir, None))
     }
 
     fn adopt(&self, spec: &RunSpec) -> Result<Option<Handle>, ExecError> {
-        let Some(handle) = handle_in(&spec.workdir) else { return Ok(None) };
+        // only a run this control plane started for this attempt (its run id is recorded in
+        // the run's directory, which the run cannot write)
+        if !run_id_matches(&spec.dir, &spec.run_id) {
+            return Ok(None);
+        }
+        let Some(handle) = handle_in(&spec.dir) else { return Ok(None) };
         let Some(pgid) = pgid_of(&handle) else { return Ok(None) };
-        if Self::group_alive(pgid) && !Self::ours(pgid, &spec.workdir) {
+        if Self::group_alive(pgid) && !Self::ours(pgid, &spec.dir) {
             // a live group under that id that is not working in the run's directory: the id
             // was reused after our run ended (or the handle file lies)
             return Ok(None);
         }
         let mut runs = self.runs.lock().map_err(io)?;
         if !runs.contains_key(&handle) {
-            let workdir = spec.workdir.canonicalize().unwrap_or_else(|_| spec.workdir.clone());
-            let group = self.cgroups.as_ref().and_then(|c| c.open(&group_name(spec, &workdir)));
+            let dir = spec.dir.canonicalize().unwrap_or_else(|_| spec.dir.clone());
+            let group = self.cgroups.as_ref().and_then(|c| c.open(&group_name(spec, &dir)));
             // its time limit counts from when it really started
-            runs.insert(handle.clone(), Run::new(spec, workdir, None, started_at(&spec.workdir), group));
+            runs.insert(handle.clone(), Run::new(spec, dir, None, started_at(&spec.dir), group));
         }
         Ok(Some(handle))
     }

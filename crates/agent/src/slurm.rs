@@ -11,13 +11,22 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::executor::{
-    ExecError, ExecState, Executor, HANDLE_FILE, HIDDEN_ENV, Handle, RunSpec, Usage, handle_in, mark_started,
-    read_logs, started_at,
+    ExecError, ExecState, Executor, HANDLE_FILE, HIDDEN_ENV, Handle, RUN_ID_FILE, RunSpec, Usage, give, handle_in,
+    mark_started, on_run_path, prepare, read_logs, read_tail, run_env, run_id_matches, started_at, work_dir,
 };
+
+/// Where a batch job writes its output, use and exit status: a directory of the run user's
+/// (Slurm writes there as that user), read back only from files that user owns.
+fn out_dir(dir: &Path) -> PathBuf {
+    dir.join("out")
+}
 
 #[derive(Debug, Clone)]
 struct Run {
-    workdir: PathBuf,
+    /// The run's directory (the agent's); the job works in `work/` and writes to `out/`.
+    dir: PathBuf,
+    /// Whose files `out/` must hold (the run user's, when the agent submitted as another user).
+    owner: Option<u32>,
     memory_mib: u64,
     time_limit: Duration,
     started: Instant,
@@ -140,13 +149,13 @@ impl SlurmExecutor {
     }
 
     fn finish(&self, handle: &Handle, run: &Run) -> (ExecState, Usage) {
-        let usage = crate::process::read_usage(&run.workdir, run.started.elapsed().as_secs_f64());
+        let out = out_dir(&run.dir);
+        let usage = crate::process::read_usage(&out, run.started.elapsed().as_secs_f64(), run.owner);
         if run.cancelled {
             return (ExecState::Cancelled, usage);
         }
-        let code =
-            std::fs::read_to_string(run.workdir.join("exit_code")).ok().and_then(|s| s.trim().parse::<i32>().ok());
-        let stderr = std::fs::read_to_string(run.workdir.join("stderr.txt")).unwrap_or_default();
+        let code = read_tail(&out.join("exit_code"), run.owner).trim().parse::<i32>().ok();
+        let stderr = read_tail(&out.join("stderr.txt"), run.owner);
         match code {
             Some(0) => (ExecState::Succeeded, usage),
             Some(124 | 137) if run.started.elapsed() >= run.time_limit => (
@@ -177,25 +186,33 @@ impl Executor for SlurmExecutor {
     }
 
     fn start(&self, spec: &RunSpec) -> Result<Handle, ExecError> {
-        if !crate::process::on_path(&spec.command) {
+        let env = run_env(spec, &work_dir(&spec.dir));
+        if !on_run_path(&spec.command, &env) {
             return Err(ExecError::Start {
                 command: spec.command.clone(),
-                reason: "not found (not a file, not on PATH)".into(),
+                reason: "not found (not a file, not on the run's PATH)".into(),
             });
         }
-        std::fs::create_dir_all(&spec.workdir).map_err(io)?;
-        let workdir = spec.workdir.canonicalize().map_err(io)?;
-        let mut script = String::from("#!/bin/sh\n");
-        for (k, v) in &spec.env {
-            let _ = writeln!(script, "export {k}={}", quote(v));
+        // the batch job runs as the run user, who must reach work/ and out/ through the run's
+        // directory (mode 0711: no listing)
+        let dir = prepare(spec, true).map_err(io)?;
+        let work = work_dir(&dir);
+        let out = out_dir(&dir);
+        std::fs::create_dir_all(&out).map_err(io)?;
+        give(&out, spec.user.as_ref()).map_err(io)?;
+        for stale in ["exit_code", "usage.txt", "stdout.txt", "stderr.txt"] {
+            let _ = std::fs::remove_file(out.join(stale));
         }
-        let _ = writeln!(script, "export SUANWANG_JOB_ID={} SUANWANG_ATTEMPT={}", spec.job_id, spec.attempt);
+        std::fs::write(dir.join(RUN_ID_FILE), &spec.run_id).map_err(io)?;
+        let quoted = |p: &Path| quote(&p.display().to_string());
+        // the job's environment is its own variables only (`--export=NONE` below)
+        let mut script = String::from("#!/bin/sh\n");
+        for (k, v) in run_env(spec, &work) {
+            let _ = writeln!(script, "export {k}={}", quote(&v));
+        }
         let mut cmd = vec![];
         if Path::new("/usr/bin/time").is_file() {
-            cmd.push(format!(
-                "/usr/bin/time -f '%e %U %S %M' -o {}",
-                quote(&workdir.join("usage.txt").display().to_string())
-            ));
+            cmd.push(format!("/usr/bin/time -f '%e %U %S %M' -o {}", quoted(&out.join("usage.txt"))));
         }
         cmd.push(format!("timeout --signal=KILL {}", spec.time_limit.as_secs().max(1)));
         if crate::process::on_path("prlimit") {
@@ -204,23 +221,32 @@ impl Executor for SlurmExecutor {
         cmd.push(quote(&spec.command));
         cmd.extend(spec.args.iter().map(|a| quote(a)));
         script.push_str(&cmd.join(" "));
-        let _ = write!(script, "\necho $? > {}\n", quote(&workdir.join("exit_code").display().to_string()));
-        let path = workdir.join("run.sh");
+        let _ = write!(script, "\necho $? > {}\n", quoted(&out.join("exit_code")));
+        let path = dir.join("run.sh");
         std::fs::write(&path, script).map_err(io)?;
-        let _ = std::fs::remove_file(workdir.join("exit_code"));
         let minutes = spec.time_limit.as_secs().div_ceil(60) + 1;
         let mut args: Vec<String> = vec![
             "--parsable".into(),
+            "--export=NONE".into(),
             format!("--job-name=sw-{}-{}", spec.job_id, spec.attempt),
-            format!("--chdir={}", workdir.display()),
-            format!("--output={}", workdir.join("stdout.txt").display()),
-            format!("--error={}", workdir.join("stderr.txt").display()),
+            format!("--chdir={}", work.display()),
+            format!("--output={}", out.join("stdout.txt").display()),
+            format!("--error={}", out.join("stderr.txt").display()),
             format!("--time={minutes}"),
             format!("--cpus-per-task={}", spec.cpus.max(1)),
             // where memory is a consumable resource (CR_*_Memory) a job without --mem takes the
             // whole node's memory: runs would go one at a time
             format!("--mem={}", spec.memory_mib.max(1)),
         ];
+        // submitted as the run's user: Slurm's own accounting and limits apply to that user
+        let owner = match &spec.user {
+            Some(u) if crate::sandbox::agent_is_root() => {
+                args.push(format!("--uid={}", u.uid));
+                args.push(format!("--gid={}", u.gid));
+                Some(u.uid)
+            }
+            _ => None,
+        };
         args.extend(self.sbatch_args.iter().cloned());
         args.push(path.display().to_string());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -239,10 +265,11 @@ impl Executor for SlurmExecutor {
             return Err(ExecError::Start { command: spec.command.clone(), reason: format!("sbatch answered {out:?}") });
         }
         let handle = Handle(format!("slurm:{id}"));
-        std::fs::write(workdir.join(HANDLE_FILE), &handle.0).map_err(io)?;
-        mark_started(&workdir).map_err(io)?;
+        std::fs::write(dir.join(HANDLE_FILE), &handle.0).map_err(io)?;
+        mark_started(&dir).map_err(io)?;
         let run = Run {
-            workdir,
+            dir,
+            owner,
             memory_mib: spec.memory_mib,
             time_limit: spec.time_limit,
             started: Instant::now(),
@@ -291,21 +318,25 @@ impl Executor for SlurmExecutor {
     fn logs(&self, handle: &Handle) -> Result<(String, String), ExecError> {
         let runs = self.runs.lock().map_err(io)?;
         let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
-        Ok(read_logs(&run.workdir))
+        Ok(read_logs(&out_dir(&run.dir), run.owner))
     }
 
     fn adopt(&self, spec: &RunSpec) -> Result<Option<Handle>, ExecError> {
-        let Some(handle) = handle_in(&spec.workdir) else { return Ok(None) };
+        if !run_id_matches(&spec.dir, &spec.run_id) {
+            return Ok(None);
+        }
+        let Some(handle) = handle_in(&spec.dir) else { return Ok(None) };
         // the handle file is writable by the run: take only a well-formed Slurm job id
         let id = handle.0.strip_prefix("slurm:").unwrap_or("");
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
             return Ok(None);
         }
         let run = Run {
-            workdir: spec.workdir.canonicalize().unwrap_or_else(|_| spec.workdir.clone()),
+            dir: spec.dir.canonicalize().unwrap_or_else(|_| spec.dir.clone()),
+            owner: spec.user.as_ref().filter(|_| crate::sandbox::agent_is_root()).map(|u| u.uid),
             memory_mib: spec.memory_mib,
             time_limit: spec.time_limit,
-            started: started_at(&spec.workdir),
+            started: started_at(&spec.dir),
             cancelled: false,
         };
         self.runs.lock().map_err(io)?.entry(handle.clone()).or_insert(run);

@@ -9,8 +9,148 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use suanwang_agent::{ExecState, Executor, Handle, ProcessExecutor, RunSpec, SlurmExecutor};
+use suanwang_agent::{ExecState, Executor, Handle, ProcessExecutor, RunSpec, RunUser, Sandbox, SlurmExecutor};
 use suanwang_core::network::{AgentPool, AgentSite};
+
+/// Whom runs execute as and how they are confined (R7): see `suanwang_agent::sandbox`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--run-as USER` (default: the dedicated system user, when the agent is root).
+    pub run_as: Option<String>,
+    /// `--run-as-map FILE`: `[users]` tenant = "user", per tenant.
+    pub run_as_map: Option<PathBuf>,
+    /// `--allow-root-runs`: a single-user laptop may run jobs as root.
+    pub allow_root_runs: bool,
+    /// `--run-network none` makes this `false`: runs get no network.
+    pub network: bool,
+}
+
+/// The users runs execute as: one per mapped tenant, else the default (`None`: the agent's own
+/// user, when it is not root).
+#[derive(Debug, Clone, Default)]
+struct Users {
+    default: Option<RunUser>,
+    by_tenant: HashMap<String, RunUser>,
+}
+
+impl Users {
+    fn of(&self, tenant: &str) -> Option<RunUser> {
+        self.by_tenant.get(tenant).or(self.default.as_ref()).cloned()
+    }
+
+    /// Resolves the users of `opts` on this machine: every name must exist, and none may be
+    /// root unless `--allow-root-runs`.
+    fn resolve(opts: &RunOptions) -> Result<Users> {
+        let refuse_root = |u: &RunUser, flag: &str| -> Result<()> {
+            if u.is_root() && !opts.allow_root_runs {
+                bail!(
+                    "{flag}: runs as root are refused (any tenant would own this machine and its agent); \
+                     --allow-root-runs permits it on a single-user laptop"
+                );
+            }
+            Ok(())
+        };
+        if !suanwang_agent::sandbox::agent_is_root() {
+            let (uid, _) = suanwang_agent::sandbox::current_ids();
+            if let Some(name) = &opts.run_as {
+                let u = RunUser::lookup(name).map_err(|e| anyhow::anyhow!("--run-as {name}: {e}"))?;
+                if u.uid != uid {
+                    bail!(
+                        "--run-as {name}: the agent runs as uid {uid}, not root, so it cannot run jobs as another user"
+                    );
+                }
+            }
+            if let Some(f) = &opts.run_as_map {
+                bail!("--run-as-map {}: the agent is not root, so it cannot run jobs as other users", f.display());
+            }
+            return Ok(Users::default());
+        }
+        let default = match &opts.run_as {
+            Some(name) => RunUser::lookup(name).map_err(|e| {
+                anyhow::anyhow!(
+                    "--run-as {name}: {e} (create it, or leave --run-as out for the dedicated user {}, which the agent creates)",
+                    suanwang_agent::sandbox::DEFAULT_RUN_USER
+                )
+            })?,
+            None => RunUser::ensure_system(suanwang_agent::sandbox::DEFAULT_RUN_USER)
+                .context("the dedicated run user (or pass --run-as USER)")?,
+        };
+        refuse_root(&default, &format!("--run-as {}", default.name))?;
+        let mut by_tenant = HashMap::new();
+        if let Some(f) = &opts.run_as_map {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct MapFile {
+                users: std::collections::BTreeMap<String, String>,
+            }
+            let text = std::fs::read_to_string(f).with_context(|| format!("--run-as-map: reading {}", f.display()))?;
+            let map: MapFile = toml::from_str(&text).with_context(|| {
+                format!("--run-as-map {}: expected [users] with tenant = \"user\" lines", f.display())
+            })?;
+            for (tenant, name) in map.users {
+                let u = RunUser::lookup(&name)
+                    .map_err(|e| anyhow::anyhow!("--run-as-map {}: users.{tenant}: {e}", f.display()))?;
+                refuse_root(&u, &format!("--run-as-map {}: users.{tenant}", f.display()))?;
+                by_tenant.insert(tenant, u);
+            }
+        }
+        Ok(Users { default: Some(default), by_tenant })
+    }
+}
+
+/// Makes the agent's data directory its own: mode 0700 (0711 when run users must pass through
+/// it to their runs' directories: no listing), tightening a looser one with a warning.
+fn own_data_dir(dir: &std::path::Path, traversable: bool) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
+    let want = if traversable { 0o711 } else { 0o700 };
+    let mode = std::fs::metadata(&dir)?.permissions().mode() & 0o777;
+    if mode != want {
+        if mode & 0o077 & !want != 0 {
+            tracing::warn!(dir = %dir.display(), from = format!("{mode:o}"), to = format!("{want:o}"), "tightened the agent's data directory");
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(want))
+            .with_context(|| format!("setting the mode of {}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+/// Whether `user` can reach `dir` (every directory on the way lets it pass).
+fn reachable_by(dir: &std::path::Path, user: &RunUser) -> bool {
+    std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={}", user.uid),
+            &format!("--regid={}", user.gid),
+            "--clear-groups",
+            "--",
+            "test",
+            "-x",
+        ])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The token in `file`, which must be its owner's alone (mode 0600 or stricter).
+pub fn read_token_file(file: &std::path::Path) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(file).with_context(|| format!("--token-file {}", file.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "--token-file {}: mode {mode:o} lets other users read the token; `chmod 600 {}` first",
+            file.display(),
+            file.display()
+        );
+    }
+    let token = std::fs::read_to_string(file).with_context(|| format!("--token-file {}", file.display()))?;
+    let token = token.trim();
+    if token.is_empty() {
+        bail!("--token-file {}: the file is empty", file.display());
+    }
+    Ok(token.to_string())
+}
 
 #[derive(Debug, Clone)]
 pub struct AgentArgs {
@@ -23,6 +163,8 @@ pub struct AgentArgs {
     pub pools: Option<PathBuf>,
     /// How long a run may go unanswered by its executor before it is reported failed.
     pub lost_after: Duration,
+    /// Whom runs execute as and how they are confined.
+    pub run: RunOptions,
 }
 
 /// Cores and memory (MiB) of this machine.
@@ -119,7 +261,12 @@ struct Agent {
     checkpoints: HashMap<(u64, u32), Sent>,
     /// When the loop last began a round (epoch ms), for the heartbeat's watchdog.
     progress: Arc<AtomicI64>,
+    /// Whom runs execute as.
+    users: Users,
 }
+
+/// The file in the agent's data directory naming the control plane its runs belong to.
+const CONTROL_PLANE_FILE: &str = "control-plane";
 
 /// The server answered a registration with a client error (bad token, a site not the
 /// provider's, more capacity than detected): retrying cannot help.
@@ -141,6 +288,8 @@ struct Sent {
     /// When it was last looked at: a run's checkpoints are sent at most every `every`.
     looked: std::time::Instant,
     every: Duration,
+    /// The run's user (its checkpoint is packed with its rights).
+    user: Option<RunUser>,
 }
 
 /// The largest checkpoint the control plane keeps (gzipped tar).
@@ -156,7 +305,7 @@ fn epoch_ms() -> i64 {
 
 /// The total size of the files in a gzipped tar, from `tar -tvz` (the third column).
 fn unpacked_size(data: &[u8]) -> Result<u64> {
-    let listing = tar(&["-tvzf", "-"], data)?;
+    let listing = tar(&["-tvzf", "-"], data, None, std::path::Path::new("/"))?;
     Ok(String::from_utf8_lossy(&listing)
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
@@ -188,11 +337,24 @@ fn signature(dir: &std::path::Path) -> u64 {
     })
 }
 
-/// Runs `tar` with `args`, feeding it `input`; its standard output.
-fn tar(args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
+/// Runs `tar` with `args` (as `user`, when the agent is root: a run's checkpoint is the run's
+/// to shape, so it is packed and unpacked with the run's rights, never root's), feeding it
+/// `input`; its standard output.
+/// It works in `cwd` (entered with the agent's rights: the run's user may not be able to pass
+/// through the agent's data directory to reach it).
+fn tar(args: &[&str], input: &[u8], user: Option<&RunUser>, cwd: &std::path::Path) -> Result<Vec<u8>> {
     use std::io::Write as _;
-    let mut child = std::process::Command::new("tar")
+    let mut cmd = match user {
+        Some(u) if suanwang_agent::sandbox::agent_is_root() => {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([&format!("--reuid={}", u.uid), &format!("--regid={}", u.gid), "--clear-groups", "--", "tar"]);
+            c
+        }
+        _ => std::process::Command::new("tar"),
+    };
+    let mut child = cmd
         .args(args)
+        .current_dir(cwd)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -207,6 +369,12 @@ fn tar(args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
         bail!("tar {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out.stdout)
+}
+
+/// `(job, attempt)` of a run directory's name (`<job>-<attempt>`).
+fn run_dir_name(name: &str) -> Option<(u64, u32)> {
+    let (id, attempt) = name.split_once('-')?;
+    Some((id.parse().ok()?, attempt.parse().ok()?))
 }
 
 impl Agent {
@@ -256,7 +424,93 @@ impl Agent {
             bail!(refused.0);
         }
         tracing::info!(site = %self.args.site, cores, memory_mib, "registered");
+        if let Some(cp) = v["control_plane"].as_str() {
+            self.serve_control_plane(cp).await?;
+        }
         Ok(())
+    }
+
+    /// Records which control plane this data directory serves. Runs left by another one (a
+    /// control plane with a fresh database numbers its jobs from 1 again) are stopped and their
+    /// directories moved to `previous-<its id>/`: never adopted, never reported as this one's.
+    async fn serve_control_plane(&self, id: &str) -> Result<()> {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("the server named itself {id:?}, not a control-plane id");
+        }
+        let file = self.args.data.join(CONTROL_PLANE_FILE);
+        let before = std::fs::read_to_string(&file).ok().map(|s| s.trim().to_string());
+        if before.as_deref() == Some(id) {
+            return Ok(());
+        }
+        let runs: Vec<(u64, u32, PathBuf)> = std::fs::read_dir(&self.args.data)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| run_dir_name(&e.file_name().to_string_lossy()).map(|(i, a)| (i, a, e.path())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !runs.is_empty() {
+            let old = before.unwrap_or_else(|| "unknown".into());
+            tracing::warn!(
+                data = %self.args.data.display(), previous = %old, now = id,
+                "this data directory served another control plane: its runs are stopped and set aside, not adopted"
+            );
+            let aside = self.args.data.join(format!("previous-{old}"));
+            std::fs::create_dir_all(&aside)?;
+            for (job, attempt, dir) in runs {
+                self.stop_left_run(job, attempt, &dir).await;
+                let _ = std::fs::rename(&dir, aside.join(format!("{job}-{attempt}")));
+            }
+        }
+        std::fs::write(&file, id).with_context(|| format!("writing {}", file.display()))?;
+        Ok(())
+    }
+
+    /// Stops whatever still runs in the run directory `dir` (left by an earlier instance);
+    /// a failed stop is retried later.
+    async fn stop_left_run(&self, job: u64, attempt: u32, dir: &std::path::Path) -> Option<Handle> {
+        let run_id = suanwang_agent::run_id_in(dir)?;
+        let spec = RunSpec {
+            job_id: job,
+            attempt,
+            command: String::new(),
+            args: vec![],
+            env: vec![],
+            dir: dir.to_path_buf(),
+            run_id,
+            user: None,
+            // only adopted to be stopped: no limits apply
+            memory_mib: u64::MAX,
+            time_limit: Duration::MAX,
+            cpus: 1,
+        };
+        let stopped = self
+            .exec(move |e| {
+                let Ok(Some(h)) = e.adopt(&spec) else { return Ok(None) };
+                if matches!(e.poll(&h), Ok((ExecState::Running, _))) {
+                    return match e.cancel(&h) {
+                        Ok(()) => Ok(Some(h)),
+                        Err(err) => Err((h, err)),
+                    };
+                }
+                Ok(None)
+            })
+            .await;
+        match stopped {
+            Ok(Ok(Some(h))) => {
+                tracing::warn!(job, attempt, handle = %h.0, "stopped a run left by an earlier instance");
+                None
+            }
+            Ok(Err((h, e))) => {
+                tracing::warn!(job, attempt, error = %e, "could not stop a left run yet; will retry");
+                Some(h)
+            }
+            Ok(Ok(None)) => None,
+            Err(e) => {
+                tracing::warn!(job, attempt, error = %e, "could not stop a left run");
+                None
+            }
+        }
     }
 
     async fn report(
@@ -294,7 +548,7 @@ impl Agent {
 
     /// Fetches job `id`'s newest checkpoint into `dir` (a later attempt resumes from it);
     /// false when there is none.
-    async fn restore_checkpoint(&self, id: u64, dir: &std::path::Path) -> Result<bool> {
+    async fn restore_checkpoint(&self, id: u64, dir: &std::path::Path, user: Option<RunUser>) -> Result<bool> {
         let url = format!("{}/v1/agents/{}/checkpoints/{id}", self.args.server, self.args.site);
         let res = self.http.get(url).bearer_auth(&self.args.token).send().await?;
         if res.status().as_u16() == 404 {
@@ -311,8 +565,10 @@ impl Agent {
                 bail!("it would unpack to {size} bytes (more than {MAX_CHECKPOINT_UNPACKED})");
             }
             std::fs::create_dir_all(&dir)?;
-            // GNU tar refuses absolute names and `..`; owners are not restored
-            tar(&["-xzf", "-", "--no-same-owner", "-C", &dir.display().to_string()], &data)?;
+            suanwang_agent::give(&dir, user.as_ref())?;
+            // GNU tar refuses absolute names and `..`; owners are not restored; it runs as the
+            // run's user, so an archive can write nothing that user could not
+            tar(&["-xzf", "-", "--no-same-owner"], &data, user.as_ref(), &dir)?;
             Ok(())
         })
         .await
@@ -324,8 +580,9 @@ impl Agent {
     /// last sent, at most every `checkpoint_s` (the run should write each checkpoint
     /// atomically: to a temporary name, then rename).
     async fn keep_checkpoint(&mut self, key: (u64, u32)) {
-        let dir = self.run_dir(key.0, key.1).join("checkpoint");
+        let dir = suanwang_agent::work_dir(&self.run_dir(key.0, key.1)).join("checkpoint");
         let Some(sent) = self.checkpoints.get_mut(&key) else { return };
+        let user = sent.user.clone();
         if sent.looked.elapsed() < sent.every {
             return;
         }
@@ -334,11 +591,10 @@ impl Agent {
         if sig == sent.signature {
             return;
         }
-        let packed =
-            tokio::task::spawn_blocking(move || tar(&["-czf", "-", "-C", &dir.display().to_string(), "."], &[]))
-                .await
-                .map_err(anyhow::Error::from)
-                .and_then(|r| r);
+        let packed = tokio::task::spawn_blocking(move || tar(&["-czf", "-", "."], &[], user.as_ref(), &dir))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
         let data = match packed {
             Ok(d) if d.len() <= MAX_CHECKPOINT => d,
             Ok(d) => {
@@ -393,47 +649,16 @@ impl Agent {
         }
         self.reconciled = true;
         let Ok(dir) = std::fs::read_dir(&self.args.data) else { return };
-        for entry in dir.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            let Some((id, attempt)) = name.split_once('-') else { continue };
-            let (Ok(id), Ok(attempt)) = (id.parse::<u64>(), attempt.parse::<u32>()) else { continue };
-            if list.iter().any(|a| (a.id, a.attempt) == (id, attempt)) || entry.path().join("reported").exists() {
+        let left: Vec<(u64, u32, PathBuf)> = dir
+            .flatten()
+            .filter_map(|e| run_dir_name(&e.file_name().to_string_lossy()).map(|(i, a)| (i, a, e.path())))
+            .collect();
+        for (id, attempt, path) in left {
+            if list.iter().any(|a| (a.id, a.attempt) == (id, attempt)) || path.join("reported").exists() {
                 continue;
             }
-            let spec = RunSpec {
-                job_id: id,
-                attempt,
-                command: String::new(),
-                args: vec![],
-                env: vec![],
-                workdir: entry.path(),
-                // only adopted to be stopped: no limits apply
-                memory_mib: u64::MAX,
-                time_limit: Duration::MAX,
-                cpus: 1,
-            };
-            let stopped = self
-                .exec(move |e| {
-                    let Ok(Some(h)) = e.adopt(&spec) else { return Ok(None) };
-                    if matches!(e.poll(&h), Ok((ExecState::Running, _))) {
-                        return match e.cancel(&h) {
-                            Ok(()) => Ok(Some(h)),
-                            Err(err) => Err((h, err)),
-                        };
-                    }
-                    Ok(None)
-                })
-                .await;
-            match stopped {
-                Ok(Ok(Some(h))) => {
-                    tracing::warn!(id, attempt, handle = %h.0, "stopped an orphaned run (no longer assigned here)");
-                }
-                Ok(Err((h, e))) => {
-                    tracing::warn!(id, attempt, error = %e, "could not stop an orphaned run yet; will retry");
-                    self.abandoned.push(h);
-                }
-                Ok(Ok(None)) => {}
-                Err(e) => tracing::warn!(id, attempt, error = %e, "could not stop an orphaned run"),
+            if let Some(h) = self.stop_left_run(id, attempt, &path).await {
+                self.abandoned.push(h);
             }
         }
     }
@@ -512,13 +737,45 @@ impl Agent {
             if self.runs.contains_key(&(a.id, a.attempt)) {
                 continue;
             }
-            let workdir = self.run_dir(a.id, a.attempt);
+            let run_dir = self.run_dir(a.id, a.attempt);
+            if run_dir.exists() && suanwang_agent::run_id_in(&run_dir).as_deref() != Some(a.run_id.as_str()) {
+                // this job and attempt number's directory holds another run (of another
+                // control plane, or from before its run ids): never adopted; set aside
+                tracing::warn!(id = a.id, attempt = a.attempt, "the run directory holds another run: set aside");
+                if let Some(h) = self.stop_left_run(a.id, a.attempt, &run_dir).await {
+                    self.abandoned.push(h);
+                }
+                let aside = self.args.data.join("previous-unknown");
+                let _ = std::fs::create_dir_all(&aside);
+                let _ = std::fs::rename(&run_dir, aside.join(format!("{}-{}-{}", a.id, a.attempt, epoch_ms())));
+            }
+            let user = self.users.of(&a.tenant);
             let mut env: Vec<(String, String)> = a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut spec = RunSpec {
+                job_id: a.id,
+                attempt: a.attempt,
+                command: a.command.clone(),
+                args: a.args.clone(),
+                env: vec![],
+                dir: run_dir.clone(),
+                run_id: a.run_id.clone(),
+                user: user.clone(),
+                memory_mib: a.memory_mib.max(64),
+                time_limit: Duration::from_secs(a.time_limit_s.max(1)),
+                cpus: a.cores,
+            };
             if let Some(every) = a.checkpoint_s {
                 // the run writes its checkpoints here; a later attempt finds the newest here
-                let dir = workdir.join("checkpoint");
+                let traversable = self.executor.name() == "slurm";
+                let dir = match suanwang_agent::prepare(&spec, traversable) {
+                    Ok(d) => suanwang_agent::work_dir(&d).join("checkpoint"),
+                    Err(e) => {
+                        tracing::warn!(id = a.id, error = %e, "cannot make the run's directory; will retry");
+                        continue;
+                    }
+                };
                 if !dir.exists() && a.attempt > 1 {
-                    match self.restore_checkpoint(a.id, &dir).await {
+                    match self.restore_checkpoint(a.id, &dir, user.clone()).await {
                         Ok(true) => tracing::info!(id = a.id, attempt = a.attempt, "resuming from its checkpoint"),
                         Ok(false) => {
                             tracing::info!(id = a.id, attempt = a.attempt, "no checkpoint yet: from the start");
@@ -526,27 +783,20 @@ impl Agent {
                         Err(e) => tracing::warn!(id = a.id, error = %e, "checkpoint not restored: from the start"),
                     }
                 }
-                let _ = std::fs::create_dir_all(&dir);
+                if std::fs::create_dir_all(&dir).is_ok() {
+                    let _ = suanwang_agent::give(&dir, user.as_ref());
+                }
                 let abs = dir.canonicalize().unwrap_or(dir);
                 env.push(("SUANWANG_CHECKPOINT_DIR".into(), abs.display().to_string()));
                 let sent = Sent {
                     signature: signature(&abs),
                     looked: std::time::Instant::now(),
                     every: Duration::from_secs(u64::from(every.max(1))),
+                    user: user.clone(),
                 };
                 self.checkpoints.entry((a.id, a.attempt)).or_insert(sent);
             }
-            let spec = RunSpec {
-                job_id: a.id,
-                attempt: a.attempt,
-                command: a.command.clone(),
-                args: a.args.clone(),
-                env,
-                workdir,
-                memory_mib: a.memory_mib.max(64),
-                time_limit: Duration::from_secs(a.time_limit_s.max(1)),
-                cpus: a.cores,
-            };
+            spec.env = env;
             // a run this agent started before a restart: follow it instead of starting it
             // again; otherwise start it
             let started = self
@@ -651,10 +901,25 @@ fn heartbeat(agent: &Agent) {
 
 /// Runs the agent until the process ends.
 pub async fn run(args: AgentArgs) -> Result<()> {
+    let users = Users::resolve(&args.run)?;
+    if args.run.allow_root_runs {
+        eprintln!(
+            "WARNING: --allow-root-runs is on: jobs may run as root on this machine; use it only on a single-user laptop"
+        );
+        tracing::warn!("--allow-root-runs is on: jobs may run as root");
+    }
+    // namespaces where the kernel allows them (SUANWANG_SANDBOX=off turns them off, e.g. to
+    // measure what they cost)
+    let off = std::env::var("SUANWANG_SANDBOX").is_ok_and(|v| v == "off" || v == "0");
+    let sandbox =
+        if off { Sandbox { network: args.run.network, ..Sandbox::off() } } else { Sandbox::detect(args.run.network) };
+    if !args.run.network && sandbox.isolation == suanwang_agent::Isolation::Off {
+        bail!("--run-network none: this machine cannot make network namespaces for runs ({})", sandbox.describe());
+    }
     let executor: Arc<dyn Executor> = match args.executor.as_str() {
         "process" => {
-            let e = ProcessExecutor::new();
-            tracing::info!(limits = %e.limits(), "process executor");
+            let e = ProcessExecutor::new().with_sandbox(sandbox.clone());
+            tracing::info!(limits = %e.limits(), isolation = %sandbox.describe(), "process executor");
             Arc::new(e)
         }
         "slurm" => {
@@ -665,10 +930,31 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         }
         other => bail!("--executor: unknown {other:?}; process or slurm"),
     };
+    if users.default.is_none() && sandbox.isolation == suanwang_agent::Isolation::Off {
+        tracing::warn!(
+            "runs execute as the agent's own user without namespaces: they can read the agent's data directory \
+             (run the agent as root, or allow user namespaces)"
+        );
+    }
     let mut args = args;
-    std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
+    // run users pass through the data directory to their runs when nothing else brings them
+    // there (Slurm runs them; without namespaces the process executor does too)
+    let traversable =
+        users.default.is_some() && (args.executor == "slurm" || sandbox.isolation == suanwang_agent::Isolation::Off);
     // runs work in their own directories: every path handed to them must be absolute
-    args.data = args.data.canonicalize().with_context(|| format!("resolving {}", args.data.display()))?;
+    args.data = own_data_dir(&args.data, traversable)?;
+    if traversable {
+        for u in users.default.iter().chain(users.by_tenant.values()) {
+            if !reachable_by(&args.data, u) {
+                bail!(
+                    "--data {}: the run user {} cannot reach it (a parent directory is closed to it); choose a \
+                     directory under one it may pass through",
+                    args.data.display(),
+                    u.name
+                );
+            }
+        }
+    }
     let mut agent = Agent {
         args,
         // a server that accepts but never answers must not stall the agent: long-polls last
@@ -686,6 +972,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         checkpoints: HashMap::new(),
         version: None,
         progress: Arc::new(AtomicI64::new(epoch_ms())),
+        users,
     };
     // the server may still be starting: retry registration for a while (a refusal is final)
     let mut tries = 0;

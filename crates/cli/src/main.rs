@@ -50,6 +50,36 @@ struct ServeFlags {
     agent_timeout: u64,
 }
 
+/// Whom an agent's runs execute as and how they are confined (`agent` and `up`'s local agent).
+#[derive(Debug, clap::Args)]
+struct RunFlags {
+    /// Run jobs as this user (when the agent is root). Default: the dedicated system user
+    /// `suanwang-run`, created when missing.
+    #[arg(long, value_name = "USER")]
+    run_as: Option<String>,
+    /// Map tenants to users of this machine: a TOML file with `[users]` and `tenant = "user"`
+    /// lines; unmapped tenants run as --run-as.
+    #[arg(long, value_name = "FILE")]
+    run_as_map: Option<PathBuf>,
+    /// Allow jobs to run as root (a single-user laptop only: any tenant would own the machine).
+    #[arg(long)]
+    allow_root_runs: bool,
+    /// The network policy of this site's runs: allowed, or none (no interface but loopback).
+    #[arg(long, value_name = "POLICY", default_value = "allowed", value_parser = ["allowed", "none"])]
+    run_network: String,
+}
+
+impl RunFlags {
+    fn options(self) -> agent_cmd::RunOptions {
+        agent_cmd::RunOptions {
+            run_as: self.run_as,
+            run_as_map: self.run_as_map,
+            allow_root_runs: self.allow_root_runs,
+            network: self.run_network != "none",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show the national network: hubs, clusters, sites, pools, capacity, green share.
@@ -128,6 +158,8 @@ enum Command {
         no_local_agent: bool,
         #[command(flatten)]
         serve: ServeFlags,
+        #[command(flatten)]
+        runs: RunFlags,
     },
     /// Run the control plane against a database (`--db postgres://…` or a SQLite path).
     Serve {
@@ -157,6 +189,13 @@ enum Command {
         /// (Slurm controller down); the agent stops it when the executor answers again.
         #[arg(long, value_name = "SECS", default_value_t = 60)]
         lost_after: u64,
+        /// Read the agent's token from this file (mode 0600 or stricter). The token may also
+        /// come from SUANWANG_TOKEN; `--token` on the command line works but every local user
+        /// can see it in `ps`.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        runs: RunFlags,
     },
     /// The output of a job run by an agent.
     Logs { id: String },
@@ -271,8 +310,16 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SUANWANG_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let token_on_command_line = matches!(
+        matches.subcommand().and_then(|(_, m)| m.value_source("token")).or(matches.value_source("token")),
+        Some(clap::parser::ValueSource::CommandLine)
+    );
+    match run(cli, token_on_command_line) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -285,11 +332,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
     let net = load_network(cli.network_data.as_deref())?;
     let client = || remote::Client::new(cli.server.clone(), cli.token.clone());
     match cli.command {
-        Command::Up { data, city, no_local_agent, serve } => {
+        Command::Up { data, city, no_local_agent, serve, runs } => {
             let local_agent = (!no_local_agent).then_some(city);
             runtime()?.block_on(serve_cmd::run(
                 net,
@@ -301,12 +348,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     agent_timeout: serve.agent_timeout,
                     bootstrap: true,
                     local_agent,
+                    runs: runs.options(),
                 },
             ))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agent { site, city, executor, data, pools, lost_after } => {
-            let c = client()?;
+        Command::Agent { site, city, executor, data, pools, lost_after, token_file, runs } => {
+            let token = match &token_file {
+                Some(f) => Some(agent_cmd::read_token_file(f)?),
+                None => {
+                    if token_on_command_line {
+                        eprintln!(
+                            "warning: --token on the command line is visible to every user of this machine (ps); \
+                             use SUANWANG_TOKEN or --token-file FILE"
+                        );
+                    }
+                    cli.token.clone()
+                }
+            };
+            let c = remote::Client::new(cli.server.clone(), token)?;
             let lost_after = std::time::Duration::from_secs(lost_after);
             let args = agent_cmd::AgentArgs {
                 server: c.server,
@@ -317,6 +377,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 data,
                 pools,
                 lost_after,
+                run: runs.options(),
             };
             runtime()?.block_on(agent_cmd::run(args))?;
             Ok(ExitCode::SUCCESS)
@@ -336,6 +397,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     agent_timeout: serve.agent_timeout,
                     bootstrap: false,
                     local_agent: None,
+                    runs: agent_cmd::RunOptions::default(),
                 },
             ))?;
             Ok(ExitCode::SUCCESS)

@@ -1,6 +1,6 @@
 //! `suanwang up`, `serve` and `token create`: the control plane on SQLite or PostgreSQL.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,12 +17,44 @@ pub async fn open_store(data: Option<&Path>, db: Option<&str>) -> Result<AnyStor
         (None, Some(url)) => AnyStore::open(url).await.with_context(|| format!("opening {url}")),
         (dir, None) => {
             let dir = dir.unwrap_or(Path::new("suanwang-data"));
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            own_data_dir(dir)?;
             AnyStore::open(&dir.display().to_string())
                 .await
                 .with_context(|| format!("opening the database in {}", dir.display()))
         }
     }
+}
+
+/// The mode a secret file must not exceed, and the data directory's.
+const SECRET_MODE: u32 = 0o600;
+const DATA_DIR_MODE: u32 = 0o700;
+
+/// Makes the control plane's data directory its owner's alone (R7): the directory 0700, the
+/// database, its WAL and shared memory, and the credentials 0600. Looser modes left by an
+/// earlier version (or a umask) are tightened, with a warning naming the file.
+pub fn own_data_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    tighten(dir, DATA_DIR_MODE)?;
+    for f in ["suanwang.db", "suanwang.db-wal", "suanwang.db-shm", "credentials.json"] {
+        let path = dir.join(f);
+        if path.exists() {
+            tighten(&path, SECRET_MODE)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets `path`'s mode to `mode` when it grants more; warns when it did.
+fn tighten(path: &Path, mode: u32) -> Result<()> {
+    let now =
+        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.permissions().mode() & 0o777;
+    if now & !mode != 0 {
+        eprintln!("warning: {} had mode {now:o}; tightened to {mode:o} (it holds secrets)", path.display());
+        tracing::warn!(path = %path.display(), from = format!("{now:o}"), to = format!("{mode:o}"), "tightened");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
+    }
+    Ok(())
 }
 
 pub async fn token_create(data: Option<&Path>, db: Option<&str>, role: &str, name: &str) -> Result<()> {
@@ -48,6 +80,8 @@ pub struct ServeArgs<'a> {
     pub bootstrap: bool,
     /// `up`: connect this machine as site `local` at this city, with a process agent.
     pub local_agent: Option<String>,
+    /// `up`: whom the local agent's runs execute as, and how they are confined.
+    pub runs: crate::agent_cmd::RunOptions,
 }
 
 pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
@@ -83,13 +117,20 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
         } else {
             let operator = create_token(&store, Role::Operator, "operator").await?;
             let tenant = create_token(&store, Role::Tenant, "acme-ai").await?;
-            std::fs::write(
-                &creds,
+            // created 0600: never readable by others, not even for a moment
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(SECRET_MODE)
+                .open(&creds)
+                .with_context(|| format!("creating {}", creds.display()))?;
+            std::io::Write::write_all(
+                &mut f,
                 serde_json::to_string_pretty(
                     &serde_json::json!({"operator": operator, "tenant": tenant, "tenant_name": "acme-ai"}),
-                )?,
+                )?
+                .as_bytes(),
             )?;
-            std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600))?;
             (operator, tenant)
         };
         println!("Suanwang control plane on http://{addr} ({} store in {})", store.kind(), dir.display());
@@ -111,6 +152,7 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
                 data: dir.join("agent"),
                 pools: None,
                 lost_after: std::time::Duration::from_mins(1),
+                run: args.runs.clone(),
             };
             println!(
                 "\nThis machine is site `local` (at {city}); jobs with [run] and allowed_sites = [\"local\"] run here for real:"

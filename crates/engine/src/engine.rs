@@ -124,6 +124,14 @@ pub struct Assignment {
     /// its checkpoint directory with the control plane, and a later attempt starts from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_s: Option<u32>,
+    /// Whose job it is (an agent may map tenants to users of its machine).
+    #[serde(default)]
+    pub tenant: String,
+    /// The control plane's unguessable id of this attempt, filled in when the assignment is
+    /// served (the engine leaves it empty): an agent adopts a run after a restart only when
+    /// the run's directory records the same id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -656,6 +664,8 @@ impl Engine {
                                     * u64::from(record.job.resources.count),
                                 time_limit_s: (planned_s.max(1) as u64).saturating_mul(2).max(60),
                                 checkpoint_s: record.job.checkpoint_s,
+                                tenant: record.job.tenant.clone(),
+                                run_id: String::new(),
                             },
                         });
                     }

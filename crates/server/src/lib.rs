@@ -42,6 +42,29 @@ pub struct Inner {
     pub agents: std::sync::Mutex<HashMap<String, i64>>,
     /// Woken after every change of the views (agents' long-polls wait on it).
     pub views_changed: tokio::sync::Notify,
+    /// This control plane's identity (kept in the store): agents refuse state from another.
+    pub identity: String,
+    /// The secret run ids are derived from (kept in the store, never served).
+    pub run_secret: String,
+}
+
+impl Inner {
+    /// The run id of attempt `attempt` of job `id`: SHA-256 of the secret, the job and the
+    /// attempt, 128 bits in hex. Unguessable without the secret, the same after a restart, and
+    /// different for another control plane (or another database) with the same job numbers.
+    pub fn run_id(&self, id: u64, attempt: u32) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.run_secret.as_bytes());
+        h.update(b"/run/");
+        h.update(id.to_le_bytes());
+        h.update(attempt.to_le_bytes());
+        h.finalize()[..16].iter().fold(String::with_capacity(32), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +134,10 @@ pub async fn build(
     cfg: ServerConfig,
 ) -> Result<(axum::Router, tokio::task::JoinHandle<()>), ServerError> {
     store.migrate().await?;
+    // the first start of a database picks them; later starts read them back
+    let fresh = || new_token().map_err(|e| ServerError::Random(e.to_string()));
+    let identity = store.setting_or_insert("control_plane_id", &format!("cp_{}", &fresh()?[3..27])).await?;
+    let run_secret = store.setting_or_insert("run_id_secret", &fresh()?).await?;
     let (tx, rx) = mpsc::channel(65_536);
     let inner = Arc::new(Inner {
         base_net: Arc::clone(&net),
@@ -122,6 +149,8 @@ pub async fn build(
         metrics: Metrics::default(),
         agents: std::sync::Mutex::new(HashMap::new()),
         views_changed: tokio::sync::Notify::new(),
+        identity,
+        run_secret,
     });
     inner
         .metrics

@@ -458,7 +458,7 @@ async fn register(
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
     rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
-    Ok(Json(json!({"site": id, "registered": true})))
+    Ok(Json(json!({"site": id, "registered": true, "control_plane": inner.identity})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -512,18 +512,23 @@ async fn assignments(
             }
             a.insert(site.clone(), actor::wall_now().0);
         }
-        let list: Vec<suanwang_engine::Assignment> = inner
+        let mut list: Vec<suanwang_engine::Assignment> = inner
             .views
             .read()
             .map(|v| v.assignments.values().filter(|a| a.site == site).cloned().collect())
             .unwrap_or_default();
+        for a in &mut list {
+            a.run_id = inner.run_id(a.id, a.attempt);
+        }
         let version = assignments_version(&list);
         let changed = match &q.known {
             Some(known) => *known != version,
             None => !list.is_empty(),
         };
         if changed || Instant::now() >= deadline {
-            return Ok(Json(json!({"site": site, "assignments": list, "version": version})));
+            return Ok(Json(
+                json!({"site": site, "assignments": list, "version": version, "control_plane": inner.identity}),
+            ));
         }
         // the wait is also the heartbeat: refresh it at least every second
         let wake = deadline.min(Instant::now() + std::time::Duration::from_secs(1));

@@ -79,6 +79,9 @@ pub trait Store: Send + Sync {
     fn put_checkpoint(&self, cp: &Checkpoint) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Job `job_id`'s newest checkpoint.
     fn checkpoint(&self, job_id: i64) -> impl Future<Output = Result<Option<Checkpoint>, StoreError>> + Send;
+    /// The value of setting `key`, storing `value` first when it has none: the first writer
+    /// wins, and every caller gets what is stored (the control plane's identity and secret).
+    fn setting_or_insert(&self, key: &str, value: &str) -> impl Future<Output = Result<String, StoreError>> + Send;
 }
 
 /// A job's checkpoint: what its run left in its checkpoint directory (a gzipped tar), so a later
@@ -177,6 +180,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.checkpoint(job_id).await,
             AnyStore::Postgres(s) => s.checkpoint(job_id).await,
+        }
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.setting_or_insert(key, value).await,
+            AnyStore::Postgres(s) => s.setting_or_insert(key, value).await,
         }
     }
 }

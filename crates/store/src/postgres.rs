@@ -35,6 +35,10 @@ const MIGRATIONS: &[&str] = &[
         at_ms BIGINT NOT NULL,
         data BYTEA NOT NULL
     )",
+    "CREATE TABLE IF NOT EXISTS settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )",
 ];
 
 #[derive(Debug, Clone)]
@@ -193,5 +197,15 @@ impl Store for PgStore {
             }),
             None => None,
         })
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_one(&self.pool).await?;
+        Ok(row.try_get("value")?)
     }
 }

@@ -39,6 +39,10 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL,
         data BLOB NOT NULL
     )",
+    "CREATE TABLE IF NOT EXISTS settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )",
 ];
 
 #[derive(Debug, Clone)]
@@ -50,6 +54,15 @@ impl SqliteStore {
     /// Opens (creating) the database file `path`, or `path/suanwang.db` when `path` is a directory.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let file = if path.is_dir() { path.join("suanwang.db") } else { path.to_path_buf() };
+        // readable by its owner only: SQLite gives the -wal and -shm files the database's mode
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError::Config(format!("creating {}: {e}", file.display()))),
+            }
+        }
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
             .map_err(StoreError::Db)?
             .create_if_missing(true)
@@ -205,5 +218,15 @@ impl Store for SqliteStore {
             }),
             None => None,
         })
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE key = ?").bind(key).fetch_one(&self.pool).await?;
+        Ok(row.try_get("value")?)
     }
 }

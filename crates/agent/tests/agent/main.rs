@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use suanwang_agent::{ExecError, ExecState, Executor, ProcessExecutor, RunSpec, SlurmExecutor};
+use suanwang_agent::{ExecError, ExecState, Executor, ProcessExecutor, RunSpec, RunUser, Sandbox, SlurmExecutor};
+
+mod hostile;
 
 fn spec_in(executor: &str, tag: &str, command: &str, args: &[&str]) -> RunSpec {
     RunSpec {
@@ -12,7 +14,9 @@ fn spec_in(executor: &str, tag: &str, command: &str, args: &[&str]) -> RunSpec {
         command: command.into(),
         args: args.iter().map(|s| (*s).to_string()).collect(),
         env: vec![("FOO".into(), "bar-42".into())],
-        workdir: std::env::temp_dir().join(format!("suanwang-exec-{}-{executor}-{tag}", std::process::id())),
+        dir: std::env::temp_dir().join(format!("suanwang-exec-{}-{executor}-{tag}", std::process::id())),
+        run_id: format!("run-{executor}-{tag}"),
+        user: None,
         memory_mib: 256,
         time_limit: Duration::from_mins(1),
         cpus: 1,
@@ -20,23 +24,32 @@ fn spec_in(executor: &str, tag: &str, command: &str, args: &[&str]) -> RunSpec {
 }
 
 fn workdir(s: &RunSpec) -> PathBuf {
-    s.workdir.canonicalize().unwrap_or_else(|_| s.workdir.clone())
+    suanwang_agent::work_dir(&s.dir.canonicalize().unwrap_or_else(|_| s.dir.clone()))
 }
 
-/// What every executor must do.
+/// The dedicated run user, when this process is root (and may create it); `None` otherwise.
+pub fn run_user() -> Option<RunUser> {
+    suanwang_agent::sandbox::agent_is_root().then(|| RunUser::ensure_system("suanwang-run").expect("the run user"))
+}
+
+/// What every executor must do, with runs executing as `user` (the agent's own when `None`).
 /// `label` names the run directories (tests run at once: each suite needs its own).
-fn conformance(e: &dyn Executor, label: &str) {
+fn conformance(e: &dyn Executor, label: &str, user: Option<&RunUser>) {
     let name = label;
-    let spec = |tag: &str, command: &str, args: &[&str]| spec_in(name, tag, command, args);
+    let spec =
+        |tag: &str, command: &str, args: &[&str]| RunSpec { user: user.cloned(), ..spec_in(name, tag, command, args) };
     let wait = Duration::from_secs(30);
 
     // runs a command with its environment in its working directory and keeps the output
-    let s = spec("ok", "sh", &["-c", "echo hello $FOO; pwd; echo oops >&2"]);
+    let s = spec("ok", "sh", &["-c", "echo hello $FOO; pwd; id -u; echo oops >&2"]);
     let h = e.start(&s).expect("starts");
     let (state, usage) = e.wait(&h, wait).expect("waits");
-    assert_eq!(state, ExecState::Succeeded);
+    assert_eq!(state, ExecState::Succeeded, "{:?}", e.logs(&h));
     let (out, err) = e.logs(&h).expect("logs");
     assert!(out.contains("hello bar-42"), "{out}");
+    // as the run's user (the agent's own when none is given)
+    let uid = user.map_or_else(|| suanwang_agent::sandbox::current_ids().0, |u| u.uid);
+    assert_eq!(out.lines().nth(2), Some(uid.to_string().as_str()), "{out}");
     assert!(out.contains(&workdir(&s).display().to_string()), "{out}");
     assert_eq!(err.trim(), "oops");
     assert!(usage.wall_seconds.is_finite() && usage.wall_seconds < wait.as_secs_f64(), "{usage:?}");
@@ -109,6 +122,14 @@ fn conformance(e: &dyn Executor, label: &str) {
 /// followed to its end (output and status intact), an unwanted one can be stopped, and a
 /// directory with no run is not mistaken for one.
 fn restart_conformance(first: &dyn Executor, second: &dyn Executor, label: &str) {
+    // a run started for another control plane (or another database) under the same job and
+    // attempt numbers is not adopted: its run id differs
+    let s = spec_in(label, "foreign", "sh", &["-c", "echo word-A; sleep 30"]);
+    let h = first.start(&s).expect("starts");
+    let other = RunSpec { run_id: "run-of-another-control-plane".into(), ..s.clone() };
+    assert_eq!(second.adopt(&other).expect("adopt answers"), None);
+    first.cancel(&h).expect("cancels");
+
     let name = label;
     let wait = Duration::from_secs(30);
     let s = spec_in(name, "adopt", "sh", &["-c", "sleep 1; echo survived $FOO; exit 5"]);
@@ -143,8 +164,8 @@ fn restart_conformance(first: &dyn Executor, second: &dyn Executor, label: &str)
     let _ = first.cancel(&h);
 
     let empty = spec_in(name, "nothing-here", "true", &[]);
-    let _ = std::fs::create_dir_all(&empty.workdir);
-    let _ = std::fs::remove_file(empty.workdir.join(suanwang_agent::HANDLE_FILE));
+    let _ = std::fs::create_dir_all(&empty.dir);
+    let _ = std::fs::remove_file(empty.dir.join(suanwang_agent::HANDLE_FILE));
     assert_eq!(second.adopt(&empty).expect("adopts"), None);
 }
 
@@ -152,13 +173,25 @@ fn restart_conformance(first: &dyn Executor, second: &dyn Executor, label: &str)
 fn the_process_executor_conforms() {
     let e = ProcessExecutor::new();
     eprintln!("process executor limits: {}", e.limits());
-    conformance(&e, "process");
+    conformance(&e, "process", None);
     restart_conformance(&ProcessExecutor::new(), &ProcessExecutor::new(), "process");
+}
+
+/// The same suite in the sandbox the agent uses (namespaces where the kernel allows them),
+/// with runs as the dedicated run user when this process is root.
+#[test]
+fn the_process_executor_conforms_in_its_sandbox() {
+    let sandbox = Sandbox::detect(true);
+    eprintln!("sandbox: {}", sandbox.describe());
+    let e = ProcessExecutor::new().with_sandbox(sandbox.clone());
+    conformance(&e, "process-sandbox", run_user().as_ref());
+    let second = ProcessExecutor::new().with_sandbox(sandbox);
+    restart_conformance(&e, &second, "process-sandbox");
 }
 
 #[test]
 fn the_process_executor_conforms_with_rlimits_only() {
-    conformance(&ProcessExecutor::rlimits_only(), "process-rlimits");
+    conformance(&ProcessExecutor::rlimits_only(), "process-rlimits", None);
     restart_conformance(&ProcessExecutor::rlimits_only(), &ProcessExecutor::rlimits_only(), "process-rlimits");
 }
 
@@ -169,9 +202,10 @@ fn the_process_executor_conforms_with_rlimits_only() {
 fn forged_handle_files_are_not_adopted() {
     let probe = |executor: &dyn Executor, tag: &str, handle: &str| {
         let s = spec_in(executor.name(), tag, "true", &[]);
-        std::fs::create_dir_all(&s.workdir).expect("dir");
-        std::fs::write(s.workdir.join(suanwang_agent::HANDLE_FILE), handle).expect("handle");
-        std::fs::write(s.workdir.join("started_ms"), "0").expect("started");
+        std::fs::create_dir_all(&s.dir).expect("dir");
+        std::fs::write(s.dir.join(suanwang_agent::HANDLE_FILE), handle).expect("handle");
+        std::fs::write(s.dir.join(suanwang_agent::RUN_ID_FILE), &s.run_id).expect("run id");
+        std::fs::write(s.dir.join("started_ms"), "0").expect("started");
         executor.adopt(&s).expect("adopt answers")
     };
     let process = ProcessExecutor::new();
@@ -193,11 +227,11 @@ fn forged_handle_files_are_not_adopted() {
 fn a_relative_working_directory_works() {
     let e = ProcessExecutor::new();
     let mut s = spec_in("process", "relative", "sh", &["-c", "echo here"]);
-    s.workdir = PathBuf::from(format!("../../target/suanwang-rel-{}", std::process::id()));
+    s.dir = PathBuf::from(format!("../../target/suanwang-rel-{}", std::process::id()));
     let h = e.start(&s).expect("starts");
     assert_eq!(e.wait(&h, Duration::from_secs(30)).expect("waits").0, ExecState::Succeeded, "{:?}", e.logs(&h));
     assert_eq!(e.logs(&h).expect("logs").0.trim(), "here");
-    let _ = std::fs::remove_dir_all(&s.workdir);
+    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 fn dead(pid: u32) -> bool {
@@ -285,6 +319,10 @@ fn the_slurm_executor_conforms() {
         eprintln!("SKIPPED: no Slurm controller answers (sinfo); run ./scripts/test.sh as root to start one");
         return;
     }
-    conformance(&SlurmExecutor::new(), "slurm");
+    conformance(&SlurmExecutor::new(), "slurm", None);
     restart_conformance(&SlurmExecutor::new(), &SlurmExecutor::new(), "slurm");
+    // submitted as the run user (`sbatch --uid/--gid` as root): the job runs as that user
+    if let Some(user) = run_user() {
+        conformance(&SlurmExecutor::new(), "slurm-user", Some(&user));
+    }
 }

@@ -435,7 +435,10 @@ async fn a_job_runs_through_slurm() {
     }
     let u = up("slurm", &["--no-local-agent"]).await;
     let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", u.operator.as_str())];
-    let data = u.dir.join("agent-hpc").display().to_string();
+    // the agent's own data directory (Slurm runs its jobs as the run user, who must pass
+    // through it; the control plane's is closed to everyone else)
+    let data_dir = std::env::temp_dir().join(format!("suanwang-agent-hpc-{}", std::process::id()));
+    let data = data_dir.display().to_string();
     let mut agent =
         spawn(&["agent", "--site", "hpc-local", "--city", "beijing", "--executor", "slurm", "--data", &data], &env);
     until_sites(&u, &["hpc-local"]).await;
@@ -497,13 +500,14 @@ async fn when_slurm_vanishes_the_job_fails_with_a_reason_and_the_agent_serves_on
         ("SUANWANG_TOKEN", u.operator.as_str()),
         ("SLURM_CONF", my_conf.to_str().expect("utf8")),
     ];
-    let data = u.dir.join("agent-hpc").display().to_string();
+    let data_dir = std::env::temp_dir().join(format!("suanwang-agent-gone-{}", std::process::id()));
+    let data = data_dir.display().to_string();
     let _agent =
         spawn(&["agent", "--site", "hpc-gone", "--executor", "slurm", "--data", &data, "--lost-after", "8"], &env);
     until_sites(&u, &["hpc-gone"]).await;
     let id = submit(&u, job("slurm-goes", &["hpc-gone"], "echo started; sleep 120")).await;
     until(&u, id, "running", 60, |j| j["state"] == "running").await;
-    let stdout = u.dir.join(format!("agent-hpc/{id}-1/stdout.txt"));
+    let stdout = data_dir.join(format!("{id}-1/out/stdout.txt"));
     let deadline = Instant::now() + Duration::from_mins(1);
     while !std::fs::read_to_string(&stdout).is_ok_and(|o| o.contains("started")) {
         assert!(Instant::now() < deadline, "the batch job never started");
@@ -553,11 +557,12 @@ async fn a_restarted_agent_adopts_its_running_job_instead_of_running_it_twice() 
     let args = ["agent", "--site", "acme-r", "--city", "beijing", "--data", &data];
     let mut agent = spawn(&args, &env);
     until_sites(&u, &["acme-r"]).await;
-    // every start of the command appends a line to a file outside the run directory
-    let starts = u.dir.join("starts.txt");
+    // every start of the command appends a line to a file in its work directory (the only
+    // place a run may write)
     let marker = format!("4.{}", 100 + std::process::id() % 800);
-    let script = format!("echo start >> {}; sleep {marker}; echo adopted-$SUANWANG_ATTEMPT", starts.display());
+    let script = format!("echo start >> starts.txt; sleep {marker}; echo adopted-$SUANWANG_ATTEMPT");
     let id = submit(&u, job("adopt", &["acme-r"], &script)).await;
+    let starts = std::path::Path::new(&data).join(format!("{id}-1/work/starts.txt"));
     until(&u, id, "running", 60, |j| j["state"] == "running").await;
     until_process(&marker, true, "the run never started").await;
     // the agent dies and comes back well within the heartbeat timeout

@@ -21,6 +21,9 @@ fn row(at_ms: i64, job: i64, key: Option<&str>) -> CommandRow {
 async fn conformance<S: Store>(s: &S) {
     s.migrate().await.expect("migrate");
     s.migrate().await.expect("migrate twice is harmless");
+    // settings: the first value stored wins
+    assert_eq!(s.setting_or_insert("identity", "first").await.expect("setting"), "first");
+    assert_eq!(s.setting_or_insert("identity", "second").await.expect("setting"), "first");
     let seqs = s.append(&[row(1, 1, Some("k1")), row(2, 2, None), row(3, 3, Some("k3"))]).await.expect("append");
     assert_eq!(seqs.len(), 3);
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence numbers increase: {seqs:?}");
@@ -77,6 +80,12 @@ async fn sqlite_conforms() {
     // reopening sees the same log
     let s = SqliteStore::open(&dir).await.expect("reopen");
     assert_eq!(s.commands(0, 100).await.expect("read").len(), 4);
+    // the database and its WAL are its owner's alone (R7: tenants' jobs are in it)
+    for f in ["suanwang.db", "suanwang.db-wal"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join(f)).expect(f).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f} has mode {mode:o}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
