@@ -258,3 +258,35 @@ async fn implausible_reports_are_refused_and_never_billed() {
         (before["cost_fen"].clone(), before["carbon_kg"].clone())
     );
 }
+
+/// A `register_site` row logged before ownership was recorded (the bare site) still replays:
+/// the site stays in service, owned by the principal that registered it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_registered_before_ownership_was_logged_keeps_its_registrant() {
+    use suanwang_store::Store;
+    let store = sqlite("trust-legacy").await;
+    let s = start(store.clone()).await;
+    let acme = create_token(&store, Role::Provider, "acme").await.expect("token");
+    let other = create_token(&store, Role::Provider, "acme-cloud").await.expect("token");
+    drop(s);
+    let legacy = cpu_site("acme-old", 2, 30)["site"].clone();
+    let row = suanwang_store::CommandRow {
+        seq: 0,
+        at_ms: suanwang_server::actor::wall_now().0,
+        actor: "acme".into(),
+        kind: "register_site".into(),
+        job_id: None,
+        tenant: None,
+        idempotency_key: None,
+        body: legacy.to_string(),
+        events: "[]".into(),
+    };
+    store.append(&[row]).await.expect("append");
+    let s = start(store.clone()).await;
+    let (_, sites) = call(&s.url, "GET", "/v1/sites", Some(&acme), None, None).await;
+    let old = site_of(&sites, "acme-old");
+    assert_eq!((old["approval"].as_str(), old["owner"].as_str()), (Some("approved"), Some("acme")), "{old}");
+    assert_eq!(call(&s.url, "GET", "/v1/agents/acme-old/assignments", Some(&other), None, None).await.0, 403);
+    let (st, r) = register(&s.url, &acme, &cpu_site("acme-old", 2, 30)).await;
+    assert_eq!((st, r["approval"].as_str()), (200, Some("approved")), "{r}");
+}
