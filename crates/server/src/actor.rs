@@ -456,6 +456,10 @@ impl Actor {
                     if let Err(e) =
                         self.engine.apply(Command::Report { id: r.id, attempt: r.attempt, outcome: outcome_of(&r) })
                     {
+                        if matches!(e, EngineError::Implausible { .. }) {
+                            self.inner.metrics.reports_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(job = r.id, attempt = r.attempt, by = %principal.name, error = %e, "implausible report refused");
+                        }
                         let _ = reply.send(Err(match e {
                             EngineError::Implausible { field, .. } => ApiError::new(
                                 StatusCode::UNPROCESSABLE_ENTITY,
