@@ -643,7 +643,8 @@ fn problem(field: impl Into<String>, reason: impl Into<String>) -> AgentSiteProb
 
 impl Network {
     /// The price band (fen per unit-hour, inclusive) for a pool of `model` on an agent site:
-    /// the reference pools' prices for the same model, else for the same family and unit,
+    /// the reference pools' prices for the same model in the same family and unit, else for
+    /// the same family and unit,
     /// divided and multiplied by `PRICE_BAND_FACTOR`; the low end is at least 1 fen. `None`
     /// when the model is unknown or nothing comparable is priced.
     pub fn price_band(&self, model: &str) -> Option<(i64, i64)> {
@@ -656,7 +657,11 @@ impl Network {
         };
         let reference = || self.sites.iter().filter(|s| s.racks > 0).flat_map(|s| s.pools.iter());
         let prices: Vec<i64> = {
-            let same: Vec<i64> = reference().filter(|p| p.model == model).map(|p| p.price_fen_per_unit_hour).collect();
+            // the same model in the same unit (a hygon-7390 node is not priced like its core)
+            let same: Vec<i64> = reference()
+                .filter(|p| p.model == model && p.family == family && p.unit == unit)
+                .map(|p| p.price_fen_per_unit_hour)
+                .collect();
             if same.is_empty() {
                 reference()
                     .filter(|p| p.family == family && p.unit == unit)
@@ -1287,5 +1292,22 @@ fn build(
         green_profiles: green,
         places,
         link_index,
+    }
+}
+
+#[cfg(test)]
+mod agent_site_tests {
+    use super::*;
+
+    #[test]
+    fn the_price_band_comes_from_the_reference_prices_of_the_model_or_its_family() {
+        let net = Network::reference().expect("reference");
+        // h800 cards are priced 1500 fen an hour in the reference network
+        assert_eq!(net.price_band("h800"), Some((375, 6000)));
+        // a core of an unpriced CPU model: the general family's cores (38–45 fen)
+        assert_eq!(net.price_band("generic-x86_64"), Some((9, 180)));
+        // a hygon-7390 core is priced like cores, not like the 2,600-fen nodes of that CPU
+        assert_eq!(net.price_band("hygon-7390"), Some((11, 180)));
+        assert_eq!(net.price_band("atlantis-9000"), None);
     }
 }
