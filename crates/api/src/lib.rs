@@ -176,8 +176,14 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/v1/sites/{site}/resume", "Allow placements on a suspended site again", "operator"),
     (
         "post",
+        "/v1/sites/{site}/approve",
+        "Approve an agent's site: it takes placements from now on (`owner=PROVIDER` hands it to that provider)",
+        "operator",
+    ),
+    (
+        "post",
         "/v1/agents/register",
-        "An agent connects its machine as a site (declared ≤ detected capacity)",
+        "An agent connects its machine as a site (declared ≤ detected capacity, within the provider's caps and the price band; a provider's site is pending until the operator approves it)",
         "operator, provider (own sites)",
     ),
     (
@@ -189,7 +195,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     (
         "post",
         "/v1/agents/{site}/reports",
-        "An agent reports how a run ended, with its output",
+        "An agent reports how a run ended, with its output (usage must be finite, non-negative and plausible, else 422)",
         "operator, provider (own sites)",
     ),
     (

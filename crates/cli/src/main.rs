@@ -80,6 +80,29 @@ impl RunFlags {
     }
 }
 
+/// What one provider's agent sites may declare in total (its pending and approved sites; the
+/// operator's own machines are not capped).
+#[derive(Debug, clap::Args)]
+#[allow(clippy::struct_field_names)] // the flags are named after the fields
+struct CapFlags {
+    #[arg(long, value_name = "N", default_value_t = suanwang_server::ProviderCaps::default().max_cores)]
+    max_cores_per_provider: u64,
+    #[arg(long, value_name = "N", default_value_t = suanwang_server::ProviderCaps::default().max_accelerators)]
+    max_accelerators_per_provider: u64,
+    #[arg(long, value_name = "GIB", default_value_t = suanwang_server::ProviderCaps::default().max_memory_gib)]
+    max_memory_gib_per_provider: u64,
+}
+
+impl CapFlags {
+    fn caps(&self) -> suanwang_server::ProviderCaps {
+        suanwang_server::ProviderCaps {
+            max_cores: self.max_cores_per_provider,
+            max_accelerators: self.max_accelerators_per_provider,
+            max_memory_gib: self.max_memory_gib_per_provider,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show the national network: hubs, clusters, sites, pools, capacity, green share.
@@ -160,6 +183,8 @@ enum Command {
         serve: ServeFlags,
         #[command(flatten)]
         runs: RunFlags,
+        #[command(flatten)]
+        caps: CapFlags,
     },
     /// Run the control plane against a database (`--db postgres://…` or a SQLite path).
     Serve {
@@ -167,6 +192,8 @@ enum Command {
         db: String,
         #[command(flatten)]
         serve: ServeFlags,
+        #[command(flatten)]
+        caps: CapFlags,
     },
     /// Connect this machine as a site and run the work assigned to it.
     Agent {
@@ -222,10 +249,15 @@ enum Command {
     },
     /// Cancel a job.
     Cancel { id: String },
-    /// The sites of the control plane's network.
+    /// The sites of the control plane's network (agents' sites show their approval and owner).
     Sites {
         #[arg(long)]
         json: bool,
+    },
+    /// Operator actions on a site.
+    Site {
+        #[command(subcommand)]
+        sub: SiteSub,
     },
     /// `job ID` shows a job on the control plane; `job check FILE` checks a spec locally.
     #[command(args_conflicts_with_subcommands = true)]
@@ -242,6 +274,19 @@ enum NetworkSub {
     Latency {
         from: String,
         to: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SiteSub {
+    /// Approve an agent's site: it takes placements from now on (`POST /v1/sites/SITE/approve`).
+    Approve {
+        site: String,
+        /// Hand the site to this provider (default: whoever registered it keeps it).
+        #[arg(long)]
+        owner: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -336,7 +381,7 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
     let net = load_network(cli.network_data.as_deref())?;
     let client = || remote::Client::new(cli.server.clone(), cli.token.clone());
     match cli.command {
-        Command::Up { data, city, no_local_agent, serve, runs } => {
+        Command::Up { data, city, no_local_agent, serve, runs, caps } => {
             let local_agent = (!no_local_agent).then_some(city);
             runtime()?.block_on(serve_cmd::run(
                 net,
@@ -346,6 +391,7 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
                     listen: &serve.listen,
                     time_scale: serve.time_scale,
                     agent_timeout: serve.agent_timeout,
+                    caps: caps.caps(),
                     bootstrap: true,
                     local_agent,
                     runs: runs.options(),
@@ -386,7 +432,7 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
             let c = client()?;
             runtime()?.block_on(remote::logs(&c, &id))
         }
-        Command::Serve { db, serve } => {
+        Command::Serve { db, serve, caps } => {
             runtime()?.block_on(serve_cmd::run(
                 net,
                 serve_cmd::ServeArgs {
@@ -395,6 +441,7 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
                     listen: &serve.listen,
                     time_scale: serve.time_scale,
                     agent_timeout: serve.agent_timeout,
+                    caps: caps.caps(),
                     bootstrap: false,
                     local_agent: None,
                     runs: agent_cmd::RunOptions::default(),
@@ -421,6 +468,10 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
         Command::Sites { json } => {
             let c = client()?;
             runtime()?.block_on(remote::sites(&c, json))
+        }
+        Command::Site { sub: SiteSub::Approve { site, owner, json } } => {
+            let c = client()?;
+            runtime()?.block_on(remote::approve_site(&c, &site, owner.as_deref(), json))
         }
         Command::Job { sub: None, id: Some(id) } => {
             let c = client()?;

@@ -153,14 +153,45 @@ pub async fn sites(c: &Client, json_out: bool) -> Result<ExitCode> {
         println!("{v}");
     } else {
         for s in v["sites"].as_array().cloned().unwrap_or_default() {
+            let owner = s["owner"].as_str().map(|o| format!("  owner {o}")).unwrap_or_default();
             println!(
-                "{:<22} {:<14} pools {:>2}  pue {}",
+                "{:<22} {:<14} pools {:>2}  pue {}  {}{owner}",
                 s["id"].as_str().unwrap_or(""),
                 s["region"].as_str().unwrap_or(""),
                 s["pools"].as_array().map_or(0, Vec::len),
-                s["pue"]
+                s["pue"],
+                s["approval"].as_str().unwrap_or("approved"),
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `site approve SITE [--owner PROVIDER]` (operator token).
+pub async fn approve_site(c: &Client, site: &str, owner: Option<&str>, json_out: bool) -> Result<ExitCode> {
+    if suanwang_core::ident::id_problem(site).is_some() {
+        bail!("{site:?} is not a site id");
+    }
+    if let Some(o) = owner
+        && suanwang_core::ident::id_problem(o).is_some()
+    {
+        bail!("--owner: {o:?} is not a provider name");
+    }
+    let query = owner.map(|o| format!("?owner={o}")).unwrap_or_default();
+    let (status, v) = c.call(reqwest::Method::POST, &format!("/v1/sites/{site}/approve{query}"), None, None).await?;
+    if status >= 300 {
+        return Ok(print_error(status, &v));
+    }
+    if json_out {
+        println!("{v}");
+    } else {
+        println!(
+            "site {} approved (owner {} {}){}",
+            v["site"].as_str().unwrap_or(site),
+            v["owner_role"].as_str().unwrap_or(""),
+            v["owner"].as_str().unwrap_or(""),
+            if v["suspended"] == true { "; it stays suspended until resumed" } else { "" }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

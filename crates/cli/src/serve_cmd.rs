@@ -76,6 +76,8 @@ pub struct ServeArgs<'a> {
     pub time_scale: f64,
     /// Seconds without a poll after which an agent's site is lost.
     pub agent_timeout: u64,
+    /// What one provider's sites may declare in total.
+    pub caps: suanwang_server::ProviderCaps,
     /// `up`: write credentials.json and print next steps.
     pub bootstrap: bool,
     /// `up`: connect this machine as site `local` at this city, with a process agent.
@@ -99,6 +101,7 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
     let cfg = ServerConfig {
         time_scale: args.time_scale,
         agent_timeout: std::time::Duration::from_secs(args.agent_timeout),
+        provider_caps: args.caps,
         ..ServerConfig::default()
     };
     let (router, _actor) = build(Arc::new(net), store.clone(), cfg).await?;

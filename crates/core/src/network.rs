@@ -598,7 +598,147 @@ fn parse_green_csv(c: &mut Checker, text: &str) -> Vec<GreenProfile> {
     out
 }
 
+/// The most units one pool of an agent site may declare (a machine, or a cluster behind
+/// Slurm, not a nation): larger counts are refused at registration as implausible.
+pub const MAX_AGENT_POOL_UNITS: u64 = 1_048_576;
+/// The most memory one unit of an agent pool may declare, GiB.
+pub const MAX_AGENT_GIB_PER_UNIT: u32 = 65_536;
+/// An agent pool's price must lie within the reference prices of its device model (or, for a
+/// model the reference network does not price, of its family and unit), divided or multiplied
+/// by this factor — and never below 1 fen per unit-hour.
+pub const PRICE_BAND_FACTOR: i64 = 4;
+
+/// What an agent site declares in total: cores of CPU pools, accelerator cards, host memory
+/// (of the CPU pools; an accelerator's memory is the card's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AgentCapacity {
+    pub cores: u64,
+    pub accelerators: u64,
+    pub memory_mib: u64,
+}
+
+impl AgentCapacity {
+    /// The sum of two capacities, or `None` when a total would overflow.
+    #[must_use]
+    pub fn checked_add(self, o: AgentCapacity) -> Option<AgentCapacity> {
+        Some(AgentCapacity {
+            cores: self.cores.checked_add(o.cores)?,
+            accelerators: self.accelerators.checked_add(o.accelerators)?,
+            memory_mib: self.memory_mib.checked_add(o.memory_mib)?,
+        })
+    }
+}
+
+/// Why an agent site is refused: the field (`site.pools[0].count`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct AgentSiteProblem {
+    pub field: String,
+    pub reason: String,
+}
+
+fn problem(field: impl Into<String>, reason: impl Into<String>) -> AgentSiteProblem {
+    AgentSiteProblem { field: field.into(), reason: reason.into() }
+}
+
 impl Network {
+    /// The price band (fen per unit-hour, inclusive) for a pool of `model` on an agent site:
+    /// the reference pools' prices for the same model in the same family and unit, else for
+    /// the same family and unit,
+    /// divided and multiplied by `PRICE_BAND_FACTOR`; the low end is at least 1 fen. `None`
+    /// when the model is unknown or nothing comparable is priced.
+    pub fn price_band(&self, model: &str) -> Option<(i64, i64)> {
+        let (family, unit) = if self.cpus.iter().any(|c| c.id == model) {
+            (Family::General, Unit::Core)
+        } else if self.accelerator(model).is_some() {
+            (Family::Intelligent, Unit::Accelerator)
+        } else {
+            return None;
+        };
+        let reference = || self.sites.iter().filter(|s| s.racks > 0).flat_map(|s| s.pools.iter());
+        let prices: Vec<i64> = {
+            // the same model in the same unit (a hygon-7390 node is not priced like its core)
+            let same: Vec<i64> = reference()
+                .filter(|p| p.model == model && p.family == family && p.unit == unit)
+                .map(|p| p.price_fen_per_unit_hour)
+                .collect();
+            if same.is_empty() {
+                reference()
+                    .filter(|p| p.family == family && p.unit == unit)
+                    .map(|p| p.price_fen_per_unit_hour)
+                    .collect()
+            } else {
+                same
+            }
+        };
+        let lo = *prices.iter().min()?;
+        let hi = *prices.iter().max()?;
+        Some(((lo / PRICE_BAND_FACTOR).max(1), hi.checked_mul(PRICE_BAND_FACTOR).unwrap_or(i64::MAX)))
+    }
+
+    /// Checks what an agent declares before it joins the network: known models, counts of
+    /// `1..=MAX_AGENT_POOL_UNITS`, memory per unit up to `MAX_AGENT_GIB_PER_UNIT`, a finite
+    /// power in [0.1, 100000] W, a price within `price_band`, a PUE in [1, 3]. Returns the
+    /// site's capacity (summed without overflow). Call it on the reference network, so agents'
+    /// own prices never widen the band.
+    pub fn check_agent_site(&self, site: &AgentSite) -> Result<AgentCapacity, AgentSiteProblem> {
+        if !(site.pue.is_finite() && (1.0..=3.0).contains(&site.pue)) {
+            return Err(problem("site.pue", format!("must be a number in [1, 3], not {}", site.pue)));
+        }
+        if site.pools.is_empty() {
+            return Err(problem("site.pools", "an agent site needs at least one pool"));
+        }
+        for (i, p) in site.pools.iter().enumerate() {
+            let at = |f: &str| format!("site.pools[{i}].{f}");
+            if !self.cpus.iter().any(|c| c.id == p.model) && self.accelerator(&p.model).is_none() {
+                return Err(problem(at("model"), format!("unknown CPU or accelerator model {:?}", p.model)));
+            }
+            if !(1..=MAX_AGENT_POOL_UNITS).contains(&p.count) {
+                return Err(problem(at("count"), format!("must be in 1..={MAX_AGENT_POOL_UNITS}, not {}", p.count)));
+            }
+            if p.memory_gib_per_unit > MAX_AGENT_GIB_PER_UNIT {
+                return Err(problem(
+                    at("memory_gib_per_unit"),
+                    format!("must be at most {MAX_AGENT_GIB_PER_UNIT} GiB, not {}", p.memory_gib_per_unit),
+                ));
+            }
+            if !(p.power_w_per_unit.is_finite() && (0.1..=100_000.0).contains(&p.power_w_per_unit)) {
+                return Err(problem(
+                    at("power_w_per_unit"),
+                    format!("must be a number in [0.1, 100000] W, not {}", p.power_w_per_unit),
+                ));
+            }
+            let (lo, hi) = self.price_band(&p.model).ok_or_else(|| {
+                problem(at("model"), format!("the reference network prices nothing like {:?}", p.model))
+            })?;
+            if !(lo..=hi).contains(&p.price_fen_per_unit_hour) {
+                return Err(problem(
+                    at("price_fen_per_unit_hour"),
+                    format!(
+                        "{} fen per unit-hour is outside the price band {lo}..={hi} for {} (the reference prices \
+                         divided and multiplied by {PRICE_BAND_FACTOR})",
+                        p.price_fen_per_unit_hour, p.model
+                    ),
+                ));
+            }
+        }
+        self.agent_capacity(site).ok_or_else(|| problem("site.pools", "the pools' totals overflow"))
+    }
+
+    /// What an agent site declares in total (cores of CPU models, cards of accelerator models,
+    /// host memory of the CPU pools); `None` when a sum overflows.
+    pub fn agent_capacity(&self, site: &AgentSite) -> Option<AgentCapacity> {
+        site.pools.iter().try_fold(AgentCapacity::default(), |total, p| {
+            let pool = if self.accelerator(&p.model).is_some() {
+                AgentCapacity { accelerators: p.count, ..AgentCapacity::default() }
+            } else {
+                let memory_mib = p.count.checked_mul(u64::from(p.memory_gib_per_unit))?.checked_mul(1024)?;
+                AgentCapacity { cores: p.count, memory_mib, ..AgentCapacity::default() }
+            };
+            total.checked_add(pool)
+        })
+    }
+
     /// A copy of this network with one more site: a machine an agent connected, at a demand
     /// city. The site takes the city's residency region (or the nearest site's), and the
     /// province's tariff, green profile and grid factor (or the nearest site's); its pools count
@@ -1152,5 +1292,22 @@ fn build(
         green_profiles: green,
         places,
         link_index,
+    }
+}
+
+#[cfg(test)]
+mod agent_site_tests {
+    use super::*;
+
+    #[test]
+    fn the_price_band_comes_from_the_reference_prices_of_the_model_or_its_family() {
+        let net = Network::reference().expect("reference");
+        // h800 cards are priced 1500 fen an hour in the reference network
+        assert_eq!(net.price_band("h800"), Some((375, 6000)));
+        // a core of an unpriced CPU model: the general family's cores (38–45 fen)
+        assert_eq!(net.price_band("generic-x86_64"), Some((9, 180)));
+        // a hygon-7390 core is priced like cores, not like the 2,600-fen nodes of that CPU
+        assert_eq!(net.price_band("hygon-7390"), Some((11, 180)));
+        assert_eq!(net.price_band("atlantis-9000"), None);
     }
 }

@@ -12,6 +12,50 @@ use suanwang_sched::{Config, Placement, Policy, PoolReservation, Rejection, Sche
 
 use crate::meter::Meter;
 
+/// A real run's wall time may exceed its time limit by this much before its report is refused
+/// as implausible: the executor stops a run at its limit, and stopping (a Slurm cancel, a
+/// process tree's exit) and measuring take a little longer.
+pub const WALL_GRACE_S: f64 = 60.0;
+/// Reported CPU seconds may exceed wall time × cores by this share (measurement granularity
+/// of the two clocks)…
+pub const CPU_TOLERANCE: f64 = 0.05;
+/// …plus this many seconds.
+pub const CPU_TOLERANCE_S: f64 = 1.0;
+/// Reported peak memory may exceed the run's memory limit by this share…
+pub const MEMORY_TOLERANCE: f64 = 0.10;
+/// …plus this many MiB (the executor's own launcher and accounting).
+pub const MEMORY_TOLERANCE_MIB: f64 = 256.0;
+
+/// Who registered (and so owns) a site an agent connected: a principal's role and name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub role: String,
+    pub name: String,
+}
+
+impl Owner {
+    pub fn is_operator(&self) -> bool {
+        self.role == "operator"
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.role, self.name)
+    }
+}
+
+/// A site an agent connected: who owns it, whether the operator approved it (a site takes
+/// placements only when approved and not suspended).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteGrant {
+    pub owner: Owner,
+    pub approved: bool,
+    /// Suspended by the operator: registering again does not lift it, only a resume.
+    #[serde(default)]
+    pub suspended: bool,
+}
+
 pub type JobId = u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -77,9 +121,20 @@ pub enum Command {
         move_jobs: bool,
     },
     /// An agent connects a machine as a site: jobs placed there are assigned to the agent,
-    /// which reports how they ended (registering again re-enables the site).
+    /// which reports how they ended. The first registration records `owner`; a site not
+    /// `approved` takes no placements until `ApproveSite`. Registering again (by the owner or
+    /// an operator, with the same pools) re-enables a lost site that is approved and not
+    /// suspended; other pools are refused (what was approved is fixed).
     RegisterSite {
         site: AgentSite,
+        owner: Owner,
+        approved: bool,
+    },
+    /// The operator approves an agent's site (optionally handing it to `owner`): it takes
+    /// placements from now on, unless suspended.
+    ApproveSite {
+        site: String,
+        owner: Option<Owner>,
     },
     /// An agent reports how attempt `attempt` of job `id` ended; a report for any other attempt
     /// than the current one is refused (the fencing token).
@@ -150,6 +205,12 @@ pub enum EngineError {
     NotAssigned(JobId),
     #[error("site: {0}")]
     Site(String),
+    #[error("site {site} belongs to {owner}: only its owner or an operator may act for it")]
+    NotOwner { site: String, owner: Owner },
+    #[error("site {0} is pending the operator's approval (POST /v1/sites/{0}/approve)")]
+    Pending(String),
+    #[error("{field}: {reason}")]
+    Implausible { field: &'static str, reason: String },
     #[error("time went backwards: {now} is before {last}")]
     TimeBackwards { now: Ts, last: Ts },
 }
@@ -266,6 +327,15 @@ pub enum Event {
     SiteRegistered {
         site: String,
         at: Ts,
+        /// Whether it may take placements (an operator's registration, or approved earlier).
+        #[serde(default)]
+        approved: bool,
+    },
+    /// The operator approved an agent's site.
+    SiteApproved {
+        site: String,
+        at: Ts,
+        owner: Owner,
     },
     SiteSuspended {
         site: String,
@@ -321,6 +391,9 @@ struct Active {
     latency_ms: f64,
     /// The link the input data crosses while it moves over the network.
     link: Option<usize>,
+    /// The time limit its agent was given, once assigned.
+    #[serde(default)]
+    time_limit_s: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +427,10 @@ pub struct EngineSnapshot {
     sched: suanwang_sched::SchedSnapshot,
     #[serde(default)]
     agent_sites: Vec<AgentSite>,
+    /// Owner and approval of each agent site (a snapshot without them predates ownership:
+    /// its sites stay in service, owned by the operator until one hands them on).
+    #[serde(default)]
+    grants: Vec<(String, SiteGrant)>,
 }
 
 /// The engine: the scheduler, the jobs in flight, and the timers that move them on.
@@ -369,6 +446,8 @@ pub struct Engine {
     events: Vec<Event>,
     /// Machines agents connected, in the order they joined the network.
     agent_sites: Vec<AgentSite>,
+    /// Who owns each of them and whether it is approved.
+    grants: std::collections::BTreeMap<String, SiteGrant>,
 }
 
 impl Engine {
@@ -383,6 +462,7 @@ impl Engine {
             counts: Counts::default(),
             events: vec![],
             agent_sites: vec![],
+            grants: std::collections::BTreeMap::new(),
         }
     }
 
@@ -412,6 +492,7 @@ impl Engine {
             counts: self.counts,
             sched: self.sched.snapshot(),
             agent_sites: self.agent_sites.clone(),
+            grants: self.grants.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         }
     }
 
@@ -423,6 +504,14 @@ impl Engine {
         }
         let net = &Arc::new(full);
         let mut engine = Engine::new(Arc::clone(net), snap.now, cfg);
+        engine.grants = snap.grants.into_iter().collect();
+        for site in &snap.agent_sites {
+            engine.grants.entry(site.id.clone()).or_insert_with(|| SiteGrant {
+                owner: Owner { role: "operator".into(), name: String::new() },
+                approved: true,
+                suspended: false,
+            });
+        }
         engine.agent_sites = snap.agent_sites;
         engine.sched.restore(snap.sched)?;
         for r in snap.jobs {
@@ -457,6 +546,22 @@ impl Engine {
 
     pub fn scheduler(&self) -> &Scheduler {
         &self.sched
+    }
+
+    /// Owner and approval of every agent site, by site id.
+    pub fn grants(&self) -> &std::collections::BTreeMap<String, SiteGrant> {
+        &self.grants
+    }
+
+    /// What the agent sites `owner` holds declare in total (pending ones included).
+    pub fn owned_capacity(&self, owner: &Owner) -> Option<suanwang_core::network::AgentCapacity> {
+        let net = self.sched.network();
+        self.agent_sites
+            .iter()
+            .filter(|s| self.grants.get(&s.id).is_some_and(|g| &g.owner == owner))
+            .try_fold(suanwang_core::network::AgentCapacity::default(), |acc, s| {
+                acc.checked_add(net.agent_capacity(s)?)
+            })
     }
 
     pub fn state(&self, id: JobId) -> Option<JobState> {
@@ -516,13 +621,23 @@ impl Engine {
             Command::Cancel { id } => self.cancel(id),
             Command::SiteDown { site } => self.site_down(&site),
             Command::SiteUp { site } => {
+                if self.grants.get(&site).is_some_and(|g| !g.approved || g.suspended) {
+                    return Err(EngineError::Pending(site));
+                }
                 self.sched.set_site_available(&site, true).ok_or_else(|| EngineError::UnknownSite(site.clone()))?;
                 self.events.push(Event::SiteRestored { site, at: self.now });
                 Ok(())
             }
             Command::LinkDown { a, b } => self.link_down(&a, &b),
-            Command::RegisterSite { site } => self.register_site(site),
+            Command::RegisterSite { site, owner, approved } => self.register_site(site, owner, approved),
+            Command::ApproveSite { site, owner } => self.approve_site(&site, owner),
             Command::Suspend { site, suspended, move_jobs } => {
+                if let Some(g) = self.grants.get_mut(&site) {
+                    if !suspended && !g.approved {
+                        return Err(EngineError::Pending(site));
+                    }
+                    g.suspended = suspended;
+                }
                 let si = self
                     .sched
                     .set_site_available(&site, !suspended)
@@ -607,6 +722,7 @@ impl Engine {
             meter,
             latency_ms: c.latency_ms,
             link,
+            time_limit_s: None,
         });
         self.events.push(Event::Placed {
             id,
@@ -649,6 +765,10 @@ impl Engine {
                     Some(s) => {
                         let run = record.job.run.clone();
                         let planned_s = (end.0 - now.0).max(1000) / 1000;
+                        let time_limit_s = (planned_s.max(1) as u64).saturating_mul(2).max(60);
+                        if let Some(a) = record.active.as_mut() {
+                            a.time_limit_s = Some(time_limit_s);
+                        }
                         self.events.push(Event::Assigned {
                             at: now,
                             assignment: Assignment {
@@ -659,10 +779,8 @@ impl Engine {
                                 args: run.as_ref().map_or_else(|| vec![planned_s.to_string()], |r| r.args.clone()),
                                 env: run.map(|r| r.env).unwrap_or_default(),
                                 cores: record.job.resources.count,
-                                memory_mib: u64::from(record.job.resources.memory_gib.max(1))
-                                    * 1024
-                                    * u64::from(record.job.resources.count),
-                                time_limit_s: (planned_s.max(1) as u64).saturating_mul(2).max(60),
+                                memory_mib: memory_limit_mib(&record.job),
+                                time_limit_s,
                                 checkpoint_s: record.job.checkpoint_s,
                                 tenant: record.job.tenant.clone(),
                                 run_id: String::new(),
@@ -716,8 +834,7 @@ impl Engine {
         if let Some(a) = &record.active {
             let _ = self.sched.release(&a.reservation);
             if record.state == JobState::Running {
-                let run_ms = (a.end_at.0 - a.start_at.0).max(1) as f64;
-                meter = a.meter.partial((self.now.0 - a.start_at.0) as f64 / run_ms);
+                meter = a.meter.partial(self.now.0 - a.start_at.0, a.end_at.0 - a.start_at.0);
             }
         }
         self.counts.in_flight -= 1;
@@ -818,21 +935,51 @@ impl Engine {
         }
     }
 
-    fn register_site(&mut self, site: AgentSite) -> Result<(), EngineError> {
+    fn register_site(&mut self, site: AgentSite, owner: Owner, approved: bool) -> Result<(), EngineError> {
         if let Some(known) = self.agent_sites.iter().find(|a| a.id == site.id) {
+            let grant = self.grants.get(&site.id).cloned().unwrap_or(SiteGrant {
+                owner: owner.clone(),
+                approved: true,
+                suspended: false,
+            });
+            if !owner.is_operator() && grant.owner != owner {
+                return Err(EngineError::NotOwner { site: site.id, owner: grant.owner });
+            }
             if *known != site {
                 return Err(EngineError::Site(format!(
-                    "{} is registered with other pools; use a new site id",
+                    "{} is registered with other pools (what was approved is fixed); use a new site id",
                     site.id
                 )));
             }
-            self.sched.set_site_available(&site.id, true);
+            let on = grant.approved && !grant.suspended;
+            if on {
+                self.sched.set_site_available(&site.id, true);
+            }
+            self.events.push(Event::SiteRegistered { site: site.id, at: self.now, approved: grant.approved });
         } else {
             let net = self.sched.network().with_agent_site(&site).map_err(EngineError::Site)?;
             self.sched = self.sched.extended(Arc::new(net)).map_err(EngineError::Site)?;
+            if !approved {
+                self.sched.set_site_available(&site.id, false);
+            }
+            self.grants.insert(site.id.clone(), SiteGrant { owner, approved, suspended: false });
             self.agent_sites.push(site.clone());
+            self.events.push(Event::SiteRegistered { site: site.id, at: self.now, approved });
         }
-        self.events.push(Event::SiteRegistered { site: site.id, at: self.now });
+        Ok(())
+    }
+
+    fn approve_site(&mut self, site: &str, owner: Option<Owner>) -> Result<(), EngineError> {
+        let grant = self.grants.get_mut(site).ok_or_else(|| EngineError::UnknownSite(site.to_string()))?;
+        if let Some(o) = owner {
+            grant.owner = o;
+        }
+        grant.approved = true;
+        let (on, owner) = (!grant.suspended, grant.owner.clone());
+        if on {
+            self.sched.set_site_available(site, true);
+        }
+        self.events.push(Event::SiteApproved { site: site.to_string(), at: self.now, owner });
         Ok(())
     }
 
@@ -844,6 +991,19 @@ impl Engine {
         if record.state != JobState::Running {
             return Err(EngineError::NotAssigned(id));
         }
+        let Some(active) = record.active.as_ref() else { return Err(EngineError::NotAssigned(id)) };
+        let limit_s = active.time_limit_s.unwrap_or_else(|| {
+            (((active.end_at.0 - active.start_at.0).max(1000) / 1000) as u64).saturating_mul(2).max(60)
+        });
+        check_usage(outcome, limit_s, record.job.resources.count, memory_limit_mib(&record.job))?;
+        // what ran is metered by its real wall time, whether it succeeded or not; the wall time
+        // is bounded by the time limit, so this only fails for a meter already near overflow
+        let planned_ms = (active.end_at.0 - active.start_at.0).max(1000);
+        let wall_ms = (outcome.wall_seconds * 1000.0).round() as i64;
+        let meter = active
+            .meter
+            .ratio(wall_ms, planned_ms)
+            .map_err(|e| EngineError::Implausible { field: "wall_seconds", reason: e.to_string() })?;
         let Some(mut record) = self.jobs.remove(&id) else { return Err(EngineError::NotFound(id)) };
         let Some(active) = record.active.take() else { return Err(EngineError::NotAssigned(id)) };
         let _ = self.sched.release(&active.reservation);
@@ -855,9 +1015,6 @@ impl Engine {
             wall_seconds: outcome.wall_seconds,
         };
         self.events.push(Event::Measured { id, at: now, attempt, usage });
-        // what ran is metered by its real wall time, whether it succeeded or not
-        let planned_s = ((active.end_at.0 - active.start_at.0) as f64 / 1000.0).max(1.0);
-        let meter = active.meter.scaled(outcome.wall_seconds / planned_s);
         if outcome.succeeded {
             self.complete(id, &record, &active, meter);
         } else {
@@ -867,6 +1024,63 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The memory limit a job's agent enforces: its memory per unit (at least 1 GiB) × units.
+fn memory_limit_mib(job: &Job) -> u64 {
+    u64::from(job.resources.memory_gib.max(1)) * 1024 * u64::from(job.resources.count)
+}
+
+/// A report's usage must be finite, non-negative and plausible for the run: wall time within
+/// its time limit plus `WALL_GRACE_S`, CPU seconds within wall time × cores plus
+/// `CPU_TOLERANCE` and `CPU_TOLERANCE_S`, peak memory within the memory limit plus
+/// `MEMORY_TOLERANCE` and `MEMORY_TOLERANCE_MIB`.
+fn check_usage(o: &RunOutcome, time_limit_s: u64, cores: u32, memory_mib: u64) -> Result<(), EngineError> {
+    let bad = |field, reason: String| Err(EngineError::Implausible { field, reason });
+    for (field, v) in
+        [("wall_seconds", o.wall_seconds), ("cpu_seconds", o.cpu_seconds), ("peak_memory_mib", o.peak_memory_mib)]
+    {
+        if !v.is_finite() {
+            return bad(field, format!("{v} is not a finite number"));
+        }
+        if v < 0.0 {
+            return bad(field, format!("{v} is negative"));
+        }
+    }
+    let wall_max = time_limit_s as f64 + WALL_GRACE_S;
+    if o.wall_seconds > wall_max {
+        return bad(
+            "wall_seconds",
+            format!(
+                "{} s is more than the run's time limit of {time_limit_s} s plus the {WALL_GRACE_S} s grace",
+                o.wall_seconds
+            ),
+        );
+    }
+    let cpu_max = o.wall_seconds * f64::from(cores) * (1.0 + CPU_TOLERANCE) + CPU_TOLERANCE_S;
+    if o.cpu_seconds > cpu_max {
+        return bad(
+            "cpu_seconds",
+            format!(
+                "{} s is more than wall time {} s × {cores} cores (+{} %, +{CPU_TOLERANCE_S} s) = {cpu_max:.1} s",
+                o.cpu_seconds,
+                o.wall_seconds,
+                CPU_TOLERANCE * 100.0
+            ),
+        );
+    }
+    let mem_max = memory_mib as f64 * (1.0 + MEMORY_TOLERANCE) + MEMORY_TOLERANCE_MIB;
+    if o.peak_memory_mib > mem_max {
+        return bad(
+            "peak_memory_mib",
+            format!(
+                "{} MiB is more than the run's memory limit of {memory_mib} MiB (+{} %, +{MEMORY_TOLERANCE_MIB} MiB)",
+                o.peak_memory_mib,
+                MEMORY_TOLERANCE * 100.0
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// A running job that checkpoints keeps the work done up to its last checkpoint: what is left

@@ -15,7 +15,8 @@ mod engine;
 mod meter;
 
 pub use engine::{
-    Assignment, Command, Counts, Engine, EngineConfig, EngineError, EngineSnapshot, Event, JobId, JobState, Outcome,
-    RunOutcome, Usage,
+    Assignment, CPU_TOLERANCE, CPU_TOLERANCE_S, Command, Counts, Engine, EngineConfig, EngineError, EngineSnapshot,
+    Event, JobId, JobState, MEMORY_TOLERANCE, MEMORY_TOLERANCE_MIB, Outcome, Owner, RunOutcome, SiteGrant, Usage,
+    WALL_GRACE_S,
 };
-pub use meter::Meter;
+pub use meter::{Meter, MeterError};

@@ -23,34 +23,85 @@ pub struct Meter {
     pub money_fen: i64,
 }
 
+/// A meter that cannot be scaled: the result would not be a number, or would not fit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MeterError {
+    #[error("the scale {num}/{den} is not a non-negative ratio")]
+    BadRatio { num: i64, den: i64 },
+    #[error("{0} would overflow")]
+    Overflow(&'static str),
+}
+
+/// `x × num / den` rounded half up, in integers: `None` when it does not fit an `i64`.
+fn ratio_fen(x: i64, num: i64, den: i64) -> Option<i64> {
+    let (x, num, den) = (i128::from(x), i128::from(num), i128::from(den));
+    // |x·num| < 2^126, so 2·x·num + den fits an i128
+    i64::try_from((2 * x * num + den).div_euclid(2 * den)).ok()
+}
+
 impl Meter {
-    /// The metered share `fraction` (0–1) of a run, for work stopped part-way. Transfer is
-    /// charged in full once the data has moved.
+    /// The metered share `done_ms / of_ms` (clamped to 0–1) of a run, for work stopped
+    /// part-way. Transfer is charged in full once the data has moved. Never fails: a share of at
+    /// most the whole cannot overflow.
     #[must_use]
-    pub fn partial(&self, fraction: f64) -> Meter {
-        self.scaled(fraction.clamp(0.0, 1.0))
+    pub fn partial(&self, done_ms: i64, of_ms: i64) -> Meter {
+        let of = of_ms.max(1);
+        self.ratio(done_ms.clamp(0, of), of).unwrap_or(*self)
     }
 
-    /// The meter of a run that took `factor` times its planned time (a real run reports its
-    /// own). Transfer is charged as planned.
-    #[must_use]
-    pub fn scaled(&self, factor: f64) -> Meter {
-        let f = if factor.is_finite() { factor.max(0.0) } else { 1.0 };
-        let scale = |x: i64| (x as f64 * f).round() as i64;
-        let compute_fen = scale(self.compute_fen);
-        let energy_fen = scale(self.energy_fen);
-        Meter {
-            ucu_hours: self.ucu_hours * f,
-            energy_kwh: self.energy_kwh * f,
-            green_kwh: self.green_kwh * f,
-            carbon_location_kg: self.carbon_location_kg * f,
-            carbon_market_kg: self.carbon_market_kg * f,
+    /// The meter of a run that took `num / den` times its planned time (a real run reports its
+    /// own wall time: `num` = real ms, `den` = planned ms). Money is scaled in integers and
+    /// summed with checks; a result that does not fit, or a float that is not finite, is an
+    /// error — never wrapped or saturated. Transfer is charged as planned.
+    pub fn ratio(&self, num: i64, den: i64) -> Result<Meter, MeterError> {
+        if num < 0 || den <= 0 {
+            return Err(MeterError::BadRatio { num, den });
+        }
+        let fen = |name, x| ratio_fen(x, num, den).ok_or(MeterError::Overflow(name));
+        let f = num as f64 / den as f64;
+        let q = |name, x: f64| Some(x * f).filter(|y| y.is_finite()).ok_or(MeterError::Overflow(name));
+        let compute_fen = fen("compute_fen", self.compute_fen)?;
+        let energy_fen = fen("energy_fen", self.energy_fen)?;
+        let money_fen = compute_fen
+            .checked_add(energy_fen)
+            .and_then(|m| m.checked_add(self.transfer_fen))
+            .ok_or(MeterError::Overflow("money_fen"))?;
+        Ok(Meter {
+            ucu_hours: q("ucu_hours", self.ucu_hours)?,
+            energy_kwh: q("energy_kwh", self.energy_kwh)?,
+            green_kwh: q("green_kwh", self.green_kwh)?,
+            carbon_location_kg: q("carbon_location_kg", self.carbon_location_kg)?,
+            carbon_market_kg: q("carbon_market_kg", self.carbon_market_kg)?,
             transfer_gb: self.transfer_gb,
             transfer_mode: self.transfer_mode,
             compute_fen,
             energy_fen,
             transfer_fen: self.transfer_fen,
-            money_fen: compute_fen + energy_fen + self.transfer_fen,
-        }
+            money_fen,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_rounds_in_integers_and_refuses_overflow() {
+        let m = Meter { compute_fen: 100, energy_fen: 50, transfer_fen: 7, money_fen: 157, ..Meter::default() };
+        let half = m.ratio(1, 2).expect("half");
+        assert_eq!((half.compute_fen, half.energy_fen, half.money_fen), (50, 25, 82));
+        assert_eq!(m.ratio(1, 3).expect("third").compute_fen, 33);
+        assert!(matches!(m.ratio(-1, 2), Err(MeterError::BadRatio { .. })));
+        assert!(matches!(m.ratio(1, 0), Err(MeterError::BadRatio { .. })));
+        let big = Meter { compute_fen: i64::MAX / 2, energy_fen: i64::MAX / 2, ..Meter::default() };
+        assert_eq!(big.ratio(3, 1), Err(MeterError::Overflow("compute_fen")));
+        assert_eq!(big.ratio(1, 1).map(|m| m.money_fen), Ok(i64::MAX - 1));
+        let over = Meter { transfer_fen: 2, ..big };
+        assert_eq!(over.ratio(1, 1), Err(MeterError::Overflow("money_fen")));
+        let hot = Meter { carbon_market_kg: f64::MAX, ..Meter::default() };
+        assert_eq!(hot.ratio(2, 1), Err(MeterError::Overflow("carbon_market_kg")));
+        assert_eq!(m.partial(5_000, 1_000), m, "a share is at most the whole");
+        assert_eq!(m.partial(-5, 1_000).money_fen, 7, "transfer stays charged");
     }
 }

@@ -11,7 +11,7 @@ use suanwang_api::JobView;
 use suanwang_core::job::{Job, Work};
 use suanwang_core::network::AgentSite;
 use suanwang_core::{Network, Ts};
-use suanwang_engine::{Command, Engine, EngineConfig, Event, JobState, RunOutcome};
+use suanwang_engine::{Command, Engine, EngineConfig, EngineError, Event, JobState, Owner, RunOutcome};
 use suanwang_sched::{Config, Placement, Policy, Refusal};
 use suanwang_store::{AnyStore, CommandRow, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
@@ -44,11 +44,18 @@ pub enum Request {
         job: Box<Job>,
         reply: oneshot::Sender<Result<Placement, Refusal>>,
     },
-    /// An agent connects its machine as a site.
+    /// An agent connects its machine as a site; answers whether it is approved.
     Register {
         principal: Principal,
         site: AgentSite,
-        reply: Reply<()>,
+        reply: Reply<bool>,
+    },
+    /// The operator approves an agent's site (optionally for another owner, a provider).
+    Approve {
+        principal: Principal,
+        site: String,
+        owner: Option<String>,
+        reply: Reply<suanwang_engine::SiteGrant>,
     },
     /// The operator suspends or resumes a site.
     Suspend {
@@ -129,6 +136,36 @@ pub struct Actor {
     pub snapshot_running: Arc<std::sync::atomic::AtomicBool>,
     /// An agent silent this long loses its site.
     pub agent_timeout: std::time::Duration,
+    /// What one provider's sites may declare in total.
+    pub caps: crate::ProviderCaps,
+}
+
+/// The owner a principal becomes of a site it registers.
+pub fn owner_of(p: &Principal) -> Owner {
+    Owner { role: p.role.as_str().to_string(), name: p.name.clone() }
+}
+
+/// The `register_site` log row's body: the site, who registered it, and whether it was
+/// approved at once.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Registration {
+    site: AgentSite,
+    owner: Owner,
+    approved: bool,
+}
+
+impl Registration {
+    /// A `register_site` row: this shape, or the bare site logged before ownership was
+    /// recorded — then the site stays in service (approved), owned by whoever registered it
+    /// (a provider when the site carries its name, as that rule then required).
+    fn from_row(body: &Value, actor: &str) -> Option<Registration> {
+        if body.get("owner").is_some() {
+            return serde_json::from_value(body.clone()).ok();
+        }
+        let site: AgentSite = serde_json::from_value(body.clone()).ok()?;
+        let role = if site.id.starts_with(&format!("{actor}-")) { "provider" } else { "operator" };
+        Some(Registration { site, owner: Owner { role: role.into(), name: actor.into() }, approved: true })
+    }
 }
 
 /// What a snapshot holds: the engine and the views after command `seq`.
@@ -196,8 +233,15 @@ impl Actor {
                         }
                     }
                     "register_site" => {
-                        if let Ok(site) = serde_json::from_value::<AgentSite>(body.clone()) {
-                            let _ = e.apply(Command::RegisterSite { site });
+                        if let Some(r) = Registration::from_row(&body, &row.actor) {
+                            let _ =
+                                e.apply(Command::RegisterSite { site: r.site, owner: r.owner, approved: r.approved });
+                        }
+                    }
+                    "approve_site" => {
+                        if let Some(site) = body.get("site").and_then(Value::as_str) {
+                            let owner = body.get("owner").and_then(|o| serde_json::from_value::<Owner>(o.clone()).ok());
+                            let _ = e.apply(Command::ApproveSite { site: site.to_string(), owner });
                         }
                     }
                     "suspend" => {
@@ -301,6 +345,8 @@ impl Actor {
         let mut new_keys: Vec<((String, String), u64)> = vec![];
         let mut events: Vec<Event> = vec![];
         let mut pending_registers: Vec<Reply<()>> = vec![];
+        let mut pending_approvals: Vec<(Reply<bool>, bool)> = vec![];
+        let mut pending_grants: Vec<(Reply<suanwang_engine::SiteGrant>, suanwang_engine::SiteGrant)> = vec![];
         let mut new_logs: Vec<(u64, (String, String))> = vec![];
         for site in self.agents_lost(now) {
             if self.engine.apply(Command::SiteDown { site: site.clone() }).is_ok() {
@@ -324,9 +370,22 @@ impl Actor {
                     let _ = reply.send(self.plan(&job));
                 }
                 Request::Register { principal, site, reply } => {
-                    if let Err(e) = self.engine.apply(Command::RegisterSite { site: site.clone() }) {
-                        let _ = reply
-                            .send(Err(ApiError::new(StatusCode::CONFLICT, "bad_site", e.to_string()).field("site")));
+                    let owner = owner_of(&principal);
+                    // an operator's machine is approved at once; a provider's waits for one
+                    let approved = owner.is_operator();
+                    if let Err(e) = self.within_caps(&owner, &site) {
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                    let reg = Registration { site, owner, approved };
+                    let cmd = Command::RegisterSite { site: reg.site.clone(), owner: reg.owner.clone(), approved };
+                    if let Err(e) = self.engine.apply(cmd) {
+                        let _ = reply.send(Err(match e {
+                            EngineError::NotOwner { .. } => ApiError::forbidden(&e.to_string())
+                                .field("site.id")
+                                .hint("a site belongs to the principal that first registered it"),
+                            _ => ApiError::new(StatusCode::CONFLICT, "bad_site", e.to_string()).field("site"),
+                        }));
                         continue;
                     }
                     let evs = self.engine.take_events();
@@ -335,18 +394,49 @@ impl Actor {
                         &principal.name,
                         "register_site",
                         None,
-                        serde_json::to_string(&site).unwrap_or_default(),
+                        serde_json::to_string(&reg).unwrap_or_default(),
                         &evs,
                     ));
                     events.extend(evs);
                     if let Ok(mut a) = self.inner.agents.lock() {
-                        a.insert(site.id.clone(), now.0);
+                        a.insert(reg.site.id.clone(), now.0);
                     }
-                    pending_registers.push(reply);
+                    let approved = self.engine.grants().get(&reg.site.id).is_some_and(|g| g.approved);
+                    pending_approvals.push((reply, approved));
+                }
+                Request::Approve { principal, site, owner, reply } => {
+                    let owner = owner.map(|name| Owner { role: "provider".into(), name });
+                    if let Err(e) = self.engine.apply(Command::ApproveSite { site: site.clone(), owner: owner.clone() })
+                    {
+                        let _ =
+                            reply.send(Err(ApiError::not_found("agent site of that name").detail(e.to_string()).hint(
+                                "an agent registers a site first (POST /v1/agents/register); GET /v1/sites lists them",
+                            )));
+                        continue;
+                    }
+                    let evs = self.engine.take_events();
+                    rows.push(log_row(
+                        now,
+                        &principal.name,
+                        "approve_site",
+                        None,
+                        json!({"site": site, "owner": owner}).to_string(),
+                        &evs,
+                    ));
+                    events.extend(evs);
+                    if let Some(g) = self.engine.grants().get(&site) {
+                        pending_grants.push((reply, g.clone()));
+                    }
                 }
                 Request::Suspend { principal, site, suspended, move_jobs, reply } => {
                     if let Err(e) = self.engine.apply(Command::Suspend { site: site.clone(), suspended, move_jobs }) {
-                        let _ = reply.send(Err(ApiError::not_found("such site").detail(e.to_string())));
+                        let _ = reply.send(Err(match e {
+                            EngineError::Pending(_) => {
+                                ApiError::new(StatusCode::CONFLICT, "pending_approval", e.to_string())
+                                    .hint(format!("POST /v1/sites/{site}/approve"))
+                            }
+                            _ => ApiError::not_found("such site").detail(e.to_string()),
+                        }));
                         continue;
                     }
                     let evs = self.engine.take_events();
@@ -366,8 +456,21 @@ impl Actor {
                     if let Err(e) =
                         self.engine.apply(Command::Report { id: r.id, attempt: r.attempt, outcome: outcome_of(&r) })
                     {
-                        let _ = reply.send(Err(ApiError::new(StatusCode::CONFLICT, "stale_report", e.to_string())
-                            .hint("the job was moved or cancelled; stop this run")));
+                        if matches!(e, EngineError::Implausible { .. }) {
+                            self.inner.metrics.reports_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(job = r.id, attempt = r.attempt, by = %principal.name, error = %e, "implausible report refused");
+                        }
+                        let _ = reply.send(Err(match e {
+                            EngineError::Implausible { field, .. } => ApiError::new(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                "implausible_report",
+                                format!("the report is not plausible: {e}"),
+                            )
+                            .field(field)
+                            .hint("report what the executor measured; nothing of this report was stored"),
+                            _ => ApiError::new(StatusCode::CONFLICT, "stale_report", e.to_string())
+                                .hint("the job was moved or cancelled; stop this run"),
+                        }));
                         continue;
                     }
                     let evs = self.engine.take_events();
@@ -491,9 +594,15 @@ impl Actor {
                     }
                 }
                 self.inner.views_changed.notify_waiters();
-                self.inner.set_net(self.engine.network());
+                self.inner.publish(&self.engine);
                 for reply in pending_registers {
                     let _ = reply.send(Ok(()));
+                }
+                for (reply, approved) in pending_approvals {
+                    let _ = reply.send(Ok(approved));
+                }
+                for (reply, grant) in pending_grants {
+                    let _ = reply.send(Ok(grant));
                 }
                 if self.since_snapshot >= self.snapshot_every {
                     self.snapshot();
@@ -511,12 +620,19 @@ impl Actor {
                 for reply in pending_registers {
                     let _ = reply.send(Err(err.clone()));
                 }
+                for (reply, _) in pending_approvals {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                for (reply, _) in pending_grants {
+                    let _ = reply.send(Err(err.clone()));
+                }
                 // nothing of this batch is durable: go back to what the log says
                 if let Ok((engine, last)) =
                     Actor::replay(&self.inner, &self.inner.store, &self.policy, self.time_scale).await
                 {
                     self.engine = engine;
                     self.last_seq = last;
+                    self.inner.publish(&self.engine);
                 }
             }
         }
@@ -539,6 +655,48 @@ impl Actor {
                     .map(|_| site.clone())
             })
             .collect()
+    }
+
+    /// A provider's sites may declare at most its caps in total (a site it registers again
+    /// counts once). Operators' machines are not capped.
+    fn within_caps(&self, owner: &Owner, site: &AgentSite) -> Result<(), ApiError> {
+        if owner.is_operator() || self.engine.grants().contains_key(&site.id) {
+            return Ok(());
+        }
+        let net = self.engine.network();
+        let over = |what: String| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "over_cap", what)
+                .field("site.pools")
+                .hint("the operator raises the caps with `serve`/`up` --max-…-per-provider")
+        };
+        let held = self
+            .engine
+            .owned_capacity(owner)
+            .and_then(|h| h.checked_add(net.agent_capacity(site)?))
+            .ok_or_else(|| over(format!("{owner}'s sites would declare more than a u64 can count")))?;
+        let caps = self.caps;
+        let memory_gib = held.memory_mib.div_ceil(1024);
+        if held.cores > caps.max_cores {
+            return Err(over(format!(
+                "{owner}'s sites would declare {} cores; the cap is {} per provider (--max-cores-per-provider)",
+                held.cores, caps.max_cores
+            )));
+        }
+        if held.accelerators > caps.max_accelerators {
+            return Err(over(format!(
+                "{owner}'s sites would declare {} accelerator cards; the cap is {} per provider \
+                 (--max-accelerators-per-provider)",
+                held.accelerators, caps.max_accelerators
+            )));
+        }
+        if memory_gib > caps.max_memory_gib {
+            return Err(over(format!(
+                "{owner}'s sites would declare {memory_gib} GiB of memory; the cap is {} GiB per provider \
+                 (--max-memory-gib-per-provider)",
+                caps.max_memory_gib
+            )));
+        }
+        Ok(())
     }
 
     fn plan(&mut self, job: &Job) -> Result<Placement, Refusal> {

@@ -12,7 +12,7 @@ pub mod metrics;
 pub mod routes;
 pub mod views;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use suanwang_core::Network;
@@ -46,6 +46,8 @@ pub struct Inner {
     pub identity: String,
     /// The secret run ids are derived from (kept in the store, never served).
     pub run_secret: String,
+    /// Owner and approval of every agent site (a copy of the engine's, after each commit).
+    pub grants: RwLock<Arc<BTreeMap<String, suanwang_engine::SiteGrant>>>,
 }
 
 impl Inner {
@@ -67,6 +69,21 @@ impl Inner {
     }
 }
 
+/// What one provider's agent sites may declare in total (pending and approved alike); a
+/// registration beyond it is refused. Operators' own machines are not capped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderCaps {
+    pub max_cores: u64,
+    pub max_accelerators: u64,
+    pub max_memory_gib: u64,
+}
+
+impl Default for ProviderCaps {
+    fn default() -> Self {
+        ProviderCaps { max_cores: 100_000, max_accelerators: 10_000, max_memory_gib: 1_048_576 }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Simulated sites run jobs for their declared time × this factor.
@@ -77,6 +94,8 @@ pub struct ServerConfig {
     pub snapshot_every: u64,
     /// An agent silent for this long loses its site (its jobs are moved).
     pub agent_timeout: std::time::Duration,
+    /// What one provider's sites may declare in total.
+    pub provider_caps: ProviderCaps,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +105,7 @@ impl Default for ServerConfig {
             policy: Policy::named("balanced").unwrap_or(Policy::BALANCED),
             snapshot_every: 50_000,
             agent_timeout: std::time::Duration::from_secs(10),
+            provider_caps: ProviderCaps::default(),
         }
     }
 }
@@ -109,6 +129,21 @@ impl Inner {
     pub fn set_net(&self, net: Arc<Network>) {
         if let Ok(mut n) = self.net.write() {
             *n = net;
+        }
+    }
+
+    /// Owner and approval of every agent site now (cheap: an `Arc`).
+    pub fn grants(&self) -> Arc<BTreeMap<String, suanwang_engine::SiteGrant>> {
+        self.grants.read().map_or_else(|p| Arc::clone(&p.into_inner()), |g| Arc::clone(&g))
+    }
+
+    /// Publishes what the handlers read of the engine: the network and the site grants.
+    pub fn publish(&self, engine: &suanwang_engine::Engine) {
+        self.set_net(engine.network());
+        if let Ok(mut g) = self.grants.write()
+            && **g != *engine.grants()
+        {
+            *g = Arc::new(engine.grants().clone());
         }
     }
 }
@@ -151,13 +186,14 @@ pub async fn build(
         views_changed: tokio::sync::Notify::new(),
         identity,
         run_secret,
+        grants: RwLock::new(Arc::default()),
     });
     inner
         .metrics
         .started_ms
         .store(u64::try_from(actor::wall_now().0).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     let (engine, last_seq) = Actor::replay(&inner, &store, &cfg.policy, cfg.time_scale).await?;
-    inner.set_net(engine.network());
+    inner.publish(&engine);
     let actor = Actor {
         inner: Arc::clone(&inner),
         engine,
@@ -169,6 +205,7 @@ pub async fn build(
         since_snapshot: 0,
         snapshot_running: Arc::default(),
         agent_timeout: cfg.agent_timeout,
+        caps: cfg.provider_caps,
     };
     let handle = tokio::spawn(actor.run());
     // time passes for the simulated sites even when nobody calls

@@ -47,6 +47,7 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/agents/register", post(register))
         .route("/v1/sites/{site}/suspend", post(suspend))
         .route("/v1/sites/{site}/resume", post(resume))
+        .route("/v1/sites/{site}/approve", post(approve))
         .route("/v1/agents/{site}/assignments", get(assignments))
         .route("/v1/agents/{site}/reports", post(report))
         .route(
@@ -333,10 +334,28 @@ async fn plan(State(inner): S, headers: HeaderMap, body: Result<Bytes, BytesReje
     }
 }
 
+fn approval(approved: bool) -> &'static str {
+    if approved { "approved" } else { "pending" }
+}
+
+/// The sites, each with `approval` ("approved", or "pending" for an agent's site the operator
+/// has not approved: it takes no placements) and, for agents' sites, `owner` and `owner_role`.
 async fn sites(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authenticate(&inner, &headers).await?;
     let doc = suanwang_api::network_document(&inner.net());
-    Ok(Json(json!({"sites": doc["sites"].clone()})))
+    let grants = inner.grants();
+    let mut sites = doc["sites"].clone();
+    for s in sites.as_array_mut().into_iter().flatten() {
+        let grant = s.get("id").and_then(Value::as_str).and_then(|id| grants.get(id));
+        if let Some(o) = s.as_object_mut() {
+            o.insert("approval".into(), json!(approval(grant.is_none_or(|g| g.approved))));
+            if let Some(g) = grant {
+                o.insert("owner".into(), json!(g.owner.name));
+                o.insert("owner_role".into(), json!(g.owner.role));
+            }
+        }
+    }
+    Ok(Json(json!({"sites": sites})))
 }
 
 async fn network(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
@@ -350,15 +369,25 @@ async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiErr
     let net = inner.net();
     let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
     let (mut energy, mut green, mut carbon, mut money, mut hub_ucu, mut ucu) = (0.0, 0.0, 0.0, 0i64, 0.0, 0.0);
+    // every sum is checked: an overflow is an error, never a wrapped or infinite figure
+    let overflow = |what: &str, id: u64| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "meter_overflow", format!("the sum of {what} overflows"))
+            .detail(format!("at job {id}"))
+    };
     for j in v.jobs.values() {
         if let Some(m) = &j.meter {
             energy += m.energy_kwh;
             green += m.green_kwh;
             carbon += m.carbon_market_kg;
-            money += m.money_fen;
+            money = money.checked_add(m.money_fen).ok_or_else(|| overflow("cost_fen", j.id))?;
             ucu += m.ucu_hours;
             if j.site.as_deref().and_then(|s| net.site(s)).is_some_and(suanwang_core::network::Site::in_hub) {
                 hub_ucu += m.ucu_hours;
+            }
+            for (what, x) in [("energy_kwh", energy), ("carbon_kg", carbon), ("ucu_hours", ucu)] {
+                if !x.is_finite() {
+                    return Err(overflow(what, j.id));
+                }
             }
         }
     }
@@ -381,15 +410,31 @@ async fn logs(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Re
     Ok(Json(json!({"id": job.id, "state": job.state, "site": job.site, "stdout": stdout, "stderr": stderr})))
 }
 
-/// Providers connect only sites named after them (`<provider>-…`); operators any.
-fn may_run_site(p: &Principal, site: &str) -> Result<(), ApiError> {
+/// Who may act for an agent's site (register it, poll its assignments, report, keep
+/// checkpoints): an operator, any site; a provider, only a site it owns — the one that first
+/// registered it, or the one the operator approved it for, as the command log records — never
+/// inferred from the site's name. A site nobody registered yet may be registered by a provider
+/// only under its own name (`<provider>-…`); other routes answer 404 for it.
+fn may_run_site(inner: &Inner, p: &Principal, site: &str, registering: bool) -> Result<(), ApiError> {
     match p.role {
         Role::Operator => Ok(()),
-        Role::Provider if site.starts_with(&format!("{}-", p.name)) => Ok(()),
-        Role::Provider => {
-            Err(ApiError::forbidden(&format!("provider {} may only connect sites named {}-…", p.name, p.name))
-                .field("site.id"))
-        }
+        Role::Provider => match inner.grants().get(site) {
+            Some(g) if g.owner == actor::owner_of(p) => Ok(()),
+            Some(g) => Err(ApiError::forbidden(&format!(
+                "site {site} belongs to {}: a provider may only act for sites it owns",
+                g.owner
+            ))
+            .field("site")
+            .hint("a site belongs to the principal that first registered it or that the operator approved it for")),
+            None if !registering => Err(ApiError::not_found("registered site of that name")
+                .field("site")
+                .hint("POST /v1/agents/register first")),
+            None if site.starts_with(&format!("{}-", p.name)) => Ok(()),
+            None => {
+                Err(ApiError::forbidden(&format!("provider {} may only register new sites named {}-…", p.name, p.name))
+                    .field("site.id"))
+            }
+        },
         _ => Err(ApiError::forbidden(&format!("a {} may not connect sites", p.role.as_str()))),
     }
 }
@@ -423,15 +468,17 @@ async fn register(
             .detail(e.to_string())
             .hint("{site: {id, city, pue, pools: [...]}, detected: {cores, memory_mib, gpus}}")
     })?;
-    may_run_site(&p, &b.site.id)?;
+    may_run_site(&inner, &p, &b.site.id, true)?;
+    // counts, memory, power and price must be plausible (the price within the reference
+    // network's band for the model), checked against the reference data only
+    let declared = inner.base_net.check_agent_site(&b.site).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_registration", format!("{}: {}", e.field, e.reason))
+            .field(e.field)
+            .hint("declare what the machine has, at a price within the reference band")
+    })?;
     // what is declared must exist: no more cores, host memory or accelerator cards than the
     // agent detected (an accelerator pool's memory is the cards' own)
-    let net = inner.net();
-    let (cards, cpu_pools): (Vec<_>, Vec<_>) = b.site.pools.iter().partition(|x| net.accelerator(&x.model).is_some());
-    let cores: u64 = cpu_pools.iter().map(|x| x.count).sum();
-    let memory: u64 =
-        cpu_pools.iter().map(|x| x.count.saturating_mul(u64::from(x.memory_gib_per_unit)).saturating_mul(1024)).sum();
-    let gpus: u64 = cards.iter().map(|x| x.count).sum();
+    let (cores, memory, gpus) = (declared.cores, declared.memory_mib, declared.accelerators);
     if cores > b.detected.cores || memory > b.detected.memory_mib || gpus > b.detected.gpus {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -457,8 +504,8 @@ async fn register(
         .send(Req::Register { principal: p, site: b.site, reply: tx })
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
-    rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
-    Ok(Json(json!({"site": id, "registered": true, "control_plane": inner.identity})))
+    let approved = rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
+    Ok(Json(json!({"site": id, "registered": true, "approval": approval(approved), "control_plane": inner.identity})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -493,7 +540,7 @@ async fn assignments(
     q: Result<Query<PollQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
-    may_run_site(&p, &site)?;
+    may_run_site(&inner, &p, &site, false)?;
     let Query(q) =
         q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query").detail(e.body_text()))?;
     let wait = match q.wait_ms {
@@ -546,7 +593,7 @@ async fn report(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<JobView>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
-    may_run_site(&p, &site)?;
+    may_run_site(&inner, &p, &site, false)?;
     let body = body.map_err(|e| body_error(&e))?;
     let r: actor::AgentReport = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_report", "the report is not valid")
@@ -605,7 +652,7 @@ async fn put_checkpoint(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
-    may_run_site(&p, &site)?;
+    may_run_site(&inner, &p, &site, false)?;
     let id = parse_id(&id)?;
     let Query(q) = q.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query")
@@ -651,7 +698,7 @@ async fn get_checkpoint(
     Path((site, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let p = authenticate(&inner, &headers).await?;
-    may_run_site(&p, &site)?;
+    may_run_site(&inner, &p, &site, false)?;
     let id = parse_id(&id)?;
     if !assigned_to(&inner, id, &site, None) {
         return Err(ApiError::new(StatusCode::CONFLICT, "not_assigned", format!("job {id} is not assigned to {site}")));
@@ -671,6 +718,45 @@ async fn get_checkpoint(
         cp.data,
     )
         .into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveQuery {
+    /// Hand the site to this provider (default: it stays with whoever registered it).
+    owner: Option<String>,
+}
+
+/// The operator approves an agent's site: from now on it takes placements (unless suspended).
+async fn approve(
+    State(inner): S,
+    headers: HeaderMap,
+    Path(site): Path<String>,
+    q: Result<Query<ApproveQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator], "approve sites")?;
+    let Query(q) = q.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query")
+            .detail(e.body_text())
+            .hint("owner=PROVIDER")
+    })?;
+    if let Some(o) = &q.owner
+        && let Some(why) = suanwang_core::ident::id_problem(o)
+    {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("owner {o:?} {why}")).field("owner"));
+    }
+    let (tx, rx) = oneshot::channel();
+    inner
+        .tx
+        .send(Req::Approve { principal: p, site: site.clone(), owner: q.owner, reply: tx })
+        .await
+        .map_err(|_| ApiError::unavailable("the engine stopped"))?;
+    let g = rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
+    Ok(Json(json!({
+        "site": site, "approval": approval(g.approved), "suspended": g.suspended,
+        "owner": g.owner.name, "owner_role": g.owner.role,
+    })))
 }
 
 #[derive(serde::Deserialize)]

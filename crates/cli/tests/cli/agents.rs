@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod trust;
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
@@ -224,6 +226,18 @@ fn provider_token(u: &Up) -> String {
     token
 }
 
+/// `suanwang site approve SITE` with the operator token.
+fn approve(u: &Up, site: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(["site", "approve", site])
+        .env("SUANWANG_SERVER", &u.url)
+        .env("SUANWANG_TOKEN", &u.operator)
+        .output()
+        .expect("site approve");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains(&format!("site {site} approved")), "{said} {out:?}");
+}
+
 fn agent_dir(u: &Up, site: &str) -> String {
     u.dir.join(format!("agent-{site}")).display().to_string()
 }
@@ -238,7 +252,8 @@ async fn two_agents(u: &Up, provider: &str) -> (Proc, Proc) {
     (a, b)
 }
 
-/// Waits (at most 30 s) until every one of `sites` is registered.
+/// Waits (at most 30 s) until every one of `sites` is registered, then approves those pending
+/// with `suanwang site approve` and the operator token (a provider's site takes no work before).
 async fn until_sites(u: &Up, sites: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -246,6 +261,12 @@ async fn until_sites(u: &Up, sites: &[&str]) {
         let ids: Vec<&str> =
             now["sites"].as_array().map(|s| s.iter().filter_map(|x| x["id"].as_str()).collect()).unwrap_or_default();
         if sites.iter().all(|s| ids.contains(s)) {
+            for s in now["sites"].as_array().into_iter().flatten() {
+                let Some(id) = s["id"].as_str().filter(|id| sites.contains(id)) else { continue };
+                if s["approval"] == "pending" {
+                    approve(u, id);
+                }
+            }
             return;
         }
         assert!(Instant::now() < deadline, "sites {sites:?} never registered: {ids:?}");

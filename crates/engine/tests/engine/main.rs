@@ -8,6 +8,8 @@ use suanwang_core::{Network, Ts};
 use suanwang_engine::{Command, Engine, EngineConfig, EngineError, Event, JobState};
 use suanwang_sched::workload;
 
+mod trust;
+
 fn start() -> Ts {
     Ts::parse("2026-11-26T00:00:00Z").expect("valid")
 }
@@ -40,6 +42,7 @@ fn names(events: &[Event]) -> Vec<&'static str> {
             Event::LinkRestored { .. } => "link_restored",
             Event::SiteRegistered { .. } => "site_registered",
             Event::SiteSuspended { .. } => "site_suspended",
+            Event::SiteApproved { .. } => "site_approved",
             Event::Assigned { .. } => "assigned",
             Event::Measured { .. } => "measured",
         })
@@ -156,11 +159,16 @@ fn an_agent_site_runs_its_jobs_for_real_and_reports_are_fenced() {
             price_fen_per_unit_hour: 30,
         }],
     };
-    e.apply(Command::RegisterSite { site: site.clone() }).expect("registers");
-    e.apply(Command::RegisterSite { site: site.clone() }).expect("re-registering the same site is fine");
+    let op = suanwang_engine::Owner { role: "operator".into(), name: "ops".into() };
+    e.apply(Command::RegisterSite { site: site.clone(), owner: op.clone(), approved: true }).expect("registers");
+    e.apply(Command::RegisterSite { site: site.clone(), owner: op.clone(), approved: true })
+        .expect("re-registering the same site is fine");
     let mut other = site.clone();
     other.pools[0].count = 64;
-    assert!(matches!(e.apply(Command::RegisterSite { site: other }), Err(EngineError::Site(_))));
+    assert!(matches!(
+        e.apply(Command::RegisterSite { site: other, owner: op, approved: true }),
+        Err(EngineError::Site(_))
+    ));
     // specs naming the agent's site are checked against the network that has it
     let with_local = net.with_agent_site(&site).expect("extends");
     let job = spec(

@@ -9,6 +9,8 @@ use suanwang_server::auth::Role;
 use suanwang_server::{ServerConfig, build, create_token};
 use suanwang_store::AnyStore;
 
+mod trust;
+
 struct Server {
     url: String,
     store: AnyStore,
