@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod isolation;
 mod trust;
 
 fn free_port() -> u16 {

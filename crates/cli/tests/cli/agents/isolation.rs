@@ -1,0 +1,138 @@
+//! Tenant code against the provider's machine, through `suanwang up` and `suanwang agent` and
+//! the real HTTP API (R7, R2): a hostile job runs unprivileged and reaches neither the control
+//! plane's secrets nor its database; an agent whose data directory served another control plane
+//! never passes an old run's output off as a new job's; bad flags are refused at start.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Command;
+
+use super::{get, job, spawn, submit, until, until_process, until_sites, up};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_job_on_the_local_site_runs_unprivileged_and_reaches_no_secret() {
+    let u = up("hostile", &[]).await;
+    until_sites(&u, &["local"]).await;
+    // the secrets are their owner's alone
+    assert_eq!(mode(&u.dir), 0o700);
+    for f in ["credentials.json", "suanwang.db"] {
+        assert_eq!(mode(&u.dir.join(f)), 0o600, "{f}");
+    }
+    let data = u.dir.display().to_string();
+    // what the tester of the issue tried, and more; each line says whether it worked
+    let script = format!(
+        "probe() {{ name=$1; shift; if \"$@\" >/dev/null 2>&1; then echo \"LEAK $name\"; else echo \"blocked $name\"; fi; }}; \
+         echo \"user $(id -un)\"; \
+         probe credentials-relative cat ../../credentials.json; \
+         probe credentials cat {data}/credentials.json; \
+         probe database cat {data}/suanwang.db; \
+         probe agent-directory ls {data}/agent; \
+         probe agent-environ sh -c 'for p in /proc/[0-9]*; do cat $p/environ; done | grep -q SUANWANG_SERVER'; \
+         probe write-outside touch {data}/x; \
+         echo ok > mine.txt && echo wrote-own"
+    );
+    let id = submit(&u, job("hostile", &["local"], &script)).await;
+    let done = until(&u, id, "ended", 60, |j| j["state"] == "completed" || j["state"] == "failed").await;
+    let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
+    let out = logs["stdout"].as_str().unwrap_or_default().to_string();
+    assert_eq!(done["state"], "completed", "{done}\n{logs}");
+    eprintln!("{out}");
+    assert!(!out.contains("LEAK"), "the hostile job reached something:\n{out}");
+    for probe in
+        ["credentials-relative", "credentials", "database", "agent-directory", "agent-environ", "write-outside"]
+    {
+        assert!(out.contains(&format!("blocked {probe}\n")), "no verdict for {probe}:\n{out}");
+    }
+    assert!(out.contains("wrote-own"), "{out}");
+    if is_root() {
+        // the agent is root; the job is not
+        assert!(out.contains("user suanwang-run\n"), "{out}");
+    }
+}
+
+/// An agent's data directory that served another control plane (a fresh `up` numbers its jobs
+/// from 1 again): the new job 1 runs its own command; the old job 1's run is stopped and set
+/// aside, never adopted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_control_plane_never_gets_an_old_runs_output() {
+    let data_dir = std::env::temp_dir().join(format!("suanwang-agent-cp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let data = data_dir.display().to_string();
+    let marker = format!("{}.75", 700 + std::process::id() % 100);
+    let first_id = {
+        let u = up("cp-first", &["--no-local-agent"]).await;
+        let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", u.operator.as_str())];
+        let mut agent = spawn(&["agent", "--site", "edge-1", "--data", &data], &env);
+        until_sites(&u, &["edge-1"]).await;
+        let id = submit(&u, job("word-a", &["edge-1"], &format!("echo word-A; sleep {marker}"))).await;
+        until(&u, id, "running", 60, |j| j["state"] == "running").await;
+        until_process(&marker, true, "the first run never started").await;
+        // the agent dies with its run going; the control plane goes away with its database
+        agent.kill().expect("SIGKILL the agent");
+        let _ = agent.wait();
+        id
+    };
+    let u = up("cp-second", &["--no-local-agent"]).await;
+    let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", u.operator.as_str())];
+    let _agent = spawn(&["agent", "--site", "edge-1", "--data", &data], &env);
+    until_sites(&u, &["edge-1"]).await;
+    let id = submit(&u, job("word-b", &["edge-1"], "echo word-B")).await;
+    assert_eq!(id, first_id, "both control planes number their first job alike");
+    until(&u, id, "completed", 60, |j| j["state"] == "completed").await;
+    let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
+    assert_eq!(logs["stdout"].as_str().map(str::trim), Some("word-B"), "{logs}");
+    // the old run was stopped, and its directory set aside
+    until_process(&marker, false, "the old control plane's run still runs").await;
+    let aside: Vec<String> = std::fs::read_dir(&data_dir)
+        .expect("data dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("previous-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+fn agent_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(args)
+        .env("SUANWANG_SERVER", "http://127.0.0.1:9")
+        .env_remove("SUANWANG_TOKEN")
+        .output()
+        .expect("suanwang runs");
+    assert!(!out.status.success(), "{args:?} was accepted");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn bad_run_and_token_flags_are_refused_at_start_naming_the_flag() {
+    let dir = std::env::temp_dir().join(format!("suanwang-badflags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let token = dir.join("token");
+    std::fs::write(&token, "sw_0123").expect("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("mode");
+    let t = token.display().to_string();
+    let data = dir.join("agent").display().to_string();
+    let err = agent_fails(&["agent", "--site", "x-1", "--token-file", &t, "--data", &data]);
+    assert!(err.contains("--token-file") && err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("mode");
+    let err =
+        agent_fails(&["agent", "--site", "x-1", "--token-file", &t, "--data", &data, "--run-as", "no-such-user-x"]);
+    assert!(err.contains("--run-as no-such-user-x"), "{err}");
+    if is_root() {
+        let err = agent_fails(&["agent", "--site", "x-1", "--token-file", &t, "--data", &data, "--run-as", "root"]);
+        assert!(err.contains("--allow-root-runs"), "{err}");
+    }
+    let err = agent_fails(&["agent", "--site", "x-1", "--token-file", &t, "--data", &data, "--run-network", "some"]);
+    assert!(err.contains("--run-network"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
