@@ -9,9 +9,7 @@ use std::process::Command;
 use super::{get, job, spawn, submit, until, until_process, until_sites, up};
 
 fn mode(path: &std::path::Path) -> u32 {
-    std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o777)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    std::fs::metadata(path).expect("exists").permissions().mode() & 0o777
 }
 
 fn is_root() -> bool {
