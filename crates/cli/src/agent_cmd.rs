@@ -530,10 +530,31 @@ impl Agent {
         let body = json!({
             "id": id, "attempt": attempt, "succeeded": succeeded, "reason": reason,
             "cpu_seconds": usage.cpu_seconds, "peak_memory_mib": usage.peak_memory_mib, "wall_seconds": usage.wall_seconds,
-            "stdout": logs.0, "stderr": logs.1,
+            "stdout": &logs.0, "stderr": &logs.1,
         });
-        match self.call(reqwest::Method::POST, &format!("/v1/agents/{}/reports", self.args.site), Some(body)).await {
+        let path = format!("/v1/agents/{}/reports", self.args.site);
+        match self.call(reqwest::Method::POST, &path, Some(body)).await {
             Ok((200, _)) => tracing::info!(id, attempt, succeeded, "reported"),
+            Ok((422, v)) if v["code"] == "implausible_report" => {
+                // the measured use is beyond what the run may have used (no control group held
+                // its CPU rate, say): the run ends as failed with the reason, billed nothing
+                let why = format!(
+                    "the site's usage report was refused: {} {}",
+                    v["message"].as_str().unwrap_or(""),
+                    v["detail"].as_str().unwrap_or("")
+                );
+                tracing::warn!(id, attempt, reason = %why, "report refused as implausible; reporting a failure");
+                let body = json!({
+                    "id": id, "attempt": attempt, "succeeded": false, "reason": why.trim(),
+                    "cpu_seconds": 0.0, "peak_memory_mib": 0.0, "wall_seconds": 0.0,
+                    "stdout": logs.0, "stderr": logs.1,
+                });
+                if let Ok((status, v)) = self.call(reqwest::Method::POST, &path, Some(body)).await
+                    && status != 200
+                {
+                    tracing::warn!(id, attempt, status, message = %v["message"], "failure report refused");
+                }
+            }
             Ok((status, v)) => tracing::warn!(id, attempt, status, message = %v["message"], "report refused"),
             Err(e) => tracing::warn!(id, attempt, error = %e, "report failed"),
         }
