@@ -189,6 +189,18 @@ fn the_process_executor_conforms_in_its_sandbox() {
     restart_conformance(&e, &second, "process-sandbox");
 }
 
+/// The fallback where the kernel allows no namespaces: runs still execute as the run user
+/// (reaching their work directory through the run's directory, mode 0711).
+#[test]
+fn the_process_executor_conforms_as_the_run_user_without_namespaces() {
+    let Some(user) = run_user() else {
+        eprintln!("SKIPPED: not root, so runs cannot change user");
+        return;
+    };
+    let e = ProcessExecutor::new().with_sandbox(Sandbox::off());
+    conformance(&e, "process-user", Some(&user));
+}
+
 #[test]
 fn the_process_executor_conforms_with_rlimits_only() {
     conformance(&ProcessExecutor::rlimits_only(), "process-rlimits", None);

@@ -3,10 +3,62 @@
 //! plane's secrets nor its database; an agent whose data directory served another control plane
 //! never passes an old run's output off as a new job's; bad flags are refused at start.
 
+use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 
-use super::{get, job, spawn, submit, until, until_process, until_sites, up};
+use super::{Proc, Up, get, job, slurm_answers, spawn, submit, until, until_process, until_sites, up};
+
+/// A shell script that tries each `(name, command)` and prints `blocked NAME` when it failed,
+/// `LEAK NAME` when it worked; it starts with `user NAME UID`.
+fn probes(items: &[(&str, String)]) -> String {
+    let mut s = String::from(
+        "probe() { name=$1; shift; if \"$@\" >/dev/null 2>&1; then echo \"LEAK $name\"; else echo \"blocked $name\"; fi; }; \
+         echo \"user $(id -un) $(id -u)\"; ",
+    );
+    for (name, cmd) in items {
+        let _ = write!(s, "probe {name} {cmd}; ");
+    }
+    s
+}
+
+/// Runs `script` as a job on `site`; its standard output, once it completed.
+async fn run_probes(u: &Up, site: &str, script: &str) -> String {
+    let id = submit(u, job("probes", &[site], script)).await;
+    let done = until(u, id, "ended", 90, |j| j["state"] == "completed" || j["state"] == "failed").await;
+    let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
+    assert_eq!(done["state"], "completed", "{done}\n{logs}");
+    logs["stdout"].as_str().unwrap_or_default().to_string()
+}
+
+/// Every probe was blocked, none leaked.
+fn all_blocked(out: &str, items: &[(&str, String)]) {
+    assert!(!out.contains("LEAK"), "the hostile job reached something:\n{out}");
+    for (name, _) in items {
+        assert!(out.contains(&format!("blocked {name}\n")), "no verdict for {name}:\n{out}");
+    }
+}
+
+/// The user `name`, created as a system user when missing (root only).
+fn system_user(name: &str) -> u32 {
+    let id = |n: &str| {
+        Command::new("id")
+            .args(["-u", n])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok())
+    };
+    if let Some(uid) = id(name) {
+        return uid;
+    }
+    let ok = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "useradd {name}");
+    id(name).expect("the new user")
+}
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).expect("exists").permissions().mode() & 0o777
@@ -133,4 +185,103 @@ fn bad_run_and_token_flags_are_refused_at_start_naming_the_flag() {
     let err = agent_fails(&["agent", "--site", "x-1", "--token-file", &t, "--data", &data, "--run-network", "some"]);
     assert!(err.contains("--run-network"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An agent that is not root runs jobs as its own user, yet they cannot read its data directory
+/// (a user namespace makes the mount and PID namespaces).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_is_not_root_keeps_its_data_directory_from_its_runs() {
+    if !is_root() {
+        eprintln!("SKIPPED: starting an agent as another user needs root");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_suanwang");
+    let as_nobody = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+    if !Command::new("setpriv").args(as_nobody).args(["test", "-x", bin]).status().is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: user nobody cannot reach {bin}");
+        return;
+    }
+    let u = up("nonroot", &["--no-local-agent"]).await;
+    let data_dir = std::env::temp_dir().join(format!("suanwang-agent-nobody-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    std::fs::create_dir_all(&data_dir).expect("dir");
+    std::fs::write(data_dir.join("secret.txt"), "the agent's").expect("secret");
+    for p in [data_dir.join("secret.txt"), data_dir.clone()] {
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).expect("chown");
+    }
+    std::fs::set_permissions(data_dir.join("secret.txt"), std::fs::Permissions::from_mode(0o600)).expect("mode");
+    let data = data_dir.display().to_string();
+    let agent = Proc(
+        Command::new("setpriv")
+            .args(as_nobody)
+            .args([bin, "agent", "--site", "nobody-1", "--data", &data])
+            .env("SUANWANG_SERVER", &u.url)
+            .env("SUANWANG_TOKEN", &u.operator)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the agent starts"),
+    );
+    until_sites(&u, &["nobody-1"]).await;
+    let pid = agent.id();
+    let items = [
+        ("agent-secret", format!("cat {data}/secret.txt")),
+        ("agent-directory", format!("sh -c 'ls -a {data} | grep -q secret'")),
+        ("agent-environ", format!("cat /proc/{pid}/environ")),
+        ("signal-agent", format!("kill -0 {pid}")),
+    ];
+    let out = run_probes(&u, "nobody-1", &probes(&items)).await;
+    assert!(out.starts_with("user nobody 65534\n"), "runs are the agent's user:\n{out}");
+    all_blocked(&out, &items);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// `--run-as-map`: each tenant's jobs run as the user the file maps it to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_run_as_the_users_the_map_names() {
+    if !is_root() {
+        eprintln!("SKIPPED: mapping tenants to users needs root");
+        return;
+    }
+    let uid = system_user("suanwang-acme");
+    let map = std::env::temp_dir().join(format!("suanwang-map-{}.toml", std::process::id()));
+    std::fs::write(&map, "[users]\n\"acme-ai\" = \"suanwang-acme\"\n").expect("map");
+    let u = up("map", &["--run-as-map", &map.display().to_string()]).await;
+    until_sites(&u, &["local"]).await;
+    let out = run_probes(&u, "local", &probes(&[])).await;
+    assert_eq!(out.trim(), format!("user suanwang-acme {uid}"), "{out}");
+    let _ = std::fs::remove_file(&map);
+}
+
+/// The hostile job through the Slurm executor runs as the mapped user: the control plane's
+/// secrets, the agent's environment and the system stay out of its reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_job_through_slurm_runs_as_the_mapped_user() {
+    if !is_root() || !slurm_answers() {
+        eprintln!("SKIPPED: needs root and a Slurm controller");
+        return;
+    }
+    let u = up("slurm-hostile", &["--no-local-agent"]).await;
+    let data_dir = std::env::temp_dir().join(format!("suanwang-agent-slurm-hostile-{}", std::process::id()));
+    let data = data_dir.display().to_string();
+    let env = [("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", u.operator.as_str())];
+    let agent = spawn(&["agent", "--site", "hpc-h", "--executor", "slurm", "--data", &data], &env);
+    until_sites(&u, &["hpc-h"]).await;
+    let (pid, cp) = (agent.id(), u.dir.display().to_string());
+    let items = [
+        ("credentials", format!("cat {cp}/credentials.json")),
+        ("database", format!("cat {cp}/suanwang.db")),
+        ("agent-environ", format!("cat /proc/{pid}/environ")),
+        ("signal-agent", format!("kill -0 {pid}")),
+        ("write-etc", "touch /etc/suanwang-hostile".to_string()),
+        ("write-control-plane", format!("touch {cp}/x")),
+        ("agent-directory", format!("ls {data}")),
+    ];
+    let out = run_probes(&u, "hpc-h", &probes(&items)).await;
+    let uid = system_user("suanwang-run");
+    assert!(out.starts_with(&format!("user suanwang-run {uid}\n")), "{out}");
+    all_blocked(&out, &items);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
