@@ -23,6 +23,8 @@ pub struct AgentArgs {
     pub pools: Option<PathBuf>,
     /// How long a run may go unanswered by its executor before it is reported failed.
     pub lost_after: Duration,
+    /// How the agent trusts the server (`--ca`) and identifies itself (`--client-cert`).
+    pub tls: crate::http::ClientTls,
 }
 
 /// Cores and memory (MiB) of this machine.
@@ -669,15 +671,16 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
     // runs work in their own directories: every path handed to them must be absolute
     args.data = args.data.canonicalize().with_context(|| format!("resolving {}", args.data.display()))?;
+    // a server that accepts but never answers must not stall the agent: long-polls last
+    // at most 30 s, checkpoints are at most 64 MiB
+    let http = crate::http::builder(&args.tls)?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_mins(2))
+        .build()
+        .context("building the HTTP client")?;
     let mut agent = Agent {
         args,
-        // a server that accepts but never answers must not stall the agent: long-polls last
-        // at most 30 s, checkpoints are at most 64 MiB
-        http: reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_mins(2))
-            .build()
-            .context("building the HTTP client")?,
+        http,
         executor,
         runs: HashMap::new(),
         reconciled: false,

@@ -8,8 +8,10 @@
 pub mod actor;
 pub mod auth;
 pub mod error;
+pub mod listen;
 pub mod metrics;
 pub mod routes;
+pub mod throttle;
 pub mod views;
 
 use std::collections::HashMap;
@@ -42,6 +44,8 @@ pub struct Inner {
     pub agents: std::sync::Mutex<HashMap<String, i64>>,
     /// Woken after every change of the views (agents' long-polls wait on it).
     pub views_changed: tokio::sync::Notify,
+    /// Failed authentications per address and per principal.
+    pub throttle: throttle::Throttle,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ pub struct ServerConfig {
     pub snapshot_every: u64,
     /// An agent silent for this long loses its site (its jobs are moved).
     pub agent_timeout: std::time::Duration,
+    /// Failed authentications a client may have before it gets 429.
+    pub auth_limit: throttle::AuthLimit,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +69,7 @@ impl Default for ServerConfig {
             policy: Policy::named("balanced").unwrap_or(Policy::BALANCED),
             snapshot_every: 50_000,
             agent_timeout: std::time::Duration::from_secs(10),
+            auth_limit: throttle::AuthLimit::default(),
         }
     }
 }
@@ -122,6 +129,7 @@ pub async fn build(
         metrics: Metrics::default(),
         agents: std::sync::Mutex::new(HashMap::new()),
         views_changed: tokio::sync::Notify::new(),
+        throttle: throttle::Throttle::new(cfg.auth_limit),
     });
     inner
         .metrics
@@ -156,8 +164,8 @@ pub async fn build(
     Ok((routes::router(inner), handle))
 }
 
-/// Serves `router` on `listener` until the process ends.
+/// Serves `router` on `listener` over plain HTTP with the default limits until the process
+/// ends; [`listen::serve_with`] takes TLS and other limits.
 pub async fn serve(listener: tokio::net::TcpListener, router: axum::Router) -> Result<(), ServerError> {
-    axum::serve(listener, router).await?;
-    Ok(())
+    listen::serve_with(listener, router, listen::ListenOptions::default()).await
 }

@@ -19,6 +19,13 @@ pub fn suanwang(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// A client for the tests: reqwest is built with rustls but without a default crypto provider
+/// (the workspace uses ring alone), so the process installs ring before the first client.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub fn stdout_json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("stdout is JSON")
