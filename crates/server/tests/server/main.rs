@@ -1,5 +1,8 @@
 //! The control plane over real HTTP, on SQLite and PostgreSQL: tenancy, bad input, idempotency,
-//! the OpenAPI document, restart from the log.
+//! the OpenAPI document, restart from the log; TLS and abuse limits in their modules.
+
+mod limits;
+mod tls;
 
 use std::sync::Arc;
 
