@@ -5,6 +5,7 @@ mod durability;
 mod job;
 mod network;
 mod plan;
+mod tls;
 
 use std::process::{Command, Output};
 
