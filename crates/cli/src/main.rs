@@ -72,6 +72,9 @@ struct ServeFlags {
     /// Connections served at once; more wait in the kernel's queue.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_connections: usize,
+    /// Connections served at once from one address (an IPv6 /64); more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_connections_per_addr: usize,
     /// A request's headers must arrive within this; idle keep-alive connections close after it.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     header_timeout: u64,
@@ -82,7 +85,8 @@ struct ServeFlags {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     tls_handshake_timeout: u64,
     /// Failed authentications an address (or a token, or a client certificate) may have at
-    /// once before it gets 429 with Retry-After; 0 turns the limit off.
+    /// once before it gets 429 with Retry-After (answered after up to a second); 0 turns the
+    /// limit off.
     #[arg(long, value_name = "N", default_value_t = 20)]
     auth_fail_burst: u32,
     /// … and how many more per minute after the burst.
@@ -104,12 +108,14 @@ impl ServeFlags {
             tls_key: self.tls_key.as_deref(),
             client_ca: self.client_ca.as_deref(),
             max_connections: self.max_connections,
+            max_connections_per_addr: self.max_connections_per_addr,
             header_timeout: self.header_timeout,
             body_timeout: self.body_timeout,
             tls_handshake_timeout: self.tls_handshake_timeout,
             auth_limit: suanwang_server::throttle::AuthLimit {
                 burst: self.auth_fail_burst,
                 per_minute: self.auth_fail_per_min,
+                ..suanwang_server::throttle::AuthLimit::default()
             },
             client_tls: http::ClientTls::default(),
         }

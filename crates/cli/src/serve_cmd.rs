@@ -55,6 +55,7 @@ pub struct ServeArgs<'a> {
     pub tls_key: Option<&'a Path>,
     pub client_ca: Option<&'a Path>,
     pub max_connections: usize,
+    pub max_connections_per_addr: usize,
     /// Seconds.
     pub header_timeout: u64,
     pub body_timeout: u64,
@@ -68,6 +69,9 @@ pub struct ServeArgs<'a> {
 fn listen_options(args: &ServeArgs<'_>) -> Result<ListenOptions> {
     if args.max_connections == 0 {
         bail!("--max-connections must be at least 1");
+    }
+    if args.max_connections_per_addr == 0 {
+        bail!("--max-connections-per-addr must be at least 1");
     }
     for (flag, secs) in [
         ("--header-timeout", args.header_timeout),
@@ -94,6 +98,7 @@ fn listen_options(args: &ServeArgs<'_>) -> Result<ListenOptions> {
         agents_need_client_cert: args.client_ca.is_some(),
         limits: Limits {
             max_connections: args.max_connections,
+            max_connections_per_addr: args.max_connections_per_addr,
             header_timeout: std::time::Duration::from_secs(args.header_timeout),
             body_timeout: std::time::Duration::from_secs(args.body_timeout),
             handshake_timeout: std::time::Duration::from_secs(args.tls_handshake_timeout),

@@ -1,6 +1,6 @@
 //! The listener (R7): plain HTTP or HTTPS (rustls with the ring provider), optional client
 //! certificates for the agent routes (mutual TLS), and the limits that keep a slow or hostile
-//! client from exhausting the server: a cap on open connections, a TLS handshake timeout, a
+//! client from exhausting the server: a cap on open connections (in all and per address), a TLS handshake timeout, a
 //! request-header read timeout (which also closes idle keep-alive connections) and a deadline
 //! for reading a request body.
 //!
@@ -38,6 +38,9 @@ use crate::error::ApiError;
 pub struct Limits {
     /// Connections served at once; further ones wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Connections served at once from one address (an IPv6 /64); further ones are closed at
+    /// once, so one client cannot take every slot.
+    pub max_connections_per_addr: usize,
     /// The whole request head must arrive within this (counted from when the server starts
     /// waiting for it, so an idle keep-alive connection is closed after this too).
     pub header_timeout: Duration,
@@ -51,6 +54,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_addr: 256,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_mins(1),
             handshake_timeout: Duration::from_secs(10),
@@ -156,6 +160,7 @@ pub async fn serve_with(listener: TcpListener, router: axum::Router, opts: Liste
         agents_need_client_cert: opts.agents_need_client_cert,
         limits: opts.limits,
     });
+    let per_addr = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     loop {
         // at the cap, stop accepting: new connections wait in the kernel's queue
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return Ok(()) };
@@ -167,11 +172,50 @@ pub async fn serve_with(listener: TcpListener, router: axum::Router, opts: Liste
                 continue;
             }
         };
+        let Some(counted) = PerAddr::enter(&per_addr, addr, conn.limits.max_connections_per_addr) else {
+            tracing::debug!(peer = %addr, "too many connections from this address: closed");
+            drop(tcp);
+            continue;
+        };
         let conn = Arc::clone(&conn);
         tokio::spawn(async move {
             conn.handle(tcp, addr).await;
+            drop(counted);
             drop(permit);
         });
+    }
+}
+
+type Counts = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One open connection counted against its address until dropped.
+struct PerAddr {
+    counts: Counts,
+    key: std::net::IpAddr,
+}
+
+impl PerAddr {
+    fn enter(counts: &Counts, addr: SocketAddr, max: usize) -> Option<PerAddr> {
+        let key = crate::throttle::addr_key(addr.ip());
+        let mut map = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(key).or_insert(0);
+        if *n >= max.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(PerAddr { counts: Arc::clone(counts), key })
+    }
+}
+
+impl Drop for PerAddr {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! its request; while a bucket is empty, requests under `/v1/` that carry it answer 429 with
 //! `Retry-After` before they reach a handler — so a flood of bad tokens costs no token-store
 //! lookup — unless their bearer token is one the server already knows (a valid client behind
-//! the same address as the flood is served as usual). `/healthz`, `/metrics` and
+//! the same address as the flood is served as usual). A 429 is held for up to
+//! [`AuthLimit::delay`], so a flooding loop gets about one answer per connection per second.
+//! `/healthz`, `/metrics` and
 //! `/openapi.json` need no token and are never throttled.
 
 use std::collections::HashMap;
@@ -30,11 +32,15 @@ use crate::listen::Peer;
 pub struct AuthLimit {
     pub burst: u32,
     pub per_minute: u32,
+    /// A 429 is answered after this (at most until the client may try again): a client that
+    /// floods in a loop then sends about one request per connection per `delay`, and answering
+    /// it costs the server next to nothing (the connection cap per address bounds the loops).
+    pub delay: Duration,
 }
 
 impl Default for AuthLimit {
     fn default() -> Self {
-        AuthLimit { burst: 20, per_minute: 60 }
+        AuthLimit { burst: 20, per_minute: 60, delay: Duration::from_secs(1) }
     }
 }
 
@@ -112,7 +118,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// One address key per client: an IPv4 address, or the /64 network of an IPv6 one (a host
 /// usually has a whole /64 to pick addresses from).
-fn addr_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn addr_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -147,6 +153,7 @@ pub async fn guard(State(inner): State<Arc<Inner>>, req: Request, next: Next) ->
             .is_some_and(|t| inner.tokens.read().is_ok_and(|known| known.contains_key(&hash_token(t))));
         if !known {
             inner.metrics.auth_throttled.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(wait.min(inner.throttle.limit.delay)).await;
             return too_many(wait);
         }
     }
@@ -177,7 +184,7 @@ mod tests {
 
     #[test]
     fn a_bucket_empties_after_the_burst_and_refills_at_the_rate() {
-        let t = Throttle::new(AuthLimit { burst: 3, per_minute: 60 });
+        let t = Throttle::new(AuthLimit { burst: 3, per_minute: 60, delay: Duration::ZERO });
         let k = [Key::Addr("10.0.0.1".parse().expect("ip"))];
         let t0 = Instant::now();
         for _ in 0..3 {
@@ -203,7 +210,7 @@ mod tests {
 
     #[test]
     fn burst_zero_turns_it_off() {
-        let t = Throttle::new(AuthLimit { burst: 0, per_minute: 60 });
+        let t = Throttle::new(AuthLimit { burst: 0, per_minute: 60, delay: Duration::ZERO });
         let k = [Key::Principal("token:x".into())];
         let t0 = Instant::now();
         for _ in 0..100 {
