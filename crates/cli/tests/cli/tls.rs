@@ -177,6 +177,8 @@ fn bad_tls_flags_fail_at_start_naming_the_flag() {
     assert!(e.contains(&format!("--client-ca {garbage}:")), "{e}");
     let e = up(&["--max-connections", "0"]);
     assert!(e.contains("--max-connections must be at least 1"), "{e}");
+    let e = up(&["--max-connections-per-addr", "0"]);
+    assert!(e.contains("--max-connections-per-addr must be at least 1"), "{e}");
     let e = up(&["--header-timeout", "0"]);
     assert!(e.contains("--header-timeout must be at least 1 second"), "{e}");
 
