@@ -165,6 +165,8 @@ pub struct AgentArgs {
     pub lost_after: Duration,
     /// Whom runs execute as and how they are confined.
     pub run: RunOptions,
+    /// How the agent trusts the server (`--ca`) and identifies itself (`--client-cert`).
+    pub tls: crate::http::ClientTls,
 }
 
 /// Cores and memory (MiB) of this machine.
@@ -976,15 +978,16 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             }
         }
     }
+    // a server that accepts but never answers must not stall the agent: long-polls last
+    // at most 30 s, checkpoints are at most 64 MiB
+    let http = crate::http::builder(&args.tls)?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_mins(2))
+        .build()
+        .context("building the HTTP client")?;
     let mut agent = Agent {
         args,
-        // a server that accepts but never answers must not stall the agent: long-polls last
-        // at most 30 s, checkpoints are at most 64 MiB
-        http: reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_mins(2))
-            .build()
-            .context("building the HTTP client")?,
+        http,
         executor,
         runs: HashMap::new(),
         reconciled: false,

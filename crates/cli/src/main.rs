@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod agent_cmd;
 mod bench_cmd;
+mod http;
 mod network_cmd;
 mod plan_cmd;
 mod remote;
@@ -33,6 +34,16 @@ struct Cli {
     /// A bearer token, for client commands.
     #[arg(long, global = true, env = "SUANWANG_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// For an https:// server: trust only this CA (PEM) instead of the system's roots.
+    #[arg(long, global = true, env = "SUANWANG_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Present this client certificate (PEM) to the server (mutual TLS; agents, when the
+    /// server has --client-ca).
+    #[arg(long, global = true, env = "SUANWANG_CLIENT_CERT", value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, global = true, env = "SUANWANG_CLIENT_KEY", value_name = "FILE")]
+    client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +59,69 @@ struct ServeFlags {
     /// A site whose agent has not polled for this long is lost (its jobs move).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     agent_timeout: u64,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: the agent routes (/v1/agents/…) need a client certificate that chains to
+    /// this CA (PEM); other routes take bearer tokens alone. Needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// Connections served at once; more wait in the kernel's queue.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_connections: usize,
+    /// Connections served at once from one address (an IPv6 /64); more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_connections_per_addr: usize,
+    /// A request's headers must arrive within this; idle keep-alive connections close after it.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    header_timeout: u64,
+    /// A request's body must arrive within this of its headers.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    body_timeout: u64,
+    /// A TLS handshake must finish within this.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    tls_handshake_timeout: u64,
+    /// Failed authentications an address (or a token, or a client certificate) may have at
+    /// once before it gets 429 with Retry-After (answered after up to a second); 0 turns the
+    /// limit off.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    auth_fail_burst: u32,
+    /// … and how many more per minute after the burst.
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    auth_fail_per_min: u32,
+}
+
+impl ServeFlags {
+    fn args<'a>(&'a self, data: Option<&'a Path>, db: Option<&'a str>) -> serve_cmd::ServeArgs<'a> {
+        serve_cmd::ServeArgs {
+            data,
+            db,
+            listen: &self.listen,
+            time_scale: self.time_scale,
+            agent_timeout: self.agent_timeout,
+            bootstrap: false,
+            local_agent: None,
+            tls_cert: self.tls_cert.as_deref(),
+            tls_key: self.tls_key.as_deref(),
+            client_ca: self.client_ca.as_deref(),
+            max_connections: self.max_connections,
+            max_connections_per_addr: self.max_connections_per_addr,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            tls_handshake_timeout: self.tls_handshake_timeout,
+            auth_limit: suanwang_server::throttle::AuthLimit {
+                burst: self.auth_fail_burst,
+                per_minute: self.auth_fail_per_min,
+                ..suanwang_server::throttle::AuthLimit::default()
+            },
+            client_tls: http::ClientTls::default(),
+            caps: suanwang_server::ProviderCaps::default(),
+            runs: agent_cmd::RunOptions::default(),
+        }
+    }
 }
 
 /// Whom an agent's runs execute as and how they are confined (`agent` and `up`'s local agent).
@@ -379,24 +453,25 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
     let net = load_network(cli.network_data.as_deref())?;
-    let client = || remote::Client::new(cli.server.clone(), cli.token.clone());
+    let tls = http::ClientTls {
+        ca: cli.ca.clone(),
+        client_cert: cli.client_cert.clone(),
+        client_key: cli.client_key.clone(),
+    };
+    let client = || remote::Client::new(cli.server.clone(), cli.token.clone(), &tls);
     match cli.command {
         Command::Up { data, city, no_local_agent, serve, runs, caps } => {
             let local_agent = (!no_local_agent).then_some(city);
-            runtime()?.block_on(serve_cmd::run(
-                net,
-                serve_cmd::ServeArgs {
-                    data: Some(&data),
-                    db: None,
-                    listen: &serve.listen,
-                    time_scale: serve.time_scale,
-                    agent_timeout: serve.agent_timeout,
-                    caps: caps.caps(),
-                    bootstrap: true,
-                    local_agent,
-                    runs: runs.options(),
-                },
-            ))?;
+            // the local agent trusts --ca and presents --client-cert like any other client
+            let args = serve_cmd::ServeArgs {
+                bootstrap: true,
+                local_agent,
+                client_tls: tls.clone(),
+                caps: caps.caps(),
+                runs: runs.options(),
+                ..serve.args(Some(&data), None)
+            };
+            runtime()?.block_on(serve_cmd::run(net, args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent { site, city, executor, data, pools, lost_after, token_file, runs } => {
@@ -412,7 +487,7 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
                     cli.token.clone()
                 }
             };
-            let c = remote::Client::new(cli.server.clone(), token)?;
+            let c = remote::Client::new(cli.server.clone(), token, &tls)?;
             let lost_after = std::time::Duration::from_secs(lost_after);
             let args = agent_cmd::AgentArgs {
                 server: c.server,
@@ -424,6 +499,7 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
                 pools,
                 lost_after,
                 run: runs.options(),
+                tls: tls.clone(),
             };
             runtime()?.block_on(agent_cmd::run(args))?;
             Ok(ExitCode::SUCCESS)
@@ -433,20 +509,8 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
             runtime()?.block_on(remote::logs(&c, &id))
         }
         Command::Serve { db, serve, caps } => {
-            runtime()?.block_on(serve_cmd::run(
-                net,
-                serve_cmd::ServeArgs {
-                    data: None,
-                    db: Some(&db),
-                    listen: &serve.listen,
-                    time_scale: serve.time_scale,
-                    agent_timeout: serve.agent_timeout,
-                    caps: caps.caps(),
-                    bootstrap: false,
-                    local_agent: None,
-                    runs: agent_cmd::RunOptions::default(),
-                },
-            ))?;
+            let args = serve_cmd::ServeArgs { caps: caps.caps(), ..serve.args(None, Some(&db)) };
+            runtime()?.block_on(serve_cmd::run(net, args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { sub: TokenSub::Create { data, db, role, name } } => {

@@ -17,11 +17,12 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(server: Option<String>, token: Option<String>) -> Result<Client> {
+    pub fn new(server: Option<String>, token: Option<String>, tls: &crate::http::ClientTls) -> Result<Client> {
         let server = server.context("no server: pass --server URL or set SUANWANG_SERVER")?;
         let token =
             token.context("no token: pass --token T or set SUANWANG_TOKEN (see suanwang-data/credentials.json)")?;
-        let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+        let http =
+            crate::http::builder(tls)?.pool_max_idle_per_host(256).build().context("building the HTTP client")?;
         Ok(Client { server: server.trim_end_matches('/').to_string(), token, http })
     }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use suanwang_core::Network;
 use suanwang_server::auth::Role;
-use suanwang_server::{ServerConfig, build, create_token, serve};
+use suanwang_server::listen::{Limits, ListenOptions, serve_with, tls_config};
+use suanwang_server::throttle::AuthLimit;
+use suanwang_server::{ServerConfig, build, create_token};
 use suanwang_store::AnyStore;
 
 /// The store for `--data DIR` (SQLite in DIR) or `--db URL`.
@@ -84,6 +86,60 @@ pub struct ServeArgs<'a> {
     pub local_agent: Option<String>,
     /// `up`: whom the local agent's runs execute as, and how they are confined.
     pub runs: crate::agent_cmd::RunOptions,
+    /// HTTPS with this certificate chain and key (PEM); `--client-ca` for mutual TLS.
+    pub tls_cert: Option<&'a Path>,
+    pub tls_key: Option<&'a Path>,
+    pub client_ca: Option<&'a Path>,
+    pub max_connections: usize,
+    pub max_connections_per_addr: usize,
+    /// Seconds.
+    pub header_timeout: u64,
+    pub body_timeout: u64,
+    pub tls_handshake_timeout: u64,
+    pub auth_limit: AuthLimit,
+    /// How `up`'s local agent trusts this server and identifies itself.
+    pub client_tls: crate::http::ClientTls,
+}
+
+/// The listener's options from the flags; every bad value is an error naming its flag.
+fn listen_options(args: &ServeArgs<'_>) -> Result<ListenOptions> {
+    if args.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
+    if args.max_connections_per_addr == 0 {
+        bail!("--max-connections-per-addr must be at least 1");
+    }
+    for (flag, secs) in [
+        ("--header-timeout", args.header_timeout),
+        ("--body-timeout", args.body_timeout),
+        ("--tls-handshake-timeout", args.tls_handshake_timeout),
+    ] {
+        if secs == 0 {
+            bail!("{flag} must be at least 1 second");
+        }
+    }
+    let tls = match (args.tls_cert, args.tls_key) {
+        (None, None) => {
+            if args.client_ca.is_some() {
+                bail!("--client-ca needs --tls-cert FILE and --tls-key FILE (client certificates need TLS)");
+            }
+            None
+        }
+        (Some(_), None) => bail!("--tls-cert needs --tls-key FILE (the certificate's private key)"),
+        (None, Some(_)) => bail!("--tls-key needs --tls-cert FILE"),
+        (Some(cert), Some(key)) => Some(Arc::new(tls_config(cert, key, args.client_ca)?)),
+    };
+    Ok(ListenOptions {
+        tls,
+        agents_need_client_cert: args.client_ca.is_some(),
+        limits: Limits {
+            max_connections: args.max_connections,
+            max_connections_per_addr: args.max_connections_per_addr,
+            header_timeout: std::time::Duration::from_secs(args.header_timeout),
+            body_timeout: std::time::Duration::from_secs(args.body_timeout),
+            handshake_timeout: std::time::Duration::from_secs(args.tls_handshake_timeout),
+        },
+    })
 }
 
 pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
@@ -97,11 +153,15 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
             args.agent_timeout
         );
     }
+    // TLS files and limits are checked before the store is opened or the port taken
+    let options = listen_options(&args)?;
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
     let store = open_store(args.data, args.db).await?;
     let cfg = ServerConfig {
         time_scale: args.time_scale,
         agent_timeout: std::time::Duration::from_secs(args.agent_timeout),
         provider_caps: args.caps,
+        auth_limit: args.auth_limit,
         ..ServerConfig::default()
     };
     let (router, _actor) = build(Arc::new(net), store.clone(), cfg).await?;
@@ -136,18 +196,18 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
             )?;
             (operator, tenant)
         };
-        println!("Suanwang control plane on http://{addr} ({} store in {})", store.kind(), dir.display());
+        println!("Suanwang control plane on {scheme}://{addr} ({} store in {})", store.kind(), dir.display());
         println!("operator token: {operator}");
         println!("tenant token (tenant \"acme-ai\"): {tenant}");
         println!("(both saved in {}, mode 0600)\n", creds.display());
         println!("Next, in another terminal:");
-        println!("  export SUANWANG_SERVER=http://{addr} SUANWANG_TOKEN={tenant}");
+        println!("  export SUANWANG_SERVER={scheme}://{addr} SUANWANG_TOKEN={tenant}");
         println!("  suanwang submit examples/inference.toml");
         println!("  suanwang jobs");
-        println!("  curl -s http://{addr}/metrics | head");
+        println!("  curl -s {scheme}://{addr}/metrics | head");
         if let Some(city) = &args.local_agent {
             let agent = crate::agent_cmd::AgentArgs {
-                server: format!("http://{addr}"),
+                server: format!("{scheme}://{addr}"),
                 token: operator.clone(),
                 site: "local".into(),
                 city: city.clone(),
@@ -156,6 +216,7 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
                 pools: None,
                 lost_after: std::time::Duration::from_mins(1),
                 run: args.runs.clone(),
+                tls: args.client_tls.clone(),
             };
             println!(
                 "\nThis machine is site `local` (at {city}); jobs with [run] and allowed_sites = [\"local\"] run here for real:"
@@ -168,8 +229,8 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
             });
         }
     } else {
-        println!("Suanwang control plane on http://{addr} ({} store)", store.kind());
+        println!("Suanwang control plane on {scheme}://{addr} ({} store)", store.kind());
     }
-    serve(listener, router).await?;
+    serve_with(listener, router, options).await?;
     Ok(())
 }

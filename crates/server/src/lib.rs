@@ -8,8 +8,10 @@
 pub mod actor;
 pub mod auth;
 pub mod error;
+pub mod listen;
 pub mod metrics;
 pub mod routes;
+pub mod throttle;
 pub mod views;
 
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +50,8 @@ pub struct Inner {
     pub run_secret: String,
     /// Owner and approval of every agent site (a copy of the engine's, after each commit).
     pub grants: RwLock<Arc<BTreeMap<String, suanwang_engine::SiteGrant>>>,
+    /// Failed authentications per address and per principal.
+    pub throttle: throttle::Throttle,
 }
 
 impl Inner {
@@ -96,6 +100,8 @@ pub struct ServerConfig {
     pub agent_timeout: std::time::Duration,
     /// What one provider's sites may declare in total.
     pub provider_caps: ProviderCaps,
+    /// Failed authentications a client may have before it gets 429.
+    pub auth_limit: throttle::AuthLimit,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +112,7 @@ impl Default for ServerConfig {
             snapshot_every: 50_000,
             agent_timeout: std::time::Duration::from_secs(10),
             provider_caps: ProviderCaps::default(),
+            auth_limit: throttle::AuthLimit::default(),
         }
     }
 }
@@ -187,6 +194,7 @@ pub async fn build(
         identity,
         run_secret,
         grants: RwLock::new(Arc::default()),
+        throttle: throttle::Throttle::new(cfg.auth_limit),
     });
     inner
         .metrics
@@ -222,8 +230,8 @@ pub async fn build(
     Ok((routes::router(inner), handle))
 }
 
-/// Serves `router` on `listener` until the process ends.
+/// Serves `router` on `listener` over plain HTTP with the default limits until the process
+/// ends; [`listen::serve_with`] takes TLS and other limits.
 pub async fn serve(listener: tokio::net::TcpListener, router: axum::Router) -> Result<(), ServerError> {
-    axum::serve(listener, router).await?;
-    Ok(())
+    listen::serve_with(listener, router, listen::ListenOptions::default()).await
 }

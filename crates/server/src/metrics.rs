@@ -17,6 +17,8 @@ pub struct Metrics {
     pub auth_failures: AtomicU64,
     /// Agent reports refused as implausible (usage not finite, negative, or beyond the run).
     pub reports_refused: AtomicU64,
+    /// Requests answered 429 by the failed-authentication throttle.
+    pub auth_throttled: AtomicU64,
     http_buckets: [AtomicU64; 12],
     http_count: AtomicU64,
     http_sum_us: AtomicU64,
@@ -62,6 +64,13 @@ impl Metrics {
         let _ = writeln!(out, "suanwang_auth_failures_total {}", self.auth_failures.load(Ordering::Relaxed));
         g(&mut out, "suanwang_reports_refused_total", "Agent reports refused as implausible.", "counter");
         let _ = writeln!(out, "suanwang_reports_refused_total {}", self.reports_refused.load(Ordering::Relaxed));
+        g(
+            &mut out,
+            "suanwang_auth_throttled_total",
+            "Requests refused with 429 after too many failed authentications.",
+            "counter",
+        );
+        let _ = writeln!(out, "suanwang_auth_throttled_total {}", self.auth_throttled.load(Ordering::Relaxed));
         g(&mut out, "suanwang_hub_utilization", "Share of a hub's unified capacity held by running jobs.", "gauge");
         for (hub, util, _) in hubs {
             let _ = writeln!(out, "suanwang_hub_utilization{{hub=\"{hub}\"}} {util:.6}");

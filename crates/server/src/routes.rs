@@ -56,6 +56,7 @@ pub fn router(inner: Arc<Inner>) -> Router {
         )
         .fallback(|| async { ApiError::not_found("such route").hint("see /openapi.json") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(Arc::clone(&inner), crate::throttle::guard))
         .layer(middleware::from_fn_with_state(Arc::clone(&inner), timed))
         .with_state(inner)
 }

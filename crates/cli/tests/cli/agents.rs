@@ -72,7 +72,7 @@ async fn up(tag: &str, extra: &[&str]) -> Up {
     args.extend_from_slice(extra);
     let child = spawn(&args, &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{url}/healthz")).await.is_err() {
+    while crate::http().get(format!("{url}/healthz")).send().await.is_err() {
         assert!(Instant::now() < deadline, "suanwang up did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -89,19 +89,11 @@ async fn up(tag: &str, extra: &[&str]) -> Up {
 }
 
 async fn get(url: &str, token: &str, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{url}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json")
+    crate::http().get(format!("{url}{path}")).bearer_auth(token).send().await.expect("get").json().await.expect("json")
 }
 
 async fn submit(u: &Up, job: Value) -> u64 {
-    let r = reqwest::Client::new()
+    let r = crate::http()
         .post(format!("{}/v1/jobs", u.url))
         .bearer_auth(&u.tenant)
         .json(&job)
@@ -181,7 +173,7 @@ async fn a_job_runs_for_real_on_the_local_site_and_cancel_stops_it() {
     let id = submit(&u, job("long", &["local"], &format!("sleep {marker}"))).await;
     until(&u, id, "running", 60, |j| j["state"] == "running").await;
     until_process(&marker, true, "the run never started").await;
-    let r = reqwest::Client::new()
+    let r = crate::http()
         .post(format!("{}/v1/jobs/{id}/cancel", u.url))
         .bearer_auth(&u.tenant)
         .send()
@@ -300,7 +292,7 @@ async fn a_moved_job_resumes_from_its_checkpoint_on_the_other_site() {
     // the control plane holds the checkpoint at step 3 (read back as the job's site may)
     let deadline = Instant::now() + Duration::from_mins(1);
     loop {
-        let r = reqwest::Client::new()
+        let r = crate::http()
             .get(format!("{}/v1/agents/{first}/checkpoints/{id}", u.url))
             .bearer_auth(&provider)
             .send()
@@ -325,7 +317,7 @@ async fn a_moved_job_resumes_from_its_checkpoint_on_the_other_site() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // a stale attempt may not overwrite it
-    let r = reqwest::Client::new()
+    let r = crate::http()
         .put(format!("{}/v1/agents/{first}/checkpoints/{id}?attempt=7", u.url))
         .bearer_auth(&provider)
         .body(vec![1, 2, 3])
@@ -358,7 +350,7 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
     let u = up("failover", &["--no-local-agent", "--agent-timeout", "4"]).await;
     let provider = provider_token(&u);
     // a provider connects only its own sites
-    let r = reqwest::Client::new()
+    let r = crate::http()
         .post(format!("{}/v1/agents/register", u.url))
         .bearer_auth(&provider)
         .json(&json!({"site": {"id": "globex-x", "city": "beijing", "pue": 1.3, "pools": []}, "detected": {"cores": 2, "memory_mib": 4096}}))
@@ -377,7 +369,7 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused to register site globex-x: 403") && !err.contains("cannot reach"), "{err}");
     // and declares no more than it has
-    let r = reqwest::Client::new()
+    let r = crate::http()
         .post(format!("{}/v1/agents/register", u.url))
         .bearer_auth(&provider)
         .json(&json!({"site": {"id": "acme-big", "city": "beijing", "pue": 1.3, "pools": [{"name": "cpu", "model": "generic-x86_64", "count": 512, "memory_gib_per_unit": 1, "power_w_per_unit": 10.0, "price_fen_per_unit_hour": 30}]}, "detected": {"cores": 2, "memory_mib": 4096}}))
@@ -393,7 +385,7 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
         ]}, "detected": {"cores": 2, "memory_mib": 4096, "gpus": gpus}})
     };
     for (gpus, want) in [(1, 422), (2, 200)] {
-        let r = reqwest::Client::new()
+        let r = crate::http()
             .post(format!("{}/v1/agents/register", u.url))
             .bearer_auth(&provider)
             .json(&gpu_site(gpus))
@@ -431,7 +423,7 @@ async fn killing_an_agent_moves_its_job_and_a_stale_attempt_cannot_report() {
     let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
     assert!(logs["stdout"].as_str().is_some_and(|s| s.contains("attempt-2") && s.contains("finished")), "{logs}");
     // the first attempt's agent (were it alive) could not report any more: fencing
-    let r = reqwest::Client::new()
+    let r = crate::http()
         .post(format!("{}/v1/agents/{first}/reports", u.url))
         .bearer_auth(&provider)
         .json(&json!({"id": id, "attempt": 1, "succeeded": true}))

@@ -25,7 +25,7 @@ fn up(dir: &std::path::Path, port: u16) -> Child {
 async fn wait_healthy(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if reqwest::get(format!("{url}/healthz")).await.is_ok_and(|r| r.status().is_success()) {
+        if crate::http().get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -52,7 +52,7 @@ async fn acknowledged_submissions_survive_sigkill() {
 
     // 16 clients submit until the server dies; every 201/200 is remembered
     let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::new(Mutex::new(vec![]));
-    let client = reqwest::Client::new();
+    let client = crate::http();
     let mut tasks = vec![];
     for c in 0..16 {
         let (client, url, tenant, acked) = (client.clone(), url.clone(), tenant.clone(), Arc::clone(&acked));

@@ -5,6 +5,7 @@ mod durability;
 mod job;
 mod network;
 mod plan;
+mod tls;
 
 use std::process::{Command, Output};
 
@@ -17,6 +18,13 @@ pub fn suanwang(args: &[&str]) -> Output {
         .env_remove("SUANWANG_TOKEN")
         .output()
         .expect("the binary runs")
+}
+
+/// A client for the tests: reqwest is built with rustls but without a default crypto provider
+/// (the workspace uses ring alone), so the process installs ring before the first client.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 pub fn stdout_json(out: &Output) -> serde_json::Value {

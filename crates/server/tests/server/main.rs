@@ -1,5 +1,8 @@
 //! The control plane over real HTTP, on SQLite and PostgreSQL: tenancy, bad input, idempotency,
-//! the OpenAPI document, restart from the log.
+//! the OpenAPI document, restart from the log; TLS and abuse limits in their modules.
+
+mod limits;
+mod tls;
 
 use std::sync::Arc;
 
@@ -40,6 +43,13 @@ async fn start_with(store: AnyStore, cfg: ServerConfig) -> Server {
     Server { url, store, tasks: vec![serve, actor] }
 }
 
+/// A client for the tests: reqwest is built with rustls but without a default crypto provider
+/// (the workspace uses ring alone), so the process installs ring before the first client.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 async fn sqlite(tag: &str) -> AnyStore {
     let dir = std::env::temp_dir().join(format!("suanwang-server-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -67,7 +77,7 @@ async fn call(
     body: Option<Vec<u8>>,
     key: Option<&str>,
 ) -> (u16, Value) {
-    let c = reqwest::Client::new();
+    let c = http();
     let mut r = c.request(method.parse().expect("method"), format!("{url}{path}"));
     if let Some(t) = token {
         r = r.bearer_auth(t);
@@ -324,7 +334,7 @@ async fn openapi_is_stable_and_lists_every_route() {
     }
     let (_, health) = call(&s.url, "GET", "/healthz", None, None, None).await;
     assert_eq!(health["status"], "ok");
-    let res = reqwest::get(format!("{}/metrics", s.url)).await.expect("metrics").text().await.expect("text");
+    let res = http().get(format!("{}/metrics", s.url)).send().await.expect("metrics").text().await.expect("text");
     for m in [
         "suanwang_jobs",
         "suanwang_placements_total",
@@ -452,7 +462,7 @@ async fn the_current_attempt_keeps_its_checkpoint_and_others_are_refused() {
     let data: Vec<u8> = (0..3 * 1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
     let (st, r) = call(&s.url, "PUT", &format!("{path}?attempt=1"), Some(&op), Some(data.clone()), None).await;
     assert_eq!((st, r["bytes"].as_u64()), (200, Some(data.len() as u64)), "{r}");
-    let res = reqwest::Client::new().get(format!("{}{path}", s.url)).bearer_auth(&op).send().await.expect("get");
+    let res = http().get(format!("{}{path}", s.url)).bearer_auth(&op).send().await.expect("get");
     assert_eq!(res.headers()["x-suanwang-checkpoint-attempt"], "1");
     assert_eq!(res.bytes().await.expect("body").to_vec(), data);
     // a stale attempt, a missing attempt, another site, a tenant, an oversize body
@@ -468,6 +478,6 @@ async fn the_current_attempt_keeps_its_checkpoint_and_others_are_refused() {
     let (st, r) = call(&s.url, "PUT", &format!("{path}?attempt=1"), Some(&op), Some(huge), None).await;
     assert_eq!((st, r["code"].as_str()), (413, Some("too_large")), "{r}");
     // the refused writes left the kept checkpoint alone
-    let res = reqwest::Client::new().get(format!("{}{path}", s.url)).bearer_auth(&op).send().await.expect("get");
+    let res = http().get(format!("{}{path}", s.url)).bearer_auth(&op).send().await.expect("get");
     assert_eq!(res.bytes().await.expect("body").len(), data.len());
 }

@@ -235,7 +235,8 @@ async fn implausible_reports_are_refused_and_never_billed() {
     assert_eq!((st, e["code"].as_str()), (422, Some("invalid_report")), "{e}");
     let (_, view) = call(&s.url, "GET", &format!("/v1/jobs/{id}"), Some(&tenant), None, None).await;
     assert_eq!((view["state"].as_str(), view["meter"].is_null()), (Some("running"), true), "not stored: {view}");
-    let metrics = reqwest::get(format!("{}/metrics", s.url)).await.expect("metrics").text().await.expect("text");
+    let metrics =
+        crate::http().get(format!("{}/metrics", s.url)).send().await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("\nsuanwang_reports_refused_total 7\n"), "{metrics}");
 
     // the longest plausible run is billed, and no more than its share of the time limit

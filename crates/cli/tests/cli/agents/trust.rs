@@ -30,7 +30,7 @@ fn refusal(plan: &Value, site: &str) -> Option<Value> {
 }
 
 async fn register(u: &Up, token: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
+    let r = crate::http()
         .post(format!("{}/v1/agents/register", u.url))
         .bearer_auth(token)
         .json(body)
