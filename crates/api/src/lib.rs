@@ -230,6 +230,11 @@ pub fn openapi() -> Value {
         });
         if path.starts_with("/v1") {
             op["security"] = json!([{"bearer": []}]);
+            op["responses"]["429"] = json!({
+                "description": "Too many failed authentications from this address or for this principal",
+                "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+                "content": {"application/json": {"schema": error}},
+            });
         }
         if *path == "/v1/jobs" && *method == "post" {
             op["parameters"] = json!([{"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 128}}]);

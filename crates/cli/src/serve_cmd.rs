@@ -127,7 +127,20 @@ fn listen_options(args: &ServeArgs<'_>) -> Result<ListenOptions> {
         }
         (Some(_), None) => bail!("--tls-cert needs --tls-key FILE (the certificate's private key)"),
         (None, Some(_)) => bail!("--tls-key needs --tls-cert FILE"),
-        (Some(cert), Some(key)) => Some(Arc::new(tls_config(cert, key, args.client_ca)?)),
+        (Some(cert), Some(key)) => {
+            // the private key is the operator's file: said, not changed (its group may be meant
+            // to read it, as Debian's ssl-cert)
+            if let Ok(m) = std::fs::metadata(key)
+                && m.permissions().mode() & 0o077 != 0
+            {
+                eprintln!(
+                    "warning: --tls-key {} has mode {:o}: other users may read the server's private key (chmod 600)",
+                    key.display(),
+                    m.permissions().mode() & 0o777
+                );
+            }
+            Some(Arc::new(tls_config(cert, key, args.client_ca)?))
+        }
     };
     Ok(ListenOptions {
         tls,
