@@ -7,7 +7,8 @@
 //!   agent that is not root runs jobs as its own user.
 //! - **Namespaces.** A private mount namespace whose root is built afresh: the system
 //!   directories (`/usr`, `/etc`, `/opt`, and the `/bin`, `/lib`… links) read-only, a private
-//!   `/tmp`, `/dev/shm` and a minimal `/dev`, `/sys` read-only, a fresh `/proc`, and the run's own
+//!   `/tmp`, `/dev/shm` and a minimal `/dev` (with the GPU, DRI and InfiniBand devices where the
+//!   machine has them), `/sys` read-only, a fresh `/proc`, and the run's own
 //!   work directory as the **only** writable path from the host — everything else (the agent's
 //!   and the control plane's data directories, other runs, home directories) is simply absent.
 //!   A private PID namespace (the run sees only its own processes, so it can neither find nor
@@ -158,6 +159,14 @@ mount -t tmpfs -o mode=0755,nosuid sw-dev "$R/dev"
 for n in null zero full random urandom tty; do
   if [ -e "/dev/$n" ]; then touch "$R/dev/$n"; mount --bind "/dev/$n" "$R/dev/$n"; fi
 done
+for n in /dev/nvidia* /dev/dri /dev/infiniband; do
+  if [ -d "$n" ]; then mkdir -p "$R$n"; mount --rbind "$n" "$R$n"
+  elif [ -c "$n" ]; then touch "$R$n"; mount --bind "$n" "$R$n"; fi
+done
+if [ -d /run/systemd/resolve ]; then
+  mkdir -p "$R/run/systemd/resolve"; mount --bind /run/systemd/resolve "$R/run/systemd/resolve"
+  mount -o remount,bind,ro "$R/run/systemd/resolve"
+fi
 ln -s /proc/self/fd "$R/dev/fd"; ln -s /proc/self/fd/0 "$R/dev/stdin"
 ln -s /proc/self/fd/1 "$R/dev/stdout"; ln -s /proc/self/fd/2 "$R/dev/stderr"
 mkdir "$R/dev/shm"; mount -t tmpfs -o mode=1777,nosuid,nodev sw-shm "$R/dev/shm"
