@@ -102,7 +102,7 @@ impl Users {
 /// it to their runs' directories: no listing), tightening a looser one with a warning.
 fn own_data_dir(dir: &std::path::Path, traversable: bool) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::serve_cmd::create_private_dir(dir)?;
     let dir = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
     let want = if traversable { 0o711 } else { 0o700 };
     let mode = std::fs::metadata(&dir)?.permissions().mode() & 0o777;
@@ -960,10 +960,16 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         );
     }
     let mut args = args;
-    // run users pass through the data directory to their runs when nothing else brings them
-    // there (Slurm runs them; without namespaces the process executor does too)
-    let traversable =
-        users.default.is_some() && (args.executor == "slurm" || sandbox.isolation == suanwang_agent::Isolation::Off);
+    // Slurm's daemon enters a run's directory as the run user, who must pass through the data
+    // directory; the process executor enters it with the agent's rights before dropping them
+    // (without namespaces a run then works in its directory, though it could not walk there)
+    let traversable = users.default.is_some() && args.executor == "slurm";
+    if users.default.is_some() && sandbox.isolation == suanwang_agent::Isolation::Off {
+        tracing::warn!(
+            "no namespaces: runs start in their work directory as the run user, but absolute paths through the \
+             agent's data directory (HOME, SUANWANG_CHECKPOINT_DIR) resolve only where its parents let them pass"
+        );
+    }
     // runs work in their own directories: every path handed to them must be absolute
     args.data = own_data_dir(&args.data, traversable)?;
     if traversable {

@@ -35,7 +35,7 @@ const DATA_DIR_MODE: u32 = 0o700;
 /// database, its WAL and shared memory, and the credentials 0600. Looser modes left by an
 /// earlier version (or a umask) are tightened, with a warning naming the file.
 pub fn own_data_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_private_dir(dir)?;
     tighten(dir, DATA_DIR_MODE)?;
     for f in ["suanwang.db", "suanwang.db-wal", "suanwang.db-shm", "credentials.json"] {
         let path = dir.join(f);
@@ -44,6 +44,19 @@ pub fn own_data_dir(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Creates `dir` (and its missing parents) with mode 0700 when it does not exist.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DATA_DIR_MODE)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
 /// Sets `path`'s mode to `mode` when it grants more; warns when it did.
