@@ -165,6 +165,10 @@ struct CapFlags {
     max_accelerators_per_provider: u64,
     #[arg(long, value_name = "GIB", default_value_t = suanwang_server::ProviderCaps::default().max_memory_gib)]
     max_memory_gib_per_provider: u64,
+    /// Approve a provider's new site only after a probe job on it (run by its agent as any job)
+    /// found the cores, memory and accelerator cards it declared.
+    #[arg(long)]
+    require_probe: bool,
 }
 
 impl CapFlags {
@@ -173,6 +177,7 @@ impl CapFlags {
             max_cores: self.max_cores_per_provider,
             max_accelerators: self.max_accelerators_per_provider,
             max_memory_gib: self.max_memory_gib_per_provider,
+            require_probe: self.require_probe,
         }
     }
 }

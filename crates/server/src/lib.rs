@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod listen;
 pub mod metrics;
+pub mod probe;
 pub mod routes;
 pub mod throttle;
 pub mod views;
@@ -52,6 +53,10 @@ pub struct Inner {
     pub grants: RwLock<Arc<BTreeMap<String, suanwang_engine::SiteGrant>>>,
     /// Failed authentications per address and per principal.
     pub throttle: throttle::Throttle,
+    /// A provider's pending site is approved only after its probe job passed.
+    pub require_probe: bool,
+    /// Probe jobs of pending sites (state, not commands: kept in memory).
+    pub probes: std::sync::Mutex<HashMap<String, probe::Probe>>,
 }
 
 impl Inner {
@@ -80,11 +85,14 @@ pub struct ProviderCaps {
     pub max_cores: u64,
     pub max_accelerators: u64,
     pub max_memory_gib: u64,
+    /// A provider's new site may be approved only after a probe job on it found what it
+    /// declared (`--require-probe`).
+    pub require_probe: bool,
 }
 
 impl Default for ProviderCaps {
     fn default() -> Self {
-        ProviderCaps { max_cores: 100_000, max_accelerators: 10_000, max_memory_gib: 1_048_576 }
+        ProviderCaps { max_cores: 100_000, max_accelerators: 10_000, max_memory_gib: 1_048_576, require_probe: false }
     }
 }
 
@@ -195,6 +203,8 @@ pub async fn build(
         run_secret,
         grants: RwLock::new(Arc::default()),
         throttle: throttle::Throttle::new(cfg.auth_limit),
+        require_probe: cfg.provider_caps.require_probe,
+        probes: std::sync::Mutex::new(HashMap::new()),
     });
     inner
         .metrics

@@ -506,7 +506,20 @@ async fn register(
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
     let approved = rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
-    Ok(Json(json!({"site": id, "registered": true, "approval": approval(approved), "control_plane": inner.identity})))
+    let mut answer =
+        json!({"site": id, "registered": true, "approval": approval(approved), "control_plane": inner.identity});
+    if inner.require_probe
+        && !approved
+        && let Ok(mut probes) = inner.probes.lock()
+    {
+        // each registration probes afresh: what the machine has now is what is approved
+        let attempt = probes.get(&id).map_or(1, |p| p.attempt.saturating_add(1));
+        let declared = crate::probe::Capacity { cores, memory_mib: memory, gpus };
+        probes.insert(id.clone(), crate::probe::Probe { attempt, declared, result: None });
+        answer["probe"] = json!("waiting");
+        inner.views_changed.notify_waiters();
+    }
+    Ok(Json(answer))
 }
 
 #[derive(Debug, Deserialize)]
@@ -568,6 +581,9 @@ async fn assignments(
         for a in &mut list {
             a.run_id = inner.run_id(a.id, a.attempt);
         }
+        if let Some(p) = inner.probes.lock().ok().and_then(|p| p.get(&site).filter(|p| p.result.is_none()).cloned()) {
+            list.push(p.assignment(&site, inner.run_id(crate::probe::PROBE_JOB, p.attempt)));
+        }
         let version = assignments_version(&list);
         let changed = match &q.known {
             Some(known) => *known != version,
@@ -592,7 +608,7 @@ async fn report(
     headers: HeaderMap,
     Path(site): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<JobView>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     may_run_site(&inner, &p, &site, false)?;
     let body = body.map_err(|e| body_error(&e))?;
@@ -600,6 +616,9 @@ async fn report(
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_report", "the report is not valid")
             .detail(e.to_string())
     })?;
+    if r.id == crate::probe::PROBE_JOB {
+        return probe_report(&inner, &site, &r).map(|v| Json(v).into_response());
+    }
     let assigned_here = inner
         .views
         .read()
@@ -623,7 +642,28 @@ async fn report(
         .send(Req::Report { principal: p, report: Box::new(r), reply: tx })
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
-    Ok(Json(rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??))
+    Ok(Json(rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??).into_response())
+}
+
+/// A site's report of its probe job: judged against what its registration declared.
+fn probe_report(inner: &Inner, site: &str, r: &actor::AgentReport) -> Result<Value, ApiError> {
+    let mut probes = inner.probes.lock().map_err(|_| ApiError::unavailable("probes poisoned"))?;
+    let Some(p) = probes.get_mut(site).filter(|p| p.attempt == r.attempt && p.result.is_none()) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "stale_report",
+            format!("no probe {} is waiting for site {site}", r.attempt),
+        )
+        .hint("the site registered again, or its probe was judged already"));
+    };
+    p.result = Some(crate::probe::judge(p.declared, r.succeeded, &r.stdout));
+    let out = json!({"site": site, "probe": p.state(), "declared": p.declared,
+        "found": p.result.as_ref().and_then(|r| r.as_ref().ok()),
+        "reason": p.result.as_ref().and_then(|r| r.as_ref().err())});
+    tracing::info!(site, probe = %out, "probe judged");
+    drop(probes);
+    inner.views_changed.notify_waiters();
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -746,6 +786,31 @@ async fn approve(
         && let Some(why) = suanwang_core::ident::id_problem(o)
     {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("owner {o:?} {why}")).field("owner"));
+    }
+    if inner.require_probe {
+        let pending_provider_site = inner
+            .grants
+            .read()
+            .ok()
+            .and_then(|g| g.get(&site).map(|g| !g.approved && !g.owner.is_operator()))
+            .unwrap_or(false);
+        if pending_provider_site {
+            let blocked = match inner.probes.lock().ok().and_then(|p| p.get(&site).cloned()) {
+                Some(p) => p.blocks_approval(),
+                None => Some(
+                    "no probe job has run since the control plane started (its agent probes when it registers again)"
+                        .into(),
+                ),
+            };
+            if let Some(why) = blocked {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "probe_required",
+                    format!("site {site} may not be approved yet: {why}"),
+                )
+                .hint("--require-probe is on: the site's agent must run its probe job and find what it declared"));
+            }
+        }
     }
     let (tx, rx) = oneshot::channel();
     inner

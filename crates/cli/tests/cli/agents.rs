@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod isolation;
+mod probe;
 mod trust;
 
 fn free_port() -> u16 {
