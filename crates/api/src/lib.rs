@@ -243,9 +243,19 @@ pub fn openapi() -> Value {
             op["responses"]["413"] =
                 json!({"description": "Body over 1 MiB", "content": {"application/json": {"schema": error}}});
         }
+        // every path parameter is declared (after any header parameters)
+        let mut params: Vec<Value> = op["parameters"].as_array().cloned().unwrap_or_default();
+        if path.contains("{site}") {
+            params.push(json!({"name": "site", "in": "path", "required": true,
+                "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$", "maxLength": 64}}));
+        }
         if path.contains("{id}") {
-            op["parameters"] =
-                json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}}]);
+            params.push(
+                json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}}),
+            );
+        }
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
         }
         paths.entry(path.to_string()).or_insert_with(|| json!({}))[*method] = op;
     }

@@ -294,6 +294,9 @@ struct Sent {
     user: Option<RunUser>,
 }
 
+/// How much of each output stream a report carries (what the control plane keeps).
+const LOG_TAIL: usize = 64 * 1024;
+
 /// The largest checkpoint the control plane keeps (gzipped tar).
 const MAX_CHECKPOINT: usize = 64 * 1024 * 1024;
 /// The most a restored checkpoint may unpack to (a small archive can expand enormously).
@@ -523,6 +526,10 @@ impl Agent {
         usage: suanwang_agent::Usage,
         logs: (String, String),
     ) {
+        // the control plane keeps the last 64 KiB of each stream: send no more (the full output
+        // stays in the run's directory on the site), so a chatty job never makes a report too
+        // large to be taken
+        let logs = (suanwang_server::actor::tail(&logs.0, LOG_TAIL), suanwang_server::actor::tail(&logs.1, LOG_TAIL));
         let (succeeded, reason) = match state {
             ExecState::Succeeded => (true, None),
             ExecState::Failed { reason, .. } => (false, Some(reason.clone())),

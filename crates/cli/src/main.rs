@@ -434,6 +434,7 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SUANWANG_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    quiet_on_closed_pipe();
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -450,6 +451,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A reader that stops reading (`suanwang sites | head`) ends the command quietly with status
+/// 141, as a shell reports SIGPIPE, instead of a panic from `println!`. (Rust ignores SIGPIPE, so
+/// writing to a closed pipe is an error, and the print macros panic on errors; restoring the
+/// signal would need `unsafe`, which this workspace forbids.)
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg =
+            payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+        if msg.is_some_and(|m| m.starts_with("failed printing to std") && m.contains("Broken pipe")) {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

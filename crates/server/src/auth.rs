@@ -68,3 +68,26 @@ pub fn new_token() -> Result<String, getrandom::Error> {
     getrandom::fill(&mut bytes)?;
     Ok(format!("sw_{}", hex(&bytes)))
 }
+
+/// The token of an `Authorization` header value `Bearer TOKEN` (RFC 9110: the scheme is
+/// case-insensitive, so `bearer` and `BEARER` are the same).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer sw_1", "bearer sw_1", "BEARER  sw_1 "] {
+            assert_eq!(bearer_token(v), Some("sw_1"), "{v}");
+        }
+        for v in ["Basic sw_1", "Bearer ", "Bearersw_1", ""] {
+            assert_eq!(bearer_token(v), None, "{v}");
+        }
+    }
+}

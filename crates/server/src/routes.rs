@@ -74,7 +74,7 @@ async fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Principal, A
         ApiError::unauthorized(why)
     };
     let Some(value) = headers.get("authorization") else { return Err(fail("no Authorization header")) };
-    let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim) else {
+    let Some(token) = value.to_str().ok().and_then(crate::auth::bearer_token) else {
         return Err(fail("the Authorization header is not `Bearer TOKEN`"));
     };
     let hash = hash_token(token);
@@ -260,11 +260,21 @@ async fn list(
     if limit == 0 || limit > 1000 {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "limit must be 1..=1000").field("limit"));
     }
+    if let Some(state) = &q.state
+        && serde_json::from_value::<suanwang_engine::JobState>(Value::String(state.clone())).is_err()
+    {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("unknown state {state:?}"))
+            .field("state")
+            .hint("submitted, admitted, refused, placed, in_transfer, running, completed, failed, cancelled"));
+    }
     let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
-    let after = q.after.unwrap_or(0);
+    // after the largest id there is nothing (not the first page again)
+    let Some(first) = q.after.unwrap_or(0).checked_add(1) else {
+        return Ok(Json(JobList { jobs: vec![], next_after: None }));
+    };
     let mut jobs: Vec<JobView> = v
         .jobs
-        .range(after + 1..)
+        .range(first..)
         .map(|(_, j)| j)
         .filter(|j| visible(&p, j))
         .filter(|j| q.tenant.as_ref().is_none_or(|t| &j.tenant == t))

@@ -66,3 +66,23 @@ fn another_data_directory_can_be_loaded_and_is_checked() {
     assert!(err.contains("network/sites.toml") && err.contains("pue"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A reader that closes the pipe early (`suanwang network --json | head -c 1`) ends the command
+/// quietly: status 0 or 141, no panic.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(["network", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut first = [0u8; 1];
+    child.stdout.take().expect("stdout").read_exact(&mut first).expect("a byte");
+    // the pipe's read end is closed here (dropped with `stdout`)
+    let out = child.wait_with_output().expect("ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(matches!(out.status.code(), Some(0 | 141)), "{:?} {stderr}", out.status);
+}

@@ -224,6 +224,16 @@ async fn idempotency_and_pagination(s: &Server) {
         }
     }
     assert_eq!(seen, 6);
+    // past the largest id there is nothing (not the first page again); an unknown state is 400
+    let (st, p) = call(&s.url, "GET", &format!("/v1/jobs?after={}", u64::MAX), Some(&a), None, None).await;
+    assert_eq!((st, p["jobs"].as_array().map(Vec::len)), (200, Some(0)), "{p}");
+    let (st, e) = call(&s.url, "GET", "/v1/jobs?state=bogus", Some(&a), None, None).await;
+    assert_eq!((st, e["field"].as_str()), (400, Some("state")), "{e}");
+    let (st, p) = call(&s.url, "GET", "/v1/jobs?state=placed", Some(&a), None, None).await;
+    assert_eq!(st, 200, "{p}");
+    // the scheme of the Authorization header is case-insensitive (RFC 9110)
+    let lower = http().get(format!("{}/v1/jobs?limit=1", s.url)).header("authorization", format!("bearer {a}"));
+    assert_eq!(lower.send().await.expect("request").status().as_u16(), 200);
 }
 
 #[tokio::test]
@@ -325,6 +335,18 @@ async fn openapi_is_stable_and_lists_every_route() {
     }
     let want = std::fs::read_to_string(golden).expect("golden openapi.json (UPDATE_GOLDEN=1 to write)");
     assert_eq!(text, want.trim_end(), "the OpenAPI document changed: review and UPDATE_GOLDEN=1");
+    // every `{name}` of every path is a declared path parameter (OpenAPI 3.1 requires it)
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        let names: Vec<&str> = path.split('{').skip(1).filter_map(|p| p.split_once('}').map(|(n, _)| n)).collect();
+        for (method, op) in ops.as_object().expect("operations") {
+            for n in &names {
+                let declared = op["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["name"] == *n && p["in"] == "path" && p["required"] == true));
+                assert!(declared, "{method} {path}: path parameter {n} is not declared");
+            }
+        }
+    }
     let op = create_token(&s.store, Role::Operator, "ops").await.expect("token");
     for (method, path, ..) in suanwang_api::ROUTES {
         let p = path.replace("{id}", "1");

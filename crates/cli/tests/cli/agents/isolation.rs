@@ -285,3 +285,26 @@ async fn a_hostile_job_through_slurm_runs_as_the_mapped_user() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// A job that prints megabytes completes: its report carries the last 64 KiB of each stream
+/// (the full output stays on the site), never a body too large to be taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_prints_megabytes_completes_with_the_tail_of_its_output() {
+    let u = up("chatty", &[]).await;
+    until_sites(&u, &["local"]).await;
+    let script =
+        "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo the-end; head -c 2000000 /dev/zero | tr '\\0' y >&2";
+    let id = submit(&u, job("chatty", &["local"], script)).await;
+    let done = until(&u, id, "ended", 60, |j| j["state"] == "completed" || j["state"] == "failed").await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let logs = get(&u.url, &u.tenant, &format!("/v1/jobs/{id}/logs")).await;
+    let out = logs["stdout"].as_str().unwrap_or_default();
+    assert!(
+        out.len() <= 64 * 1024 && out.ends_with("the-end\n"),
+        "{} bytes, ends {:?}",
+        out.len(),
+        &out[out.len().saturating_sub(20)..]
+    );
+    let err = logs["stderr"].as_str().unwrap_or_default();
+    assert!(err.len() <= 64 * 1024 && err.len() > 60_000, "{} bytes of stderr", err.len());
+}
