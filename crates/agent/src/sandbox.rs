@@ -184,8 +184,10 @@ fi
 exec unshare --map-user="$U" --map-group="$G" -- setpriv --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"
 "#;
 
-/// Drops root for a run when no namespace is made.
-fn setpriv(user: &RunUser) -> Vec<String> {
+/// The command prefix that drops root to `user` (no supplementary groups, no capabilities,
+/// `no_new_privs`): for a run when no namespace is made, and for the agent's own work with a
+/// run's files (its checkpoints).
+pub fn setpriv(user: &RunUser) -> Vec<String> {
     vec![
         "setpriv".into(),
         format!("--reuid={}", user.uid),

@@ -119,14 +119,8 @@ fn own_data_dir(dir: &std::path::Path, traversable: bool) -> Result<PathBuf> {
 /// Whether `user` can reach `dir` (every directory on the way lets it pass).
 fn reachable_by(dir: &std::path::Path, user: &RunUser) -> bool {
     std::process::Command::new("setpriv")
-        .args([
-            &format!("--reuid={}", user.uid),
-            &format!("--regid={}", user.gid),
-            "--clear-groups",
-            "--",
-            "test",
-            "-x",
-        ])
+        .args(&suanwang_agent::sandbox::setpriv(user)[1..])
+        .args(["test", "-x"])
         .arg(dir)
         .status()
         .is_ok_and(|s| s.success())
@@ -352,7 +346,7 @@ fn tar(args: &[&str], input: &[u8], user: Option<&RunUser>, cwd: &std::path::Pat
     let mut cmd = match user {
         Some(u) if suanwang_agent::sandbox::agent_is_root() => {
             let mut c = std::process::Command::new("setpriv");
-            c.args([&format!("--reuid={}", u.uid), &format!("--regid={}", u.gid), "--clear-groups", "--", "tar"]);
+            c.args(&suanwang_agent::sandbox::setpriv(u)[1..]).arg("tar");
             c
         }
         _ => std::process::Command::new("tar"),
@@ -380,6 +374,17 @@ fn tar(args: &[&str], input: &[u8], user: Option<&RunUser>, cwd: &std::path::Pat
 fn run_dir_name(name: &str) -> Option<(u64, u32)> {
     let (id, attempt) = name.split_once('-')?;
     Some((id.parse().ok()?, attempt.parse().ok()?))
+}
+
+/// The run directories in `data`: `(job, attempt, path)`.
+fn run_dirs(data: &std::path::Path) -> Vec<(u64, u32, PathBuf)> {
+    std::fs::read_dir(data)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| run_dir_name(&e.file_name().to_string_lossy()).map(|(i, a)| (i, a, e.path())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Agent {
@@ -447,13 +452,7 @@ impl Agent {
         if before.as_deref() == Some(id) {
             return Ok(());
         }
-        let runs: Vec<(u64, u32, PathBuf)> = std::fs::read_dir(&self.args.data)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| run_dir_name(&e.file_name().to_string_lossy()).map(|(i, a)| (i, a, e.path())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let runs = run_dirs(&self.args.data);
         if !runs.is_empty() {
             let old = before.unwrap_or_else(|| "unknown".into());
             tracing::warn!(
@@ -678,12 +677,7 @@ impl Agent {
             return;
         }
         self.reconciled = true;
-        let Ok(dir) = std::fs::read_dir(&self.args.data) else { return };
-        let left: Vec<(u64, u32, PathBuf)> = dir
-            .flatten()
-            .filter_map(|e| run_dir_name(&e.file_name().to_string_lossy()).map(|(i, a)| (i, a, e.path())))
-            .collect();
-        for (id, attempt, path) in left {
+        for (id, attempt, path) in run_dirs(&self.args.data) {
             if list.iter().any(|a| (a.id, a.attempt) == (id, attempt)) || path.join("reported").exists() {
                 continue;
             }

@@ -142,23 +142,10 @@ fn a_lost_sites_jobs_go_to_its_backup() {
 
 #[test]
 fn an_agent_site_runs_its_jobs_for_real_and_reports_are_fenced() {
-    use suanwang_core::network::{AgentPool, AgentSite};
     use suanwang_engine::RunOutcome;
     let net = net();
     let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
-    let site = AgentSite {
-        id: "local".into(),
-        city: "beijing".into(),
-        pue: 1.3,
-        pools: vec![AgentPool {
-            name: "cpu".into(),
-            model: "generic-x86_64".into(),
-            count: 4,
-            memory_gib_per_unit: 2,
-            power_w_per_unit: 10.0,
-            price_fen_per_unit_hour: 30,
-        }],
-    };
+    let site = trust::agent_site("local");
     let op = suanwang_engine::Owner { role: "operator".into(), name: "ops".into() };
     e.apply(Command::RegisterSite { site: site.clone(), owner: op.clone(), approved: true }).expect("registers");
     e.apply(Command::RegisterSite { site: site.clone(), owner: op.clone(), approved: true })

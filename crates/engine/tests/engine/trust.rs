@@ -19,7 +19,7 @@ fn who(role: &str, name: &str) -> Owner {
     Owner { role: role.into(), name: name.into() }
 }
 
-fn agent_site(id: &str) -> AgentSite {
+pub fn agent_site(id: &str) -> AgentSite {
     AgentSite {
         id: id.into(),
         city: "beijing".into(),

@@ -41,23 +41,7 @@ fn all_blocked(out: &str, items: &[(&str, String)]) {
 
 /// The user `name`, created as a system user when missing (root only).
 fn system_user(name: &str) -> u32 {
-    let id = |n: &str| {
-        Command::new("id")
-            .args(["-u", n])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok())
-    };
-    if let Some(uid) = id(name) {
-        return uid;
-    }
-    let ok = Command::new("useradd")
-        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "useradd {name}");
-    id(name).expect("the new user")
+    suanwang_agent::RunUser::ensure_system(name).expect("the user").uid
 }
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -65,7 +49,7 @@ fn mode(path: &std::path::Path) -> u32 {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    suanwang_agent::sandbox::agent_is_root()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
