@@ -32,8 +32,14 @@ pub struct JobView {
     /// Where it was placed (last attempt).
     pub site: Option<String>,
     pub pool: Option<String>,
+    /// The planned start and end of its placement.
     pub start_at: Option<Ts>,
     pub end_at: Option<Ts>,
+    /// When its last attempt actually started, and when the job ended.
+    #[serde(default)]
+    pub started_at: Option<Ts>,
+    #[serde(default)]
+    pub ended_at: Option<Ts>,
     pub submitted_at: Ts,
     pub submitted_by: String,
     pub updated_at: Ts,

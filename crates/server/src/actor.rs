@@ -2,6 +2,7 @@
 //! appends the batch's commands to the store in one transaction (group commit), and only then
 //! updates the views and answers. Restart = replay of the command log through a fresh engine.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -11,20 +12,32 @@ use suanwang_api::JobView;
 use suanwang_core::job::{Job, Work};
 use suanwang_core::network::AgentSite;
 use suanwang_core::{Network, Ts};
-use suanwang_engine::{Command, Engine, EngineConfig, EngineError, Event, JobState, Owner, RunOutcome};
+use suanwang_engine::{Command, Engine, EngineConfig, EngineError, Event, Owner, RunOutcome};
 use suanwang_sched::{Config, Placement, Policy, Refusal};
-use suanwang_store::{AnyStore, CommandRow, Store, StoreError};
+use suanwang_store::{AnyStore, Batch, CommandRow, JobRow, RunLog, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Inner;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::views::fresh_view;
+use crate::views::{Views, fingerprint, fresh_view, job_row};
 
 pub type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
+/// What a submission is answered: the status (201 new, 200 a retry of the same key), the job's
+/// id, and its view when it is in memory (a retry of a key whose job left memory reads the store).
+pub type Submitted = (StatusCode, u64, Option<JobView>);
+
 /// A submission waiting for its batch to be durable: (reply, job id, status to answer).
-type PendingSubmit = (Reply<(StatusCode, JobView)>, u64, StatusCode);
+type PendingSubmit = (Reply<Submitted>, u64, StatusCode);
+
+/// The version of the snapshot format: a snapshot of another version is skipped (the log is
+/// replayed instead). 2: only live jobs, with running totals.
+pub const SNAPSHOT_VERSION: u32 = 2;
+
+/// Commands read from the log per page on replay; the job rows a page changed are written
+/// before the next is read, so replay memory does not grow with the log.
+const REPLAY_PAGE: i64 = 10_000;
 
 #[derive(Debug)]
 pub enum Request {
@@ -33,7 +46,7 @@ pub enum Request {
         job: Box<Job>,
         spec: Value,
         key: Option<String>,
-        reply: Reply<(StatusCode, JobView)>,
+        reply: Reply<Submitted>,
     },
     Cancel {
         principal: Principal,
@@ -168,11 +181,32 @@ impl Registration {
     }
 }
 
-/// What a snapshot holds: the engine and the views after command `seq`.
+/// What a snapshot holds: the engine and the live views after command `seq`.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Snapshot {
+    version: u32,
     engine: suanwang_engine::EngineSnapshot,
-    views: crate::views::ViewsSnapshot,
+    views: crate::views::LiveSnapshot,
+}
+
+/// Job rows and run logs a replay changed, written page by page.
+#[derive(Debug, Default)]
+struct Pending {
+    jobs: HashMap<u64, JobRow>,
+    logs: Vec<RunLog>,
+}
+
+impl Pending {
+    async fn flush(&mut self, store: &AnyStore) -> Result<(), StoreError> {
+        if self.jobs.is_empty() && self.logs.is_empty() {
+            return Ok(());
+        }
+        let mut jobs: Vec<JobRow> = self.jobs.drain().map(|(_, r)| r).collect();
+        jobs.sort_by_key(|r| r.id);
+        store.commit(&Batch { commands: &[], jobs: &jobs, logs: &self.logs }).await?;
+        self.logs.clear();
+        Ok(())
+    }
 }
 
 impl Actor {
@@ -180,30 +214,63 @@ impl Actor {
         Engine::new(Arc::clone(net), now, EngineConfig { sched: Config::default(), policy: policy.clone() })
     }
 
-    /// Rebuilds engine and views: from the newest snapshot, then every later command
-    /// re-applied at its own time. Returns the engine and the last sequence number.
+    /// The newest snapshot that can be read and restored: (seq, engine, views). A snapshot of
+    /// another format version, or one that does not parse or restore, is skipped with a warning.
+    async fn load_snapshot(
+        inner: &Inner,
+        store: &AnyStore,
+        policy: &Policy,
+    ) -> Result<Option<(i64, Engine, Views)>, StoreError> {
+        for (seq, body) in store.snapshots().await? {
+            let snap = match serde_json::from_str::<Snapshot>(&body) {
+                Ok(s) if s.version == SNAPSHOT_VERSION => s,
+                Ok(s) => {
+                    tracing::warn!(
+                        seq,
+                        version = s.version,
+                        want = SNAPSHOT_VERSION,
+                        "snapshot of another version skipped"
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(seq, error = %e, "unreadable snapshot skipped; the log is replayed instead");
+                    continue;
+                }
+            };
+            let cfg = EngineConfig { sched: Config::default(), policy: policy.clone() };
+            match Engine::restore(&inner.base_net, cfg, snap.engine) {
+                Ok(engine) => return Ok(Some((seq, engine, Views::restore(snap.views)))),
+                Err(e) => tracing::warn!(seq, error = %e, "snapshot does not restore; skipped"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Rebuilds engine and live views: from the newest readable snapshot, then every later
+    /// command re-applied at its own time. The job rows the replayed commands change are
+    /// written back to the store (idempotent: the same rows the live server wrote), so the
+    /// projection is whole even after a crash between a change and its write. Returns the
+    /// engine and the last sequence number.
     pub async fn replay(
         inner: &Inner,
         store: &AnyStore,
         policy: &Policy,
         time_scale: f64,
     ) -> Result<(Engine, i64), StoreError> {
+        let started = std::time::Instant::now();
         let mut after = 0;
         let mut engine: Option<Engine> = None;
-        let mut views = crate::views::Views::default();
-        if let Some((seq, body)) = store.latest_snapshot().await? {
-            let snap: Snapshot = serde_json::from_str(&body)
-                .map_err(|e| StoreError::Config(format!("snapshot {seq} is unreadable: {e}")))?;
-            let cfg = EngineConfig { sched: Config::default(), policy: policy.clone() };
-            engine = Some(
-                Engine::restore(&inner.base_net, cfg, snap.engine)
-                    .map_err(|e| StoreError::Config(format!("snapshot {seq}: {e}")))?,
-            );
-            views = crate::views::Views::restore(snap.views);
+        let mut views = Views::default();
+        if let Some((seq, e, v)) = Actor::load_snapshot(inner, store, policy).await? {
+            engine = Some(e);
+            views = v;
             after = seq;
         }
+        let from = after;
+        let mut pending = Pending::default();
         loop {
-            let rows = store.commands(after, 10_000).await?;
+            let rows = store.commands(after, REPLAY_PAGE).await?;
             if rows.is_empty() {
                 break;
             }
@@ -212,7 +279,10 @@ impl Actor {
                 let at = Ts(row.at_ms);
                 let e = engine.get_or_insert_with(|| Actor::new_engine(&inner.base_net, policy, at));
                 let _ = e.advance_to(at);
+                let timer_events = e.take_events();
+                stage_and_install(&mut views, vec![], &timer_events, &e.network(), &mut pending);
                 let body: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
+                let mut fresh = vec![];
                 match row.kind.as_str() {
                     "submit" => {
                         let Some(id) = row.job_id.and_then(|i| u64::try_from(i).ok()) else { continue };
@@ -220,11 +290,7 @@ impl Actor {
                         let scale = body.get("time_scale").and_then(Value::as_f64).unwrap_or(time_scale);
                         let bytes = serde_json::to_vec(&spec).unwrap_or_default();
                         let Ok(job) = suanwang_core::job::parse_json(&bytes, &e.network(), at) else { continue };
-                        views.jobs.insert(id, fresh_view(id, &job, spec, &row.actor, at));
-                        if let (Some(t), Some(k)) = (&row.tenant, &row.idempotency_key) {
-                            views.idempotency.insert((t.clone(), k.clone()), id);
-                        }
-                        views.next_id = views.next_id.max(id + 1);
+                        fresh.push(fresh_view(id, &job, spec, &row.actor, at));
                         let _ = e.apply(Command::Submit { id, job: Box::new(scaled(&job, scale)) });
                     }
                     "cancel" => {
@@ -259,34 +325,52 @@ impl Actor {
                     }
                     "report" => {
                         if let Ok(r) = serde_json::from_value::<AgentReport>(body.clone()) {
-                            views.logs.insert(r.id, (r.stdout.clone(), r.stderr.clone()));
+                            // reports logged before the run_logs table carried the output in the log
+                            if !r.stdout.is_empty() || !r.stderr.is_empty() {
+                                pending.logs.push(RunLog {
+                                    job_id: i64::try_from(r.id).unwrap_or(i64::MAX),
+                                    attempt: i64::from(r.attempt),
+                                    at_ms: at.0,
+                                    stdout: r.stdout.clone().into_bytes(),
+                                    stderr: r.stderr.clone().into_bytes(),
+                                });
+                            }
                             let _ = e.apply(Command::Report { id: r.id, attempt: r.attempt, outcome: outcome_of(&r) });
                         }
                     }
                     _ => {}
                 }
-                for ev in e.take_events() {
-                    views.apply(&ev);
-                }
+                let events = e.take_events();
+                stage_and_install(&mut views, fresh, &events, &e.network(), &mut pending);
             }
+            pending.flush(store).await?;
         }
         let now = wall_now();
         let mut engine = engine.unwrap_or_else(|| Actor::new_engine(&inner.base_net, policy, now));
         let _ = engine.advance_to(now);
-        for ev in engine.take_events() {
-            views.apply(&ev);
-        }
-        views.next_id = views.next_id.max(1);
+        let events = engine.take_events();
+        stage_and_install(&mut views, vec![], &events, &engine.network(), &mut pending);
+        pending.flush(store).await?;
+        inner.metrics.placements.store(views.totals.placements, Ordering::Relaxed);
+        inner.metrics.refusals.store(views.totals.refusals, Ordering::Relaxed);
+        tracing::info!(
+            from_seq = from,
+            to_seq = after,
+            live_jobs = views.live.len(),
+            jobs = views.totals.jobs,
+            ms = started.elapsed().as_millis() as u64,
+            "state rebuilt from the snapshot and the log after it"
+        );
         if let Ok(mut v) = inner.views.write() {
             *v = views;
         }
         Ok((engine, after))
     }
 
-    /// Stores a snapshot of engine and views as of the last command. The state is copied here,
-    /// in order; serialising and writing it (tens of MB for many jobs) happen on a blocking
-    /// thread so the actor keeps serving. One snapshot at a time; a failed one is only logged —
-    /// the log still has everything.
+    /// Stores a snapshot of the engine and the live views as of the last command. The state is
+    /// copied here, in order; serialising and writing it happen on a blocking thread so the
+    /// actor keeps serving. One snapshot at a time; a failed one is only logged — the log still
+    /// has everything.
     fn snapshot(&mut self) {
         if self.snapshot_running.swap(true, Ordering::AcqRel) {
             return;
@@ -298,7 +382,7 @@ impl Actor {
                 return;
             }
         };
-        let snap = Snapshot { engine: self.engine.snapshot(), views };
+        let snap = Snapshot { version: SNAPSHOT_VERSION, engine: self.engine.snapshot(), views };
         let (seq, at, store, running) =
             (self.last_seq, self.engine.now().0, self.inner.store.clone(), Arc::clone(&self.snapshot_running));
         self.since_snapshot = 0;
@@ -342,12 +426,12 @@ impl Actor {
         let mut pending_submits: Vec<PendingSubmit> = vec![];
         let mut pending_cancels: Vec<(Reply<JobView>, u64)> = vec![];
         let mut new_views: Vec<JobView> = vec![];
-        let mut new_keys: Vec<((String, String), u64)> = vec![];
+        let mut new_keys: Vec<((String, String), (u64, u64))> = vec![];
         let mut events: Vec<Event> = vec![];
         let mut pending_registers: Vec<Reply<()>> = vec![];
         let mut pending_approvals: Vec<(Reply<bool>, bool)> = vec![];
         let mut pending_grants: Vec<(Reply<suanwang_engine::SiteGrant>, suanwang_engine::SiteGrant)> = vec![];
-        let mut new_logs: Vec<(u64, (String, String))> = vec![];
+        let mut new_logs: Vec<RunLog> = vec![];
         for site in self.agents_lost(now) {
             if self.engine.apply(Command::SiteDown { site: site.clone() }).is_ok() {
                 tracing::warn!(site = %site, "agent silent: site lost, its jobs move");
@@ -474,8 +558,8 @@ impl Actor {
                         continue;
                     }
                     let evs = self.engine.take_events();
-                    let logged =
-                        AgentReport { stdout: tail(&r.stdout, 65_536), stderr: tail(&r.stderr, 65_536), ..r.clone() };
+                    // the output goes to run_logs in the same transaction, not into the log
+                    let logged = AgentReport { stdout: String::new(), stderr: String::new(), ..r.clone() };
                     rows.push(log_row(
                         now,
                         &principal.name,
@@ -485,21 +569,32 @@ impl Actor {
                         &evs,
                     ));
                     events.extend(evs);
-                    new_logs.push((r.id, (logged.stdout, logged.stderr)));
+                    new_logs.push(RunLog {
+                        job_id: i64::try_from(r.id).unwrap_or(i64::MAX),
+                        attempt: i64::from(r.attempt),
+                        at_ms: now.0,
+                        stdout: tail(&r.stdout, 65_536).into_bytes(),
+                        stderr: tail(&r.stderr, 65_536).into_bytes(),
+                    });
                     pending_cancels.push((reply, r.id));
                 }
                 Request::Submit { principal, job, spec, key, reply } => {
                     let tenant = job.tenant.clone();
+                    let print = fingerprint(&spec);
                     if let Some(k) = &key {
                         let seen = self
                             .inner
                             .views
                             .read()
                             .ok()
-                            .and_then(|v| v.idempotency.get(&(tenant.clone(), k.clone())).copied());
-                        let in_batch = new_keys.iter().find(|(kk, _)| kk.0 == tenant && &kk.1 == k).map(|(_, id)| *id);
-                        if let Some(id) = seen.or(in_batch) {
-                            pending_submits.push((reply, id, StatusCode::OK));
+                            .and_then(|v| v.keys.get(&(tenant.clone(), k.clone())).copied());
+                        let in_batch = new_keys.iter().find(|(kk, _)| kk.0 == tenant && &kk.1 == k).map(|(_, x)| *x);
+                        if let Some((id, was)) = seen.or(in_batch) {
+                            if was == print {
+                                pending_submits.push((reply, id, StatusCode::OK));
+                            } else {
+                                let _ = reply.send(Err(key_reused(k, id)));
+                            }
                             continue;
                         }
                     }
@@ -511,7 +606,7 @@ impl Actor {
                     };
                     new_views.push(fresh_view(id, &job, spec.clone(), &principal.name, now));
                     if let Some(k) = &key {
-                        new_keys.push(((tenant.clone(), k.clone()), id));
+                        new_keys.push(((tenant.clone(), k.clone()), (id, print)));
                     }
                     let _ = self.engine.apply(Command::Submit { id, job: Box::new(scaled(&job, self.time_scale)) });
                     let evs = self.engine.take_events();
@@ -553,7 +648,19 @@ impl Actor {
         // it at once (timers are not logged; a replay fires them the same way)
         let _ = self.engine.advance_to(now);
         events.extend(self.engine.take_events());
-        let durable = if rows.is_empty() { Ok(vec![]) } else { self.inner.store.append(&rows).await };
+        let all_events: Vec<Event> = timer_events.into_iter().chain(events).collect();
+        // the jobs this batch changed, as they will be once it is durable: their rows go into
+        // the same transaction as its commands
+        let staged = match self.inner.views.read() {
+            Ok(v) => v.stage(new_views, &all_events),
+            Err(_) => return,
+        };
+        let job_rows: Vec<JobRow> = staged.values().map(|(_, v)| job_row(v)).collect();
+        let durable = if rows.is_empty() && job_rows.is_empty() && new_logs.is_empty() {
+            Ok(vec![])
+        } else {
+            self.inner.store.commit(&Batch { commands: &rows, jobs: &job_rows, logs: &new_logs }).await
+        };
         match durable {
             Ok(seqs) => {
                 if let Some(last) = seqs.last() {
@@ -564,33 +671,18 @@ impl Actor {
                 self.inner.metrics.batch_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
                 {
                     let Ok(mut v) = self.inner.views.write() else { return };
-                    for view in new_views {
-                        v.jobs.insert(view.id, view);
+                    let net = self.engine.network();
+                    v.install(staged, &all_events, &net);
+                    for (k, x) in new_keys {
+                        v.keys.insert(k, x);
                     }
-                    for (k, id) in new_keys {
-                        v.idempotency.insert(k, id);
-                    }
-                    for (id, logs) in new_logs {
-                        v.logs.insert(id, logs);
-                    }
-                    for ev in timer_events.iter().chain(events.iter()) {
-                        match ev {
-                            Event::Placed { attempt: 1, .. } => {
-                                self.inner.metrics.placements.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Event::Refused { .. } => {
-                                self.inner.metrics.refusals.fetch_add(1, Ordering::Relaxed);
-                            }
-                            _ => {}
-                        }
-                        v.apply(ev);
-                    }
+                    self.inner.metrics.placements.store(v.totals.placements, Ordering::Relaxed);
+                    self.inner.metrics.refusals.store(v.totals.refusals, Ordering::Relaxed);
                     for (reply, id, status) in pending_submits {
-                        let view = v.jobs.get(&id).cloned();
-                        let _ = reply.send(view.map(|j| (status, j)).ok_or_else(|| ApiError::not_found("job")));
+                        let _ = reply.send(Ok((status, id, v.job(id).cloned())));
                     }
                     for (reply, id) in pending_cancels {
-                        let _ = reply.send(v.jobs.get(&id).cloned().ok_or_else(|| ApiError::not_found("job")));
+                        let _ = reply.send(v.job(id).cloned().ok_or_else(|| ApiError::not_found("job")));
                     }
                 }
                 self.inner.views_changed.notify_waiters();
@@ -704,6 +796,19 @@ impl Actor {
     }
 }
 
+/// Replay: the views `events` (and `fresh` jobs) give, installed at once; their rows are kept
+/// for the page's write.
+fn stage_and_install(views: &mut Views, fresh: Vec<JobView>, events: &[Event], net: &Network, pending: &mut Pending) {
+    if fresh.is_empty() && events.is_empty() {
+        return;
+    }
+    let staged = views.stage(fresh, events);
+    for (id, (_, v)) in &staged {
+        pending.jobs.insert(*id, job_row(v));
+    }
+    views.install(staged, events, net);
+}
+
 /// The command-log row of a command applied at `now` by `actor`, with the events it caused.
 fn log_row(now: Ts, actor: &str, kind: &str, job_id: Option<u64>, body: String, evs: &[Event]) -> CommandRow {
     CommandRow {
@@ -729,6 +834,15 @@ fn outcome_of(r: &AgentReport) -> RunOutcome {
     }
 }
 
-pub fn terminal(s: JobState) -> bool {
-    matches!(s, JobState::Completed | JobState::Failed | JobState::Cancelled | JobState::Refused)
+pub use crate::views::terminal;
+
+/// A key used before with another spec: retrying must send the same request.
+pub fn key_reused(key: &str, id: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_key_reused",
+        format!("Idempotency-Key {key:?} was used for job {id} with a different spec"),
+    )
+    .field("Idempotency-Key")
+    .hint("a retry sends the same body with the same key; a new job needs a new key")
 }

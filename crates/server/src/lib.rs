@@ -117,7 +117,7 @@ impl Default for ServerConfig {
         ServerConfig {
             time_scale: 1.0,
             policy: Policy::named("balanced").unwrap_or(Policy::BALANCED),
-            snapshot_every: 50_000,
+            snapshot_every: 10_000,
             agent_timeout: std::time::Duration::from_secs(10),
             provider_caps: ProviderCaps::default(),
             auth_limit: throttle::AuthLimit::default(),

@@ -136,13 +136,17 @@ fn spec_error(problems: &[suanwang_core::Problem]) -> ApiError {
     e
 }
 
+/// Liveness, the store's kind, how many jobs were ever submitted (`jobs`), and what memory holds
+/// of them: `live_jobs` (not ended) and `cached_jobs` (ended lately, bounded).
 async fn healthz(State(inner): S) -> Json<Value> {
-    let jobs = inner.views.read().map_or(0, |v| v.jobs.len());
-    let kind = match inner.store {
-        suanwang_store::AnyStore::Sqlite(_) => "sqlite",
-        suanwang_store::AnyStore::Postgres(_) => "postgres",
-    };
-    Json(suanwang_api::health(kind, jobs))
+    let (jobs, live, cached) = inner
+        .views
+        .read()
+        .map_or((0, 0, 0), |v| (usize::try_from(v.totals.jobs).unwrap_or(usize::MAX), v.live.len(), v.recent.len()));
+    let mut h = suanwang_api::health(inner.store.kind(), jobs);
+    h["live_jobs"] = json!(live);
+    h["cached_jobs"] = json!(cached);
+    Json(h)
 }
 
 async fn metrics(State(inner): S) -> impl IntoResponse {
@@ -153,7 +157,7 @@ async fn metrics(State(inner): S) -> impl IntoResponse {
         match v {
             Ok(v) => {
                 let mut running: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
-                for j in v.jobs.values().filter(|j| j.state == suanwang_engine::JobState::Running) {
+                for j in v.live.values().filter(|j| j.state == suanwang_engine::JobState::Running) {
                     if let Some(site) = j.site.as_deref().and_then(|s| net.site(s))
                         && let Some(hub) = &site.hub
                     {
@@ -184,7 +188,7 @@ async fn metrics(State(inner): S) -> impl IntoResponse {
                         (h.id.clone(), running.get(&h.id).copied().unwrap_or(0.0) / cap.max(1e-9), green)
                     })
                     .collect();
-                (v.counts_by_state(), hubs)
+                (v.totals.counts_by_state(), hubs)
             }
             Err(_) => (vec![], vec![]),
         }
@@ -225,14 +229,47 @@ async fn submit(
             .field("tenant"));
     }
     let spec: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // a key the server no longer holds in memory is looked up in the log
+    if let Some(k) = &key {
+        let known = inner.views.read().ok().is_some_and(|v| v.keys.get(&(job.tenant.clone(), k.clone())).is_some());
+        if !known && let Some((id, logged)) = inner.store.submission(&job.tenant, k).await.map_err(store_down)? {
+            let id = u64::try_from(id).map_err(|_| ApiError::not_found("such job"))?;
+            let was: Value =
+                serde_json::from_str::<Value>(&logged).ok().and_then(|b| b.get("spec").cloned()).unwrap_or(Value::Null);
+            if was != spec {
+                return Err(actor::key_reused(k, id));
+            }
+            let view = find_job(&inner, id).await?.ok_or_else(|| ApiError::not_found("such job"))?;
+            return Ok((StatusCode::OK, Json(view)).into_response());
+        }
+    }
     let (tx, rx) = oneshot::channel();
     inner
         .tx
         .send(Req::Submit { principal: p, job: Box::new(job), spec, key, reply: tx })
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
-    let (status, view) = rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
+    let (status, id, view) = rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
+    let view = match view {
+        Some(v) => v,
+        None => find_job(&inner, id).await?.ok_or_else(|| ApiError::not_found("such job"))?,
+    };
     Ok((status, Json(view)).into_response())
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(store_down)`
+fn store_down(e: suanwang_store::StoreError) -> ApiError {
+    ApiError::unavailable("the store could not be read").detail(e.to_string())
+}
+
+/// Job `id`: from memory when it is live or ended lately, else from the store's projection
+/// (which is never behind memory: rows are written before the views change).
+async fn find_job(inner: &Inner, id: u64) -> Result<Option<JobView>, ApiError> {
+    if let Some(v) = inner.views.read().ok().and_then(|v| v.job(id).cloned()) {
+        return Ok(Some(v));
+    }
+    let Ok(key) = i64::try_from(id) else { return Ok(None) };
+    Ok(inner.store.job(key).await.map_err(store_down)?.map(crate::views::job_view))
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,25 +304,25 @@ async fn list(
             .field("state")
             .hint("submitted, admitted, refused, placed, in_transfer, running, completed, failed, cancelled"));
     }
-    let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
     // after the largest id there is nothing (not the first page again)
-    let Some(first) = q.after.unwrap_or(0).checked_add(1) else {
-        return Ok(Json(JobList { jobs: vec![], next_after: None }));
+    let after = match q.after.map(i64::try_from) {
+        None => 0,
+        Some(Ok(a)) => a,
+        Some(Err(_)) => return Ok(Json(JobList { jobs: vec![], next_after: None })),
     };
-    let mut jobs: Vec<JobView> = v
-        .jobs
-        .range(first..)
-        .map(|(_, j)| j)
-        .filter(|j| visible(&p, j))
-        .filter(|j| q.tenant.as_ref().is_none_or(|t| &j.tenant == t))
-        .filter(|j| {
-            q.state.as_ref().is_none_or(|s| {
-                serde_json::to_value(j.state).ok().and_then(|x| x.as_str().map(str::to_owned)).as_deref() == Some(s)
-            })
-        })
-        .take(limit + 1)
-        .cloned()
-        .collect();
+    // a tenant sees its own jobs only, whatever it asks
+    let tenant = if p.role == Role::Tenant { Some(p.name.clone()) } else { q.tenant.clone() };
+    if p.role == Role::Tenant && q.tenant.as_ref().is_some_and(|t| *t != p.name) {
+        return Ok(Json(JobList { jobs: vec![], next_after: None }));
+    }
+    let query = suanwang_store::JobQuery {
+        state: q.state.clone(),
+        tenant,
+        after,
+        limit: i64::try_from(limit + 1).unwrap_or(1001),
+    };
+    let rows = inner.store.jobs(&query).await.map_err(store_down)?;
+    let mut jobs: Vec<JobView> = rows.into_iter().map(crate::views::job_view).filter(|j| visible(&p, j)).collect();
     let next_after = if jobs.len() > limit {
         jobs.truncate(limit);
         jobs.last().map(|j| j.id)
@@ -306,15 +343,14 @@ async fn one(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Res
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read jobs")?;
     let id = parse_id(&id)?;
-    let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
-    v.jobs.get(&id).filter(|j| visible(&p, j)).cloned().map(Json).ok_or_else(|| ApiError::not_found("such job"))
+    find_job(&inner, id).await?.filter(|j| visible(&p, j)).map(Json).ok_or_else(|| ApiError::not_found("such job"))
 }
 
 async fn cancel(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Tenant], "cancel jobs")?;
     let id = parse_id(&id)?;
-    let found = inner.views.read().ok().and_then(|v| v.jobs.get(&id).filter(|j| visible(&p, j)).map(|j| j.state));
+    let found = find_job(&inner, id).await?.filter(|j| visible(&p, j)).map(|j| j.state);
     let Some(state) = found else { return Err(ApiError::not_found("such job")) };
     if actor::terminal(state) {
         return Err(ApiError::new(StatusCode::CONFLICT, "not_cancellable", format!("job {id} has already ended")));
@@ -377,37 +413,13 @@ async fn network(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, Api
 async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator], "read KPIs")?;
-    let net = inner.net();
-    let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
-    let (mut energy, mut green, mut carbon, mut money, mut hub_ucu, mut ucu) = (0.0, 0.0, 0.0, 0i64, 0.0, 0.0);
-    // every sum is checked: an overflow is an error, never a wrapped or infinite figure
-    let overflow = |what: &str, id: u64| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "meter_overflow", format!("the sum of {what} overflows"))
-            .detail(format!("at job {id}"))
-    };
-    for j in v.jobs.values() {
-        if let Some(m) = &j.meter {
-            energy += m.energy_kwh;
-            green += m.green_kwh;
-            carbon += m.carbon_market_kg;
-            money = money.checked_add(m.money_fen).ok_or_else(|| overflow("cost_fen", j.id))?;
-            ucu += m.ucu_hours;
-            if j.site.as_deref().and_then(|s| net.site(s)).is_some_and(suanwang_core::network::Site::in_hub) {
-                hub_ucu += m.ucu_hours;
-            }
-            for (what, x) in [("energy_kwh", energy), ("carbon_kg", carbon), ("ucu_hours", ucu)] {
-                if !x.is_finite() {
-                    return Err(overflow(what, j.id));
-                }
-            }
-        }
-    }
+    let t = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?.totals.clone();
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     Ok(Json(json!({
-        "jobs_by_state": v.counts_by_state().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-        "energy_kwh": energy, "green_share": ratio(green, energy), "carbon_kg": carbon, "cost_fen": money,
-        "hub_share": ratio(hub_ucu, ucu),
-        "placements": inner.metrics.placements.load(std::sync::atomic::Ordering::Relaxed),
+        "jobs_by_state": t.by_state.into_iter().filter(|(_, n)| *n > 0).collect::<std::collections::BTreeMap<_, _>>(),
+        "energy_kwh": t.energy_kwh, "green_share": ratio(t.green_kwh, t.energy_kwh), "carbon_kg": t.carbon_kg,
+        "cost_fen": t.cost_fen, "hub_share": ratio(t.hub_ucu_hours, t.ucu_hours),
+        "placements": t.placements, "refusals": t.refusals, "jobs": t.jobs,
     })))
 }
 
@@ -415,10 +427,11 @@ async fn logs(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Re
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read job output")?;
     let id = parse_id(&id)?;
-    let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
-    let job = v.jobs.get(&id).filter(|j| visible(&p, j)).ok_or_else(|| ApiError::not_found("such job"))?;
-    let (stdout, stderr) = v.logs.get(&id).cloned().unwrap_or_default();
-    Ok(Json(json!({"id": job.id, "state": job.state, "site": job.site, "stdout": stdout, "stderr": stderr})))
+    let job = find_job(&inner, id).await?.filter(|j| visible(&p, j)).ok_or_else(|| ApiError::not_found("such job"))?;
+    let log = inner.store.run_log(i64::try_from(id).unwrap_or(i64::MAX)).await.map_err(store_down)?;
+    let (stdout, stderr) = log.map(|l| (l.stdout, l.stderr)).unwrap_or_default();
+    Ok(Json(json!({"id": job.id, "state": job.state, "site": job.site,
+        "stdout": String::from_utf8_lossy(&stdout), "stderr": String::from_utf8_lossy(&stderr)})))
 }
 
 /// Who may act for an agent's site (register it, poll its assignments, report, keep

@@ -8,6 +8,12 @@
 //! acknowledged. The engine is pure, so replaying the log through a fresh engine rebuilds the
 //! state exactly. Tokens are stored as SHA-256 hashes, never in clear.
 //!
+//! Beside the log, the store keeps the job projection (R7: history lives in the database, not in
+//! the server's memory): one `jobs` row per job ever submitted, with its latest state, and one
+//! `run_logs` row per job run by an agent (the tail of its output, as bytes). Both are written in
+//! the same transaction as the commands that changed them ([`Store::commit`]), so the table is
+//! never behind what was acknowledged; the server lists and reads finished jobs from here.
+//!
 //! Architecture invariant: the only crate that speaks SQL.
 
 mod postgres;
@@ -40,6 +46,64 @@ pub struct CommandRow {
     pub events: String,
 }
 
+/// One job as the projection holds it: its latest state after the last group commit. Times are
+/// epoch milliseconds (UTC); `meter`, `usage` and `spec` are JSON documents the server owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRow {
+    pub id: i64,
+    pub tenant: String,
+    pub name: String,
+    pub kind: String,
+    /// `submitted`, `placed`, `running`, `completed`, …
+    pub state: String,
+    pub site: Option<String>,
+    pub pool: Option<String>,
+    pub submitted_at_ms: i64,
+    pub submitted_by: String,
+    pub updated_at_ms: i64,
+    /// The planned start and end of the last placement.
+    pub start_at_ms: Option<i64>,
+    pub end_at_ms: Option<i64>,
+    /// When its last attempt actually started and when the job ended.
+    pub started_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+    pub attempts: i64,
+    pub reason: Option<String>,
+    pub meter: Option<String>,
+    pub usage: Option<String>,
+    /// The spec as submitted (written with the first row; later updates leave it).
+    pub spec: String,
+}
+
+/// The output a job's last reported run left: the tail of each stream, as bytes (output need
+/// not be UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLog {
+    pub job_id: i64,
+    pub attempt: i64,
+    pub at_ms: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// What one group commit writes, in one transaction: commands appended to the log, job rows
+/// inserted or updated (the last row of a job wins), run logs replaced.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Batch<'a> {
+    pub commands: &'a [CommandRow],
+    pub jobs: &'a [JobRow],
+    pub logs: &'a [RunLog],
+}
+
+/// A page of `GET /v1/jobs`: jobs with `id > after`, in id order, filtered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobQuery {
+    pub state: Option<String>,
+    pub tenant: Option<String>,
+    pub after: i64,
+    pub limit: i64,
+}
+
 /// A stored credential: the token's hash, never the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRow {
@@ -63,8 +127,25 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     /// Creates or upgrades the schema; safe to call on every start.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes `batch` atomically: appends its commands in order (returning their sequence
+    /// numbers), upserts its job rows (all but the spec on conflict) and replaces its run logs.
+    fn commit(&self, batch: &Batch<'_>) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
     /// Appends `rows` atomically, in order; returns their sequence numbers.
-    fn append(&self, rows: &[CommandRow]) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+    fn append(&self, rows: &[CommandRow]) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send {
+        async move { self.commit(&Batch { commands: rows, ..Batch::default() }).await }
+    }
+    /// Job `id`'s row.
+    fn job(&self, id: i64) -> impl Future<Output = Result<Option<JobRow>, StoreError>> + Send;
+    /// A page of jobs (see [`JobQuery`]).
+    fn jobs(&self, q: &JobQuery) -> impl Future<Output = Result<Vec<JobRow>, StoreError>> + Send;
+    /// Job `id`'s run log.
+    fn run_log(&self, id: i64) -> impl Future<Output = Result<Option<RunLog>, StoreError>> + Send;
+    /// The submission that used `key` for `tenant`: (job id, command body).
+    fn submission(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(i64, String)>, StoreError>> + Send;
     /// Up to `limit` rows with `seq > after`, in order.
     fn commands(&self, after: i64, limit: i64) -> impl Future<Output = Result<Vec<CommandRow>, StoreError>> + Send;
     fn put_token(&self, token: &TokenRow) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -73,7 +154,11 @@ pub trait Store: Send + Sync {
     /// one are dropped).
     fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The newest snapshot: (seq, body).
-    fn latest_snapshot(&self) -> impl Future<Output = Result<Option<(i64, String)>, StoreError>> + Send;
+    fn latest_snapshot(&self) -> impl Future<Output = Result<Option<(i64, String)>, StoreError>> + Send {
+        async move { Ok(self.snapshots().await?.into_iter().next()) }
+    }
+    /// The snapshots kept (at most two), newest first: (seq, body).
+    fn snapshots(&self) -> impl Future<Output = Result<Vec<(i64, String)>, StoreError>> + Send;
     /// Keeps `cp` as its job's checkpoint, replacing the one before unless that one was taken
     /// by a later attempt (a late write from a superseded attempt changes nothing).
     fn put_checkpoint(&self, cp: &Checkpoint) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -127,10 +212,38 @@ impl Store for AnyStore {
         }
     }
 
-    async fn append(&self, rows: &[CommandRow]) -> Result<Vec<i64>, StoreError> {
+    async fn commit(&self, batch: &Batch<'_>) -> Result<Vec<i64>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.append(rows).await,
-            AnyStore::Postgres(s) => s.append(rows).await,
+            AnyStore::Sqlite(s) => s.commit(batch).await,
+            AnyStore::Postgres(s) => s.commit(batch).await,
+        }
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<JobRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.job(id).await,
+            AnyStore::Postgres(s) => s.job(id).await,
+        }
+    }
+
+    async fn jobs(&self, q: &JobQuery) -> Result<Vec<JobRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.jobs(q).await,
+            AnyStore::Postgres(s) => s.jobs(q).await,
+        }
+    }
+
+    async fn run_log(&self, id: i64) -> Result<Option<RunLog>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.run_log(id).await,
+            AnyStore::Postgres(s) => s.run_log(id).await,
+        }
+    }
+
+    async fn submission(&self, tenant: &str, key: &str) -> Result<Option<(i64, String)>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.submission(tenant, key).await,
+            AnyStore::Postgres(s) => s.submission(tenant, key).await,
         }
     }
 
@@ -162,10 +275,10 @@ impl Store for AnyStore {
         }
     }
 
-    async fn latest_snapshot(&self) -> Result<Option<(i64, String)>, StoreError> {
+    async fn snapshots(&self) -> Result<Vec<(i64, String)>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.latest_snapshot().await,
-            AnyStore::Postgres(s) => s.latest_snapshot().await,
+            AnyStore::Sqlite(s) => s.snapshots().await,
+            AnyStore::Postgres(s) => s.snapshots().await,
         }
     }
 
@@ -198,6 +311,24 @@ pub async fn admin_execute(url: &str, sql: &str) -> Result<(), StoreError> {
     sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(&pool).await?;
     pool.close().await;
     Ok(())
+}
+
+/// The columns of `jobs`, in the order the backends bind them.
+const JOB_COLUMNS: &str = "id, tenant, name, kind, state, site, pool, submitted_at_ms, submitted_by, updated_at_ms, \
+    start_at_ms, end_at_ms, started_at_ms, ended_at_ms, attempts, reason, meter, usage, spec";
+
+/// What an upsert of a job row changes when the job exists: everything but what a submission fixed.
+const JOB_UPDATE: &str = "state = excluded.state, site = excluded.site, pool = excluded.pool, \
+    updated_at_ms = excluded.updated_at_ms, start_at_ms = excluded.start_at_ms, end_at_ms = excluded.end_at_ms, \
+    started_at_ms = excluded.started_at_ms, ended_at_ms = excluded.ended_at_ms, attempts = excluded.attempts, \
+    reason = excluded.reason, meter = excluded.meter, usage = excluded.usage";
+
+/// Jobs of one batch in the order to write them: the last row of each job only.
+fn last_row_per_job(jobs: &[JobRow]) -> Vec<&JobRow> {
+    let mut seen = std::collections::HashSet::with_capacity(jobs.len());
+    let mut out: Vec<&JobRow> = jobs.iter().rev().filter(|j| seen.insert(j.id)).collect();
+    out.reverse();
+    out
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -1,5 +1,7 @@
 //! SQLite backend: one file, WAL journal, `synchronous = FULL` (a commit is on disk when it
-//! returns), one writer connection (SQLite serialises writers anyway).
+//! returns), one writer connection (SQLite serialises writers anyway) and a few readers (WAL
+//! lets them read the last commit while the writer writes the next, so listing jobs never waits
+//! behind a group commit).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -7,7 +9,10 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::{Checkpoint, CommandRow, Store, StoreError, TokenRow, is_unique_violation};
+use crate::{
+    Batch, Checkpoint, CommandRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, RunLog, Store, StoreError, TokenRow,
+    is_unique_violation, last_row_per_job,
+};
 
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS commands (
@@ -43,11 +48,44 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     )",
+    "CREATE TABLE IF NOT EXISTS jobs (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        site TEXT,
+        pool TEXT,
+        submitted_at_ms INTEGER NOT NULL,
+        submitted_by TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        start_at_ms INTEGER,
+        end_at_ms INTEGER,
+        started_at_ms INTEGER,
+        ended_at_ms INTEGER,
+        attempts INTEGER NOT NULL,
+        reason TEXT,
+        meter TEXT,
+        usage TEXT,
+        spec TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant, id)",
+    "CREATE TABLE IF NOT EXISTS run_logs (
+        job_id INTEGER PRIMARY KEY,
+        attempt INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        stdout BLOB NOT NULL,
+        stderr BLOB NOT NULL
+    )",
 ];
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// The one writer.
     pool: SqlitePool,
+    /// Readers of what is committed.
+    read: SqlitePool,
 }
 
 impl SqliteStore {
@@ -69,9 +107,34 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
-        Ok(SqliteStore { pool })
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        let read = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
+        Ok(SqliteStore { pool, read })
     }
+}
+
+fn row_to_job(r: &sqlx::sqlite::SqliteRow) -> Result<JobRow, sqlx::Error> {
+    Ok(JobRow {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        name: r.try_get("name")?,
+        kind: r.try_get("kind")?,
+        state: r.try_get("state")?,
+        site: r.try_get("site")?,
+        pool: r.try_get("pool")?,
+        submitted_at_ms: r.try_get("submitted_at_ms")?,
+        submitted_by: r.try_get("submitted_by")?,
+        updated_at_ms: r.try_get("updated_at_ms")?,
+        start_at_ms: r.try_get("start_at_ms")?,
+        end_at_ms: r.try_get("end_at_ms")?,
+        started_at_ms: r.try_get("started_at_ms")?,
+        ended_at_ms: r.try_get("ended_at_ms")?,
+        attempts: r.try_get("attempts")?,
+        reason: r.try_get("reason")?,
+        meter: r.try_get("meter")?,
+        usage: r.try_get("usage")?,
+        spec: r.try_get("spec")?,
+    })
 }
 
 fn row_to_command(r: &sqlx::sqlite::SqliteRow) -> Result<CommandRow, sqlx::Error> {
@@ -96,10 +159,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn append(&self, rows: &[CommandRow]) -> Result<Vec<i64>, StoreError> {
+    async fn commit(&self, batch: &Batch<'_>) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
+        let mut out = Vec::with_capacity(batch.commands.len());
+        for r in batch.commands {
             let res = sqlx::query(
                 "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
@@ -124,15 +187,116 @@ impl Store for SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         }
+        let upsert = format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET {JOB_UPDATE}"
+        );
+        for j in last_row_per_job(batch.jobs) {
+            sqlx::query(sqlx::AssertSqlSafe(upsert.as_str()))
+                .bind(j.id)
+                .bind(&j.tenant)
+                .bind(&j.name)
+                .bind(&j.kind)
+                .bind(&j.state)
+                .bind(&j.site)
+                .bind(&j.pool)
+                .bind(j.submitted_at_ms)
+                .bind(&j.submitted_by)
+                .bind(j.updated_at_ms)
+                .bind(j.start_at_ms)
+                .bind(j.end_at_ms)
+                .bind(j.started_at_ms)
+                .bind(j.ended_at_ms)
+                .bind(j.attempts)
+                .bind(&j.reason)
+                .bind(&j.meter)
+                .bind(&j.usage)
+                .bind(&j.spec)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for l in batch.logs {
+            sqlx::query(
+                "INSERT INTO run_logs (job_id, attempt, at_ms, stdout, stderr) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt, at_ms = excluded.at_ms,
+                 stdout = excluded.stdout, stderr = excluded.stderr",
+            )
+            .bind(l.job_id)
+            .bind(l.attempt)
+            .bind(l.at_ms)
+            .bind(&l.stdout)
+            .bind(&l.stderr)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<JobRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(row_to_job).transpose()?)
+    }
+
+    async fn jobs(&self, q: &JobQuery) -> Result<Vec<JobRow>, StoreError> {
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id > ?");
+        if q.state.is_some() {
+            sql.push_str(" AND state = ?");
+        }
+        if q.tenant.is_some() {
+            sql.push_str(" AND tenant = ?");
+        }
+        sql.push_str(" ORDER BY id LIMIT ?");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.after);
+        if let Some(s) = &q.state {
+            query = query.bind(s);
+        }
+        if let Some(t) = &q.tenant {
+            query = query.bind(t);
+        }
+        let rows = query.bind(q.limit).fetch_all(&self.read).await?;
+        Ok(rows.iter().map(row_to_job).collect::<Result<_, _>>()?)
+    }
+
+    async fn run_log(&self, id: i64) -> Result<Option<RunLog>, StoreError> {
+        let row = sqlx::query("SELECT attempt, at_ms, stdout, stderr FROM run_logs WHERE job_id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(RunLog {
+                job_id: id,
+                attempt: r.try_get("attempt")?,
+                at_ms: r.try_get("at_ms")?,
+                stdout: r.try_get("stdout")?,
+                stderr: r.try_get("stderr")?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn submission(&self, tenant: &str, key: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT job_id, body FROM commands WHERE tenant = ? AND idempotency_key = ? AND job_id IS NOT NULL",
+        )
+        .bind(tenant)
+        .bind(key)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(match row {
+            Some(r) => Some((r.try_get("job_id")?, r.try_get("body")?)),
+            None => None,
+        })
     }
 
     async fn commands(&self, after: i64, limit: i64) -> Result<Vec<CommandRow>, StoreError> {
         let rows = sqlx::query("SELECT * FROM commands WHERE seq > ? ORDER BY seq LIMIT ?")
             .bind(after)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         Ok(rows.iter().map(row_to_command).collect::<Result<_, _>>()?)
     }
@@ -151,7 +315,7 @@ impl Store for SqliteStore {
     async fn token(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
         let row = sqlx::query("SELECT hash, role, name, created_at_ms FROM tokens WHERE hash = ?")
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         Ok(match row {
             Some(r) => Some(TokenRow {
@@ -180,13 +344,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn latest_snapshot(&self) -> Result<Option<(i64, String)>, StoreError> {
-        let row =
-            sqlx::query("SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
-        Ok(match row {
-            Some(r) => Some((r.try_get("seq")?, r.try_get("body")?)),
-            None => None,
-        })
+    async fn snapshots(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 2").fetch_all(&self.read).await?;
+        Ok(rows.iter().map(|r| Ok((r.try_get("seq")?, r.try_get("body")?))).collect::<Result<_, sqlx::Error>>()?)
     }
 
     async fn put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
@@ -207,7 +368,7 @@ impl Store for SqliteStore {
     async fn checkpoint(&self, job_id: i64) -> Result<Option<Checkpoint>, StoreError> {
         let row = sqlx::query("SELECT attempt, at_ms, data FROM checkpoints WHERE job_id = ?")
             .bind(job_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         Ok(match row {
             Some(r) => Some(Checkpoint {

@@ -2,7 +2,96 @@
 //! the server named by SUANWANG_TEST_PG, default postgres://postgres@127.0.0.1:5432/postgres;
 //! `scripts/test.sh` starts one when none runs).
 
-use suanwang_store::{Checkpoint, CommandRow, PgStore, SqliteStore, Store, StoreError, TokenRow};
+use suanwang_store::{
+    Batch, Checkpoint, CommandRow, JobQuery, JobRow, PgStore, RunLog, SqliteStore, Store, StoreError, TokenRow,
+};
+
+fn job(id: i64, tenant: &str, state: &str) -> JobRow {
+    JobRow {
+        id,
+        tenant: tenant.into(),
+        name: format!("job-{id}"),
+        kind: "batch".into(),
+        state: state.into(),
+        site: None,
+        pool: None,
+        submitted_at_ms: 1000 + id,
+        submitted_by: tenant.into(),
+        updated_at_ms: 1000 + id,
+        start_at_ms: None,
+        end_at_ms: None,
+        started_at_ms: None,
+        ended_at_ms: None,
+        attempts: 0,
+        reason: None,
+        meter: None,
+        usage: None,
+        spec: format!("{{\"name\":\"job-{id}\"}}"),
+    }
+}
+
+/// The job projection and run logs: written with the commands in one transaction, listed by
+/// state, tenant and id.
+async fn projection<S: Store>(s: &S) {
+    let submit = |id: i64, key: &str| CommandRow { tenant: Some("acme".into()), ..row(100 + id, id, Some(key)) };
+    let cmds = [submit(101, "p101"), submit(102, "p102")];
+    let jobs = [job(101, "acme", "placed"), job(102, "acme", "placed"), job(103, "globex", "placed")];
+    let seqs = s.commit(&Batch { commands: &cmds, jobs: &jobs, logs: &[] }).await.expect("commit");
+    assert_eq!(seqs.len(), 2);
+    assert_eq!(s.job(101).await.expect("get"), Some(jobs[0].clone()));
+    assert_eq!(s.job(999).await.expect("get"), None);
+    // an update changes the state and what follows from it, never the spec or the submission
+    let done = JobRow {
+        state: "completed".into(),
+        site: Some("gansu-qingyang-1".into()),
+        pool: Some("cpu".into()),
+        updated_at_ms: 5000,
+        started_at_ms: Some(4000),
+        ended_at_ms: Some(5000),
+        attempts: 1,
+        meter: Some("{\"ucu_hours\":1.5}".into()),
+        usage: Some("{\"cpu_seconds\":2.0}".into()),
+        spec: "ignored on update".into(),
+        name: "ignored too".into(),
+        ..jobs[0].clone()
+    };
+    // two rows of one job in a batch: the last wins
+    let log = RunLog { job_id: 101, attempt: 1, at_ms: 5000, stdout: vec![0xff, 0xfe, b'h', b'i'], stderr: vec![] };
+    let stale = JobRow { state: "running".into(), ..jobs[0].clone() };
+    s.commit(&Batch { commands: &[], jobs: &[stale, done.clone()], logs: std::slice::from_ref(&log) })
+        .await
+        .expect("update");
+    let back = s.job(101).await.expect("get").expect("row");
+    assert_eq!(back, JobRow { spec: jobs[0].spec.clone(), name: jobs[0].name.clone(), ..done });
+    // run logs keep bytes that are not UTF-8, and a later report replaces them
+    assert_eq!(s.run_log(101).await.expect("log"), Some(log.clone()));
+    assert_eq!(s.run_log(102).await.expect("log"), None);
+    let log2 = RunLog { attempt: 2, stdout: b"second".to_vec(), ..log };
+    s.commit(&Batch { logs: std::slice::from_ref(&log2), ..Batch::default() }).await.expect("log");
+    assert_eq!(s.run_log(101).await.expect("log"), Some(log2));
+    // listing: by id, after, limit, state, tenant
+    let ids = |rows: Vec<JobRow>| rows.iter().map(|j| j.id).collect::<Vec<_>>();
+    let all = JobQuery { limit: 100, ..JobQuery::default() };
+    assert_eq!(ids(s.jobs(&all).await.expect("list")), [101, 102, 103]);
+    assert_eq!(ids(s.jobs(&JobQuery { after: 101, ..all.clone() }).await.expect("list")), [102, 103]);
+    assert_eq!(ids(s.jobs(&JobQuery { limit: 1, ..all.clone() }).await.expect("list")), [101]);
+    assert_eq!(ids(s.jobs(&JobQuery { after: i64::MAX, ..all.clone() }).await.expect("list")), Vec::<i64>::new());
+    let placed = JobQuery { state: Some("placed".into()), ..all.clone() };
+    assert_eq!(ids(s.jobs(&placed).await.expect("list")), [102, 103]);
+    let acme_placed = JobQuery { tenant: Some("acme".into()), ..placed };
+    assert_eq!(ids(s.jobs(&acme_placed).await.expect("list")), [102]);
+    let globex = JobQuery { tenant: Some("globex".into()), ..all.clone() };
+    assert_eq!(ids(s.jobs(&globex).await.expect("list")), [103]);
+    // a submission is found by its tenant's idempotency key
+    let (id, body) = s.submission("acme", "p102").await.expect("lookup").expect("found");
+    assert_eq!((id, body), (102, cmds[1].body.clone()));
+    assert_eq!(s.submission("globex", "p102").await.expect("lookup"), None);
+    // a batch that fails writes none of its job rows either
+    let dup = [submit(104, "p101")];
+    let fresh = job(104, "acme", "placed");
+    assert!(s.commit(&Batch { commands: &dup, jobs: std::slice::from_ref(&fresh), logs: &[] }).await.is_err());
+    assert_eq!(s.job(104).await.expect("get"), None, "nothing of a failed batch is written");
+}
 
 fn row(at_ms: i64, job: i64, key: Option<&str>) -> CommandRow {
     CommandRow {
@@ -54,6 +143,8 @@ async fn conformance<S: Store>(s: &S) {
         s.put_snapshot(seq, seq * 100, &format!("{{\"at\":{seq}}}")).await.expect("snapshot");
     }
     assert_eq!(s.latest_snapshot().await.expect("latest"), Some((20, "{\"at\":20}".to_string())));
+    let kept: Vec<i64> = s.snapshots().await.expect("kept").into_iter().map(|(seq, _)| seq).collect();
+    assert_eq!(kept, [20, 10], "the newest two, newest first");
     // checkpoints: bytes in, the same bytes out; a newer one replaces the older
     assert_eq!(s.checkpoint(9).await.expect("none yet"), None);
     let cp = Checkpoint { job_id: 9, attempt: 1, at_ms: 100, data: (0..=255u8).cycle().take(70_000).collect() };
@@ -67,6 +158,7 @@ async fn conformance<S: Store>(s: &S) {
     s.put_checkpoint(&late).await.expect("ignored");
     assert_eq!(s.checkpoint(9).await.expect("get"), Some(newer));
     assert_eq!(s.checkpoint(10).await.expect("another job"), None);
+    projection(s).await;
 }
 
 #[tokio::test]
@@ -79,7 +171,11 @@ async fn sqlite_conforms() {
     drop(s);
     // reopening sees the same log
     let s = SqliteStore::open(&dir).await.expect("reopen");
-    assert_eq!(s.commands(0, 100).await.expect("read").len(), 4);
+    assert_eq!(
+        s.commands(0, 100).await.expect("read").len(),
+        6,
+        "the four of the log test and two of the projection test"
+    );
     // the database and its WAL are its owner's alone (R7: tenants' jobs are in it)
     for f in ["suanwang.db", "suanwang.db-wal"] {
         use std::os::unix::fs::PermissionsExt as _;
