@@ -2,11 +2,35 @@
 # The whole test suite: formatting, lints, every test. This is the README's test command and
 # exactly what CI runs (.ci/run). Needs the Rust toolchain; for the PostgreSQL tests it uses the
 # server in SUANWANG_TEST_PG, else one on 127.0.0.1:5432, else it starts a throw-away one from
-# Debian's postgresql package in a temporary directory (installed by .ci/run when missing).
+# Debian's postgresql package in a temporary directory. What is missing (PostgreSQL, Slurm, GNU
+# time, prlimit) it installs from Debian's packages when it may (as root, or with sudo that
+# needs no password); otherwise it says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# apt-get as root, or through sudo when that needs no password; fails when neither is possible
+AS_ROOT=()
+if [ "$(id -u)" != 0 ] && sudo -n true 2>/dev/null; then AS_ROOT=(sudo -n); fi
+can_install() { { [ "$(id -u)" = 0 ] || [ ${#AS_ROOT[@]} -gt 0 ]; } && command -v apt-get >/dev/null; }
+APT_UPDATED=""
+install_packages() {
+  can_install || return 1
+  echo "installing Debian packages: $*"
+  if [ -z "$APT_UPDATED" ]; then "${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq; APT_UPDATED=1; fi
+  "${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# GNU time and util-linux's prlimit meter and limit the executors' runs; Slurm (one node) serves
+# the Slurm executor's tests
+missing=()
+[ -x /usr/bin/time ] || missing+=(time)
+command -v prlimit >/dev/null || missing+=(util-linux)
+command -v slurmctld >/dev/null || missing+=(slurm-wlm munge)
+if [ ${#missing[@]} -gt 0 ]; then
+  install_packages "${missing[@]}" || echo "note: not installed (needs root or sudo): ${missing[*]}; tests that need them skip" >&2
+fi
 
 PG_BIN="" PG_DIR="" PG_USER=""
 pg_run() { if [ "$(id -u)" = 0 ]; then runuser -u "$PG_USER" -- "$@"; else "$@"; fi; }
@@ -15,7 +39,11 @@ stop_postgres() { [ -n "$PG_DIR" ] && { pg_run "$PG_BIN/pg_ctl" -D "$PG_DIR/data
 start_postgres() {
   PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
   if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
-    echo "PostgreSQL is not running and not installed: install Debian's postgresql (or set SUANWANG_TEST_PG)" >&2
+    install_packages postgresql || true
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  fi
+  if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
+    echo "PostgreSQL is not running and not installed, and this user may not install it: install Debian's postgresql (or set SUANWANG_TEST_PG to a server)" >&2
     exit 1
   fi
   local port=55432

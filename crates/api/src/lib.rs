@@ -188,6 +188,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "post",
+        "/v1/admin/restart",
+        "Restart the control plane in place (202; it re-executes itself and rebuilds from snapshot and log)",
+        "operator",
+    ),
+    (
+        "post",
         "/v1/agents/register",
         "An agent connects its machine as a site (declared ≤ detected capacity, within the provider's caps and the price band; a provider's site is pending until the operator approves it)",
         "operator, provider (own sites)",

@@ -13,6 +13,7 @@ mod network_cmd;
 mod plan_cmd;
 mod remote;
 mod serve_cmd;
+mod soak_cmd;
 mod twin_cmd;
 
 use suanwang_core::network::{DATA_FILES, DataFiles};
@@ -53,7 +54,7 @@ struct Cli {
 struct ServeFlags {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
     listen: String,
-    /// Simulated sites run jobs for their declared time × this factor.
+    /// Simulated sites run jobs for their declared time × this factor (0.0001 to 1000).
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
     /// A site whose agent has not polled for this long is lost (its jobs move).
@@ -417,6 +418,26 @@ enum BenchSub {
         #[arg(long)]
         json: bool,
     },
+    /// The long run (`--server`, an operator `--token`): submissions at a fixed rate for some
+    /// minutes while lists and single jobs are read, then a restart in place; prints accepted,
+    /// errors, p99_ms, rss_mib_start, rss_mib_end and restart_s.
+    Soak {
+        #[arg(long, default_value_t = 1.0)]
+        minutes: f64,
+        /// Submissions per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Tenant of the submitted jobs (an operator may submit for any).
+        #[arg(long, default_value = "acme-ai")]
+        tenant: String,
+        /// Do not restart the server at the end.
+        #[arg(long)]
+        no_restart: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -570,6 +591,12 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
         Command::Bench { sub: BenchSub::Submit { clients, jobs, tenant, json } } => {
             let c = client()?;
             runtime()?.block_on(remote::bench_submit(c, clients, jobs, &tenant, json))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { sub: BenchSub::Soak { minutes, rate, clients, tenant, no_restart, json } } => {
+            let c = client()?;
+            let args = soak_cmd::SoakArgs { minutes, rate, clients, tenant, no_restart, json };
+            runtime()?.block_on(soak_cmd::soak(c, args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Network { sub: None, json } => network_cmd::show(&net, json),

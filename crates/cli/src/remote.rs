@@ -26,7 +26,7 @@ impl Client {
         Ok(Client { server: server.trim_end_matches('/').to_string(), token, http })
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

@@ -168,9 +168,19 @@ fn listen_options(args: &ServeArgs<'_>) -> Result<ListenOptions> {
     })
 }
 
+/// The smallest and largest `--time-scale`.
+pub const MIN_TIME_SCALE: f64 = 1e-4;
+pub const MAX_TIME_SCALE: f64 = 1e3;
+
 pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
-    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
-        bail!("--time-scale must be a positive number");
+    // run times are scaled, and a scale beyond these bounds ends jobs centuries from now (or
+    // in less than a millisecond): refused, naming the range
+    if !(args.time_scale.is_finite() && (MIN_TIME_SCALE..=MAX_TIME_SCALE).contains(&args.time_scale)) {
+        bail!(
+            "--time-scale {} is out of range: it must be between {MIN_TIME_SCALE} and {MAX_TIME_SCALE} \
+             (simulated sites run jobs for their declared time × this factor)",
+            args.time_scale
+        );
     }
     // agents poll about every second (a 1 s long-poll, then their runs): less would lose live sites
     if args.agent_timeout < 3 {
@@ -190,6 +200,7 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
         auth_limit: args.auth_limit,
         ..ServerConfig::default()
     };
+    let restart = std::sync::Arc::clone(&cfg.restart);
     let (router, _actor) = build(Arc::new(net), store.clone(), cfg).await?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
@@ -257,6 +268,25 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
     } else {
         println!("Suanwang control plane on {scheme}://{addr} ({} store)", store.kind());
     }
-    serve_with(listener, router, options).await?;
+    tokio::select! {
+        served = serve_with(listener, router, options) => served?,
+        () = restart.notified() => {
+            // let the 202 that asked for it reach its client first (answers in flight are
+            // durable already; their clients retry with their idempotency keys)
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            reexec()?;
+        }
+    }
     Ok(())
+}
+
+/// Replaces this process with a fresh run of the same command line (`POST /v1/admin/restart`):
+/// every acknowledged request is durable already, and the new process rebuilds its state from
+/// the newest snapshot and the log after it. Returns only when the exec fails.
+fn reexec() -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let exe = std::env::current_exe().context("finding this executable to restart")?;
+    tracing::warn!(exe = %exe.display(), "restarting in place");
+    let err = std::process::Command::new(&exe).args(std::env::args_os().skip(1)).exec();
+    Err(anyhow::anyhow!("restarting {}: {err}", exe.display()))
 }

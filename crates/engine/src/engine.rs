@@ -756,6 +756,13 @@ impl Engine {
             }
             Phase::Start => {
                 record.state = JobState::Running;
+                // a job that starts before its planned slot (or late in it) still runs for its
+                // planned time: it ends that long after it actually started, not at the plan's end
+                if let Some(a) = record.active.as_mut() {
+                    let planned_ms = a.end_at.0.saturating_sub(a.start_at.0).max(0);
+                    a.start_at = now;
+                    a.end_at = Ts(now.0.saturating_add(planned_ms));
+                }
                 let end = record.active.as_ref().map_or(now, |a| a.end_at);
                 self.events.push(Event::Started { id, at: now, attempt });
                 let site = record.active.as_ref().map(|a| a.site);

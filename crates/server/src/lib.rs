@@ -57,6 +57,8 @@ pub struct Inner {
     pub require_probe: bool,
     /// Probe jobs of pending sites (state, not commands: kept in memory).
     pub probes: std::sync::Mutex<HashMap<String, probe::Probe>>,
+    /// See [`ServerConfig::restart`].
+    pub restart: Arc<tokio::sync::Notify>,
 }
 
 impl Inner {
@@ -110,6 +112,9 @@ pub struct ServerConfig {
     pub provider_caps: ProviderCaps,
     /// Failed authentications a client may have before it gets 429.
     pub auth_limit: throttle::AuthLimit,
+    /// Notified when an operator asks for a restart (`POST /v1/admin/restart`): the binary
+    /// that serves re-executes itself, and the new process rebuilds from snapshot and log.
+    pub restart: Arc<tokio::sync::Notify>,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +126,7 @@ impl Default for ServerConfig {
             agent_timeout: std::time::Duration::from_secs(10),
             provider_caps: ProviderCaps::default(),
             auth_limit: throttle::AuthLimit::default(),
+            restart: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -205,12 +211,18 @@ pub async fn build(
         throttle: throttle::Throttle::new(cfg.auth_limit),
         require_probe: cfg.provider_caps.require_probe,
         probes: std::sync::Mutex::new(HashMap::new()),
+        restart: Arc::clone(&cfg.restart),
     });
     inner
         .metrics
         .started_ms
         .store(u64::try_from(actor::wall_now().0).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    let replay_started = std::time::Instant::now();
     let (engine, last_seq) = Actor::replay(&inner, &store, &cfg.policy, cfg.time_scale).await?;
+    inner.metrics.replay_ms.store(
+        u64::try_from(replay_started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     inner.publish(&engine);
     let actor = Actor {
         inner: Arc::clone(&inner),

@@ -23,6 +23,16 @@ pub struct Metrics {
     http_count: AtomicU64,
     http_sum_us: AtomicU64,
     pub started_ms: AtomicU64,
+    /// How long the start's rebuild from snapshot and log took.
+    pub replay_ms: AtomicU64,
+}
+
+/// This process's resident memory in bytes (`VmRSS` of /proc/self/status), when readable.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
 }
 
 impl Metrics {
@@ -54,6 +64,20 @@ impl Metrics {
         let _ = writeln!(out, "suanwang_placements_per_second {:.3}", placements as f64 / secs);
         g(&mut out, "suanwang_refusals_total", "Jobs no site could take.", "counter");
         let _ = writeln!(out, "suanwang_refusals_total {}", self.refusals.load(Ordering::Relaxed));
+        if let Some(rss) = resident_bytes() {
+            g(&mut out, "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge");
+            let _ = writeln!(out, "process_resident_memory_bytes {rss}");
+        }
+        g(
+            &mut out,
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds.",
+            "gauge",
+        );
+        let _ =
+            writeln!(out, "process_start_time_seconds {:.3}", self.started_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        g(&mut out, "suanwang_replay_seconds", "How long the start's rebuild from snapshot and log took.", "gauge");
+        let _ = writeln!(out, "suanwang_replay_seconds {:.3}", self.replay_ms.load(Ordering::Relaxed) as f64 / 1000.0);
         g(&mut out, "suanwang_queue_depth", "Requests waiting for the engine.", "gauge");
         let _ = writeln!(out, "suanwang_queue_depth {}", self.queue_depth.load(Ordering::Relaxed));
         g(&mut out, "suanwang_commit_batches_total", "Group commits.", "counter");

@@ -44,6 +44,7 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/network", get(network))
         .route("/v1/kpis", get(kpis))
         .route("/v1/jobs/{id}/logs", get(logs))
+        .route("/v1/admin/restart", post(restart))
         .route("/v1/agents/register", post(register))
         .route("/v1/sites/{site}/suspend", post(suspend))
         .route("/v1/sites/{site}/resume", post(resume))
@@ -146,7 +147,21 @@ async fn healthz(State(inner): S) -> Json<Value> {
     let mut h = suanwang_api::health(inner.store.kind(), jobs);
     h["live_jobs"] = json!(live);
     h["cached_jobs"] = json!(cached);
+    h["pid"] = json!(std::process::id());
+    h["started_at_ms"] = json!(inner.metrics.started_ms.load(std::sync::atomic::Ordering::Relaxed));
     Json(h)
+}
+
+/// An operator restarts the control plane in place: the process that serves re-executes
+/// itself with the same arguments and rebuilds its state from the newest snapshot and the log
+/// after it (everything acknowledged is durable already). `/healthz` shows the new
+/// `started_at_ms` once it serves again.
+async fn restart(State(inner): S, headers: HeaderMap) -> Result<Response, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator], "restart the control plane")?;
+    tracing::warn!(by = %p.name, "restart requested");
+    inner.restart.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({"restarting": true, "pid": std::process::id()}))).into_response())
 }
 
 async fn metrics(State(inner): S) -> impl IntoResponse {

@@ -266,6 +266,11 @@ pub fn apply_event(v: &mut JobView, ev: &Event) {
         Event::Started { .. } => {
             v.state = JobState::Running;
             v.started_at = Some(at);
+            // it runs for its planned time from now (the engine does the same)
+            if let (Some(s), Some(e)) = (v.start_at, v.end_at) {
+                v.start_at = Some(at);
+                v.end_at = Some(Ts(at.0.saturating_add(e.0.saturating_sub(s.0))));
+            }
         }
         Event::Completed { outcome, .. } => {
             v.state = JobState::Completed;
