@@ -14,7 +14,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use suanwang_api::{JobList, JobView};
+use suanwang_api as api;
+use suanwang_api::JobList;
 use suanwang_store::Store;
 use tokio::sync::oneshot;
 
@@ -22,6 +23,7 @@ use crate::Inner;
 use crate::actor::{self, Request as Req};
 use crate::auth::{Principal, Role, hash_token};
 use crate::error::ApiError;
+use crate::wire::{self, JobView};
 
 type S = State<Arc<Inner>>;
 
@@ -136,13 +138,13 @@ fn spec_error(problems: &[suanwang_core::Problem]) -> ApiError {
     e
 }
 
-async fn healthz(State(inner): S) -> Json<Value> {
+async fn healthz(State(inner): S) -> Json<api::Health> {
     let jobs = inner.views.read().map_or(0, |v| v.jobs.len());
     let kind = match inner.store {
         suanwang_store::AnyStore::Sqlite(_) => "sqlite",
         suanwang_store::AnyStore::Postgres(_) => "postgres",
     };
-    Json(suanwang_api::health(kind, jobs))
+    Json(api::Health { status: "ok".into(), store: kind.into(), jobs: jobs as u64 })
 }
 
 async fn metrics(State(inner): S) -> impl IntoResponse {
@@ -232,7 +234,7 @@ async fn submit(
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
     let (status, view) = rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
-    Ok((status, Json(view)).into_response())
+    Ok((status, Json(wire::job(&view))).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,7 +274,7 @@ async fn list(
     let Some(first) = q.after.unwrap_or(0).checked_add(1) else {
         return Ok(Json(JobList { jobs: vec![], next_after: None }));
     };
-    let mut jobs: Vec<JobView> = v
+    let mut jobs: Vec<api::JobView> = v
         .jobs
         .range(first..)
         .map(|(_, j)| j)
@@ -284,7 +286,7 @@ async fn list(
             })
         })
         .take(limit + 1)
-        .cloned()
+        .map(wire::job)
         .collect();
     let next_after = if jobs.len() > limit {
         jobs.truncate(limit);
@@ -302,15 +304,19 @@ fn parse_id(id: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad_id", format!("{id:?} is not a job id")).field("id"))
 }
 
-async fn one(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+async fn one(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<api::JobView>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read jobs")?;
     let id = parse_id(&id)?;
     let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
-    v.jobs.get(&id).filter(|j| visible(&p, j)).cloned().map(Json).ok_or_else(|| ApiError::not_found("such job"))
+    v.jobs
+        .get(&id)
+        .filter(|j| visible(&p, j))
+        .map(|j| Json(wire::job(j)))
+        .ok_or_else(|| ApiError::not_found("such job"))
 }
 
-async fn cancel(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+async fn cancel(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<api::JobView>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Tenant], "cancel jobs")?;
     let id = parse_id(&id)?;
@@ -325,10 +331,14 @@ async fn cancel(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> 
         .send(Req::Cancel { principal: p, id, reply: tx })
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
-    Ok(Json(rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??))
+    Ok(Json(wire::job(&rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??)))
 }
 
-async fn plan(State(inner): S, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn plan(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<api::PlanAnswer>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "plan jobs")?;
     let body = body.map_err(|e| body_error(&e))?;
@@ -339,10 +349,7 @@ async fn plan(State(inner): S, headers: HeaderMap, body: Result<Bytes, BytesReje
         .send(Req::Plan { job: Box::new(job), reply: tx })
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
-    match rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))? {
-        Ok(placement) => Ok(Json(json!({"placed": true, "placement": placement})).into_response()),
-        Err(refusal) => Ok(Json(json!({"placed": false, "refusal": refusal})).into_response()),
-    }
+    Ok(Json(wire::plan(&rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))?)))
 }
 
 fn approval(approved: bool) -> &'static str {
@@ -351,30 +358,17 @@ fn approval(approved: bool) -> &'static str {
 
 /// The sites, each with `approval` ("approved", or "pending" for an agent's site the operator
 /// has not approved: it takes no placements) and, for agents' sites, `owner` and `owner_role`.
-async fn sites(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn sites(State(inner): S, headers: HeaderMap) -> Result<Json<api::SiteList>, ApiError> {
     authenticate(&inner, &headers).await?;
-    let doc = suanwang_api::network_document(&inner.net());
-    let grants = inner.grants();
-    let mut sites = doc["sites"].clone();
-    for s in sites.as_array_mut().into_iter().flatten() {
-        let grant = s.get("id").and_then(Value::as_str).and_then(|id| grants.get(id));
-        if let Some(o) = s.as_object_mut() {
-            o.insert("approval".into(), json!(approval(grant.is_none_or(|g| g.approved))));
-            if let Some(g) = grant {
-                o.insert("owner".into(), json!(g.owner.name));
-                o.insert("owner_role".into(), json!(g.owner.role));
-            }
-        }
-    }
-    Ok(Json(json!({"sites": sites})))
+    Ok(Json(wire::sites(&inner.net(), &inner.grants())))
 }
 
-async fn network(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn network(State(inner): S, headers: HeaderMap) -> Result<Json<api::NetworkDocument>, ApiError> {
     authenticate(&inner, &headers).await?;
-    Ok(Json(suanwang_api::network_document(&inner.net())))
+    Ok(Json(wire::network(&inner.net())))
 }
 
-async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<api::Kpis>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator], "read KPIs")?;
     let net = inner.net();
@@ -403,22 +397,25 @@ async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiErr
         }
     }
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-    Ok(Json(json!({
-        "jobs_by_state": v.counts_by_state().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-        "energy_kwh": energy, "green_share": ratio(green, energy), "carbon_kg": carbon, "cost_fen": money,
-        "hub_share": ratio(hub_ucu, ucu),
-        "placements": inner.metrics.placements.load(std::sync::atomic::Ordering::Relaxed),
-    })))
+    Ok(Json(api::Kpis {
+        jobs_by_state: v.counts_by_state().into_iter().collect(),
+        energy_kwh: energy,
+        green_share: ratio(green, energy),
+        carbon_kg: carbon,
+        cost_fen: money,
+        hub_share: ratio(hub_ucu, ucu),
+        placements: inner.metrics.placements.load(std::sync::atomic::Ordering::Relaxed),
+    }))
 }
 
-async fn logs(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn logs(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<api::JobLogs>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read job output")?;
     let id = parse_id(&id)?;
     let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?;
     let job = v.jobs.get(&id).filter(|j| visible(&p, j)).ok_or_else(|| ApiError::not_found("such job"))?;
     let (stdout, stderr) = v.logs.get(&id).cloned().unwrap_or_default();
-    Ok(Json(json!({"id": job.id, "state": job.state, "site": job.site, "stdout": stdout, "stderr": stderr})))
+    Ok(Json(api::JobLogs { id: job.id, state: wire::job_state(job.state), site: job.site.clone(), stdout, stderr }))
 }
 
 /// Who may act for an agent's site (register it, poll its assignments, report, keep
@@ -784,7 +781,7 @@ async fn approve(
     headers: HeaderMap,
     Path(site): Path<String>,
     q: Result<Query<ApproveQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::ApproveAnswer>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator], "approve sites")?;
     let Query(q) = q.map_err(|e| {
@@ -829,10 +826,13 @@ async fn approve(
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
     let g = rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
-    Ok(Json(json!({
-        "site": site, "approval": approval(g.approved), "suspended": g.suspended,
-        "owner": g.owner.name, "owner_role": g.owner.role,
-    })))
+    Ok(Json(api::ApproveAnswer {
+        site,
+        approval: api::Approval::of(g.approved),
+        suspended: g.suspended,
+        owner: g.owner.name,
+        owner_role: g.owner.role,
+    }))
 }
 
 #[derive(serde::Deserialize)]
@@ -848,7 +848,7 @@ async fn suspend(
     headers: HeaderMap,
     Path(site): Path<String>,
     q: Result<Query<SuspendQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::SuspendAnswer>, ApiError> {
     let Query(q) = q.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query")
             .detail(e.body_text())
@@ -858,7 +858,11 @@ async fn suspend(
     set_suspended(&inner, &headers, site, true, q.move_jobs).await
 }
 
-async fn resume(State(inner): S, headers: HeaderMap, Path(site): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn resume(
+    State(inner): S,
+    headers: HeaderMap,
+    Path(site): Path<String>,
+) -> Result<Json<api::SuspendAnswer>, ApiError> {
     set_suspended(&inner, &headers, site, false, false).await
 }
 
@@ -870,7 +874,7 @@ async fn set_suspended(
     site: String,
     suspended: bool,
     move_jobs: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::SuspendAnswer>, ApiError> {
     let p = authenticate(inner, headers).await?;
     require(&p, &[Role::Operator], "suspend or resume sites")?;
     let (tx, rx) = oneshot::channel();
@@ -880,5 +884,5 @@ async fn set_suspended(
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
     rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
-    Ok(Json(json!({"site": site, "suspended": suspended, "moved_jobs": move_jobs})))
+    Ok(Json(api::SuspendAnswer { site, suspended, moved_jobs: move_jobs }))
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use suanwang_api::JobView;
+use crate::wire::JobView;
 use suanwang_core::Ts;
 use suanwang_engine::{Event, JobState};
 
