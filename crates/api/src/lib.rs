@@ -13,9 +13,11 @@ pub mod network;
 mod openapi;
 pub mod ops;
 pub mod plan;
+mod strict;
 
 pub use job::{JobList, JobLogs, JobSpec, JobState, JobView, Meter, TransferMode, Usage};
 pub use network::{Approval, NetworkDocument, SiteList, SiteStatus};
 pub use openapi::{AGENT_SCHEMAS, Body, ROUTES, Route, openapi};
 pub use ops::{ApproveAnswer, ErrorBody, Health, Kpis, SuspendAnswer};
 pub use plan::{Placement, PlanAnswer, Refusal};
+pub use strict::duplicate_key;

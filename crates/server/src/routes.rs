@@ -56,7 +56,16 @@ pub fn router(inner: Arc<Inner>) -> Router {
             "/v1/agents/{site}/checkpoints/{id}",
             put(put_checkpoint).get(get_checkpoint).layer(DefaultBodyLimit::max(MAX_CHECKPOINT)),
         )
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {}", uri.path()),
+            )
+            .hint("the Allow header lists the methods it takes; see /openapi.json")
+        })
         .fallback(|| async { ApiError::not_found("such route").hint("see /openapi.json") })
+        .layer(middleware::from_fn(readable_path))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(Arc::clone(&inner), crate::throttle::guard))
         .layer(middleware::from_fn_with_state(Arc::clone(&inner), timed))
@@ -68,6 +77,60 @@ async fn timed(State(inner): S, req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     inner.metrics.observe_http(t.elapsed().as_secs_f64());
     res
+}
+
+/// A path whose percent-encoding does not decode to UTF-8 (`/v1/jobs/%ff`) is a JSON 400
+/// naming it, before any route (axum's own answer is a text/plain 400).
+async fn readable_path(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !percent_decodes_to_utf8(path) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            format!("the path {path} does not decode to UTF-8 text"),
+        )
+        .hint("percent-encode UTF-8 bytes only (ids are ASCII: /v1/jobs/42)")
+        .field("path")
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether `%XX` sequences decode (with the rest) to valid UTF-8; a `%` not followed by two hex
+/// digits stays as it is, as in the router's own decoding.
+fn percent_decodes_to_utf8(path: &str) -> bool {
+    let b = path.as_bytes();
+    let hex = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi * 16 + lo);
+                i += 3;
+            }
+            (c, ..) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&out).is_ok()
+}
+
+/// A JSON body with the same key twice in one object is refused, naming the key (parsers
+/// disagree on which one wins).
+fn refuse_duplicate_keys(body: &[u8]) -> Result<(), ApiError> {
+    match api::duplicate_key(body) {
+        None => Ok(()),
+        Some(key) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "duplicate_key",
+            format!("the key {key:?} appears more than once in one object"),
+        )
+        .field(key)
+        .hint("send each key once")),
+    }
 }
 
 async fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -202,6 +265,7 @@ async fn submit(
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Tenant], "submit jobs")?;
     let body = body.map_err(|e| body_error(&e))?;
+    refuse_duplicate_keys(&body)?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -342,6 +406,7 @@ async fn plan(
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "plan jobs")?;
     let body = body.map_err(|e| body_error(&e))?;
+    refuse_duplicate_keys(&body)?;
     let job = suanwang_core::job::parse_json(&body, &inner.net(), actor::wall_now()).map_err(|p| spec_error(&p))?;
     let (tx, rx) = oneshot::channel();
     inner
@@ -471,6 +536,7 @@ async fn register(
 ) -> Result<Json<Value>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     let body = body.map_err(|e| body_error(&e))?;
+    refuse_duplicate_keys(&body)?;
     let b: RegisterBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_registration", "the registration is not valid")
             .detail(e.to_string())
@@ -619,6 +685,7 @@ async fn report(
     let p = authenticate(&inner, &headers).await?;
     may_run_site(&inner, &p, &site, false)?;
     let body = body.map_err(|e| body_error(&e))?;
+    refuse_duplicate_keys(&body)?;
     let r: actor::AgentReport = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_report", "the report is not valid")
             .detail(e.to_string())
