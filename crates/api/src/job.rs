@@ -185,6 +185,7 @@ pub struct JobLogs {
 /// `deadline` must be in the future.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = JobSpec::example())]
 pub struct JobSpec {
     /// 1–128 ASCII letters, digits, '.', '_' or '-'.
     #[schemars(length(min = 1, max = 128), pattern(r"^[A-Za-z0-9._-]+$"))]
@@ -239,6 +240,38 @@ pub struct JobSpec {
     /// What to execute, for jobs that run for real on an agent's machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Run>,
+}
+
+impl JobSpec {
+    /// A small batch job of tenant `acme-ai` from Beijing: 4 cores for 10 minutes.
+    pub fn example() -> JobSpec {
+        JobSpec {
+            name: "nightly-report".into(),
+            tenant: "acme-ai".into(),
+            kind: JobKind::Batch,
+            origin: "beijing".into(),
+            resources: Resources {
+                family: Family::General,
+                count: 4,
+                accelerator: None,
+                min_throughput: None,
+                memory_gib: Some(2),
+                variants: None,
+            },
+            work: Work::RunTime { run_time_s: 600 },
+            input: None,
+            latency_tier: None,
+            deadline: None,
+            budget_fen: None,
+            min_green_share: None,
+            allowed_regions: None,
+            allowed_sites: None,
+            priority: None,
+            preemptible: None,
+            checkpoint_s: None,
+            run: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

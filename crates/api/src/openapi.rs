@@ -162,7 +162,7 @@ pub const ROUTES: &[Route] = &[
         )
     },
     Route {
-        request: Body::Bytes("application/gzip"),
+        request: Body::Bytes("application/octet-stream"),
         response: Body::Json("CheckpointAnswer"),
         query: &["attempt"],
         ..route(
@@ -232,11 +232,7 @@ const ID: &str = "^[a-z][a-z0-9_-]*$";
 fn param(name: &str) -> Value {
     let (schema, required, description) = match name {
         "state" => (json!({"$ref": "#/components/schemas/JobState"}), false, "Only jobs in this state"),
-        "tenant" => (
-            json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": ID}),
-            false,
-            "Only this tenant's jobs",
-        ),
+        "tenant" => (json!({"type": "string"}), false, "Only this tenant's jobs"),
         "limit" => (json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}), false, "Jobs per page"),
         "after" => (
             json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
@@ -277,7 +273,7 @@ fn content(body: Body) -> Option<Value> {
             Some(json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}))
         }
         Body::AnyJson => Some(json!({"application/json": {"schema": {"type": "object"}}})),
-        Body::Bytes(media) => Some(json!({media: {"schema": {"type": "string", "contentMediaType": media}}})),
+        Body::Bytes(media) => Some(json!({media: {"schema": {"type": "string", "format": "binary"}}})),
         Body::Text(media) => Some(json!({media: {"schema": {"type": "string"}}})),
     }
 }
@@ -298,6 +294,15 @@ pub fn openapi() -> Value {
         if r.path.ends_with("/checkpoints/{id}") && r.method == "get" {
             ok["headers"] = json!({"X-Suanwang-Checkpoint-Attempt": {
                 "description": "The attempt that took it", "schema": {"type": "integer", "minimum": 0}}});
+        }
+        if r.method == "post" && r.path == "/v1/jobs" {
+            // the id of a submitted job leads to the operations on it (stateful testing)
+            let link = |op: &str| json!({"operationId": op, "parameters": {"id": "$response.body#/id"}});
+            ok["links"] = json!({
+                "GetJob": link("get_v1_jobs__id_"),
+                "GetJobLogs": link("get_v1_jobs__id__logs"),
+                "CancelJob": link("post_v1_jobs__id__cancel"),
+            });
         }
         responses.insert(r.status.to_string(), ok);
         if r.method == "post" && r.path == "/v1/jobs" {
@@ -405,6 +410,19 @@ mod tests {
         for r in refs {
             let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
             assert!(schemas.contains_key(name), "{r} is not a component");
+        }
+        // every link leads to an operation of the document
+        let ops: Vec<&str> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .flat_map(|p| p.as_object().expect("ops").values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let links = &doc["paths"]["/v1/jobs"]["post"]["responses"]["201"]["links"];
+        assert_eq!(links.as_object().map(serde_json::Map::len), Some(3), "{links}");
+        for l in links.as_object().expect("links").values() {
+            assert!(ops.contains(&l["operationId"].as_str().unwrap_or("")), "{l} in {ops:?}");
         }
         for name in ["JobSpec", "JobView", "JobList", "PlanAnswer", "Kpis", "Error", "SiteList", "NetworkDocument"] {
             assert!(schemas.contains_key(name), "{name}");
