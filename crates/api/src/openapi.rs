@@ -387,24 +387,25 @@ pub fn openapi() -> Value {
 mod tests {
     use super::*;
 
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+
     /// Every `$ref` in the document points at a component that exists.
     #[test]
     fn every_reference_resolves() {
         let doc = openapi();
         let schemas = doc["components"]["schemas"].as_object().expect("schemas");
         let mut refs = vec![];
-        fn walk(v: &Value, out: &mut Vec<String>) {
-            match v {
-                Value::Object(m) => {
-                    if let Some(Value::String(r)) = m.get("$ref") {
-                        out.push(r.clone());
-                    }
-                    m.values().for_each(|x| walk(x, out));
-                }
-                Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-                _ => {}
-            }
-        }
         walk(&doc, &mut refs);
         assert!(refs.len() > 20, "{refs:?}");
         for r in refs {

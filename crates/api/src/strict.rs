@@ -11,10 +11,8 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 /// `None` when there is none — or when `json` is not valid JSON at all (its parser says why).
 pub fn duplicate_key(json: &[u8]) -> Option<String> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    match (Walk { path: String::new() }).deserialize(&mut de) {
-        Ok(found) => found,
-        Err(_) => None,
-    }
+    // not JSON: no duplicate to name (the body's parser reports what is wrong)
+    (Walk { path: String::new() }).deserialize(&mut de).ok().flatten()
 }
 
 struct Walk {

@@ -2,6 +2,7 @@
 //! `plan FILE --server`, `sites`, `site approve`, `logs` and `bench submit`. Every answer is
 //! read as its `suanwang_api` type.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -161,19 +162,17 @@ pub fn submitted(j: &api::JobView) -> String {
     match j.state {
         api::JobState::Refused | api::JobState::Failed => {
             if let Some(r) = &j.reason {
-                out.push_str(&format!("\n  {r}"));
+                let _ = write!(out, "\n  {r}");
             }
         }
         api::JobState::Placed | api::JobState::InTransfer | api::JobState::Running => {
             if let (Some(start), Some(end)) = (j.start_at, j.end_at) {
                 let wait_s = (start - j.submitted_at) / 1000;
                 let when = if wait_s > 0 { format!(", in {}", span(wait_s)) } else { String::new() };
-                out.push_str(&format!("\n  starts {}{when}; ends {}", rfc3339(start), rfc3339(end)));
+                let _ = write!(out, "\n  starts {}{when}; ends {}", rfc3339(start), rfc3339(end));
                 if j.state == api::JobState::InTransfer {
-                    out.push_str(&format!(
-                        "\n  its input data moves to {} first",
-                        j.pool.as_deref().unwrap_or("the site")
-                    ));
+                    let _ =
+                        write!(out, "\n  its input data moves to {} first", j.pool.as_deref().unwrap_or("the site"));
                 }
                 if wait_s >= 3600 && deferrable(j) {
                     let sooner = if j.kind == "batch" || j.kind == "hpc" {
@@ -182,11 +181,12 @@ pub fn submitted(j: &api::JobView) -> String {
                         "give it an earlier deadline (deadline = \"…\"; it is never deferred past what the deadline \
                          allows)"
                     };
-                    out.push_str(&format!(
+                    let _ = write!(
+                        out,
                         "\n  deferred to greener or cheaper hours: {} work may wait up to 24 h for a better slot.\n  \
                          To start sooner, {sooner}.",
                         j.kind
-                    ));
+                    );
                 }
             }
         }

@@ -107,7 +107,7 @@ async fn jobs_line_up_submit_says_when_and_job_shows_utc_times() {
         for key in ["submitted_at", "updated_at", "start_at", "end_at"] {
             match view[key].as_i64() {
                 Some(ms) => {
-                    assert_eq!(view[format!("{key}_utc")].as_str(), Some(rfc3339(ms).as_str()), "{key}: {view}")
+                    assert_eq!(view[format!("{key}_utc")].as_str(), Some(rfc3339(ms).as_str()), "{key}: {view}");
                 }
                 None => assert!(view.get(format!("{key}_utc")).is_none(), "{key}: {view}"),
             }
