@@ -209,7 +209,7 @@ pub struct JobSpec {
     /// Finish before this instant (RFC 3339, e.g. `2027-01-31T00:00:00Z`); must be in the
     /// future. Delay-tolerant work is not deferred past what the deadline allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), extend("format" = "date-time"))]
     pub deadline: Option<String>,
     /// The most the tenant will pay, fen (1/100 CNY).
     #[serde(default, skip_serializing_if = "Option::is_none")]
