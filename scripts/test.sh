@@ -79,6 +79,23 @@ if [ -z "${SUANWANG_REQUIRE_SLURM:-}" ] && [ "$(id -u)" = 0 ] && command -v slur
   fi
 fi
 
+# The API's contract tools, in a virtualenv under target/ (installed when missing; without them
+# the validator test skips saying so and the schemathesis step below is skipped):
+# openapi-spec-validator checks /openapi.json (`cargo test -p suanwang-api`), schemathesis
+# tests the live API against it.
+PYENV=target/pyenv
+py_tools() {
+  [ -x "$PYENV/bin/openapi-spec-validator" ] && [ -x "$PYENV/bin/st" ] && return 0
+  command -v python3 >/dev/null || { echo "warning: no python3: the OpenAPI validator and schemathesis are skipped" >&2; return 1; }
+  mkdir -p target
+  { [ -x "$PYENV/bin/pip" ] || python3 -m venv "$PYENV"; } &&
+    "$PYENV/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator schemathesis ||
+    { echo "warning: could not install openapi-spec-validator and schemathesis (pip): their checks are skipped" >&2; return 1; }
+}
+PY_TOOLS=0
+step "python tools: openapi-spec-validator, schemathesis"
+if py_tools; then PY_TOOLS=1; fi
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
@@ -87,5 +104,36 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace --locked
+
+# schemathesis against `suanwang up` (--checks all, with an operator and with a tenant token;
+# the auth-failure throttle off, as schemathesis sends bad tokens on purpose): about a minute each
+if [ "$PY_TOOLS" = 1 ]; then
+  step "schemathesis: st run /openapi.json --checks all (operator, tenant)"
+  ST_DIR=$(mktemp -d /tmp/suanwang-st.XXXXXX)
+  ST_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  target/debug/suanwang up --data "$ST_DIR/data" --listen "127.0.0.1:$ST_PORT" --no-local-agent --auth-fail-burst 0 \
+    >"$ST_DIR/up.log" 2>&1 &
+  ST_PID=$!
+  for _ in $(seq 1 100); do
+    [ -s "$ST_DIR/data/credentials.json" ] && (exec 3<>"/dev/tcp/127.0.0.1/$ST_PORT") 2>/dev/null && break
+    sleep 0.2
+  done
+  st_ok=1
+  for who in operator tenant; do
+    tok=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$ST_DIR/data/credentials.json" "$who")
+    if ! "$PYENV/bin/st" --config-file scripts/schemathesis.toml run "http://127.0.0.1:$ST_PORT/openapi.json" \
+      --checks all --workers 2 -H "Authorization: Bearer $tok" >"$ST_DIR/st-$who.txt" 2>&1; then
+      st_ok=0
+      tail -n 80 "$ST_DIR/st-$who.txt"
+    fi
+    echo "$who: $(tail -n 1 "$ST_DIR/st-$who.txt")"
+  done
+  kill "$ST_PID" 2>/dev/null || true
+  wait "$ST_PID" 2>/dev/null || true
+  [ "$st_ok" = 1 ] || { echo "schemathesis found failures (logs in $ST_DIR)" >&2; exit 1; }
+  rm -rf "$ST_DIR"
+else
+  echo "skipped: schemathesis could not be installed"
+fi
 
 printf '\nall checks passed\n'

@@ -193,7 +193,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Plan a job on the empty reference network: where, when, how data moves, and why.
+    /// Plan a job on the empty reference network (with --server: on the control plane's live
+    /// load): where, when, how data moves, and why.
     Plan {
         file: PathBuf,
         /// balanced, cheapest, greenest, fastest or nearest.
@@ -339,7 +340,8 @@ enum Command {
         #[command(subcommand)]
         sub: SiteSub,
     },
-    /// `job ID` shows a job on the control plane; `job check FILE` checks a spec locally.
+    /// `job ID` shows a job on the control plane (as JSON; each instant also in RFC 3339, UTC:
+    /// `start_at_utc`); `job check FILE` checks a spec locally.
     #[command(args_conflicts_with_subcommands = true)]
     Job {
         #[command(subcommand)]
@@ -616,9 +618,15 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { file, .. } if cli.server.is_some() => {
+        Command::Plan { file, policy, weights, at, json } if cli.server.is_some() => {
+            if policy != "balanced" || weights.is_some() || at.is_some() {
+                eprintln!(
+                    "note: with --server the control plane plans with its own policy, now, on its live load \
+                     (--policy, --weights and --at apply to a local plan)"
+                );
+            }
             let c = client()?;
-            runtime()?.block_on(remote::plan(&c, &file))
+            runtime()?.block_on(remote::plan(&c, &file, json))
         }
         Command::Plan { file, policy, weights, at, json } => {
             let policy = plan_cmd::policy(&policy, weights.as_deref())?;

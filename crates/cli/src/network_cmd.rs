@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use serde_json::{Value, json};
+use serde_json::json;
 use suanwang_core::network::{Place, Site};
 use suanwang_core::{Family, Network};
 
@@ -25,9 +25,9 @@ fn green_share(net: &Network, sites: &[&Site]) -> f64 {
     if w > 0.0 { g / w } else { 0.0 }
 }
 
-/// The network as JSON: one shape for the CLI and the API (`suanwang_api`).
-pub fn document(net: &Network) -> Value {
-    suanwang_api::network_document(net)
+/// The network as JSON: one shape for the CLI and the API (`suanwang_api::NetworkDocument`).
+pub fn document(net: &Network) -> suanwang_api::NetworkDocument {
+    suanwang_server::wire::network(net)
 }
 
 pub fn show(net: &Network, json: bool) -> Result<ExitCode> {

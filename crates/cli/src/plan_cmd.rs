@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use suanwang_api as api;
 use suanwang_core::{Network, Ts};
-use suanwang_sched::{Config, Placement, Policy, Scheduler};
+use suanwang_sched::{Config, Policy, Scheduler};
 
 pub fn policy(name: &str, weights_file: Option<&Path>) -> Result<Policy> {
     let mut policy =
@@ -36,37 +37,30 @@ pub fn run(net: Network, file: &Path, policy: &Policy, now: Ts, json: bool) -> R
         }
     };
     let mut sched = Scheduler::new(Arc::new(net), now, Config::default());
-    match sched.plan(&job, now, policy) {
-        Ok(p) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"placed": true, "placement": p}))?);
-            } else {
-                print!("{}", human(&p));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(refusal) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"placed": false, "refusal": refusal}))?
-                );
-            } else {
-                eprintln!("{refusal}");
-                for r in &refusal.rejections {
-                    eprintln!("  {:<22} {:<12} {}", r.site, r.filter.as_str(), r.detail());
-                }
-            }
-            Ok(ExitCode::from(1))
+    print(&suanwang_server::wire::plan(&sched.plan(&job, now, policy)), json)
+}
+
+/// A plan's answer (local, or the server's), as the human view or `--json`; exit 1 when no
+/// site can take the job.
+pub fn print(answer: &api::PlanAnswer, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+    } else if let Some(p) = &answer.placement {
+        print!("{}", human(p));
+    } else if let Some(refusal) = &answer.refusal {
+        eprintln!("{refusal}");
+        for r in &refusal.rejections {
+            eprintln!("  {:<22} {:<12} {}", r.site, r.filter.as_str(), r.detail);
         }
     }
+    Ok(if answer.placed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn yuan(fen: i64) -> String {
     suanwang_core::Money(fen).to_string()
 }
 
-fn human(p: &Placement) -> String {
+fn human(p: &api::Placement) -> String {
     let c = &p.chosen;
     let mut out = String::new();
     let _ = writeln!(out, "job {} — policy {}", p.job, p.policy);
@@ -74,8 +68,8 @@ fn human(p: &Placement) -> String {
     let _ = writeln!(
         out,
         "  when    {} → {} ({} s run{})",
-        c.start_at,
-        c.end_at,
+        Ts(c.start_at),
+        Ts(c.end_at),
         p.run_s,
         if p.deferred_s > 0 {
             format!(", shifted {} h later for a better slot", p.deferred_s / 3600)
@@ -112,7 +106,7 @@ fn human(p: &Placement) -> String {
         let _ = write!(out, " {:>10}", s.scorer.as_str());
     }
     let _ = writeln!(out, " {:>8}", "TOTAL");
-    let mut row = |label: &str, cand: &suanwang_sched::Candidate| {
+    let mut row = |label: &str, cand: &api::plan::Candidate| {
         let _ = write!(out, "  {label:<24}");
         for s in &cand.scores {
             let _ = write!(out, " {:>10.3}", s.weighted);
@@ -126,7 +120,7 @@ fn human(p: &Placement) -> String {
     if !p.rejections.is_empty() {
         let _ = writeln!(out, "\n  refused sites:");
         for r in &p.rejections {
-            let _ = writeln!(out, "    {:<22} {:<12} {}", r.site, r.filter.as_str(), r.detail());
+            let _ = writeln!(out, "    {:<22} {:<12} {}", r.site, r.filter.as_str(), r.detail);
         }
     }
     let _ = writeln!(out, "\n  {} options considered. `--json` shows raw and normalised values.", p.options_considered);

@@ -1,19 +1,29 @@
 //! Client commands against a running control plane: `submit`, `jobs`, `job ID`, `cancel ID`,
-//! `plan FILE --server`, `sites`, and `bench submit`.
+//! `plan FILE --server`, `sites`, `site approve`, `logs` and `bench submit`. Every answer is
+//! read as its `suanwang_api` type.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use suanwang_api as api;
 
 #[derive(Debug, Clone)]
 pub struct Client {
     pub server: String,
     pub token: String,
     http: reqwest::Client,
+}
+
+/// A server's answer: the success type, or the error body with its status.
+enum Answer<T> {
+    Ok(T),
+    Err(u16, api::ErrorBody),
 }
 
 impl Client {
@@ -26,13 +36,13 @@ impl Client {
         Ok(Client { server: server.trim_end_matches('/').to_string(), token, http })
     }
 
-    pub(crate) async fn call(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Vec<u8>>,
         key: Option<&str>,
-    ) -> Result<(u16, Value)> {
+    ) -> Result<(u16, Vec<u8>)> {
         let mut req = self.http.request(method, format!("{}{path}", self.server)).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
@@ -42,71 +52,233 @@ impl Client {
         }
         let res = req.send().await.with_context(|| format!("calling {}{path}", self.server))?;
         let status = res.status().as_u16();
-        let text = res.text().await?;
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, value))
+        let bytes = res.bytes().await.with_context(|| format!("reading the answer of {}{path}", self.server))?;
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// Calls the API and reads the answer as `T` (or as the error body).
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        key: Option<&str>,
+    ) -> Result<Answer<T>> {
+        let (status, bytes) = self.send(method, path, body, key).await?;
+        if status < 300 {
+            let v = serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "the answer of {}{path} is not a {} ({} bytes: {})",
+                    self.server,
+                    std::any::type_name::<T>().rsplit("::").next().unwrap_or("value"),
+                    bytes.len(),
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                )
+            })?;
+            return Ok(Answer::Ok(v));
+        }
+        let e = serde_json::from_slice(&bytes).unwrap_or_else(|_| api::ErrorBody {
+            code: format!("http_{status}"),
+            message: String::from_utf8_lossy(&bytes).trim().to_string(),
+            detail: String::new(),
+            hint: String::new(),
+            field: None,
+        });
+        Ok(Answer::Err(status, e))
     }
 }
 
-/// A spec file (TOML or JSON) as the JSON body the API takes.
+/// A spec file (TOML or JSON) as the JSON body the API takes. TOML datetimes (`deadline =
+/// 2027-01-31T00:00:00Z`, unquoted) become their RFC 3339 text.
 pub fn spec_json(file: &Path) -> Result<Vec<u8>> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     if file.extension().is_some_and(|e| e == "json") {
         return Ok(text.into_bytes());
     }
     let value: toml::Value = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?;
-    Ok(serde_json::to_vec(&value)?)
+    Ok(serde_json::to_vec(&toml_to_json(value))?)
 }
 
-fn print_error(status: u16, v: &Value) -> ExitCode {
-    eprintln!("error {status}: {}", v["message"].as_str().unwrap_or("request failed"));
-    for key in ["detail", "hint", "field"] {
-        if let Some(s) = v[key].as_str().filter(|s| !s.is_empty()) {
+fn toml_to_json(v: toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => json!(i),
+        toml::Value::Float(f) => json!(f),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect()),
+    }
+}
+
+fn print_error(status: u16, e: &api::ErrorBody) -> ExitCode {
+    eprintln!("error {status}: {}", if e.message.is_empty() { "request failed" } else { &e.message });
+    for (key, s) in [("detail", &e.detail), ("hint", &e.hint)] {
+        if !s.is_empty() {
             eprintln!("  {key}: {s}");
         }
+    }
+    if let Some(f) = e.field.as_deref().filter(|f| !f.is_empty()) {
+        eprintln!("  field: {f}");
     }
     ExitCode::from(if status < 500 { 1 } else { 2 })
 }
 
-fn line(j: &Value) -> String {
-    format!(
-        "{:>8}  {:<11} {:<14} {:<28} {:<22} {}",
-        j["id"],
-        j["state"].as_str().unwrap_or(""),
-        j["tenant"].as_str().unwrap_or(""),
-        j["name"].as_str().unwrap_or(""),
-        j["site"].as_str().unwrap_or("-"),
-        j["reason"].as_str().unwrap_or("")
-    )
+/// An instant (ms since the epoch) in RFC 3339, UTC, to the second.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| format!("{ms} ms"), |t| format!("{t:.0}"))
+}
+
+/// A duration in words: `45 s`, `12 min`, `3 h 15 min`, `2 d 4 h`.
+pub fn span(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => match (s % 3600) / 60 {
+            0 => format!("{} h", s / 3600),
+            m => format!("{} h {m} min", s / 3600),
+        },
+        _ => match (s % 86_400) / 3600 {
+            0 => format!("{} d", s / 86_400),
+            h => format!("{} d {h} h", s / 86_400),
+        },
+    }
+}
+
+/// Whether the scheduler may shift the job past its earliest start for a greener or cheaper
+/// slot (mirrors `suanwang_sched`: delay-tolerant kinds always, others without a latency tier
+/// unless they are inference).
+fn deferrable(j: &api::JobView) -> bool {
+    let tolerant = matches!(j.kind.as_str(), "training" | "fine-tuning" | "rendering" | "analytics" | "backup");
+    let tier = j.spec.get("latency_tier").and_then(Value::as_str).filter(|t| *t != "none");
+    tolerant || (tier.is_none() && j.kind != "inference")
+}
+
+/// What `submit` says: where the job goes, when it starts, and — when it waits for a better
+/// slot — that it was deferred and how to ask for sooner.
+pub fn submitted(j: &api::JobView) -> String {
+    let mut out = format!("job {} {} (site {})", j.id, j.state, j.site.as_deref().unwrap_or("-"));
+    match j.state {
+        api::JobState::Refused | api::JobState::Failed => {
+            if let Some(r) = &j.reason {
+                let _ = write!(out, "\n  {r}");
+            }
+        }
+        api::JobState::Placed | api::JobState::InTransfer | api::JobState::Running => {
+            if let (Some(start), Some(end)) = (j.start_at, j.end_at) {
+                let wait_s = (start - j.submitted_at) / 1000;
+                let when = if wait_s > 0 { format!(", in {}", span(wait_s)) } else { String::new() };
+                let _ = write!(out, "\n  starts {}{when}; ends {}", rfc3339(start), rfc3339(end));
+                if j.state == api::JobState::InTransfer {
+                    let _ =
+                        write!(out, "\n  its input data moves to {} first", j.pool.as_deref().unwrap_or("the site"));
+                }
+                if wait_s >= 3600 && deferrable(j) {
+                    let sooner = if j.kind == "batch" || j.kind == "hpc" {
+                        "give it a latency tier (latency_tier = \"regional\") or a deadline (deadline = \"…\")"
+                    } else {
+                        "give it an earlier deadline (deadline = \"…\"; it is never deferred past what the deadline \
+                         allows)"
+                    };
+                    let _ = write!(
+                        out,
+                        "\n  deferred to greener or cheaper hours: {} work may wait up to 24 h for a better slot.\n  \
+                         To start sooner, {sooner}.",
+                        j.kind
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 pub async fn submit(c: &Client, file: &Path, key: Option<&str>, json_out: bool) -> Result<ExitCode> {
-    let (status, v) = c.call(reqwest::Method::POST, "/v1/jobs", Some(spec_json(file)?), key).await?;
-    if status >= 300 {
-        return Ok(print_error(status, &v));
-    }
+    let j: api::JobView = match c.call(reqwest::Method::POST, "/v1/jobs", Some(spec_json(file)?), key).await? {
+        Answer::Ok(j) => j,
+        Answer::Err(status, e) => return Ok(print_error(status, &e)),
+    };
     if json_out {
-        println!("{v}");
+        println!("{}", serde_json::to_string(&j)?);
     } else {
-        println!("job {} {} (site {})", v["id"], v["state"].as_str().unwrap_or(""), v["site"].as_str().unwrap_or("-"));
+        println!("{}", submitted(&j));
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The jobs as a table whose columns are as wide as their widest cell.
+pub fn table(jobs: &[api::JobView]) -> String {
+    let head = ["ID", "STATE", "TENANT", "NAME", "SITE", "START (UTC)", "REASON"];
+    let rows: Vec<[String; 7]> = jobs
+        .iter()
+        .map(|j| {
+            [
+                j.id.to_string(),
+                j.state.to_string(),
+                j.tenant.clone(),
+                j.name.clone(),
+                j.site.clone().unwrap_or_else(|| "-".into()),
+                j.start_at.map_or_else(|| "-".into(), rfc3339),
+                j.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut width = head.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 7]| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = width[i].saturating_sub(cell.chars().count());
+            if i == 0 {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(cell);
+            } else if i == cells.len() - 1 {
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                s.push_str(&" ".repeat(pad));
+            }
+            if i + 1 < cells.len() {
+                s.push_str("  ");
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(head);
+    out.push('\n');
+    for r in &rows {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]));
+        out.push('\n');
+    }
+    out
+}
+
 pub async fn jobs(c: &Client, state: Option<&str>, json_out: bool) -> Result<ExitCode> {
+    if let Some(s) = state
+        && api::JobState::parse(s).is_none()
+    {
+        let all: Vec<&str> = api::JobState::ALL.iter().map(|x| x.as_str()).collect();
+        bail!("--state {s:?}: not a job state; one of {}", all.join(", "));
+    }
     let mut after = 0u64;
-    let mut all = vec![];
+    let mut all: Vec<api::JobView> = vec![];
     loop {
         let path = match state {
             Some(s) => format!("/v1/jobs?limit=1000&after={after}&state={s}"),
             None => format!("/v1/jobs?limit=1000&after={after}"),
         };
-        let (status, v) = c.call(reqwest::Method::GET, &path, None, None).await?;
-        if status >= 300 {
-            return Ok(print_error(status, &v));
-        }
-        all.extend(v["jobs"].as_array().cloned().unwrap_or_default());
-        match v["next_after"].as_u64() {
+        let page: api::JobList = match c.call(reqwest::Method::GET, &path, None, None).await? {
+            Answer::Ok(p) => p,
+            Answer::Err(status, e) => return Ok(print_error(status, &e)),
+        };
+        all.extend(page.jobs);
+        match page.next_after {
             Some(n) => after = n,
             None => break,
         }
@@ -114,12 +286,30 @@ pub async fn jobs(c: &Client, state: Option<&str>, json_out: bool) -> Result<Exi
     if json_out {
         println!("{}", json!({"jobs": all}));
     } else {
-        println!("{:>8}  {:<11} {:<14} {:<28} {:<22} REASON", "ID", "STATE", "TENANT", "NAME", "SITE");
-        for j in &all {
-            println!("{}", line(j));
-        }
+        print!("{}", table(&all));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A job as pretty JSON, with each instant also in RFC 3339 (`start_at_utc` next to
+/// `start_at`; `started_at`/`ended_at` are when a run actually started and ended).
+pub fn job_json(j: &api::JobView) -> Result<String> {
+    let mut v = serde_json::to_value(j)?;
+    if let Some(o) = v.as_object_mut() {
+        for (key, at) in [
+            ("submitted_at", Some(j.submitted_at)),
+            ("start_at", j.start_at),
+            ("end_at", j.end_at),
+            ("started_at", j.started_at),
+            ("ended_at", j.ended_at),
+            ("updated_at", Some(j.updated_at)),
+        ] {
+            if let Some(ms) = at {
+                o.insert(format!("{key}_utc"), Value::String(rfc3339(ms)));
+            }
+        }
+    }
+    Ok(serde_json::to_string_pretty(&v)?)
 }
 
 pub async fn job(c: &Client, id: &str, cancel: bool) -> Result<ExitCode> {
@@ -128,40 +318,39 @@ pub async fn job(c: &Client, id: &str, cancel: bool) -> Result<ExitCode> {
     } else {
         (reqwest::Method::GET, format!("/v1/jobs/{id}"))
     };
-    let (status, v) = c.call(method, &path, None, None).await?;
-    if status >= 300 {
-        return Ok(print_error(status, &v));
+    match c.call::<api::JobView>(method, &path, None, None).await? {
+        Answer::Ok(j) => println!("{}", job_json(&j)?),
+        Answer::Err(status, e) => return Ok(print_error(status, &e)),
     }
-    println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn plan(c: &Client, file: &Path) -> Result<ExitCode> {
-    let (status, v) = c.call(reqwest::Method::POST, "/v1/plan", Some(spec_json(file)?), None).await?;
-    if status >= 300 {
-        return Ok(print_error(status, &v));
-    }
-    println!("{}", serde_json::to_string_pretty(&v)?);
-    Ok(if v["placed"] == true { ExitCode::SUCCESS } else { ExitCode::from(1) })
+/// `plan FILE` with `--server`: a dry run on the live load, shown like a local plan.
+pub async fn plan(c: &Client, file: &Path, json_out: bool) -> Result<ExitCode> {
+    let answer: api::PlanAnswer = match c.call(reqwest::Method::POST, "/v1/plan", Some(spec_json(file)?), None).await? {
+        Answer::Ok(a) => a,
+        Answer::Err(status, e) => return Ok(print_error(status, &e)),
+    };
+    crate::plan_cmd::print(&answer, json_out)
 }
 
 pub async fn sites(c: &Client, json_out: bool) -> Result<ExitCode> {
-    let (status, v) = c.call(reqwest::Method::GET, "/v1/sites", None, None).await?;
-    if status >= 300 {
-        return Ok(print_error(status, &v));
-    }
+    let list: api::SiteList = match c.call(reqwest::Method::GET, "/v1/sites", None, None).await? {
+        Answer::Ok(l) => l,
+        Answer::Err(status, e) => return Ok(print_error(status, &e)),
+    };
     if json_out {
-        println!("{v}");
+        println!("{}", serde_json::to_string(&list)?);
     } else {
-        for s in v["sites"].as_array().cloned().unwrap_or_default() {
-            let owner = s["owner"].as_str().map(|o| format!("  owner {o}")).unwrap_or_default();
+        for s in &list.sites {
+            let owner = s.owner.as_deref().map(|o| format!("  owner {o}")).unwrap_or_default();
             println!(
                 "{:<22} {:<14} pools {:>2}  pue {}  {}{owner}",
-                s["id"].as_str().unwrap_or(""),
-                s["region"].as_str().unwrap_or(""),
-                s["pools"].as_array().map_or(0, Vec::len),
-                s["pue"],
-                s["approval"].as_str().unwrap_or("approved"),
+                s.site.id,
+                s.site.region,
+                s.site.pools.len(),
+                s.site.pue,
+                s.approval.as_str(),
             );
         }
     }
@@ -179,19 +368,20 @@ pub async fn approve_site(c: &Client, site: &str, owner: Option<&str>, json_out:
         bail!("--owner: {o:?} is not a provider name");
     }
     let query = owner.map(|o| format!("?owner={o}")).unwrap_or_default();
-    let (status, v) = c.call(reqwest::Method::POST, &format!("/v1/sites/{site}/approve{query}"), None, None).await?;
-    if status >= 300 {
-        return Ok(print_error(status, &v));
-    }
+    let path = format!("/v1/sites/{site}/approve{query}");
+    let a: api::ApproveAnswer = match c.call(reqwest::Method::POST, &path, None, None).await? {
+        Answer::Ok(a) => a,
+        Answer::Err(status, e) => return Ok(print_error(status, &e)),
+    };
     if json_out {
-        println!("{v}");
+        println!("{}", serde_json::to_string(&a)?);
     } else {
         println!(
             "site {} approved (owner {} {}){}",
-            v["site"].as_str().unwrap_or(site),
-            v["owner_role"].as_str().unwrap_or(""),
-            v["owner"].as_str().unwrap_or(""),
-            if v["suspended"] == true { "; it stays suspended until resumed" } else { "" }
+            a.site,
+            a.owner_role,
+            a.owner,
+            if a.suspended { "; it stays suspended until resumed" } else { "" }
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -226,7 +416,7 @@ pub async fn bench_submit(c: Client, clients: usize, jobs: usize, tenant: &str, 
                 }
                 let t = Instant::now();
                 let key = format!("bench-{run}-{i}");
-                match c.call(reqwest::Method::POST, "/v1/jobs", Some(spec.to_vec()), Some(&key)).await {
+                match c.send(reqwest::Method::POST, "/v1/jobs", Some(spec.to_vec()), Some(&key)).await {
                     Ok((201 | 200, _)) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
                     _ => errors += 1,
                 }
@@ -257,11 +447,69 @@ pub async fn bench_submit(c: Client, clients: usize, jobs: usize, tenant: &str, 
 }
 
 pub async fn logs(c: &Client, id: &str) -> Result<ExitCode> {
-    let (status, v) = c.call(reqwest::Method::GET, &format!("/v1/jobs/{id}/logs"), None, None).await?;
-    if status >= 300 {
-        return Ok(print_error(status, &v));
-    }
-    print!("{}", v["stdout"].as_str().unwrap_or(""));
-    eprint!("{}", v["stderr"].as_str().unwrap_or(""));
+    let l: api::JobLogs = match c.call(reqwest::Method::GET, &format!("/v1/jobs/{id}/logs"), None, None).await? {
+        Answer::Ok(l) => l,
+        Answer::Err(status, e) => return Ok(print_error(status, &e)),
+    };
+    print!("{}", l.stdout);
+    eprint!("{}", l.stderr);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_as_words() {
+        for (s, want) in
+            [(0, "0 s"), (59, "59 s"), (60, "1 min"), (3600, "1 h"), (11_700, "3 h 15 min"), (190_800, "2 d 5 h")]
+        {
+            assert_eq!(span(s), want);
+        }
+        assert_eq!(rfc3339(1_796_285_700_000), "2026-12-03T08:15:00Z");
+    }
+
+    fn view(kind: &str, wait_s: i64, spec: Value) -> api::JobView {
+        let at = 1_796_285_700_000;
+        api::JobView {
+            id: 7,
+            name: "x".into(),
+            tenant: "acme-ai".into(),
+            kind: kind.into(),
+            state: api::JobState::Placed,
+            site: Some("qinghai-xining".into()),
+            pool: Some("qinghai-xining.cpu".into()),
+            start_at: Some(at + wait_s * 1000),
+            end_at: Some(at + wait_s * 1000 + 600_000),
+            started_at: None,
+            ended_at: None,
+            submitted_at: at,
+            submitted_by: "acme-ai".into(),
+            updated_at: at,
+            attempts: 1,
+            reason: None,
+            meter: None,
+            usage: None,
+            spec,
+        }
+    }
+
+    #[test]
+    fn submit_says_when_and_why_it_waits() {
+        let soon = submitted(&view("batch", 300, json!({})));
+        assert!(
+            soon.starts_with("job 7 placed (site qinghai-xining)\n  starts 2026-12-03T08:20:00Z, in 5 min;"),
+            "{soon}"
+        );
+        assert!(!soon.contains("deferred"), "{soon}");
+        let later = submitted(&view("batch", 5 * 3600, json!({})));
+        assert!(later.contains("deferred to greener or cheaper hours") && later.contains("latency_tier"), "{later}");
+        let tier = submitted(&view("batch", 5 * 3600, json!({"latency_tier": "regional"})));
+        assert!(!tier.contains("deferred"), "a batch job with a tier is never deferred: {tier}");
+        let training = submitted(&view("training", 5 * 3600, json!({"latency_tier": "regional"})));
+        assert!(training.contains("deferred") && training.contains("earlier deadline"), "{training}");
+        let inference = submitted(&view("inference", 5 * 3600, json!({})));
+        assert!(!inference.contains("deferred"), "inference is never deferred: {inference}");
+    }
 }

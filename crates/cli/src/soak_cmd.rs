@@ -11,6 +11,20 @@ use serde_json::{Value, json};
 
 use crate::remote::Client;
 
+/// One call: the status and the answer as JSON (or as a JSON string when it is not JSON).
+async fn call(
+    c: &Client,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    key: Option<&str>,
+) -> Result<(u16, Value)> {
+    let (status, bytes) = c.send(method, path, body, key).await?;
+    let v =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, v))
+}
+
 #[derive(Debug, Clone)]
 pub struct SoakArgs {
     pub minutes: f64,
@@ -25,7 +39,7 @@ pub struct SoakArgs {
 
 /// The server's resident memory in MiB, from its `/metrics`.
 async fn rss_mib(c: &Client) -> Result<f64> {
-    let (status, v) = c.call(reqwest::Method::GET, "/metrics", None, None).await?;
+    let (status, v) = call(c, reqwest::Method::GET, "/metrics", None, None).await?;
     let text = v.as_str().context("/metrics is not text")?;
     if status != 200 {
         bail!("/metrics answered {status}");
@@ -86,7 +100,7 @@ pub async fn soak(c: Client, args: SoakArgs) -> Result<()> {
                 tokio::time::sleep_until((started + due).into()).await;
                 let t = Instant::now();
                 let key = format!("soak-{run}-{i}");
-                match c.call(reqwest::Method::POST, "/v1/jobs", Some(spec.to_vec()), Some(&key)).await {
+                match call(&c, reqwest::Method::POST, "/v1/jobs", Some(spec.to_vec()), Some(&key)).await {
                     Ok((201 | 200, v)) => {
                         lat.push(t.elapsed().as_secs_f64() * 1000.0);
                         if let Some(id) = v["id"].as_u64() {
@@ -118,7 +132,7 @@ pub async fn soak(c: Client, args: SoakArgs) -> Result<()> {
                     format!("/v1/jobs/{}", 1 + n.wrapping_mul(2_654_435_761) % top)
                 };
                 let t = Instant::now();
-                match c.call(reqwest::Method::GET, &path, None, None).await {
+                match call(&c, reqwest::Method::GET, &path, None, None).await {
                     Ok((200 | 404, _)) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
                     _ => errors += 1,
                 }
@@ -162,7 +176,7 @@ pub async fn soak(c: Client, args: SoakArgs) -> Result<()> {
     all.sort_by(f64::total_cmp);
     submit_lat.sort_by(f64::total_cmp);
     let rss_end = rss_mib(&c).await?;
-    let (_, health) = c.call(reqwest::Method::GET, "/healthz", None, None).await?;
+    let (_, health) = call(&c, reqwest::Method::GET, "/healthz", None, None).await?;
     let mut doc = json!({
         "server": c.server, "minutes": args.minutes, "rate": args.rate, "clients": args.clients,
         "accepted": accepted, "errors": errors, "wall_s": (wall * 100.0).round() / 100.0,
@@ -195,7 +209,7 @@ pub async fn soak(c: Client, args: SoakArgs) -> Result<()> {
 async fn restart(c: &Client, before: &Value) -> Result<(f64, f64)> {
     let old_start = before["started_at_ms"].as_u64();
     let t = Instant::now();
-    match c.call(reqwest::Method::POST, "/v1/admin/restart", None, None).await {
+    match call(c, reqwest::Method::POST, "/v1/admin/restart", None, None).await {
         Ok((202, _)) => {}
         Ok((status, v)) => bail!("POST /v1/admin/restart answered {status}: {v} (it needs an operator token)"),
         // the connection may close as the process re-executes: /healthz tells
@@ -206,7 +220,7 @@ async fn restart(c: &Client, before: &Value) -> Result<(f64, f64)> {
         if Instant::now() > deadline {
             bail!("the server did not serve again within 300 s of its restart");
         }
-        if let Ok((200, h)) = c.call(reqwest::Method::GET, "/healthz", None, None).await
+        if let Ok((200, h)) = call(c, reqwest::Method::GET, "/healthz", None, None).await
             && h["started_at_ms"].as_u64() != old_start
         {
             let secs = (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::wire::JobView;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use suanwang_api::JobView;
 use suanwang_core::job::{Job, Work};
 use suanwang_core::network::AgentSite;
 use suanwang_core::{Network, Ts};

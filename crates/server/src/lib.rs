@@ -14,6 +14,7 @@ pub mod probe;
 pub mod routes;
 pub mod throttle;
 pub mod views;
+pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};

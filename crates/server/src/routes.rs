@@ -14,7 +14,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use suanwang_api::{JobList, JobView};
+use suanwang_api as api;
+use suanwang_api::JobList;
 use suanwang_store::Store;
 use tokio::sync::oneshot;
 
@@ -22,6 +23,7 @@ use crate::Inner;
 use crate::actor::{self, Request as Req};
 use crate::auth::{Principal, Role, hash_token};
 use crate::error::ApiError;
+use crate::wire::{self, JobView};
 
 type S = State<Arc<Inner>>;
 
@@ -55,7 +57,16 @@ pub fn router(inner: Arc<Inner>) -> Router {
             "/v1/agents/{site}/checkpoints/{id}",
             put(put_checkpoint).get(get_checkpoint).layer(DefaultBodyLimit::max(MAX_CHECKPOINT)),
         )
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {}", uri.path()),
+            )
+            .hint("the Allow header lists the methods it takes; see /openapi.json")
+        })
         .fallback(|| async { ApiError::not_found("such route").hint("see /openapi.json") })
+        .layer(middleware::from_fn(readable_path))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(Arc::clone(&inner), crate::throttle::guard))
         .layer(middleware::from_fn_with_state(Arc::clone(&inner), timed))
@@ -67,6 +78,60 @@ async fn timed(State(inner): S, req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     inner.metrics.observe_http(t.elapsed().as_secs_f64());
     res
+}
+
+/// A path whose percent-encoding does not decode to UTF-8 (`/v1/jobs/%ff`) is a JSON 400
+/// naming it, before any route (axum's own answer is a text/plain 400).
+async fn readable_path(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !percent_decodes_to_utf8(path) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            format!("the path {path} does not decode to UTF-8 text"),
+        )
+        .hint("percent-encode UTF-8 bytes only (ids are ASCII: /v1/jobs/42)")
+        .field("path")
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether `%XX` sequences decode (with the rest) to valid UTF-8; a `%` not followed by two hex
+/// digits stays as it is, as in the router's own decoding.
+fn percent_decodes_to_utf8(path: &str) -> bool {
+    let b = path.as_bytes();
+    let hex = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi * 16 + lo);
+                i += 3;
+            }
+            (c, ..) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&out).is_ok()
+}
+
+/// A JSON body with the same key twice in one object is refused, naming the key (parsers
+/// disagree on which one wins).
+fn refuse_duplicate_keys(body: &[u8]) -> Result<(), ApiError> {
+    match api::duplicate_key(body) {
+        None => Ok(()),
+        Some(key) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "duplicate_key",
+            format!("the key {key:?} appears more than once in one object"),
+        )
+        .field(key)
+        .hint("send each key once")),
+    }
 }
 
 async fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -139,17 +204,18 @@ fn spec_error(problems: &[suanwang_core::Problem]) -> ApiError {
 
 /// Liveness, the store's kind, how many jobs were ever submitted (`jobs`), and what memory holds
 /// of them: `live_jobs` (not ended) and `cached_jobs` (ended lately, bounded).
-async fn healthz(State(inner): S) -> Json<Value> {
-    let (jobs, live, cached) = inner
-        .views
-        .read()
-        .map_or((0, 0, 0), |v| (usize::try_from(v.totals.jobs).unwrap_or(usize::MAX), v.live.len(), v.recent.len()));
-    let mut h = suanwang_api::health(inner.store.kind(), jobs);
-    h["live_jobs"] = json!(live);
-    h["cached_jobs"] = json!(cached);
-    h["pid"] = json!(std::process::id());
-    h["started_at_ms"] = json!(inner.metrics.started_ms.load(std::sync::atomic::Ordering::Relaxed));
-    Json(h)
+async fn healthz(State(inner): S) -> Json<api::Health> {
+    let (jobs, live, cached) =
+        inner.views.read().map_or((0, 0, 0), |v| (v.totals.jobs, v.live.len() as u64, v.recent.len() as u64));
+    Json(api::Health {
+        status: "ok".into(),
+        store: inner.store.kind().into(),
+        jobs,
+        live_jobs: live,
+        cached_jobs: cached,
+        pid: std::process::id(),
+        started_at_ms: inner.metrics.started_ms.load(std::sync::atomic::Ordering::Relaxed),
+    })
 }
 
 /// An operator restarts the control plane in place: the process that serves re-executes
@@ -161,7 +227,7 @@ async fn restart(State(inner): S, headers: HeaderMap) -> Result<Response, ApiErr
     require(&p, &[Role::Operator], "restart the control plane")?;
     tracing::warn!(by = %p.name, "restart requested");
     inner.restart.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(json!({"restarting": true, "pid": std::process::id()}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(api::RestartAnswer { restarting: true, pid: std::process::id() })).into_response())
 }
 
 async fn metrics(State(inner): S) -> impl IntoResponse {
@@ -219,6 +285,7 @@ async fn submit(
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Tenant], "submit jobs")?;
     let body = body.map_err(|e| body_error(&e))?;
+    refuse_duplicate_keys(&body)?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -255,7 +322,7 @@ async fn submit(
                 return Err(actor::key_reused(k, id));
             }
             let view = find_job(&inner, id).await?.ok_or_else(|| ApiError::not_found("such job"))?;
-            return Ok((StatusCode::OK, Json(view)).into_response());
+            return Ok((StatusCode::OK, Json(wire::job(&view))).into_response());
         }
     }
     let (tx, rx) = oneshot::channel();
@@ -269,7 +336,7 @@ async fn submit(
         Some(v) => v,
         None => find_job(&inner, id).await?.ok_or_else(|| ApiError::not_found("such job"))?,
     };
-    Ok((status, Json(view)).into_response())
+    Ok((status, Json(wire::job(&view))).into_response())
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(store_down)`
@@ -337,7 +404,8 @@ async fn list(
         limit: i64::try_from(limit + 1).unwrap_or(1001),
     };
     let rows = inner.store.jobs(&query).await.map_err(store_down)?;
-    let mut jobs: Vec<JobView> = rows.into_iter().map(crate::views::job_view).filter(|j| visible(&p, j)).collect();
+    let mut jobs: Vec<api::JobView> =
+        rows.into_iter().map(crate::views::job_view).filter(|j| visible(&p, j)).map(|j| wire::job(&j)).collect();
     let next_after = if jobs.len() > limit {
         jobs.truncate(limit);
         jobs.last().map(|j| j.id)
@@ -354,14 +422,18 @@ fn parse_id(id: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad_id", format!("{id:?} is not a job id")).field("id"))
 }
 
-async fn one(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+async fn one(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<api::JobView>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read jobs")?;
     let id = parse_id(&id)?;
-    find_job(&inner, id).await?.filter(|j| visible(&p, j)).map(Json).ok_or_else(|| ApiError::not_found("such job"))
+    find_job(&inner, id)
+        .await?
+        .filter(|j| visible(&p, j))
+        .map(|j| Json(wire::job(&j)))
+        .ok_or_else(|| ApiError::not_found("such job"))
 }
 
-async fn cancel(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+async fn cancel(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<api::JobView>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Tenant], "cancel jobs")?;
     let id = parse_id(&id)?;
@@ -376,13 +448,18 @@ async fn cancel(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> 
         .send(Req::Cancel { principal: p, id, reply: tx })
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
-    Ok(Json(rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??))
+    Ok(Json(wire::job(&rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??)))
 }
 
-async fn plan(State(inner): S, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn plan(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<api::PlanAnswer>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "plan jobs")?;
     let body = body.map_err(|e| body_error(&e))?;
+    refuse_duplicate_keys(&body)?;
     let job = suanwang_core::job::parse_json(&body, &inner.net(), actor::wall_now()).map_err(|p| spec_error(&p))?;
     let (tx, rx) = oneshot::channel();
     inner
@@ -390,10 +467,7 @@ async fn plan(State(inner): S, headers: HeaderMap, body: Result<Bytes, BytesReje
         .send(Req::Plan { job: Box::new(job), reply: tx })
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
-    match rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))? {
-        Ok(placement) => Ok(Json(json!({"placed": true, "placement": placement})).into_response()),
-        Err(refusal) => Ok(Json(json!({"placed": false, "refusal": refusal})).into_response()),
-    }
+    Ok(Json(wire::plan(&rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))?)))
 }
 
 fn approval(approved: bool) -> &'static str {
@@ -402,51 +476,48 @@ fn approval(approved: bool) -> &'static str {
 
 /// The sites, each with `approval` ("approved", or "pending" for an agent's site the operator
 /// has not approved: it takes no placements) and, for agents' sites, `owner` and `owner_role`.
-async fn sites(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn sites(State(inner): S, headers: HeaderMap) -> Result<Json<api::SiteList>, ApiError> {
     authenticate(&inner, &headers).await?;
-    let doc = suanwang_api::network_document(&inner.net());
-    let grants = inner.grants();
-    let mut sites = doc["sites"].clone();
-    for s in sites.as_array_mut().into_iter().flatten() {
-        let grant = s.get("id").and_then(Value::as_str).and_then(|id| grants.get(id));
-        if let Some(o) = s.as_object_mut() {
-            o.insert("approval".into(), json!(approval(grant.is_none_or(|g| g.approved))));
-            if let Some(g) = grant {
-                o.insert("owner".into(), json!(g.owner.name));
-                o.insert("owner_role".into(), json!(g.owner.role));
-            }
-        }
-    }
-    Ok(Json(json!({"sites": sites})))
+    Ok(Json(wire::sites(&inner.net(), &inner.grants())))
 }
 
-async fn network(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn network(State(inner): S, headers: HeaderMap) -> Result<Json<api::NetworkDocument>, ApiError> {
     authenticate(&inner, &headers).await?;
-    Ok(Json(suanwang_api::network_document(&inner.net())))
+    Ok(Json(wire::network(&inner.net())))
 }
 
-async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<api::Kpis>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator], "read KPIs")?;
     let t = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?.totals.clone();
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-    Ok(Json(json!({
-        "jobs_by_state": t.by_state.into_iter().filter(|(_, n)| *n > 0).collect::<std::collections::BTreeMap<_, _>>(),
-        "energy_kwh": t.energy_kwh, "green_share": ratio(t.green_kwh, t.energy_kwh), "carbon_kg": t.carbon_kg,
-        "cost_fen": t.cost_fen, "hub_share": ratio(t.hub_ucu_hours, t.ucu_hours),
-        "placements": t.placements, "refusals": t.refusals, "jobs": t.jobs,
-    })))
+    Ok(Json(api::Kpis {
+        jobs_by_state: t.by_state.into_iter().filter(|(_, n)| *n > 0).collect(),
+        energy_kwh: t.energy_kwh,
+        green_share: ratio(t.green_kwh, t.energy_kwh),
+        carbon_kg: t.carbon_kg,
+        cost_fen: t.cost_fen,
+        hub_share: ratio(t.hub_ucu_hours, t.ucu_hours),
+        placements: t.placements,
+        refusals: t.refusals,
+        jobs: t.jobs,
+    }))
 }
 
-async fn logs(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn logs(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<api::JobLogs>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read job output")?;
     let id = parse_id(&id)?;
     let job = find_job(&inner, id).await?.filter(|j| visible(&p, j)).ok_or_else(|| ApiError::not_found("such job"))?;
     let log = inner.store.run_log(i64::try_from(id).unwrap_or(i64::MAX)).await.map_err(store_down)?;
     let (stdout, stderr) = log.map(|l| (l.stdout, l.stderr)).unwrap_or_default();
-    Ok(Json(json!({"id": job.id, "state": job.state, "site": job.site,
-        "stdout": String::from_utf8_lossy(&stdout), "stderr": String::from_utf8_lossy(&stderr)})))
+    Ok(Json(api::JobLogs {
+        id: job.id,
+        state: wire::job_state(job.state),
+        site: job.site.clone(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }))
 }
 
 /// Who may act for an agent's site (register it, poll its assignments, report, keep
@@ -502,6 +573,7 @@ async fn register(
 ) -> Result<Json<Value>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     let body = body.map_err(|e| body_error(&e))?;
+    refuse_duplicate_keys(&body)?;
     let b: RegisterBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_registration", "the registration is not valid")
             .detail(e.to_string())
@@ -650,6 +722,7 @@ async fn report(
     let p = authenticate(&inner, &headers).await?;
     may_run_site(&inner, &p, &site, false)?;
     let body = body.map_err(|e| body_error(&e))?;
+    refuse_duplicate_keys(&body)?;
     let r: actor::AgentReport = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_report", "the report is not valid")
             .detail(e.to_string())
@@ -812,7 +885,7 @@ async fn approve(
     headers: HeaderMap,
     Path(site): Path<String>,
     q: Result<Query<ApproveQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::ApproveAnswer>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator], "approve sites")?;
     let Query(q) = q.map_err(|e| {
@@ -857,10 +930,13 @@ async fn approve(
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
     let g = rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
-    Ok(Json(json!({
-        "site": site, "approval": approval(g.approved), "suspended": g.suspended,
-        "owner": g.owner.name, "owner_role": g.owner.role,
-    })))
+    Ok(Json(api::ApproveAnswer {
+        site,
+        approval: api::Approval::of(g.approved),
+        suspended: g.suspended,
+        owner: g.owner.name,
+        owner_role: g.owner.role,
+    }))
 }
 
 #[derive(serde::Deserialize)]
@@ -876,7 +952,7 @@ async fn suspend(
     headers: HeaderMap,
     Path(site): Path<String>,
     q: Result<Query<SuspendQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::SuspendAnswer>, ApiError> {
     let Query(q) = q.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query")
             .detail(e.body_text())
@@ -886,7 +962,11 @@ async fn suspend(
     set_suspended(&inner, &headers, site, true, q.move_jobs).await
 }
 
-async fn resume(State(inner): S, headers: HeaderMap, Path(site): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn resume(
+    State(inner): S,
+    headers: HeaderMap,
+    Path(site): Path<String>,
+) -> Result<Json<api::SuspendAnswer>, ApiError> {
     set_suspended(&inner, &headers, site, false, false).await
 }
 
@@ -898,7 +978,7 @@ async fn set_suspended(
     site: String,
     suspended: bool,
     move_jobs: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::SuspendAnswer>, ApiError> {
     let p = authenticate(inner, headers).await?;
     require(&p, &[Role::Operator], "suspend or resume sites")?;
     let (tx, rx) = oneshot::channel();
@@ -908,5 +988,5 @@ async fn set_suspended(
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
     rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
-    Ok(Json(json!({"site": site, "suspended": suspended, "moved_jobs": move_jobs})))
+    Ok(Json(api::SuspendAnswer { site, suspended, moved_jobs: move_jobs }))
 }

@@ -8,9 +8,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
 
-use suanwang_api::JobView;
 use suanwang_core::{Network, Ts};
 use suanwang_engine::{Event, JobState};
+
+use crate::wire::JobView;
 use suanwang_store::JobRow;
 
 /// Jobs that ended, kept in memory for a quick read after their end.

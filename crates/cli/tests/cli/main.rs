@@ -1,6 +1,7 @@
 //! End-to-end tests of the `suanwang` binary: one test binary, modules by command.
 
 mod agents;
+mod client;
 mod durability;
 mod job;
 mod network;

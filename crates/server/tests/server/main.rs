@@ -349,7 +349,8 @@ async fn openapi_is_stable_and_lists_every_route() {
         }
     }
     let op = create_token(&s.store, Role::Operator, "ops").await.expect("token");
-    for (method, path, ..) in suanwang_api::ROUTES {
+    for r in suanwang_api::ROUTES {
+        let (method, path) = (r.method, r.path);
         let p = path.replace("{id}", "1");
         let (st, body) = call(&s.url, &method.to_uppercase(), &p, Some(&op), Some(b"{}".to_vec()), None).await;
         assert!(!(st == 404 && body["message"] == "no such route"), "{method} {path} is routed");
@@ -503,4 +504,42 @@ async fn the_current_attempt_keeps_its_checkpoint_and_others_are_refused() {
     // the refused writes left the kept checkpoint alone
     let res = http().get(format!("{}{path}", s.url)).bearer_auth(&op).send().await.expect("get");
     assert_eq!(res.bytes().await.expect("body").len(), data.len());
+}
+
+/// Errors the router makes itself are the documented JSON body too: a path that does not
+/// percent-decode to UTF-8, a method the path does not take (with `Allow`), and a body with a
+/// key twice in one object (refused naming it, nothing written).
+#[tokio::test]
+async fn router_errors_and_duplicate_keys_are_the_json_error_body() {
+    let s = start(sqlite("errors").await).await;
+    let a = create_token(&s.store, Role::Tenant, "acme").await.expect("token");
+    let is_error_body = |e: &Value| ["code", "message", "detail", "hint"].iter().all(|k| e[k].is_string());
+    for path in ["/v1/jobs/%ff", "/v1/jobs/%ff/logs", "/v1/sites/%c3%28/suspend"] {
+        let res = http().get(format!("{}{path}", s.url)).bearer_auth(&a).send().await.expect("request");
+        assert_eq!(res.status().as_u16(), 400, "{path}");
+        assert!(res.headers()["content-type"].to_str().is_ok_and(|c| c.starts_with("application/json")), "{path}");
+        let e: Value = res.json().await.expect("json");
+        assert!(is_error_body(&e) && e["code"] == "bad_path", "{path}: {e}");
+    }
+    // a valid encoding of a character is no error of the path, just not a job id
+    let (st, e) = call(&s.url, "GET", "/v1/jobs/%c3%a9", Some(&a), None, None).await;
+    assert_eq!((st, e["code"].as_str(), e["field"].as_str()), (400, Some("bad_id"), Some("id")), "{e}");
+    let res = http().delete(format!("{}/v1/jobs", s.url)).bearer_auth(&a).send().await.expect("request");
+    assert_eq!(res.status().as_u16(), 405);
+    let allow = res.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert!(allow.contains("GET") && allow.contains("POST"), "Allow: {allow:?}");
+    let e: Value = res.json().await.expect("a JSON body");
+    assert!(is_error_body(&e) && e["code"] == "method_not_allowed", "{e}");
+    let dup_top = br#"{"name": "a", "tenant": "acme", "kind": "batch", "origin": "beijing", "name": "b",
+        "resources": {"family": "general", "count": 1}, "work": {"run_time_s": 60}}"#;
+    let dup_inner = br#"{"name": "a", "tenant": "acme", "kind": "batch", "origin": "beijing",
+        "resources": {"family": "general", "count": 1, "count": 1000000}, "work": {"run_time_s": 60}}"#;
+    for route in ["/v1/jobs", "/v1/plan"] {
+        for (body, field) in [(&dup_top[..], "name"), (&dup_inner[..], "resources.count")] {
+            let (st, e) = call(&s.url, "POST", route, Some(&a), Some(body.to_vec()), None).await;
+            assert_eq!((st, e["code"].as_str(), e["field"].as_str()), (422, Some("duplicate_key"), Some(field)), "{e}");
+        }
+    }
+    let (_, list) = call(&s.url, "GET", "/v1/jobs", Some(&a), None, None).await;
+    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(0), "nothing was submitted: {list}");
 }

@@ -1,0 +1,460 @@
+//! The route table and the OpenAPI 3.1 document built from it: components are the JSON
+//! Schemas (2020-12, which OpenAPI 3.1 takes as they are) that schemars derives from the wire
+//! types; paths, parameters and responses come from `ROUTES`.
+
+use schemars::generate::{Contract, SchemaGenerator, SchemaSettings};
+use serde_json::{Map, Value, json};
+
+/// A request or response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// None.
+    Empty,
+    /// JSON of the named component schema (a wire type of this crate, or of `AGENT_SCHEMAS`).
+    Json(&'static str),
+    /// Any JSON object.
+    AnyJson,
+    /// Bytes of this media type.
+    Bytes(&'static str),
+    /// Text of this media type.
+    Text(&'static str),
+}
+
+/// One route the server serves.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub roles: &'static str,
+    /// The request body.
+    pub request: Body,
+    /// The status of success and its body.
+    pub status: u16,
+    pub response: Body,
+    /// Query parameters (described by `param`).
+    pub query: &'static [&'static str],
+}
+
+const fn route(method: &'static str, path: &'static str, summary: &'static str, roles: &'static str) -> Route {
+    Route { method, path, summary, roles, request: Body::Empty, status: 200, response: Body::Empty, query: &[] }
+}
+
+/// The routes the server serves. The OpenAPI document is built from this list, and a test
+/// checks the router serves exactly these.
+pub const ROUTES: &[Route] = &[
+    Route { response: Body::Json("Health"), ..route("get", "/healthz", "Liveness and store kind", "anyone") },
+    Route {
+        response: Body::Text("text/plain; version=0.0.4"),
+        ..route("get", "/metrics", "Prometheus text metrics", "anyone")
+    },
+    Route { response: Body::AnyJson, ..route("get", "/openapi.json", "This document", "anyone") },
+    Route {
+        request: Body::Json("JobSpec"),
+        status: 201,
+        response: Body::Json("JobView"),
+        ..route(
+            "post",
+            "/v1/jobs",
+            "Submit a job (the job spec as JSON; Idempotency-Key header: the same key again answers 200 with \
+             the same job)",
+            "operator, tenant (own)",
+        )
+    },
+    Route {
+        response: Body::Json("JobList"),
+        query: &["state", "tenant", "limit", "after"],
+        ..route(
+            "get",
+            "/v1/jobs",
+            "List jobs in id order (filters: state, tenant; pagination: limit, after)",
+            "operator, regulator, tenant (own)",
+        )
+    },
+    Route {
+        response: Body::Json("JobView"),
+        ..route("get", "/v1/jobs/{id}", "One job", "operator, regulator, tenant (own)")
+    },
+    Route {
+        response: Body::Json("JobView"),
+        ..route("post", "/v1/jobs/{id}/cancel", "Cancel a job (409 once it has ended)", "operator, tenant (own)")
+    },
+    Route {
+        request: Body::Json("JobSpec"),
+        response: Body::Json("PlanAnswer"),
+        ..route(
+            "post",
+            "/v1/plan",
+            "Dry run on the live load: where, when and how a job would run, and why (or why no site can)",
+            "operator, regulator, tenant",
+        )
+    },
+    Route {
+        response: Body::Json("SiteList"),
+        ..route("get", "/v1/sites", "Sites, pools, approval and owner", "every role")
+    },
+    Route { response: Body::Json("NetworkDocument"), ..route("get", "/v1/network", "The whole network", "every role") },
+    Route {
+        response: Body::Json("Kpis"),
+        ..route("get", "/v1/kpis", "Job counts, placements, energy, green and hub shares", "operator, regulator")
+    },
+    Route {
+        response: Body::Json("JobLogs"),
+        ..route("get", "/v1/jobs/{id}/logs", "Output of a job run by an agent", "operator, regulator, tenant (own)")
+    },
+    Route {
+        response: Body::Json("SuspendAnswer"),
+        query: &["move"],
+        ..route(
+            "post",
+            "/v1/sites/{site}/suspend",
+            "Stop new placements on a site (what runs there finishes; `move=true` moves it now)",
+            "operator",
+        )
+    },
+    Route {
+        response: Body::Json("SuspendAnswer"),
+        ..route("post", "/v1/sites/{site}/resume", "Allow placements on a suspended site again", "operator")
+    },
+    Route {
+        response: Body::Json("ApproveAnswer"),
+        query: &["owner"],
+        ..route(
+            "post",
+            "/v1/sites/{site}/approve",
+            "Approve an agent's site: it takes placements from now on (`owner=PROVIDER` hands it to that \
+             provider); 409 probe_required while its probe has not found what it declared",
+            "operator",
+        )
+    },
+    Route {
+        status: 202,
+        response: Body::Json("RestartAnswer"),
+        ..route(
+            "post",
+            "/v1/admin/restart",
+            "Restart the control plane in place: it re-executes itself and rebuilds its state from the newest \
+             snapshot and the log after it",
+            "operator",
+        )
+    },
+    // The agent protocol: its bodies are typed in `agent.rs` (see `AGENT_SCHEMAS`).
+    Route {
+        request: Body::Json("AgentRegistration"),
+        response: Body::Json("RegistrationAnswer"),
+        ..route(
+            "post",
+            "/v1/agents/register",
+            "An agent connects its machine as a site (declared ≤ detected capacity, within the provider's caps \
+             and the price band; a provider's site is pending until the operator approves it)",
+            "operator, provider (own sites)",
+        )
+    },
+    Route {
+        response: Body::Json("AssignmentList"),
+        query: &["wait", "wait_ms", "known"],
+        ..route(
+            "get",
+            "/v1/agents/{site}/assignments",
+            "An agent's work and its `version` (long-poll: `wait` s or `wait_ms`, answering as soon as it \
+             differs from `known`; also its heartbeat)",
+            "operator, provider (own sites)",
+        )
+    },
+    Route {
+        request: Body::Json("AgentReport"),
+        response: Body::Json("ReportAnswer"),
+        ..route(
+            "post",
+            "/v1/agents/{site}/reports",
+            "An agent reports how a run ended, with its output (usage must be finite, non-negative and \
+             plausible, else 422)",
+            "operator, provider (own sites)",
+        )
+    },
+    Route {
+        request: Body::Bytes("application/octet-stream"),
+        response: Body::Json("CheckpointAnswer"),
+        query: &["attempt"],
+        ..route(
+            "put",
+            "/v1/agents/{site}/checkpoints/{id}",
+            "The current attempt keeps its checkpoint (gzipped tar, ≤ 64 MiB; `attempt` query = fencing token)",
+            "operator, provider (own sites)",
+        )
+    },
+    Route {
+        response: Body::Bytes("application/gzip"),
+        ..route(
+            "get",
+            "/v1/agents/{site}/checkpoints/{id}",
+            "A job's newest checkpoint, for the site it is assigned to now (header X-Suanwang-Checkpoint-Attempt)",
+            "operator, provider (own sites)",
+        )
+    },
+];
+
+/// The schema names of the agent protocol's bodies. Their types live in `agent.rs`; until they
+/// are registered in `components` (one `g.subschema_for::<T>()` line each, then the name leaves
+/// this list) the document declares them as plain JSON objects so it stays valid.
+pub const AGENT_SCHEMAS: &[&str] =
+    &["AgentRegistration", "RegistrationAnswer", "AssignmentList", "AgentReport", "ReportAnswer", "CheckpointAnswer"];
+
+fn settings(contract: Contract) -> SchemaSettings {
+    SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+        s.meta_schema = None;
+        s.contract = contract;
+    })
+}
+
+/// Every wire type's schema, by name: responses as the server serialises them, requests as it
+/// reads them (a request's schema states what the server accepts).
+fn components() -> Map<String, Value> {
+    use crate::{job, network, ops, plan};
+    let mut g = SchemaGenerator::new(settings(Contract::Serialize));
+    g.subschema_for::<ops::ErrorBody>();
+    g.subschema_for::<ops::Health>();
+    g.subschema_for::<job::JobView>();
+    g.subschema_for::<job::JobList>();
+    g.subschema_for::<job::JobLogs>();
+    g.subschema_for::<plan::PlanAnswer>();
+    g.subschema_for::<network::SiteList>();
+    g.subschema_for::<network::NetworkDocument>();
+    g.subschema_for::<ops::Kpis>();
+    g.subschema_for::<ops::SuspendAnswer>();
+    g.subschema_for::<ops::RestartAnswer>();
+    g.subschema_for::<ops::ApproveAnswer>();
+    // the agent protocol's response types go here (and its requests below)
+    let mut out = g.take_definitions(true);
+    let mut r = SchemaGenerator::new(settings(Contract::Deserialize));
+    r.subschema_for::<job::JobSpec>();
+    out.extend(r.take_definitions(true));
+    for name in AGENT_SCHEMAS {
+        out.entry((*name).to_string()).or_insert_with(
+            || json!({"type": "object", "description": "A body of the agent protocol (typed in suanwang_api::agent)."}),
+        );
+    }
+    out
+}
+
+const ID: &str = "^[a-z][a-z0-9_-]*$";
+
+/// A query parameter's declaration.
+fn param(name: &str) -> Value {
+    let (schema, required, description) = match name {
+        "state" => (json!({"$ref": "#/components/schemas/JobState"}), false, "Only jobs in this state"),
+        "tenant" => (json!({"type": "string"}), false, "Only this tenant's jobs"),
+        "limit" => (json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}), false, "Jobs per page"),
+        "after" => (
+            json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+            false,
+            "Jobs with ids above this (the previous page's `next_after`)",
+        ),
+        "move" => (json!({"type": "boolean", "default": false}), false, "Move the site's jobs now"),
+        "owner" => (
+            json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": ID}),
+            false,
+            "Hand the site to this provider",
+        ),
+        "wait" => (
+            json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+            false,
+            "Long-poll up to this many s (at most 30)",
+        ),
+        "wait_ms" => (
+            json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+            false,
+            "Long-poll up to this many ms (at most 30,000); overrides `wait`",
+        ),
+        "known" => (json!({"type": "string"}), false, "The `version` of the assignments the agent has"),
+        "attempt" => (
+            json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
+            true,
+            "The attempt that took the checkpoint (the fencing token)",
+        ),
+        other => (json!({"type": "string"}), false, other),
+    };
+    json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema})
+}
+
+fn content(body: Body) -> Option<Value> {
+    match body {
+        Body::Empty => None,
+        Body::Json(name) => {
+            Some(json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}))
+        }
+        Body::AnyJson => Some(json!({"application/json": {"schema": {"type": "object"}}})),
+        Body::Bytes(media) => Some(json!({media: {"schema": {"type": "string", "format": "binary"}}})),
+        Body::Text(media) => Some(json!({media: {"schema": {"type": "string"}}})),
+    }
+}
+
+fn error(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+/// The OpenAPI 3.1 document served at `/openapi.json`.
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let mut responses = Map::new();
+        let mut ok = json!({"description": "OK"});
+        if let Some(c) = content(r.response) {
+            ok["content"] = c;
+        }
+        if r.path.ends_with("/checkpoints/{id}") && r.method == "get" {
+            ok["headers"] = json!({"X-Suanwang-Checkpoint-Attempt": {
+                "description": "The attempt that took it", "schema": {"type": "integer", "minimum": 0}}});
+        }
+        if r.method == "post" && r.path == "/v1/jobs" {
+            // the id of a submitted job leads to the operations on it (stateful testing)
+            let link = |op: &str| json!({"operationId": op, "parameters": {"id": "$response.body#/id"}});
+            ok["links"] = json!({
+                "GetJob": link("get_v1_jobs__id_"),
+                "GetJobLogs": link("get_v1_jobs__id__logs"),
+                "CancelJob": link("post_v1_jobs__id__cancel"),
+            });
+        }
+        responses.insert(r.status.to_string(), ok);
+        if r.method == "post" && r.path == "/v1/jobs" {
+            responses.insert("200".into(), {
+                let mut same = json!({"description": "The job submitted earlier with this Idempotency-Key"});
+                same["content"] = content(r.response).unwrap_or(Value::Null);
+                same
+            });
+        }
+        let v1 = r.path.starts_with("/v1");
+        let has_params = r.path.contains('{') || !r.query.is_empty();
+        if has_params || r.request != Body::Empty || r.method == "post" && v1 {
+            responses.insert("400".into(), error("Bad request: a path, query or body that cannot be read"));
+        }
+        if v1 {
+            responses.insert("401".into(), error("Missing or bad token"));
+            responses.insert("403".into(), error("Role not allowed (or not the owner)"));
+            responses.insert("404".into(), error("Not found (or not yours)"));
+            responses.insert("409".into(), error("Conflict with the current state"));
+            responses.insert(
+                "429".into(),
+                json!({
+                    "description": "Too many failed authentications from this address or for this principal",
+                    "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }),
+            );
+            responses.insert("500".into(), error("A figure overflowed"));
+            responses.insert("503".into(), error("The engine or the store is unavailable; retry"));
+        }
+        if r.request != Body::Empty {
+            responses.insert("413".into(), error("Body too large"));
+            responses.insert("422".into(), error("The body is not valid: `field` names the first problem"));
+        }
+        let mut op = json!({
+            "operationId": format!("{}{}", r.method, r.path.replace(['/', '{', '}', '.'], "_")),
+            "summary": r.summary,
+            "description": format!("Roles: {}.", r.roles),
+            "responses": responses,
+        });
+        if v1 {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        let mut params: Vec<Value> = vec![];
+        if r.method == "post" && r.path == "/v1/jobs" {
+            params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
+                "description": "Resubmitting with the same key returns the same job",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$"}}));
+        }
+        if r.path.contains("{site}") {
+            params.push(json!({"name": "site", "in": "path", "required": true,
+                "schema": {"type": "string", "pattern": ID, "minLength": 1, "maxLength": 64}}));
+        }
+        if r.path.contains("{id}") {
+            params.push(json!({"name": "id", "in": "path", "required": true,
+                "schema": {"type": "integer", "minimum": 1, "maximum": u64::MAX}}));
+        }
+        params.extend(r.query.iter().map(|q| param(q)));
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        if let Some(c) = content(r.request) {
+            op["requestBody"] = json!({"required": true, "content": c});
+        }
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        entry[r.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Suanwang control plane", "version": env!("CARGO_PKG_VERSION"),
+            "description": "Every error is the JSON `Error` body. Times are milliseconds since the Unix epoch (UTC); money is integer fen."},
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": components(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+
+    /// Every `$ref` in the document points at a component that exists.
+    #[test]
+    fn every_reference_resolves() {
+        let doc = openapi();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        let mut refs = vec![];
+        walk(&doc, &mut refs);
+        assert!(refs.len() > 20, "{refs:?}");
+        for r in refs {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
+            assert!(schemas.contains_key(name), "{r} is not a component");
+        }
+        // every link leads to an operation of the document
+        let ops: Vec<&str> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .flat_map(|p| p.as_object().expect("ops").values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let links = &doc["paths"]["/v1/jobs"]["post"]["responses"]["201"]["links"];
+        assert_eq!(links.as_object().map(serde_json::Map::len), Some(3), "{links}");
+        for l in links.as_object().expect("links").values() {
+            assert!(ops.contains(&l["operationId"].as_str().unwrap_or("")), "{l} in {ops:?}");
+        }
+        for name in ["JobSpec", "JobView", "JobList", "PlanAnswer", "Kpis", "Error", "SiteList", "NetworkDocument"] {
+            assert!(schemas.contains_key(name), "{name}");
+        }
+    }
+
+    /// The request schema states the limits the server enforces.
+    #[test]
+    fn the_job_spec_schema_states_the_limits() {
+        let doc = openapi();
+        let s = &doc["components"]["schemas"];
+        assert_eq!(s["JobSpec"]["additionalProperties"], false, "{}", s["JobSpec"]);
+        let count = &s["Resources"]["properties"]["count"];
+        assert_eq!((count["minimum"].as_u64(), count["maximum"].as_u64()), (Some(1), Some(1_000_000)), "{count}");
+        assert_eq!(s["JobSpec"]["properties"]["name"]["maxLength"], 128);
+        let req: Vec<&str> =
+            s["JobSpec"]["required"].as_array().expect("required").iter().filter_map(Value::as_str).collect();
+        for k in ["name", "tenant", "kind", "origin", "resources", "work"] {
+            assert!(req.contains(&k), "{k} required: {req:?}");
+        }
+    }
+}

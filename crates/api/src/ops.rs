@@ -1,0 +1,97 @@
+//! Errors, health, KPIs and the operator's answers.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::network::Approval;
+
+/// Every 4xx/5xx body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "Error")]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `invalid_spec`, `unauthorized`, `forbidden`, `not_found`,
+    /// `bad_query`, `bad_path`, `method_not_allowed`, `duplicate_key`, …
+    pub code: String,
+    pub message: String,
+    pub detail: String,
+    pub hint: String,
+    /// The request field at fault, when there is one.
+    pub field: Option<String>,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// `sqlite` or `postgres`.
+    pub store: String,
+    /// Jobs ever submitted.
+    pub jobs: u64,
+    /// Jobs in memory that have not ended.
+    #[serde(default)]
+    pub live_jobs: u64,
+    /// Jobs in memory that ended lately (a bounded cache; the rest are in the store).
+    #[serde(default)]
+    pub cached_jobs: u64,
+    /// The serving process.
+    #[serde(default)]
+    pub pid: u32,
+    /// When it started serving, ms since the epoch (a restart changes it).
+    #[serde(default)]
+    pub started_at_ms: u64,
+}
+
+/// `GET /v1/kpis`: what the network delivered (metered jobs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Kpis {
+    /// Jobs per state (`completed`, `running`, …); states with none are absent.
+    pub jobs_by_state: BTreeMap<String, u64>,
+    pub energy_kwh: f64,
+    /// Green share of that energy, 0–1.
+    pub green_share: f64,
+    /// Market-based kg CO2.
+    pub carbon_kg: f64,
+    pub cost_fen: i64,
+    /// Share of the delivered ucu·h that ran in the 8 hubs, 0–1.
+    pub hub_share: f64,
+    /// First placements made (moves not counted).
+    pub placements: u64,
+    /// Jobs no site could take.
+    #[serde(default)]
+    pub refusals: u64,
+    /// Jobs ever submitted.
+    #[serde(default)]
+    pub jobs: u64,
+}
+
+/// `POST /v1/admin/restart` (202): the process re-executes itself; `/healthz` shows a new
+/// `started_at_ms` once it serves again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RestartAnswer {
+    pub restarting: bool,
+    /// The process that restarts (it keeps its pid).
+    pub pid: u32,
+}
+
+/// `POST /v1/sites/{site}/suspend` and `…/resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SuspendAnswer {
+    pub site: String,
+    pub suspended: bool,
+    /// Whether the site's placed and running jobs were moved now (`move=true`).
+    pub moved_jobs: bool,
+}
+
+/// `POST /v1/sites/{site}/approve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApproveAnswer {
+    pub site: String,
+    pub approval: Approval,
+    /// A suspended site stays suspended until resumed.
+    pub suspended: bool,
+    pub owner: String,
+    pub owner_role: String,
+}
