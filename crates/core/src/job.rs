@@ -275,6 +275,9 @@ impl Tree {
 }
 
 /// Checks the raw bytes of a TOML spec file.
+/// A deadline at most this far after now (100 years).
+const MAX_DEADLINE_AHEAD_MS: i64 = 100 * 366 * 24 * 3_600_000;
+
 pub fn parse_toml(bytes: &[u8], net: &Network, now: Ts) -> Result<Job, Vec<Problem>> {
     let text = decode(bytes)?;
     let value: toml::Table = toml::from_str(text).map_err(|e| {
@@ -606,7 +609,25 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
                 );
                 None
             }
+            // a deadline decades away means no deadline; beyond this the scheduler's time
+            // arithmetic would leave the range it is checked for
+            Ok(t) if t.0.saturating_sub(now.0) > MAX_DEADLINE_AHEAD_MS => {
+                c.push(
+                    "deadline",
+                    format!("{t} is more than 100 years after now"),
+                    "leave the deadline out when the job has none",
+                );
+                None
+            }
             Ok(t) => Some(t),
+            Err(e) if text.trim_start().starts_with("9999") || e.contains("overflowed") || e.contains("range") => {
+                c.push(
+                    "deadline",
+                    format!("{text:?} is out of the range of times (up to 9999-12-30)"),
+                    "leave the deadline out when the job has none",
+                );
+                None
+            }
             Err(e) => {
                 c.push(
                     "deadline",

@@ -655,7 +655,7 @@ impl Actor {
             Ok(v) => v.stage(new_views, &all_events),
             Err(_) => return,
         };
-        let job_rows: Vec<JobRow> = staged.values().map(|(_, v)| job_row(v)).collect();
+        let job_rows: Vec<JobRow> = staged.values().map(|(from, v)| job_row(v, from.is_none())).collect();
         let durable = if rows.is_empty() && job_rows.is_empty() && new_logs.is_empty() {
             Ok(vec![])
         } else {
@@ -803,8 +803,21 @@ fn stage_and_install(views: &mut Views, fresh: Vec<JobView>, events: &[Event], n
         return;
     }
     let staged = views.stage(fresh, events);
-    for (id, (_, v)) in &staged {
-        pending.jobs.insert(*id, job_row(v));
+    for (id, (from, v)) in &staged {
+        let row = job_row(v, from.is_none());
+        match pending.jobs.entry(*id) {
+            // the page's first row of a new job carries its spec: later rows keep it
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let spec = std::mem::take(&mut o.get_mut().spec);
+                o.insert(row);
+                if o.get().spec.is_empty() {
+                    o.get_mut().spec = spec;
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(row);
+            }
+        }
     }
     views.install(staged, events, net);
 }

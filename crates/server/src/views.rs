@@ -325,8 +325,9 @@ pub fn fingerprint(spec: &serde_json::Value) -> u64 {
     spec.to_string().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// The projection row of a job view.
-pub fn job_row(v: &JobView) -> JobRow {
+/// The projection row of a job view. The spec is written with a job's first row only (an
+/// update leaves it), so `with_spec` is false for jobs the store has already.
+pub fn job_row(v: &JobView, with_spec: bool) -> JobRow {
     let ms = |t: Option<Ts>| t.map(|t| t.0);
     JobRow {
         id: i64::try_from(v.id).unwrap_or(i64::MAX),
@@ -347,7 +348,7 @@ pub fn job_row(v: &JobView) -> JobRow {
         reason: v.reason.clone(),
         meter: v.meter.as_ref().and_then(|m| serde_json::to_string(m).ok()),
         usage: v.usage.as_ref().and_then(|u| serde_json::to_string(u).ok()),
-        spec: v.spec.to_string(),
+        spec: if with_spec { v.spec.to_string() } else { String::new() },
     }
 }
 

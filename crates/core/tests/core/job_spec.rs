@@ -70,6 +70,8 @@ fn bad_specs_name_their_field() {
         (spec("deadline = \"2020-01-01T00:00:00Z\""), "deadline"),
         (spec("deadline = \"next tuesday\""), "deadline"),
         (spec("deadline = 2020-01-01T00:00:00Z"), "deadline"),
+        (spec("deadline = \"9999-12-31T00:00:00Z\""), "deadline"),
+        (spec("deadline = \"2999-01-01T00:00:00Z\""), "deadline"),
         (spec("budget_fen = -100"), "budget_fen"),
         (spec("budget_fen = 12.5"), "budget_fen"),
         (spec("min_green_share = 1.5"), "min_green_share"),
