@@ -109,6 +109,7 @@ cargo test --workspace --locked
 # the auth-failure throttle off, as schemathesis sends bad tokens on purpose): about a minute each
 if [ "$PY_TOOLS" = 1 ]; then
   step "schemathesis: st run /openapi.json --checks all (operator, tenant)"
+  ROOT=$(pwd)
   ST_DIR=$(mktemp -d /tmp/suanwang-st.XXXXXX)
   ST_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   target/debug/suanwang up --data "$ST_DIR/data" --listen "127.0.0.1:$ST_PORT" --no-local-agent --auth-fail-burst 0 \
@@ -121,8 +122,10 @@ if [ "$PY_TOOLS" = 1 ]; then
   st_ok=1
   for who in operator tenant; do
     tok=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$ST_DIR/data/credentials.json" "$who")
-    if ! "$PYENV/bin/st" --config-file scripts/schemathesis.toml run "http://127.0.0.1:$ST_PORT/openapi.json" \
-      --checks all --workers 2 -H "Authorization: Bearer $tok" >"$ST_DIR/st-$who.txt" 2>&1; then
+    # run from the temporary directory: schemathesis keeps its cache (.schemathesis/) where it runs
+    if ! (cd "$ST_DIR" && "$ROOT/$PYENV/bin/st" --config-file "$ROOT/scripts/schemathesis.toml" \
+      run "http://127.0.0.1:$ST_PORT/openapi.json" --checks all --workers 2 -H "Authorization: Bearer $tok") \
+      >"$ST_DIR/st-$who.txt" 2>&1; then
       st_ok=0
       tail -n 80 "$ST_DIR/st-$who.txt"
     fi

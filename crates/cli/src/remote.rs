@@ -170,7 +170,8 @@ pub fn submitted(j: &api::JobView) -> String {
                 let wait_s = (start - j.submitted_at) / 1000;
                 let when = if wait_s > 0 { format!(", in {}", span(wait_s)) } else { String::new() };
                 let _ = write!(out, "\n  starts {}{when}; ends {}", rfc3339(start), rfc3339(end));
-                if j.state == api::JobState::InTransfer {
+                let moving = j.state == api::JobState::InTransfer;
+                if moving {
                     let _ =
                         write!(out, "\n  its input data moves to {} first", j.pool.as_deref().unwrap_or("the site"));
                 }
@@ -181,10 +182,16 @@ pub fn submitted(j: &api::JobView) -> String {
                         "give it an earlier deadline (deadline = \"…\"; it is never deferred past what the deadline \
                          allows)"
                     };
+                    // with data to move, the wait is partly (or wholly) the transfer: say only
+                    // what is known
+                    let what = if moving {
+                        "it may also wait for greener or cheaper hours"
+                    } else {
+                        "deferred to greener or cheaper hours"
+                    };
                     let _ = write!(
                         out,
-                        "\n  deferred to greener or cheaper hours: {} work may wait up to 24 h for a better slot.\n  \
-                         To start sooner, {sooner}.",
+                        "\n  {what}: {} work may wait up to 24 h for a better slot.\n  To start sooner, {sooner}.",
                         j.kind
                     );
                 }
@@ -509,6 +516,11 @@ mod tests {
         assert!(!tier.contains("deferred"), "a batch job with a tier is never deferred: {tier}");
         let training = submitted(&view("training", 5 * 3600, json!({"latency_tier": "regional"})));
         assert!(training.contains("deferred") && training.contains("earlier deadline"), "{training}");
+        let mut moving = view("training", 5 * 3600, json!({}));
+        moving.state = api::JobState::InTransfer;
+        let moving = submitted(&moving);
+        assert!(moving.contains("input data moves") && moving.contains("may also wait"), "{moving}");
+        assert!(!moving.contains("deferred to"), "a transfer's wait is not called a deferral: {moving}");
         let inference = submitted(&view("inference", 5 * 3600, json!({})));
         assert!(!inference.contains("deferred"), "inference is never deferred: {inference}");
     }

@@ -63,7 +63,7 @@ async fn a_providers_site_is_pending_until_the_operator_approves_it() {
     assert_eq!((st, r["approval"].as_str()), (200, Some("pending")), "{r}");
     let rendering = crate::repo("examples/rendering.toml");
     let plan = |u: &Up| {
-        let out = cli(u, &u.tenant, &["plan", &rendering]);
+        let out = cli(u, &u.tenant, &["plan", &rendering, "--json"]);
         serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|_| panic!("plan: {out:?}"))
     };
     let before = plan(&u);
