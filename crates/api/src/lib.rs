@@ -4,6 +4,8 @@
 //! Architecture invariant: the only crate that knows the JSON wire format of the API; the
 //! server maps its state to these types and nothing else is serialised onto the wire.
 
+pub mod agent;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use suanwang_core::{Network, Ts};
