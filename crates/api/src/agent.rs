@@ -251,14 +251,14 @@ pub fn base64(bytes: &[u8]) -> String {
 /// Decodes standard base64 (padding optional); `None` when it is not base64.
 pub fn unbase64(text: &str) -> Option<Vec<u8>> {
     let value = |c: u8| -> Option<u32> {
-        Some(match c {
+        Some(u32::from(match c {
             b'A'..=b'Z' => c - b'A',
             b'a'..=b'z' => c - b'a' + 26,
             b'0'..=b'9' => c - b'0' + 52,
             b'+' => 62,
             b'/' => 63,
             _ => return None,
-        } as u32)
+        }))
     };
     let text = text.trim_end_matches('=').as_bytes();
     if text.len() % 4 == 1 {
