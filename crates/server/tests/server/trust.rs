@@ -343,3 +343,35 @@ async fn registration_checks_the_role_first_and_names_a_bad_site_id() {
         assert!(r.get(key).is_some(), "{key} in {r}");
     }
 }
+
+/// End to end: a job with a command submitted where no agent runs commands is refused (it was
+/// once placed on a simulated site, marked completed and billed without running); with an
+/// agent's site it goes there, and when it is moved away from that site it does not go to a simulated one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_a_command_goes_only_to_a_site_with_a_live_agent() {
+    let store = sqlite("trust-run-needs-agent").await;
+    let s = start(store.clone()).await;
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let tenant = create_token(&store, Role::Tenant, "acme-ai").await.expect("token");
+    let free = |name: &str| {
+        json!({
+            "name": name, "tenant": "acme-ai", "kind": "batch", "origin": "beijing",
+            "resources": {"family": "general", "count": 1, "memory_gib": 1}, "work": {"run_time_s": 60},
+            "run": {"command": "sh", "args": ["-c", "echo hi"]}
+        })
+    };
+    let (st, job) = call(&s.url, "POST", "/v1/jobs", Some(&tenant), body(&free("nowhere")), None).await;
+    assert_eq!((st, job["state"].as_str()), (201, Some("refused")), "{job}");
+    assert!(job["reason"].as_str().is_some_and(|r| r.contains("by agent")), "{job}");
+    assert_eq!(register(&s.url, &op, &cpu_site("box", 4, 30)).await.0, 200);
+    let (st, job) = call(&s.url, "POST", "/v1/jobs", Some(&tenant), body(&free("boxed")), None).await;
+    assert_eq!((st, job["site"].as_str()), (201, Some("box")), "{job}");
+    let id = job["id"].as_u64().expect("id");
+    // the operator suspends the site and moves its jobs: no agent site is left, so the job
+    // fails instead of being simulated
+    let (st, r) = call(&s.url, "POST", "/v1/sites/box/suspend?move=true", Some(&op), None, None).await;
+    assert_eq!(st, 200, "{r}");
+    let (_, view) = call(&s.url, "GET", &format!("/v1/jobs/{id}"), Some(&tenant), None, None).await;
+    assert_eq!(view["state"].as_str(), Some("failed"), "{view}");
+    assert!(view["meter"].is_null() || view["meter"]["money_fen"] == 0, "billed nothing: {view}");
+}
