@@ -2,7 +2,7 @@
 """Agent figures against a real `suanwang up` (its in-process `local` agent), printed as JSON:
 
 - submit_to_completed_ms: a job running `true` on site `local`, from POST /v1/jobs until the
-  job reads `completed` (p50/min/max over --jobs jobs, one at a time);
+  job reads `completed` (p50/p99/min/max over --jobs jobs, one at a time);
 - agent_requests_per_s: HTTP requests the server answers per second while the agent is idle
   and while one job (`sleep 5`) runs (from /metrics), i.e. the agent's polling cost.
 
@@ -79,7 +79,8 @@ finally:
 latencies.sort()
 print(json.dumps({
     "jobs": args.jobs,
-    "submit_to_completed_ms": {"p50": round(statistics.median(latencies), 1), "min": round(latencies[0], 1),
-                               "max": round(latencies[-1], 1)},
+    "submit_to_completed_ms": {"p50": round(statistics.median(latencies), 1),
+                               "p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+                               "min": round(latencies[0], 1), "max": round(latencies[-1], 1)},
     "agent_requests_per_s": {"idle": round(idle, 1), "one_job_running": round(busy, 1)},
 }))

@@ -117,24 +117,29 @@ pub fn run_id_in(dir: &std::path::Path) -> Option<String> {
 /// exhaust the agent.
 pub const MAX_LOG_READ: u64 = 1024 * 1024;
 
-/// The tail (at most `MAX_LOG_READ` bytes) of a file a run may have written. With `owner`, the
-/// file must be a regular file owned by that uid: a run that replaced its output by a link to
-/// a file of root's does not get that file read back to it.
+/// The tail (at most `MAX_LOG_READ` bytes) of a file a run may have written, as text (invalid
+/// UTF-8 replaced). With `owner`, the file must be a regular file owned by that uid: a run that
+/// replaced its output by a link to a file of root's does not get that file read back to it.
 pub(crate) fn read_tail(path: &std::path::Path, owner: Option<u32>) -> String {
+    String::from_utf8_lossy(&read_tail_bytes(path, owner)).into_owned()
+}
+
+/// The tail of a file a run may have written, as bytes (see [`read_tail`]).
+pub(crate) fn read_tail_bytes(path: &std::path::Path, owner: Option<u32>) -> Vec<u8> {
     use std::io::{Read as _, Seek as _};
     use std::os::unix::fs::MetadataExt as _;
-    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
-    let Ok(meta) = f.metadata() else { return String::new() };
+    let Ok(mut f) = std::fs::File::open(path) else { return vec![] };
+    let Ok(meta) = f.metadata() else { return vec![] };
     if !meta.is_file() || owner.is_some_and(|uid| meta.uid() != uid) {
-        return String::new();
+        return vec![];
     }
     let skip = meta.len().saturating_sub(MAX_LOG_READ);
     if skip > 0 && f.seek(std::io::SeekFrom::Start(skip)).is_err() {
-        return String::new();
+        return vec![];
     }
     let mut buf = Vec::new();
     let _ = f.take(MAX_LOG_READ).read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
+    buf
 }
 
 /// Records in `workdir` that a run starts now (wall clock), so an adopting instance knows how
@@ -147,6 +152,11 @@ pub(crate) fn mark_started(workdir: &std::path::Path) -> std::io::Result<()> {
 /// A run's standard output and standard error, as kept in `dir` (files of `owner`'s when given).
 pub(crate) fn read_logs(dir: &std::path::Path, owner: Option<u32>) -> (String, String) {
     (read_tail(&dir.join("stdout.txt"), owner), read_tail(&dir.join("stderr.txt"), owner))
+}
+
+/// The same as bytes, as the run wrote them.
+pub(crate) fn read_logs_bytes(dir: &std::path::Path, owner: Option<u32>) -> (Vec<u8>, Vec<u8>) {
+    (read_tail_bytes(&dir.join("stdout.txt"), owner), read_tail_bytes(&dir.join("stderr.txt"), owner))
 }
 
 /// When the run in `workdir` started, as an `Instant` (now, if it is not recorded).
@@ -204,6 +214,9 @@ pub enum ExecError {
     Io(String),
 }
 
+/// What an executor calls when a run may have changed state (see [`Executor::watch`]).
+pub type OnChange = std::sync::Arc<dyn Fn(&Handle) + Send + Sync>;
+
 /// Runs work at a site. Implementations: `ProcessExecutor`, `SlurmExecutor`.
 pub trait Executor: Send + Sync {
     fn name(&self) -> &'static str;
@@ -230,10 +243,22 @@ pub trait Executor: Send + Sync {
             std::thread::sleep(self.poll_interval());
         }
     }
+    /// Calls `on_change` when the run may have changed state — it ended (the child's exit), or
+    /// reached its time limit — so the agent learns it at once instead of at its next check;
+    /// `poll` then says what happened. It may be called more than once. `false`: this executor
+    /// has no such event for this run, and the agent polls it every `check_interval`.
+    fn watch(&self, handle: &Handle, on_change: OnChange) -> bool {
+        let _ = (handle, on_change);
+        false
+    }
     /// Stops the run and everything it started.
     fn cancel(&self, handle: &Handle) -> Result<(), ExecError>;
-    /// The run's standard output and standard error so far.
+    /// The run's standard output and standard error so far (invalid UTF-8 replaced).
     fn logs(&self, handle: &Handle) -> Result<(String, String), ExecError>;
+    /// The same as the bytes the run wrote (output need not be text).
+    fn logs_bytes(&self, handle: &Handle) -> Result<(Vec<u8>, Vec<u8>), ExecError> {
+        self.logs(handle).map(|(out, err)| (out.into_bytes(), err.into_bytes()))
+    }
     /// Runs this executor knows of that are still running (for reconciling after a restart).
     fn running(&self) -> Result<Vec<Handle>, ExecError>;
     /// Reconciling after a restart: the run of `spec` that an earlier instance started (it left

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use crate::cgroup::{Cgroups, RunGroup};
 use crate::executor::{
-    ExecError, ExecState, Executor, HANDLE_FILE, Handle, RUN_ID_FILE, RunSpec, Usage, handle_in, mark_started,
-    on_run_path, prepare, read_logs, read_tail, run_env, run_id_matches, started_at, work_dir,
+    ExecError, ExecState, Executor, HANDLE_FILE, Handle, OnChange, RUN_ID_FILE, RunSpec, Usage, handle_in,
+    mark_started, on_run_path, prepare, read_logs, read_logs_bytes, read_tail, run_env, run_id_matches, started_at,
+    work_dir,
 };
 use crate::sandbox::{Isolation, Sandbox};
 
@@ -420,6 +421,67 @@ impl Executor for ProcessExecutor {
         Duration::from_millis(100)
     }
 
+    fn watch(&self, handle: &Handle, on_change: OnChange) -> bool {
+        let Some(pgid) = pgid_of(handle) else { return false };
+        let (deadline, adopted_dir) = {
+            let Ok(runs) = self.runs.lock() else { return false };
+            let Some(run) = runs.get(handle) else { return false };
+            if run.done.is_some() {
+                drop(runs);
+                on_change(handle);
+                return true;
+            }
+            (run.started + run.time_limit, run.child.is_none().then(|| run.dir.clone()))
+        };
+        // a pidfd becomes readable when the process ends (a child stays a zombie until `poll`
+        // reaps it); it works for a run adopted after a restart too (kernel 5.3 and later)
+        let Some(pid) = rustix::process::Pid::from_raw(pgid as i32) else { return false };
+        let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::debug!(handle = %handle.0, error = %e, "no pidfd: the agent polls this run");
+                return false;
+            }
+        };
+        if let Some(dir) = adopted_dir
+            && !Self::ours(pgid, &dir)
+        {
+            // the adopted group ended before the pidfd was opened (its id may name another
+            // process by now): it has changed already
+            on_change(handle);
+            return true;
+        }
+        let h = handle.clone();
+        std::thread::Builder::new()
+            .name(format!("sw-watch-{pgid}"))
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                // first until the time limit (a little after it, so `poll` finds it passed),
+                // then until the exit its stop brings
+                let mut until = Some(deadline + Duration::from_millis(20));
+                loop {
+                    let timeout = until.map(|d| {
+                        let left = d.saturating_duration_since(Instant::now());
+                        rustix::event::Timespec::try_from(left)
+                            .unwrap_or(rustix::event::Timespec { tv_sec: i64::MAX, tv_nsec: 0 })
+                    });
+                    let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+                    match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                        Ok(0) => {
+                            until = None;
+                            on_change(&h);
+                        }
+                        Err(rustix::io::Errno::INTR) => {}
+                        Ok(_) | Err(_) => {
+                            on_change(&h);
+                            return;
+                        }
+                    }
+                }
+            })
+            .is_ok()
+    }
+
     fn cancel(&self, handle: &Handle) -> Result<(), ExecError> {
         let mut runs = self.runs.lock().map_err(io)?;
         let run = runs.get_mut(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
@@ -444,6 +506,12 @@ impl Executor for ProcessExecutor {
         let runs = self.runs.lock().map_err(io)?;
         let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
         Ok(read_logs(&run.dir, None))
+    }
+
+    fn logs_bytes(&self, handle: &Handle) -> Result<(Vec<u8>, Vec<u8>), ExecError> {
+        let runs = self.runs.lock().map_err(io)?;
+        let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
+        Ok(read_logs_bytes(&run.dir, None))
     }
 
     fn adopt(&self, spec: &RunSpec) -> Result<Option<Handle>, ExecError> {

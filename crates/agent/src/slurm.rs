@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::executor::{
     ExecError, ExecState, Executor, HANDLE_FILE, HIDDEN_ENV, Handle, RUN_ID_FILE, RunSpec, Usage, give, handle_in,
-    mark_started, on_run_path, prepare, read_logs, read_tail, run_env, run_id_matches, started_at, work_dir,
+    mark_started, on_run_path, prepare, read_logs, read_logs_bytes, read_tail, run_env, run_id_matches, started_at,
+    work_dir,
 };
 
 /// Where a batch job writes its output, use and exit status: a directory of the run user's
@@ -319,6 +320,12 @@ impl Executor for SlurmExecutor {
         let runs = self.runs.lock().map_err(io)?;
         let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
         Ok(read_logs(&out_dir(&run.dir), run.owner))
+    }
+
+    fn logs_bytes(&self, handle: &Handle) -> Result<(Vec<u8>, Vec<u8>), ExecError> {
+        let runs = self.runs.lock().map_err(io)?;
+        let run = runs.get(handle).ok_or_else(|| ExecError::Unknown(handle.0.clone()))?;
+        Ok(read_logs_bytes(&out_dir(&run.dir), run.owner))
     }
 
     fn adopt(&self, spec: &RunSpec) -> Result<Option<Handle>, ExecError> {

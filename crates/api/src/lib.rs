@@ -8,6 +8,7 @@
 //! engine or the scheduler, so a change inside them cannot change the wire by accident.
 //! The OpenAPI document (`openapi()`) is generated from these types and the route table.
 
+pub mod agent;
 pub mod job;
 pub mod network;
 mod openapi;

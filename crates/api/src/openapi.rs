@@ -100,7 +100,15 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         response: Body::Json("JobLogs"),
-        ..route("get", "/v1/jobs/{id}/logs", "Output of a job run by an agent", "operator, regulator, tenant (own)")
+        query: &["raw"],
+        ..route(
+            "get",
+            "/v1/jobs/{id}/logs",
+            "Output of a job run by an agent: the last 64 KiB of each stream, shown as UTF-8 (invalid bytes \
+             replaced); `raw=stdout` or `raw=stderr` answers that stream's bytes as they were \
+             (application/octet-stream)",
+            "operator, regulator, tenant (own)",
+        )
     },
     Route {
         response: Body::Json("SuspendAnswer"),
@@ -140,8 +148,8 @@ pub const ROUTES: &[Route] = &[
     },
     // The agent protocol: its bodies are typed in `agent.rs` (see `AGENT_SCHEMAS`).
     Route {
-        request: Body::Json("AgentRegistration"),
-        response: Body::Json("RegistrationAnswer"),
+        request: Body::Json("RegisterRequest"),
+        response: Body::Json("RegisterAnswer"),
         ..route(
             "post",
             "/v1/agents/register",
@@ -151,7 +159,7 @@ pub const ROUTES: &[Route] = &[
         )
     },
     Route {
-        response: Body::Json("AssignmentList"),
+        response: Body::Json("AssignmentsAnswer"),
         query: &["wait", "wait_ms", "known"],
         ..route(
             "get",
@@ -162,8 +170,9 @@ pub const ROUTES: &[Route] = &[
         )
     },
     Route {
-        request: Body::Json("AgentReport"),
-        response: Body::Json("ReportAnswer"),
+        request: Body::Json("Report"),
+        // the job as it is now (JobView), or for a probe job the verdict (ProbeVerdict)
+        response: Body::AnyJson,
         ..route(
             "post",
             "/v1/agents/{site}/reports",
@@ -194,11 +203,10 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
-/// The schema names of the agent protocol's bodies. Their types live in `agent.rs`; until they
-/// are registered in `components` (one `g.subschema_for::<T>()` line each, then the name leaves
-/// this list) the document declares them as plain JSON objects so it stays valid.
+/// The schema names of the agent protocol's bodies (types in `agent.rs`, registered in
+/// `components`).
 pub const AGENT_SCHEMAS: &[&str] =
-    &["AgentRegistration", "RegistrationAnswer", "AssignmentList", "AgentReport", "ReportAnswer", "CheckpointAnswer"];
+    &["RegisterRequest", "RegisterAnswer", "AssignmentsAnswer", "Report", "ProbeVerdict", "CheckpointAnswer"];
 
 fn settings(contract: Contract) -> SchemaSettings {
     SchemaSettings::draft2020_12().with(|s| {
@@ -225,16 +233,16 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<ops::SuspendAnswer>();
     g.subschema_for::<ops::RestartAnswer>();
     g.subschema_for::<ops::ApproveAnswer>();
-    // the agent protocol's response types go here (and its requests below)
+    g.subschema_for::<crate::agent::RegisterAnswer>();
+    g.subschema_for::<crate::agent::AssignmentsAnswer>();
+    g.subschema_for::<crate::agent::ProbeVerdict>();
+    g.subschema_for::<crate::agent::CheckpointAnswer>();
     let mut out = g.take_definitions(true);
     let mut r = SchemaGenerator::new(settings(Contract::Deserialize));
     r.subschema_for::<job::JobSpec>();
+    r.subschema_for::<crate::agent::RegisterRequest>();
+    r.subschema_for::<crate::agent::Report>();
     out.extend(r.take_definitions(true));
-    for name in AGENT_SCHEMAS {
-        out.entry((*name).to_string()).or_insert_with(
-            || json!({"type": "object", "description": "A body of the agent protocol (typed in suanwang_api::agent)."}),
-        );
-    }
     out
 }
 
@@ -252,6 +260,11 @@ fn param(name: &str) -> Value {
             "Jobs with ids above this (the previous page's `next_after`)",
         ),
         "move" => (json!({"type": "boolean", "default": false}), false, "Move the site's jobs now"),
+        "raw" => (
+            json!({"type": "string", "enum": ["stdout", "stderr"]}),
+            false,
+            "Answer this stream's bytes as they were (application/octet-stream) instead of JSON",
+        ),
         "owner" => (
             json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": ID}),
             false,

@@ -46,6 +46,8 @@ pub enum Filter {
     Capacity,
     Green,
     Budget,
+    /// The job runs a command, and no live agent runs commands at the site.
+    Agent,
 }
 
 impl Filter {
@@ -65,6 +67,7 @@ impl Filter {
             Filter::Capacity => "capacity",
             Filter::Green => "green",
             Filter::Budget => "budget",
+            Filter::Agent => "agent",
         }
     }
 }

@@ -514,6 +514,9 @@ impl Engine {
         }
         engine.agent_sites = snap.agent_sites;
         engine.sched.restore(snap.sched)?;
+        for site in &engine.agent_sites {
+            engine.sched.set_site_runs_commands(&site.id, true);
+        }
         for r in snap.jobs {
             let bytes = serde_json::to_vec(&r.job).map_err(|e| e.to_string())?;
             // Ts(i64::MIN): a deadline that has passed since the snapshot is not an error here
@@ -966,6 +969,8 @@ impl Engine {
         } else {
             let net = self.sched.network().with_agent_site(&site).map_err(EngineError::Site)?;
             self.sched = self.sched.extended(Arc::new(net)).map_err(EngineError::Site)?;
+            // an agent runs commands here: jobs with a `run` section may be placed here
+            self.sched.set_site_runs_commands(&site.id, true);
             if !approved {
                 self.sched.set_site_available(&site.id, false);
             }

@@ -45,6 +45,9 @@ pub enum Filter {
     Unavailable,
     /// Not in `allowed_sites` / `allowed_regions`.
     Region,
+    /// The job runs a command (a `run` section), and no agent runs commands at this site: a
+    /// simulated site would mark it completed without running it.
+    Agent,
     /// Restricted data may not leave its region: the compute must come to the data.
     Residency,
     /// Farther from the origin than the job's latency tier allows.
@@ -73,6 +76,7 @@ impl Filter {
             Filter::Spec => "spec",
             Filter::Unavailable => "unavailable",
             Filter::Region => "region",
+            Filter::Agent => "agent",
             Filter::Residency => "residency",
             Filter::Latency => "latency",
             Filter::Family => "family",
@@ -117,6 +121,10 @@ impl Rejection {
             Filter::Spec => self.message.clone().unwrap_or_default(),
             Filter::Unavailable => "the site is down or suspended".into(),
             Filter::Region => "not among the job's allowed regions or sites".into(),
+            Filter::Agent => {
+                "no agent runs commands at this site: a job with a run section is placed only on sites with a live agent"
+                    .into()
+            }
             Filter::Residency => "restricted data may not leave its region".into(),
             Filter::Latency => {
                 format!("{:.2} ms one-way from the origin exceeds the tier's {limit} ms", self.value.unwrap_or(0.0))
@@ -411,6 +419,9 @@ pub struct Scheduler {
     considered: usize,
     /// Sites that take new placements (false: lost or suspended).
     available: Vec<bool>,
+    /// Sites where an agent runs commands (jobs with a `run` section go only there). Not in
+    /// the snapshot: the engine marks its agent sites again.
+    runs_commands: Vec<bool>,
     /// Links that carry data (index = `Network::links`).
     links_up: Vec<bool>,
     runs: Vec<u32>,
@@ -544,6 +555,7 @@ impl Scheduler {
             earliest_fit: vec![i64::MAX; n_sites],
             considered: 0,
             available: vec![true; n_sites],
+            runs_commands: vec![false; n_sites],
             links_up: vec![true; n_links],
             runs: vec![],
             pool_runs: vec![],
@@ -589,6 +601,7 @@ impl Scheduler {
         }
         next.timelines[..self.timelines.len()].clone_from_slice(&self.timelines);
         next.available[..self.available.len()].copy_from_slice(&self.available);
+        next.runs_commands[..self.runs_commands.len()].copy_from_slice(&self.runs_commands);
         next.links_up.clone_from(&self.links_up);
         Ok(next)
     }
@@ -625,6 +638,18 @@ impl Scheduler {
         let i = self.net.sites.iter().position(|s| s.id == site)?;
         self.available[i] = available;
         Some(i)
+    }
+
+    /// Marks a site as one where an agent runs commands (or not); `None` if the id is not a site.
+    pub fn set_site_runs_commands(&mut self, site: &str, runs: bool) -> Option<usize> {
+        let i = self.net.sites.iter().position(|s| s.id == site)?;
+        self.runs_commands[i] = runs;
+        Some(i)
+    }
+
+    /// Whether an agent runs commands at site `site` (by index).
+    pub fn site_runs_commands(&self, site: usize) -> bool {
+        self.runs_commands.get(site).copied().unwrap_or(false)
     }
 
     /// Marks the link between `a` and `b` as carrying data or not; `None` if there is none.
@@ -811,6 +836,9 @@ impl Scheduler {
             || (!job.allowed_regions.is_empty() && !job.allowed_regions.contains(&site.region))
         {
             return reach(&mut self.stage, si, Filter::Region, usize::MAX);
+        }
+        if job.run.is_some() && !self.runs_commands[si] {
+            return reach(&mut self.stage, si, Filter::Agent, usize::MAX);
         }
         if let Some((region, province)) = &req.restricted_region {
             let same = if region.is_empty() { site.province == *province } else { site.region == *region };

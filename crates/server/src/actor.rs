@@ -107,6 +107,17 @@ pub struct AgentReport {
     pub stdout: String,
     #[serde(default)]
     pub stderr: String,
+    /// The streams' raw bytes, when they are not UTF-8 (the agent's `*_base64`); kept in
+    /// run_logs, never in the command log.
+    #[serde(skip)]
+    pub raw_stdout: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub raw_stderr: Option<Vec<u8>>,
+}
+
+/// The last `n` bytes of `b`.
+fn tail_bytes(b: &[u8], n: usize) -> Vec<u8> {
+    b[b.len().saturating_sub(n)..].to_vec()
 }
 
 /// The last `n` bytes of `s`, on a character boundary.
@@ -559,7 +570,13 @@ impl Actor {
                     }
                     let evs = self.engine.take_events();
                     // the output goes to run_logs in the same transaction, not into the log
-                    let logged = AgentReport { stdout: String::new(), stderr: String::new(), ..r.clone() };
+                    let logged = AgentReport {
+                        stdout: String::new(),
+                        stderr: String::new(),
+                        raw_stdout: None,
+                        raw_stderr: None,
+                        ..r.clone()
+                    };
                     rows.push(log_row(
                         now,
                         &principal.name,
@@ -573,8 +590,14 @@ impl Actor {
                         job_id: i64::try_from(r.id).unwrap_or(i64::MAX),
                         attempt: i64::from(r.attempt),
                         at_ms: now.0,
-                        stdout: tail(&r.stdout, 65_536).into_bytes(),
-                        stderr: tail(&r.stderr, 65_536).into_bytes(),
+                        stdout: r
+                            .raw_stdout
+                            .as_deref()
+                            .map_or_else(|| tail(&r.stdout, 65_536).into_bytes(), |b| tail_bytes(b, 65_536)),
+                        stderr: r
+                            .raw_stderr
+                            .as_deref()
+                            .map_or_else(|| tail(&r.stderr, 65_536).into_bytes(), |b| tail_bytes(b, 65_536)),
                     });
                     pending_cancels.push((reply, r.id));
                 }

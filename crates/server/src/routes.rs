@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use suanwang_api as api;
 use suanwang_api::JobList;
 use suanwang_store::Store;
@@ -470,10 +470,6 @@ async fn plan(
     Ok(Json(wire::plan(&rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))?)))
 }
 
-fn approval(approved: bool) -> &'static str {
-    if approved { "approved" } else { "pending" }
-}
-
 /// The sites, each with `approval` ("approved", or "pending" for an agent's site the operator
 /// has not approved: it takes no placements) and, for agents' sites, `owner` and `owner_role`.
 async fn sites(State(inner): S, headers: HeaderMap) -> Result<Json<api::SiteList>, ApiError> {
@@ -504,20 +500,62 @@ async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<api::Kpis>, Ap
     }))
 }
 
-async fn logs(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<api::JobLogs>, ApiError> {
+/// A report's raw stream: `None` without one; 422 naming the field when it is not base64.
+fn raw_stream(b64: Option<&str>, field: &str) -> Result<Option<Vec<u8>>, ApiError> {
+    b64.map(|t| {
+        suanwang_api::agent::unbase64(t).ok_or_else(|| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_report", format!("{field} is not base64"))
+                .field(field)
+                .hint("standard base64 (RFC 4648) of the stream's last 64 KiB")
+        })
+    })
+    .transpose()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    /// `stdout` or `stderr`: that stream's bytes as they were.
+    raw: Option<String>,
+}
+
+async fn logs(
+    State(inner): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read job output")?;
     let id = parse_id(&id)?;
+    let Query(q) = q.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query")
+            .detail(e.body_text())
+            .hint("raw=stdout|stderr")
+    })?;
     let job = find_job(&inner, id).await?.filter(|j| visible(&p, j)).ok_or_else(|| ApiError::not_found("such job"))?;
     let log = inner.store.run_log(i64::try_from(id).unwrap_or(i64::MAX)).await.map_err(store_down)?;
     let (stdout, stderr) = log.map(|l| (l.stdout, l.stderr)).unwrap_or_default();
+    if let Some(stream) = q.raw.as_deref() {
+        let bytes = match stream {
+            "stdout" => stdout,
+            "stderr" => stderr,
+            other => {
+                return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("raw={other:?} is no stream"))
+                    .field("raw")
+                    .hint("raw=stdout or raw=stderr"));
+            }
+        };
+        return Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response());
+    }
     Ok(Json(api::JobLogs {
         id: job.id,
         state: wire::job_state(job.state),
         site: job.site.clone(),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }))
+    })
+    .into_response())
 }
 
 /// Who may act for an agent's site (register it, poll its assignments, report, keep
@@ -549,40 +587,96 @@ fn may_run_site(inner: &Inner, p: &Principal, site: &str, registering: bool) -> 
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Detected {
-    cores: u64,
-    memory_mib: u64,
-    /// Accelerator cards found (nvidia-smi); absent = none.
-    #[serde(default)]
-    gpus: u64,
+/// The engine's agent site from the wire's declaration.
+fn agent_site(d: suanwang_api::agent::SiteDeclaration) -> suanwang_core::network::AgentSite {
+    suanwang_core::network::AgentSite {
+        id: d.id,
+        city: d.city,
+        pue: d.pue,
+        pools: d
+            .pools
+            .into_iter()
+            .map(|p| suanwang_core::network::AgentPool {
+                name: p.name,
+                model: p.model,
+                count: p.count,
+                memory_gib_per_unit: p.memory_gib_per_unit,
+                power_w_per_unit: p.power_w_per_unit,
+                price_fen_per_unit_hour: p.price_fen_per_unit_hour,
+            })
+            .collect(),
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegisterBody {
-    site: suanwang_core::network::AgentSite,
-    detected: Detected,
+/// The wire's assignment from the engine's.
+fn wire_assignment(a: suanwang_engine::Assignment) -> suanwang_api::agent::Assignment {
+    suanwang_api::agent::Assignment {
+        id: a.id,
+        attempt: a.attempt,
+        site: a.site,
+        command: a.command,
+        args: a.args,
+        env: a.env,
+        cores: a.cores,
+        memory_mib: a.memory_mib,
+        time_limit_s: a.time_limit_s,
+        checkpoint_s: a.checkpoint_s,
+        tenant: a.tenant,
+        run_id: a.run_id,
+    }
 }
 
 async fn register(
     State(inner): S,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<suanwang_api::agent::RegisterAnswer>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
+    // who may connect sites at all is decided before the body is read: a tenant posting
+    // anything gets 403, not a lesson in the body's shape
+    if !matches!(p.role, Role::Operator | Role::Provider) {
+        return Err(ApiError::forbidden(&format!("a {} may not connect sites", p.role.as_str())));
+    }
     let body = body.map_err(|e| body_error(&e))?;
     refuse_duplicate_keys(&body)?;
-    let b: RegisterBody = serde_json::from_slice(&body).map_err(|e| {
+    let b: suanwang_api::agent::RegisterRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_registration", "the registration is not valid")
             .detail(e.to_string())
             .hint("{site: {id, city, pue, pools: [...]}, detected: {cores, memory_mib, gpus}}")
     })?;
+    if let Some(why) = suanwang_core::ident::id_problem(&b.site.id) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_registration",
+            format!("site.id: {:?} {why}", b.site.id),
+        )
+        .field("site.id")
+        .hint("a site id is lowercase ASCII [a-z][a-z0-9_-]*, at most 64 bytes"));
+    }
+    if inner.base_net.place(&b.site.id).is_some() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_registration",
+            format!("site.id: {:?} is already the id of a place of the network", b.site.id),
+        )
+        .field("site.id")
+        .hint("choose an id no city, cluster, region, site or hub has"));
+    }
+    if inner.base_net.city(&b.site.city).is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_registration",
+            format!("site.city: unknown city {:?}", b.site.city),
+        )
+        .field("site.city")
+        .hint("a demand city id of the network (GET /v1/network: cities)"));
+    }
     may_run_site(&inner, &p, &b.site.id, true)?;
+    let detected = b.detected;
+    let site = agent_site(b.site);
     // counts, memory, power and price must be plausible (the price within the reference
     // network's band for the model), checked against the reference data only
-    let declared = inner.base_net.check_agent_site(&b.site).map_err(|e| {
+    let declared = inner.base_net.check_agent_site(&site).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_registration", format!("{}: {}", e.field, e.reason))
             .field(e.field)
             .hint("declare what the machine has, at a price within the reference band")
@@ -590,34 +684,43 @@ async fn register(
     // what is declared must exist: no more cores, host memory or accelerator cards than the
     // agent detected (an accelerator pool's memory is the cards' own)
     let (cores, memory, gpus) = (declared.cores, declared.memory_mib, declared.accelerators);
-    if cores > b.detected.cores || memory > b.detected.memory_mib || gpus > b.detected.gpus {
+    if cores > detected.cores || memory > detected.memory_mib || gpus > detected.gpus {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "over_declared",
             format!(
                 "declared {cores} cores, {memory} MiB and {gpus} accelerators; detected {} cores, {} MiB and {} \
                  accelerators",
-                b.detected.cores, b.detected.memory_mib, b.detected.gpus
+                detected.cores, detected.memory_mib, detected.gpus
             ),
         )
         .field("site.pools")
         .hint("declare at most what the machine has"));
     }
-    if !(b.site.pue.is_finite() && (1.0..=3.0).contains(&b.site.pue)) {
+    if !(site.pue.is_finite() && (1.0..=3.0).contains(&site.pue)) {
         return Err(
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_pue", "pue must be in [1, 3]").field("site.pue")
         );
     }
-    let id = b.site.id.clone();
+    let id = site.id.clone();
     let (tx, rx) = oneshot::channel();
     inner
         .tx
-        .send(Req::Register { principal: p, site: b.site, reply: tx })
+        .send(Req::Register { principal: p, site, reply: tx })
         .await
         .map_err(|_| ApiError::unavailable("the engine stopped"))?;
     let approved = rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
-    let mut answer =
-        json!({"site": id, "registered": true, "approval": approval(approved), "control_plane": inner.identity});
+    let mut answer = suanwang_api::agent::RegisterAnswer {
+        site: id.clone(),
+        registered: true,
+        approval: if approved {
+            suanwang_api::agent::Approval::Approved
+        } else {
+            suanwang_api::agent::Approval::Pending
+        },
+        control_plane: inner.identity.clone(),
+        probe: None,
+    };
     if inner.require_probe
         && !approved
         && let Ok(mut probes) = inner.probes.lock()
@@ -626,7 +729,7 @@ async fn register(
         let attempt = probes.get(&id).map_or(1, |p| p.attempt.saturating_add(1));
         let declared = crate::probe::Capacity { cores, memory_mib: memory, gpus };
         probes.insert(id.clone(), crate::probe::Probe { attempt, declared, result: None });
-        answer["probe"] = json!("waiting");
+        answer.probe = Some("waiting".into());
         inner.views_changed.notify_waiters();
     }
     Ok(Json(answer))
@@ -662,7 +765,7 @@ async fn assignments(
     headers: HeaderMap,
     Path(site): Path<String>,
     q: Result<Query<PollQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<suanwang_api::agent::AssignmentsAnswer>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     may_run_site(&inner, &p, &site, false)?;
     let Query(q) =
@@ -700,9 +803,12 @@ async fn assignments(
             None => !list.is_empty(),
         };
         if changed || Instant::now() >= deadline {
-            return Ok(Json(
-                json!({"site": site, "assignments": list, "version": version, "control_plane": inner.identity}),
-            ));
+            return Ok(Json(suanwang_api::agent::AssignmentsAnswer {
+                site,
+                assignments: list.into_iter().map(wire_assignment).collect(),
+                version,
+                control_plane: inner.identity.clone(),
+            }));
         }
         // the wait is also the heartbeat: refresh it at least every second
         let wake = deadline.min(Instant::now() + std::time::Duration::from_secs(1));
@@ -723,10 +829,23 @@ async fn report(
     may_run_site(&inner, &p, &site, false)?;
     let body = body.map_err(|e| body_error(&e))?;
     refuse_duplicate_keys(&body)?;
-    let r: actor::AgentReport = serde_json::from_slice(&body).map_err(|e| {
+    let r: suanwang_api::agent::Report = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_report", "the report is not valid")
             .detail(e.to_string())
     })?;
+    let r = actor::AgentReport {
+        id: r.id,
+        attempt: r.attempt,
+        succeeded: r.succeeded,
+        reason: r.reason,
+        cpu_seconds: r.cpu_seconds,
+        peak_memory_mib: r.peak_memory_mib,
+        wall_seconds: r.wall_seconds,
+        stdout: r.stdout,
+        stderr: r.stderr,
+        raw_stdout: raw_stream(r.stdout_base64.as_deref(), "stdout_base64")?,
+        raw_stderr: raw_stream(r.stderr_base64.as_deref(), "stderr_base64")?,
+    };
     if r.id == crate::probe::PROBE_JOB {
         return probe_report(&inner, &site, &r).map(|v| Json(v).into_response());
     }
@@ -757,7 +876,11 @@ async fn report(
 }
 
 /// A site's report of its probe job: judged against what its registration declared.
-fn probe_report(inner: &Inner, site: &str, r: &actor::AgentReport) -> Result<Value, ApiError> {
+fn probe_report(
+    inner: &Inner,
+    site: &str,
+    r: &actor::AgentReport,
+) -> Result<suanwang_api::agent::ProbeVerdict, ApiError> {
     let mut probes = inner.probes.lock().map_err(|_| ApiError::unavailable("probes poisoned"))?;
     let Some(p) = probes.get_mut(site).filter(|p| p.attempt == r.attempt && p.result.is_none()) else {
         return Err(ApiError::new(
@@ -768,10 +891,19 @@ fn probe_report(inner: &Inner, site: &str, r: &actor::AgentReport) -> Result<Val
         .hint("the site registered again, or its probe was judged already"));
     };
     p.result = Some(crate::probe::judge(p.declared, r.succeeded, &r.stdout));
-    let out = json!({"site": site, "probe": p.state(), "declared": p.declared,
-        "found": p.result.as_ref().and_then(|r| r.as_ref().ok()),
-        "reason": p.result.as_ref().and_then(|r| r.as_ref().err())});
-    tracing::info!(site, probe = %out, "probe judged");
+    let capacity = |c: &crate::probe::Capacity| suanwang_api::agent::Capacity {
+        cores: c.cores,
+        memory_mib: c.memory_mib,
+        gpus: c.gpus,
+    };
+    let out = suanwang_api::agent::ProbeVerdict {
+        site: site.to_string(),
+        probe: p.state().to_string(),
+        declared: capacity(&p.declared),
+        found: p.result.as_ref().and_then(|r| r.as_ref().ok()).map(capacity),
+        reason: p.result.as_ref().and_then(|r| r.as_ref().err()).cloned(),
+    };
+    tracing::info!(site, probe = ?out, "probe judged");
     drop(probes);
     inner.views_changed.notify_waiters();
     Ok(out)
@@ -802,7 +934,7 @@ async fn put_checkpoint(
     Path((site, id)): Path<(String, String)>,
     q: Result<Query<CheckpointQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<suanwang_api::agent::CheckpointAnswer>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     may_run_site(&inner, &p, &site, false)?;
     let id = parse_id(&id)?;
@@ -839,7 +971,12 @@ async fn put_checkpoint(
         data: body.to_vec(),
     };
     inner.store.put_checkpoint(&cp).await.map_err(|e| ApiError::unavailable("the store").detail(e.to_string()))?;
-    Ok(Json(json!({"id": id, "attempt": q.attempt, "bytes": cp.data.len(), "at_ms": cp.at_ms})))
+    Ok(Json(suanwang_api::agent::CheckpointAnswer {
+        id,
+        attempt: q.attempt,
+        bytes: cp.data.len() as u64,
+        at_ms: cp.at_ms,
+    }))
 }
 
 /// A job's newest checkpoint, for the site the job is assigned to now (checkpoint data goes

@@ -132,6 +132,7 @@ fn filter(f: suanwang_sched::Filter) -> api::plan::Filter {
         F::Capacity => A::Capacity,
         F::Green => A::Green,
         F::Budget => A::Budget,
+        F::Agent => A::Agent,
     }
 }
 

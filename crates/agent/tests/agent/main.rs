@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use suanwang_agent::{ExecError, ExecState, Executor, ProcessExecutor, RunSpec, RunUser, Sandbox, SlurmExecutor};
 
+mod agent_loop;
 mod hostile;
 
 fn spec_in(executor: &str, tag: &str, command: &str, args: &[&str]) -> RunSpec {
@@ -337,4 +338,51 @@ fn the_slurm_executor_conforms() {
     if let Some(user) = run_user() {
         conformance(&SlurmExecutor::new(), "slurm-user", Some(&user));
     }
+}
+
+/// The process executor tells when a run ends (a pidfd, not a poll), also for a run adopted
+/// after a restart, and when a run reaches its time limit; output that is not UTF-8 is kept
+/// as bytes.
+#[test]
+fn the_process_executor_tells_when_a_run_ends() {
+    let (tx, rx) = std::sync::mpsc::channel::<suanwang_agent::Handle>();
+    let on_change: suanwang_agent::OnChange = std::sync::Arc::new(move |h: &suanwang_agent::Handle| {
+        let _ = tx.send(h.clone());
+    });
+    let e = ProcessExecutor::new().with_sandbox(Sandbox::detect(true));
+    let s =
+        RunSpec { user: run_user(), ..spec_in("process", "watch", "sh", &["-c", "sleep 0.3; printf '\\211PNG\\377'"]) };
+    let h = e.start(&s).expect("starts");
+    assert!(e.watch(&h, on_change.clone()), "the process executor has events");
+    assert_eq!(e.poll(&h).expect("polls").0, ExecState::Running);
+    let told = rx.recv_timeout(Duration::from_secs(30)).expect("told of the end");
+    assert_eq!(told, h);
+    assert_eq!(e.poll(&h).expect("polls").0, ExecState::Succeeded, "{:?}", e.logs(&h));
+    assert_eq!(e.logs_bytes(&h).expect("logs").0, b"\x89PNG\xff");
+
+    // a run past its time limit: told at the limit, stopped by the poll, told again at its exit
+    let s = RunSpec {
+        time_limit: Duration::from_secs(1),
+        user: run_user(),
+        ..spec_in("process", "watch-limit", "sleep", &["30"])
+    };
+    let h = e.start(&s).expect("starts");
+    assert!(e.watch(&h, on_change.clone()));
+    let started = std::time::Instant::now();
+    rx.recv_timeout(Duration::from_secs(30)).expect("told at the time limit");
+    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    let _ = e.poll(&h).expect("polls");
+    rx.recv_timeout(Duration::from_secs(30)).expect("told of the exit");
+    let (state, _) = e.poll(&h).expect("polls");
+    assert!(matches!(&state, ExecState::Failed { reason, .. } if reason.contains("time limit")), "{state:?}");
+
+    // adopted by a second instance (not its child): still an event
+    let s = RunSpec { user: run_user(), ..spec_in("process", "watch-adopted", "sleep", &["0.5"]) };
+    let first = ProcessExecutor::new().with_sandbox(Sandbox::detect(true));
+    let h = first.start(&s).expect("starts");
+    let second = ProcessExecutor::new().with_sandbox(Sandbox::detect(true));
+    let adopted = second.adopt(&s).expect("adopts").expect("a run");
+    assert!(second.watch(&adopted, on_change));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).expect("told"), adopted);
+    let _ = first.wait(&h, Duration::from_secs(30));
 }

@@ -221,3 +221,56 @@ proptest! {
         prop_assert!(e.counts().balanced());
     }
 }
+
+/// A job that runs a command is never "run" on a simulated site: it is placed only on a site
+/// with an agent, and a move (its site lost, or suspended with move) keeps that — to another
+/// agent site, else it fails with the reason. A snapshot keeps which sites run commands.
+#[test]
+fn a_job_with_a_command_moves_only_between_agent_sites() {
+    let net = shared_net();
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let ops = who("operator", "ops");
+    for id in ["box-a", "box-b"] {
+        e.apply(Command::RegisterSite { site: agent_site(id), owner: ops.clone(), approved: true }).expect("reg");
+    }
+    let with = net
+        .with_agent_site(&agent_site("box-a"))
+        .and_then(|n| n.with_agent_site(&agent_site("box-b")))
+        .expect("extends");
+    let job = |name: &str| {
+        spec(
+            &with,
+            &format!(
+                "name = \"{name}\"\ntenant = \"t\"\nkind = \"batch\"\norigin = \"beijing\"\n[resources]\nfamily = \"general\"\ncount = 1\nmemory_gib = 1\n[work]\nrun_time_s = 60\n[run]\ncommand = \"true\"\n"
+            ),
+        )
+    };
+    let placed_at = |events: &[Event], id: u64| {
+        events.iter().rev().find_map(|ev| match ev {
+            Event::Placed { id: i, site, .. } if *i == id => Some(site.clone()),
+            _ => None,
+        })
+    };
+    e.apply(Command::Submit { id: 1, job: Box::new(job("one")) }).expect("submit");
+    let first = placed_at(&e.take_events(), 1).expect("placed");
+    assert!(first.starts_with("box-"), "a job with a command goes to an agent site, not {first}");
+    let other = if first == "box-a" { "box-b" } else { "box-a" };
+    // its site is lost: it moves to the other agent site, never to the lost site's backup
+    e.apply(Command::SiteDown { site: first.clone() }).expect("down");
+    let evs = e.take_events();
+    assert_eq!(placed_at(&evs, 1).as_deref(), Some(other), "{evs:?}");
+    // that one is suspended with its jobs moved: no agent site is left, so it fails, saying why
+    e.apply(Command::Suspend { site: other.into(), suspended: true, move_jobs: true }).expect("suspend");
+    let evs = e.take_events();
+    let failed = evs.iter().find_map(|ev| match ev {
+        Event::Failed { id: 1, reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(failed.as_deref().is_some_and(|r| r.contains("agent")), "{evs:?}");
+    assert_eq!(e.state(1), None, "ended, not simulated somewhere");
+    // after a snapshot, the agent sites still run commands (and only they)
+    e.apply(Command::SiteUp { site: first.clone() }).expect("up");
+    let mut back = Engine::restore(&net, EngineConfig::default(), e.snapshot()).expect("restores");
+    back.apply(Command::Submit { id: 2, job: Box::new(job("two")) }).expect("submit");
+    assert_eq!(placed_at(&back.take_events(), 2).as_deref(), Some(first.as_str()));
+}

@@ -174,3 +174,53 @@ fn policies_pull_in_their_direction() {
     assert!(green.carbon_kg <= cheap.carbon_kg && green.carbon_kg <= near.carbon_kg);
     assert!(near.latency_ms <= cheap.latency_ms && near.latency_ms <= green.latency_ms);
 }
+
+/// A job that runs a command goes only where an agent runs commands: on the reference network
+/// (simulated sites) it is refused by the `agent` filter at every site, with the reason; the
+/// same job without its command is placed; once a site's agent runs commands, it goes there.
+#[test]
+fn a_job_with_a_command_is_placed_only_where_an_agent_runs_commands() {
+    let net = reference();
+    let text = format!(
+        "{BASE}kind = \"batch\"\norigin = \"beijing\"\n[resources]\nfamily = \"general\"\ncount = 2\nmemory_gib = 1\n[work]\nrun_time_s = 60\n"
+    );
+    let with_run = format!("{text}[run]\ncommand = \"true\"\n");
+    let refusal = plan(&net, &spec(&net, &with_run), start(), "balanced").expect_err("no agent site");
+    assert_eq!(refusal.rejections.len(), net.sites.len(), "{refusal}");
+    assert!(refusal.rejections.iter().all(|r| r.filter == Filter::Agent), "{refusal}");
+    assert!(refusal.rejections[0].detail().contains("only on sites with a live agent"), "{refusal}");
+    assert!(plan(&net, &spec(&net, &text), start(), "balanced").is_ok(), "without a command it is simulated");
+
+    let site = suanwang_core::network::AgentSite {
+        id: "box".into(),
+        city: "beijing".into(),
+        pue: 1.3,
+        pools: vec![suanwang_core::network::AgentPool {
+            name: "cpu".into(),
+            model: "generic-x86_64".into(),
+            count: 4,
+            memory_gib_per_unit: 2,
+            power_w_per_unit: 10.0,
+            price_fen_per_unit_hour: 30,
+        }],
+    };
+    let with_box = Arc::new(net.with_agent_site(&site).expect("extends"));
+    let job = spec(&with_box, &with_run);
+    let mut s = Scheduler::new(Arc::clone(&with_box), start(), Config::default());
+    let policy = Policy::named("balanced").expect("policy");
+    assert!(s.plan(&job, start(), &policy).is_err(), "a site is not an agent's until marked");
+    assert!(s.set_site_runs_commands("box", true).is_some());
+    assert_eq!(s.plan(&job, start(), &policy).expect("placed").chosen.site, "box");
+    // and the mark carries over when the network grows again
+    let more = suanwang_core::network::AgentSite { id: "box2".into(), ..site };
+    let grown = Arc::new(with_box.with_agent_site(&more).expect("extends"));
+    let s2 = s.extended(Arc::clone(&grown)).expect("extends");
+    let box_index = grown.sites.iter().position(|x| x.id == "box").expect("box");
+    assert!(s2.site_runs_commands(box_index) && !s2.site_runs_commands(box_index + 1));
+    // an agent site that is lost takes nothing: the job is refused, not simulated elsewhere
+    s.set_site_available("box", false);
+    let refusal = s.plan(&job, start(), &policy).expect_err("no live agent");
+    let at_box = refusal.rejections.iter().find(|r| r.site == "box").expect("box judged");
+    assert_eq!(at_box.filter, Filter::Unavailable);
+    assert!(refusal.rejections.iter().filter(|r| r.site != "box").all(|r| r.filter == Filter::Agent));
+}

@@ -241,8 +241,31 @@ async fn implausible_reports_are_refused_and_never_billed() {
 
     // the longest plausible run is billed, and no more than its share of the time limit
     let wall = limit as f64 + suanwang_engine::WALL_GRACE_S;
-    let (st, done) = call(&s.url, "POST", reports, Some(&op), body(&rep(wall, wall, 1024.0)), None).await;
+    // unknown keys are still refused; the raw bytes of output that is not UTF-8 are taken
+    let mut bogus = rep(1.0, 1.0, 1.0);
+    bogus["stdout_bytes"] = json!("x");
+    let (st, e) = call(&s.url, "POST", reports, Some(&op), body(&bogus), None).await;
+    assert_eq!((st, e["code"].as_str()), (422, Some("invalid_report")), "{e}");
+    let mut last = rep(wall, wall, 1024.0);
+    last["stdout"] = json!("\u{fffd}PNG");
+    last["stdout_base64"] = json!(suanwang_api::agent::base64(b"\x89PNG"));
+    last["stderr_base64"] = Value::Null;
+    let (st, done) = call(&s.url, "POST", reports, Some(&op), body(&last), None).await;
     assert_eq!((st, done["state"].as_str()), (200, Some("completed")), "{done}");
+    // the output is kept as bytes: shown lossily, and offered raw
+    let logs = format!("/v1/jobs/{id}/logs");
+    let (st, shown) = call(&s.url, "GET", &logs, Some(&tenant), None, None).await;
+    assert_eq!((st, shown["stdout"].as_str()), (200, Some("\u{fffd}PNG")), "{shown}");
+    let raw =
+        crate::http().get(format!("{}{logs}?raw=stdout", s.url)).bearer_auth(&tenant).send().await.expect("raw logs");
+    assert_eq!(raw.status().as_u16(), 200);
+    assert_eq!(raw.bytes().await.expect("bytes").as_ref(), b"\x89PNG", "the bytes as the run wrote them");
+    let (st, e) = call(&s.url, "GET", &format!("{logs}?raw=both"), Some(&tenant), None, None).await;
+    assert_eq!((st, e["field"].as_str()), (400, Some("raw")), "{e}");
+    let mut bad = rep(1.0, 1.0, 1.0);
+    bad["stdout_base64"] = json!("not base64!");
+    let (st, e) = call(&s.url, "POST", reports, Some(&op), body(&bad), None).await;
+    assert_eq!((st, e["field"].as_str()), (422, Some("stdout_base64")), "{e}");
     let money = done["meter"]["money_fen"].as_i64().expect("money");
     assert!(money > 0 && money < 10_000, "a core for three minutes at 30 fen an hour: {done}");
     let kpis = |url: String, tok: String| async move {
@@ -292,4 +315,77 @@ async fn a_site_registered_before_ownership_was_logged_keeps_its_registrant() {
     assert_eq!(call(&s.url, "GET", "/v1/agents/acme-old/assignments", Some(&other), None, None).await.0, 403);
     let (st, r) = register(&s.url, &acme, &cpu_site("acme-old", 2, 30)).await;
     assert_eq!((st, r["approval"].as_str()), (200, Some("approved")), "{r}");
+}
+
+/// Registration checks who asks before what is asked (a tenant gets 403 whatever its body),
+/// and a bad site id or city is bad input (422 naming the field), not a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_checks_the_role_first_and_names_a_bad_site_id() {
+    let store = sqlite("trust-register-order").await;
+    let s = start(store.clone()).await;
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let acme = create_token(&store, Role::Provider, "acme").await.expect("token");
+    let tenant = create_token(&store, Role::Tenant, "acme-ai").await.expect("token");
+    let regulator = create_token(&store, Role::Regulator, "nda").await.expect("token");
+    for (token, raw) in [(&tenant, &b"not json"[..]), (&tenant, b"{}"), (&regulator, b"{\"site\": 1}")] {
+        let (st, r) = call(&s.url, "POST", "/v1/agents/register", Some(token), Some(raw.to_vec()), None).await;
+        assert_eq!((st, r["code"].as_str()), (403, Some("forbidden")), "{r}");
+    }
+    let (st, _) = register(&s.url, &tenant, &cpu_site("acme-ai-x", 2, 30)).await;
+    assert_eq!(st, 403, "a valid body does not help a tenant");
+    let mut unknown_city = cpu_site("acme-c", 2, 30);
+    unknown_city["site"]["city"] = json!("atlantis");
+    let cases: Vec<(&str, Value, &str, &str)> = vec![
+        ("upper case", cpu_site("Acme-X", 2, 30), "site.id", "lowercase"),
+        ("empty", cpu_site("", 2, 30), "site.id", "is empty"),
+        ("too long", cpu_site(&format!("acme-{}", "x".repeat(80)), 2, 30), "site.id", "the limit is 64"),
+        ("a slash", cpu_site("acme/x", 2, 30), "site.id", "'/'"),
+        ("a place", cpu_site("beijing", 2, 30), "site.id", "already the id of a place"),
+        ("unknown city", unknown_city, "site.city", "atlantis"),
+    ];
+    for (what, reg, field, says) in cases {
+        for token in [&op, &acme] {
+            let (st, r) = register(&s.url, token, &reg).await;
+            assert_eq!((st, r["field"].as_str()), (422, Some(field)), "{what}: {r}");
+            assert!(r["message"].as_str().is_some_and(|m| m.contains(says)), "{what}: {says} in {r}");
+        }
+    }
+    // and a good one still registers, its answer typed as before
+    let (st, r) = register(&s.url, &op, &cpu_site("ops-dc", 2, 30)).await;
+    assert_eq!(st, 200, "{r}");
+    for key in ["site", "registered", "approval", "control_plane"] {
+        assert!(r.get(key).is_some(), "{key} in {r}");
+    }
+}
+
+/// End to end: a job with a command submitted where no agent runs commands is refused (it was
+/// once placed on a simulated site, marked completed and billed without running); with an
+/// agent's site it goes there, and when it is moved away from that site it does not go to a simulated one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_a_command_goes_only_to_a_site_with_a_live_agent() {
+    let store = sqlite("trust-run-needs-agent").await;
+    let s = start(store.clone()).await;
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let tenant = create_token(&store, Role::Tenant, "acme-ai").await.expect("token");
+    let free = |name: &str| {
+        json!({
+            "name": name, "tenant": "acme-ai", "kind": "batch", "origin": "beijing",
+            "resources": {"family": "general", "count": 1, "memory_gib": 1}, "work": {"run_time_s": 60},
+            "run": {"command": "sh", "args": ["-c", "echo hi"]}
+        })
+    };
+    let (st, job) = call(&s.url, "POST", "/v1/jobs", Some(&tenant), body(&free("nowhere")), None).await;
+    assert_eq!((st, job["state"].as_str()), (201, Some("refused")), "{job}");
+    assert!(job["reason"].as_str().is_some_and(|r| r.contains("by agent")), "{job}");
+    assert_eq!(register(&s.url, &op, &cpu_site("box", 4, 30)).await.0, 200);
+    let (st, job) = call(&s.url, "POST", "/v1/jobs", Some(&tenant), body(&free("boxed")), None).await;
+    assert_eq!((st, job["site"].as_str()), (201, Some("box")), "{job}");
+    let id = job["id"].as_u64().expect("id");
+    // the operator suspends the site and moves its jobs: no agent site is left, so the job
+    // fails instead of being simulated
+    let (st, r) = call(&s.url, "POST", "/v1/sites/box/suspend?move=true", Some(&op), None, None).await;
+    assert_eq!(st, 200, "{r}");
+    let (_, view) = call(&s.url, "GET", &format!("/v1/jobs/{id}"), Some(&tenant), None, None).await;
+    assert_eq!(view["state"].as_str(), Some("failed"), "{view}");
+    assert!(view["meter"].is_null() || view["meter"]["money_fen"] == 0, "billed nothing: {view}");
 }
