@@ -611,7 +611,8 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
             }
             // a deadline decades away means no deadline; beyond this the scheduler's time
             // arithmetic would leave the range it is checked for
-            Ok(t) if t.0.saturating_sub(now.0) > MAX_DEADLINE_AHEAD_MS => {
+            // (a restore parses with `now` at the dawn of time: no horizon then)
+            Ok(t) if t.0.checked_sub(now.0).is_some_and(|ahead| ahead > MAX_DEADLINE_AHEAD_MS) => {
                 c.push(
                     "deadline",
                     format!("{t} is more than 100 years after now"),

@@ -78,11 +78,18 @@ pub enum JobState {
 pub struct EngineConfig {
     pub sched: Config,
     pub policy: Policy,
+    /// A control plane that simulates at speed (`--time-scale`) shortens the wait for a
+    /// deferred start by this factor, as it shortens run times: 1 in real time.
+    pub time_scale: f64,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { sched: Config::default(), policy: Policy::named("balanced").unwrap_or(Policy::BALANCED) }
+        EngineConfig {
+            sched: Config::default(),
+            policy: Policy::named("balanced").unwrap_or(Policy::BALANCED),
+            time_scale: 1.0,
+        }
     }
 }
 
@@ -438,6 +445,8 @@ pub struct EngineSnapshot {
 pub struct Engine {
     sched: Scheduler,
     policy: Policy,
+    /// See [`EngineConfig::time_scale`].
+    time_scale: f64,
     now: Ts,
     jobs: HashMap<JobId, Record>,
     timers: BinaryHeap<Reverse<Timer>>,
@@ -455,6 +464,7 @@ impl Engine {
         Engine {
             sched: Scheduler::new(net, now, cfg.sched),
             policy: cfg.policy,
+            time_scale: if cfg.time_scale.is_finite() && cfg.time_scale > 0.0 { cfg.time_scale } else { 1.0 },
             now,
             jobs: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -742,7 +752,16 @@ impl Engine {
         }
         // Capacity is kept in 15-minute slots; a job planned for the first slot it could have
         // starts as soon as its data is in place rather than waiting for the slot boundary.
-        let start = if c.start_at.0 - self.now.0 <= 900_000 { arrival.max(self.now) } else { c.start_at };
+        // a deferred start waits its planned time × the time scale (at speed, a wait of hours
+        // passes in seconds, as run times do)
+        let start = if c.start_at.0 - self.now.0 <= 900_000 {
+            arrival.max(self.now)
+        } else if (self.time_scale - 1.0).abs() < f64::EPSILON {
+            c.start_at
+        } else {
+            let wait = ((c.start_at.0 - self.now.0) as f64 * self.time_scale).round() as i64;
+            Ts(self.now.0.saturating_add(wait)).max(arrival)
+        };
         self.timer(start.max(self.now), id, record.attempt, Phase::Start);
     }
 

@@ -221,8 +221,8 @@ impl Pending {
 }
 
 impl Actor {
-    pub fn new_engine(net: &Arc<Network>, policy: &Policy, now: Ts) -> Engine {
-        Engine::new(Arc::clone(net), now, EngineConfig { sched: Config::default(), policy: policy.clone() })
+    pub fn new_engine(net: &Arc<Network>, policy: &Policy, time_scale: f64, now: Ts) -> Engine {
+        Engine::new(Arc::clone(net), now, EngineConfig { sched: Config::default(), policy: policy.clone(), time_scale })
     }
 
     /// The newest snapshot that can be read and restored: (seq, engine, views). A snapshot of
@@ -231,6 +231,7 @@ impl Actor {
         inner: &Inner,
         store: &AnyStore,
         policy: &Policy,
+        time_scale: f64,
     ) -> Result<Option<(i64, Engine, Views)>, StoreError> {
         for (seq, body) in store.snapshots().await? {
             let snap = match serde_json::from_str::<Snapshot>(&body) {
@@ -249,7 +250,7 @@ impl Actor {
                     continue;
                 }
             };
-            let cfg = EngineConfig { sched: Config::default(), policy: policy.clone() };
+            let cfg = EngineConfig { sched: Config::default(), policy: policy.clone(), time_scale };
             match Engine::restore(&inner.base_net, cfg, snap.engine) {
                 Ok(engine) => return Ok(Some((seq, engine, Views::restore(snap.views)))),
                 Err(e) => tracing::warn!(seq, error = %e, "snapshot does not restore; skipped"),
@@ -273,7 +274,7 @@ impl Actor {
         let mut after = 0;
         let mut engine: Option<Engine> = None;
         let mut views = Views::default();
-        if let Some((seq, e, v)) = Actor::load_snapshot(inner, store, policy).await? {
+        if let Some((seq, e, v)) = Actor::load_snapshot(inner, store, policy, time_scale).await? {
             engine = Some(e);
             views = v;
             after = seq;
@@ -288,7 +289,7 @@ impl Actor {
             for row in &rows {
                 after = row.seq;
                 let at = Ts(row.at_ms);
-                let e = engine.get_or_insert_with(|| Actor::new_engine(&inner.base_net, policy, at));
+                let e = engine.get_or_insert_with(|| Actor::new_engine(&inner.base_net, policy, time_scale, at));
                 let _ = e.advance_to(at);
                 let timer_events = e.take_events();
                 stage_and_install(&mut views, vec![], &timer_events, &e.network(), &mut pending);
@@ -357,7 +358,7 @@ impl Actor {
             pending.flush(store).await?;
         }
         let now = wall_now();
-        let mut engine = engine.unwrap_or_else(|| Actor::new_engine(&inner.base_net, policy, now));
+        let mut engine = engine.unwrap_or_else(|| Actor::new_engine(&inner.base_net, policy, time_scale, now));
         let _ = engine.advance_to(now);
         let events = engine.take_events();
         stage_and_install(&mut views, vec![], &events, &engine.network(), &mut pending);

@@ -238,8 +238,11 @@ where
     let scenario = &cfg.scenario;
     let t0 = Ts::parse(&scenario.start).map_err(TwinError::Scenario)?;
     let mapper = Mapper::new(net, scenario, kind.is_hpc(), matches!(kind, TraceKind::AzureLlm));
-    let mut engine =
-        Engine::new(Arc::clone(net), t0, EngineConfig { sched: Config::default(), policy: cfg.policy.clone() });
+    let mut engine = Engine::new(
+        Arc::clone(net),
+        t0,
+        EngineConfig { sched: Config::default(), policy: cfg.policy.clone(), time_scale: 1.0 },
+    );
     let mut acc = Acc {
         net,
         k: empty_kpis(&cfg.policy.name),

@@ -144,3 +144,29 @@ async fn an_unreadable_snapshot_is_skipped_and_the_log_replayed() {
         assert_eq!((st, j["id"].as_u64()), (201, Some(6)), "{}: ids continue", store.kind());
     }
 }
+
+/// At `--time-scale` a deferred start waits its planned wait × the scale, as run times are
+/// scaled (a batch job used to wait real hours for a green slot at 0.001).
+#[tokio::test]
+async fn at_a_time_scale_a_deferred_start_is_scaled_too() {
+    let store = sqlite("timescale").await;
+    let cfg = suanwang_server::ServerConfig { time_scale: 1e-4, ..suanwang_server::ServerConfig::default() };
+    let s = crate::start_with(store.clone(), cfg).await;
+    let a = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    // delay-tolerant batch jobs: the balanced policy defers some to greener or cheaper hours
+    let mut placed = vec![];
+    for i in 0..8 {
+        let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", &format!("t{i}"))), None).await;
+        assert_eq!(st, 201, "{j}");
+        placed.push(j);
+    }
+    for j in placed {
+        let (id, submitted) = (j["id"].as_u64().expect("id"), j["submitted_at"].as_i64().expect("submitted"));
+        let planned_wait_ms = j["start_at"].as_i64().expect("placed") - submitted;
+        let v = until(&s.url, &a, &format!("/v1/jobs/{id}"), |v| v["started_at"].is_i64()).await;
+        let waited_ms = v["started_at"].as_i64().expect("started") - submitted;
+        // the scaled wait, plus the server's 250 ms tick and some slack for a loaded machine
+        let bound = (planned_wait_ms as f64 * 1e-4) as i64 + 3_000;
+        assert!(waited_ms <= bound, "job {id} planned to wait {planned_wait_ms} ms, waited {waited_ms} ms");
+    }
+}
