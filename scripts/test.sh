@@ -122,12 +122,32 @@ if [ "$PY_TOOLS" = 1 ]; then
   st_ok=1
   for who in operator tenant; do
     tok=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$ST_DIR/data/credentials.json" "$who")
-    # run from the temporary directory: schemathesis keeps its cache (.schemathesis/) where it runs
-    if ! (cd "$ST_DIR" && "$ROOT/$PYENV/bin/st" --config-file "$ROOT/scripts/schemathesis.toml" \
-      run "http://127.0.0.1:$ST_PORT/openapi.json" --checks all --workers 2 -H "Authorization: Bearer $tok") \
-      >"$ST_DIR/st-$who.txt" 2>&1; then
-      st_ok=0
-      tail -n 80 "$ST_DIR/st-$who.txt"
+    # run from the temporary directory: schemathesis keeps its cache (.schemathesis/) where it runs;
+    # POST /v1/admin/restart is left out: it restarts the server under test (its own test is
+    # `bench soak`, and the restart route's role check is in the server's tests)
+    run_st() {
+      (cd "$ST_DIR" && "$ROOT/$PYENV/bin/st" --config-file "$ROOT/scripts/schemathesis.toml" \
+        run "http://127.0.0.1:$ST_PORT/openapi.json" --checks all --workers 2 -H "Authorization: Bearer $tok" \
+        --exclude-path /v1/admin/restart) >"$ST_DIR/st-$who.txt" 2>&1
+    }
+    # CPython 3.11.7 (these machines' python3) can raise "SystemError: AST constructor recursion
+    # depth mismatch" inside hypothesis (a CPython bug, fixed in 3.11.8): a run whose only errors
+    # are that one is run again, and a second such run is a warning, not a finding; any failed
+    # check or other error fails the step
+    only_cpython_bug() {
+      grep -q "AST constructor recursion depth mismatch" "$ST_DIR/st-$who.txt" &&
+        ! grep -q "^Failures:" "$ST_DIR/st-$who.txt" &&
+        ! grep -A5 "^Errors:" "$ST_DIR/st-$who.txt" | grep -v "Runtime Error" | grep -q "🚫"
+    }
+    if ! run_st; then
+      if only_cpython_bug && ! run_st && only_cpython_bug; then
+        echo "warning: schemathesis ($who) hit CPython's AST recursion bug twice; no check failed" >&2
+      elif [ -s "$ST_DIR/st-$who.txt" ] && ! grep -q "^Failures:\|^Errors:" "$ST_DIR/st-$who.txt"; then
+        : # the rerun passed
+      else
+        st_ok=0
+        tail -n 80 "$ST_DIR/st-$who.txt"
+      fi
     fi
     echo "$who: $(tail -n 1 "$ST_DIR/st-$who.txt")"
   done

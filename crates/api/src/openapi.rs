@@ -18,6 +18,8 @@ pub enum Body {
     Bytes(&'static str),
     /// Text of this media type.
     Text(&'static str),
+    /// JSON of the named component schema, or (as a query parameter asks) bytes of this media type.
+    JsonOrBytes(&'static str, &'static str),
 }
 
 /// One route the server serves.
@@ -99,7 +101,7 @@ pub const ROUTES: &[Route] = &[
         ..route("get", "/v1/kpis", "Job counts, placements, energy, green and hub shares", "operator, regulator")
     },
     Route {
-        response: Body::Json("JobLogs"),
+        response: Body::JsonOrBytes("JobLogs", "application/octet-stream"),
         query: &["raw"],
         ..route(
             "get",
@@ -300,6 +302,10 @@ fn content(body: Body) -> Option<Value> {
         Body::AnyJson => Some(json!({"application/json": {"schema": {"type": "object"}}})),
         Body::Bytes(media) => Some(json!({media: {"schema": {"type": "string", "format": "binary"}}})),
         Body::Text(media) => Some(json!({media: {"schema": {"type": "string"}}})),
+        Body::JsonOrBytes(name, media) => Some(json!({
+            "application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}},
+            media: {"schema": {"type": "string", "format": "binary"}},
+        })),
     }
 }
 

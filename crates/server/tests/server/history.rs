@@ -170,3 +170,21 @@ async fn at_a_time_scale_a_deferred_start_is_scaled_too() {
         assert!(waited_ms <= bound, "job {id} planned to wait {planned_wait_ms} ms, waited {waited_ms} ms");
     }
 }
+
+/// `POST /v1/admin/restart` is the operator's alone; it answers 202 and notifies whoever serves
+/// (the binary re-executes itself on that notice).
+#[tokio::test]
+async fn only_an_operator_may_restart_the_control_plane() {
+    let store = sqlite("restart-route").await;
+    let cfg = suanwang_server::ServerConfig::default();
+    let restart = std::sync::Arc::clone(&cfg.restart);
+    let s = crate::start_with(store.clone(), cfg).await;
+    let a = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let (st, e) = call(&s.url, "POST", "/v1/admin/restart", Some(&a), None, None).await;
+    assert_eq!((st, e["code"].as_str()), (403, Some("forbidden")), "{e}");
+    let notified = restart.notified();
+    let (st, r) = call(&s.url, "POST", "/v1/admin/restart", Some(&op), None, None).await;
+    assert_eq!((st, r["restarting"].as_bool()), (202, Some(true)), "{r}");
+    tokio::time::timeout(std::time::Duration::from_secs(5), notified).await.expect("the server was told to restart");
+}
