@@ -80,6 +80,9 @@ const MIGRATIONS: &[&str] = &[
     )",
 ];
 
+/// Job rows per upsert statement (19 parameters each, well under SQLite's 32,766).
+const JOB_ROWS_PER_STATEMENT: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// The one writer.
@@ -187,33 +190,37 @@ impl Store for SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        let upsert = format!(
-            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET {JOB_UPDATE}"
-        );
-        for j in last_row_per_job(batch.jobs) {
-            sqlx::query(sqlx::AssertSqlSafe(upsert.as_str()))
-                .bind(j.id)
-                .bind(&j.tenant)
-                .bind(&j.name)
-                .bind(&j.kind)
-                .bind(&j.state)
-                .bind(&j.site)
-                .bind(&j.pool)
-                .bind(j.submitted_at_ms)
-                .bind(&j.submitted_by)
-                .bind(j.updated_at_ms)
-                .bind(j.start_at_ms)
-                .bind(j.end_at_ms)
-                .bind(j.started_at_ms)
-                .bind(j.ended_at_ms)
-                .bind(j.attempts)
-                .bind(&j.reason)
-                .bind(&j.meter)
-                .bind(&j.usage)
-                .bind(&j.spec)
-                .execute(&mut *tx)
-                .await?;
+        // many rows per statement: each statement is a round trip to SQLite's worker thread
+        let rows = last_row_per_job(batch.jobs);
+        for chunk in rows.chunks(JOB_ROWS_PER_STATEMENT) {
+            let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+            let values = vec![one; chunk.len()].join(", ");
+            let upsert =
+                format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES {values} ON CONFLICT (id) DO UPDATE SET {JOB_UPDATE}");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(upsert));
+            for j in chunk {
+                q = q
+                    .bind(j.id)
+                    .bind(&j.tenant)
+                    .bind(&j.name)
+                    .bind(&j.kind)
+                    .bind(&j.state)
+                    .bind(&j.site)
+                    .bind(&j.pool)
+                    .bind(j.submitted_at_ms)
+                    .bind(&j.submitted_by)
+                    .bind(j.updated_at_ms)
+                    .bind(j.start_at_ms)
+                    .bind(j.end_at_ms)
+                    .bind(j.started_at_ms)
+                    .bind(j.ended_at_ms)
+                    .bind(j.attempts)
+                    .bind(&j.reason)
+                    .bind(&j.meter)
+                    .bind(&j.usage)
+                    .bind(&j.spec);
+            }
+            q.execute(&mut *tx).await?;
         }
         for l in batch.logs {
             sqlx::query(
