@@ -115,9 +115,14 @@ pub struct AgentReport {
     pub raw_stderr: Option<Vec<u8>>,
 }
 
-/// The last `n` bytes of `b`.
-fn tail_bytes(b: &[u8], n: usize) -> Vec<u8> {
-    b[b.len().saturating_sub(n)..].to_vec()
+/// What run_logs keeps of a stream: the last `LOG_TAIL_BYTES` of its raw bytes when the agent
+/// sent them, else of its text (cut on a character boundary).
+fn stored_tail(raw: Option<&[u8]>, text: &str) -> Vec<u8> {
+    use suanwang_api::agent::LOG_TAIL_BYTES;
+    match raw {
+        Some(b) => b[b.len().saturating_sub(LOG_TAIL_BYTES)..].to_vec(),
+        None => tail(text, LOG_TAIL_BYTES).into_bytes(),
+    }
 }
 
 /// The last `n` bytes of `s`, on a character boundary.
@@ -591,14 +596,8 @@ impl Actor {
                         job_id: i64::try_from(r.id).unwrap_or(i64::MAX),
                         attempt: i64::from(r.attempt),
                         at_ms: now.0,
-                        stdout: r
-                            .raw_stdout
-                            .as_deref()
-                            .map_or_else(|| tail(&r.stdout, 65_536).into_bytes(), |b| tail_bytes(b, 65_536)),
-                        stderr: r
-                            .raw_stderr
-                            .as_deref()
-                            .map_or_else(|| tail(&r.stderr, 65_536).into_bytes(), |b| tail_bytes(b, 65_536)),
+                        stdout: stored_tail(r.raw_stdout.as_deref(), &r.stdout),
+                        stderr: stored_tail(r.raw_stderr.as_deref(), &r.stderr),
                     });
                     pending_cancels.push((reply, r.id));
                 }

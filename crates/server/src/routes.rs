@@ -488,7 +488,7 @@ async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<api::Kpis>, Ap
     let t = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?.totals.clone();
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     Ok(Json(api::Kpis {
-        jobs_by_state: t.by_state.into_iter().filter(|(_, n)| *n > 0).collect(),
+        jobs_by_state: t.counts_by_state().into_iter().collect(),
         energy_kwh: t.energy_kwh,
         green_share: ratio(t.green_kwh, t.energy_kwh),
         carbon_kg: t.carbon_kg,
