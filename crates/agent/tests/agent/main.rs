@@ -152,11 +152,14 @@ fn restart_conformance(first: &dyn Executor, second: &dyn Executor, label: &str)
     assert!(!first.running().expect("running").contains(&h), "the orphan still runs");
 
     // the time limit counts from the real start, not from the adoption: a run adopted after
-    // outliving its limit is stopped at once (the sleep lets it age; it synchronises nothing)
+    // outliving its limit is stopped at once (the sleep lets it age twice its limit, so a
+    // scheduler that starts it a few seconds late still has it over the limit; it synchronises
+    // nothing). The wait after adoption stays under the limit: counted from the adoption, the
+    // limit would not be reached in it.
     let mut s = spec_in(name, "aged", "sleep", &["60"]);
     s.time_limit = Duration::from_secs(3);
     let h = first.start(&s).expect("starts");
-    std::thread::sleep(Duration::from_millis(3500));
+    std::thread::sleep(Duration::from_secs(6));
     let adopted = second.adopt(&s).expect("adopts").expect("a run to adopt");
     match second.wait(&adopted, Duration::from_secs(2)).expect("waits").0 {
         ExecState::Failed { reason, .. } => assert!(reason.contains("time limit"), "{reason}"),

@@ -46,12 +46,12 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
     Proc(c.spawn().expect("suanwang starts"))
 }
 
-struct Up {
+pub struct Up {
     child: Proc,
-    url: String,
-    dir: std::path::PathBuf,
-    operator: String,
-    tenant: String,
+    pub url: String,
+    pub dir: std::path::PathBuf,
+    pub operator: String,
+    pub tenant: String,
 }
 
 impl Drop for Up {
@@ -62,7 +62,7 @@ impl Drop for Up {
     }
 }
 
-async fn up(tag: &str, extra: &[&str]) -> Up {
+pub async fn up(tag: &str, extra: &[&str]) -> Up {
     let dir = std::env::temp_dir().join(format!("suanwang-agents-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let port = free_port();

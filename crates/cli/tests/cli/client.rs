@@ -1,58 +1,15 @@
 //! The client commands against `suanwang up`: what `jobs`, `submit`, `plan --server` and
 //! `job ID` print for people.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
-struct Up {
-    child: Child,
-    url: String,
-    dir: std::path::PathBuf,
-    operator: String,
-    tenant: String,
-}
+use crate::agents::{Up, up as up_with};
 
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
+/// `suanwang up` without its local agent (these tests need none).
 async fn up(tag: &str) -> Up {
-    let dir = std::env::temp_dir().join(format!("suanwang-client-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_suanwang"))
-        .args([
-            "up",
-            "--no-local-agent",
-            "--data",
-            dir.to_str().expect("utf8"),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env_remove("SUANWANG_SERVER")
-        .env_remove("SUANWANG_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("suanwang up starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while crate::http().get(format!("{url}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "suanwang up did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let creds: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("credentials.json")).expect("credentials"))
-            .expect("json");
-    let (operator, tenant) =
-        (creds["operator"].as_str().expect("op").into(), creds["tenant"].as_str().expect("t").into());
-    Up { child, url, dir, operator, tenant }
+    up_with(&format!("client-{tag}"), &["--no-local-agent"]).await
 }
 
 /// `suanwang ARGS` against the server with `token`.
