@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+/// jemalloc, tuned in `.cargo/config.toml` to return freed memory within a second: the
+/// server's resident memory then follows what it holds live, not how many jobs it has served
+/// (glibc's arenas kept growing; ARCHITECTURE.md, "Memory").
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod agent_cmd;
 mod bench_cmd;
 mod http;
