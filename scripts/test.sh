@@ -25,6 +25,8 @@ install_packages() {
 # GNU time and util-linux's prlimit meter and limit the executors' runs; Slurm (one node) serves
 # the Slurm executor's tests
 missing=()
+# make builds jemalloc, the binary's allocator (tikv-jemalloc-sys runs it)
+command -v make >/dev/null || missing+=(make)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v prlimit >/dev/null || missing+=(util-linux)
 command -v slurmctld >/dev/null || missing+=(slurm-wlm munge)
