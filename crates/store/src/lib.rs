@@ -16,6 +16,32 @@
 //!
 //! Architecture invariant: the only crate that speaks SQL.
 
+/// Binds a `JobRow`'s fields to a query in `JOB_COLUMNS` order: one list for both backends
+/// (a macro, as each backend's query has its own argument type).
+macro_rules! bind_job {
+    ($q:expr, $j:expr) => {
+        $q.bind($j.id)
+            .bind(&$j.tenant)
+            .bind(&$j.name)
+            .bind(&$j.kind)
+            .bind(&$j.state)
+            .bind(&$j.site)
+            .bind(&$j.pool)
+            .bind($j.submitted_at_ms)
+            .bind(&$j.submitted_by)
+            .bind($j.updated_at_ms)
+            .bind($j.start_at_ms)
+            .bind($j.end_at_ms)
+            .bind($j.started_at_ms)
+            .bind($j.ended_at_ms)
+            .bind($j.attempts)
+            .bind(&$j.reason)
+            .bind(&$j.meter)
+            .bind(&$j.usage)
+            .bind(&$j.spec)
+    };
+}
+
 mod postgres;
 mod sqlite;
 

@@ -165,28 +165,7 @@ impl Store for PgStore {
              ON CONFLICT (id) DO UPDATE SET {JOB_UPDATE}"
         );
         for j in last_row_per_job(batch.jobs) {
-            sqlx::query(sqlx::AssertSqlSafe(upsert.as_str()))
-                .bind(j.id)
-                .bind(&j.tenant)
-                .bind(&j.name)
-                .bind(&j.kind)
-                .bind(&j.state)
-                .bind(&j.site)
-                .bind(&j.pool)
-                .bind(j.submitted_at_ms)
-                .bind(&j.submitted_by)
-                .bind(j.updated_at_ms)
-                .bind(j.start_at_ms)
-                .bind(j.end_at_ms)
-                .bind(j.started_at_ms)
-                .bind(j.ended_at_ms)
-                .bind(j.attempts)
-                .bind(&j.reason)
-                .bind(&j.meter)
-                .bind(&j.usage)
-                .bind(&j.spec)
-                .execute(&mut *tx)
-                .await?;
+            bind_job!(sqlx::query(sqlx::AssertSqlSafe(upsert.as_str())), j).execute(&mut *tx).await?;
         }
         for l in batch.logs {
             sqlx::query(

@@ -199,26 +199,7 @@ impl Store for SqliteStore {
                 format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES {values} ON CONFLICT (id) DO UPDATE SET {JOB_UPDATE}");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(upsert));
             for j in chunk {
-                q = q
-                    .bind(j.id)
-                    .bind(&j.tenant)
-                    .bind(&j.name)
-                    .bind(&j.kind)
-                    .bind(&j.state)
-                    .bind(&j.site)
-                    .bind(&j.pool)
-                    .bind(j.submitted_at_ms)
-                    .bind(&j.submitted_by)
-                    .bind(j.updated_at_ms)
-                    .bind(j.start_at_ms)
-                    .bind(j.end_at_ms)
-                    .bind(j.started_at_ms)
-                    .bind(j.ended_at_ms)
-                    .bind(j.attempts)
-                    .bind(&j.reason)
-                    .bind(&j.meter)
-                    .bind(&j.usage)
-                    .bind(&j.spec);
+                q = bind_job!(q, j);
             }
             q.execute(&mut *tx).await?;
         }
