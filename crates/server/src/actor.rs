@@ -161,6 +161,8 @@ pub struct Actor {
     /// Sequence number of the last command in the log.
     pub last_seq: i64,
     pub since_snapshot: u64,
+    /// Live jobs in the last snapshot taken: the next waits for at least as many commands.
+    pub snapshot_live: u64,
     /// Set while a snapshot is being written.
     pub snapshot_running: Arc<std::sync::atomic::AtomicBool>,
     /// An agent silent this long loses its site.
@@ -393,7 +395,10 @@ impl Actor {
             return;
         }
         let views = match self.inner.views.read() {
-            Ok(v) => v.snapshot(),
+            Ok(v) => {
+                self.snapshot_live = v.live.len() as u64;
+                v.snapshot()
+            }
             Err(_) => {
                 self.snapshot_running.store(false, Ordering::Release);
                 return;
@@ -719,7 +724,11 @@ impl Actor {
                 for (reply, grant) in pending_grants {
                     let _ = reply.send(Ok(grant));
                 }
-                if self.since_snapshot >= self.snapshot_every {
+                // a snapshot costs in proportion to the live jobs it holds: waiting for as many
+                // commands as the last one held jobs bounds that cost to a few jobs' worth per
+                // command (the live set at most doubles meanwhile), and a restart replays no
+                // more commands than the newest snapshot holds jobs
+                if self.since_snapshot >= self.snapshot_every.max(self.snapshot_live) {
                     self.snapshot();
                 }
             }

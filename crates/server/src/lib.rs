@@ -104,8 +104,9 @@ pub struct ServerConfig {
     /// Simulated sites run jobs for their declared time × this factor.
     pub time_scale: f64,
     pub policy: Policy,
-    /// A snapshot of engine and views is stored after this many commands; a restart loads the
-    /// newest and replays only the commands after it.
+    /// A snapshot of engine and views is stored after this many commands, or after as many
+    /// commands as the last snapshot held live jobs when that is more (a snapshot's cost grows
+    /// with them); a restart loads the newest and replays only the commands after it.
     pub snapshot_every: u64,
     /// An agent silent for this long loses its site (its jobs are moved).
     pub agent_timeout: std::time::Duration,
@@ -234,6 +235,7 @@ pub async fn build(
         snapshot_every: cfg.snapshot_every.max(1),
         last_seq,
         since_snapshot: 0,
+        snapshot_live: 0,
         snapshot_running: Arc::default(),
         agent_timeout: cfg.agent_timeout,
         caps: cfg.provider_caps,

@@ -16,32 +16,6 @@
 //!
 //! Architecture invariant: the only crate that speaks SQL.
 
-/// Binds a `JobRow`'s fields to a query in `JOB_COLUMNS` order: one list for both backends
-/// (a macro, as each backend's query has its own argument type).
-macro_rules! bind_job {
-    ($q:expr, $j:expr) => {
-        $q.bind($j.id)
-            .bind(&$j.tenant)
-            .bind(&$j.name)
-            .bind(&$j.kind)
-            .bind(&$j.state)
-            .bind(&$j.site)
-            .bind(&$j.pool)
-            .bind($j.submitted_at_ms)
-            .bind(&$j.submitted_by)
-            .bind($j.updated_at_ms)
-            .bind($j.start_at_ms)
-            .bind($j.end_at_ms)
-            .bind($j.started_at_ms)
-            .bind($j.ended_at_ms)
-            .bind($j.attempts)
-            .bind(&$j.reason)
-            .bind(&$j.meter)
-            .bind(&$j.usage)
-            .bind(&$j.spec)
-    };
-}
-
 mod postgres;
 mod sqlite;
 
@@ -357,6 +331,52 @@ fn last_row_per_job(jobs: &[JobRow]) -> Vec<&JobRow> {
     out
 }
 
+/// Splits `rows` into chunks for multi-row statements: as many chunks of `max` rows as fit, then
+/// the rest in powers of two, largest first. Each chunk length is `max` or a power of two below
+/// it, so a connection prepares at most `log2(max) + 1` shapes of a statement, whatever the batch
+/// sizes: its statement cache (and the memory that holds the compiled programs) stays bounded.
+fn statement_chunks<T>(rows: &[T], max: usize) -> Vec<&[T]> {
+    let max = max.max(1);
+    let mut out = Vec::new();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = if rest.len() >= max { max } else { 1 << rest.len().ilog2() };
+        let (head, tail) = rest.split_at(n);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+/// The error for a command whose idempotency key is already logged.
+fn duplicate(r: &CommandRow) -> StoreError {
+    StoreError::DuplicateKey {
+        tenant: r.tenant.clone().unwrap_or_default(),
+        key: r.idempotency_key.clone().unwrap_or_default(),
+    }
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statement_chunks;
+
+    #[test]
+    fn statement_chunks_cover_every_row_in_order_with_few_shapes() {
+        for n in 0..300usize {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks = statement_chunks(&rows, 64);
+            let flat: Vec<usize> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            assert_eq!(flat, rows, "n = {n}");
+            for c in &chunks {
+                assert!(c.len() == 64 || (c.len().is_power_of_two() && c.len() < 64), "n = {n}: {}", c.len());
+            }
+        }
+        let rows = [0u8; 100];
+        let shapes: Vec<usize> = statement_chunks(&rows, 64).iter().map(|c| c.len()).collect();
+        assert_eq!(shapes, vec![64, 32, 4]);
+    }
 }

@@ -5,7 +5,7 @@ use sqlx::{PgPool, Row};
 
 use crate::{
     Batch, Checkpoint, CommandRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, RunLog, Store, StoreError, TokenRow,
-    is_unique_violation, last_row_per_job,
+    duplicate, is_unique_violation, last_row_per_job,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -84,6 +84,37 @@ impl PgStore {
         let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
         Ok(PgStore { pool })
     }
+
+    /// The key that made a batch's insert fail: its commands again, one by one, in a transaction
+    /// that is rolled back (the rare path; the server checks keys before it logs them).
+    async fn duplicate_key(&self, rows: &[CommandRow]) -> StoreError {
+        let mut tx = match self.pool.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return e.into(),
+        };
+        for r in rows {
+            let res = sqlx::query(
+                "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(r.at_ms)
+            .bind(&r.actor)
+            .bind(&r.kind)
+            .bind(r.job_id)
+            .bind(&r.tenant)
+            .bind(&r.idempotency_key)
+            .bind(&r.body)
+            .bind(&r.events)
+            .execute(&mut *tx)
+            .await;
+            match res {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return duplicate(r),
+                Err(e) => return e.into(),
+            }
+        }
+        StoreError::Config("a unique constraint failed, but no command's idempotency key repeats".into())
+    }
 }
 
 fn row_to_job(r: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
@@ -134,38 +165,71 @@ impl Store for PgStore {
 
     async fn commit(&self, batch: &Batch<'_>) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // one statement per table, the rows as arrays (`UNNEST`): a round trip per table, not per row
         let mut out = Vec::with_capacity(batch.commands.len());
-        for r in batch.commands {
-            let res = sqlx::query(
-                "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
+        if !batch.commands.is_empty() {
+            let c = batch.commands;
+            let res = sqlx::query_scalar::<_, i64>(
+                "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events)
+                 SELECT at_ms, actor, kind, job_id, tenant, idempotency_key, body, events
+                 FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
+                      WITH ORDINALITY AS u(at_ms, actor, kind, job_id, tenant, idempotency_key, body, events, n)
+                 ORDER BY n
+                 RETURNING seq",
             )
-            .bind(r.at_ms)
-            .bind(&r.actor)
-            .bind(&r.kind)
-            .bind(r.job_id)
-            .bind(&r.tenant)
-            .bind(&r.idempotency_key)
-            .bind(&r.body)
-            .bind(&r.events)
-            .fetch_one(&mut *tx)
+            .bind(c.iter().map(|r| r.at_ms).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.job_id).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.tenant.as_deref()).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.idempotency_key.as_deref()).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.events.as_str()).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
             .await;
             match res {
-                Ok(row) => out.push(row.try_get::<i64, _>("seq")?),
+                // the sequence is drawn in row order (ORDER BY n): sorted, the numbers follow the rows
+                Ok(mut seqs) => {
+                    seqs.sort_unstable();
+                    out = seqs;
+                }
                 Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::DuplicateKey {
-                        tenant: r.tenant.clone().unwrap_or_default(),
-                        key: r.idempotency_key.clone().unwrap_or_default(),
-                    });
+                    drop(tx);
+                    return Err(self.duplicate_key(c).await);
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        let upsert = format!(
-            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-             ON CONFLICT (id) DO UPDATE SET {JOB_UPDATE}"
-        );
-        for j in last_row_per_job(batch.jobs) {
-            bind_job!(sqlx::query(sqlx::AssertSqlSafe(upsert.as_str())), j).execute(&mut *tx).await?;
+        let rows = last_row_per_job(batch.jobs);
+        if !rows.is_empty() {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO jobs ({JOB_COLUMNS})
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[],
+                     $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[], $19::text[])
+                 ON CONFLICT (id) DO UPDATE SET {JOB_UPDATE}"
+            )))
+            .bind(rows.iter().map(|j| j.id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.tenant.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.name.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.state.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.site.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.pool.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.submitted_at_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.submitted_by.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.updated_at_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.start_at_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.end_at_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.started_at_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.ended_at_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.attempts).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.reason.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.meter.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.usage.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.spec.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
         }
         for l in batch.logs {
             sqlx::query(

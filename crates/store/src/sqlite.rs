@@ -11,7 +11,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::{
     Batch, Checkpoint, CommandRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, RunLog, Store, StoreError, TokenRow,
-    is_unique_violation, last_row_per_job,
+    duplicate, is_unique_violation, last_row_per_job, statement_chunks,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -81,7 +81,8 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Job rows per upsert statement (19 parameters each, well under SQLite's 32,766).
-const JOB_ROWS_PER_STATEMENT: usize = 64;
+/// Rows per multi-row statement (a job row binds 19 values: 1,216 of SQLite's 32,766).
+const ROWS_PER_STATEMENT: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -114,6 +115,63 @@ impl SqliteStore {
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
         Ok(SqliteStore { pool, read })
     }
+
+    /// The key that made a batch's insert fail: its commands again, one by one, in a transaction
+    /// that is rolled back (the rare path; the server checks keys before it logs them).
+    async fn duplicate_key(&self, rows: &[CommandRow]) -> StoreError {
+        let mut tx = match self.pool.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return e.into(),
+        };
+        for r in rows {
+            let res = sqlx::query(
+                "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.at_ms)
+            .bind(&r.actor)
+            .bind(&r.kind)
+            .bind(r.job_id)
+            .bind(&r.tenant)
+            .bind(&r.idempotency_key)
+            .bind(&r.body)
+            .bind(&r.events)
+            .execute(&mut *tx)
+            .await;
+            match res {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return duplicate(r),
+                Err(e) => return e.into(),
+            }
+        }
+        StoreError::Config("a unique constraint failed, but no command's idempotency key repeats".into())
+    }
+}
+
+/// Binds a `JobRow`'s fields to a query, in `JOB_COLUMNS` order.
+fn bind_job<'q>(
+    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    j: &'q JobRow,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    q.bind(j.id)
+        .bind(&j.tenant)
+        .bind(&j.name)
+        .bind(&j.kind)
+        .bind(&j.state)
+        .bind(&j.site)
+        .bind(&j.pool)
+        .bind(j.submitted_at_ms)
+        .bind(&j.submitted_by)
+        .bind(j.updated_at_ms)
+        .bind(j.start_at_ms)
+        .bind(j.end_at_ms)
+        .bind(j.started_at_ms)
+        .bind(j.ended_at_ms)
+        .bind(j.attempts)
+        .bind(&j.reason)
+        .bind(&j.meter)
+        .bind(&j.usage)
+        .bind(&j.spec)
 }
 
 fn row_to_job(r: &sqlx::sqlite::SqliteRow) -> Result<JobRow, sqlx::Error> {
@@ -164,42 +222,48 @@ impl Store for SqliteStore {
 
     async fn commit(&self, batch: &Batch<'_>) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // many rows per statement: each statement is a round trip to SQLite's worker thread
         let mut out = Vec::with_capacity(batch.commands.len());
-        for r in batch.commands {
-            let res = sqlx::query(
-                "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.at_ms)
-            .bind(&r.actor)
-            .bind(&r.kind)
-            .bind(r.job_id)
-            .bind(&r.tenant)
-            .bind(&r.idempotency_key)
-            .bind(&r.body)
-            .bind(&r.events)
-            .execute(&mut *tx)
-            .await;
-            match res {
-                Ok(done) => out.push(done.last_insert_rowid()),
+        for chunk in statement_chunks(batch.commands, ROWS_PER_STATEMENT) {
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let insert = format!(
+                "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events) \
+                 VALUES {values} RETURNING seq"
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(insert));
+            for r in chunk {
+                q = q
+                    .bind(r.at_ms)
+                    .bind(&r.actor)
+                    .bind(&r.kind)
+                    .bind(r.job_id)
+                    .bind(&r.tenant)
+                    .bind(&r.idempotency_key)
+                    .bind(&r.body)
+                    .bind(&r.events);
+            }
+            match q.fetch_all(&mut *tx).await {
+                // one writer, rowids handed out in row order: sorted, they follow the rows
+                Ok(mut seqs) => {
+                    seqs.sort_unstable();
+                    out.extend(seqs);
+                }
                 Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::DuplicateKey {
-                        tenant: r.tenant.clone().unwrap_or_default(),
-                        key: r.idempotency_key.clone().unwrap_or_default(),
-                    });
+                    drop(tx);
+                    return Err(self.duplicate_key(batch.commands).await);
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        // many rows per statement: each statement is a round trip to SQLite's worker thread
         let rows = last_row_per_job(batch.jobs);
-        for chunk in rows.chunks(JOB_ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&rows, ROWS_PER_STATEMENT) {
             let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
             let values = vec![one; chunk.len()].join(", ");
             let upsert =
                 format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES {values} ON CONFLICT (id) DO UPDATE SET {JOB_UPDATE}");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(upsert));
             for j in chunk {
-                q = bind_job!(q, j);
+                q = bind_job(q, j);
             }
             q.execute(&mut *tx).await?;
         }

@@ -93,6 +93,31 @@ async fn projection<S: Store>(s: &S) {
     assert_eq!(s.job(104).await.expect("get"), None, "nothing of a failed batch is written");
 }
 
+/// Batches larger than one statement holds: rows in order, keys checked across statements.
+async fn large_batches<S: Store>(s: &S) {
+    // a large batch (written many rows per statement): every command in order, each job row
+    let big: Vec<CommandRow> = (0..203).map(|i| row(1000 + i, 1000 + i, Some(&format!("big-{i}")))).collect();
+    let big_jobs: Vec<JobRow> = (0..203).map(|i| job(1000 + i, "acme", "placed")).collect();
+    let before = s.commands(0, 100_000).await.expect("read").len();
+    let seqs = s.commit(&Batch { commands: &big, jobs: &big_jobs, logs: &[] }).await.expect("big batch");
+    assert_eq!(seqs.len(), big.len());
+    let back = s.commands(0, 100_000).await.expect("read");
+    let back = &back[before..];
+    assert_eq!(back.iter().map(|c| c.seq).collect::<Vec<_>>(), seqs, "seqs name the rows as written");
+    for (got, want) in back.iter().zip(&big) {
+        assert_eq!(&CommandRow { seq: 0, ..got.clone() }, want, "rows in order");
+    }
+    for i in [0, 63, 64, 202] {
+        assert_eq!(s.job(1000 + i).await.expect("get"), Some(big_jobs[i as usize].clone()));
+    }
+    // a repeated key deep in a large batch is named, and nothing of the batch is written
+    let mut dup: Vec<CommandRow> = (0..150).map(|i| row(2000 + i, 2000 + i, Some(&format!("dup-{i}")))).collect();
+    dup[137].idempotency_key = Some("big-5".into());
+    let err = s.append(&dup).await.expect_err("duplicate key");
+    assert!(matches!(err, StoreError::DuplicateKey { ref key, .. } if key == "big-5"), "{err}");
+    assert_eq!(s.commands(0, 100_000).await.expect("read").len(), before + big.len(), "nothing of it written");
+}
+
 fn row(at_ms: i64, job: i64, key: Option<&str>) -> CommandRow {
     CommandRow {
         seq: 0,
@@ -159,6 +184,7 @@ async fn conformance<S: Store>(s: &S) {
     assert_eq!(s.checkpoint(9).await.expect("get"), Some(newer));
     assert_eq!(s.checkpoint(10).await.expect("another job"), None);
     projection(s).await;
+    large_batches(s).await;
 }
 
 #[tokio::test]
@@ -172,9 +198,9 @@ async fn sqlite_conforms() {
     // reopening sees the same log
     let s = SqliteStore::open(&dir).await.expect("reopen");
     assert_eq!(
-        s.commands(0, 100).await.expect("read").len(),
-        6,
-        "the four of the log test and two of the projection test"
+        s.commands(0, 1000).await.expect("read").len(),
+        209,
+        "the four of the log test, two of the projection test and 203 of the large batch"
     );
     // the database and its WAL are its owner's alone (R7: tenants' jobs are in it)
     for f in ["suanwang.db", "suanwang.db-wal"] {
