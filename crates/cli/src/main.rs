@@ -460,6 +460,14 @@ enum JobSub {
 }
 
 fn main() -> ExitCode {
+    // inside a run's fresh namespaces, started by the agent's sandbox: build the root and
+    // execute the run (returns only on failure), before anything else is set up
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == suanwang_agent::sandbox::HELPER_ARG) {
+        let rest: Vec<std::ffi::OsString> = args.collect();
+        eprintln!("{}", suanwang_agent::sandbox::helper_main(&rest));
+        return ExitCode::from(127);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SUANWANG_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)

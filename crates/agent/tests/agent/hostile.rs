@@ -6,9 +6,9 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
-use suanwang_agent::{ExecState, Executor, Isolation, ProcessExecutor, RunSpec, Sandbox};
+use suanwang_agent::{ExecState, Executor, Isolation, ProcessExecutor, RunSpec};
 
-use super::run_user;
+use super::{run_user, sandbox};
 
 /// Each probe prints `blocked NAME` when the attempt failed and `LEAK NAME` when it worked.
 const HOSTILE: &str = r#"
@@ -31,7 +31,7 @@ echo mine > own.txt && echo "wrote own"
 
 #[test]
 fn a_hostile_job_can_reach_nothing_but_its_own_directory() {
-    let sandbox = Sandbox::detect(true);
+    let sandbox = sandbox(true);
     let user = run_user();
     if sandbox.isolation == Isolation::Off && user.is_none() {
         eprintln!("SKIPPED: neither namespaces nor a run user here ({})", sandbox.describe());
@@ -107,7 +107,7 @@ fn a_hostile_job_can_reach_nothing_but_its_own_directory() {
 /// `--run-network none`: a run has no interface but loopback.
 #[test]
 fn without_network_a_run_has_only_loopback() {
-    let sandbox = Sandbox::detect(false);
+    let sandbox = sandbox(false);
     if sandbox.isolation == Isolation::Off {
         eprintln!("SKIPPED: no namespaces here ({})", sandbox.describe());
         return;

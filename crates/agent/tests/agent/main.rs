@@ -8,6 +8,11 @@ use suanwang_agent::{ExecError, ExecState, Executor, ProcessExecutor, RunSpec, R
 mod agent_loop;
 mod hostile;
 
+/// The strongest sandbox this machine allows, its roots built by the crate's own helper binary.
+pub fn sandbox(network: bool) -> Sandbox {
+    Sandbox::detect_with(network, PathBuf::from(env!("CARGO_BIN_EXE_suanwang-sandbox")))
+}
+
 fn spec_in(executor: &str, tag: &str, command: &str, args: &[&str]) -> RunSpec {
     RunSpec {
         job_id: 1,
@@ -185,7 +190,7 @@ fn the_process_executor_conforms() {
 /// with runs as the dedicated run user when this process is root.
 #[test]
 fn the_process_executor_conforms_in_its_sandbox() {
-    let sandbox = Sandbox::detect(true);
+    let sandbox = sandbox(true);
     eprintln!("sandbox: {}", sandbox.describe());
     let e = ProcessExecutor::new().with_sandbox(sandbox.clone());
     conformance(&e, "process-sandbox", run_user().as_ref());
@@ -352,7 +357,7 @@ fn the_process_executor_tells_when_a_run_ends() {
     let on_change: suanwang_agent::OnChange = std::sync::Arc::new(move |h: &suanwang_agent::Handle| {
         let _ = tx.send(h.clone());
     });
-    let e = ProcessExecutor::new().with_sandbox(Sandbox::detect(true));
+    let e = ProcessExecutor::new().with_sandbox(sandbox(true));
     let s =
         RunSpec { user: run_user(), ..spec_in("process", "watch", "sh", &["-c", "sleep 0.3; printf '\\211PNG\\377'"]) };
     let h = e.start(&s).expect("starts");
@@ -381,9 +386,9 @@ fn the_process_executor_tells_when_a_run_ends() {
 
     // adopted by a second instance (not its child): still an event
     let s = RunSpec { user: run_user(), ..spec_in("process", "watch-adopted", "sleep", &["0.5"]) };
-    let first = ProcessExecutor::new().with_sandbox(Sandbox::detect(true));
+    let first = ProcessExecutor::new().with_sandbox(sandbox(true));
     let h = first.start(&s).expect("starts");
-    let second = ProcessExecutor::new().with_sandbox(Sandbox::detect(true));
+    let second = ProcessExecutor::new().with_sandbox(sandbox(true));
     let adopted = second.adopt(&s).expect("adopts").expect("a run");
     assert!(second.watch(&adopted, on_change));
     assert_eq!(rx.recv_timeout(Duration::from_secs(30)).expect("told"), adopted);
