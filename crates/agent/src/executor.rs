@@ -245,8 +245,10 @@ pub trait Executor: Send + Sync {
     }
     /// Calls `on_change` when the run may have changed state — it ended (the child's exit), or
     /// reached its time limit — so the agent learns it at once instead of at its next check;
-    /// `poll` then says what happened. It may be called more than once. `false`: this executor
-    /// has no such event for this run, and the agent polls it every `check_interval`.
+    /// `poll` then says what happened. It may be called more than once, and is called at once
+    /// for a run that ended before it was watched (a run may end before the agent watches it).
+    /// `false`: this executor has no such event for this run, and the agent polls it every
+    /// `check_interval`.
     fn watch(&self, handle: &Handle, on_change: OnChange) -> bool {
         let _ = (handle, on_change);
         false

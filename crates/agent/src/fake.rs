@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use suanwang_api::ErrorBody;
@@ -389,7 +389,13 @@ impl Executor for FakeExecutor {
         if !self.events {
             return false;
         }
-        lock(&self.watchers).insert(handle.clone(), on_change);
+        lock(&self.watchers).insert(handle.clone(), Arc::clone(&on_change));
+        // as a pidfd of a process that already exited: a run that ended before it was watched
+        // is signalled at once
+        let ended = lock(&self.runs).get(handle).is_some_and(|r| r.state != ExecState::Running);
+        if ended {
+            on_change(handle);
+        }
         true
     }
 

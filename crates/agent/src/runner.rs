@@ -240,11 +240,15 @@ impl<C: ControlPlane> Agent<C> {
             lost_tx,
         ));
         let mut assigned: Option<Vec<Assignment>> = None;
+        // the time of the last look at every run: the next is due a tick after it, however
+        // often answers and events wake the loop meanwhile (a fresh sleep per wake-up never
+        // ended while assignments kept coming, and a run whose event was missed waited forever)
+        let mut last_check = Instant::now();
         loop {
             self.progress.store(epoch_ms(), Ordering::Relaxed);
             let mut changed = BTreeSet::new();
             let mut check_all = false;
-            let tick = self.tick();
+            let due = self.next_check(last_check);
             tokio::select! {
                 r = answers.changed() => {
                     if r.is_err() {
@@ -267,7 +271,10 @@ impl<C: ControlPlane> Agent<C> {
                     }
                     continue;
                 }
-                () = tokio::time::sleep(tick) => check_all = true,
+                () = tokio::time::sleep_until(due.into()) => {
+                    check_all = true;
+                    last_check = Instant::now();
+                }
             }
             let Some(list) = &assigned else { continue };
             let list = list.clone();
@@ -275,18 +282,15 @@ impl<C: ControlPlane> Agent<C> {
         }
     }
 
-    /// How long the loop waits without an event: `idle_check`, or the executor's check interval
-    /// while a run has no events (Slurm), or until a report's retry.
-    fn tick(&self) -> Duration {
+    /// When the loop next looks at every run, events or not: `idle_check` after the last look,
+    /// or the executor's check interval while a run has no events (Slurm), or a report's retry.
+    fn next_check(&self, last_check: Instant) -> Instant {
         let mut tick = self.config.idle_check;
         if self.runs.values().any(|r| r.followed == Followed::Running && !r.watched) {
             tick = tick.min(self.executor.check_interval());
         }
-        let now = Instant::now();
-        if let Some(at) = self.runs.values().filter_map(|r| r.retry_at).min() {
-            tick = tick.min(at.saturating_duration_since(now));
-        }
-        tick
+        let due = last_check + tick;
+        self.runs.values().filter_map(|r| r.retry_at).fold(due, Instant::min)
     }
 
     /// One round: learn which runs changed (`changed`, or every run when `check_all`), then
