@@ -52,10 +52,18 @@ fn data_dir(tag: &str) -> PathBuf {
 }
 
 /// Starts an agent on `data` (made by `data_dir`); `events`: its executor tells when runs end;
-/// `idle_check`: how often it looks at everything without an event.
-fn agent_on(data: PathBuf, events: bool, idle_check: Duration, lost_after: Duration) -> Fixture {
+/// `idle_check`: how often it looks at everything without an event; `before`: what the control
+/// plane and the machine hold before the agent starts.
+fn agent_on(
+    data: PathBuf,
+    events: bool,
+    idle_check: Duration,
+    lost_after: Duration,
+    before: impl FnOnce(&FakeControlPlane, &FakeExecutor),
+) -> Fixture {
     let cp = Arc::new(FakeControlPlane::new("cp1"));
     let exec = Arc::new(FakeExecutor::new(events));
+    before(&cp, &exec);
     let config = Config {
         site: "fake-site".into(),
         data: data.clone(),
@@ -91,7 +99,7 @@ fn agent_on(data: PathBuf, events: bool, idle_check: Duration, lost_after: Durat
 }
 
 fn agent(tag: &str, events: bool, idle_check: Duration) -> Fixture {
-    agent_on(data_dir(tag), events, idle_check, Duration::from_mins(1))
+    agent_on(data_dir(tag), events, idle_check, Duration::from_mins(1), |_, _| {})
 }
 
 /// Waits until `pred` holds (bounded by `WAIT`).
@@ -183,7 +191,6 @@ async fn after_a_restart_its_own_run_is_adopted_and_anothers_is_set_aside() {
     dir("2-1", "another-control-plane");
     let d3 = dir("3-1", "run-3-1");
     std::fs::write(data.join(suanwang_agent::runner::CONTROL_PLANE_FILE), "cp1").expect("identity");
-    let f = agent_on(data, true, Duration::from_secs(1), Duration::from_mins(1));
     let left = |id: u64, dir: PathBuf| RunSpec {
         job_id: id,
         attempt: 1,
@@ -197,9 +204,14 @@ async fn after_a_restart_its_own_run_is_adopted_and_anothers_is_set_aside() {
         time_limit: Duration::from_mins(1),
         cpus: 1,
     };
-    let h1 = f.exec.leave(left(1, d1));
-    let h3 = f.exec.leave(left(3, d3));
-    f.cp.assign(vec![assignment(1, 1), assignment(2, 1)]);
+    // the runs and the assignments are there before the agent starts, as after a restart
+    let (mut h1, mut h3) = (None, None);
+    let f = agent_on(data, true, Duration::from_secs(1), Duration::from_mins(1), |cp, exec| {
+        h1 = Some(exec.leave(left(1, d1)));
+        h3 = Some(exec.leave(left(3, d3)));
+        cp.assign(vec![assignment(1, 1), assignment(2, 1)]);
+    });
+    let (h1, h3) = (h1.expect("left"), h3.expect("left"));
     until("job 2 started afresh", || f.exec.started().iter().any(|s| s.job_id == 2)).await;
     until("job 3's left run stopped", || f.exec.cancelled().contains(&h3)).await;
     assert!(
@@ -217,7 +229,7 @@ async fn after_a_restart_its_own_run_is_adopted_and_anothers_is_set_aside() {
     // the adopted run is followed: its end is reported
     f.exec.finish(&h1, ExecState::Succeeded, ok_usage(), b"", b"");
     let r = reports(&f, 1).await;
-    assert_eq!((r[0].id, r[0].succeeded), (1, true));
+    assert_eq!((r[0].id, r[0].succeeded), (1, true), "{:?}", r[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +319,7 @@ async fn a_run_that_cannot_start_is_reported_failed_with_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_its_executor_stops_answering_for_is_reported_lost() {
-    let f = agent_on(data_dir("lost"), false, Duration::from_secs(1), Duration::from_millis(300));
+    let f = agent_on(data_dir("lost"), false, Duration::from_secs(1), Duration::from_millis(300), |_, _| {});
     f.cp.assign(vec![assignment(1, 1)]);
     until("started", || f.exec.handle_of(1, 1).is_some()).await;
     f.exec.set_silent(true);
