@@ -217,6 +217,13 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), extend("format" = "date-time"))]
     pub deadline: Option<String>,
+    /// How long the scheduler may defer the start for greener or cheaper hours: a duration
+    /// (`"6h"`, `"1h30m"`, `"0s"`) or seconds. Default: the operator's for the job's kind
+    /// (`data/policy.toml`: none for inference, 2 h for batch and HPC, 4 h for analytics, 8 h for
+    /// training, fine-tuning and rendering, 12 h for backup); at most 366 days. Waiting for
+    /// capacity is not deferral.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_within: Option<StartWithin>,
     /// The most the tenant will pay, fen (1/100 CNY).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 2_305_843_009_213_693_951_i64))]
@@ -268,6 +275,7 @@ impl JobSpec {
             input: None,
             latency_tier: None,
             deadline: None,
+            start_within: None,
             budget_fen: None,
             min_green_share: None,
             allowed_regions: None,
@@ -278,6 +286,20 @@ impl JobSpec {
             run: None,
         }
     }
+}
+
+/// A job's `start_within`: a duration in units (`"1h30m"`) or whole seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StartWithin {
+    Seconds(#[schemars(range(min = 0, max = 31_622_400))] u32),
+    Text(
+        #[schemars(
+            length(min = 1, max = 32),
+            regex(pattern = r"^\s*(\d+|\d+d(\d+h)?(\d+m)?(\d+s)?|\d+h(\d+m)?(\d+s)?|\d+m(\d+s)?|\d+s)\s*$")
+        )]
+        String,
+    ),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -175,12 +175,22 @@ pub fn submitted(j: &api::JobView) -> String {
                     let _ =
                         write!(out, "\n  its input data moves to {} first", j.pool.as_deref().unwrap_or("the site"));
                 }
-                if wait_s >= 3600 && deferrable(j) {
+                // the spec's own bound, when it set one
+                let within = j.spec.get("start_within").and_then(|v| match v {
+                    serde_json::Value::String(s) => suanwang_core::time::parse_duration_s(s).ok(),
+                    v => v.as_i64(),
+                });
+                if wait_s >= 3600 && deferrable(j) && within != Some(0) {
                     let sooner = if j.kind == "batch" || j.kind == "hpc" {
-                        "give it a latency tier (latency_tier = \"regional\") or a deadline (deadline = \"…\")"
+                        "set start_within = \"30m\" (or \"0s\"), or give it a latency tier (latency_tier = \
+                         \"regional\") or a deadline (deadline = \"…\")"
                     } else {
-                        "give it an earlier deadline (deadline = \"…\"; it is never deferred past what the deadline \
-                         allows)"
+                        "set start_within = \"1h\" (or \"0s\"), or give it an earlier deadline (deadline = \"…\"; it \
+                         is never deferred past what the deadline allows)"
+                    };
+                    let bound = match within {
+                        Some(s) => format!("its start_within of {}", suanwang_core::time::format_duration_s(s)),
+                        None => format!("the operator's start_within for {} work (data/policy.toml)", j.kind),
                     };
                     // with data to move, the wait is partly (or wholly) the transfer: say only
                     // what is known
@@ -191,8 +201,7 @@ pub fn submitted(j: &api::JobView) -> String {
                     };
                     let _ = write!(
                         out,
-                        "\n  {what}: {} work may wait up to 24 h for a better slot.\n  To start sooner, {sooner}.",
-                        j.kind
+                        "\n  {what}: the start may be deferred by up to {bound}.\n  To start sooner, {sooner}."
                     );
                 }
             }
@@ -512,6 +521,12 @@ mod tests {
         assert!(!soon.contains("deferred"), "{soon}");
         let later = submitted(&view("batch", 5 * 3600, json!({})));
         assert!(later.contains("deferred to greener or cheaper hours") && later.contains("latency_tier"), "{later}");
+        assert!(
+            later.contains("the operator's start_within for batch work") && later.contains("start_within = \"30m\""),
+            "{later}"
+        );
+        let bounded = submitted(&view("training", 5 * 3600, json!({"start_within": "6h"})));
+        assert!(bounded.contains("its start_within of 6h"), "{bounded}");
         let tier = submitted(&view("batch", 5 * 3600, json!({"latency_tier": "regional"})));
         assert!(!tier.contains("deferred"), "a batch job with a tier is never deferred: {tier}");
         let training = submitted(&view("training", 5 * 3600, json!({"latency_tier": "regional"})));

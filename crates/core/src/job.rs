@@ -157,6 +157,11 @@ pub struct Job {
     pub latency_tier: Option<LatencyTier>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_ts")]
     pub deadline: Option<Ts>,
+    /// How long the scheduler may defer the start for greener or cheaper hours, in seconds
+    /// (`start_within`: `"6h"`, `"1h30m"` or seconds); `None` takes the operator's default for
+    /// the job's kind (`data/policy.toml`). Waiting for capacity is not deferral.
+    #[serde(rename = "start_within", skip_serializing_if = "Option::is_none")]
+    pub start_within_s: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_fen: Option<i64>,
     pub min_green_share: f64,
@@ -495,6 +500,7 @@ const TOP: &[&str] = &[
     "origin",
     "latency_tier",
     "deadline",
+    "start_within",
     "budget_fen",
     "min_green_share",
     "allowed_regions",
@@ -515,6 +521,8 @@ const INPUT: &[&str] = &["size_gb", "location", "classification"];
 pub const MAX_COUNT: i64 = 1_000_000;
 /// Longest run time: one year.
 pub const MAX_RUN_TIME_S: i64 = 366 * 24 * 3600;
+/// Longest `start_within`: a year (the scheduler defers within its horizon anyway).
+pub const MAX_START_WITHIN_S: i64 = 366 * 24 * 3600;
 /// Largest input: 100 PB.
 pub const MAX_INPUT_GB: f64 = 1e8;
 
@@ -639,6 +647,25 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
             }
         }
     });
+    let start_within_s = top.get("start_within").and_then(|v| {
+        let hint = "how long the start may be deferred: \"6h\", \"1h30m\", \"0s\" or seconds";
+        let parsed = match v {
+            Tree::Str(s) => crate::time::parse_duration_s(s),
+            Tree::Int(i) => crate::time::parse_duration_s(&i.to_string()),
+            other => Err(format!("must be a duration, found {}", other.type_name())),
+        };
+        match parsed {
+            Ok(s) if s <= MAX_START_WITHIN_S => Some(s),
+            Ok(s) => {
+                c.push("start_within", format!("{s} s is more than 366 days"), hint);
+                None
+            }
+            Err(e) => {
+                c.push("start_within", e, hint);
+                None
+            }
+        }
+    });
     let budget_fen = top.int(
         &mut c,
         "budget_fen",
@@ -704,6 +731,7 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
                 origin,
                 latency_tier,
                 deadline,
+                start_within_s,
                 budget_fen,
                 min_green_share,
                 allowed_regions,

@@ -320,7 +320,7 @@ pub struct DataFiles {
 }
 
 /// The files the network is made of, relative to the data directory.
-pub const DATA_FILES: [&str; 12] = [
+pub const DATA_FILES: [&str; 13] = [
     "metric.toml",
     "devices.toml",
     "network/hubs.toml",
@@ -333,12 +333,13 @@ pub const DATA_FILES: [&str; 12] = [
     "energy/grid_factors.toml",
     "energy/tariffs.toml",
     "energy/green_share.csv",
+    "policy.toml",
 ];
 
 impl DataFiles {
     /// The reference network compiled into the binary.
     pub fn reference() -> DataFiles {
-        let texts: [&str; 12] = [
+        let texts: [&str; 13] = [
             include_str!("../../../data/metric.toml"),
             include_str!("../../../data/devices.toml"),
             include_str!("../../../data/network/hubs.toml"),
@@ -351,6 +352,7 @@ impl DataFiles {
             include_str!("../../../data/energy/grid_factors.toml"),
             include_str!("../../../data/energy/tariffs.toml"),
             include_str!("../../../data/energy/green_share.csv"),
+            include_str!("../../../data/policy.toml"),
         ];
         DataFiles { files: DATA_FILES.into_iter().zip(texts.map(str::to_owned)).collect() }
     }
@@ -421,6 +423,8 @@ pub struct UnknownPlace {
 pub struct Network {
     pub metric: ConversionTable,
     pub fibre: FibreModel,
+    /// What the operator decides beyond the network itself (`policy.toml`).
+    pub policy: OperatorPolicy,
     pub intra_cluster_gbps: f64,
     pub intra_cluster_fen_per_gb: i64,
     pub hubs: Vec<Hub>,
@@ -507,6 +511,63 @@ struct TariffsFile {
 }
 
 /// Collects problems while loading.
+/// What the operator decides beyond the network itself (`data/policy.toml`, R3, R5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperatorPolicy {
+    /// How long the scheduler may defer a job's start when its spec has no `start_within`,
+    /// seconds, per kind (indexed like `JobKind::ALL`).
+    pub start_within_s: [i64; 8],
+}
+
+impl Default for OperatorPolicy {
+    /// No deferral for any kind (the reference data sets the real defaults).
+    fn default() -> Self {
+        OperatorPolicy { start_within_s: [0; 8] }
+    }
+}
+
+impl OperatorPolicy {
+    /// The default `start_within` of `kind`, seconds.
+    pub fn start_within_s(&self, kind: crate::JobKind) -> i64 {
+        let i = crate::JobKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.start_within_s[i]
+    }
+
+    /// `[start_within]` with a duration for every kind, nothing else.
+    fn parse(c: &mut Checker, text: &str) -> Option<OperatorPolicy> {
+        const FILE: &str = "policy.toml";
+        let table: toml::Table = c.parse(FILE, text)?;
+        let before = c.problems.len();
+        for key in table.keys().filter(|k| k.as_str() != "start_within") {
+            c.push(FILE, key.as_str(), "unknown section; the file has [start_within]");
+        }
+        let Some(sw) = table.get("start_within").and_then(toml::Value::as_table) else {
+            c.push(FILE, "start_within", "missing: a [start_within] table with a duration per job kind");
+            return None;
+        };
+        let kinds: Vec<&str> = crate::JobKind::ALL.iter().map(|k| k.as_str()).collect();
+        for key in sw.keys().filter(|k| !kinds.contains(&k.as_str())) {
+            c.push(FILE, format!("start_within.{key}"), format!("unknown job kind; one of {}", kinds.join(", ")));
+        }
+        let mut out = OperatorPolicy::default();
+        for (i, kind) in kinds.iter().enumerate() {
+            let path = format!("start_within.{kind}");
+            let parsed = match sw.get(*kind) {
+                None => Err("missing: every job kind needs a default".to_string()),
+                Some(toml::Value::String(s)) => crate::time::parse_duration_s(s),
+                Some(toml::Value::Integer(n)) => crate::time::parse_duration_s(&n.to_string()),
+                Some(other) => Err(format!("must be a duration (\"6h\") or seconds, found {}", other.type_str())),
+            };
+            match parsed {
+                Ok(s) if s <= crate::job::MAX_START_WITHIN_S => out.start_within_s[i] = s,
+                Ok(s) => c.push(FILE, path, format!("{s} s is more than 366 days")),
+                Err(e) => c.push(FILE, path, e),
+            }
+        }
+        (c.problems.len() == before).then_some(out)
+    }
+}
+
 struct Checker {
     problems: Vec<DataProblem>,
 }
@@ -855,6 +916,7 @@ impl Network {
         let grid: Option<GridFactorsFile> = c.parse("energy/grid_factors.toml", files.get("energy/grid_factors.toml"));
         let tariffs: Option<TariffsFile> = c.parse("energy/tariffs.toml", files.get("energy/tariffs.toml"));
         let green = parse_green_csv(&mut c, files.get("energy/green_share.csv"));
+        let policy = OperatorPolicy::parse(&mut c, files.get("policy.toml"));
         let (
             Some(metric),
             Some(devices),
@@ -871,9 +933,11 @@ impl Network {
         else {
             return Err(DataError(c.problems));
         };
-        let net = build(
+        let Some(policy) = policy else { return Err(DataError(c.problems)) };
+        let mut net = build(
             &mut c, metric, devices, hubs, clusters, regions, cities, sites, links, pairings, grid, tariffs, green,
         );
+        net.policy = policy;
         if c.problems.is_empty() { Ok(net) } else { Err(DataError(c.problems)) }
     }
 
@@ -1274,6 +1338,7 @@ fn build(
     }
 
     Network {
+        policy: OperatorPolicy::default(),
         metric,
         fibre: FibreModel { route_factor: m.route_factor, fibre_km_per_s: m.fibre_km_per_s },
         intra_cluster_gbps: m.intra_cluster_gbps,

@@ -433,6 +433,34 @@ pub struct Scheduler {
     stage: Vec<Option<(Filter, usize)>>,
 }
 
+/// The last slot `timeline` can start a run of `run_s` seconds at and still meet `deadline`.
+fn latest_start(timeline: &Timeline, deadline: Option<Ts>, run_s: i64) -> i64 {
+    let horizon_last = timeline.end() - 1;
+    match deadline {
+        Some(d) => slot_of(Ts(d.0.saturating_sub(run_s.saturating_mul(1000)))).min(horizon_last),
+        None => horizon_last,
+    }
+}
+
+/// Whether a run of `len` slots fits from slot `s`, given `runs` (from `Timeline::runs`): the
+/// part beyond the horizon is not checked.
+fn run_fits(timeline: &Timeline, runs: &[u32], s: i64, len: i64) -> bool {
+    let i = (s - timeline.base()) as usize;
+    let need = len.min(timeline.end() - s);
+    i < runs.len() && i64::from(runs[i]) >= need
+}
+
+/// How long the scheduler may defer `job`'s start, seconds: its `start_within`, else the
+/// operator's default for its kind (`policy.toml`) when the job may wait at all — a
+/// delay-tolerant kind, or no latency tier and not inference.
+pub fn start_within_s(net: &Network, job: &Job) -> i64 {
+    job.start_within_s.unwrap_or_else(|| {
+        let may_wait = job.kind.is_delay_tolerant()
+            || (job.latency_tier.is_none() && job.kind != suanwang_core::JobKind::Inference);
+        if may_wait { net.policy.start_within_s(job.kind) } else { 0 }
+    })
+}
+
 /// Season of each Beijing day the horizon `[base, base + slots)` touches.
 fn seasons_for(base: i64, slots: usize) -> Vec<(i64, suanwang_core::Season)> {
     let first = (base + 32).div_euclid(96);
@@ -874,8 +902,11 @@ impl Scheduler {
             }
         }
         let first_arrival = transfers.iter().map(|(s, _)| *s).min().unwrap_or(slot_at_or_after(now));
-        let deferrable = job.kind.is_delay_tolerant()
-            || (job.latency_tier.is_none() && job.kind != suanwang_core::JobKind::Inference);
+        // how far past its earliest start the scheduler may shift it: the job's `start_within`
+        // (else the operator's default for its kind, for kinds that may wait at all), within the
+        // deferral window; floored to whole slots, so a start is never deferred beyond it
+        let deferral_slots = start_within_s(&self.net, job).div_euclid(SLOT_SECONDS).min(self.cfg.max_deferral_slots);
+        let deferrable = deferral_slots > 0;
         let east_west = if job.kind.is_delay_tolerant() {
             f64::from(u8::from(site.side == Side::East && site.in_hub()))
         } else if req.origin_side == Side::West {
@@ -960,6 +991,26 @@ impl Scheduler {
         }
         // Phase 2: the most promising pools first, so the bound prunes the rest sooner.
         candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        // The earliest start any pool of the site can take, capacity permitting: starting later
+        // is deferral, and no start is deferred past it by more than the job's start_within
+        // (waiting for capacity is not deferral; choosing a pool that frees up later is).
+        let mut site_earliest = i64::MAX;
+        for &(_, pi, run) in &candidates {
+            let timeline = &self.timelines[pi];
+            let latest = latest_start(timeline, job.deadline, run.run_s);
+            if latest < first_arrival {
+                continue;
+            }
+            if r.count <= timeline.min_free() {
+                site_earliest = first_arrival;
+                break;
+            }
+            timeline.runs(r.count, &mut self.runs);
+            if let Some(s) = (first_arrival..=latest).find(|&s| run_fits(timeline, &self.runs, s, run.len)) {
+                site_earliest = site_earliest.min(s);
+            }
+        }
+        let window_end = site_earliest.saturating_add(deferral_slots);
         let wait_of = |s: i64| (slot_start(s).0 - now.0).max(0) as f64 / 1000.0;
         for &(bound_wo_wait, pi, run) in &candidates {
             let run_s = run.run_s;
@@ -971,11 +1022,7 @@ impl Scheduler {
             let run_index = self.pool_runs.len() as u32;
             self.pool_runs.push(run);
             let timeline = &self.timelines[pi];
-            let horizon_last = timeline.end() - 1;
-            let latest = match job.deadline {
-                Some(d) => slot_of(Ts(d.0.saturating_sub(run_s.saturating_mul(1000)))).min(horizon_last),
-                None => horizon_last,
-            };
+            let latest = latest_start(timeline, job.deadline, run_s);
             if latest < first_arrival {
                 reach(&mut self.stage, si, Filter::Deadline, pi);
                 continue;
@@ -987,15 +1034,11 @@ impl Scheduler {
                 timeline.runs(r.count, &mut self.runs);
             }
             let len = run.len;
-            let fits = |s: i64, runs: &[u32]| {
-                all_fit || {
-                    let i = (s - timeline.base()) as usize;
-                    let need = len.min(timeline.end() - s);
-                    i < runs.len() && i64::from(runs[i]) >= need
-                }
-            };
+            let fits = |s: i64, runs: &[u32]| all_fit || run_fits(timeline, runs, s, len);
             let last_considered =
-                if deferrable { latest.min(first_arrival + self.cfg.max_deferral_slots) } else { first_arrival };
+                if deferrable { latest.min(first_arrival + deferral_slots).min(window_end) } else { first_arrival };
+            // a queued start (capacity) still may not come later than the window allows
+            let latest = latest.min(window_end);
             let mut any_fit = false;
             let mut refused: Option<Filter> = None;
             let mut s = first_arrival;

@@ -150,6 +150,7 @@ pub fn mix(net: &Network, seed: u64, n: usize, start: Ts, span_s: i64) -> Vec<(T
                 origin,
                 latency_tier: tier,
                 deadline,
+                start_within_s: None,
                 budget_fen: None,
                 min_green_share,
                 allowed_regions: vec![],

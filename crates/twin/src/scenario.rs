@@ -282,6 +282,7 @@ impl Mapper {
             origin,
             latency_tier: tier,
             deadline,
+            start_within_s: None,
             budget_fen: None,
             min_green_share,
             allowed_regions: vec![],

@@ -72,6 +72,11 @@ fn bad_specs_name_their_field() {
         (spec("deadline = 2020-01-01T00:00:00Z"), "deadline"),
         (spec("deadline = \"9999-12-31T00:00:00Z\""), "deadline"),
         (spec("deadline = \"2999-01-01T00:00:00Z\""), "deadline"),
+        (spec("start_within = \"6 hours\""), "start_within"),
+        (spec("start_within = -60"), "start_within"),
+        (spec("start_within = \"30m2h\""), "start_within"),
+        (spec("start_within = \"400d\""), "start_within"),
+        (spec("start_within = 1.5"), "start_within"),
         (spec("budget_fen = -100"), "budget_fen"),
         (spec("budget_fen = 12.5"), "budget_fen"),
         (spec("min_green_share = 1.5"), "min_green_share"),
@@ -212,6 +217,13 @@ fn defaults_and_fields() {
     .expect("valid");
     assert_eq!(job.priority, 5);
     assert!(!job.preemptible);
+    assert_eq!(job.start_within_s, None, "the operator's default applies");
+    for (text, s) in [("\"1h30m\"", 5_400), ("600", 600), ("\"0s\"", 0)] {
+        let j = job::parse_toml(spec(&format!("start_within = {text}")).as_bytes(), &net, now()).expect(text);
+        assert_eq!(j.start_within_s, Some(s), "{text}");
+        let again = job::parse_json(&serde_json::to_vec(&j).expect("json"), &net, now()).expect("json back");
+        assert_eq!(again.start_within_s, Some(s), "{text} through JSON");
+    }
     assert_eq!(job.latency_tier, Some(LatencyTier::City));
     let input = job.input.expect("input");
     assert_eq!(input.classification, Classification::Restricted);
@@ -249,7 +261,7 @@ mod never_panics {
         #[test]
         fn any_value_in_any_field(
             key in prop::sample::select(vec!["name", "tenant", "kind", "origin", "latency_tier", "deadline",
-                "budget_fen", "min_green_share", "priority", "preemptible", "allowed_sites"]),
+                "start_within", "budget_fen", "min_green_share", "priority", "preemptible", "allowed_sites"]),
             rkey in prop::sample::select(vec!["count", "memory_gib", "family", "accelerator"]),
             value in field_value(),
             rvalue in field_value(),

@@ -146,6 +146,28 @@ fn a_measured_link_overrides_the_model() {
     assert_eq!(l.tier, LatencyTier::Regional);
 }
 
+/// The operator's default `start_within` per kind: read from `policy.toml`, every kind there,
+/// each a duration; anything else is refused naming the key.
+#[test]
+fn operator_policy_defaults_are_read_and_checked() {
+    use suanwang_core::JobKind;
+    let net = Network::reference().expect("reference");
+    assert_eq!(net.policy.start_within_s(JobKind::Inference), 0);
+    assert_eq!(net.policy.start_within_s(JobKind::Training), 8 * 3600);
+    assert_eq!(net.policy.start_within_s(JobKind::Backup), 12 * 3600);
+    let cases: [(&str, &str, &str); 4] = [
+        ("training = \"8h\"", "training = \"8 hours\"", "start_within.training"),
+        ("training = \"8h\"", "", "start_within.training"),
+        ("backup = \"12h\"", "backup = \"12h\"\nquantum = \"1h\"", "start_within.quantum"),
+        ("hpc = \"2h\"", "hpc = true", "start_within.hpc"),
+    ];
+    for (from, to, path) in cases {
+        let files = with_file("policy.toml", |t| t.replacen(from, to, 1));
+        let err = Network::from_files(&files).expect_err(to);
+        assert!(err.0.iter().any(|p| p.file == "policy.toml" && p.path == path), "{to}: {err}");
+    }
+}
+
 type Edit = Box<dyn Fn(&str) -> String>;
 
 /// Each broken data file is refused with a problem naming the file and the field.

@@ -81,6 +81,9 @@ fn assert_honours(net: &Network, job: &Job, p: &Placement, now: Ts) {
         job.name
     );
     assert!(c.start_at >= now || slot_start(slot_at_or_after(now)) <= c.start_at, "{}: starts in the past", job.name);
+    // the start is never deferred beyond what the job allows (its start_within, else the default)
+    let allowed = suanwang_sched::place::start_within_s(net, job);
+    assert!(p.deferred_s <= allowed, "{}: deferred {} s > start_within {allowed} s", job.name, p.deferred_s);
     assert_eq!(c.cost.total_fen, c.cost.compute_fen + c.cost.energy_fen + c.cost.transfer_fen);
     assert!(c.cost.compute_fen >= 0 && c.cost.energy_fen >= 0 && c.cost.transfer_fen >= 0);
 }
@@ -111,6 +114,7 @@ proptest! {
             if i % 4 == 0 { job.min_green_share = green; }
             if i % 5 == 0 { job.allowed_regions = regions.iter().map(|s| (*s).to_string()).collect(); }
             if i % 7 == 0 { job.allowed_sites = sites.iter().map(|s| (*s).to_string()).collect(); }
+            if i % 2 == 0 { job.start_within_s = Some(i64::from(u16::try_from(seed % 40_000).unwrap_or(0)) * (i as i64 % 3)); }
             sched.advance(at);
             match sched.place(&job, at, &policy) {
                 Ok(p) => assert_honours(&net, &job, &p, at),

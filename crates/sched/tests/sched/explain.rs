@@ -115,12 +115,16 @@ fn deferrable_work_shifts_to_green_and_cheap_hours() {
     let net = reference();
     // 18:00 Beijing (10:00 UTC): evening peak tariff, no sun
     let at = Ts::parse("2026-11-26T10:00:00Z").expect("ts");
-    let job = spec(
-        &net,
-        &format!(
-            "{BASE}kind = \"rendering\"\norigin = \"beijing\"\nallowed_sites = [\"zhongwei-xibuyun\"]\n[resources]\nfamily = \"general\"\ncount = 20000\n[work]\nrun_time_s = 3600\n"
-        ),
-    );
+    let render = |start_within: &str| {
+        spec(
+            &net,
+            &format!(
+                "{BASE}kind = \"rendering\"\norigin = \"beijing\"\nallowed_sites = [\"zhongwei-xibuyun\"]\n{start_within}[resources]\nfamily = \"general\"\ncount = 20000\n[work]\nrun_time_s = 3600\n"
+            ),
+        )
+    };
+    // the user allows a day: the sun is within reach
+    let job = render("start_within = \"24h\"\n");
     let hour = |p: &suanwang_sched::Placement| beijing_slot_of_day(slot_of(p.chosen.start_at)) / 4;
     // greenest waits for the sun
     let p = plan(&net, &job, at, "greenest").expect("placed");
@@ -130,6 +134,17 @@ fn deferrable_work_shifts_to_green_and_cheap_hours() {
     let p = plan(&net, &job, at, "cheapest").expect("placed");
     assert!(!(18..23).contains(&hour(&p)), "cheapest started at Beijing hour {}", hour(&p));
     assert!(p.deferred_s > 0);
+    // start_within bounds every deferral: the operator's default for rendering (8 h), or the
+    // user's own, down to none at all
+    for (text, limit_s) in [("", 8 * 3600), ("start_within = \"2h\"\n", 2 * 3600), ("start_within = 0\n", 0)] {
+        let job = render(text);
+        for policy in ["greenest", "cheapest", "balanced"] {
+            let p = plan(&net, &job, at, policy).expect("placed");
+            assert!(p.deferred_s <= limit_s, "{policy} {text:?}: deferred {} s", p.deferred_s);
+        }
+    }
+    let p = plan(&net, &render(""), at, "cheapest").expect("placed");
+    assert!(p.deferred_s > 0, "within the default 8 h, cheapest still leaves the evening peak");
     // the same job as latency-critical inference is not shifted
     let job = spec(
         &net,
