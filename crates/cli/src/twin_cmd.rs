@@ -168,6 +168,7 @@ fn print_table(kpis: &[PolicyKpis], wall_s: f64, rss: Option<f64>) {
         ("latency violations", Box::new(|k| k.latency_violations.to_string())),
         ("residency violations", Box::new(|k| k.residency_violations.to_string())),
         ("deadline misses", Box::new(|k| k.deadline_misses.to_string())),
+        ("deferred beyond start_within", Box::new(|k| k.deferred_beyond_start_within.to_string())),
         ("cost (CNY)", Box::new(|k| format!("{:.0}", k.cost_fen as f64 / 100.0))),
         ("carbon (t, market)", Box::new(|k| format!("{:.2}", k.carbon_kg / 1000.0))),
         ("green share", Box::new(|k| format!("{:.3}", k.green_share))),

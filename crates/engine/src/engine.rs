@@ -272,6 +272,10 @@ pub enum Event {
         start_at: Ts,
         end_at: Ts,
         mode: TransferMode,
+        /// Seconds the start was shifted past the site's earliest possible start, for greener
+        /// or cheaper hours (0: not deferred), and the most the job allowed (`start_within`).
+        deferred_s: i64,
+        start_within_s: i64,
     },
     DataArrived {
         id: JobId,
@@ -746,6 +750,8 @@ impl Engine {
             start_at: c.start_at,
             end_at: c.end_at,
             mode: c.transfer.mode,
+            deferred_s: p.deferred_s,
+            start_within_s: suanwang_sched::place::start_within_s(self.sched.network(), &record.job),
         });
         if record.state == JobState::InTransfer {
             self.timer(arrival, id, record.attempt, Phase::Arrive);

@@ -50,6 +50,9 @@ pub struct PolicyKpis {
     pub latency_violations: u64,
     pub residency_violations: u64,
     pub deadline_misses: u64,
+    /// Placements whose start was deferred beyond what the job allowed (`start_within`): must
+    /// be 0.
+    pub deferred_beyond_start_within: u64,
     pub cost_fen: i64,
     pub carbon_kg: f64,
     pub green_share: f64,
@@ -366,7 +369,10 @@ fn drain_events(
 ) {
     for ev in engine.take_events() {
         match ev {
-            Event::Placed { attempt: 1, .. } => acc.k.placed += 1,
+            Event::Placed { attempt, deferred_s, start_within_s, .. } => {
+                acc.k.placed += u64::from(attempt == 1);
+                acc.k.deferred_beyond_start_within += u64::from(deferred_s > start_within_s);
+            }
             Event::Refused { id, rejections, .. } => {
                 acc.k.rejected += 1;
                 restricted.remove(&id);
@@ -395,6 +401,7 @@ fn empty_kpis(policy: &str) -> PolicyKpis {
         latency_violations: 0,
         residency_violations: 0,
         deadline_misses: 0,
+        deferred_beyond_start_within: 0,
         cost_fen: 0,
         carbon_kg: 0.0,
         green_share: 0.0,

@@ -59,6 +59,7 @@ fn golden_summaries_of_small_traces() {
         assert_eq!(k.placed + k.rejected, k.jobs);
         assert_eq!(k.completed + k.failed, k.placed);
         assert_eq!((k.latency_violations, k.residency_violations, k.deadline_misses), (0, 0, 0));
+        assert_eq!(k.deferred_beyond_start_within, 0, "{}: no start deferred beyond start_within", k.policy);
     }
     assert!(balanced.carbon_kg < nearest.carbon_kg && balanced.cost_fen < nearest.cost_fen);
     assert!(balanced.west_share_of_deferrable > nearest.west_share_of_deferrable);
