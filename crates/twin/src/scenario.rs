@@ -57,6 +57,11 @@ pub struct Scenario {
     pub green_min: f64,
     /// Tenants drawn uniformly from this many.
     pub tenants: u64,
+    /// Share of the jobs that may wait (delay-tolerant kinds, or no latency tier and not
+    /// inference) whose users state their own `start_within`: the operator's default for the
+    /// kind × U(`start_within_factor`), rounded down to 15 minutes. The rest take the default.
+    pub start_within_share: f64,
+    pub start_within_factor: [f64; 2],
 }
 
 impl Default for Scenario {
@@ -109,6 +114,8 @@ impl Default for Scenario {
             green_share_of_deferrable: 0.1,
             green_min: 0.3,
             tenants: 200,
+            start_within_share: 0.25,
+            start_within_factor: [0.0, 2.0],
         }
     }
 }
@@ -140,6 +147,7 @@ impl Scenario {
             ("deadline_share", self.deadline_share),
             ("green_share_of_deferrable", self.green_share_of_deferrable),
             ("green_min", self.green_min),
+            ("start_within_share", self.start_within_share),
         ] {
             share(n, v)?;
         }
@@ -153,6 +161,10 @@ impl Scenario {
         }
         if self.city_weights.values().any(|w| !(w.is_finite() && *w >= 0.0)) || self.default_city_weight < 0.0 {
             return Err("city_weights: weights must be finite and ≥ 0".into());
+        }
+        let [lo, hi] = self.start_within_factor;
+        if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi && hi <= 10.0) {
+            return Err(format!("start_within_factor: [{lo}, {hi}] is not a range within [0, 10]"));
         }
         if self.hpc_cores_per_node < 1.0 || self.tenants == 0 {
             return Err("hpc_cores_per_node must be ≥ 1 and tenants ≥ 1".into());
@@ -170,6 +182,8 @@ pub struct Mapper {
     cumulative: Vec<f64>,
     hpc: bool,
     llm: bool,
+    /// The operator's default `start_within` per kind (`policy.toml`), seconds.
+    start_within_default: [i64; 8],
 }
 
 fn kind_index(k: JobKind) -> usize {
@@ -186,7 +200,8 @@ impl Mapper {
             cumulative.push(acc);
             cities.push(c.id.clone());
         }
-        Mapper { scenario: scenario.clone(), cities, cumulative, hpc, llm }
+        let start_within_default = net.policy.start_within_s;
+        Mapper { scenario: scenario.clone(), cities, cumulative, hpc, llm, start_within_default }
     }
 
     /// The job for `rec` at `submit_at`; `key` distinguishes repeats of the same record.
@@ -265,6 +280,13 @@ impl Mapper {
         let min_green_share =
             if kind.is_delay_tolerant() && rng.unit() < s.green_share_of_deferrable { s.green_min } else { 0.0 };
         let tenant = format!("tenant-{}", rng.below(s.tenants));
+        // drawn last: the draws above stay what they were without it
+        let may_wait = kind.is_delay_tolerant() || (tier.is_none() && kind != JobKind::Inference);
+        let start_within_s = (may_wait && rng.unit() < s.start_within_share).then(|| {
+            let default = self.start_within_default[kind_index(kind)] as f64;
+            let stated = default * uniform(&mut rng, s.start_within_factor);
+            (stated / 900.0).floor() as i64 * 900
+        });
         Job {
             name: format!("{}-{key}", kind.as_str()),
             tenant,
@@ -282,7 +304,7 @@ impl Mapper {
             origin,
             latency_tier: tier,
             deadline,
-            start_within_s: None,
+            start_within_s,
             budget_fen: None,
             min_green_share,
             allowed_regions: vec![],

@@ -120,4 +120,13 @@ fn scenarios_are_checked() {
     ] {
         assert!(Scenario::from_toml(bad).is_err(), "{bad}");
     }
+    // the users' own start_within: a share and a factor range, each named when wrong
+    assert!(Scenario::from_toml("start_within_share = 0.5\nstart_within_factor = [0.5, 1.5]\n").is_ok());
+    for (bad, field) in [
+        ("start_within_share = 1.5", "start_within_share"),
+        ("start_within_factor = [3.0, 1.0]", "start_within_factor"),
+    ] {
+        let e = Scenario::from_toml(bad).expect_err(bad);
+        assert!(e.starts_with(field), "{bad}: {e}");
+    }
 }
