@@ -348,12 +348,23 @@ fn statement_chunks<T>(rows: &[T], max: usize) -> Vec<&[T]> {
     out
 }
 
-/// The error for a command whose idempotency key is already logged.
-fn duplicate(r: &CommandRow) -> StoreError {
-    StoreError::DuplicateKey {
-        tenant: r.tenant.clone().unwrap_or_default(),
-        key: r.idempotency_key.clone().unwrap_or_default(),
+/// After a batch's insert failed on the idempotency index: the first of `rows` whose key is
+/// already logged, or repeats an earlier row's, as [`StoreError::DuplicateKey`] (the rare path:
+/// the server checks keys before it logs them). Keyed commands are submissions, which
+/// [`Store::submission`] finds.
+async fn duplicate_key<S: Store>(store: &S, rows: &[CommandRow]) -> StoreError {
+    let mut seen = std::collections::HashSet::new();
+    for r in rows {
+        let (Some(tenant), Some(key)) = (&r.tenant, &r.idempotency_key) else { continue };
+        let logged = match store.submission(tenant, key).await {
+            Ok(found) => found.is_some(),
+            Err(e) => return e,
+        };
+        if logged || !seen.insert((tenant, key)) {
+            return StoreError::DuplicateKey { tenant: tenant.clone(), key: key.clone() };
+        }
     }
+    StoreError::Config("a unique constraint failed, but no command's idempotency key repeats".into())
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

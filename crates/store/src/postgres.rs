@@ -5,7 +5,7 @@ use sqlx::{PgPool, Row};
 
 use crate::{
     Batch, Checkpoint, CommandRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, RunLog, Store, StoreError, TokenRow,
-    duplicate, is_unique_violation, last_row_per_job,
+    duplicate_key, is_unique_violation, last_row_per_job,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -83,37 +83,6 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
         let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
         Ok(PgStore { pool })
-    }
-
-    /// The key that made a batch's insert fail: its commands again, one by one, in a transaction
-    /// that is rolled back (the rare path; the server checks keys before it logs them).
-    async fn duplicate_key(&self, rows: &[CommandRow]) -> StoreError {
-        let mut tx = match self.pool.begin().await {
-            Ok(tx) => tx,
-            Err(e) => return e.into(),
-        };
-        for r in rows {
-            let res = sqlx::query(
-                "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(r.at_ms)
-            .bind(&r.actor)
-            .bind(&r.kind)
-            .bind(r.job_id)
-            .bind(&r.tenant)
-            .bind(&r.idempotency_key)
-            .bind(&r.body)
-            .bind(&r.events)
-            .execute(&mut *tx)
-            .await;
-            match res {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => return duplicate(r),
-                Err(e) => return e.into(),
-            }
-        }
-        StoreError::Config("a unique constraint failed, but no command's idempotency key repeats".into())
     }
 }
 
@@ -195,7 +164,7 @@ impl Store for PgStore {
                 }
                 Err(e) if is_unique_violation(&e) => {
                     drop(tx);
-                    return Err(self.duplicate_key(c).await);
+                    return Err(duplicate_key(self, c).await);
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -11,7 +11,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::{
     Batch, Checkpoint, CommandRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, RunLog, Store, StoreError, TokenRow,
-    duplicate, is_unique_violation, last_row_per_job, statement_chunks,
+    duplicate_key, is_unique_violation, last_row_per_job, statement_chunks,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -114,37 +114,6 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
         Ok(SqliteStore { pool, read })
-    }
-
-    /// The key that made a batch's insert fail: its commands again, one by one, in a transaction
-    /// that is rolled back (the rare path; the server checks keys before it logs them).
-    async fn duplicate_key(&self, rows: &[CommandRow]) -> StoreError {
-        let mut tx = match self.pool.begin().await {
-            Ok(tx) => tx,
-            Err(e) => return e.into(),
-        };
-        for r in rows {
-            let res = sqlx::query(
-                "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.at_ms)
-            .bind(&r.actor)
-            .bind(&r.kind)
-            .bind(r.job_id)
-            .bind(&r.tenant)
-            .bind(&r.idempotency_key)
-            .bind(&r.body)
-            .bind(&r.events)
-            .execute(&mut *tx)
-            .await;
-            match res {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => return duplicate(r),
-                Err(e) => return e.into(),
-            }
-        }
-        StoreError::Config("a unique constraint failed, but no command's idempotency key repeats".into())
     }
 }
 
@@ -250,7 +219,7 @@ impl Store for SqliteStore {
                 }
                 Err(e) if is_unique_violation(&e) => {
                     drop(tx);
-                    return Err(self.duplicate_key(batch.commands).await);
+                    return Err(duplicate_key(self, batch.commands).await);
                 }
                 Err(e) => return Err(e.into()),
             }
