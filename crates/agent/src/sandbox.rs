@@ -166,17 +166,13 @@ pub fn helper_main(args: &[std::ffi::OsString]) -> String {
     }
 }
 
-/// One mount-namespace step that failed, and why.
-fn step(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
-    move |e| format!("{what}: {e}")
-}
-
-fn rustix_step(what: impl std::fmt::Display) -> impl FnOnce(rustix::io::Errno) -> String {
+/// One step of building the root that failed, and why (an I/O error or a system call's errno).
+fn step<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
     move |e| format!("{what}: {e}")
 }
 
 fn build_root(args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, String> {
-    use rustix::mount::{MountFlags, UnmountFlags, mount, mount_bind, mount_bind_recursive};
+    use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags, mount, mount_bind, mount_bind_recursive};
     use std::os::unix::fs::{DirBuilderExt as _, symlink};
     use std::os::unix::process::CommandExt as _;
     use std::path::PathBuf;
@@ -195,12 +191,12 @@ fn build_root(args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, S
     let (uid, gid) = (uid.to_string_lossy().into_owned(), gid.to_string_lossy().into_owned());
     let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     let tmpfs = |name: &str, at: &Path, flags: MountFlags, opts: &std::ffi::CStr| {
-        mount(name, at, "tmpfs", flags, opts).map_err(rustix_step(format!("tmpfs on {}", at.display())))
+        mount(name, at, "tmpfs", flags, opts).map_err(step(format!("tmpfs on {}", at.display())))
     };
     // read-only, keeping the flags the mount already has (in a user namespace the kernel refuses
     // a remount that would clear a locked nodev or noexec)
     let read_only = |at: &Path| -> Result<(), String> {
-        let have = rustix::fs::statvfs(at).map_err(rustix_step(format!("statvfs {}", at.display())))?.f_flag;
+        let have = rustix::fs::statvfs(at).map_err(step(format!("statvfs {}", at.display())))?.f_flag;
         let mut flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID;
         for (st, ms) in [
             (rustix::fs::StatVfsMountFlags::NODEV, MountFlags::NODEV),
@@ -213,12 +209,14 @@ fn build_root(args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, S
                 flags |= ms;
             }
         }
-        rustix::mount::mount_remount(at, flags, "").map_err(rustix_step(format!("read-only {}", at.display())))
+        rustix::mount::mount_remount(at, flags, "").map_err(step(format!("read-only {}", at.display())))
     };
     let touch = |p: &Path| std::fs::File::create(p).map(drop).map_err(step(format!("creating {}", p.display())));
     let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(step(format!("mkdir {}", p.display())));
 
-    mount_change_private()?;
+    // mounts made in the new namespace stay in it
+    rustix::mount::mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
+        .map_err(step("making / private"))?;
     tmpfs("sw-root", &root, MountFlags::NOSUID | MountFlags::NODEV, c"mode=0755")?;
     for d in ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"] {
         let d = Path::new(d);
@@ -228,7 +226,7 @@ fn build_root(args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, S
             symlink(&to, inside(d)).map_err(step(format!("symlink {}", d.display())))?;
         } else if meta.is_dir() {
             mkdir(&inside(d))?;
-            mount_bind_recursive(d, inside(d)).map_err(rustix_step(format!("bind {}", d.display())))?;
+            mount_bind_recursive(d, inside(d)).map_err(step(format!("bind {}", d.display())))?;
             read_only(&inside(d))?;
         }
     }
@@ -241,7 +239,7 @@ fn build_root(args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, S
         let host = Path::new("/dev").join(n);
         if host.exists() {
             touch(&dev.join(n))?;
-            mount_bind(&host, dev.join(n)).map_err(rustix_step(format!("bind {}", host.display())))?;
+            mount_bind(&host, dev.join(n)).map_err(step(format!("bind {}", host.display())))?;
         }
     }
     // accelerators: GPUs, DRI and InfiniBand devices where the machine has them
@@ -258,16 +256,16 @@ fn build_root(args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, S
         let Ok(meta) = std::fs::metadata(&host) else { continue };
         if meta.is_dir() {
             mkdir(&inside(&host))?;
-            mount_bind_recursive(&host, inside(&host)).map_err(rustix_step(format!("bind {}", host.display())))?;
+            mount_bind_recursive(&host, inside(&host)).map_err(step(format!("bind {}", host.display())))?;
         } else if std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()) {
             touch(&inside(&host))?;
-            mount_bind(&host, inside(&host)).map_err(rustix_step(format!("bind {}", host.display())))?;
+            mount_bind(&host, inside(&host)).map_err(step(format!("bind {}", host.display())))?;
         }
     }
     let resolve = Path::new("/run/systemd/resolve");
     if resolve.is_dir() {
         mkdir(&inside(resolve))?;
-        mount_bind(resolve, inside(resolve)).map_err(rustix_step("bind /run/systemd/resolve"))?;
+        mount_bind(resolve, inside(resolve)).map_err(step("bind /run/systemd/resolve"))?;
         read_only(&inside(resolve))?;
     }
     for (link, to) in [
@@ -282,10 +280,10 @@ fn build_root(args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, S
     tmpfs("sw-shm", &dev.join("shm"), MountFlags::NOSUID | MountFlags::NODEV, c"mode=1777")?;
     let proc = inside(Path::new("/proc"));
     mount("proc", &proc, "proc", MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC, None)
-        .map_err(rustix_step("mounting /proc"))?;
+        .map_err(step("mounting /proc"))?;
     tmpfs("sw-tmp", &inside(Path::new("/tmp")), MountFlags::NOSUID | MountFlags::NODEV, c"mode=1777")?;
     let sys = inside(Path::new("/sys"));
-    mount_bind_recursive("/sys", &sys).map_err(rustix_step("bind /sys"))?;
+    mount_bind_recursive("/sys", &sys).map_err(step("bind /sys"))?;
     let _ = read_only(&sys); // best effort, as before: some kernels refuse it in a user namespace
     // the work directory: the only writable path from the host
     let mut d = root.clone();
@@ -295,7 +293,7 @@ fn build_root(args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, S
             std::fs::DirBuilder::new().mode(0o711).create(&d).map_err(step(format!("mkdir {}", d.display())))?;
         }
     }
-    mount_bind(&work, inside(&work)).map_err(rustix_step(format!("bind {}", work.display())))?;
+    mount_bind(&work, inside(&work)).map_err(step(format!("bind {}", work.display())))?;
     if net == "nonet" {
         // a private network namespace has a loopback that is down
         let _ = std::process::Command::new("ip")
@@ -304,11 +302,11 @@ fn build_root(args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, S
             .stderr(std::process::Stdio::null())
             .status();
     }
-    rustix::process::chdir(&root).map_err(rustix_step("chdir to the new root"))?;
-    rustix::process::pivot_root(".", ".old").map_err(rustix_step("pivot_root"))?;
-    rustix::mount::unmount("/.old", UnmountFlags::DETACH).map_err(rustix_step("detaching the old root"))?;
+    rustix::process::chdir(&root).map_err(step("chdir to the new root"))?;
+    rustix::process::pivot_root(".", ".old").map_err(step("pivot_root"))?;
+    rustix::mount::unmount("/.old", UnmountFlags::DETACH).map_err(step("detaching the old root"))?;
     std::fs::remove_dir("/.old").map_err(step("rmdir /.old"))?;
-    rustix::process::chdir(&work).map_err(rustix_step(format!("chdir {}", work.display())))?;
+    rustix::process::chdir(&work).map_err(step(format!("chdir {}", work.display())))?;
     let drop_caps = ["--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"];
     let mut exec = if mode == "root" {
         let mut c = std::process::Command::new(tool("setpriv"));
@@ -322,13 +320,6 @@ fn build_root(args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, S
     };
     let err = exec.args(cmd).env_remove("OLDPWD").exec();
     Err(format!("executing the run: {err}"))
-}
-
-/// Mounts made in the new namespace stay in it.
-fn mount_change_private() -> Result<(), String> {
-    use rustix::mount::MountPropagationFlags;
-    rustix::mount::mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
-        .map_err(rustix_step("making / private"))
 }
 
 /// A system tool by its full path (the run's `PATH` is left as the job gave it).

@@ -147,12 +147,10 @@ pub fn span(secs: i64) -> String {
 }
 
 /// Whether the scheduler may shift the job past its earliest start for a greener or cheaper
-/// slot (mirrors `suanwang_sched`: delay-tolerant kinds always, others without a latency tier
-/// unless they are inference).
+/// slot by default (`JobKind::may_wait`, the scheduler's own rule).
 fn deferrable(j: &api::JobView) -> bool {
-    let tolerant = matches!(j.kind.as_str(), "training" | "fine-tuning" | "rendering" | "analytics" | "backup");
     let tier = j.spec.get("latency_tier").and_then(Value::as_str).filter(|t| *t != "none");
-    tolerant || (tier.is_none() && j.kind != "inference")
+    suanwang_core::JobKind::parse(&j.kind).is_some_and(|k| k.may_wait(tier.is_some()))
 }
 
 /// What `submit` says: where the job goes, when it starts, and — when it waits for a better

@@ -61,6 +61,17 @@ impl JobKind {
         JobKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// Position in [`JobKind::ALL`] (for per-kind tables).
+    pub fn index(self) -> usize {
+        JobKind::ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
+
+    /// Whether work of this kind may have its start deferred at all: delay-tolerant kinds
+    /// always, others only without a latency tier and unless they are inference.
+    pub fn may_wait(self, has_latency_tier: bool) -> bool {
+        self.is_delay_tolerant() || (!has_latency_tier && self != JobKind::Inference)
+    }
+
     /// Delay-tolerant kinds move west under 东数西算 (R3): training, fine-tuning, rendering,
     /// offline analytics, storage backup.
     pub fn is_delay_tolerant(self) -> bool {

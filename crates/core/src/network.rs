@@ -529,8 +529,7 @@ impl Default for OperatorPolicy {
 impl OperatorPolicy {
     /// The default `start_within` of `kind`, seconds.
     pub fn start_within_s(&self, kind: crate::JobKind) -> i64 {
-        let i = crate::JobKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.start_within_s[i]
+        self.start_within_s[kind.index()]
     }
 
     /// `[start_within]` with a duration for every kind, nothing else.

@@ -455,9 +455,7 @@ fn run_fits(timeline: &Timeline, runs: &[u32], s: i64, len: i64) -> bool {
 /// delay-tolerant kind, or no latency tier and not inference.
 pub fn start_within_s(net: &Network, job: &Job) -> i64 {
     job.start_within_s.unwrap_or_else(|| {
-        let may_wait = job.kind.is_delay_tolerant()
-            || (job.latency_tier.is_none() && job.kind != suanwang_core::JobKind::Inference);
-        if may_wait { net.policy.start_within_s(job.kind) } else { 0 }
+        if job.kind.may_wait(job.latency_tier.is_some()) { net.policy.start_within_s(job.kind) } else { 0 }
     })
 }
 

@@ -186,10 +186,6 @@ pub struct Mapper {
     start_within_default: [i64; 8],
 }
 
-fn kind_index(k: JobKind) -> usize {
-    JobKind::ALL.iter().position(|x| *x == k).unwrap_or(0)
-}
-
 impl Mapper {
     pub fn new(net: &Network, scenario: &Scenario, hpc: bool, llm: bool) -> Mapper {
         let mut acc = 0.0;
@@ -259,7 +255,7 @@ impl Mapper {
             JobKind::Batch => (rng.unit() < s.batch_cross_hub_share).then_some(LatencyTier::CrossHub),
             _ => None,
         };
-        let [lo, hi] = s.input_gb[kind_index(kind)];
+        let [lo, hi] = s.input_gb[kind.index()];
         let size_gb = (rng.log_uniform(lo, hi) * 10.0).round() / 10.0;
         let u = rng.unit();
         let classification = if u < s.restricted_share {
@@ -281,9 +277,8 @@ impl Mapper {
             if kind.is_delay_tolerant() && rng.unit() < s.green_share_of_deferrable { s.green_min } else { 0.0 };
         let tenant = format!("tenant-{}", rng.below(s.tenants));
         // drawn last: the draws above stay what they were without it
-        let may_wait = kind.is_delay_tolerant() || (tier.is_none() && kind != JobKind::Inference);
-        let start_within_s = (may_wait && rng.unit() < s.start_within_share).then(|| {
-            let default = self.start_within_default[kind_index(kind)] as f64;
+        let start_within_s = (kind.may_wait(tier.is_some()) && rng.unit() < s.start_within_share).then(|| {
+            let default = self.start_within_default[kind.index()] as f64;
             let stated = default * uniform(&mut rng, s.start_within_factor);
             (stated / 900.0).floor() as i64 * 900
         });
