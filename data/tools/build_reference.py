@@ -153,6 +153,46 @@ def pools_for(site_id, side, hub, racks, super_site, area_racks):
                           price_fen_per_unit_hour=round(PRICE_FEN["hpc-node"] * disc)))
     return pools
 
+# --- city data centres (modelled) ----------------------------------------------------------------
+# The clusters hold only part of China's racks: >9 million standard racks nationally in early
+# 2025 (中国电力报 2025-03-19), of which the 10 clusters held 1.46 M (2024). The rest — city and
+# edge data centres outside the hubs — is modelled as one site per demand city, at the city's
+# coordinates, in the same 1:10 model: (9,000,000 − 1,460,000 − the green regions' 146,000) / 10
+# = 739,400 racks, split by tier: the four first-tier cities weigh 3, the others 1.
+NATIONAL_RACKS = 9_000_000
+CLUSTER_RACKS = 1_460_000
+CITY_TIER1 = {"beijing", "shanghai", "guangzhou", "shenzhen"}
+# Older and smaller than the hubs' new builds: PUE 1.45 — the national average was 1.42 in June
+# 2025 (MIIT, SCIO 2025-09-09) with the hubs at 1.2–1.25, so the rest averages about 1.45.
+CITY_PUE = 1.45
+# IT power 70 % general, 30 % intelligent (older accelerators), no HPC; prices 10 % above the
+# eastern hubs' (urban land and power; modelled, no quantified gap was found).
+CITY_ACC = [("a800", 0.5), ("l40s", 0.5)]
+CITY_PREMIUM = 1.10
+
+def city_pools(site_id, racks):
+    kw = racks * RACK_KW
+    pools = []
+    for model, share, tag in (("xeon-8480", 0.75, "cpu"), ("epyc-9654", 0.25, "cpu2")):
+        servers = int(kw * 0.70 * share / CPU_SERVER_KW)
+        pools.append(dict(id=f"{site_id}.{tag}", family="general", model=model, unit="core",
+                          count=servers * CPU_CORES[model], memory_gib_per_unit=4 if model != "epyc-9654" else 3,
+                          power_w_per_unit=round(CPU_SERVER_KW * 1000 / CPU_CORES[model], 2),
+                          price_fen_per_unit_hour=round(PRICE_FEN["core"] * CITY_PREMIUM)))
+    for model, share in CITY_ACC:
+        server_kw = 8 * ACC_TDP_KW[model] + AI_HOST_KW
+        servers = int(kw * 0.30 * share / server_kw)
+        pools.append(dict(id=f"{site_id}.{model}", family="intelligent", model=model, unit="accelerator",
+                          count=servers * 8, memory_gib_per_unit=ACC_MEM[model],
+                          power_w_per_unit=round(server_kw * 1000 / 8, 2),
+                          price_fen_per_unit_hour=round(PRICE_FEN[model] * CITY_PREMIUM)))
+    return pools
+
+# Provinces of city data centres without NBS generation data: a flat green share of
+# 1 − grid factor / 0.85 (0.85 kg/kWh ≈ a coal unit; modelled: the non-fossil share implied by the
+# province's 2022 grid factor, nuclear included — stated, since it overstates Fujian's green share).
+COAL_EF = 0.85
+
 # --- energy (modelled) -------------------------------------------------------------------------
 gen = defaultdict(lambda: defaultdict(float))  # (province, month) -> source -> 10^4 kWh
 for r in read_csv("power/nbs_province_generation_by_source_monthly_2019_2024.csv"):
@@ -215,6 +255,9 @@ FLAT_FEN_PER_MWH = {  # modelled: typical general C&I 1–10 kV flat price, roun
     "Hebei": 60000, "Shanghai": 68000, "Jiangsu": 65000, "Zhejiang": 66000, "Anhui": 60000,
     "Guangdong": 68380, "Sichuan": 55000, "Chongqing": 58000, "Inner Mongolia": 35000,
     "Guizhou": 45000, "Gansu": 38000, "Ningxia": 36000, "Qinghai": 34000, "Yunnan": 40000,
+    # city data centres' provinces (modelled, same rule)
+    "Beijing": 70000, "Tianjin": 64000, "Hubei": 60000, "Shaanxi": 56000, "Henan": 60000, "Hunan": 62000,
+    "Shandong": 62000, "Fujian": 60000, "Liaoning": 58000, "Heilongjiang": 56000,
 }
 # Ratios from the Guangdong schedule (the only sourced prices): valley 0.3338, flat 0.6838,
 # peak 1.0538, critical 1.2538 RMB/kWh ⇒ 0.488, 1.0, 1.541, 1.834 of flat.
@@ -335,6 +378,18 @@ def main():
                                   lat=lat, lon=lon, racks=RACKS_PER_REGION // len(sites), super_site=(i == 0),
                                   pue=1.2 if prov == "Qinghai" else 1.25,
                                   coord_source="approximate city coordinates (modelled, ±0.1°)"))
+    city_rows = []
+    weights = {}
+    for c in cities:
+        cid = c["city_id"] + ("_city" if c["city_id"] in cl_ids else "")
+        weights[cid] = 3 if cid in CITY_TIER1 else 1
+    city_racks_total = (NATIONAL_RACKS - CLUSTER_RACKS - 2 * RACKS_PER_REGION * 10) // 10
+    for c in cities:
+        cid = c["city_id"] + ("_city" if c["city_id"] in cl_ids else "")
+        racks = city_racks_total * weights[cid] // sum(weights.values())
+        city_rows.append(dict(id=f"{cid.replace('_city', '')}-dc", city=cid, province=CITY_PROVINCE[cid],
+                              name_cn=f"{c['city_cn']}城市数据中心", lat=float(c["lat"]), lon=float(c["lon"]),
+                              racks=racks, side="east"))
     with open(f"{OUT}/network/sites.toml", "w") as f:
         f.write("# Sites (data centres): one per cluster start area, two per green region.\n"
                 "# MODELLED capacities — see data/README.md \"Scaling rule\": 1:10 model of the 1.46 M racks of\n"
@@ -355,6 +410,19 @@ def main():
                     f"green_profile = {q(s['province'].lower().replace(' ', '_'))}\n\n")
             area_racks = RACKS_PER_CLUSTER if s["cluster"] else RACKS_PER_REGION
             for p in pools_for(s["id"], s["side"], s["hub"] or s["region"], s["racks"], s["super_site"], area_racks):
+                f.write("[[site.pool]]\n" + "".join(f"{k} = {q(v) if isinstance(v, str) else v}\n" for k, v in p.items()) + "\n")
+        f.write("# City data centres outside the hubs: one per demand city (data/README.md \"City data centres\").\n"
+                f"# MODELLED: ({NATIONAL_RACKS:,} national racks − {CLUSTER_RACKS:,} in the clusters − the green regions') / 10\n"
+                f"# = {city_racks_total:,} racks, first-tier cities weigh 3, others 1; PUE {CITY_PUE}; IT 70 % general, 30 %\n"
+                f"# intelligent; prices × {CITY_PREMIUM}. `backup`: the nearest cluster site.\n\n")
+        for s in city_rows:
+            near = min((r for r in site_rows if r["cluster"]), key=lambda r: fibre_ms(s["lat"], s["lon"], r["lat"], r["lon"]))
+            f.write(f"[[site]]\nid = {q(s['id'])}\nname_cn = {q(s['name_cn'])}\ncity = {q(s['city'])}\n"
+                    f"backup = {q(near['id'])}\nprovince = {q(s['province'])}\nlat = {s['lat']}\nlon = {s['lon']}\n"
+                    f"coord_source = \"the demand city's coordinates (demand_cities.csv)\"\nracks = {s['racks']}\npue = {CITY_PUE}\n"
+                    f"tariff = {q(s['province'].lower().replace(' ', '_'))}\n"
+                    f"green_profile = {q(s['province'].lower().replace(' ', '_'))}\n\n")
+            for p in city_pools(s["id"], s["racks"]):
                 f.write("[[site.pool]]\n" + "".join(f"{k} = {q(v) if isinstance(v, str) else v}\n" for k, v in p.items()) + "\n")
 
     # links: backbone mesh among clusters/regions; access links city -> cluster/region
@@ -383,6 +451,11 @@ def main():
             cid = c["city_id"] + ("_city" if c["city_id"] in cl_ids else "")
             for n in nodes:
                 f.write(f"[[link]]\na = {q(cid)}\nb = {q(n[0])}\nkind = \"access\"\nbandwidth_gbps = 100.0\nprice_fen_per_gb = 4\n\n")
+        # city <-> city (reaching another city's data centre): access links too
+        cids = [c["city_id"] + ("_city" if c["city_id"] in cl_ids else "") for c in cities]
+        for i in range(len(cids)):
+            for j in range(i + 1, len(cids)):
+                f.write(f"[[link]]\na = {q(cids[i])}\nb = {q(cids[j])}\nkind = \"access\"\nbandwidth_gbps = 100.0\nprice_fen_per_gb = 4\n\n")
 
     # energy
     with open(f"{OUT}/energy/grid_factors.toml", "w") as f:
@@ -391,8 +464,8 @@ def main():
                 "# ../shared/data/grid_ef_province_mee_2021_2022.csv (not cross-checked against the PDF).\n\n[factors]\n")
         for prov, ef in sorted(efs.items()):
             f.write(f"{q(prov)} = {ef}\n")
-    provs = sorted({s["province"] for s in site_rows})
-    side_of_prov = {s["province"]: s["side"] for s in site_rows}
+    provs = sorted({s["province"] for s in site_rows + city_rows})
+    side_of_prov = {s["province"]: s["side"] for s in city_rows + site_rows}
     with open(f"{OUT}/energy/tariffs.toml", "w") as f:
         f.write("# Time-of-use electricity tariffs per site province, fen per MWh, hours [start, end) Beijing time.\n"
                 "# Flat prices are MODELLED (typical C&I flat price; only Guangdong's 0.6838 RMB/kWh is sourced).\n"
@@ -412,8 +485,12 @@ def main():
     with open(f"{OUT}/energy/green_share.csv", "w") as f:
         f.write("profile,season,hour,green_share\n")
         for prov in provs:
-            s0 = next(s for s in site_rows if s["province"] == prov)
-            prof = green_profile(prov, s0["lat"], s0["lon"])
+            s0 = next(s for s in site_rows + city_rows if s["province"] == prov)
+            if any(k[0] == prov for k in gen):
+                prof = green_profile(prov, s0["lat"], s0["lon"])
+            else:
+                flat = round(max(0.0, 1.0 - efs[prov] / COAL_EF), 4)
+                prof = {season: [flat] * 24 for season in ("spring", "summer", "autumn", "winter")}
             for season in ("spring", "summer", "autumn", "winter"):
                 for h, v in enumerate(prof[season]):
                     f.write(f"{prov.lower().replace(' ', '_')},{season},{h},{v:.4f}\n")

@@ -83,6 +83,8 @@ pub enum Scorer {
     EastWest,
     Pairing,
     Load,
+    /// 1 at a site outside the hubs, else 0 (hubs first among equals).
+    Hub,
 }
 
 impl Scorer {
@@ -95,6 +97,7 @@ impl Scorer {
             Scorer::EastWest => "east_west",
             Scorer::Pairing => "pairing",
             Scorer::Load => "load",
+            Scorer::Hub => "hub",
         }
     }
 }

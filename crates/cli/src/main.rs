@@ -250,6 +250,18 @@ enum Command {
         /// Write twin.json, SVG plots and index.html here.
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
+        /// A policy file (`base`, `name`, `[weights]`, as for `plan --weights`) replayed beside
+        /// --policy; repeatable.
+        #[arg(long, value_name = "FILE")]
+        weights: Vec<PathBuf>,
+        /// Replay `balanced` under every combination of these weights, SCORER=LO..HI
+        /// comma-separated (e.g. money=0..4,carbon=0..4), and report the Pareto-efficient set
+        /// over (cost, carbon, mean wait).
+        #[arg(long, value_name = "SPEC")]
+        sweep: Option<String>,
+        /// Values per swept scorer, evenly spaced from LO to HI.
+        #[arg(long, default_value_t = 5)]
+        steps: u32,
     },
     /// Benchmarks that print JSON figures.
     Bench {
@@ -622,14 +634,44 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
         }
         Command::Job { sub: Some(JobSub::Check { file, json }), .. } => job_check(&net, &file, json),
         Command::Bench { sub: BenchSub::Sched { jobs, batch_jobs, seed, policy, json } } => {
-            let policy = plan_cmd::policy(&policy, None)?;
+            let policy = plan_cmd::policy(&net, &policy, None)?;
             bench_cmd::sched(net, &bench_cmd::SchedArgs { jobs, batch_jobs, seed, policy, json })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Twin { trace, map, units, policy, scenario, limit, repeat, seed, strict, json, report } => {
+        Command::Twin {
+            trace,
+            map,
+            units,
+            policy,
+            scenario,
+            limit,
+            repeat,
+            seed,
+            strict,
+            json,
+            report,
+            weights,
+            sweep,
+            steps,
+        } => {
             twin_cmd::run(
                 &net,
-                &twin_cmd::TwinArgs { trace, map, units, policy, scenario, limit, repeat, seed, strict, json, report },
+                &twin_cmd::TwinArgs {
+                    trace,
+                    map,
+                    units,
+                    policy,
+                    scenario,
+                    limit,
+                    repeat,
+                    seed,
+                    strict,
+                    json,
+                    report,
+                    weights,
+                    sweep,
+                    steps,
+                },
             )?;
             Ok(ExitCode::SUCCESS)
         }
@@ -644,7 +686,7 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
             runtime()?.block_on(remote::plan(&c, &file, json))
         }
         Command::Plan { file, policy, weights, at, json } => {
-            let policy = plan_cmd::policy(&policy, weights.as_deref())?;
+            let policy = plan_cmd::policy(&net, &policy, weights.as_deref())?;
             let now = match at {
                 Some(t) => Ts::parse(&t).map_err(|e| anyhow::anyhow!("--at: {e}"))?,
                 None => now(),

@@ -11,13 +11,13 @@ use suanwang_api as api;
 use suanwang_core::{Network, Ts};
 use suanwang_sched::{Config, Policy, Scheduler};
 
-pub fn policy(name: &str, weights_file: Option<&Path>) -> Result<Policy> {
-    let mut policy =
-        Policy::named(name).with_context(|| format!("unknown policy {name:?}; one of {}", Policy::NAMES.join(", ")))?;
+pub fn policy(net: &Network, name: &str, weights_file: Option<&Path>) -> Result<Policy> {
+    let mut policy = Policy::named(name, &net.policy)
+        .with_context(|| format!("unknown policy {name:?}; one of {}", Policy::NAMES.join(", ")))?;
     if let Some(path) = weights_file {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let base = if text.contains("base") { text } else { format!("base = {name:?}\n{text}") };
-        policy = Policy::from_toml(&base).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        policy = Policy::from_toml(&base, &net.policy).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     Ok(policy)
 }

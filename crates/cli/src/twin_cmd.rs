@@ -27,6 +27,9 @@ pub struct TwinArgs {
     pub strict: bool,
     pub json: bool,
     pub report: Option<PathBuf>,
+    pub weights: Vec<PathBuf>,
+    pub sweep: Option<String>,
+    pub steps: u32,
 }
 
 /// Peak resident set size of this process, MiB (Linux `VmHWM`), if known.
@@ -63,17 +66,34 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
     if let Some(seed) = args.seed {
         scenario.seed = seed;
     }
-    let policies: Vec<Policy> = if args.policy == "all" {
-        ["balanced", "nearest", "cheapest", "greenest", "wait-awhile"].iter().filter_map(|n| Policy::named(n)).collect()
+    let mut policies: Vec<Policy> = if args.policy == "all" {
+        ["balanced", "nearest", "cheapest", "greenest", "wait-awhile"]
+            .iter()
+            .filter_map(|n| Policy::named(n, &net.policy))
+            .collect()
     } else {
         args.policy
             .split(',')
             .map(|n| {
-                Policy::named(n.trim())
+                Policy::named(n.trim(), &net.policy)
                     .with_context(|| format!("--policy: unknown {n:?}; one of {}, or all", Policy::NAMES.join(", ")))
             })
             .collect::<Result<_>>()?
     };
+    for path in &args.weights {
+        let policy = crate::plan_cmd::policy(net, "balanced", Some(path))?;
+        if policies.iter().any(|p| p.name == policy.name) {
+            bail!(
+                "--weights {}: policy name {:?} is already in the run; give the file a `name`",
+                path.display(),
+                policy.name
+            );
+        }
+        policies.push(policy);
+    }
+    if let Some(spec) = &args.sweep {
+        policies.extend(sweep_policies(net, spec, args.steps)?);
+    }
     let net = Arc::new(scaled(net, scenario.capacity_scale));
     let started = Instant::now();
     let bar =
@@ -118,10 +138,11 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
         out.into_iter().map(|r| r.unwrap_or_else(|| Err(TwinError::Open("a worker thread panicked".into())))).collect()
     });
     bar.finish_and_clear();
-    let mut kpis = vec![];
+    let mut kpis: Vec<PolicyKpis> = vec![];
     for r in results {
         kpis.push(r.map_err(|e| anyhow::anyhow!("{e}"))?);
     }
+    suanwang_twin::run::judge(&mut kpis, &net.policy);
     let wall_s = started.elapsed().as_secs_f64();
     let rss = peak_rss_mib();
     let full = json!({
@@ -156,6 +177,93 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
     Ok(())
 }
 
+/// The policies of `--sweep SPEC --steps N`: `balanced` with each combination of the swept
+/// scorers' weights, named `sweep:money=1,carbon=2`.
+pub fn sweep_policies(net: &Network, spec: &str, steps: u32) -> Result<Vec<Policy>> {
+    let base = Policy::named("balanced", &net.policy).context("balanced policy")?;
+    let names: Vec<&str> = suanwang_sched::Scorer::ALL.iter().map(|s| s.as_str()).collect();
+    let mut axes: Vec<(String, Vec<f64>)> = vec![];
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, range) = part.split_once('=').with_context(|| format!("--sweep: {part:?} is not SCORER=LO..HI"))?;
+        let name = name.trim();
+        if !names.contains(&name) {
+            bail!("--sweep: {name:?}: unknown scorer; one of {}", names.join(", "));
+        }
+        if axes.iter().any(|(n, _)| n == name) {
+            bail!("--sweep: {name}: swept twice");
+        }
+        let (lo, hi) = range
+            .split_once("..")
+            .with_context(|| format!("--sweep: {name}={range}: the range must be LO..HI (e.g. 0..4)"))?;
+        let num = |v: &str, which: &str| -> Result<f64> {
+            let x: f64 =
+                v.trim().parse().map_err(|_| anyhow::anyhow!("--sweep: {name}: {which} {v:?} is not a number"))?;
+            if !(x.is_finite() && x >= 0.0) {
+                bail!("--sweep: {name}: {which} {v:?} must be a finite weight ≥ 0");
+            }
+            Ok(x)
+        };
+        let (lo, hi) = (num(lo, "LO")?, num(hi, "HI")?);
+        if hi < lo {
+            bail!("--sweep: {name}={range}: the range is empty (HI < LO)");
+        }
+        let values = if hi <= lo || steps <= 1 {
+            vec![lo]
+        } else {
+            (0..steps).map(|i| lo + (hi - lo) * f64::from(i) / f64::from(steps - 1)).collect()
+        };
+        axes.push((name.to_string(), values));
+    }
+    if axes.is_empty() {
+        bail!("--sweep: no scorer given; e.g. --sweep money=0..4,carbon=0..4");
+    }
+    if steps == 0 {
+        bail!("--steps: must be at least 1");
+    }
+    let total: usize = axes.iter().map(|(_, v)| v.len()).product();
+    if total > 1024 {
+        bail!("--sweep: {total} combinations; at most 1024 (fewer --steps or scorers)");
+    }
+    let mut out = vec![];
+    for i in 0..total {
+        let mut rest = i;
+        let mut table = toml::Table::new();
+        let mut label = vec![];
+        for (name, values) in &axes {
+            let v = values[rest % values.len()];
+            rest /= values.len();
+            table.insert(name.clone(), toml::Value::Float(v));
+            label.push(format!("{name}={}", short_weight(v)));
+        }
+        let mut merged = toml::Table::try_from(base.weights).context("weights")?;
+        merged.extend(table);
+        let weights: suanwang_sched::Weights = merged.try_into().context("weights")?;
+        if weights.as_array().iter().all(|w| *w == 0.0) {
+            continue;
+        }
+        out.push(Policy { name: format!("sweep:{}", label.join(",")), weights });
+    }
+    Ok(out)
+}
+
+fn short_weight(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A number in at most 6 characters or so: 3 significant digits.
+fn short(x: f64) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x.abs() >= 1000.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
 /// A table row's label and how to render one policy's cell.
 type Cell = Box<dyn Fn(&PolicyKpis) -> String>;
 
@@ -176,8 +284,12 @@ fn print_table(kpis: &[PolicyKpis], wall_s: f64, rss: Option<f64>) {
         ("west share (deferrable)", Box::new(|k| format!("{:.3}", k.west_share_of_deferrable))),
         ("mean wait (s)", Box::new(|k| format!("{:.0}", k.mean_wait_s))),
         ("p99 wait (s)", Box::new(|k| format!("{:.0}", k.p99_wait_s))),
-        ("utilisation hub", Box::new(|k| format!("{:.4}", k.utilization_hub))),
-        ("utilisation non-hub", Box::new(|k| format!("{:.4}", k.utilization_nonhub))),
+        ("mean slowdown", Box::new(|k| format!("{:.2}", k.mean_slowdown))),
+        ("utilisation hub (IT)", Box::new(|k| format!("{:.4}", k.hub_utilisation))),
+        ("utilisation non-hub (IT)", Box::new(|k| format!("{:.4}", k.nonhub_utilisation))),
+        ("utilisation national (IT)", Box::new(|k| format!("{:.4}", k.national_utilisation))),
+        ("hub ÷ national utilisation", Box::new(|k| format!("{:.2}", k.hub_to_national_utilisation))),
+        ("hub green share", Box::new(|k| format!("{:.3}", k.hub_green_share))),
         (
             "deferrable cost/job vs nearest",
             Box::new(|k| {
@@ -203,6 +315,26 @@ fn print_table(kpis: &[PolicyKpis], wall_s: f64, rss: Option<f64>) {
             print!(" {:>14}", f(k));
         }
         println!();
+    }
+    println!();
+    println!("{:<34}", "targets (value / limit)");
+    if let Some(first) = kpis.first() {
+        for (i, t) in first.targets.iter().enumerate() {
+            let bound = if t.bound == "at_least" { "≥" } else { "≤" };
+            print!("{:<34}", format!("{} {bound} {}", t.name, short(t.limit)));
+            for k in kpis {
+                let cell = k.targets.get(i).map_or(String::new(), |t| {
+                    let mark = match t.met {
+                        Some(true) => "met",
+                        Some(false) => "MISSED",
+                        None => "?",
+                    };
+                    format!("{} {mark}", short(t.value))
+                });
+                print!(" {cell:>14}");
+            }
+            println!();
+        }
     }
     if let Some(b) = kpis.first().and_then(|k| k.first_bad_lines.first()) {
         println!("first bad line: {b}");

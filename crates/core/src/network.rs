@@ -157,6 +157,9 @@ struct SiteFile {
     cluster: Option<String>,
     #[serde(default)]
     region: Option<String>,
+    /// A city data centre outside the hubs: the demand city it serves.
+    #[serde(default)]
+    city: Option<String>,
     #[serde(default)]
     backup: Option<String>,
     province: String,
@@ -203,8 +206,12 @@ pub struct Site {
     /// The hub (via the cluster), if the site is in one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hub: Option<String>,
-    /// The residency region: the hub id, or the green region id.
+    /// The residency region: the hub id, or the green region id; for a city data centre the
+    /// city's hub, else the city id.
     pub region: String,
+    /// For a city data centre outside the hubs: the demand city it stands in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
     /// The paired disaster-recovery site that takes this site's jobs first when it is lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<String>,
@@ -512,17 +519,39 @@ struct TariffsFile {
 
 /// Collects problems while loading.
 /// What the operator decides beyond the network itself (`data/policy.toml`, R3, R5).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OperatorPolicy {
     /// How long the scheduler may defer a job's start when its spec has no `start_within`,
     /// seconds, per kind (indexed like `JobKind::ALL`).
     pub start_within_s: [i64; 8],
+    /// Hubs first among equals: the `hub` scorer's weight in `balanced`, and the seed's
+    /// targets the twin reports against (`[hubs]`).
+    pub hubs: HubPolicy,
+}
+
+/// `[hubs]` of `policy.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubPolicy {
+    /// Weight of the `hub` scorer (1 outside the hubs, 0 inside) in the `balanced` policy.
+    pub weight: f64,
+    /// Hub utilisation ÷ the national average (all sites, IT-capacity-weighted) to reach.
+    pub utilisation_ratio_target: f64,
+    /// Share of the hubs' electricity that is green power, to reach.
+    pub green_share_target: f64,
+}
+
+impl Default for HubPolicy {
+    /// No hub preference; the seed's targets (1.2 is "significantly above": our reading).
+    fn default() -> Self {
+        HubPolicy { weight: 0.0, utilisation_ratio_target: 1.2, green_share_target: 0.8 }
+    }
 }
 
 impl Default for OperatorPolicy {
-    /// No deferral for any kind (the reference data sets the real defaults).
+    /// No deferral for any kind, no hub preference (the reference data sets the real values).
     fn default() -> Self {
-        OperatorPolicy { start_within_s: [0; 8] }
+        OperatorPolicy { start_within_s: [0; 8], hubs: HubPolicy::default() }
     }
 }
 
@@ -537,8 +566,8 @@ impl OperatorPolicy {
         const FILE: &str = "policy.toml";
         let table: toml::Table = c.parse(FILE, text)?;
         let before = c.problems.len();
-        for key in table.keys().filter(|k| k.as_str() != "start_within") {
-            c.push(FILE, key.as_str(), "unknown section; the file has [start_within]");
+        for key in table.keys().filter(|k| !matches!(k.as_str(), "start_within" | "hubs")) {
+            c.push(FILE, key.as_str(), "unknown section; the file has [start_within] and [hubs]");
         }
         let Some(sw) = table.get("start_within").and_then(toml::Value::as_table) else {
             c.push(FILE, "start_within", "missing: a [start_within] table with a duration per job kind");
@@ -561,6 +590,18 @@ impl OperatorPolicy {
                 Ok(s) if s <= crate::job::MAX_START_WITHIN_S => out.start_within_s[i] = s,
                 Ok(s) => c.push(FILE, path, format!("{s} s is more than 366 days")),
                 Err(e) => c.push(FILE, path, e),
+            }
+        }
+        match table.get("hubs").cloned().map(HubPolicy::deserialize) {
+            None => {
+                c.push(FILE, "hubs", "missing: a [hubs] table (weight, utilisation_ratio_target, green_share_target)");
+            }
+            Some(Err(e)) => c.push(FILE, "hubs", e.message().to_string()),
+            Some(Ok(h)) => {
+                c.range(FILE, "hubs.weight", h.weight, 0.0, 100.0);
+                c.range(FILE, "hubs.utilisation_ratio_target", h.utilisation_ratio_target, 0.0, 10.0);
+                c.range(FILE, "hubs.green_share_target", h.green_share_target, 0.0, 1.0);
+                out.hubs = h;
             }
         }
         (c.problems.len() == before).then_some(out)
@@ -868,6 +909,7 @@ impl Network {
             cluster: None,
             hub: None,
             region: city.region.clone().unwrap_or_else(|| nearest.region.clone()),
+            city: None,
             backup: Some(nearest.id.clone()),
             side: nearest.side,
             province: city.province.clone(),
@@ -1165,6 +1207,25 @@ fn build(
         c.coords(F, &at, s.lat, s.lon);
         c.range(F, &format!("{at}.pue"), s.pue, 1.0, 3.0);
         let (hub, region, side) = match (&s.cluster, &s.region) {
+            (None, None) if s.city.is_some() => {
+                let id = s.city.as_deref().unwrap_or_default();
+                match cities.city.iter().find(|x| x.id == id) {
+                    // a city data centre: the city's hub for residency, else the city itself;
+                    // the side of the city's hub, else east (demand cities are the east's)
+                    Some(city) => match &city.region {
+                        Some(h) => (None, h.clone(), hub_side.get(h.as_str()).copied().unwrap_or(Side::East)),
+                        None => (None, city.id.clone(), Side::East),
+                    },
+                    None => {
+                        c.push(F, format!("{at}.city"), format!("unknown demand city {id:?}"));
+                        (None, String::new(), Side::East)
+                    }
+                }
+            }
+            (Some(_), _) | (_, Some(_)) if s.city.is_some() => {
+                c.push(F, &at, "a site needs exactly one of `cluster`, `region` or `city`");
+                (None, String::new(), Side::East)
+            }
             (Some(cl), None) => match cluster_hub.get(cl.as_str()) {
                 Some(h) => (Some((*h).to_string()), (*h).to_string(), hub_side.get(h).copied().unwrap_or(Side::East)),
                 None => {
@@ -1179,7 +1240,7 @@ fn build(
                 (None, r.clone(), Side::West)
             }
             _ => {
-                c.push(F, &at, "a site needs exactly one of `cluster` or `region`");
+                c.push(F, &at, "a site needs exactly one of `cluster`, `region` or `city`");
                 (None, String::new(), Side::East)
             }
         };
@@ -1272,6 +1333,7 @@ fn build(
             cluster: s.cluster,
             hub,
             region,
+            city: s.city,
             backup: s.backup,
             side,
             province: s.province,
@@ -1368,8 +1430,8 @@ mod agent_site_tests {
         let net = Network::reference().expect("reference");
         // h800 cards are priced 1500 fen an hour in the reference network
         assert_eq!(net.price_band("h800"), Some((375, 6000)));
-        // a core of an unpriced CPU model: the general family's cores (38–45 fen)
-        assert_eq!(net.price_band("generic-x86_64"), Some((9, 180)));
+        // a core of an unpriced CPU model: the general family's cores (38–50 fen)
+        assert_eq!(net.price_band("generic-x86_64"), Some((9, 200)));
         // a hygon-7390 core is priced like cores, not like the 2,600-fen nodes of that CPU
         assert_eq!(net.price_band("hygon-7390"), Some((11, 180)));
         assert_eq!(net.price_band("atlantis-9000"), None);

@@ -83,11 +83,13 @@ pub struct EngineConfig {
     pub time_scale: f64,
 }
 
-impl Default for EngineConfig {
-    fn default() -> Self {
+impl EngineConfig {
+    /// Real time, the default scheduler configuration, and `balanced` under the network's
+    /// operator policy.
+    pub fn for_network(net: &Network) -> Self {
         EngineConfig {
             sched: Config::default(),
-            policy: Policy::named("balanced").unwrap_or(Policy::BALANCED),
+            policy: Policy::named("balanced", &net.policy).unwrap_or(Policy::BALANCED),
             time_scale: 1.0,
         }
     }

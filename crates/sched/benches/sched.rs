@@ -15,7 +15,7 @@ fn start() -> Ts {
 
 fn online(c: &mut Criterion) {
     let net = Arc::new(Network::reference().expect("reference network"));
-    let policy = Policy::named("balanced").expect("policy");
+    let policy = Policy::named("balanced", &net.policy).expect("policy");
     let jobs = workload::mix(&net, 7, 4096, start(), 0);
     // half full: the first half placed, the second half planned against it
     let mut sched = Scheduler::new(Arc::clone(&net), start(), Config::default());
@@ -34,7 +34,7 @@ fn online(c: &mut Criterion) {
 
 fn batch_1000(c: &mut Criterion) {
     let net = Arc::new(Network::reference().expect("reference network"));
-    let policy = Policy::named("balanced").expect("policy");
+    let policy = Policy::named("balanced", &net.policy).expect("policy");
     let jobs: Vec<_> = workload::mix(&net, 11, 1000, start(), 0).into_iter().map(|(_, j)| j).collect();
     let mut group = c.benchmark_group("batch");
     group.sample_size(10);

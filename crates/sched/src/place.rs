@@ -8,7 +8,7 @@ use suanwang_core::job::{Classification, Job, Work};
 use suanwang_core::network::{Arch, Place, Side};
 use suanwang_core::{Family, Network, Ts};
 
-use crate::policy::{Policy, Scorer};
+use crate::policy::{N, Policy, Scorer};
 use crate::series::{SiteSeries, WindowEnergy};
 use crate::slots::{SLOT_SECONDS, SLOTS_PER_HOUR, slot_at_or_after, slot_of, slot_start, slots_for};
 use crate::timeline::{Reservation, Timeline, TimelineError};
@@ -294,7 +294,7 @@ struct Opt {
     green: f32,
     start: i64,
     /// Raw scorer values (index = `Scorer::ALL`); money in fen, before rounding.
-    raw: [f64; 7],
+    raw: [f64; N],
     score: f64,
 }
 
@@ -310,17 +310,17 @@ struct Opt {
 /// is a meaningful sum — and an option is scored the moment it is generated.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Norm {
-    pub scale: [f64; 7],
-    pub weights: [f64; 7],
+    pub scale: [f64; N],
+    pub weights: [f64; N],
     #[serde(skip)]
-    coef: [f64; 7],
+    coef: [f64; N],
 }
 
 impl Norm {
-    fn new(scale: [f64; 7], policy: &Policy) -> Norm {
+    fn new(scale: [f64; N], policy: &Policy) -> Norm {
         let weights = policy.weights.as_array();
-        let mut coef = [0.0; 7];
-        for k in 0..7 {
+        let mut coef = [0.0; N];
+        for k in 0..N {
             coef[k] = weights[k] / scale[k];
         }
         Norm { scale, weights, coef }
@@ -330,7 +330,7 @@ impl Norm {
         x / self.scale[k]
     }
 
-    pub fn score(&self, raw: &[f64; 7]) -> f64 {
+    pub fn score(&self, raw: &[f64; N]) -> f64 {
         raw.iter().zip(self.coef).map(|(x, c)| x * c).sum()
     }
 
@@ -346,7 +346,7 @@ impl Norm {
 pub struct Choice {
     pub reservation: PoolReservation,
     pub score: f64,
-    pub raw: [f64; 7],
+    pub raw: [f64; N],
 }
 
 /// A job's options, best first, with the scoring they were ranked by.
@@ -370,6 +370,7 @@ struct PoolRun {
     latency_ms: f64,
     east_west: f64,
     pairing: f64,
+    hub: f64,
 }
 
 /// A job resolved against the network: indices instead of names.
@@ -415,7 +416,6 @@ pub struct Scheduler {
     opts: Vec<Opt>,
     /// Per plan, per site: the best fitting option and the earliest fitting start.
     best: Vec<Option<Opt>>,
-    earliest_fit: Vec<i64>,
     considered: usize,
     /// Sites that take new placements (false: lost or suspended).
     available: Vec<bool>,
@@ -429,7 +429,14 @@ pub struct Scheduler {
     pool_runs: Vec<PoolRun>,
     site_transfers: Vec<Vec<(i64, Transfer)>>,
     windows: Vec<WindowEnergy>,
-    site_pools: Vec<(f64, usize, PoolRun)>,
+    /// Per plan, per site: the pools that pass the static filters with a bound on their score,
+    /// the first slot the data can be there, and the earliest start any of them can take.
+    site_pools: Vec<Vec<(f64, usize, PoolRun)>>,
+    site_first: Vec<i64>,
+    site_earliest: Vec<i64>,
+    /// Per plan: the earliest start any site can take; no start is later than it plus the
+    /// job's `start_within`.
+    global_earliest: i64,
     stage: Vec<Option<(Filter, usize)>>,
 }
 
@@ -578,7 +585,6 @@ impl Scheduler {
             seasons: seasons_for(base, cfg.horizon_slots),
             opts: vec![],
             best: vec![None; n_sites],
-            earliest_fit: vec![i64::MAX; n_sites],
             considered: 0,
             available: vec![true; n_sites],
             runs_commands: vec![false; n_sites],
@@ -587,7 +593,10 @@ impl Scheduler {
             pool_runs: vec![],
             site_transfers: vec![vec![]; n_sites],
             windows: vec![],
-            site_pools: vec![],
+            site_pools: vec![vec![]; n_sites],
+            site_first: vec![i64::MAX; n_sites],
+            site_earliest: vec![i64::MAX; n_sites],
+            global_earliest: i64::MAX,
             stage: vec![None; n_sites],
         }
     }
@@ -816,7 +825,7 @@ impl Scheduler {
     }
 
     /// The job's reference scales (see `Norm`).
-    fn reference_scale(&self, job: &Job, size_gb: f64) -> [f64; 7] {
+    fn reference_scale(&self, job: &Job, size_gb: f64) -> [f64; N] {
         let r = &job.resources;
         let (price, kw, ucu) = self.family_ref[r.family as usize];
         let count = f64::from(r.count);
@@ -827,20 +836,30 @@ impl Scheduler {
         let money = (count * run_h * price + size_gb * 8.0).max(1.0);
         let carbon = (count * run_h * kw * self.pue_ref * self.carbon_ref).max(1e-6);
         let wait = (self.cfg.max_deferral_slots.max(1) * SLOT_SECONDS) as f64;
-        [money, carbon, wait, 20.0, 1.0, 1.0, 1.0]
+        [money, carbon, wait, 20.0, 1.0, 1.0, 1.0, 1.0]
     }
 
-    /// Evaluates every site for `req`: fills `best`, `earliest_fit`, `stage` (and `opts` when
+    /// Evaluates every site for `req`: fills `best`, `global_earliest`, `stage` (and `opts` when
     /// collecting).
     fn evaluate(&mut self, req: &Request<'_>, now: Ts) {
         self.stage.iter_mut().for_each(|s| *s = None);
         self.best.iter_mut().for_each(|b| *b = None);
-        self.earliest_fit.iter_mut().for_each(|e| *e = i64::MAX);
         self.pool_runs.clear();
         self.opts.clear();
         self.considered = 0;
+        // pass 1: what each site can offer and how early; pass 2: score the starts within the
+        // job's start_within of the earliest start anywhere (waiting for capacity is not
+        // deferral, choosing a site or pool that frees up later is)
         for si in 0..self.sites.len() {
-            self.site_options(req, si, now);
+            self.site_earliest[si] = i64::MAX;
+            self.site_pools[si].clear();
+            self.site_prepare(req, si, now);
+        }
+        self.global_earliest = self.site_earliest.iter().copied().min().unwrap_or(i64::MAX);
+        for si in 0..self.sites.len() {
+            if self.site_earliest[si] != i64::MAX {
+                self.site_score(req, si, now);
+            }
         }
     }
 
@@ -851,8 +870,9 @@ impl Scheduler {
         self.choose(&req, policy)
     }
 
-    #[allow(clippy::many_single_char_names)] // r, p, s, k: resources, pool, slot, index
-    fn site_options(&mut self, req: &Request<'_>, si: usize, now: Ts) {
+    /// Pass 1 for site `si`: the site and pool filters, the transfer options, each passing
+    /// pool's fixed costs and score bound, and the earliest start the site can take.
+    fn site_prepare(&mut self, req: &Request<'_>, si: usize, now: Ts) {
         let job = req.job;
         let site = &self.net.sites[si];
         if !self.available[si] {
@@ -900,29 +920,23 @@ impl Scheduler {
             }
         }
         let first_arrival = transfers.iter().map(|(s, _)| *s).min().unwrap_or(slot_at_or_after(now));
-        // how far past its earliest start the scheduler may shift it: the job's `start_within`
-        // (else the operator's default for its kind, for kinds that may wait at all), within the
-        // deferral window; floored to whole slots, so a start is never deferred beyond it
-        let deferral_slots = start_within_s(&self.net, job).div_euclid(SLOT_SECONDS).min(self.cfg.max_deferral_slots);
-        let deferrable = deferral_slots > 0;
-        let east_west = if job.kind.is_delay_tolerant() {
-            f64::from(u8::from(site.side == Side::East && site.in_hub()))
-        } else if req.origin_side == Side::West {
+        self.site_first[si] = first_arrival;
+        // delay-tolerant work, and work from the west, belongs west: in an eastern hub or an
+        // eastern city data centre alike it goes against 东数西算
+        let east_west = if job.kind.is_delay_tolerant() || req.origin_side == Side::West {
             f64::from(u8::from(site.side == Side::East))
         } else {
             0.0
         };
         let pairing = f64::from(u8::from(!self.paired[req.origin][si]));
+        let hub = f64::from(u8::from(!site.in_hub()));
         let pue_permille = self.sites[si].pue_permille;
-        let mut windows = std::mem::take(&mut self.windows);
-        windows.clear();
-        let mut windows_len = 0;
         let r = &job.resources;
         let count = i64::from(r.count);
         // Phase 1: the pools that pass the static filters, with a lower bound on their score.
         let n = &req.norm;
         let min_transfer = transfers.iter().map(|(_, t)| t.cost_fen).min().unwrap_or(0);
-        let mut candidates = std::mem::take(&mut self.site_pools);
+        let mut candidates = std::mem::take(&mut self.site_pools[si]);
         candidates.clear();
         for pi in self.sites[si].pools.clone() {
             let p = &self.pools[pi];
@@ -972,6 +986,7 @@ impl Scheduler {
                 latency_ms,
                 east_west,
                 pairing,
+                hub,
             };
             // A bound no start of this pool can beat: the lowest tariff and carbon intensity of
             // the site, the earliest start, the cheapest transfer, the least load. When it is
@@ -984,14 +999,13 @@ impl Scheduler {
                 + n.coef[3] * latency_ms
                 + n.coef[4] * east_west
                 + n.coef[5] * pairing
+                + n.coef[7] * hub
                 + n.coef[6] * f64::from(r.count) / f64::from(p.size.max(1));
             candidates.push((bound_wo_wait, pi, run));
         }
-        // Phase 2: the most promising pools first, so the bound prunes the rest sooner.
+        // the most promising pools first, so the bound prunes the rest sooner
         candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        // The earliest start any pool of the site can take, capacity permitting: starting later
-        // is deferral, and no start is deferred past it by more than the job's start_within
-        // (waiting for capacity is not deferral; choosing a pool that frees up later is).
+        // The earliest start any pool of the site can take, capacity permitting.
         let mut site_earliest = i64::MAX;
         for &(_, pi, run) in &candidates {
             let timeline = &self.timelines[pi];
@@ -1008,7 +1022,40 @@ impl Scheduler {
                 site_earliest = site_earliest.min(s);
             }
         }
-        let window_end = site_earliest.saturating_add(deferral_slots);
+        if site_earliest == i64::MAX {
+            // no pool can start before its deadline or the horizon's end: say why per pool
+            for &(_, pi, run) in &candidates {
+                let filter = if latest_start(&self.timelines[pi], job.deadline, run.run_s) < first_arrival {
+                    Filter::Deadline
+                } else {
+                    Filter::Capacity
+                };
+                reach(&mut self.stage, si, filter, pi);
+            }
+        }
+        self.site_earliest[si] = site_earliest;
+        self.site_pools[si] = candidates;
+        self.site_transfers[si] = transfers;
+    }
+
+    /// Pass 2 for site `si`: scores its pools' candidate starts, keeping the best that fits.
+    #[allow(clippy::many_single_char_names)] // r, p, s, k: resources, pool, slot, index
+    fn site_score(&mut self, req: &Request<'_>, si: usize, now: Ts) {
+        let job = req.job;
+        let r = &job.resources;
+        let n = &req.norm;
+        let candidates = std::mem::take(&mut self.site_pools[si]);
+        let transfers = std::mem::take(&mut self.site_transfers[si]);
+        let first_arrival = self.site_first[si];
+        // how far past the earliest start anywhere the scheduler may shift it: the job's
+        // `start_within` (else the operator's default for its kind, for kinds that may wait at
+        // all), within the deferral window; floored to whole slots, so never beyond it
+        let deferral_slots = start_within_s(&self.net, job).div_euclid(SLOT_SECONDS).min(self.cfg.max_deferral_slots);
+        let deferrable = deferral_slots > 0;
+        let window_end = self.global_earliest.saturating_add(deferral_slots);
+        let mut windows = std::mem::take(&mut self.windows);
+        windows.clear();
+        let mut windows_len = 0;
         let wait_of = |s: i64| (slot_start(s).0 - now.0).max(0) as f64 / 1000.0;
         for &(bound_wo_wait, pi, run) in &candidates {
             let run_s = run.run_s;
@@ -1083,8 +1130,6 @@ impl Scheduler {
                     Ok(o) => {
                         self.considered += 1;
                         if o.fits {
-                            let e = &mut self.earliest_fit[si];
-                            *e = (*e).min(o.start);
                             let b = &mut self.best[si];
                             if b.is_none_or(|b| better(&o, &b)) {
                                 *b = Some(o);
@@ -1108,7 +1153,7 @@ impl Scheduler {
                 reach(&mut self.stage, si, f, pi);
             }
         }
-        self.site_pools = candidates;
+        self.site_pools[si] = candidates;
         self.site_transfers[si] = transfers;
         self.windows = windows;
     }
@@ -1142,7 +1187,7 @@ impl Scheduler {
         let tl = &self.timelines[pool.index];
         let load = f64::from(tl.used_at(start).saturating_add(req.job.resources.count).min(tl.size()))
             / f64::from(tl.size().max(1));
-        let raw = [money, carbon_kg, wait_s, pool.latency_ms, pool.east_west, pool.pairing, load];
+        let raw = [money, carbon_kg, wait_s, pool.latency_ms, pool.east_west, pool.pairing, load, pool.hub];
         let o =
             Opt { run, transfer: t as u8, fits, green: w.green_share as f32, start, raw, score: req.norm.score(&raw) };
         if let Some(budget) = req.job.budget_fen
@@ -1260,13 +1305,12 @@ impl Scheduler {
                 scores,
             }
         };
-        let site = self.pool_runs[chosen.run as usize].site;
         Ok(Placement {
             job: job.name.clone(),
             policy: policy.name.clone(),
             chosen: candidate(&chosen),
             run_s: self.pool_runs[chosen.run as usize].run_s,
-            deferred_s: (chosen.start - self.earliest_fit[site].min(chosen.start)) * SLOT_SECONDS,
+            deferred_s: (chosen.start - self.global_earliest.min(chosen.start)) * SLOT_SECONDS,
             runners_up: best.iter().skip(1).take(self.cfg.runners_up).map(candidate).collect(),
             rejections: self.rejections(req),
             options_considered: self.considered,

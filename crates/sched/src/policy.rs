@@ -1,6 +1,7 @@
 //! Policies: how much each scorer weighs. Named presets, overridable from a TOML file.
 
 use serde::{Deserialize, Serialize};
+use suanwang_core::network::OperatorPolicy;
 
 /// The scorers. Every one is "lower is better" on its raw value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -21,11 +22,23 @@ pub enum Scorer {
     Pairing,
     /// Share of the pool in use at the start slot, after this job.
     Load,
+    /// 1 at a site outside the eight hubs (a city data centre or a non-hub green region), else
+    /// 0: hubs first among equals (seed: hub utilisation above the national average). Its weight
+    /// in `balanced` is operator data (`policy.toml` `[hubs] weight`).
+    Hub,
 }
 
 impl Scorer {
-    pub const ALL: [Scorer; 7] =
-        [Scorer::Money, Scorer::Carbon, Scorer::Wait, Scorer::Latency, Scorer::EastWest, Scorer::Pairing, Scorer::Load];
+    pub const ALL: [Scorer; N] = [
+        Scorer::Money,
+        Scorer::Carbon,
+        Scorer::Wait,
+        Scorer::Latency,
+        Scorer::EastWest,
+        Scorer::Pairing,
+        Scorer::Load,
+        Scorer::Hub,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,9 +49,13 @@ impl Scorer {
             Scorer::EastWest => "east_west",
             Scorer::Pairing => "pairing",
             Scorer::Load => "load",
+            Scorer::Hub => "hub",
         }
     }
 }
+
+/// How many scorers there are.
+pub const N: usize = 8;
 
 /// Weight per scorer, indexed like `Scorer::ALL`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -51,6 +68,7 @@ pub struct Weights {
     pub east_west: f64,
     pub pairing: f64,
     pub load: f64,
+    pub hub: f64,
 }
 
 impl Default for Weights {
@@ -69,10 +87,11 @@ impl Weights {
             Scorer::EastWest => self.east_west,
             Scorer::Pairing => self.pairing,
             Scorer::Load => self.load,
+            Scorer::Hub => self.hub,
         }
     }
 
-    pub fn as_array(&self) -> [f64; 7] {
+    pub fn as_array(&self) -> [f64; N] {
         Scorer::ALL.map(|s| self.get(s))
     }
 }
@@ -84,7 +103,7 @@ pub struct Policy {
 }
 
 const fn w(money: f64, carbon: f64, wait: f64, latency: f64, east_west: f64, pairing: f64, load: f64) -> Weights {
-    Weights { money, carbon, wait, latency, east_west, pairing, load }
+    Weights { money, carbon, wait, latency, east_west, pairing, load, hub: 0.0 }
 }
 
 /// `[weights]` overrides on top of a named base policy.
@@ -100,14 +119,17 @@ struct PolicyFile {
 }
 
 impl Policy {
-    /// Money and carbon first, then the national policy (east→west, pairing), waiting, balance.
-    pub const BALANCED: Policy = Policy { name: String::new(), weights: w(1.0, 1.0, 0.1, 0.05, 0.2, 0.1, 0.1) };
+    /// Money and carbon first, then the national policy (east→west, pairing), waiting, balance;
+    /// `Policy::named` adds the operator's hub weight.
+    pub const BALANCED: Policy = Policy { name: String::new(), weights: w(1.0, 1.0, 1.5, 0.05, 0.2, 0.1, 0.1) };
 
     pub const NAMES: [&'static str; 6] = ["balanced", "cheapest", "greenest", "fastest", "nearest", "wait-awhile"];
 
-    pub fn named(name: &str) -> Option<Policy> {
+    /// A named policy under the operator's policy data (`Network::policy`): `balanced` takes
+    /// its `hub` weight from `[hubs] weight`; the single-objective policies ignore hubs.
+    pub fn named(name: &str, op: &OperatorPolicy) -> Option<Policy> {
         let weights = match name {
-            "balanced" => Policy::BALANCED.weights,
+            "balanced" => Weights { hub: op.hubs.weight, ..Policy::BALANCED.weights },
             // Small second terms only break ties.
             "cheapest" => w(1.0, 0.0, 0.01, 0.0, 0.0, 0.0, 0.0),
             "greenest" => w(0.0, 1.0, 0.01, 0.0, 0.0, 0.0, 0.0),
@@ -123,10 +145,10 @@ impl Policy {
 
     /// Parses a policy file: optional `base` (a named policy, default balanced), optional
     /// `name`, and a `[weights]` table overriding some scorers. Weights must be finite, ≥ 0.
-    pub fn from_toml(text: &str) -> Result<Policy, String> {
+    pub fn from_toml(text: &str, op: &OperatorPolicy) -> Result<Policy, String> {
         let f: PolicyFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
         let base_name = f.base.as_deref().unwrap_or("balanced");
-        let mut policy = Policy::named(base_name)
+        let mut policy = Policy::named(base_name, op)
             .ok_or_else(|| format!("base: unknown policy {base_name:?}; one of {}", Policy::NAMES.join(", ")))?;
         if let Some(table) = f.weights {
             let mut merged = toml::Table::try_from(policy.weights).map_err(|e| e.to_string())?;
@@ -159,11 +181,15 @@ mod tests {
 
     #[test]
     fn named_and_overridden() {
+        let op = OperatorPolicy::default();
         for n in Policy::NAMES {
-            assert_eq!(Policy::named(n).expect("known").name, n);
+            assert_eq!(Policy::named(n, &op).expect("known").name, n);
         }
-        assert!(Policy::named("random").is_none());
-        let p = Policy::from_toml("base = \"cheapest\"\n[weights]\ncarbon = 0.5\n").expect("valid");
+        assert!(Policy::named("random", &op).is_none());
+        let hubs = OperatorPolicy { hubs: suanwang_core::network::HubPolicy { weight: 0.7, ..op.hubs }, ..op.clone() };
+        assert!((Policy::named("balanced", &hubs).expect("known").weights.hub - 0.7).abs() < 1e-12);
+        assert!(Policy::named("nearest", &hubs).expect("known").weights.hub.abs() < 1e-12);
+        let p = Policy::from_toml("base = \"cheapest\"\n[weights]\ncarbon = 0.5\n", &op).expect("valid");
         assert!((p.weights.carbon - 0.5).abs() < 1e-12);
         assert!((p.weights.money - 1.0).abs() < 1e-12);
         for bad in [
@@ -171,9 +197,9 @@ mod tests {
             "[weights]\nspeed = 1",
             "base = \"x\"",
             "[weights]\nmoney = nan",
-            "[weights]\nmoney=0\ncarbon=0\nwait=0\nlatency=0\neast_west=0\npairing=0\nload=0",
+            "[weights]\nmoney=0\ncarbon=0\nwait=0\nlatency=0\neast_west=0\npairing=0\nload=0\nhub=0",
         ] {
-            assert!(Policy::from_toml(bad).is_err(), "{bad}");
+            assert!(Policy::from_toml(bad, &op).is_err(), "{bad}");
         }
     }
 }

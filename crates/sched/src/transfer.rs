@@ -99,7 +99,10 @@ pub struct Route {
 /// The route from `location` (a city or site id) to `site`, or `None` if unknown.
 pub fn route(net: &Network, location: &str, site: &Site) -> Option<Route> {
     let latency_ms = net.latency(location, &site.id).ok()?.one_way_ms;
-    let area = site.cluster.as_deref().unwrap_or(&site.region);
+    // where a site's traffic enters: its cluster, its city (a city data centre), or its region
+    let area_of = |s: &Site| s.cluster.as_deref().or(s.city.as_deref()).unwrap_or(&s.region).to_string();
+    let area = area_of(site);
+    let area = area.as_str();
     let link = |a: &str| {
         let i = net.link_position(a, area)?;
         let l = &net.links[i];
@@ -111,14 +114,16 @@ pub fn route(net: &Network, location: &str, site: &Site) -> Option<Route> {
             if from.id == site.id {
                 (f64::INFINITY, 0, true, None)
             } else {
-                let from_area = from.cluster.as_deref().unwrap_or(&from.region);
+                let from_area = area_of(from);
                 if from_area == area {
                     (net.intra_cluster_gbps, net.intra_cluster_fen_per_gb, false, None)
                 } else {
-                    link(from_area)?
+                    link(&from_area)?
                 }
             }
         }
+        // a city's own data centre: the metro fabric, like a campus
+        Place::City(_) if location == area => (net.intra_cluster_gbps, net.intra_cluster_fen_per_gb, false, None),
         Place::City(_) => link(location)?,
         _ => return None,
     };

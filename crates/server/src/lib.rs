@@ -103,7 +103,8 @@ impl Default for ProviderCaps {
 pub struct ServerConfig {
     /// Simulated sites run jobs for their declared time × this factor.
     pub time_scale: f64,
-    pub policy: Policy,
+    /// The scheduling policy; `None`: `balanced` under the served network's operator policy.
+    pub policy: Option<Policy>,
     /// A snapshot of engine and views is stored after this many commands, or after as many
     /// commands as the last snapshot held live jobs when that is more (a snapshot's cost grows
     /// with them); a restart loads the newest and replays only the commands after it.
@@ -123,7 +124,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             time_scale: 1.0,
-            policy: Policy::named("balanced").unwrap_or(Policy::BALANCED),
+            policy: None,
             snapshot_every: 10_000,
             agent_timeout: std::time::Duration::from_secs(10),
             provider_caps: ProviderCaps::default(),
@@ -220,7 +221,11 @@ pub async fn build(
         .started_ms
         .store(u64::try_from(actor::wall_now().0).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     let replay_started = std::time::Instant::now();
-    let (engine, last_seq) = Actor::replay(&inner, &store, &cfg.policy, cfg.time_scale).await?;
+    let policy = match cfg.policy {
+        Some(p) => p,
+        None => Policy::named("balanced", &net.policy).unwrap_or(Policy::BALANCED),
+    };
+    let (engine, last_seq) = Actor::replay(&inner, &store, &policy, cfg.time_scale).await?;
     inner.metrics.replay_ms.store(
         u64::try_from(replay_started.elapsed().as_millis()).unwrap_or(u64::MAX),
         std::sync::atomic::Ordering::Relaxed,
@@ -231,7 +236,7 @@ pub async fn build(
         engine,
         rx,
         time_scale: cfg.time_scale,
-        policy: cfg.policy,
+        policy,
         snapshot_every: cfg.snapshot_every.max(1),
         last_seq,
         since_snapshot: 0,

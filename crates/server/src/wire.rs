@@ -147,6 +147,7 @@ fn scorer(s: suanwang_sched::Scorer) -> api::plan::Scorer {
         S::EastWest => A::EastWest,
         S::Pairing => A::Pairing,
         S::Load => A::Load,
+        S::Hub => A::Hub,
     }
 }
 

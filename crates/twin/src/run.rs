@@ -18,6 +18,10 @@ use crate::trace::{BadLine, Item, TraceKind, TraceRecord};
 /// than the window's oldest is clamped to it (and counted).
 pub const REORDER_WINDOW: usize = 100_000;
 
+/// Run times below this count as this in the bounded slowdown (Feitelson's τ = 10 s), so a
+/// one-second job that waited a minute does not dominate the mean.
+pub const SLOWDOWN_BOUND_S: f64 = 10.0;
+
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub policy: Policy,
@@ -60,8 +64,25 @@ pub struct PolicyKpis {
     pub west_share_of_deferrable: f64,
     pub mean_wait_s: f64,
     pub p99_wait_s: f64,
+    /// ucu-weighted (unified compute delivered ÷ unified capacity): kept for scripts.
     pub utilization_hub: f64,
     pub utilization_nonhub: f64,
+    /// IT-capacity-weighted utilisation over the replay (busy IT kW·h ÷ installed IT kW·h, the
+    /// trace's jobs plus the sites' background load): in the hubs, outside them, and national
+    /// (all sites); the hubs' ratio to the national average (seed: 显著超过全国平均水平).
+    pub hub_utilisation: f64,
+    pub nonhub_utilisation: f64,
+    pub national_utilisation: f64,
+    pub hub_to_national_utilisation: f64,
+    /// Green share of the hubs' electricity (seed: > 80 % in new hub data centres).
+    pub hub_green_share: f64,
+    /// Mean bounded slowdown: (wait + run) ÷ max(run, 10 s), over completed jobs.
+    pub mean_slowdown: f64,
+    /// Each seed target and policy goal with its value and whether it is met.
+    pub targets: Vec<Target>,
+    /// No other policy of the run is at least as good on cost, carbon and mean wait and better
+    /// on one of them.
+    pub pareto_efficient: bool,
     // more
     pub completed: u64,
     pub failed: u64,
@@ -86,6 +107,18 @@ pub struct PolicyKpis {
     pub daily_hub_utilization: std::collections::BTreeMap<String, Vec<f64>>,
     pub daily_green_share: Vec<f64>,
     pub virtual_days: f64,
+}
+
+/// One target: `value` against `limit` (`at_most` or `at_least`); `met` is `None` when it
+/// cannot be judged in this run (a goal relative to `nearest` when `nearest` did not run).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub value: f64,
+    pub limit: f64,
+    pub bound: &'static str,
+    pub met: Option<bool>,
+    pub source: &'static str,
 }
 
 /// Per city: the nearest site and, per family, (fen per unit-hour incl. energy at the mean
@@ -142,6 +175,9 @@ struct Acc<'n> {
     /// per day: (energy, green energy)
     daily_energy: Vec<(f64, f64)>,
     last_finish: Ts,
+    /// Per site: IT kWh, facility kWh, green kWh of the trace's jobs.
+    per_site: Vec<[f64; 3]>,
+    slowdown_sum: f64,
 }
 
 impl Acc<'_> {
@@ -175,6 +211,16 @@ impl Acc<'_> {
         let wait = (o.started_at.0 - o.submitted_at.0).max(0) as f64 / 1000.0;
         self.waits.push(wait as f32);
         self.wait_sum += wait;
+        let run_s = (o.finished_at.0 - o.started_at.0).max(0) as f64 / 1000.0;
+        self.slowdown_sum += (wait + run_s) / run_s.max(SLOWDOWN_BOUND_S);
+        if let Some(Place::Site(i)) = self.net.place(&o.site)
+            && let Some(acc) = self.per_site.get_mut(i)
+        {
+            let pue = self.net.sites[i].pue.max(1.0);
+            acc[0] += m.energy_kwh / pue;
+            acc[1] += m.energy_kwh;
+            acc[2] += m.green_kwh;
+        }
         if o.in_hub {
             self.hub_ucu += m.ucu_hours;
         }
@@ -262,6 +308,8 @@ where
         nearest: Nearest::new(net),
         daily_energy: vec![],
         last_finish: t0,
+        per_site: vec![[0.0; 3]; net.sites.len()],
+        slowdown_sum: 0.0,
     };
     // restricted jobs in flight: id → (region, province) of their data, for the residency check
     let mut restricted: std::collections::HashMap<u64, (String, String)> = std::collections::HashMap::new();
@@ -411,6 +459,14 @@ fn empty_kpis(policy: &str) -> PolicyKpis {
         p99_wait_s: 0.0,
         utilization_hub: 0.0,
         utilization_nonhub: 0.0,
+        hub_utilisation: 0.0,
+        nonhub_utilisation: 0.0,
+        national_utilisation: 0.0,
+        hub_to_national_utilisation: 0.0,
+        hub_green_share: 0.0,
+        mean_slowdown: 0.0,
+        targets: vec![],
+        pareto_efficient: false,
         completed: 0,
         failed: 0,
         skipped_lines: 0,
@@ -478,5 +534,131 @@ fn finish(mut acc: Acc<'_>, engine: &Engine) -> PolicyKpis {
         }
     }
     acc.k.daily_green_share = acc.daily_energy.iter().map(|(e, g)| ratio(*g, *e)).collect();
+    acc.k.mean_slowdown = ratio(acc.slowdown_sum, n);
+    // IT-capacity-weighted: busy IT kWh over installed IT kW × hours, hub / non-hub / all
+    let mut busy = [0.0f64; 2];
+    let mut installed = [0.0f64; 2];
+    let (mut hub_energy, mut hub_green) = (0.0, 0.0);
+    for (site, a) in net.sites.iter().zip(&acc.per_site) {
+        let side = usize::from(!site.in_hub());
+        busy[side] += a[0];
+        installed[side] += site_it_kw(site) * hours;
+        if site.in_hub() {
+            hub_energy += a[1];
+            hub_green += a[2];
+        }
+    }
+    acc.k.hub_utilisation = ratio(busy[0], installed[0]);
+    acc.k.nonhub_utilisation = ratio(busy[1], installed[1]);
+    acc.k.national_utilisation = ratio(busy[0] + busy[1], installed[0] + installed[1]);
+    acc.k.hub_to_national_utilisation = ratio(acc.k.hub_utilisation, acc.k.national_utilisation);
+    acc.k.hub_green_share = ratio(hub_green, hub_energy);
     acc.k
+}
+
+/// Installed IT power of a site, kW: every pool's units × their power.
+pub fn site_it_kw(site: &suanwang_core::network::Site) -> f64 {
+    site.pools.iter().map(|p| p.count as f64 * p.power_w_per_unit / 1000.0).sum()
+}
+
+/// Fills each policy's `targets`: the seed's (hub utilisation ratio, hub green share) from the
+/// operator's `[hubs]`, and the policy goals — no violations, delay-tolerant work's cost at most
+/// and carbon at most half of running it at the origin's nearest site, and a mean wait at most
+/// 2 × `nearest`'s + 15 min (judged only when `nearest` ran alongside).
+///
+/// Also marks the Pareto-efficient policies over (cost, carbon, mean wait) and, when the run
+/// has other points (a sweep), counts for each policy the points that beat it by more than 5 %
+/// on two objectives while no worse on the third (`sweep_dominance`, goal 0).
+pub fn judge(kpis: &mut [PolicyKpis], op: &suanwang_core::network::OperatorPolicy) {
+    let nearest_wait = kpis.iter().find(|k| k.policy == "nearest").map(|k| k.mean_wait_s);
+    let points: Vec<[f64; 3]> = kpis.iter().map(objectives).collect();
+    for (i, k) in kpis.iter_mut().enumerate() {
+        k.pareto_efficient = !points.iter().any(|q| dominates(q, &points[i]));
+    }
+    for (i, k) in kpis.iter_mut().enumerate() {
+        let t = |name: &str, value: f64, limit: f64, at_least: bool, source: &'static str| {
+            let met = if at_least { value >= limit } else { value <= limit };
+            Target {
+                name: name.to_string(),
+                value,
+                limit,
+                bound: if at_least { "at_least" } else { "at_most" },
+                met: Some(met && value.is_finite()),
+                source,
+            }
+        };
+        let violations = (k.latency_violations + k.residency_violations + k.deferred_beyond_start_within) as f64;
+        let mut out = vec![
+            t(
+                "hub_to_national_utilisation",
+                k.hub_to_national_utilisation,
+                op.hubs.utilisation_ratio_target,
+                true,
+                "seed 二: hub utilisation significantly above the national average",
+            ),
+            t(
+                "hub_green_share",
+                k.hub_green_share,
+                op.hubs.green_share_target,
+                true,
+                "seed 二: more than 80 % green power in new hub data centres",
+            ),
+            t("violations", violations, 0.0, false, "latency, residency and start_within: none"),
+        ];
+        if k.deferrable_jobs > 0 {
+            out.push(t(
+                "deferrable_cost_vs_nearest",
+                ratio(k.deferrable_cost_fen_per_job, k.deferrable_cost_fen_per_job_at_nearest),
+                1.0,
+                false,
+                "seed: lower cost for users",
+            ));
+            out.push(t(
+                "deferrable_carbon_vs_nearest",
+                ratio(k.deferrable_carbon_kg_per_job, k.deferrable_carbon_kg_per_job_at_nearest),
+                0.5,
+                false,
+                "R5: green power and time shifting halve delay-tolerant work's carbon",
+            ));
+        }
+        let mut wait = t(
+            "mean_wait_s",
+            k.mean_wait_s,
+            nearest_wait.map_or(f64::NAN, |w| 2.0 * w + 900.0),
+            false,
+            "seed: better usability (at most 2 × nearest's mean wait + 15 min)",
+        );
+        if nearest_wait.is_none() {
+            wait.met = None;
+        }
+        out.push(wait);
+        if points.len() > 2 {
+            let beaten = points.iter().filter(|q| beats_by(q, &points[i], 0.05)).count();
+            out.push(t(
+                "sweep_dominance",
+                beaten as f64,
+                0.0,
+                false,
+                "no point of the run > 5 % better on two of (cost, carbon, mean wait) and no worse on the third",
+            ));
+        }
+        k.targets = out;
+    }
+}
+
+/// (cost fen, carbon kg, mean wait s): the objectives of the frontier, all "lower is better".
+pub fn objectives(k: &PolicyKpis) -> [f64; 3] {
+    [k.cost_fen as f64, k.carbon_kg, k.mean_wait_s]
+}
+
+/// `a` is no worse than `b` on every objective and better on one.
+pub fn dominates(a: &[f64; 3], b: &[f64; 3]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y)
+}
+
+/// `a` is better than `b` by more than `margin` (relative) on at least two objectives and no
+/// worse on the rest.
+pub fn beats_by(a: &[f64; 3], b: &[f64; 3], margin: f64) -> bool {
+    let better = a.iter().zip(b).filter(|(x, y)| **x < **y * (1.0 - margin)).count();
+    better >= 2 && a.iter().zip(b).all(|(x, y)| x <= y)
 }

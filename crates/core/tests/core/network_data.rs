@@ -50,7 +50,12 @@ fn every_reference_is_known_and_every_factor_in_range() {
                 assert!(matches!(net.place(c), Some(Place::Cluster(_))), "{}", s.id);
             }
             (None, Some(Place::Region(_))) => {}
-            other => panic!("site {} sits in neither a known cluster nor a green region: {other:?}", s.id),
+            // a city data centre: in a demand city, outside the hubs, residency its hub's or its city's
+            (None, Some(Place::Hub(_) | Place::City(_))) if s.city.is_some() => {
+                let city = s.city.as_deref().and_then(|c| net.city(c)).expect("known city");
+                assert!(!s.in_hub() && city.province == s.province, "{}", s.id);
+            }
+            other => panic!("site {} sits in neither a known cluster, a green region nor a city: {other:?}", s.id),
         }
         assert!((1.0..=2.0).contains(&s.pue), "{} pue {}", s.id, s.pue);
         assert!(s.grid_factor_kg_per_kwh > 0.05 && s.grid_factor_kg_per_kwh < 1.2, "{} grid factor", s.id);

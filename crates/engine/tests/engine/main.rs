@@ -52,7 +52,7 @@ fn names(events: &[Event]) -> Vec<&'static str> {
 #[test]
 fn a_job_goes_through_its_whole_life_and_is_metered() {
     let net = net();
-    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
     let job = spec(
         &net,
         "name = \"j\"\ntenant = \"t\"\nkind = \"inference\"\norigin = \"shanghai\"\nlatency_tier = \"regional\"\n[resources]\nfamily = \"intelligent\"\ncount = 4\n[work]\nrun_time_s = 3600\n[input]\nsize_gb = 200\nlocation = \"shanghai\"\n",
@@ -76,10 +76,10 @@ fn a_job_goes_through_its_whole_life_and_is_metered() {
 #[test]
 fn refusals_cancellations_and_bad_commands() {
     let net = net();
-    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
     let far = spec(
         &net,
-        "name = \"j\"\ntenant = \"t\"\nkind = \"inference\"\norigin = \"harbin\"\nlatency_tier = \"city\"\n[resources]\nfamily = \"intelligent\"\ncount = 1\n[work]\nrun_time_s = 60\n",
+        "name = \"j\"\ntenant = \"t\"\nkind = \"inference\"\norigin = \"harbin\"\nlatency_tier = \"city\"\n[resources]\nfamily = \"intelligent\"\naccelerator = \"h800\"\ncount = 1\n[work]\nrun_time_s = 60\n",
     );
     e.apply(Command::Submit { id: 1, job: Box::new(far) }).expect("submit");
     assert!(matches!(e.take_events().last(), Some(Event::Refused { rejections, .. }) if !rejections.is_empty()));
@@ -112,7 +112,7 @@ fn refusals_cancellations_and_bad_commands() {
 #[test]
 fn a_lost_sites_jobs_go_to_its_backup() {
     let net = net();
-    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
     let site = "qingyang-xifeng";
     let backup = net.site(site).and_then(|s| s.backup.clone()).expect("a backup is set");
     for id in 0..5 {
@@ -144,7 +144,7 @@ fn a_lost_sites_jobs_go_to_its_backup() {
 fn an_agent_site_runs_its_jobs_for_real_and_reports_are_fenced() {
     use suanwang_engine::RunOutcome;
     let net = net();
-    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
     let site = trust::agent_site("local");
     let op = suanwang_engine::Owner { role: "operator".into(), name: "ops".into() };
     e.apply(Command::RegisterSite { site: site.clone(), owner: op.clone(), approved: true }).expect("registers");
@@ -210,14 +210,14 @@ fn an_agent_site_runs_its_jobs_for_real_and_reports_are_fenced() {
     assert!(e.counts().balanced());
     // the agent site survives a snapshot
     let snap = e.snapshot();
-    let back = Engine::restore(&net, EngineConfig::default(), snap).expect("restores");
+    let back = Engine::restore(&net, EngineConfig::for_network(&net), snap).expect("restores");
     assert!(back.scheduler().network().site("local").is_some());
 }
 
 #[test]
 fn a_cut_link_sends_moving_data_another_way() {
     let net = net();
-    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
     // 20 TB from Beijing to Zhongwei: hours on the network
     let job = spec(
         &net,
@@ -256,7 +256,7 @@ proptest! {
     #[test]
     fn no_job_ever_disappears(seed in any::<u64>(), ops in prop::collection::vec((0u8..12, 0u64..3600), 10..60)) {
         let net = net();
-        let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+        let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
         let jobs = workload::mix(&net, seed, ops.len(), start(), 0);
         let mut t = start();
         let mut next_id = 0u64;
@@ -301,7 +301,7 @@ proptest! {
     fn a_restored_snapshot_continues_identically(seed in any::<u64>(), split in 5usize..30) {
         let net = net();
         let jobs = workload::mix(&net, seed, 40, start(), 0);
-        let mut a = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+        let mut a = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
         let step = |e: &mut Engine, i: usize, job: &Job| {
             let t = Ts(start().0 + i as i64 * 600_000);
             e.advance_to(t).expect("forward");
@@ -321,7 +321,7 @@ proptest! {
         let snap = a.snapshot();
         let json = serde_json::to_string(&snap).expect("serialises");
         let back: suanwang_engine::EngineSnapshot = serde_json::from_str(&json).expect("deserialises");
-        let mut b = Engine::restore(&net, EngineConfig::default(), back).expect("restores");
+        let mut b = Engine::restore(&net, EngineConfig::for_network(&net), back).expect("restores");
         prop_assert_eq!(serde_json::to_string(&b.snapshot()).expect("json"), json, "restore is exact");
         for (i, (_, job)) in jobs.iter().enumerate().skip(split) {
             step(&mut a, i, job);
@@ -342,7 +342,7 @@ fn a_moved_job_resumes_from_its_last_checkpoint() {
     let site = "qingyang-xifeng";
     let backup = net.site(site).and_then(|s| s.backup.clone()).expect("a backup is set");
     let planned_after = |checkpoint: &str| {
-        let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+        let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
         let job = spec(
             &net,
             &format!(

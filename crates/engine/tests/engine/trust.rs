@@ -50,7 +50,7 @@ fn pinned_job(net: &Network, site: &AgentSite, name: &str) -> suanwang_core::Job
 #[test]
 fn a_providers_site_waits_for_approval_and_stays_its_own() {
     let net = shared_net();
-    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
     let site = agent_site("acme-cloud-dc1");
     let owner = who("provider", "acme-cloud");
     e.apply(Command::RegisterSite { site: site.clone(), owner: owner.clone(), approved: false }).expect("registers");
@@ -88,7 +88,7 @@ fn a_providers_site_waits_for_approval_and_stays_its_own() {
     e.apply(Command::Submit { id: 2, job: Box::new(pinned_job(&net, &site, "b")) }).expect("submit");
     assert!(e.take_events().iter().any(|ev| matches!(ev, Event::Placed { id: 2, .. })), "approved: placed");
     // a snapshot keeps owner and approval
-    let back = Engine::restore(&net, EngineConfig::default(), e.snapshot()).expect("restores");
+    let back = Engine::restore(&net, EngineConfig::for_network(&net), e.snapshot()).expect("restores");
     assert_eq!(back.grants(), e.grants());
     // capacity per owner
     let held = e.owned_capacity(&owner).expect("sums");
@@ -98,7 +98,7 @@ fn a_providers_site_waits_for_approval_and_stays_its_own() {
 /// An engine with job 1 running on approved agent site `local`: (engine, its time limit).
 fn running() -> (Engine, u64) {
     let net = shared_net();
-    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
     let site = agent_site("local");
     e.apply(Command::RegisterSite { site: site.clone(), owner: who("operator", "ops"), approved: true }).expect("reg");
     e.apply(Command::Submit { id: 1, job: Box::new(pinned_job(&net, &site, "j")) }).expect("submit");
@@ -228,7 +228,7 @@ proptest! {
 #[test]
 fn a_job_with_a_command_moves_only_between_agent_sites() {
     let net = shared_net();
-    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::default());
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
     let ops = who("operator", "ops");
     for id in ["box-a", "box-b"] {
         e.apply(Command::RegisterSite { site: agent_site(id), owner: ops.clone(), approved: true }).expect("reg");
@@ -270,7 +270,7 @@ fn a_job_with_a_command_moves_only_between_agent_sites() {
     assert_eq!(e.state(1), None, "ended, not simulated somewhere");
     // after a snapshot, the agent sites still run commands (and only they)
     e.apply(Command::SiteUp { site: first.clone() }).expect("up");
-    let mut back = Engine::restore(&net, EngineConfig::default(), e.snapshot()).expect("restores");
+    let mut back = Engine::restore(&net, EngineConfig::for_network(&net), e.snapshot()).expect("restores");
     back.apply(Command::Submit { id: 2, job: Box::new(job("two")) }).expect("submit");
     assert_eq!(placed_at(&back.take_events(), 2).as_deref(), Some(first.as_str()));
 }

@@ -10,7 +10,7 @@ use suanwang_sched::{Config, Policy, Scheduler, workload};
 use super::{start, tight};
 
 fn instance(net: &Arc<Network>, seed: u64, n: usize, keep: usize) -> (Scheduler, Instance) {
-    let policy = Policy::named(["balanced", "cheapest", "greenest"][(seed % 3) as usize]).expect("policy");
+    let policy = Policy::named(["balanced", "cheapest", "greenest"][(seed % 3) as usize], &net.policy).expect("policy");
     let jobs: Vec<_> = workload::mix(net, seed, n, start(), 0).into_iter().map(|(_, j)| j).collect();
     let mut sched = Scheduler::new(Arc::clone(net), start(), Config::default());
     let inst = Instance::build(&mut sched, &jobs, start(), &policy, keep);

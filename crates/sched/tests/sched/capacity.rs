@@ -16,7 +16,7 @@ proptest! {
     #[test]
     fn free_units_stay_in_bounds(seed in any::<u64>(), ops in prop::collection::vec(0u8..10, 20..80)) {
         let net = tight(300, 4);
-        let policy = Policy::named("fastest").expect("policy");
+        let policy = Policy::named("fastest", &net.policy).expect("policy");
         let mut sched = Scheduler::new(Arc::clone(&net), start(), Config::default());
         let jobs = workload::mix(&net, seed, ops.len(), start(), 12 * 3600);
         let mut active: Vec<PoolReservation> = vec![];

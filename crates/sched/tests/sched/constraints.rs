@@ -107,7 +107,7 @@ proptest! {
     #[test]
     fn placements_honour_hard_constraints((seed, n, budget, green, regions, sites) in arb_constraints()) {
         let net = tight(200, 8);
-        let policy = Policy::named(["balanced", "cheapest", "greenest", "fastest", "nearest"][(seed % 5) as usize]).expect("policy");
+        let policy = Policy::named(["balanced", "cheapest", "greenest", "fastest", "nearest"][(seed % 5) as usize], &net.policy).expect("policy");
         let mut sched = Scheduler::new(Arc::clone(&net), start(), Config::default());
         for (i, (at, mut job)) in workload::mix(&net, seed, usize::from(n), start(), 6 * 3600).into_iter().enumerate() {
             if i % 3 == 0 { job.budget_fen = budget; }
@@ -133,7 +133,7 @@ proptest! {
     #[test]
     fn same_inputs_same_placements(seed in any::<u64>()) {
         let net = tight(500, 4);
-        let policy = Policy::named("balanced").expect("policy");
+        let policy = Policy::named("balanced", &net.policy).expect("policy");
         let jobs = workload::mix(&net, seed, 60, start(), 3 * 3600);
         let run = || {
             let mut s = Scheduler::new(Arc::clone(&net), start(), Config::default());
@@ -147,7 +147,7 @@ proptest! {
 fn bad_numbers_in_a_hand_built_job_are_refused_not_panicking() {
     let net = super::reference();
     let mut sched = Scheduler::new(Arc::clone(&net), start(), Config::default());
-    let policy = Policy::named("balanced").expect("policy");
+    let policy = Policy::named("balanced", &net.policy).expect("policy");
     let (_, base) = workload::mix(&net, 3, 1, start(), 0).remove(0);
     let mut cases = vec![];
     let mut j = base.clone();
@@ -181,7 +181,7 @@ proptest! {
     #[test]
     fn pruning_never_changes_the_choice(seed in any::<u64>()) {
         let net = tight(300, 4);
-        let policy = Policy::named(["balanced", "cheapest", "greenest", "fastest", "nearest"][(seed % 5) as usize]).expect("policy");
+        let policy = Policy::named(["balanced", "cheapest", "greenest", "fastest", "nearest"][(seed % 5) as usize], &net.policy).expect("policy");
         let mut sched = Scheduler::new(Arc::clone(&net), start(), Config::default());
         for (at, job) in workload::mix(&net, seed, 80, start(), 6 * 3600) {
             sched.advance(at);

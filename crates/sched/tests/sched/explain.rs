@@ -21,7 +21,7 @@ fn plan(
     policy: &str,
 ) -> Result<suanwang_sched::Placement, suanwang_sched::Refusal> {
     let mut s = Scheduler::new(Arc::clone(net), at, Config::default());
-    s.plan(job, at, &Policy::named(policy).expect("policy"))
+    s.plan(job, at, &Policy::named(policy, &net.policy).expect("policy"))
 }
 
 const BASE: &str = "name = \"j\"\ntenant = \"t\"\n";
@@ -47,9 +47,10 @@ fn every_placement_explains_its_choice_and_runners_up() {
         assert!(r.score >= p.chosen.score, "runner-up {} scores {} < chosen {}", r.site, r.score, p.chosen.score);
         assert_ne!(r.site, p.chosen.site, "runners-up are other sites");
     }
-    // the delay-tolerant job leaves the east
+    // the delay-tolerant job leaves its origin's crowded hub, for a greener hub (hubs first)
     let site = net.site(&p.chosen.site).expect("site");
-    assert_eq!(site.side, suanwang_core::network::Side::West, "training went to {}", site.id);
+    assert!(site.in_hub() && site.region != "jingjinji", "training went to {}", site.id);
+    assert!(p.chosen.carbon_kg < 0.5 * p.runners_up.iter().map(|r| r.carbon_kg).fold(0.0, f64::max));
 }
 
 #[test]
@@ -222,7 +223,7 @@ fn a_job_with_a_command_is_placed_only_where_an_agent_runs_commands() {
     let with_box = Arc::new(net.with_agent_site(&site).expect("extends"));
     let job = spec(&with_box, &with_run);
     let mut s = Scheduler::new(Arc::clone(&with_box), start(), Config::default());
-    let policy = Policy::named("balanced").expect("policy");
+    let policy = Policy::named("balanced", &net.policy).expect("policy");
     assert!(s.plan(&job, start(), &policy).is_err(), "a site is not an agent's until marked");
     assert!(s.set_site_runs_commands("box", true).is_some());
     assert_eq!(s.plan(&job, start(), &policy).expect("placed").chosen.site, "box");

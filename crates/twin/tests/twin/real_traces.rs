@@ -47,7 +47,7 @@ fn every_real_trace_reads_cleanly_and_replays_without_violations() {
         assert!(bad.is_empty(), "{file}: {:?}", &bad[..bad.len().min(3)]);
         assert!(records >= min_records, "{file}: only {records} records");
         let cfg = RunConfig {
-            policy: Policy::named("balanced").expect("policy"),
+            policy: Policy::named("balanced", &net.policy).expect("policy"),
             scenario: Scenario::default(),
             limit: Some(3000),
             repeat: 1,

@@ -20,8 +20,13 @@ fn philly_sample() -> String {
 fn run(text: &str, kind: &TraceKind, policy: &str, seed: u64, repeat: u32) -> Result<PolicyKpis, TwinError> {
     let net = Arc::new(Network::reference().expect("reference"));
     let scenario = Scenario { seed, ..Scenario::default() };
-    let cfg =
-        RunConfig { policy: Policy::named(policy).expect("policy"), scenario, limit: None, repeat, strict: false };
+    let cfg = RunConfig {
+        policy: Policy::named(policy, &net.policy).expect("policy"),
+        scenario,
+        limit: None,
+        repeat,
+        strict: false,
+    };
     let bytes = text.as_bytes().to_vec();
     let open = || Ok(Reader::new(std::io::Cursor::new(bytes.clone()), kind.clone(), "inline"));
     run_policy(&net, kind, open, &cfg, &mut |_| {})
@@ -96,7 +101,7 @@ fn malformed_lines_are_skipped_and_counted_or_stop_a_strict_run() {
     assert_eq!(k.first_bad_lines[0].line, 302);
     let net = Arc::new(Network::reference().expect("reference"));
     let cfg = RunConfig {
-        policy: Policy::named("balanced").expect("policy"),
+        policy: Policy::named("balanced", &net.policy).expect("policy"),
         scenario: Scenario::default(),
         limit: None,
         repeat: 1,
