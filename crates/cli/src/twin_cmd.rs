@@ -40,16 +40,6 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn scaled(net: &Network, k: f64) -> Network {
-    let mut net = net.clone();
-    for site in &mut net.sites {
-        for pool in &mut site.pools {
-            pool.count = ((pool.count as f64 * k).round() as u64).max(1);
-        }
-    }
-    net
-}
-
 pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
     let (kind, path) =
         TraceKind::parse(&args.trace, args.map.as_deref(), args.units.as_deref()).map_err(anyhow::Error::msg)?;
@@ -94,7 +84,15 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
     if let Some(spec) = &args.sweep {
         policies.extend(sweep_policies(net, spec, args.steps)?);
     }
-    let net = Arc::new(scaled(net, scenario.capacity_scale));
+    let scale = {
+        let open = || -> Result<Reader<BufReader<File>>, TwinError> {
+            let f = File::open(&path).map_err(|e| TwinError::Open(format!("{path}: {e}")))?;
+            Ok(Reader::new(BufReader::with_capacity(1 << 16, f), kind.clone(), path.clone()))
+        };
+        suanwang_twin::capacity::capacity_scale(net, &kind, open, &scenario, args.limit)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+    };
+    let net = Arc::new(suanwang_twin::capacity::scaled(net, scale));
     let started = Instant::now();
     let bar =
         if std::io::stderr().is_terminal() && !args.json { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
@@ -146,7 +144,7 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
     let wall_s = started.elapsed().as_secs_f64();
     let rss = peak_rss_mib();
     let full = json!({
-        "trace": args.trace, "scenario": scenario, "repeat": args.repeat, "limit": args.limit,
+        "trace": args.trace, "scenario": scenario, "capacity_scale": scale, "repeat": args.repeat, "limit": args.limit,
         "wall_s": wall_s, "peak_rss_mib": rss, "policies": kpis,
     });
     if let Some(dir) = &args.report {
@@ -165,10 +163,20 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string(
-                &json!({"trace": args.trace, "wall_s": wall_s, "peak_rss_mib": rss, "policies": brief})
+                &json!({"trace": args.trace, "capacity_scale": scale, "wall_s": wall_s, "peak_rss_mib": rss, "policies": brief})
             )?
         );
     } else {
+        println!(
+            "capacity scale {scale:.4} ({})",
+            match scenario.capacity_scale {
+                suanwang_twin::scenario::CapacityScale::Auto => format!(
+                    "auto: the trace plus background at {:.0} % in its busiest family",
+                    scenario.target_utilisation * 100.0
+                ),
+                suanwang_twin::scenario::CapacityScale::Fixed(_) => "fixed by the scenario".into(),
+            }
+        );
         print_table(&kpis, wall_s, rss);
         if let Some(dir) = &args.report {
             println!("report: {}", dir.join("index.html").display());

@@ -563,6 +563,12 @@ impl Engine {
         self.sched.network_arc()
     }
 
+    /// Sets a pool's background load (work outside the engine, e.g. the twin's modelled load
+    /// of every site); see `Scheduler::set_background`.
+    pub fn set_background(&mut self, pool: usize, units: Vec<u32>) -> Result<(), suanwang_sched::TimelineError> {
+        self.sched.set_background(pool, units)
+    }
+
     pub fn scheduler(&self) -> &Scheduler {
         &self.sched
     }

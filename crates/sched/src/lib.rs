@@ -21,5 +21,5 @@ pub use place::{
     Candidate, Config, Cost, Filter, Placement, PoolReservation, Refusal, Rejection, SchedSnapshot, Scheduler,
 };
 pub use policy::{Policy, Scorer, Weights};
-pub use timeline::{Reservation, Timeline};
+pub use timeline::{Reservation, Timeline, TimelineError};
 pub use transfer::{TransferMode, TransferModel};

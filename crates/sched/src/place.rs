@@ -302,8 +302,8 @@ struct Opt {
 /// the job before any option is seen, times the policy's weight.
 ///
 /// Scales: money and carbon by what the job would cost and emit on a typical pool of its
-/// family (network medians) at the mean tariff and carbon intensity; waiting by the deferral
-/// window (a day); latency by the cross-hub bound (20 ms); the 0–1 scorers by 1. Because the
+/// family (network medians) at the mean tariff and carbon intensity; waiting by the job's run
+/// time, clamped to [1 h, the deferral window]; latency by the cross-hub bound (20 ms); the 0–1 scorers by 1. Because the
 /// scale does not depend on the other options, adding or removing an alternative never
 /// changes how the rest compare (unlike min-max scaling, which also turns a 1 % difference
 /// into a full point), scores of different jobs are in the same units — so a batch objective
@@ -734,6 +734,15 @@ impl Scheduler {
         self.seasons = seasons_for(base, self.cfg.horizon_slots);
     }
 
+    /// Sets pool `pool`'s background load: units held by work outside the scheduler at each
+    /// 15-minute slot of the Beijing day (see `Timeline::set_background`).
+    pub fn set_background(&mut self, pool: usize, units: Vec<u32>) -> Result<(), TimelineError> {
+        match self.timelines.get_mut(pool) {
+            Some(t) => t.set_background(units),
+            None => Err(TimelineError::BadBackground { len: 0 }),
+        }
+    }
+
     pub fn commit(&mut self, p: &PoolReservation) -> Result<(), TimelineError> {
         self.timelines[p.pool].reserve(p.window)
     }
@@ -835,7 +844,11 @@ impl Scheduler {
         };
         let money = (count * run_h * price + size_gb * 8.0).max(1.0);
         let carbon = (count * run_h * kw * self.pue_ref * self.carbon_ref).max(1e-6);
-        let wait = (self.cfg.max_deferral_slots.max(1) * SLOT_SECONDS) as f64;
+        // waiting counts relative to the job's own run time (as slowdown does), between an hour
+        // and the deferral window: an hour's wait weighs as much on a 5-minute job as on a
+        // 1-hour one, and 1/24 of that on a day-long run
+        let window = (self.cfg.max_deferral_slots.max(1) * SLOT_SECONDS) as f64;
+        let wait = (run_h * 3600.0).clamp(3600.0_f64.min(window), window);
         [money, carbon, wait, 20.0, 1.0, 1.0, 1.0, 1.0]
     }
 
@@ -1052,7 +1065,8 @@ impl Scheduler {
         // all), within the deferral window; floored to whole slots, so never beyond it
         let deferral_slots = start_within_s(&self.net, job).div_euclid(SLOT_SECONDS).min(self.cfg.max_deferral_slots);
         let deferrable = deferral_slots > 0;
-        let window_end = self.global_earliest.saturating_add(deferral_slots);
+        // moving the data is not waiting: the bound counts from when the data can be here
+        let window_end = self.global_earliest.max(first_arrival).saturating_add(deferral_slots);
         let mut windows = std::mem::take(&mut self.windows);
         windows.clear();
         let mut windows_len = 0;
@@ -1310,7 +1324,12 @@ impl Scheduler {
             policy: policy.name.clone(),
             chosen: candidate(&chosen),
             run_s: self.pool_runs[chosen.run as usize].run_s,
-            deferred_s: (chosen.start - self.global_earliest.min(chosen.start)) * SLOT_SECONDS,
+            deferred_s: (chosen.start
+                - self
+                    .global_earliest
+                    .max(self.site_first[self.pool_runs[chosen.run as usize].site])
+                    .min(chosen.start))
+                * SLOT_SECONDS,
             runners_up: best.iter().skip(1).take(self.cfg.runners_up).map(candidate).collect(),
             rejections: self.rejections(req),
             options_considered: self.considered,

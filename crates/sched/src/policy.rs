@@ -121,7 +121,7 @@ struct PolicyFile {
 impl Policy {
     /// Money and carbon first, then the national policy (east→west, pairing), waiting, balance;
     /// `Policy::named` adds the operator's hub weight.
-    pub const BALANCED: Policy = Policy { name: String::new(), weights: w(1.0, 1.0, 1.5, 0.05, 0.2, 0.1, 0.1) };
+    pub const BALANCED: Policy = Policy { name: String::new(), weights: w(1.0, 1.0, 3.0, 0.05, 0.2, 0.1, 0.1) };
 
     pub const NAMES: [&'static str; 6] = ["balanced", "cheapest", "greenest", "fastest", "nearest", "wait-awhile"];
 
@@ -130,14 +130,15 @@ impl Policy {
     pub fn named(name: &str, op: &OperatorPolicy) -> Option<Policy> {
         let weights = match name {
             "balanced" => Weights { hub: op.hubs.weight, ..Policy::BALANCED.weights },
-            // Small second terms only break ties.
-            "cheapest" => w(1.0, 0.0, 0.01, 0.0, 0.0, 0.0, 0.0),
-            "greenest" => w(0.0, 1.0, 0.01, 0.0, 0.0, 0.0, 0.0),
+            // Small second terms only break ties (waiting is scored per run time, at least an
+            // hour: 0.0001 makes an hour's wait on a short job worth 0.01 % of its cost).
+            "cheapest" => w(1.0, 0.0, 0.0001, 0.0, 0.0, 0.0, 0.0),
+            "greenest" => w(0.0, 1.0, 0.0001, 0.0, 0.0, 0.0, 0.0),
             "fastest" => w(0.01, 0.0, 1.0, 0.05, 0.0, 0.0, 0.0),
-            "nearest" => w(0.0, 0.0, 0.05, 1.0, 0.0, 0.0, 0.0),
+            "nearest" => w(0.0, 0.0, 0.005, 1.0, 0.0, 0.0, 0.0),
             // temporal carbon shifting only: a dominant latency weight keeps the job at the
             // nearest site, carbon picks its start ("Let's Wait Awhile", Wiesner et al. 2021)
-            "wait-awhile" => w(0.0, 1.0, 0.05, 10.0, 0.0, 0.0, 0.0),
+            "wait-awhile" => w(0.0, 1.0, 0.005, 10.0, 0.0, 0.0, 0.0),
             _ => return None,
         };
         Some(Policy { name: name.to_string(), weights })

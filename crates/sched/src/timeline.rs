@@ -22,6 +22,8 @@ pub enum TimelineError {
     OverRelease { slot: i64, units: u32, size: u32 },
     #[error("empty or inverted window [{start}, {end})")]
     BadWindow { start: i64, end: i64 },
+    #[error("a background load has 96 slots of a day, not {len}")]
+    BadBackground { len: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,11 +36,48 @@ pub struct Timeline {
     min_free: u32,
     /// Reservations reaching past the horizon's end, applied as it advances.
     long: Vec<Reservation>,
+    /// Background load: units held by work outside the scheduler at each 15-minute slot of the
+    /// Beijing day (96 entries), or empty for none. Free units never exceed the size less it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    background: Vec<u32>,
 }
+
+/// Slots of a day, and the Beijing day's offset from UTC in slots (UTC+8).
+const DAY_SLOTS: i64 = 96;
+const BEIJING_OFFSET_SLOTS: i64 = 32;
 
 impl Timeline {
     pub fn new(size: u32, base: i64, slots: usize) -> Timeline {
-        Timeline { size, base, free: vec![size; slots], min_free: size, long: vec![] }
+        Timeline { size, base, free: vec![size; slots], min_free: size, long: vec![], background: vec![] }
+    }
+
+    /// Units free at slot `s` when nothing is reserved: the size less the background load.
+    pub fn capacity_at(&self, s: i64) -> u32 {
+        if self.background.is_empty() {
+            return self.size;
+        }
+        let i = (s + BEIJING_OFFSET_SLOTS).rem_euclid(DAY_SLOTS) as usize;
+        self.size.saturating_sub(self.background.get(i).copied().unwrap_or(0))
+    }
+
+    /// Sets the background load: `units[k]` held at the k-th 15-minute slot of every Beijing
+    /// day (96 entries, each at most the size). Reservations already made keep their units; a
+    /// slot they fill beyond the new capacity has 0 free.
+    pub fn set_background(&mut self, units: Vec<u32>) -> Result<(), TimelineError> {
+        if units.len() != DAY_SLOTS as usize {
+            return Err(TimelineError::BadBackground { len: units.len() });
+        }
+        if let Some(&u) = units.iter().find(|u| **u > self.size) {
+            return Err(TimelineError::OverRelease { slot: 0, units: u, size: self.size });
+        }
+        let before: Vec<u32> = (0..self.free.len()).map(|i| self.capacity_at(self.base + i as i64)).collect();
+        self.background = units;
+        for (i, cap_before) in before.into_iter().enumerate() {
+            let used = cap_before - self.free[i].min(cap_before);
+            self.free[i] = self.capacity_at(self.base + i as i64).saturating_sub(used);
+        }
+        self.min_free = self.free.iter().copied().min().unwrap_or(self.size);
+        Ok(())
     }
 
     pub fn size(&self) -> u32 {
@@ -118,7 +157,7 @@ impl Timeline {
             return Err(TimelineError::BadWindow { start: r.start, end: r.end });
         }
         let range = self.clip(r.start, r.end);
-        if let Some(i) = range.clone().find(|&i| self.free[i] + r.units > self.size) {
+        if let Some(i) = range.clone().find(|&i| self.free[i] + r.units > self.capacity_at(self.base + i as i64)) {
             return Err(TimelineError::OverRelease { slot: self.base + i as i64, units: r.units, size: self.size });
         }
         for i in range {
@@ -142,7 +181,11 @@ impl Timeline {
         let shift = ((new_base - self.base) as usize).min(len);
         self.free.drain(..shift);
         self.base = new_base;
-        self.free.resize(len, self.size);
+        let kept = self.free.len();
+        for i in kept..len {
+            let cap = self.capacity_at(new_base + i as i64);
+            self.free.push(cap);
+        }
         let first_new = old_end.max(new_base);
         for r in &self.long {
             for s in r.start.max(first_new)..r.end.min(self.end()) {
@@ -156,9 +199,9 @@ impl Timeline {
         self.min_free = self.free.iter().copied().min().unwrap_or(self.size);
     }
 
-    /// Units in use at slot `s`.
+    /// Units in use at slot `s`, background included.
     pub fn used_at(&self, s: i64) -> u32 {
-        self.size - self.free_at(s)
+        self.size - self.free_at(s).min(self.size)
     }
 }
 
@@ -207,5 +250,25 @@ mod tests {
         assert_eq!(t.free_at(10), 8);
         t.advance(20);
         assert_eq!(t.min_free(), 8);
+    }
+
+    #[test]
+    fn background_load_follows_the_beijing_day_and_bounds_releases() {
+        // slot 64 (16:00 UTC) is 00:00 in Beijing: index 0 of the background
+        let mut t = Timeline::new(10, 64, 8);
+        let mut bg = vec![2; 96];
+        bg[1] = 7;
+        t.set_background(bg).expect("valid");
+        assert_eq!(t.free_at(64), 8);
+        assert_eq!(t.free_at(65), 3);
+        assert_eq!(t.used_at(65), 7);
+        assert!(t.reserve(Reservation { start: 64, end: 66, units: 4 }).is_err(), "slot 65 has 3 free");
+        t.reserve(Reservation { start: 64, end: 66, units: 3 }).expect("fits");
+        assert!(t.release(Reservation { start: 66, end: 67, units: 1 }).is_err(), "never above capacity");
+        t.release(Reservation { start: 64, end: 66, units: 3 }).expect("release");
+        t.advance(64 + 96);
+        assert_eq!((t.free_at(64 + 96), t.free_at(65 + 96)), (8, 3), "the next day has the same load");
+        assert!(t.set_background(vec![11; 96]).is_err(), "above the size");
+        assert!(t.set_background(vec![1; 95]).is_err(), "not a day");
     }
 }

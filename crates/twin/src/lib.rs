@@ -6,6 +6,7 @@
 //! numbers. IO stays at the edge: readers take any `BufRead`, the runner takes an iterator of
 //! records and a progress callback; the binary opens files and draws progress.
 
+pub mod capacity;
 pub mod report;
 pub mod run;
 pub mod scenario;

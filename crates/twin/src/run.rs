@@ -178,6 +178,7 @@ struct Acc<'n> {
     /// Per site: IT kWh, facility kWh, green kWh of the trace's jobs.
     per_site: Vec<[f64; 3]>,
     slowdown_sum: f64,
+    background: crate::scenario::Background,
 }
 
 impl Acc<'_> {
@@ -292,6 +293,12 @@ where
         t0,
         EngineConfig { sched: Config::default(), policy: cfg.policy.clone(), time_scale: 1.0 },
     );
+    // every site's background load: the work outside the trace
+    for pool in 0..engine.scheduler().pool_count() {
+        let site = &net.sites[engine.scheduler().pool_site(pool)];
+        let units = scenario.background.units(site, engine.scheduler().timeline(pool).size());
+        engine.set_background(pool, units).map_err(|e| TwinError::Scenario(format!("background: {e}")))?;
+    }
     let mut acc = Acc {
         net,
         k: empty_kpis(&cfg.policy.name),
@@ -310,6 +317,7 @@ where
         last_finish: t0,
         per_site: vec![[0.0; 3]; net.sites.len()],
         slowdown_sum: 0.0,
+        background: scenario.background.clone(),
     };
     // restricted jobs in flight: id → (region, province) of their data, for the residency check
     let mut restricted: std::collections::HashMap<u64, (String, String)> = std::collections::HashMap::new();
@@ -541,11 +549,16 @@ fn finish(mut acc: Acc<'_>, engine: &Engine) -> PolicyKpis {
     let (mut hub_energy, mut hub_green) = (0.0, 0.0);
     for (site, a) in net.sites.iter().zip(&acc.per_site) {
         let side = usize::from(!site.in_hub());
-        busy[side] += a[0];
-        installed[side] += site_it_kw(site) * hours;
+        let it_kw = site_it_kw(site);
+        // the background load runs all along at its mean share (the day's shape averages 1),
+        // on the site's grid mix
+        let bg_it_kwh = it_kw * acc.background.mean_for(site) * hours;
+        let green = net.green_profile(&site.green_profile).map_or(0.0, suanwang_core::GreenProfile::mean);
+        busy[side] += a[0] + bg_it_kwh;
+        installed[side] += it_kw * hours;
         if site.in_hub() {
-            hub_energy += a[1];
-            hub_green += a[2];
+            hub_energy += a[1] + bg_it_kwh * site.pue;
+            hub_green += a[2] + bg_it_kwh * site.pue * green;
         }
     }
     acc.k.hub_utilisation = ratio(busy[0], installed[0]);

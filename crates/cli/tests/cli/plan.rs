@@ -12,7 +12,7 @@ fn plan_json_explains_the_choice() {
         assert!(!p["chosen"][key].is_null(), "chosen.{key}");
     }
     let lines = p["chosen"]["scores"].as_array().expect("scores");
-    assert_eq!(lines.len(), 7);
+    assert_eq!(lines.len(), 8);
     for l in lines {
         for key in ["scorer", "raw", "normalised", "weight", "weighted"] {
             assert!(!l[key].is_null(), "score line has {key}");
@@ -61,16 +61,21 @@ fn plan_refusal_exits_1_with_a_reason_per_site() {
     let dir = std::env::temp_dir().join(format!("suanwang-refuse-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let f = dir.join("j.toml");
-    std::fs::write(&f, "name = \"x\"\ntenant = \"t\"\nkind = \"inference\"\norigin = \"harbin\"\nlatency_tier = \"city\"\n[resources]\nfamily = \"intelligent\"\ncount = 1\n[work]\nrun_time_s = 60\n").expect("write");
+    std::fs::write(&f, "name = \"x\"\ntenant = \"t\"\nkind = \"inference\"\norigin = \"harbin\"\nlatency_tier = \"city\"\n[resources]\nfamily = \"intelligent\"\naccelerator = \"h800\"\ncount = 1\n[work]\nrun_time_s = 60\n").expect("write");
     let out = suanwang(&["plan", f.to_str().expect("utf8"), "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["placed"], false);
     let rejections = doc["refusal"]["rejections"].as_array().expect("rejections");
-    assert_eq!(rejections.len(), 25);
-    assert!(
-        rejections.iter().all(|r| r["filter"] == "latency" && r["detail"].as_str().is_some_and(|d| d.contains("ms")))
-    );
+    assert_eq!(rejections.len(), 49, "every site says why");
+    // Harbin's own data centre is near enough but has no H800; every other site is too far
+    for r in rejections {
+        if r["site"] == "harbin-dc" {
+            assert_eq!(r["filter"], "accelerator", "{r}");
+        } else {
+            assert!(r["filter"] == "latency" && r["detail"].as_str().is_some_and(|d| d.contains("ms")), "{r}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -133,12 +138,30 @@ fn twin_json_has_the_documented_keys_and_the_report_its_files() {
             "p99_wait_s",
             "utilization_hub",
             "utilization_nonhub",
+            "hub_utilisation",
+            "nonhub_utilisation",
+            "hub_to_national_utilisation",
+            "hub_green_share",
+            "mean_slowdown",
+            "deferred_beyond_start_within",
+            "targets",
         ] {
             assert!(!p[key].is_null(), "{key} missing");
         }
         assert_eq!(p["jobs"], 120);
         assert_eq!(p["bad_lines"], 1);
+        assert_eq!(p["deferred_beyond_start_within"], 0);
+        let targets = p["targets"].as_array().expect("targets");
+        for name in ["hub_to_national_utilisation", "hub_green_share", "violations", "mean_wait_s"] {
+            let t = targets.iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("target {name}"));
+            assert!(t["value"].is_number() && t["met"].is_boolean(), "{t}");
+        }
+        let u = |k: &str| p[k].as_f64().expect(k);
+        assert!(u("hub_utilisation") > 0.0 && u("hub_utilisation") < 1.0);
+        let national = u("hub_to_national_utilisation");
+        assert!(national > 0.5 && national < 3.0, "{national}");
     }
+    assert!(doc["capacity_scale"].as_f64().is_some_and(|k| k > 0.0), "auto scale reported");
     for f in ["twin.json", "index.html", "green-share.svg", "cost-carbon.svg", "utilisation-balanced.svg"] {
         assert!(report.join(f).is_file(), "{f} written");
     }
@@ -155,5 +178,42 @@ fn twin_json_has_the_documented_keys_and_the_report_its_files() {
     assert!(String::from_utf8_lossy(&strict.stderr).contains(":122:"), "{}", String::from_utf8_lossy(&strict.stderr));
     let missing = suanwang(&["twin", "--trace", "philly:/nonexistent.csv"]);
     assert_eq!(missing.status.code(), Some(2));
+    // a sweep replays balanced under each weighting and marks the Pareto set; bad sweeps and
+    // weights files are refused naming the field
+    let map = "submit=submit,duration=runtime,cpus=cores,gpus=gpus";
+    let out = suanwang(&[
+        "twin",
+        "--trace",
+        &spec,
+        "--map",
+        map,
+        "--policy",
+        "balanced",
+        "--sweep",
+        "money=0..2,carbon=1..1",
+        "--steps",
+        "3",
+        "--json",
+    ]);
+    let doc = stdout_json(&out);
+    let names: Vec<&str> =
+        doc["policies"].as_array().expect("policies").iter().filter_map(|p| p["policy"].as_str()).collect();
+    assert_eq!(names, ["balanced", "sweep:money=0,carbon=1", "sweep:money=1,carbon=1", "sweep:money=2,carbon=1"]);
+    assert!(doc["policies"].as_array().expect("policies").iter().any(|p| p["pareto_efficient"] == true));
+    let w = dir.join("w.toml");
+    std::fs::write(&w, "name = \"mine\"\n[weights]\nspeed = 1\n").expect("write");
+    for (args, field) in [
+        (vec!["--sweep", "money=3..1"], "money=3..1"),
+        (vec!["--sweep", "money="], "--sweep"),
+        (vec!["--sweep", "speed=0..1"], "speed"),
+        (vec!["--weights", w.to_str().expect("utf8")], "weights.speed"),
+    ] {
+        let mut all = vec!["twin", "--trace", &spec, "--map", map, "--json"];
+        all.extend(args);
+        let out = suanwang(&all);
+        assert_eq!(out.status.code(), Some(2), "{all:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(field), "{all:?}: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -73,7 +73,7 @@ fn a_city_tier_job_is_kept_near_and_far_sites_are_refused_by_latency() {
 #[test]
 fn an_impossible_job_is_refused_with_a_reason_per_site() {
     let net = reference();
-    // 64 H800 within 1 ms of Harbin: no site is that close
+    // 64 H800 within 1 ms of Harbin: only Harbin's own data centre is that close, without H800
     let job = spec(
         &net,
         &format!(
@@ -82,7 +82,10 @@ fn an_impossible_job_is_refused_with_a_reason_per_site() {
     );
     let refusal = plan(&net, &job, start(), "balanced").expect_err("refused");
     assert_eq!(refusal.rejections.len(), net.sites.len(), "one reason per site");
-    assert!(refusal.rejections.iter().all(|r| r.filter == Filter::Latency));
+    for r in &refusal.rejections {
+        let want = if r.site == "harbin-dc" { Filter::Accelerator } else { Filter::Latency };
+        assert_eq!(r.filter, want, "{}", r.site);
+    }
     assert!(refusal.to_string().contains("latency"));
     // a gang larger than any pool: refused by pool size at every site that has the model
     let job = spec(

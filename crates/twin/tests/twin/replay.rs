@@ -29,6 +29,9 @@ fn run(text: &str, kind: &TraceKind, policy: &str, seed: u64, repeat: u32) -> Re
     };
     let bytes = text.as_bytes().to_vec();
     let open = || Ok(Reader::new(std::io::Cursor::new(bytes.clone()), kind.clone(), "inline"));
+    // as `suanwang twin` does: the network fitted to the trace ("auto")
+    let k = suanwang_twin::capacity::capacity_scale(&net, kind, open, &cfg.scenario, None)?;
+    let net = Arc::new(suanwang_twin::capacity::scaled(&net, k));
     run_policy(&net, kind, open, &cfg, &mut |_| {})
 }
 
@@ -124,6 +127,21 @@ fn scenarios_are_checked() {
         "input_gb = [[1.0, 0.5]]",
     ] {
         assert!(Scenario::from_toml(bad).is_err(), "{bad}");
+    }
+    // the load: auto or a factor, a target, a background by kind of site with a day's shape
+    assert!(Scenario::from_toml("capacity_scale = \"auto\"\ntarget_utilisation = 0.7\n").is_ok());
+    for (bad, field) in [
+        ("capacity_scale = \"big\"", "capacity_scale"),
+        ("capacity_scale = 0", "capacity_scale"),
+        ("target_utilisation = 1.5", "target_utilisation"),
+        ("[background]\nhub = 1.2", "background.hub"),
+        (
+            "[background]\nshape = [2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.5]",
+            "background.shape",
+        ),
+    ] {
+        let e = Scenario::from_toml(bad).expect_err(bad);
+        assert!(e.contains(field), "{bad}: {e}");
     }
     // the users' own start_within: a share and a factor range, each named when wrong
     assert!(Scenario::from_toml("start_within_share = 0.5\nstart_within_factor = [0.5, 1.5]\n").is_ok());

@@ -1,0 +1,121 @@
+//! Fitting the network to a trace: `capacity_scale = "auto"`.
+//!
+//! The reference network models all of China's data centres at 1:10, far more than any single
+//! trace fills. `auto` picks the factor that makes the trace plus the background load keep the
+//! pools of the trace's busiest family at the scenario's `target_utilisation` on average:
+//! k = demand_f ÷ ((target − background_f) × capacity_f), maximised over families, where
+//! demand_f is the trace's mean IT power in family f (units × the family's mean power per unit,
+//! over the trace's span) and background_f the capacity-weighted mean background share; the
+//! room target − background_f is at least `MIN_ROOM`. The scale is never below what keeps the
+//! trace's largest job of each family within the largest pool of that family (when it fitted at
+//! full size).
+
+use suanwang_core::job::Work;
+use suanwang_core::{Family, Network, Ts};
+
+use crate::run::{TwinError, site_it_kw};
+use crate::scenario::{CapacityScale, Mapper, Scenario};
+use crate::trace::{Item, TraceKind};
+
+/// The least share of a family's capacity the trace is given above its background.
+pub const MIN_ROOM: f64 = 0.05;
+
+/// `net` with every pool's size multiplied by `k` (at least one unit each).
+pub fn scaled(net: &Network, k: f64) -> Network {
+    let mut net = net.clone();
+    for site in &mut net.sites {
+        for pool in &mut site.pools {
+            pool.count = ((pool.count as f64 * k).round() as u64).max(1);
+        }
+    }
+    net
+}
+
+/// Per family: installed IT kW, units, and the capacity-weighted background share.
+fn families(net: &Network, scenario: &Scenario) -> [(f64, f64, f64); 3] {
+    let mut out = [(0.0, 0.0, 0.0); 3];
+    for site in &net.sites {
+        let bg = scenario.background.mean_for(site);
+        for p in &site.pools {
+            let kw = p.count as f64 * p.power_w_per_unit / 1000.0;
+            let f = &mut out[p.family as usize];
+            f.0 += kw;
+            f.1 += p.count as f64;
+            f.2 += kw * bg;
+        }
+    }
+    for f in &mut out {
+        f.2 = if f.0 > 0.0 { f.2 / f.0 } else { 0.0 };
+    }
+    out
+}
+
+/// The scale to replay at: the scenario's fixed factor, or the fitted one for `auto` (reads
+/// the trace once, up to `limit` records).
+pub fn capacity_scale<I>(
+    net: &Network,
+    kind: &TraceKind,
+    records: impl FnOnce() -> Result<I, TwinError>,
+    scenario: &Scenario,
+    limit: Option<u64>,
+) -> Result<f64, TwinError>
+where
+    I: Iterator<Item = Item>,
+{
+    if let CapacityScale::Fixed(k) = scenario.capacity_scale {
+        return Ok(k);
+    }
+    let fam = families(net, scenario);
+    let mapper = Mapper::new(net, scenario, kind.is_hpc(), matches!(kind, TraceKind::AzureLlm));
+    let t0 = Ts::parse(&scenario.start).map_err(TwinError::Scenario)?;
+    let mut kwh = [0.0f64; 3];
+    let mut largest = [0u32; 3];
+    let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut n = 0u64;
+    for item in records()? {
+        if limit.is_some_and(|l| n >= l) {
+            break;
+        }
+        let Item::Record(rec) = item else { continue };
+        n += 1;
+        let job = mapper.job(&rec, rec.line, t0);
+        let run_s = match job.work {
+            Work::RunTime { run_time_s } => f64::from(run_time_s),
+            Work::Amount { .. } => rec.duration_s,
+        };
+        let f = job.resources.family as usize;
+        let w_per_unit = if fam[f].1 > 0.0 { fam[f].0 * 1000.0 / fam[f].1 } else { 0.0 };
+        kwh[f] += f64::from(job.resources.count) * w_per_unit / 1000.0 * run_s / 3600.0;
+        largest[f] = largest[f].max(job.resources.count);
+        first = first.min(rec.submit_s);
+        last = last.max(rec.submit_s + run_s);
+    }
+    if n == 0 {
+        return Err(TwinError::Scenario("capacity_scale \"auto\": the trace has no records to fit".into()));
+    }
+    let span_h = ((last - first) / 3600.0).max(1.0);
+    let mut k = 0.0f64;
+    for f in Family::ALL {
+        let (cap_kw, _, bg) = fam[f as usize];
+        if kwh[f as usize] <= 0.0 || cap_kw <= 0.0 {
+            continue;
+        }
+        // at least 5 points above the family's background (an HPC trace meets hubs whose
+        // background is already near the target: super pools are in the hubs only)
+        let room = (scenario.target_utilisation - bg).max(MIN_ROOM);
+        k = k.max(kwh[f as usize] / span_h / (room * cap_kw));
+    }
+    // never so small that the trace's largest job of a family fits no pool it fitted before
+    for f in Family::ALL {
+        let biggest_pool = net.sites.iter().flat_map(|s| &s.pools).filter(|p| p.family == f).map(|p| p.count).max();
+        if let Some(pool) = biggest_pool.filter(|p| *p > 0 && u64::from(largest[f as usize]) <= *p) {
+            k = k.max(f64::from(largest[f as usize]) / pool as f64);
+        }
+    }
+    Ok(k.clamp(1e-6, 100.0))
+}
+
+/// Installed IT kW of the whole network (for reports).
+pub fn network_it_kw(net: &Network) -> f64 {
+    net.sites.iter().map(site_it_kw).sum()
+}
