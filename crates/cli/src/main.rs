@@ -424,6 +424,10 @@ enum BenchSub {
         seed: u64,
         #[arg(long, default_value = "balanced")]
         policy: String,
+        /// Run on N sites: the reference network's first N, or it plus synthetic city data
+        /// centres placed and linked by the same rule (default: the reference network).
+        #[arg(long, value_name = "N")]
+        sites: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -633,7 +637,14 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
             network_cmd::latency(&net, &from, &to, json || json_outer)
         }
         Command::Job { sub: Some(JobSub::Check { file, json }), .. } => job_check(&net, &file, json),
-        Command::Bench { sub: BenchSub::Sched { jobs, batch_jobs, seed, policy, json } } => {
+        Command::Bench { sub: BenchSub::Sched { jobs, batch_jobs, seed, policy, sites, json } } => {
+            let net = match sites {
+                None => net,
+                Some(n) if (1..=100_000).contains(&n) => {
+                    net.with_site_count(n).context("--sites: the network has no city data centre to copy")?
+                }
+                Some(n) => anyhow::bail!("--sites: {n} is not in 1..=100000"),
+            };
             let policy = plan_cmd::policy(&net, &policy, None)?;
             bench_cmd::sched(net, &bench_cmd::SchedArgs { jobs, batch_jobs, seed, policy, json })?;
             Ok(ExitCode::SUCCESS)

@@ -931,6 +931,57 @@ impl Network {
         Ok(net)
     }
 
+    /// This network with exactly `n` sites, for scale benchmarks: the first `n` sites when it
+    /// has more (the hubs' come first); else more city data centres, placed and linked by the
+    /// reference's rule — round-robin over the demand cities, each a copy of that city's data
+    /// centre (pools, PUE, tariff, grid) a few kilometres off (a deterministic ±0.3° spiral),
+    /// reaching the network through the city's links. `None` when `n` is 0 or a city has no data
+    /// centre to copy.
+    pub fn with_site_count(&self, n: usize) -> Option<Network> {
+        if n == 0 {
+            return None;
+        }
+        let mut net = self.clone();
+        net.sites.truncate(n);
+        let templates: Vec<Site> = self
+            .cities
+            .iter()
+            .filter_map(|c| self.sites.iter().find(|s| s.city.as_deref() == Some(c.id.as_str())).cloned())
+            .collect();
+        let mut k = 0usize;
+        while net.sites.len() < n {
+            let t = templates.get(k % templates.len().max(1))?;
+            let round = k / templates.len() + 1;
+            let angle = round as f64 * 2.399_963; // the golden angle: no two copies coincide
+            let r = 0.3 * (round as f64 / (round as f64 + 4.0));
+            let id = format!("{}-{round}", t.id);
+            let mut site = t.clone();
+            site.pools = t
+                .pools
+                .iter()
+                .map(|p| Pool { id: p.id.replacen(&t.id, &id, 1), site: id.clone(), ..p.clone() })
+                .collect();
+            site.backup = Some(t.id.clone());
+            site.lat = t.lat + r * angle.sin();
+            site.lon = t.lon + r * angle.cos();
+            site.coord_source = format!("synthetic: near {} (bench)", t.id);
+            site.id = id;
+            net.sites.push(site);
+            k += 1;
+        }
+        net.places.retain(|_, p| !matches!(p, Place::Site(_)));
+        for (i, site) in net.sites.iter().enumerate() {
+            net.places.insert(site.id.clone(), Place::Site(i));
+        }
+        let ids: std::collections::HashSet<String> = net.sites.iter().map(|s| s.id.clone()).collect();
+        for site in &mut net.sites {
+            if site.backup.as_ref().is_some_and(|b| !ids.contains(b)) {
+                site.backup = None;
+            }
+        }
+        Some(net)
+    }
+
     /// The reference national network compiled into the binary.
     pub fn reference() -> Result<Network, DataError> {
         Network::from_files(&DataFiles::reference())

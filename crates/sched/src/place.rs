@@ -288,6 +288,8 @@ struct SiteInfo {
 struct Opt {
     /// Index into the plan's `pool_runs`.
     run: u32,
+    /// The scheduler's pool index: ties break on it, whatever order the pools were visited in.
+    pool: u32,
     /// Index into the site's transfer list.
     transfer: u8,
     fits: bool,
@@ -434,11 +436,19 @@ pub struct Scheduler {
     site_pools: Vec<Vec<(f64, usize, PoolRun)>>,
     site_first: Vec<i64>,
     site_earliest: Vec<i64>,
+    /// Per plan, per site: a lower bound on the score of any option it has (see `site_prepare`).
+    site_bound: Vec<f64>,
+    /// Per plan: the sites to score, best bound first, and the best scores found so far.
+    order: Vec<(f64, usize)>,
+    top: Vec<f64>,
     /// Per plan: the earliest start any site can take; no start is later than it plus the
     /// job's `start_within`.
     global_earliest: i64,
     stage: Vec<Option<(Filter, usize)>>,
 }
+
+/// Slack added to a score before pruning against it (scores are O(1) sums of normalised terms).
+const PRUNE_MARGIN: f64 = 1e-9;
 
 /// The last slot `timeline` can start a run of `run_s` seconds at and still meet `deadline`.
 fn latest_start(timeline: &Timeline, deadline: Option<Ts>, run_s: i64) -> i64 {
@@ -596,6 +606,9 @@ impl Scheduler {
             site_pools: vec![vec![]; n_sites],
             site_first: vec![i64::MAX; n_sites],
             site_earliest: vec![i64::MAX; n_sites],
+            site_bound: vec![f64::INFINITY; n_sites],
+            order: vec![],
+            top: vec![],
             global_earliest: i64::MAX,
             stage: vec![None; n_sites],
         }
@@ -869,11 +882,34 @@ impl Scheduler {
             self.site_prepare(req, si, now);
         }
         self.global_earliest = self.site_earliest.iter().copied().min().unwrap_or(i64::MAX);
-        for si in 0..self.sites.len() {
-            if self.site_earliest[si] != i64::MAX {
-                self.site_score(req, si, now);
+        // Best bound first; a site whose bound exceeds the k-th best score found so far (k = the
+        // chosen one and its runners-up) cannot change the answer and is not scored, so the cost
+        // grows with the sites that compete, not with all of them. When collecting every
+        // option (`options`), all are scored.
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(
+            (0..self.sites.len()).filter(|&si| self.site_earliest[si] != i64::MAX).map(|si| (self.site_bound[si], si)),
+        );
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let k = self.cfg.runners_up + 1;
+        self.top.clear();
+        for &(bound, si) in &order {
+            // a margin for rounding: a bound and a score of the same option are summed in
+            // different orders, and an exact tie must still be scored (ties go to the lower pool)
+            let prune_at =
+                if req.collect || self.top.len() < k { f64::INFINITY } else { self.top[k - 1] + PRUNE_MARGIN };
+            if bound > prune_at {
+                break;
+            }
+            self.site_score(req, si, now, prune_at);
+            if let Some(b) = self.best[si] {
+                let at = self.top.partition_point(|x| *x <= b.score);
+                self.top.insert(at, b.score);
+                self.top.truncate(k);
             }
         }
+        self.order = order;
     }
 
     /// Finds the best placement for `job` at `now` under `policy` without reserving it.
@@ -1047,13 +1083,17 @@ impl Scheduler {
             }
         }
         self.site_earliest[si] = site_earliest;
+        // no option of the site scores below its best pool's bound plus the wait to its earliest
+        // start: what lets `evaluate` skip whole sites
+        let wait_s = (slot_start(site_earliest.max(first_arrival)).0 - now.0).max(0) as f64 / 1000.0;
+        self.site_bound[si] = candidates.first().map_or(f64::INFINITY, |c| c.0 + n.coef[2] * wait_s);
         self.site_pools[si] = candidates;
         self.site_transfers[si] = transfers;
     }
 
     /// Pass 2 for site `si`: scores its pools' candidate starts, keeping the best that fits.
     #[allow(clippy::many_single_char_names)] // r, p, s, k: resources, pool, slot, index
-    fn site_score(&mut self, req: &Request<'_>, si: usize, now: Ts) {
+    fn site_score(&mut self, req: &Request<'_>, si: usize, now: Ts, prune_at: f64) {
         let job = req.job;
         let r = &job.resources;
         let n = &req.norm;
@@ -1073,9 +1113,8 @@ impl Scheduler {
         let wait_of = |s: i64| (slot_start(s).0 - now.0).max(0) as f64 / 1000.0;
         for &(bound_wo_wait, pi, run) in &candidates {
             let run_s = run.run_s;
-            if !req.collect
-                && self.best[si].is_some_and(|b| bound_wo_wait + n.coef[2] * wait_of(first_arrival) >= b.score)
-            {
+            let bound = bound_wo_wait + n.coef[2] * wait_of(first_arrival);
+            if !req.collect && (bound > prune_at || self.best[si].is_some_and(|b| bound > b.score + PRUNE_MARGIN)) {
                 continue;
             }
             let run_index = self.pool_runs.len() as u32;
@@ -1126,9 +1165,10 @@ impl Scheduler {
                     break;
                 }
                 // later starts only wait longer: stop once even the bound cannot beat the best
+                let bound = bound_wo_wait + n.coef[2] * wait_of(s);
                 if !req.collect
                     && !queue
-                    && self.best[si].is_some_and(|b| bound_wo_wait + n.coef[2] * wait_of(s) >= b.score)
+                    && (bound > prune_at || self.best[si].is_some_and(|b| bound > b.score + PRUNE_MARGIN))
                 {
                     break;
                 }
@@ -1202,8 +1242,16 @@ impl Scheduler {
         let load = f64::from(tl.used_at(start).saturating_add(req.job.resources.count).min(tl.size()))
             / f64::from(tl.size().max(1));
         let raw = [money, carbon_kg, wait_s, pool.latency_ms, pool.east_west, pool.pairing, load, pool.hub];
-        let o =
-            Opt { run, transfer: t as u8, fits, green: w.green_share as f32, start, raw, score: req.norm.score(&raw) };
+        let o = Opt {
+            run,
+            pool: pool.index as u32,
+            transfer: t as u8,
+            fits,
+            green: w.green_share as f32,
+            start,
+            raw,
+            score: req.norm.score(&raw),
+        };
         if let Some(budget) = req.job.budget_fen
             && self.exact_cost_in(&o, transfers).total_fen > budget
         {
@@ -1398,5 +1446,5 @@ fn ceil_div(a: i128, b: i128) -> i128 {
 
 /// Strictly better: lower score, then earlier start, then lower pool run.
 fn better(o: &Opt, b: &Opt) -> bool {
-    o.score.total_cmp(&b.score).then((o.start, o.run).cmp(&(b.start, b.run))).is_lt()
+    o.score.total_cmp(&b.score).then((o.start, o.pool).cmp(&(b.start, b.pool))).is_lt()
 }
