@@ -162,7 +162,9 @@ fn twin_json_has_the_documented_keys_and_the_report_its_files() {
         assert!(national > 0.5 && national < 3.0, "{national}");
     }
     assert!(doc["capacity_scale"].as_f64().is_some_and(|k| k > 0.0), "auto scale reported");
-    for f in ["twin.json", "index.html", "green-share.svg", "cost-carbon.svg", "utilisation-balanced.svg"] {
+    for f in
+        ["twin.json", "index.html", "green-share.svg", "cost-carbon.svg", "frontier.svg", "utilisation-balanced.svg"]
+    {
         assert!(report.join(f).is_file(), "{f} written");
     }
     let strict = suanwang(&[
