@@ -130,8 +130,7 @@ pub fn frontier(policies: &[PolicyKpis]) -> String {
     );
     let _ = write!(
         svg,
-        r#"<text x="{PAD}" y="20" font-size="14">cost against carbon; marker size = mean wait (largest {:.0} s); ringed = Pareto-efficient</text>"#,
-        max_wait
+        r#"<text x="{PAD}" y="20" font-size="14">cost against carbon; marker size = mean wait (largest {max_wait:.0} s); ringed = Pareto-efficient</text>"#
     );
     let _ = write!(
         svg,
