@@ -569,6 +569,12 @@ impl Engine {
         self.sched.set_background(pool, units)
     }
 
+    /// The scheduler decides on a forecast of site `site`'s energy (green share and tariff per
+    /// Beijing hour × the factors); meters keep the actual values. See `Scheduler::set_forecast`.
+    pub fn set_forecast(&mut self, site: usize, green: &[f64; 24], tariff: &[f64; 24]) -> Option<()> {
+        self.sched.set_forecast(site, green, tariff)
+    }
+
     pub fn scheduler(&self) -> &Scheduler {
         &self.sched
     }
@@ -720,18 +726,23 @@ impl Engine {
         let pool = self.sched.pool(p.reservation.pool);
         let count = f64::from(record.job.resources.count);
         let moved = c.transfer.mode != TransferMode::None;
+        // the scheduler may have decided on a forecast; the meter takes the actual energy
+        let (energy_fen, green_share, carbon_market_kg) = match self.sched.actual_energy(p) {
+            Some((fen, green, kg_per_kwh)) => (fen, green, c.energy_kwh * kg_per_kwh),
+            None => (c.cost.energy_fen, c.green_share, c.carbon_kg),
+        };
         let meter = Meter {
             ucu_hours: count * pool.ucu_per_unit * p.run_s as f64 / 3600.0,
             energy_kwh: c.energy_kwh,
-            green_kwh: c.energy_kwh * c.green_share,
+            green_kwh: c.energy_kwh * green_share,
             carbon_location_kg: c.carbon_location_kg,
-            carbon_market_kg: c.carbon_kg,
+            carbon_market_kg,
             transfer_gb: if moved { record.job.input.as_ref().map_or(0.0, |i| i.size_gb) } else { 0.0 },
             transfer_mode: moved.then_some(c.transfer.mode),
             compute_fen: c.cost.compute_fen,
-            energy_fen: c.cost.energy_fen,
+            energy_fen,
             transfer_fen: c.cost.transfer_fen,
-            money_fen: c.cost.total_fen,
+            money_fen: c.cost.compute_fen.saturating_add(energy_fen).saturating_add(c.cost.transfer_fen),
         };
         let site = self.sched.pool_site(p.reservation.pool);
         let arrival = Ts(self.now.0 + c.transfer.seconds * 1000);

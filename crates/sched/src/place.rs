@@ -277,7 +277,10 @@ struct SiteInfo {
     min_carbon: f64,
     pue_permille: i64,
     grid_factor: f64,
+    /// What the scheduler decides on: the site's energy series, or a forecast of it.
     series: SiteSeries,
+    /// The actual series when `series` is a forecast (`set_forecast`); `None`: exact.
+    actual: Option<SiteSeries>,
     pools: std::ops::Range<usize>,
 }
 
@@ -516,6 +519,7 @@ impl Scheduler {
                 pue_permille: (s.pue * 1000.0).round() as i64,
                 grid_factor: s.grid_factor_kg_per_kwh,
                 series: SiteSeries::new(&net, s),
+                actual: None,
                 pools: first..pools.len(),
             });
         }
@@ -745,6 +749,32 @@ impl Scheduler {
             t.advance(base);
         }
         self.seasons = seasons_for(base, self.cfg.horizon_slots);
+    }
+
+    /// The scheduler decides on a forecast of site `site`'s energy: each Beijing hour's green
+    /// share × `green[h]` and tariff × `tariff[h]`; metering (`actual_energy`) keeps the actual
+    /// values. Calling it again replaces the forecast (factors of 1: exact again).
+    pub fn set_forecast(&mut self, site: usize, green: &[f64; 24], tariff: &[f64; 24]) -> Option<()> {
+        let info = self.sites.get_mut(site)?;
+        let actual = info.actual.take().unwrap_or_else(|| info.series.clone());
+        info.series = actual.perturbed(green, tariff);
+        (info.min_tariff, info.min_carbon) = info.series.minima();
+        info.actual = Some(actual);
+        Some(())
+    }
+
+    /// What a placement's energy actually costs and emits when the scheduler decided on a
+    /// forecast: (energy fen, rounded up; green share; kg CO2 per kWh, market-based). `None`
+    /// when the site's forecast is exact (the placement's own figures are the actual ones).
+    pub fn actual_energy(&self, p: &Placement) -> Option<(i64, f64, f64)> {
+        let site = self.pools.get(p.reservation.pool)?.site;
+        let actual = self.sites[site].actual.as_ref()?;
+        let (start, len) = (p.reservation.window.start, p.reservation.window.end - p.reservation.window.start);
+        let w = actual.window_in(self.season_at(start), start, len);
+        let wh = (p.chosen.energy_kwh * 1000.0).round() as i128;
+        let fen = i64::try_from(ceil_div(wh * i128::from(w.tariff_sum), i128::from(len.max(1)) * 1_000_000))
+            .unwrap_or(i64::MAX / 4);
+        Some((fen, w.green_share, w.carbon_kg_per_kwh))
     }
 
     /// Sets pool `pool`'s background load: units held by work outside the scheduler at each

@@ -69,6 +69,39 @@ impl SiteSeries {
         }
     }
 
+    /// A forecast of this series: each hour's green share × `green[h]` (capped to [0, 1]) and
+    /// tariff × `tariff[h]` (rounded, at least 1 fen/MWh), hour = Beijing hour of the day.
+    #[must_use]
+    pub fn perturbed(&self, green: &[f64; 24], tariff: &[f64; 24]) -> SiteSeries {
+        let slot = |d: &Daily<f64>, i: usize| d.prefix[i + 1] - d.prefix[i];
+        let slot_i = |d: &Daily<i64>, i: usize| d.prefix[i + 1] - d.prefix[i];
+        SiteSeries {
+            tariff: std::array::from_fn(|k| {
+                Daily::new(
+                    (0..SLOTS_PER_DAY)
+                        .map(|i| ((slot_i(&self.tariff[k], i) as f64 * tariff[i / 4]).round() as i64).max(1)),
+                )
+            }),
+            green: std::array::from_fn(|k| {
+                Daily::new((0..SLOTS_PER_DAY).map(|i| (slot(&self.green[k], i) * green[i / 4]).clamp(0.0, 1.0)))
+            }),
+            grid_factor: self.grid_factor,
+        }
+    }
+
+    /// The lowest slot tariff (fen/MWh) and carbon intensity (kg/kWh) in any season.
+    pub fn minima(&self) -> (i64, f64) {
+        let mut lo = (i64::MAX, f64::INFINITY);
+        for k in 0..4 {
+            for i in 0..SLOTS_PER_DAY {
+                lo.0 = lo.0.min(self.tariff[k].prefix[i + 1] - self.tariff[k].prefix[i]);
+                let g = self.green[k].prefix[i + 1] - self.green[k].prefix[i];
+                lo.1 = lo.1.min(self.grid_factor * (1.0 - g));
+            }
+        }
+        lo
+    }
+
     /// Energy facts of the window `[start, start + len)` (absolute slots); the season is the
     /// one of the window's first slot.
     pub fn window(&self, start: i64, len: i64) -> WindowEnergy {

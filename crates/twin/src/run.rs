@@ -299,6 +299,13 @@ where
         let units = scenario.background.units(site, engine.scheduler().timeline(pool).size());
         engine.set_background(pool, units).map_err(|e| TwinError::Scenario(format!("background: {e}")))?;
     }
+    // the scheduler decides on forecasts of green share and price; meters take the actual
+    if scenario.forecast.green_error > 0.0 || scenario.forecast.tariff_error > 0.0 {
+        for site in 0..net.sites.len() {
+            let (green, tariff) = scenario.forecast.factors(scenario.seed, site);
+            engine.set_forecast(site, &green, &tariff);
+        }
+    }
     let mut acc = Acc {
         net,
         k: empty_kpis(&cfg.policy.name),

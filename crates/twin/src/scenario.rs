@@ -28,6 +28,9 @@ pub struct Scenario {
     /// (modelled; see the README), by kind of site, and its shape over the Beijing day (24
     /// hourly factors, mean 1).
     pub background: Background,
+    /// What the scheduler sees of green share and price: forecasts with an error (the meters
+    /// take the actual values).
+    pub forecast: Forecast,
     /// Demand weight per city id (missing cities weigh `default_city_weight`).
     pub city_weights: std::collections::BTreeMap<String, f64>,
     pub default_city_weight: f64,
@@ -117,6 +120,43 @@ impl<'de> Deserialize<'de> for CapacityScale {
     }
 }
 
+/// The forecast error model: the scheduler decides on each site's green share and tariff per
+/// Beijing hour × (1 + σ·z), z standard normal drawn per site and hour from the scenario's seed
+/// (clamped to [0, 3] × the actual), constant over the replay — a forecaster's systematic
+/// hour-of-day error, not redrawn daily (a simplification).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Forecast {
+    /// σ of the relative error of the green share.
+    pub green_error: f64,
+    /// σ of the relative error of the tariff.
+    pub tariff_error: f64,
+}
+
+impl Default for Forecast {
+    /// Modelled: 15 % on green share — the order of day-ahead wind and solar forecast errors
+    /// (normalised errors of 10–20 % are typical of day-ahead wind, less for solar); 0 on price,
+    /// as time-of-use tariffs are published in advance.
+    fn default() -> Self {
+        Forecast { green_error: 0.15, tariff_error: 0.0 }
+    }
+}
+
+impl Forecast {
+    /// Green and tariff factors per Beijing hour for site number `site`.
+    pub fn factors(&self, seed: u64, site: usize) -> ([f64; 24], [f64; 24]) {
+        let mut rng = Rng::new(seed ^ 0xF0CA_57E5 ^ (site as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut normal = || {
+            // Box–Muller
+            let (u, v) = (rng.unit().max(1e-12), rng.unit());
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        };
+        let green = std::array::from_fn(|_| (1.0 + self.green_error * normal()).clamp(0.0, 3.0));
+        let tariff = std::array::from_fn(|_| (1.0 + self.tariff_error * normal()).clamp(0.0, 3.0));
+        (green, tariff)
+    }
+}
+
 /// The background load of the sites (see `Scenario::background`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -195,6 +235,7 @@ impl Default for Scenario {
             capacity_scale: CapacityScale::Auto,
             target_utilisation: 0.6,
             background: Background::default(),
+            forecast: Forecast::default(),
             city_weights: weights.iter().map(|(k, v)| ((*k).to_string(), *v)).collect(),
             default_city_weight: 2.0,
             inference_max_s: 900.0,
@@ -254,6 +295,13 @@ impl Scenario {
         }
         if !(self.target_utilisation.is_finite() && self.target_utilisation > 0.0 && self.target_utilisation < 1.0) {
             return Err(format!("target_utilisation: {} is not in (0, 1)", self.target_utilisation));
+        }
+        for (n, v) in
+            [("forecast.green_error", self.forecast.green_error), ("forecast.tariff_error", self.forecast.tariff_error)]
+        {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                return Err(format!("{n}: {v} is not a relative error σ in [0, 1]"));
+            }
         }
         let b = &self.background;
         for (n, v) in

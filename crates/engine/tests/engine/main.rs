@@ -382,3 +382,33 @@ fn a_moved_job_resumes_from_its_last_checkpoint() {
     assert!(!reason.contains("checkpoint"), "{reason}");
     assert_eq!(run_s, 10000, "without checkpoints the job starts over");
 }
+
+/// The scheduler may decide on a forecast of green share and price; the meter keeps the
+/// actual values: a forecast of no green power at all still meters Sichuan's green share.
+#[test]
+fn meters_take_the_actual_energy_when_the_scheduler_decides_on_a_forecast() {
+    let net = net();
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
+    for site in 0..net.sites.len() {
+        e.set_forecast(site, &[0.0; 24], &[2.0; 24]).expect("a site");
+    }
+    let job = spec(
+        &net,
+        "name = \"j\"\ntenant = \"t\"\nkind = \"batch\"\norigin = \"chengdu\"\nallowed_sites = [\"tianfu-pidu\"]\n[resources]\nfamily = \"general\"\ncount = 64\n[work]\nrun_time_s = 3600\n",
+    );
+    e.apply(Command::Submit { id: 1, job: Box::new(job) }).expect("submit");
+    e.drain();
+    let outcome = e
+        .take_events()
+        .into_iter()
+        .find_map(|ev| match ev {
+            Event::Completed { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+        .expect("completed");
+    let m = &outcome.meter;
+    let green = m.green_kwh / m.energy_kwh;
+    assert!(green > 0.5, "Sichuan's actual green share is metered, not the forecast's 0: {green}");
+    assert!(m.carbon_market_kg < m.carbon_location_kg * 0.5, "{} vs {}", m.carbon_market_kg, m.carbon_location_kg);
+    assert_eq!(m.money_fen, m.compute_fen + m.energy_fen + m.transfer_fen);
+}
