@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use suanwang_core::job::{Classification, Job, Work};
 use suanwang_core::network::{Arch, Place, Side};
-use suanwang_core::{Family, Network, Ts};
+use suanwang_core::{Family, LatencyTier, Network, Ts};
 
 use crate::policy::{N, Policy, Scorer};
 use crate::series::{SiteSeries, WindowEnergy};
@@ -307,7 +307,8 @@ struct Opt {
 /// the job before any option is seen, times the policy's weight.
 ///
 /// Scales: money and carbon by what the job would cost and emit on a typical pool of its
-/// family (network medians) at the mean tariff and carbon intensity; waiting by the job's run
+/// family (network medians) at the mean tariff and carbon intensity (carbon at least money ÷
+/// `MAX_CARBON_PRICE_FEN_PER_KG`); waiting by the job's run
 /// time, clamped to [1 h, the deferral window]; latency by the cross-hub bound (20 ms); the 0–1 scorers by 1. Because the
 /// scale does not depend on the other options, adding or removing an alternative never
 /// changes how the rest compare (unlike min-max scaling, which also turns a 1 % difference
@@ -449,6 +450,11 @@ pub struct Scheduler {
     global_earliest: i64,
     stage: Vec<Option<(Filter, usize)>>,
 }
+
+/// The highest carbon price, fen per kg CO2, a policy weighing money and carbon equally may
+/// imply: 100 CNY/kg, about a thousand times China's ETS price — it binds only where a job's
+/// carbon is negligible beside its cost.
+pub const MAX_CARBON_PRICE_FEN_PER_KG: f64 = 10_000.0;
 
 /// Slack added to a score before pruning against it (scores are O(1) sums of normalised terms).
 const PRUNE_MARGIN: f64 = 1e-9;
@@ -886,7 +892,11 @@ impl Scheduler {
             Work::Amount { amount_pflop } => amount_pflop * 1000.0 / (count * ucu.max(1e-9)) / 3600.0,
         };
         let money = (count * run_h * price + size_gb * 8.0).max(1.0);
-        let carbon = (count * run_h * kw * self.pue_ref * self.carbon_ref).max(1e-6);
+        // at equal weights the scheduler pays at most money ÷ carbon scale per kg avoided: the
+        // floor caps that implicit carbon price (a 5-second request with 100 GB of data would
+        // otherwise be moved at 16,000 CNY per kg saved)
+        let carbon =
+            (count * run_h * kw * self.pue_ref * self.carbon_ref).max(money / MAX_CARBON_PRICE_FEN_PER_KG).max(1e-6);
         // waiting counts relative to the job's own run time (as slowdown does), between an hour
         // and the deferral window: an hour's wait weighs as much on a 5-minute job as on a
         // 1-hour one, and 1/24 of that on a day-long run
@@ -1008,7 +1018,10 @@ impl Scheduler {
             0.0
         };
         let pairing = f64::from(u8::from(!self.paired[req.origin][si]));
-        let hub = f64::from(u8::from(!site.in_hub()));
+        // hubs first for work that may travel: a city or regional latency tier keeps work near
+        // its users, where city data centres are what suits it
+        let near_users = matches!(job.latency_tier, Some(LatencyTier::City | LatencyTier::Regional));
+        let hub = f64::from(u8::from(!site.in_hub() && !near_users));
         let pue_permille = self.sites[si].pue_permille;
         let r = &job.resources;
         let count = i64::from(r.count);

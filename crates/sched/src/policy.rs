@@ -23,8 +23,9 @@ pub enum Scorer {
     /// Share of the pool in use at the start slot, after this job.
     Load,
     /// 1 at a site outside the eight hubs (a city data centre or a non-hub green region), else
-    /// 0: hubs first among equals (seed: hub utilisation above the national average). Its weight
-    /// in `balanced` is operator data (`policy.toml` `[hubs] weight`).
+    /// 0: hubs first among equals (seed: hub utilisation above the national average); 0 for
+    /// work with a city or regional latency tier, which belongs near its users. Its weight in
+    /// `balanced` is operator data (`policy.toml` `[hubs] weight`).
     Hub,
 }
 

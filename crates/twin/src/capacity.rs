@@ -4,11 +4,12 @@
 //! trace fills. `auto` picks the factor that makes the trace plus the background load keep the
 //! pools of the trace's busiest family at the scenario's `target_utilisation` on average:
 //! k = demand_f ÷ ((target − background_f) × capacity_f), maximised over families, where
-//! demand_f is the trace's mean IT power in family f (units × the family's mean power per unit,
-//! over the trace's span) and background_f the capacity-weighted mean background share; the
+//! demand_f is the trace's mean IT power in family f (units × the family's mean power per unit ×
+//! run time rounded up to the scheduler's 15-minute slots, over the trace's span) and background_f the capacity-weighted mean background share; the
 //! room target − background_f is at least `MIN_ROOM`. The scale is never below what keeps the
 //! trace's largest job of each family within the largest pool of that family (when it fitted at
-//! full size).
+//! full size), nor below what gives the family's median pool `MIN_MEDIAN_POOL_UNITS` units: a
+//! trace too small for that (short requests) then loads the network less than the target.
 
 use suanwang_core::job::Work;
 use suanwang_core::{Family, Network, Ts};
@@ -16,6 +17,9 @@ use suanwang_core::{Family, Network, Ts};
 use crate::run::{TwinError, site_it_kw};
 use crate::scenario::{CapacityScale, Mapper, Scenario};
 use crate::trace::{Item, TraceKind};
+
+/// Units (one 8-accelerator server) the median pool of a family the trace uses holds at least.
+pub const MIN_MEDIAN_POOL_UNITS: f64 = 8.0;
 
 /// The least share of a family's capacity the trace is given above its background.
 pub const MIN_ROOM: f64 = 0.05;
@@ -83,6 +87,9 @@ where
             Work::RunTime { run_time_s } => f64::from(run_time_s),
             Work::Amount { .. } => rec.duration_s,
         };
+        // the scheduler holds whole 15-minute slots: a 5-second request occupies one
+        let run_s =
+            (suanwang_sched::slots::slots_for(run_s.ceil() as i64) * suanwang_sched::slots::SLOT_SECONDS) as f64;
         let f = job.resources.family as usize;
         let w_per_unit = if fam[f].1 > 0.0 { fam[f].0 * 1000.0 / fam[f].1 } else { 0.0 };
         kwh[f] += f64::from(job.resources.count) * w_per_unit / 1000.0 * run_s / 3600.0;
@@ -104,6 +111,20 @@ where
         // background is already near the target: super pools are in the hubs only)
         let room = (scenario.target_utilisation - bg).max(MIN_ROOM);
         k = k.max(kwh[f as usize] / span_h / (room * cap_kw));
+    }
+    // never so small that the family's median pool holds less than a server: below that the
+    // network turns into a toy whose few units queue for hours (a short-request trace such as
+    // LLM inference, sized by its mean, would otherwise get a unit or two per site)
+    for f in Family::ALL {
+        if kwh[f as usize] <= 0.0 {
+            continue;
+        }
+        let mut sizes: Vec<u64> =
+            net.sites.iter().flat_map(|s| &s.pools).filter(|p| p.family == f).map(|p| p.count).collect();
+        sizes.sort_unstable();
+        if let Some(&median) = sizes.get(sizes.len() / 2).filter(|m| **m > 0) {
+            k = k.max(MIN_MEDIAN_POOL_UNITS / median as f64);
+        }
     }
     // never so small that the trace's largest job of a family fits no pool it fitted before
     for f in Family::ALL {
