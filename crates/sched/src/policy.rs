@@ -122,7 +122,7 @@ struct PolicyFile {
 impl Policy {
     /// Money and carbon first, then the national policy (east→west, pairing), waiting, balance;
     /// `Policy::named` adds the operator's hub weight.
-    pub const BALANCED: Policy = Policy { name: String::new(), weights: w(1.0, 1.0, 3.0, 0.05, 0.2, 0.1, 0.1) };
+    pub const BALANCED: Policy = Policy { name: String::new(), weights: w(1.0, 1.0, 1.5, 0.025, 0.1, 0.05, 0.05) };
 
     pub const NAMES: [&'static str; 6] = ["balanced", "cheapest", "greenest", "fastest", "nearest", "wait-awhile"];
 
