@@ -217,52 +217,7 @@ enum Command {
         json: bool,
     },
     /// Replay a real workload trace through the engine under each policy (the digital twin).
-    Twin {
-        /// KIND:PATH with KIND alibaba2017, openb, philly, azure-llm, swf or csv.
-        #[arg(long)]
-        trace: String,
-        /// For csv traces: submit=COL,duration=COL|end=COL,cpus=COL,gpus=COL,mem=COL.
-        #[arg(long)]
-        map: Option<String>,
-        /// For csv traces: time=s|ms|us,mem=MiB|GiB.
-        #[arg(long)]
-        units: Option<String>,
-        /// A policy, a comma-separated list, or all (balanced, nearest, cheapest, greenest, wait-awhile).
-        #[arg(long, default_value = "all")]
-        policy: String,
-        /// Scenario TOML (workload mapping); defaults documented in the README.
-        #[arg(long)]
-        scenario: Option<PathBuf>,
-        /// At most N records per repeat.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// Replay the trace K times back to back.
-        #[arg(long, default_value_t = 1)]
-        repeat: u32,
-        /// Overrides the scenario's seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Stop at the first malformed line (default: skip and count them).
-        #[arg(long)]
-        strict: bool,
-        #[arg(long)]
-        json: bool,
-        /// Write twin.json, SVG plots and index.html here.
-        #[arg(long, value_name = "DIR")]
-        report: Option<PathBuf>,
-        /// A policy file (`base`, `name`, `[weights]`, as for `plan --weights`) replayed beside
-        /// --policy; repeatable.
-        #[arg(long, value_name = "FILE")]
-        weights: Vec<PathBuf>,
-        /// Replay `balanced` under every combination of these weights, SCORER=LO..HI
-        /// comma-separated (e.g. money=0..4,carbon=0..4), and report the Pareto-efficient set
-        /// over (cost, carbon, mean wait).
-        #[arg(long, value_name = "SPEC")]
-        sweep: Option<String>,
-        /// Values per swept scorer, evenly spaced from LO to HI.
-        #[arg(long, default_value_t = 5)]
-        steps: u32,
-    },
+    Twin(#[command(flatten)] twin_cmd::TwinArgs),
     /// Benchmarks that print JSON figures.
     Bench {
         #[command(subcommand)]
@@ -649,41 +604,8 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
             bench_cmd::sched(net, &bench_cmd::SchedArgs { jobs, batch_jobs, seed, policy, json })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Twin {
-            trace,
-            map,
-            units,
-            policy,
-            scenario,
-            limit,
-            repeat,
-            seed,
-            strict,
-            json,
-            report,
-            weights,
-            sweep,
-            steps,
-        } => {
-            twin_cmd::run(
-                &net,
-                &twin_cmd::TwinArgs {
-                    trace,
-                    map,
-                    units,
-                    policy,
-                    scenario,
-                    limit,
-                    repeat,
-                    seed,
-                    strict,
-                    json,
-                    report,
-                    weights,
-                    sweep,
-                    steps,
-                },
-            )?;
+        Command::Twin(args) => {
+            twin_cmd::run(&net, &args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { file, policy, weights, at, json } if cli.server.is_some() => {

@@ -10,26 +10,62 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use suanwang_core::Network;
-use suanwang_sched::Policy;
+use suanwang_sched::{Policy, Scorer};
 use suanwang_twin::run::{PolicyKpis, RunConfig, TwinError};
 use suanwang_twin::{Reader, Scenario, TraceKind, report, run_policy};
 
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct TwinArgs {
+    /// KIND:PATH with KIND alibaba2017, openb, philly, azure-llm, swf or csv.
+    #[arg(long)]
     pub trace: String,
+    /// For csv traces: submit=COL,duration=COL|end=COL,cpus=COL,gpus=COL,mem=COL.
+    #[arg(long)]
     pub map: Option<String>,
+    /// For csv traces: time=s|ms|us,mem=MiB|GiB.
+    #[arg(long)]
     pub units: Option<String>,
+    /// A policy, a comma-separated list, or all (balanced, nearest, cheapest, greenest, wait-awhile).
+    #[arg(long, default_value = "all")]
     pub policy: String,
+    /// Scenario TOML (workload mapping); defaults documented in the README.
+    #[arg(long)]
     pub scenario: Option<PathBuf>,
+    /// At most N records per repeat.
+    #[arg(long)]
     pub limit: Option<u64>,
+    /// Replay the trace K times back to back.
+    #[arg(long, default_value_t = 1)]
     pub repeat: u32,
+    /// Overrides the scenario's seed.
+    #[arg(long)]
     pub seed: Option<u64>,
+    /// Stop at the first malformed line (default: skip and count them).
+    #[arg(long)]
     pub strict: bool,
+    #[arg(long)]
     pub json: bool,
+    /// Write twin.json, SVG plots and index.html here.
+    #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// A policy file (`base`, `name`, `[weights]`, as for `plan --weights`) replayed beside
+    /// --policy; repeatable.
+    #[arg(long, value_name = "FILE")]
     pub weights: Vec<PathBuf>,
+    /// Replay `balanced` under every combination of these weights, SCORER=LO..HI
+    /// comma-separated (e.g. money=0..4,carbon=0..4), and report the Pareto-efficient set
+    /// over (cost, carbon, mean wait).
+    #[arg(long, value_name = "SPEC")]
     pub sweep: Option<String>,
+    /// Values per swept scorer, evenly spaced from LO to HI.
+    #[arg(long, default_value_t = 5)]
     pub steps: u32,
+}
+
+/// A fresh streaming reader of the trace at `path` (one per pass: the auto scale, each policy).
+fn open_trace(path: &str, kind: &TraceKind) -> Result<Reader<BufReader<File>>, TwinError> {
+    let f = File::open(path).map_err(|e| TwinError::Open(format!("{path}: {e}")))?;
+    Ok(Reader::new(BufReader::with_capacity(1 << 16, f), kind.clone(), path.to_string()))
 }
 
 /// Peak resident set size of this process, MiB (Linux `VmHWM`), if known.
@@ -84,14 +120,8 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
     if let Some(spec) = &args.sweep {
         policies.extend(sweep_policies(net, spec, args.steps)?);
     }
-    let scale = {
-        let open = || -> Result<Reader<BufReader<File>>, TwinError> {
-            let f = File::open(&path).map_err(|e| TwinError::Open(format!("{path}: {e}")))?;
-            Ok(Reader::new(BufReader::with_capacity(1 << 16, f), kind.clone(), path.clone()))
-        };
-        suanwang_twin::capacity::capacity_scale(net, &kind, open, &scenario, args.limit)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-    };
+    let scale = suanwang_twin::capacity::capacity_scale(net, &kind, || open_trace(&path, &kind), &scenario, args.limit)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let net = Arc::new(suanwang_twin::capacity::scaled(net, scale));
     let started = Instant::now();
     let bar =
@@ -118,12 +148,8 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
                     };
                     let i = *i;
                     scope.spawn(move || {
-                        let open = || -> Result<Reader<BufReader<File>>, TwinError> {
-                            let f = File::open(&path).map_err(|e| TwinError::Open(format!("{path}: {e}")))?;
-                            Ok(Reader::new(BufReader::with_capacity(1 << 16, f), kind.clone(), path.clone()))
-                        };
                         let mut progress = |n: u64| bar.set_message(format!("{}: {n} records", cfg.policy.name));
-                        (i, run_policy(&net, &kind, open, &cfg, &mut progress))
+                        (i, run_policy(&net, &kind, || open_trace(&path, &kind), &cfg, &mut progress))
                     })
                 })
                 .collect();
@@ -189,15 +215,13 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
 /// scorers' weights, named `sweep:money=1,carbon=2`.
 pub fn sweep_policies(net: &Network, spec: &str, steps: u32) -> Result<Vec<Policy>> {
     let base = Policy::named("balanced", &net.policy).context("balanced policy")?;
-    let names: Vec<&str> = suanwang_sched::Scorer::ALL.iter().map(|s| s.as_str()).collect();
-    let mut axes: Vec<(String, Vec<f64>)> = vec![];
+    let mut axes: Vec<(Scorer, Vec<f64>)> = vec![];
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, range) = part.split_once('=').with_context(|| format!("--sweep: {part:?} is not SCORER=LO..HI"))?;
         let name = name.trim();
-        if !names.contains(&name) {
-            bail!("--sweep: {name:?}: unknown scorer; one of {}", names.join(", "));
-        }
-        if axes.iter().any(|(n, _)| n == name) {
+        let scorer = Scorer::parse(name)
+            .with_context(|| format!("--sweep: {name:?}: unknown scorer; one of {}", Scorer::names()))?;
+        if axes.iter().any(|(s, _)| *s == scorer) {
             bail!("--sweep: {name}: swept twice");
         }
         let (lo, hi) = range
@@ -220,7 +244,7 @@ pub fn sweep_policies(net: &Network, spec: &str, steps: u32) -> Result<Vec<Polic
         } else {
             (0..steps).map(|i| lo + (hi - lo) * f64::from(i) / f64::from(steps - 1)).collect()
         };
-        axes.push((name.to_string(), values));
+        axes.push((scorer, values));
     }
     if axes.is_empty() {
         bail!("--sweep: no scorer given; e.g. --sweep money=0..4,carbon=0..4");
@@ -235,17 +259,14 @@ pub fn sweep_policies(net: &Network, spec: &str, steps: u32) -> Result<Vec<Polic
     let mut out = vec![];
     for i in 0..total {
         let mut rest = i;
-        let mut table = toml::Table::new();
+        let mut weights = base.weights;
         let mut label = vec![];
-        for (name, values) in &axes {
+        for (scorer, values) in &axes {
             let v = values[rest % values.len()];
             rest /= values.len();
-            table.insert(name.clone(), toml::Value::Float(v));
-            label.push(format!("{name}={}", short_weight(v)));
+            weights.set(*scorer, v);
+            label.push(format!("{}={}", scorer.as_str(), short_weight(v)));
         }
-        let mut merged = toml::Table::try_from(base.weights).context("weights")?;
-        merged.extend(table);
-        let weights: suanwang_sched::Weights = merged.try_into().context("weights")?;
         if weights.as_array().iter().all(|w| *w == 0.0) {
             continue;
         }

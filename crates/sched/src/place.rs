@@ -777,9 +777,7 @@ impl Scheduler {
         let actual = self.sites[site].actual.as_ref()?;
         let (start, len) = (p.reservation.window.start, p.reservation.window.end - p.reservation.window.start);
         let w = actual.window_in(self.season_at(start), start, len);
-        let wh = (p.chosen.energy_kwh * 1000.0).round() as i128;
-        let fen = i64::try_from(ceil_div(wh * i128::from(w.tariff_sum), i128::from(len.max(1)) * 1_000_000))
-            .unwrap_or(i64::MAX / 4);
+        let fen = energy_fen((p.chosen.energy_kwh * 1000.0).round() as i64, &w, len);
         Some((fen, w.green_share, w.carbon_kg_per_kwh))
     }
 
@@ -959,6 +957,12 @@ impl Scheduler {
         self.choose(&req, policy)
     }
 
+    /// The slot a start at site `si` counts its deferral from: the earliest start any site can
+    /// give, or when the data can be at `si` if later (moving the data is not waiting).
+    fn deferral_anchor(&self, si: usize) -> i64 {
+        self.global_earliest.max(self.site_first[si])
+    }
+
     /// Pass 1 for site `si`: the site and pool filters, the transfer options, each passing
     /// pool's fixed costs and score bound, and the earliest start the site can take.
     fn site_prepare(&mut self, req: &Request<'_>, si: usize, now: Ts) {
@@ -1128,7 +1132,7 @@ impl Scheduler {
         self.site_earliest[si] = site_earliest;
         // no option of the site scores below its best pool's bound plus the wait to its earliest
         // start: what lets `evaluate` skip whole sites
-        let wait_s = (slot_start(site_earliest.max(first_arrival)).0 - now.0).max(0) as f64 / 1000.0;
+        let wait_s = (slot_start(site_earliest).0 - now.0).max(0) as f64 / 1000.0;
         self.site_bound[si] = candidates.first().map_or(f64::INFINITY, |c| c.0 + n.coef[2] * wait_s);
         self.site_pools[si] = candidates;
         self.site_transfers[si] = transfers;
@@ -1148,8 +1152,7 @@ impl Scheduler {
         // all), within the deferral window; floored to whole slots, so never beyond it
         let deferral_slots = start_within_s(&self.net, job).div_euclid(SLOT_SECONDS).min(self.cfg.max_deferral_slots);
         let deferrable = deferral_slots > 0;
-        // moving the data is not waiting: the bound counts from when the data can be here
-        let window_end = self.global_earliest.max(first_arrival).saturating_add(deferral_slots);
+        let window_end = self.deferral_anchor(si).saturating_add(deferral_slots);
         let mut windows = std::mem::take(&mut self.windows);
         windows.clear();
         let mut windows_len = 0;
@@ -1314,11 +1317,7 @@ impl Scheduler {
         let pool = &self.pool_runs[o.run as usize];
         let transfer = transfers[o.transfer as usize].1;
         let w = self.sites[pool.site].series.window_in(self.season_at(o.start), o.start, pool.len);
-        let energy_fen = i64::try_from(ceil_div(
-            i128::from(pool.energy_wh) * i128::from(w.tariff_sum),
-            i128::from(pool.len) * 1_000_000,
-        ))
-        .unwrap_or(i64::MAX / 4);
+        let energy_fen = energy_fen(pool.energy_wh, &w, pool.len);
         let total_fen = pool.compute_fen.saturating_add(energy_fen).saturating_add(transfer.cost_fen);
         Cost { compute_fen: pool.compute_fen, energy_fen, transfer_fen: transfer.cost_fen, total_fen }
     }
@@ -1416,10 +1415,7 @@ impl Scheduler {
             chosen: candidate(&chosen),
             run_s: self.pool_runs[chosen.run as usize].run_s,
             deferred_s: (chosen.start
-                - self
-                    .global_earliest
-                    .max(self.site_first[self.pool_runs[chosen.run as usize].site])
-                    .min(chosen.start))
+                - self.deferral_anchor(self.pool_runs[chosen.run as usize].site).min(chosen.start))
                 * SLOT_SECONDS,
             runners_up: best.iter().skip(1).take(self.cfg.runners_up).map(candidate).collect(),
             rejections: self.rejections(req),
@@ -1487,7 +1483,13 @@ fn ceil_div(a: i128, b: i128) -> i128 {
     (a + b - 1) / b
 }
 
-/// Strictly better: lower score, then earlier start, then lower pool run.
+/// Energy over a window at its tariff, fen, rounded up: Wh × the window's mean fen/MWh.
+fn energy_fen(wh: i64, w: &WindowEnergy, len: i64) -> i64 {
+    i64::try_from(ceil_div(i128::from(wh) * i128::from(w.tariff_sum), i128::from(len.max(1)) * 1_000_000))
+        .unwrap_or(i64::MAX / 4)
+}
+
+/// Strictly better: lower score, then earlier start, then lower pool index.
 fn better(o: &Opt, b: &Opt) -> bool {
     o.score.total_cmp(&b.score).then((o.start, o.pool).cmp(&(b.start, b.pool))).is_lt()
 }

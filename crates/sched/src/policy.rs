@@ -41,6 +41,16 @@ impl Scorer {
         Scorer::Hub,
     ];
 
+    /// The scorer named `name` (as in `as_str`).
+    pub fn parse(name: &str) -> Option<Scorer> {
+        Scorer::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The scorers' names, for error messages.
+    pub fn names() -> String {
+        Scorer::ALL.map(Scorer::as_str).join(", ")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scorer::Money => "money",
@@ -90,6 +100,20 @@ impl Weights {
             Scorer::Load => self.load,
             Scorer::Hub => self.hub,
         }
+    }
+
+    pub fn set(&mut self, s: Scorer, v: f64) {
+        let w = match s {
+            Scorer::Money => &mut self.money,
+            Scorer::Carbon => &mut self.carbon,
+            Scorer::Wait => &mut self.wait,
+            Scorer::Latency => &mut self.latency,
+            Scorer::EastWest => &mut self.east_west,
+            Scorer::Pairing => &mut self.pairing,
+            Scorer::Load => &mut self.load,
+            Scorer::Hub => &mut self.hub,
+        };
+        *w = v;
     }
 
     pub fn as_array(&self) -> [f64; N] {
@@ -152,22 +176,13 @@ impl Policy {
         let base_name = f.base.as_deref().unwrap_or("balanced");
         let mut policy = Policy::named(base_name, op)
             .ok_or_else(|| format!("base: unknown policy {base_name:?}; one of {}", Policy::NAMES.join(", ")))?;
-        if let Some(table) = f.weights {
-            let mut merged = toml::Table::try_from(policy.weights).map_err(|e| e.to_string())?;
-            for (k, v) in table {
-                if !Scorer::ALL.iter().any(|s| s.as_str() == k) {
-                    let names: Vec<&str> = Scorer::ALL.iter().map(|s| s.as_str()).collect();
-                    return Err(format!("weights.{k}: unknown scorer; one of {}", names.join(", ")));
-                }
-                let x = v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
-                match x {
-                    Some(x) if x.is_finite() && x >= 0.0 => {
-                        merged.insert(k, toml::Value::Float(x));
-                    }
-                    _ => return Err(format!("weights.{k}: must be a finite number ≥ 0, got {v}")),
-                }
+        for (k, v) in f.weights.unwrap_or_default() {
+            let scorer =
+                Scorer::parse(&k).ok_or_else(|| format!("weights.{k}: unknown scorer; one of {}", Scorer::names()))?;
+            match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+                Some(x) if x.is_finite() && x >= 0.0 => policy.weights.set(scorer, x),
+                _ => return Err(format!("weights.{k}: must be a finite number ≥ 0, got {v}")),
             }
-            policy.weights = merged.try_into().map_err(|e: toml::de::Error| e.message().to_string())?;
         }
         if policy.weights.as_array().iter().all(|x| *x == 0.0) {
             return Err("weights: at least one weight must be positive".into());

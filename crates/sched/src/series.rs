@@ -24,6 +24,11 @@ impl<T: Copy + Default + std::ops::Add<Output = T> + std::ops::Sub<Output = T> +
         Daily { prefix }
     }
 
+    /// The value of slot-of-day `i`.
+    fn at(&self, i: usize) -> T {
+        self.prefix[i + 1] - self.prefix[i]
+    }
+
     /// Sum over `len` slots starting at slot-of-day `sod`, wrapping around days.
     fn window(&self, sod: usize, len: usize, days: fn(usize) -> T) -> T {
         let total = self.prefix[SLOTS_PER_DAY];
@@ -73,17 +78,14 @@ impl SiteSeries {
     /// tariff × `tariff[h]` (rounded, at least 1 fen/MWh), hour = Beijing hour of the day.
     #[must_use]
     pub fn perturbed(&self, green: &[f64; 24], tariff: &[f64; 24]) -> SiteSeries {
-        let slot = |d: &Daily<f64>, i: usize| d.prefix[i + 1] - d.prefix[i];
-        let slot_i = |d: &Daily<i64>, i: usize| d.prefix[i + 1] - d.prefix[i];
         SiteSeries {
             tariff: std::array::from_fn(|k| {
                 Daily::new(
-                    (0..SLOTS_PER_DAY)
-                        .map(|i| ((slot_i(&self.tariff[k], i) as f64 * tariff[i / 4]).round() as i64).max(1)),
+                    (0..SLOTS_PER_DAY).map(|i| ((self.tariff[k].at(i) as f64 * tariff[i / 4]).round() as i64).max(1)),
                 )
             }),
             green: std::array::from_fn(|k| {
-                Daily::new((0..SLOTS_PER_DAY).map(|i| (slot(&self.green[k], i) * green[i / 4]).clamp(0.0, 1.0)))
+                Daily::new((0..SLOTS_PER_DAY).map(|i| (self.green[k].at(i) * green[i / 4]).clamp(0.0, 1.0)))
             }),
             grid_factor: self.grid_factor,
         }
@@ -94,9 +96,8 @@ impl SiteSeries {
         let mut lo = (i64::MAX, f64::INFINITY);
         for k in 0..4 {
             for i in 0..SLOTS_PER_DAY {
-                lo.0 = lo.0.min(self.tariff[k].prefix[i + 1] - self.tariff[k].prefix[i]);
-                let g = self.green[k].prefix[i + 1] - self.green[k].prefix[i];
-                lo.1 = lo.1.min(self.grid_factor * (1.0 - g));
+                lo.0 = lo.0.min(self.tariff[k].at(i));
+                lo.1 = lo.1.min(self.grid_factor * (1.0 - self.green[k].at(i)));
             }
         }
         lo

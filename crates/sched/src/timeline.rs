@@ -24,6 +24,8 @@ pub enum TimelineError {
     BadWindow { start: i64, end: i64 },
     #[error("a background load has 96 slots of a day, not {len}")]
     BadBackground { len: usize },
+    #[error("a background load of {units} units exceeds the pool's size {size}")]
+    BackgroundOverSize { units: u32, size: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,10 +44,6 @@ pub struct Timeline {
     background: Vec<u32>,
 }
 
-/// Slots of a day, and the Beijing day's offset from UTC in slots (UTC+8).
-const DAY_SLOTS: i64 = 96;
-const BEIJING_OFFSET_SLOTS: i64 = 32;
-
 impl Timeline {
     pub fn new(size: u32, base: i64, slots: usize) -> Timeline {
         Timeline { size, base, free: vec![size; slots], min_free: size, long: vec![], background: vec![] }
@@ -56,7 +54,7 @@ impl Timeline {
         if self.background.is_empty() {
             return self.size;
         }
-        let i = (s + BEIJING_OFFSET_SLOTS).rem_euclid(DAY_SLOTS) as usize;
+        let i = crate::slots::beijing_slot_of_day(s);
         self.size.saturating_sub(self.background.get(i).copied().unwrap_or(0))
     }
 
@@ -64,11 +62,11 @@ impl Timeline {
     /// day (96 entries, each at most the size). Reservations already made keep their units; a
     /// slot they fill beyond the new capacity has 0 free.
     pub fn set_background(&mut self, units: Vec<u32>) -> Result<(), TimelineError> {
-        if units.len() != DAY_SLOTS as usize {
+        if units.len() != crate::slots::SLOTS_PER_DAY {
             return Err(TimelineError::BadBackground { len: units.len() });
         }
         if let Some(&u) = units.iter().find(|u| **u > self.size) {
-            return Err(TimelineError::OverRelease { slot: 0, units: u, size: self.size });
+            return Err(TimelineError::BackgroundOverSize { units: u, size: self.size });
         }
         let before: Vec<u32> = (0..self.free.len()).map(|i| self.capacity_at(self.base + i as i64)).collect();
         self.background = units;

@@ -14,7 +14,7 @@
 use suanwang_core::job::Work;
 use suanwang_core::{Family, Network, Ts};
 
-use crate::run::{TwinError, site_it_kw};
+use crate::run::TwinError;
 use crate::scenario::{CapacityScale, Mapper, Scenario};
 use crate::trace::{Item, TraceKind};
 
@@ -35,23 +35,40 @@ pub fn scaled(net: &Network, k: f64) -> Network {
     net
 }
 
-/// Per family: installed IT kW, units, and the capacity-weighted background share.
-fn families(net: &Network, scenario: &Scenario) -> [(f64, f64, f64); 3] {
-    let mut out = [(0.0, 0.0, 0.0); 3];
-    for site in &net.sites {
-        let bg = scenario.background.mean_for(site);
-        for p in &site.pools {
-            let kw = p.count as f64 * p.power_w_per_unit / 1000.0;
-            let f = &mut out[p.family as usize];
-            f.0 += kw;
-            f.1 += p.count as f64;
-            f.2 += kw * bg;
+/// What the auto scale needs of one family's pools.
+#[derive(Debug, Clone, Copy, Default)]
+struct FamilyCapacity {
+    /// Installed IT kW and units.
+    kw: f64,
+    units: f64,
+    /// Capacity-weighted mean background share.
+    background: f64,
+    /// Units of the median and of the largest pool.
+    median_pool: u64,
+    largest_pool: u64,
+}
+
+/// Per family (index = `Family as usize`).
+fn families(net: &Network, scenario: &Scenario) -> [FamilyCapacity; 3] {
+    Family::ALL.map(|f| {
+        let mut c = FamilyCapacity::default();
+        let mut sizes = vec![];
+        for site in &net.sites {
+            let bg = scenario.background.mean_for(site);
+            for p in site.pools.iter().filter(|p| p.family == f) {
+                let kw = p.count as f64 * p.power_w_per_unit / 1000.0;
+                c.kw += kw;
+                c.units += p.count as f64;
+                c.background += kw * bg;
+                sizes.push(p.count);
+            }
         }
-    }
-    for f in &mut out {
-        f.2 = if f.0 > 0.0 { f.2 / f.0 } else { 0.0 };
-    }
-    out
+        c.background = if c.kw > 0.0 { c.background / c.kw } else { 0.0 };
+        sizes.sort_unstable();
+        c.median_pool = sizes.get(sizes.len() / 2).copied().unwrap_or(0);
+        c.largest_pool = sizes.last().copied().unwrap_or(0);
+        c
+    })
 }
 
 /// The scale to replay at: the scenario's fixed factor, or the fitted one for `auto` (reads
@@ -70,7 +87,7 @@ where
         return Ok(k);
     }
     let fam = families(net, scenario);
-    let mapper = Mapper::new(net, scenario, kind.is_hpc(), matches!(kind, TraceKind::AzureLlm));
+    let mapper = Mapper::for_trace(net, scenario, kind);
     let t0 = Ts::parse(&scenario.start).map_err(TwinError::Scenario)?;
     let mut kwh = [0.0f64; 3];
     let mut largest = [0u32; 3];
@@ -91,7 +108,7 @@ where
         let run_s =
             (suanwang_sched::slots::slots_for(run_s.ceil() as i64) * suanwang_sched::slots::SLOT_SECONDS) as f64;
         let f = job.resources.family as usize;
-        let w_per_unit = if fam[f].1 > 0.0 { fam[f].0 * 1000.0 / fam[f].1 } else { 0.0 };
+        let w_per_unit = if fam[f].units > 0.0 { fam[f].kw * 1000.0 / fam[f].units } else { 0.0 };
         kwh[f] += f64::from(job.resources.count) * w_per_unit / 1000.0 * run_s / 3600.0;
         largest[f] = largest[f].max(job.resources.count);
         first = first.min(rec.submit_s);
@@ -103,40 +120,24 @@ where
     let span_h = ((last - first) / 3600.0).max(1.0);
     let mut k = 0.0f64;
     for f in Family::ALL {
-        let (cap_kw, _, bg) = fam[f as usize];
-        if kwh[f as usize] <= 0.0 || cap_kw <= 0.0 {
+        let (c, demand_kwh, largest_job) = (fam[f as usize], kwh[f as usize], u64::from(largest[f as usize]));
+        if demand_kwh <= 0.0 || c.kw <= 0.0 {
             continue;
         }
         // at least 5 points above the family's background (an HPC trace meets hubs whose
         // background is already near the target: super pools are in the hubs only)
-        let room = (scenario.target_utilisation - bg).max(MIN_ROOM);
-        k = k.max(kwh[f as usize] / span_h / (room * cap_kw));
-    }
-    // never so small that the family's median pool holds less than a server: below that the
-    // network turns into a toy whose few units queue for hours (a short-request trace such as
-    // LLM inference, sized by its mean, would otherwise get a unit or two per site)
-    for f in Family::ALL {
-        if kwh[f as usize] <= 0.0 {
-            continue;
+        let room = (scenario.target_utilisation - c.background).max(MIN_ROOM);
+        k = k.max(demand_kwh / span_h / (room * c.kw));
+        // never so small that the median pool holds less than a server: below that the network
+        // turns into a toy whose few units queue for hours (a short-request trace such as LLM
+        // inference, sized by its mean, would otherwise get a unit or two per site)
+        if c.median_pool > 0 {
+            k = k.max(MIN_MEDIAN_POOL_UNITS / c.median_pool as f64);
         }
-        let mut sizes: Vec<u64> =
-            net.sites.iter().flat_map(|s| &s.pools).filter(|p| p.family == f).map(|p| p.count).collect();
-        sizes.sort_unstable();
-        if let Some(&median) = sizes.get(sizes.len() / 2).filter(|m| **m > 0) {
-            k = k.max(MIN_MEDIAN_POOL_UNITS / median as f64);
-        }
-    }
-    // never so small that the trace's largest job of a family fits no pool it fitted before
-    for f in Family::ALL {
-        let biggest_pool = net.sites.iter().flat_map(|s| &s.pools).filter(|p| p.family == f).map(|p| p.count).max();
-        if let Some(pool) = biggest_pool.filter(|p| *p > 0 && u64::from(largest[f as usize]) <= *p) {
-            k = k.max(f64::from(largest[f as usize]) / pool as f64);
+        // never so small that the trace's largest job fits no pool it fitted before
+        if c.largest_pool > 0 && largest_job <= c.largest_pool {
+            k = k.max(largest_job as f64 / c.largest_pool as f64);
         }
     }
     Ok(k.clamp(1e-6, 100.0))
-}
-
-/// Installed IT kW of the whole network (for reports).
-pub fn network_it_kw(net: &Network) -> f64 {
-    net.sites.iter().map(site_it_kw).sum()
 }

@@ -14,11 +14,9 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// A line chart of several series (values `0..=y_max`) over days.
-pub fn line_chart(title: &str, y_label: &str, series: &[(String, Vec<f64>)], y_max: f64) -> String {
-    let days = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0).max(2);
-    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f64 / (days - 1) as f64;
-    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v / y_max).clamp(0.0, 1.0);
+/// An open SVG of the report's size with `title` and the two axes drawn; the caller adds the
+/// marks and closes it.
+fn frame(title: &str) -> String {
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -33,6 +31,15 @@ pub fn line_chart(title: &str, y_label: &str, series: &[(String, Vec<f64>)], y_m
         H - PAD,
         H - PAD
     );
+    svg
+}
+
+/// A line chart of several series (values `0..=y_max`) over days.
+pub fn line_chart(title: &str, y_label: &str, series: &[(String, Vec<f64>)], y_max: f64) -> String {
+    let days = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0).max(2);
+    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f64 / (days - 1) as f64;
+    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v / y_max).clamp(0.0, 1.0);
+    let mut svg = frame(title);
     let _ = write!(
         svg,
         r#"<text x="{PAD}" y="{}">day 0</text><text x="{}" y="{}" text-anchor="end">day {}</text>"#,
@@ -74,23 +81,7 @@ pub fn cost_carbon(policies: &[PolicyKpis]) -> String {
     let max_y = policies.iter().map(|p| p.carbon_kg).fold(1.0, f64::max) * 1.1;
     let x = |v: f64| PAD + (W - 2.0 * PAD) * v / max_x;
     let y = |v: f64| H - PAD - (H - 2.0 * PAD) * v / max_y;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = write!(
-        svg,
-        r#"<text x="{PAD}" y="20" font-size="14">cost (CNY) against carbon (kg, market-based) per policy</text>"#
-    );
-    let _ = write!(
-        svg,
-        r##"<line x1="{PAD}" y1="{}" x2="{}" y2="{}" stroke="#444"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{}" stroke="#444"/>"##,
-        H - PAD,
-        W - PAD,
-        H - PAD,
-        H - PAD
-    );
+    let mut svg = frame("cost (CNY) against carbon (kg, market-based) per policy");
     let _ = write!(
         svg,
         r#"<text x="{}" y="{}" text-anchor="end">{max_x:.0} CNY</text><text x="8" y="{PAD}">{max_y:.0} kg</text>"#,
@@ -123,23 +114,9 @@ pub fn frontier(policies: &[PolicyKpis]) -> String {
     let max_wait = policies.iter().map(|p| p.mean_wait_s).fold(1.0, f64::max);
     let x = |v: f64| PAD + (W - 2.0 * PAD) * (v - lo_x) / (hi_x - lo_x);
     let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v - lo_y) / (hi_y - lo_y);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = write!(
-        svg,
-        r#"<text x="{PAD}" y="20" font-size="14">cost against carbon; marker size = mean wait (largest {max_wait:.0} s); ringed = Pareto-efficient</text>"#
-    );
-    let _ = write!(
-        svg,
-        r##"<line x1="{PAD}" y1="{}" x2="{}" y2="{}" stroke="#444"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{}" stroke="#444"/>"##,
-        H - PAD,
-        W - PAD,
-        H - PAD,
-        H - PAD
-    );
+    let mut svg = frame(&format!(
+        "cost against carbon; marker size = mean wait (largest {max_wait:.0} s); ringed = Pareto-efficient"
+    ));
     for i in 0..=4 {
         let fx = lo_x + (hi_x - lo_x) * f64::from(i) / 4.0;
         let fy = lo_y + (hi_y - lo_y) * f64::from(i) / 4.0;

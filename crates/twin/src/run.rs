@@ -287,7 +287,7 @@ where
 {
     let scenario = &cfg.scenario;
     let t0 = Ts::parse(&scenario.start).map_err(TwinError::Scenario)?;
-    let mapper = Mapper::new(net, scenario, kind.is_hpc(), matches!(kind, TraceKind::AzureLlm));
+    let mapper = Mapper::for_trace(net, scenario, kind);
     let mut engine = Engine::new(
         Arc::clone(net),
         t0,

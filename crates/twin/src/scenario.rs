@@ -367,6 +367,12 @@ pub struct Mapper {
 }
 
 impl Mapper {
+    /// The mapper for a trace of `kind` (HPC machines map to nodes, LLM requests to one
+    /// accelerator each).
+    pub fn for_trace(net: &Network, scenario: &Scenario, kind: &crate::trace::TraceKind) -> Mapper {
+        Mapper::new(net, scenario, kind.is_hpc(), matches!(kind, crate::trace::TraceKind::AzureLlm))
+    }
+
     pub fn new(net: &Network, scenario: &Scenario, hpc: bool, llm: bool) -> Mapper {
         let mut acc = 0.0;
         let mut cumulative = vec![];
