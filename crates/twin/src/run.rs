@@ -682,3 +682,20 @@ pub fn beats_by(a: &[f64; 3], b: &[f64; 3], margin: f64) -> bool {
     let better = a.iter().zip(b).filter(|(x, y)| **x < **y * (1.0 - margin)).count();
     better >= 2 && a.iter().zip(b).all(|(x, y)| x <= y)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dominance_and_the_five_per_cent_rule() {
+        let b = [100.0, 10.0, 60.0];
+        assert!(dominates(&[100.0, 9.0, 60.0], &b));
+        assert!(!dominates(&b, &b), "a point does not dominate itself");
+        assert!(!dominates(&[90.0, 11.0, 60.0], &b), "worse on carbon");
+        // two objectives more than 5 % better, the third no worse
+        assert!(beats_by(&[94.0, 9.4, 60.0], &b, 0.05));
+        assert!(!beats_by(&[96.0, 9.4, 60.0], &b, 0.05), "cost only 4 % better");
+        assert!(!beats_by(&[90.0, 9.0, 61.0], &b, 0.05), "worse on wait");
+    }
+}

@@ -201,7 +201,21 @@ fn twin_json_has_the_documented_keys_and_the_report_its_files() {
     let names: Vec<&str> =
         doc["policies"].as_array().expect("policies").iter().filter_map(|p| p["policy"].as_str()).collect();
     assert_eq!(names, ["balanced", "sweep:money=0,carbon=1", "sweep:money=1,carbon=1", "sweep:money=2,carbon=1"]);
-    assert!(doc["policies"].as_array().expect("policies").iter().any(|p| p["pareto_efficient"] == true));
+    // pareto_efficient says exactly whether another point is no worse on all three and better on one
+    let points: Vec<([f64; 3], bool)> = doc["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .map(|p| {
+            let f = |k: &str| p[k].as_f64().expect(k);
+            ([f("cost_fen"), f("carbon_kg"), f("mean_wait_s")], p["pareto_efficient"] == true)
+        })
+        .collect();
+    for (a, efficient) in &points {
+        let dominated =
+            points.iter().any(|(b, _)| b.iter().zip(a).all(|(x, y)| x <= y) && b.iter().zip(a).any(|(x, y)| x < y));
+        assert_eq!(*efficient, !dominated, "{a:?}");
+    }
     let w = dir.join("w.toml");
     std::fs::write(&w, "name = \"mine\"\n[weights]\nspeed = 1\n").expect("write");
     for (args, field) in [
