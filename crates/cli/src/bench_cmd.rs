@@ -37,6 +37,7 @@ pub fn sched(net: Network, args: &SchedArgs) -> Result<()> {
     let mut sched = Scheduler::new(Arc::clone(&net), start, Config::default());
     let mut lat_us = Vec::with_capacity(jobs.len());
     let (mut placed, mut refused, mut options) = (0usize, 0usize, 0usize);
+    let (mut prepared, mut scored) = (0usize, 0usize);
     let t0 = Instant::now();
     for (at, job) in &jobs {
         let t = Instant::now();
@@ -49,6 +50,9 @@ pub fn sched(net: Network, args: &SchedArgs) -> Result<()> {
             Err(_) => refused += 1,
         }
         lat_us.push(t.elapsed().as_secs_f64() * 1e6);
+        let (p, s) = sched.last_plan_sites();
+        prepared += p;
+        scored += s;
     }
     let online_s = t0.elapsed().as_secs_f64();
     lat_us.sort_by(f64::total_cmp);
@@ -75,6 +79,8 @@ pub fn sched(net: Network, args: &SchedArgs) -> Result<()> {
         "sites": net.sites.len(),
         "pools": sched.pool_count(),
         "mean_options_per_placement": (options as f64 / placed.max(1) as f64).round(),
+        "mean_sites_prepared": (prepared as f64 / jobs.len().max(1) as f64 * 10.0).round() / 10.0,
+        "mean_sites_scored": (scored as f64 / jobs.len().max(1) as f64 * 10.0).round() / 10.0,
         "placements_per_sec": (jobs.len() as f64 / online_s).round(),
         "p50_us": (percentile(&lat_us, 0.50) * 10.0).round() / 10.0,
         "p99_us": (percentile(&lat_us, 0.99) * 10.0).round() / 10.0,

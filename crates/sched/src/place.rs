@@ -1,6 +1,8 @@
 //! Online placement: candidates → filters (each refusal named) → scorers (normalised, weighted
 //! by the policy) → the best option, with its explanation.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -231,6 +233,10 @@ pub struct Placement {
     /// How long the start was shifted past the earliest feasible one, seconds.
     pub deferred_s: i64,
     pub runners_up: Vec<Candidate>,
+    /// The sites examined and ruled out, each with the filter that did (`plan` only: a
+    /// placement made by `place` leaves them out, as nobody reads them on that path). Sites
+    /// the search pruned by their score bound are not rejected and not listed; a refusal
+    /// examines and lists every site.
     pub rejections: Vec<Rejection>,
     pub options_considered: usize,
     /// What `commit` reserves.
@@ -277,11 +283,68 @@ struct SiteInfo {
     min_carbon: f64,
     pue_permille: i64,
     grid_factor: f64,
-    /// What the scheduler decides on: the site's energy series, or a forecast of it.
-    series: SiteSeries,
+    /// On the east side of 东数西算, and in a national hub.
+    east: bool,
+    in_hub: bool,
+    /// What the scheduler decides on: the site's energy series, or a forecast of it (boxed:
+    /// every plan reads the fields above for every site, and only a few sites' series).
+    series: Box<SiteSeries>,
     /// The actual series when `series` is a forecast (`set_forecast`); `None`: exact.
-    actual: Option<SiteSeries>,
+    actual: Option<Box<SiteSeries>>,
     pools: std::ops::Range<usize>,
+    /// Per family (index = `Family as usize`): the rates behind the site's static bound.
+    rates: [FamilyRates; 3],
+}
+
+/// What the cheapest pools of one family at one site charge and draw, whatever the job: with a
+/// job's size and the site's terms they give a lower bound on the score of every option the
+/// site has (`StaticBound`), before any of its pools, transfers or timelines is looked at.
+#[derive(Debug, Clone, Copy, Default)]
+struct FamilyRates {
+    /// Least compute price, fen per unit-second, and least energy, Wh per unit-second (IT
+    /// power × PUE), over the family's pools.
+    fen_per_unit_s: f64,
+    wh_per_unit_s: f64,
+    /// The same per PFLOP of work (a job given as an amount runs amount ÷ TFLOPS per unit).
+    fen_per_pflop: f64,
+    wh_per_pflop: f64,
+    /// The largest pool, units; 0: the site has no pool of the family.
+    max_size: u32,
+    /// 1 ÷ `max_size` (the least load a unit adds), 0 without a pool.
+    inv_max_size: f64,
+}
+
+impl FamilyRates {
+    fn of(pools: &[PoolInfo], pue_permille: i64) -> [FamilyRates; 3] {
+        Family::ALL.map(|f| {
+            let mut r = FamilyRates {
+                fen_per_unit_s: f64::INFINITY,
+                wh_per_unit_s: f64::INFINITY,
+                fen_per_pflop: f64::INFINITY,
+                wh_per_pflop: f64::INFINITY,
+                max_size: 0,
+                inv_max_size: 0.0,
+            };
+            for p in pools.iter().filter(|p| p.family == f) {
+                // the same products `site_prepare` rounds up: count × price × s / 3600 and
+                // count × mW × PUE‰ × s / 3.6e9
+                let fen = p.price_fen_per_unit_hour as f64 / 3600.0;
+                let wh = p.power_mw_per_unit as f64 * pue_permille as f64 / 3.6e9;
+                r.fen_per_unit_s = r.fen_per_unit_s.min(fen);
+                r.wh_per_unit_s = r.wh_per_unit_s.min(wh);
+                // an amount of work takes count × run time ≥ PFLOP × 1000 ÷ TFLOPS per unit;
+                // a pool without a throughput gives no bound
+                let per_pflop = if p.ucu_per_unit > 0.0 { 1000.0 / p.ucu_per_unit } else { 0.0 };
+                r.fen_per_pflop = r.fen_per_pflop.min(fen * per_pflop);
+                r.wh_per_pflop = r.wh_per_pflop.min(wh * per_pflop);
+                r.max_size = r.max_size.max(p.size);
+            }
+            if r.max_size > 0 {
+                r.inv_max_size = 1.0 / f64::from(r.max_size);
+            }
+            r
+        })
+    }
 }
 
 /// One option, compact (the hot path makes hundreds per plan): what varies with the start.
@@ -442,9 +505,22 @@ pub struct Scheduler {
     site_earliest: Vec<i64>,
     /// Per plan, per site: a lower bound on the score of any option it has (see `site_prepare`).
     site_bound: Vec<f64>,
-    /// Per plan: the sites to score, best bound first, and the best scores found so far.
-    order: Vec<(f64, usize)>,
+    /// Per plan: sites not yet prepared (by static bound) and prepared but not yet scored (by
+    /// `site_bound`), best first; the best scores found so far; the sites scored, and how
+    /// many were prepared.
+    pending: Frontier,
+    ready: BinaryHeap<Reverse<Ranked>>,
+    /// Per plan: the first slot the job's data can be at each site (a lower bound), and the
+    /// sites prepared (flagged in `is_prepared`).
+    arrival: Vec<i64>,
+    is_prepared: Vec<bool>,
+    /// Per plan: scratch for the sites the data reaches first, and every site's static bound.
+    at_floor: Vec<Ranked>,
+    static_bounds: Vec<f64>,
+    table: SiteTable,
+    prepared: Vec<usize>,
     top: Vec<f64>,
+    scored: Vec<usize>,
     /// Per plan: the earliest start any site can take; no start is later than it plus the
     /// job's `start_within`.
     global_earliest: i64,
@@ -458,6 +534,235 @@ pub const MAX_CARBON_PRICE_FEN_PER_KG: f64 = 10_000.0;
 
 /// Slack added to a score before pruning against it (scores are O(1) sums of normalised terms).
 const PRUNE_MARGIN: f64 = 1e-9;
+
+/// What every plan reads for every site, column by column, so that the static bounds of all
+/// sites are one vectorisable pass (`Scheduler::static_bounds`).
+#[derive(Debug, Clone, Default)]
+struct SiteTable {
+    /// Per family (index = `Family as usize`): fen and kg CO2 per unit-second, and per PFLOP,
+    /// at the family's cheapest pools and the site's lowest tariff and carbon intensity
+    /// (`FamilyRates`); 1 ÷ the largest pool, 0 where the site has none.
+    fen_s: [Vec<f64>; 3],
+    kg_s: [Vec<f64>; 3],
+    fen_pflop: [Vec<f64>; 3],
+    kg_pflop: [Vec<f64>; 3],
+    inv_size: [Vec<f64>; 3],
+    /// 1 where the east_west and hub scorers count against the site (east; not a hub).
+    east: Vec<f64>,
+    nonhub: Vec<f64>,
+    /// `[city][site]`: 1 where the site's hub is not paired with the city.
+    unpaired: Vec<Vec<f64>>,
+    /// Per family: the largest rate (fen or Wh, per unit-second and per PFLOP) at any site,
+    /// to check once per job that no product saturates (`StaticBound` does not saturate).
+    max_rate: [(f64, f64); 3],
+}
+
+impl SiteTable {
+    fn new(sites: &[SiteInfo], paired: &[Vec<bool>]) -> SiteTable {
+        let n = sites.len();
+        let column = || [vec![0.0; n], vec![0.0; n], vec![0.0; n]];
+        let mut t = SiteTable {
+            fen_s: column(),
+            kg_s: column(),
+            fen_pflop: column(),
+            kg_pflop: column(),
+            inv_size: column(),
+            east: sites.iter().map(|s| f64::from(u8::from(s.east))).collect(),
+            nonhub: sites.iter().map(|s| f64::from(u8::from(!s.in_hub))).collect(),
+            unpaired: paired.iter().map(|row| row.iter().map(|p| f64::from(u8::from(!p))).collect()).collect(),
+            max_rate: [(0.0, 0.0); 3],
+        };
+        for (si, site) in sites.iter().enumerate() {
+            t.set_site(si, site);
+        }
+        t
+    }
+
+    /// Fills site `si`'s row from its rates, lowest tariff and carbon intensity.
+    fn set_site(&mut self, si: usize, site: &SiteInfo) {
+        for (f, r) in site.rates.iter().enumerate() {
+            if r.max_size == 0 {
+                for col in
+                    [&mut self.fen_s, &mut self.kg_s, &mut self.fen_pflop, &mut self.kg_pflop, &mut self.inv_size]
+                {
+                    col[f][si] = 0.0;
+                }
+                continue;
+            }
+            // fen: compute plus energy (Wh × fen/MWh ÷ 10⁶); kg: kWh × kg/kWh
+            let tariff = site.min_tariff as f64 * 1e-6;
+            let kg = site.min_carbon * 1e-3;
+            self.fen_s[f][si] = r.fen_per_unit_s + r.wh_per_unit_s * tariff;
+            self.kg_s[f][si] = r.wh_per_unit_s * kg;
+            self.fen_pflop[f][si] = r.fen_per_pflop + r.wh_per_pflop * tariff;
+            self.kg_pflop[f][si] = r.wh_per_pflop * kg;
+            self.inv_size[f][si] = r.inv_max_size;
+            let (unit_s, pflop) = &mut self.max_rate[f];
+            *unit_s = unit_s.max(r.fen_per_unit_s).max(r.wh_per_unit_s);
+            *pflop = pflop.max(r.fen_per_pflop).max(r.wh_per_pflop);
+        }
+    }
+}
+
+/// Sites in order of their static bound, sorted only as far as they are taken: a plan takes a
+/// few dozen of hundreds, so selecting the next chunk (linear) and sorting only it beats a
+/// heap's or a full sort's n log n.
+#[derive(Debug, Default)]
+struct Frontier {
+    items: Vec<Ranked>,
+    /// The next to take, and the end of the sorted part.
+    next: usize,
+    sorted: usize,
+}
+
+impl Frontier {
+    const FIRST_CHUNK: usize = 32;
+
+    fn clear(&mut self) {
+        self.items.clear();
+        (self.next, self.sorted) = (0, 0);
+    }
+
+    fn push(&mut self, r: Ranked) {
+        self.items.push(r);
+    }
+
+    fn peek(&mut self) -> Option<Ranked> {
+        if self.next == self.sorted && self.next < self.items.len() {
+            // the next chunk, twice the last: at most twice the work of sorting what is taken
+            let rest = &mut self.items[self.next..];
+            let chunk = Self::FIRST_CHUNK.max(self.next).min(rest.len());
+            if chunk < rest.len() {
+                rest.select_nth_unstable(chunk);
+            }
+            rest[..chunk].sort_unstable();
+            self.sorted = self.next + chunk;
+        }
+        self.items.get(self.next).copied()
+    }
+
+    fn pop(&mut self) -> Option<Ranked> {
+        let r = self.peek()?;
+        self.next += 1;
+        Some(r)
+    }
+
+    /// The sites not taken yet, in no particular order.
+    fn rest(&self) -> &[Ranked] {
+        &self.items[self.next..]
+    }
+}
+
+/// A lower bound on the score of every option at a site, for one job: the site's terms; money
+/// and carbon at its cheapest pools' rates, lowest tariff and carbon intensity; the cheapest
+/// and fastest a transfer can be (`transfer::lower_bounds`); the least load. It is at most
+/// each pool's bound in `site_prepare` (real-valued products where those round up), so pruning
+/// on it is exact.
+struct StaticBound {
+    family: usize,
+    /// Unit-seconds of the job (count × run time), or PFLOP of work.
+    amount: f64,
+    per_pflop: bool,
+    coef: [f64; N],
+    /// The east_west and hub scorers apply to the job; the load scorer's numerator.
+    east_west: bool,
+    hub: bool,
+    count: f64,
+    first_slot: i64,
+    first_wait: f64,
+    now: Ts,
+}
+
+impl StaticBound {
+    fn new(req: &Request<'_>, now: Ts) -> StaticBound {
+        let job = req.job;
+        let (amount, per_pflop) = match job.work {
+            Work::RunTime { run_time_s } => (f64::from(job.resources.count) * f64::from(run_time_s), false),
+            Work::Amount { amount_pflop } => (amount_pflop, true),
+        };
+        let first_slot = slot_at_or_after(now);
+        StaticBound {
+            family: job.resources.family as usize,
+            amount,
+            per_pflop,
+            coef: req.norm.coef,
+            east_west: job.kind.is_delay_tolerant() || req.origin_side == Side::West,
+            hub: !matches!(job.latency_tier, Some(LatencyTier::City | LatencyTier::Regional)),
+            count: f64::from(job.resources.count),
+            first_slot,
+            first_wait: (slot_start(first_slot).0 - now.0).max(0) as f64 / 1000.0,
+            now,
+        }
+    }
+
+    /// Every site's bound without the transfer, into `out`: one pass over the columns.
+    fn fill(&self, table: &SiteTable, latency: &[f64], origin: usize, out: &mut Vec<f64>) {
+        let f = self.family;
+        let (fen, kg, max_rate) = if self.per_pflop {
+            (&table.fen_pflop[f], &table.kg_pflop[f], table.max_rate[f].1)
+        } else {
+            (&table.fen_s[f], &table.kg_s[f], table.max_rate[f].0)
+        };
+        out.clear();
+        // `site_prepare` saturates far beyond any real job; for one that gets there, 0 bounds
+        // (no pruning) rather than a bound above a saturated score
+        if self.amount * max_rate >= (i64::MAX / 8) as f64 || !self.amount.is_finite() {
+            out.resize(latency.len(), 0.0);
+            return;
+        }
+        let c = &self.coef;
+        let (money, carbon, wait) = (c[0] * self.amount, c[1] * self.amount, c[2] * self.first_wait);
+        let east = c[4] * f64::from(u8::from(self.east_west));
+        let hub = c[7] * f64::from(u8::from(self.hub));
+        let load = c[6] * self.count;
+        let columns = fen.iter().zip(kg).zip(latency).zip(&table.unpaired[origin]).zip(&table.east).zip(&table.nonhub);
+        out.extend(columns.zip(&table.inv_size[f]).map(|((((((fen, kg), lat), unpaired), e), nonhub), inv)| {
+            money * fen + carbon * kg + wait + c[3] * lat + c[5] * unpaired + east * e + hub * nonhub + load * inv
+        }));
+    }
+
+    /// What moving the job's data adds to site `si`'s bound, and the first slot it can be there.
+    fn transfer(&self, sched: &Scheduler, req: &Request<'_>, si: usize) -> (f64, i64) {
+        match req.location.and_then(|l| sched.routes[l][si]) {
+            Some(route) => {
+                let (seconds, fen) = transfer::lower_bounds(&sched.cfg.transfer, route, req.size_gb);
+                let arrival = slot_at_or_after(Ts(self.now.0.saturating_add((seconds * 1000.0) as i64)));
+                // the wait beyond the first slot's, exactly (no division on this per-site path)
+                let later = (arrival - self.first_slot).max(0) as f64 * SLOT_SECONDS as f64;
+                (self.coef[0] * fen + self.coef[2] * later, arrival)
+            }
+            None => (0.0, self.first_slot),
+        }
+    }
+}
+
+/// A site ranked by a lower bound on its score: lowest bound first in a `Reverse` heap, ties
+/// to the lower site index (deterministic).
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    bound: f64,
+    site: usize,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bound.total_cmp(&other.bound).then(self.site.cmp(&other.site))
+    }
+}
 
 /// The last slot `timeline` can start a run of `run_s` seconds at and still meet `deadline`.
 fn latest_start(timeline: &Timeline, deadline: Option<Ts>, run_s: i64) -> i64 {
@@ -519,13 +824,17 @@ impl Scheduler {
             let tariff = net.tariff(&s.tariff);
             let profile = net.green_profile(&s.green_profile);
             let max_green = profile.map_or(0.0, |g| g.share.iter().flatten().copied().fold(0.0, f64::max));
+            let pue_permille = (s.pue * 1000.0).round() as i64;
             sites.push(SiteInfo {
                 min_tariff: tariff.and_then(|t| t.hours.iter().copied().min()).unwrap_or(0),
                 min_carbon: s.grid_factor_kg_per_kwh * (1.0 - max_green),
-                pue_permille: (s.pue * 1000.0).round() as i64,
+                pue_permille,
                 grid_factor: s.grid_factor_kg_per_kwh,
-                series: SiteSeries::new(&net, s),
+                east: s.side == Side::East,
+                in_hub: s.in_hub(),
+                series: Box::new(SiteSeries::new(&net, s)),
                 actual: None,
+                rates: FamilyRates::of(&pools[first..], pue_permille),
                 pools: first..pools.len(),
             });
         }
@@ -554,7 +863,7 @@ impl Scheduler {
             .sum::<f64>()
             / n;
         let pue_ref = net.sites.iter().map(|s| s.pue).sum::<f64>() / n;
-        let city_latency = net
+        let city_latency: Vec<Vec<f64>> = net
             .cities
             .iter()
             .map(|c| {
@@ -562,21 +871,13 @@ impl Scheduler {
             })
             .collect();
         // A city is western when its nearest site is (西数西算).
-        let city_side = net
-            .cities
+        let city_side = city_latency
             .iter()
-            .map(|c| {
-                net.sites
-                    .iter()
-                    .min_by(|a, b| {
-                        let la = net.latency(&c.id, &a.id).map_or(f64::INFINITY, |l| l.one_way_ms);
-                        let lb = net.latency(&c.id, &b.id).map_or(f64::INFINITY, |l| l.one_way_ms);
-                        la.total_cmp(&lb)
-                    })
-                    .map_or(Side::East, |s| s.side)
+            .map(|row| {
+                row.iter().zip(&net.sites).min_by(|(a, _), (b, _)| a.total_cmp(b)).map_or(Side::East, |(_, s)| s.side)
             })
             .collect();
-        let paired = net
+        let paired: Vec<Vec<bool>> = net
             .cities
             .iter()
             .map(|c| {
@@ -589,6 +890,7 @@ impl Scheduler {
             sources.iter().map(|from| net.sites.iter().map(|s| transfer::route(&net, from, s)).collect()).collect();
         let n_sites = sites.len();
         let n_links = net.links.len();
+        let table = SiteTable::new(&sites, &paired);
         Scheduler {
             net,
             cfg,
@@ -617,8 +919,16 @@ impl Scheduler {
             site_first: vec![i64::MAX; n_sites],
             site_earliest: vec![i64::MAX; n_sites],
             site_bound: vec![f64::INFINITY; n_sites],
-            order: vec![],
+            pending: Frontier::default(),
+            ready: BinaryHeap::new(),
+            arrival: vec![i64::MAX; n_sites],
+            at_floor: vec![],
+            static_bounds: vec![],
+            table,
+            is_prepared: vec![false; n_sites],
+            prepared: vec![],
             top: vec![],
+            scored: vec![],
             global_earliest: i64::MAX,
             stage: vec![None; n_sites],
         }
@@ -763,9 +1073,10 @@ impl Scheduler {
     pub fn set_forecast(&mut self, site: usize, green: &[f64; 24], tariff: &[f64; 24]) -> Option<()> {
         let info = self.sites.get_mut(site)?;
         let actual = info.actual.take().unwrap_or_else(|| info.series.clone());
-        info.series = actual.perturbed(green, tariff);
+        *info.series = actual.perturbed(green, tariff);
         (info.min_tariff, info.min_carbon) = info.series.minima();
         info.actual = Some(actual);
+        self.table.set_site(site, &self.sites[site]);
         Some(())
     }
 
@@ -800,7 +1111,9 @@ impl Scheduler {
 
     /// Plans and reserves in one step.
     pub fn place(&mut self, job: &Job, now: Ts, policy: &Policy) -> Result<Placement, Refusal> {
-        let placement = self.plan(job, now, policy)?;
+        let req = self.request(job, now, policy, false)?;
+        self.evaluate(&req, now);
+        let placement = self.choose(&req, policy, false)?;
         // `plan` only proposes windows that fit, so this cannot fail; if it ever did, refuse
         // rather than over-commit.
         self.commit(&placement.reservation).map_err(|e| Refusal {
@@ -903,58 +1216,235 @@ impl Scheduler {
         [money, carbon, wait, 20.0, 1.0, 1.0, 1.0, 1.0]
     }
 
-    /// Evaluates every site for `req`: fills `best`, `global_earliest`, `stage` (and `opts` when
-    /// collecting).
+    /// Evaluates the sites for `req`: fills `best` (for the sites in `scored`),
+    /// `global_earliest`, `stage` (and `opts` when collecting).
+    ///
+    /// Best first, lazily. Each site gets a static bound from its site-level terms, its
+    /// cheapest pools' rates and the transfer's lower bounds (`static_bound`: a few dozen
+    /// flops, no pool or timeline visited). Sites are then *prepared* (pass 1: pool filters,
+    /// transfers, the earliest start, a tighter bound) and *scored* (pass 2) in order of the
+    /// lowest bound outstanding, and the search stops when that bound exceeds the k-th best
+    /// score found (k = the chosen one and its runners-up): no site left can change the answer.
+    /// Scoring needs the earliest start anywhere (the `start_within` anchor), which is known
+    /// once the earliest start of the sites prepared is no later than the first slot the data
+    /// can reach any other site; until then the site the data reaches first is prepared. So
+    /// the cost grows with the sites that compete for the job, plus one pass over every site's
+    /// bound. Collecting every option (`options`) prepares and scores all.
     fn evaluate(&mut self, req: &Request<'_>, now: Ts) {
         self.stage.iter_mut().for_each(|s| *s = None);
-        self.best.iter_mut().for_each(|b| *b = None);
+        for &si in &self.scored {
+            self.best[si] = None;
+        }
+        for &si in &self.prepared {
+            self.is_prepared[si] = false;
+        }
+        self.scored.clear();
+        self.prepared.clear();
         self.pool_runs.clear();
         self.opts.clear();
         self.considered = 0;
-        // pass 1: what each site can offer and how early; pass 2: score the starts within the
-        // job's start_within of the earliest start anywhere (waiting for capacity is not
-        // deferral, choosing a site or pool that frees up later is)
-        for si in 0..self.sites.len() {
-            self.site_earliest[si] = i64::MAX;
-            self.site_pools[si].clear();
-            self.site_prepare(req, si, now);
-        }
-        self.global_earliest = self.site_earliest.iter().copied().min().unwrap_or(i64::MAX);
-        // Best bound first; a site whose bound exceeds the k-th best score found so far (k = the
-        // chosen one and its runners-up) cannot change the answer and is not scored, so the cost
-        // grows with the sites that compete, not with all of them. When collecting every
-        // option (`options`), all are scored.
-        let mut order = std::mem::take(&mut self.order);
-        order.clear();
-        order.extend(
-            (0..self.sites.len()).filter(|&si| self.site_earliest[si] != i64::MAX).map(|si| (self.site_bound[si], si)),
-        );
-        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let k = self.cfg.runners_up + 1;
         self.top.clear();
-        for &(bound, si) in &order {
+        self.global_earliest = i64::MAX;
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.clear();
+        // the earliest any site's data can be there, and how many sites share it
+        let (mut floor, mut at_floor) = (i64::MAX, 0_usize);
+        let sb = StaticBound::new(req, now);
+        let mut bounds = std::mem::take(&mut self.static_bounds);
+        sb.fill(&self.table, &self.city_latency[req.origin], req.origin, &mut bounds);
+        // the common case needs only two of the site-level filters, in their order
+        let simple = req.job.allowed_sites.is_empty()
+            && req.job.allowed_regions.is_empty()
+            && req.job.run.is_none()
+            && req.restricted_region.is_none();
+        let max_latency = req.job.latency_tier.and_then(suanwang_core::LatencyTier::max_ms).unwrap_or(f64::INFINITY);
+        let family = &self.table.inv_size[sb.family];
+        let latency = &self.city_latency[req.origin];
+        for (si, &bound) in bounds.iter().enumerate() {
+            let filter = if simple {
+                if !self.available[si] {
+                    Some(Filter::Unavailable)
+                } else if latency[si] > max_latency {
+                    Some(Filter::Latency)
+                } else {
+                    None
+                }
+            } else {
+                self.site_filter(req, si)
+            };
+            if let Some(f) = filter.or((family[si] == 0.0).then_some(Filter::Family)) {
+                reach(&mut self.stage, si, f, usize::MAX);
+                continue;
+            }
+            let (extra, arrival) =
+                if req.location.is_some() { sb.transfer(self, req, si) } else { (0.0, sb.first_slot) };
+            pending.push(Ranked { bound: bound + extra, site: si });
+            self.arrival[si] = arrival;
+            match arrival.cmp(&floor) {
+                std::cmp::Ordering::Less => (floor, at_floor) = (arrival, 1),
+                std::cmp::Ordering::Equal => at_floor += 1,
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+        self.static_bounds = bounds;
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        let k = self.cfg.runners_up + 1;
+        // Until the anchor is known nothing can be scored: prepare the sites the data reaches
+        // first, best bound first, until one can start no later than the first slot the data
+        // can reach any site not yet prepared. Without data to move, that is every site and
+        // `pending`'s own order; with data, a few (its own site, its metro).
+        let eligible = pending.rest().len();
+        let mut at_floor_sites = std::mem::take(&mut self.at_floor);
+        at_floor_sites.clear();
+        while self.global_earliest > floor {
+            let next = if at_floor == eligible - self.prepared.len() {
+                pending.pop()
+            } else {
+                if at_floor_sites.is_empty() {
+                    at_floor_sites.extend(
+                        pending.rest().iter().filter(|r| !self.is_prepared[r.site] && self.arrival[r.site] == floor),
+                    );
+                    // best last: taken by `pop`
+                    at_floor_sites.sort_unstable_by(|a, b| b.cmp(a));
+                }
+                at_floor_sites.pop()
+            };
+            let Some(r) = next else { break };
+            if self.is_prepared[r.site] {
+                continue;
+            }
+            self.prepare(req, r.site, now, &mut ready);
+            if self.arrival[r.site] == floor {
+                at_floor -= 1;
+            }
+            if at_floor == 0 {
+                // every site at the floor is prepared: the floor rises to the next one
+                (floor, at_floor) = (i64::MAX, 0);
+                at_floor_sites.clear();
+                for r in pending.rest() {
+                    let a = self.arrival[r.site];
+                    if self.is_prepared[r.site] || a > floor {
+                        continue;
+                    }
+                    if a < floor {
+                        (floor, at_floor) = (a, 0);
+                    }
+                    at_floor += 1;
+                }
+            }
+        }
+        self.at_floor = at_floor_sites;
+        loop {
             // a margin for rounding: a bound and a score of the same option are summed in
             // different orders, and an exact tie must still be scored (ties go to the lower pool)
             let prune_at =
                 if req.collect || self.top.len() < k { f64::INFINITY } else { self.top[k - 1] + PRUNE_MARGIN };
-            if bound > prune_at {
+            let next_pending = match pending.peek() {
+                Some(r) if self.is_prepared[r.site] => {
+                    pending.pop();
+                    continue;
+                }
+                Some(r) => Some(r.bound),
+                None => None,
+            };
+            let next_ready = ready.peek().map(|r| r.0.bound);
+            let lowest = match (next_pending, next_ready) {
+                (None, None) => break,
+                (p, r) => p.unwrap_or(f64::INFINITY).min(r.unwrap_or(f64::INFINITY)),
+            };
+            if lowest > prune_at {
                 break;
             }
-            self.site_score(req, si, now, prune_at);
-            if let Some(b) = self.best[si] {
+            if next_ready.is_none_or(|r| next_pending.is_some_and(|p| p < r)) {
+                if let Some(r) = pending.pop() {
+                    self.prepare(req, r.site, now, &mut ready);
+                }
+                continue;
+            }
+            let Some(Reverse(r)) = ready.pop() else { break };
+            self.site_score(req, r.site, now, prune_at);
+            self.scored.push(r.site);
+            if let Some(b) = self.best[r.site] {
                 let at = self.top.partition_point(|x| *x <= b.score);
                 self.top.insert(at, b.score);
                 self.top.truncate(k);
             }
         }
-        self.order = order;
+        self.pending = pending;
+        self.ready = ready;
+    }
+
+    /// Pass 1 for site `si` (`site_prepare`), queueing it for pass 2 when it can start at all.
+    fn prepare(&mut self, req: &Request<'_>, si: usize, now: Ts, ready: &mut BinaryHeap<Reverse<Ranked>>) {
+        self.is_prepared[si] = true;
+        self.prepared.push(si);
+        self.site_prepare(req, si, now);
+        let earliest = self.site_earliest[si];
+        if earliest != i64::MAX {
+            self.global_earliest = self.global_earliest.min(earliest);
+            ready.push(Reverse(Ranked { bound: self.site_bound[si], site: si }));
+        }
+    }
+
+    /// Sites prepared and scored by the last plan: how much of the network it looked at.
+    pub fn last_plan_sites(&self) -> (usize, usize) {
+        (self.prepared.len(), self.scored.len())
+    }
+
+    /// The site-level filters, in the order they apply: the first that refuses site `si`.
+    fn site_filter(&self, req: &Request<'_>, si: usize) -> Option<Filter> {
+        let job = req.job;
+        let site = &self.net.sites[si];
+        if !self.available[si] {
+            return Some(Filter::Unavailable);
+        }
+        if (!job.allowed_sites.is_empty() && !job.allowed_sites.contains(&site.id))
+            || (!job.allowed_regions.is_empty() && !job.allowed_regions.contains(&site.region))
+        {
+            return Some(Filter::Region);
+        }
+        if job.run.is_some() && !self.runs_commands[si] {
+            return Some(Filter::Agent);
+        }
+        if let Some((region, province)) = &req.restricted_region {
+            let same = if region.is_empty() { site.province == *province } else { site.region == *region };
+            if !same {
+                return Some(Filter::Residency);
+            }
+        }
+        if let Some(max) = job.latency_tier.and_then(suanwang_core::LatencyTier::max_ms)
+            && self.city_latency[req.origin][si] > max
+        {
+            return Some(Filter::Latency);
+        }
+        None
+    }
+
+    /// What every option at site `si` scores alike: (latency ms, east_west, pairing, hub).
+    fn site_terms(&self, req: &Request<'_>, si: usize) -> (f64, f64, f64, f64) {
+        let job = req.job;
+        let site = &self.sites[si];
+        // delay-tolerant work, and work from the west, belongs west: in an eastern hub or an
+        // eastern city data centre alike it goes against 东数西算
+        let east_west = if job.kind.is_delay_tolerant() || req.origin_side == Side::West {
+            f64::from(u8::from(site.east))
+        } else {
+            0.0
+        };
+        let pairing = f64::from(u8::from(!self.paired[req.origin][si]));
+        // hubs first for work that may travel: a city or regional latency tier keeps work near
+        // its users, where city data centres are what suits it
+        let near_users = matches!(job.latency_tier, Some(LatencyTier::City | LatencyTier::Regional));
+        let hub = f64::from(u8::from(!site.in_hub && !near_users));
+        (self.city_latency[req.origin][si], east_west, pairing, hub)
     }
 
     /// Finds the best placement for `job` at `now` under `policy` without reserving it.
     pub fn plan(&mut self, job: &Job, now: Ts, policy: &Policy) -> Result<Placement, Refusal> {
         let req = self.request(job, now, policy, false)?;
         self.evaluate(&req, now);
-        self.choose(&req, policy)
+        self.choose(&req, policy, true)
     }
 
     /// The slot a start at site `si` counts its deferral from: the earliest start any site can
@@ -963,34 +1453,12 @@ impl Scheduler {
         self.global_earliest.max(self.site_first[si])
     }
 
-    /// Pass 1 for site `si`: the site and pool filters, the transfer options, each passing
-    /// pool's fixed costs and score bound, and the earliest start the site can take.
+    /// Pass 1 for site `si`, which passed the site-level filters: the pool filters, the transfer
+    /// options, each passing pool's fixed costs and score bound, and the earliest start the
+    /// site can take.
     fn site_prepare(&mut self, req: &Request<'_>, si: usize, now: Ts) {
         let job = req.job;
-        let site = &self.net.sites[si];
-        if !self.available[si] {
-            return reach(&mut self.stage, si, Filter::Unavailable, usize::MAX);
-        }
-        if (!job.allowed_sites.is_empty() && !job.allowed_sites.contains(&site.id))
-            || (!job.allowed_regions.is_empty() && !job.allowed_regions.contains(&site.region))
-        {
-            return reach(&mut self.stage, si, Filter::Region, usize::MAX);
-        }
-        if job.run.is_some() && !self.runs_commands[si] {
-            return reach(&mut self.stage, si, Filter::Agent, usize::MAX);
-        }
-        if let Some((region, province)) = &req.restricted_region {
-            let same = if region.is_empty() { site.province == *province } else { site.region == *region };
-            if !same {
-                return reach(&mut self.stage, si, Filter::Residency, usize::MAX);
-            }
-        }
-        let latency_ms = self.city_latency[req.origin][si];
-        if let Some(max) = job.latency_tier.and_then(suanwang_core::LatencyTier::max_ms)
-            && latency_ms > max
-        {
-            return reach(&mut self.stage, si, Filter::Latency, usize::MAX);
-        }
+        let (latency_ms, east_west, pairing, hub) = self.site_terms(req, si);
         // transfer modes, cheapest first: for each start the first that has arrived is used
         let mut transfers = std::mem::take(&mut self.site_transfers[si]);
         transfers.clear();
@@ -1014,18 +1482,6 @@ impl Scheduler {
         }
         let first_arrival = transfers.iter().map(|(s, _)| *s).min().unwrap_or(slot_at_or_after(now));
         self.site_first[si] = first_arrival;
-        // delay-tolerant work, and work from the west, belongs west: in an eastern hub or an
-        // eastern city data centre alike it goes against 东数西算
-        let east_west = if job.kind.is_delay_tolerant() || req.origin_side == Side::West {
-            f64::from(u8::from(site.side == Side::East))
-        } else {
-            0.0
-        };
-        let pairing = f64::from(u8::from(!self.paired[req.origin][si]));
-        // hubs first for work that may travel: a city or regional latency tier keeps work near
-        // its users, where city data centres are what suits it
-        let near_users = matches!(job.latency_tier, Some(LatencyTier::City | LatencyTier::Regional));
-        let hub = f64::from(u8::from(!site.in_hub() && !near_users));
         let pue_permille = self.sites[si].pue_permille;
         let r = &job.resources;
         let count = i64::from(r.count);
@@ -1369,12 +1825,13 @@ impl Scheduler {
         self.timelines[r.pool].fits(r.window.start, r.window.end, r.window.units)
     }
 
-    fn choose(&self, req: &Request<'_>, policy: &Policy) -> Result<Placement, Refusal> {
+    /// The best option found, with its runners-up; `explain`: list the sites ruled out too.
+    fn choose(&self, req: &Request<'_>, policy: &Policy, explain: bool) -> Result<Placement, Refusal> {
         let job = req.job;
         let n = &req.norm;
         // the best option per site, best site first; ties go to the earlier start, then the
         // lower pool: deterministic
-        let mut best: Vec<Opt> = self.best.iter().flatten().copied().collect();
+        let mut best: Vec<Opt> = self.scored.iter().filter_map(|&si| self.best[si]).collect();
         best.sort_by(|a, b| if better(a, b) { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater });
         let Some(chosen) = best.first().copied() else {
             return Err(Refusal { job: job.name.clone(), rejections: self.rejections(req) });
@@ -1418,7 +1875,7 @@ impl Scheduler {
                 - self.deferral_anchor(self.pool_runs[chosen.run as usize].site).min(chosen.start))
                 * SLOT_SECONDS,
             runners_up: best.iter().skip(1).take(self.cfg.runners_up).map(candidate).collect(),
-            rejections: self.rejections(req),
+            rejections: if explain { self.rejections(req) } else { vec![] },
             options_considered: self.considered,
             reservation: self.reservation(&chosen, job.resources.count),
         })

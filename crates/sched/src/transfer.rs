@@ -214,6 +214,27 @@ pub fn options(
     (out, 4)
 }
 
+/// What no mode of `options` beats, whatever the hour: (seconds, cost in fen) at most those of
+/// the fastest and of the cheapest mode. Cheap enough to compute for every site of a plan,
+/// where `options` is computed only for the sites worth a closer look.
+pub fn lower_bounds(model: &TransferModel, route: Route, size_gb: f64) -> (f64, f64) {
+    if size_gb <= 0.0 || route.local {
+        return (0.0, 0.0);
+    }
+    // real-valued where `options` rounds up: no call to `ceil` on this hot path
+    let per_gb = |percent: i64| size_gb * (route.price_fen_per_gb * percent) as f64 / 100.0;
+    // network and elastic pay the full rate per GB (elastic more on top), bulk its percentage
+    let devices = (size_gb / 1000.0 / model.express_device_tb).max(1.0);
+    let cost = per_gb(100).min(per_gb(model.bulk_price_percent)).min(devices * model.express_fen_per_device as f64);
+    // every networked mode moves at most at the largest share of the link, plus its latency;
+    // bulk stops counting after 400 days; express takes its lead and loading time
+    let share = model.network_share.max(model.elastic_share).max(model.bulk_share);
+    let networked = (size_gb * 8.0 / (route.bandwidth_gbps * share) + route.latency_ms / 1000.0).min(400.0 * 86_400.0);
+    let express = (model.express_lead_hours * 3600) as f64 + devices * model.express_load_hours_per_device * 3600.0;
+    // NaN (a zero-bandwidth route) bounds nothing: 0
+    (networked.min(express).max(0.0), cost.max(0.0))
+}
+
 /// Slot-rounded arrival: the first slot offset at which the data is in place.
 pub fn arrival_slots(t: &Transfer) -> i64 {
     (t.seconds + SLOT_SECONDS - 1) / SLOT_SECONDS
@@ -253,6 +274,29 @@ mod tests {
         // at 01:00 it starts at once
         let t = options(&m, r(), 1.0, 3600).0.into_iter().find(|t| t.mode == TransferMode::Bulk).expect("bulk");
         assert!(t.seconds < 60);
+    }
+
+    proptest::proptest! {
+        /// No transfer option is faster or cheaper than `lower_bounds` says: the planner prunes
+        /// whole sites on them.
+        #[test]
+        fn no_option_beats_the_lower_bounds(
+            size_gb in 0.0_f64..5_000_000.0,
+            bandwidth_gbps in 0.1_f64..1000.0,
+            price_fen_per_gb in 0_i64..100,
+            latency_ms in 0.0_f64..80.0,
+            sod in 0_i64..86_400,
+            local in proptest::bool::ANY,
+        ) {
+            let m = TransferModel::default();
+            let route = Route { bandwidth_gbps, price_fen_per_gb, latency_ms, local, link: None };
+            let (seconds, cost) = lower_bounds(&m, route, size_gb);
+            let (modes, n) = options(&m, route, size_gb, sod);
+            for t in &modes[..n] {
+                proptest::prop_assert!(t.seconds as f64 >= seconds, "{t:?} faster than {seconds}");
+                proptest::prop_assert!(t.cost_fen as f64 >= cost, "{t:?} cheaper than {cost}");
+            }
+        }
     }
 
     #[test]
