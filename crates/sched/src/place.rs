@@ -458,6 +458,20 @@ struct Request<'a> {
     restricted_region: Option<(String, String)>,
 }
 
+impl Request<'_> {
+    /// Delay-tolerant work, and work from the west, belongs west: in an eastern hub or an
+    /// eastern city data centre alike it goes against 东数西算 (the east_west scorer).
+    fn belongs_west(&self) -> bool {
+        self.job.kind.is_delay_tolerant() || self.origin_side == Side::West
+    }
+
+    /// Hubs first for work that may travel: a city or regional latency tier keeps work near
+    /// its users, where city data centres are what suits it (the hub scorer).
+    fn may_travel(&self) -> bool {
+        !matches!(self.job.latency_tier, Some(LatencyTier::City | LatencyTier::Regional))
+    }
+}
+
 /// The scheduler: the network, the load placed so far, and scratch space. Pure: time comes in
 /// as arguments, and the same calls in the same order give the same placements.
 #[derive(Debug)]
@@ -536,7 +550,7 @@ pub const MAX_CARBON_PRICE_FEN_PER_KG: f64 = 10_000.0;
 const PRUNE_MARGIN: f64 = 1e-9;
 
 /// What every plan reads for every site, column by column, so that the static bounds of all
-/// sites are one vectorisable pass (`Scheduler::static_bounds`).
+/// sites are one vectorisable pass (`StaticBound::fill`).
 #[derive(Debug, Clone, Default)]
 struct SiteTable {
     /// Per family (index = `Family as usize`): fen and kg CO2 per unit-second, and per PFLOP,
@@ -686,8 +700,8 @@ impl StaticBound {
             amount,
             per_pflop,
             coef: req.norm.coef,
-            east_west: job.kind.is_delay_tolerant() || req.origin_side == Side::West,
-            hub: !matches!(job.latency_tier, Some(LatencyTier::City | LatencyTier::Regional)),
+            east_west: req.belongs_west(),
+            hub: req.may_travel(),
             count: f64::from(job.resources.count),
             first_slot,
             first_wait: (slot_start(first_slot).0 - now.0).max(0) as f64 / 1000.0,
@@ -1220,7 +1234,7 @@ impl Scheduler {
     /// `global_earliest`, `stage` (and `opts` when collecting).
     ///
     /// Best first, lazily. Each site gets a static bound from its site-level terms, its
-    /// cheapest pools' rates and the transfer's lower bounds (`static_bound`: a few dozen
+    /// cheapest pools' rates and the transfer's lower bounds (`StaticBound`: a few dozen
     /// flops, no pool or timeline visited). Sites are then *prepared* (pass 1: pool filters,
     /// transfers, the earliest start, a tighter bound) and *scored* (pass 2) in order of the
     /// lowest bound outstanding, and the search stops when that bound exceeds the k-th best
@@ -1252,26 +1266,9 @@ impl Scheduler {
         let sb = StaticBound::new(req, now);
         let mut bounds = std::mem::take(&mut self.static_bounds);
         sb.fill(&self.table, &self.city_latency[req.origin], req.origin, &mut bounds);
-        // the common case needs only two of the site-level filters, in their order
-        let simple = req.job.allowed_sites.is_empty()
-            && req.job.allowed_regions.is_empty()
-            && req.job.run.is_none()
-            && req.restricted_region.is_none();
-        let max_latency = req.job.latency_tier.and_then(suanwang_core::LatencyTier::max_ms).unwrap_or(f64::INFINITY);
         let family = &self.table.inv_size[sb.family];
-        let latency = &self.city_latency[req.origin];
         for (si, &bound) in bounds.iter().enumerate() {
-            let filter = if simple {
-                if !self.available[si] {
-                    Some(Filter::Unavailable)
-                } else if latency[si] > max_latency {
-                    Some(Filter::Latency)
-                } else {
-                    None
-                }
-            } else {
-                self.site_filter(req, si)
-            };
+            let filter = self.site_filter(req, si);
             if let Some(f) = filter.or((family[si] == 0.0).then_some(Filter::Family)) {
                 reach(&mut self.stage, si, f, usize::MAX);
                 continue;
@@ -1423,20 +1420,10 @@ impl Scheduler {
 
     /// What every option at site `si` scores alike: (latency ms, east_west, pairing, hub).
     fn site_terms(&self, req: &Request<'_>, si: usize) -> (f64, f64, f64, f64) {
-        let job = req.job;
         let site = &self.sites[si];
-        // delay-tolerant work, and work from the west, belongs west: in an eastern hub or an
-        // eastern city data centre alike it goes against 东数西算
-        let east_west = if job.kind.is_delay_tolerant() || req.origin_side == Side::West {
-            f64::from(u8::from(site.east))
-        } else {
-            0.0
-        };
+        let east_west = f64::from(u8::from(req.belongs_west() && site.east));
         let pairing = f64::from(u8::from(!self.paired[req.origin][si]));
-        // hubs first for work that may travel: a city or regional latency tier keeps work near
-        // its users, where city data centres are what suits it
-        let near_users = matches!(job.latency_tier, Some(LatencyTier::City | LatencyTier::Regional));
-        let hub = f64::from(u8::from(!site.in_hub && !near_users));
+        let hub = f64::from(u8::from(req.may_travel() && !site.in_hub));
         (self.city_latency[req.origin][si], east_west, pairing, hub)
     }
 
