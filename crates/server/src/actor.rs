@@ -221,7 +221,7 @@ impl Pending {
         }
         let mut jobs: Vec<JobRow> = self.jobs.drain().map(|(_, r)| r).collect();
         jobs.sort_by_key(|r| r.id);
-        store.commit(&Batch { commands: &[], jobs: &jobs, logs: &self.logs }).await?;
+        store.commit(&Batch { commands: &[], jobs: &jobs, logs: &self.logs, ..Batch::default() }).await?;
         self.logs.clear();
         Ok(())
     }
@@ -687,7 +687,10 @@ impl Actor {
         let durable = if rows.is_empty() && job_rows.is_empty() && new_logs.is_empty() {
             Ok(vec![])
         } else {
-            self.inner.store.commit(&Batch { commands: &rows, jobs: &job_rows, logs: &new_logs }).await
+            self.inner
+                .store
+                .commit(&Batch { commands: &rows, jobs: &job_rows, logs: &new_logs, ..Batch::default() })
+                .await
         };
         match durable {
             Ok(seqs) => {

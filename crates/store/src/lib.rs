@@ -87,12 +87,79 @@ pub struct RunLog {
 }
 
 /// What one group commit writes, in one transaction: commands appended to the log, job rows
-/// inserted or updated (the last row of a job wins), run logs replaced.
+/// inserted or updated (the last row of a job wins), run logs replaced, and the ledger's
+/// changes (R4): accounts upserted with their balances, transfers appended, voucher programmes
+/// upserted. Money and jobs are never out of step: both are in the same transaction.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Batch<'a> {
     pub commands: &'a [CommandRow],
     pub jobs: &'a [JobRow],
     pub logs: &'a [RunLog],
+    pub accounts: &'a [AccountRow],
+    pub transfers: &'a [TransferRow],
+    pub programmes: &'a [ProgrammeRow],
+}
+
+/// A ledger account as stored: ids as 32 hex digits, balances in fen (they fit an i64: the
+/// server refuses a transfer that would make one not fit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRow {
+    pub id: String,
+    /// `wallet`, `provider`, `carrier`, …; with `name`, unique.
+    pub kind: String,
+    pub name: String,
+    pub code: i32,
+    pub flags: i32,
+    pub credit_limit: i64,
+    pub debits_pending: i64,
+    pub debits_posted: i64,
+    pub credits_pending: i64,
+    pub credits_posted: i64,
+    /// The ledger timestamp of its creation.
+    pub ts: i64,
+}
+
+/// A ledger transfer as stored (immutable once written).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRow {
+    pub id: String,
+    pub debit: String,
+    pub credit: String,
+    pub amount: i64,
+    /// The pending transfer a post or void resolves, or `""`.
+    pub pending_id: String,
+    /// The job (or programme) it belongs to.
+    pub user_data: i64,
+    pub code: i32,
+    pub flags: i32,
+    /// The ledger timestamp (µs, strictly increasing).
+    pub ts: i64,
+    /// Wall time, epoch ms UTC.
+    pub at_ms: i64,
+}
+
+/// The `pending` flag of a stored transfer (TigerBeetle's bit).
+pub const TRANSFER_PENDING: i32 = 1 << 1;
+
+/// A voucher programme as filed (its body is JSON the server owns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgrammeRow {
+    pub id: String,
+    pub funder: String,
+    pub body: String,
+    pub created_at_ms: i64,
+}
+
+/// A page of transfers, in timestamp order: those touching any of `accounts` (all when empty),
+/// of job `user_data` when set, with `from_ms <= at_ms < to_ms`, after timestamp `after_ts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferQuery {
+    pub accounts: Vec<String>,
+    pub user_data: Option<i64>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub after_ts: i64,
+    pub limit: i64,
 }
 
 /// A page of `GET /v1/jobs`: jobs with `id > after`, in id order, filtered.
@@ -159,6 +226,23 @@ pub trait Store: Send + Sync {
     }
     /// The snapshots kept (at most two), newest first: (seq, body).
     fn snapshots(&self) -> impl Future<Output = Result<Vec<(i64, String)>, StoreError>> + Send;
+    /// Every ledger account.
+    fn ledger_accounts(&self) -> impl Future<Output = Result<Vec<AccountRow>, StoreError>> + Send;
+    /// Pending transfers no transfer has posted or voided yet.
+    fn open_pending(&self) -> impl Future<Output = Result<Vec<TransferRow>, StoreError>> + Send;
+    fn ledger_transfer(&self, id: &str) -> impl Future<Output = Result<Option<TransferRow>, StoreError>> + Send;
+    /// A page of transfers (see [`TransferQuery`]).
+    fn ledger_transfers(&self, q: &TransferQuery) -> impl Future<Output = Result<Vec<TransferRow>, StoreError>> + Send;
+    /// Posted (debits, credits) of `account` from transfers with `at_ms < before_ms`: an
+    /// opening balance.
+    fn posted_before(
+        &self,
+        account: &str,
+        before_ms: i64,
+    ) -> impl Future<Output = Result<(i64, i64), StoreError>> + Send;
+    /// The last ledger timestamp given (0 for an empty ledger).
+    fn ledger_clock(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    fn programmes(&self) -> impl Future<Output = Result<Vec<ProgrammeRow>, StoreError>> + Send;
     /// Keeps `cp` as its job's checkpoint, replacing the one before unless that one was taken
     /// by a later attempt (a late write from a superseded attempt changes nothing).
     fn put_checkpoint(&self, cp: &Checkpoint) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -282,6 +366,55 @@ impl Store for AnyStore {
         }
     }
 
+    async fn ledger_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.ledger_accounts().await,
+            AnyStore::Postgres(s) => s.ledger_accounts().await,
+        }
+    }
+
+    async fn open_pending(&self) -> Result<Vec<TransferRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.open_pending().await,
+            AnyStore::Postgres(s) => s.open_pending().await,
+        }
+    }
+
+    async fn ledger_transfer(&self, id: &str) -> Result<Option<TransferRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.ledger_transfer(id).await,
+            AnyStore::Postgres(s) => s.ledger_transfer(id).await,
+        }
+    }
+
+    async fn ledger_transfers(&self, q: &TransferQuery) -> Result<Vec<TransferRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.ledger_transfers(q).await,
+            AnyStore::Postgres(s) => s.ledger_transfers(q).await,
+        }
+    }
+
+    async fn posted_before(&self, account: &str, before_ms: i64) -> Result<(i64, i64), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.posted_before(account, before_ms).await,
+            AnyStore::Postgres(s) => s.posted_before(account, before_ms).await,
+        }
+    }
+
+    async fn ledger_clock(&self) -> Result<i64, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.ledger_clock().await,
+            AnyStore::Postgres(s) => s.ledger_clock().await,
+        }
+    }
+
+    async fn programmes(&self) -> Result<Vec<ProgrammeRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.programmes().await,
+            AnyStore::Postgres(s) => s.programmes().await,
+        }
+    }
+
     async fn put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.put_checkpoint(cp).await,
@@ -322,6 +455,79 @@ const JOB_UPDATE: &str = "state = excluded.state, site = excluded.site, pool = e
     updated_at_ms = excluded.updated_at_ms, start_at_ms = excluded.start_at_ms, end_at_ms = excluded.end_at_ms, \
     started_at_ms = excluded.started_at_ms, ended_at_ms = excluded.ended_at_ms, attempts = excluded.attempts, \
     reason = excluded.reason, meter = excluded.meter, usage = excluded.usage";
+
+/// The columns of `ledger_accounts` and `ledger_transfers`, in the order the backends bind them.
+const ACCOUNT_COLUMNS: &str = "id, kind, name, code, flags, credit_limit, debits_pending, debits_posted, \
+    credits_pending, credits_posted, ts";
+const ACCOUNT_UPDATE: &str = "credit_limit = excluded.credit_limit, debits_pending = excluded.debits_pending, \
+    debits_posted = excluded.debits_posted, credits_pending = excluded.credits_pending, \
+    credits_posted = excluded.credits_posted";
+const TRANSFER_COLUMNS: &str = "id, debit, credit, amount, pending_id, user_data, code, flags, ts, at_ms";
+
+/// The ledger's tables, the same SQL on both backends.
+const LEDGER_MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS ledger_accounts (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        code INTEGER NOT NULL,
+        flags INTEGER NOT NULL,
+        credit_limit BIGINT NOT NULL,
+        debits_pending BIGINT NOT NULL,
+        debits_posted BIGINT NOT NULL,
+        credits_pending BIGINT NOT NULL,
+        credits_posted BIGINT NOT NULL,
+        ts BIGINT NOT NULL,
+        UNIQUE (kind, name)
+    )",
+    "CREATE TABLE IF NOT EXISTS ledger_transfers (
+        id TEXT PRIMARY KEY,
+        debit TEXT NOT NULL,
+        credit TEXT NOT NULL,
+        amount BIGINT NOT NULL,
+        pending_id TEXT NOT NULL,
+        user_data BIGINT NOT NULL,
+        code INTEGER NOT NULL,
+        flags INTEGER NOT NULL,
+        ts BIGINT NOT NULL,
+        at_ms BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS ledger_transfers_ts ON ledger_transfers (ts)",
+    "CREATE INDEX IF NOT EXISTS ledger_transfers_debit ON ledger_transfers (debit, at_ms)",
+    "CREATE INDEX IF NOT EXISTS ledger_transfers_credit ON ledger_transfers (credit, at_ms)",
+    "CREATE INDEX IF NOT EXISTS ledger_transfers_job ON ledger_transfers (user_data)",
+    "CREATE INDEX IF NOT EXISTS ledger_transfers_pending ON ledger_transfers (pending_id) WHERE pending_id <> ''",
+    "CREATE TABLE IF NOT EXISTS voucher_programmes (
+        id TEXT PRIMARY KEY,
+        funder TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL
+    )",
+];
+
+/// The WHERE clause of a [`TransferQuery`], with `$n`-free `?` placeholders (the PostgreSQL
+/// backend numbers them): binds in order: the accounts (twice), user_data, from, to, after_ts.
+fn transfer_filter(q: &TransferQuery) -> String {
+    let mut sql = String::from(" WHERE ts > ?");
+    if !q.accounts.is_empty() {
+        let list = vec!["?"; q.accounts.len()].join(", ");
+        sql.push_str(" AND (debit IN (");
+        sql.push_str(&list);
+        sql.push_str(") OR credit IN (");
+        sql.push_str(&list);
+        sql.push_str("))");
+    }
+    if q.user_data.is_some() {
+        sql.push_str(" AND user_data = ?");
+    }
+    if q.from_ms.is_some() {
+        sql.push_str(" AND at_ms >= ?");
+    }
+    if q.to_ms.is_some() {
+        sql.push_str(" AND at_ms < ?");
+    }
+    sql
+}
 
 /// Jobs of one batch in the order to write them: the last row of each job only.
 fn last_row_per_job(jobs: &[JobRow]) -> Vec<&JobRow> {

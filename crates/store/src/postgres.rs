@@ -4,8 +4,9 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
 use crate::{
-    Batch, Checkpoint, CommandRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, RunLog, Store, StoreError, TokenRow,
-    duplicate_key, is_unique_violation, last_row_per_job,
+    ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, JOB_COLUMNS, JOB_UPDATE, JobQuery,
+    JobRow, LEDGER_MIGRATIONS, ProgrammeRow, RunLog, Store, StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TokenRow,
+    TransferQuery, TransferRow, duplicate_key, is_unique_violation, last_row_per_job, transfer_filter,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -126,10 +127,94 @@ fn row_to_command(r: &sqlx::postgres::PgRow) -> Result<CommandRow, sqlx::Error> 
 
 impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        for m in MIGRATIONS {
+        for m in MIGRATIONS.iter().chain(LEDGER_MIGRATIONS) {
             sqlx::query(*m).execute(&self.pool).await?;
         }
         Ok(())
+    }
+
+    async fn ledger_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts ORDER BY ts, id")))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(row_to_account).collect::<Result<_, _>>()?)
+    }
+
+    async fn open_pending(&self) -> Result<Vec<TransferRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM ledger_transfers t WHERE (flags & {TRANSFER_PENDING}) <> 0
+             AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id) ORDER BY ts"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(row_to_transfer).collect::<Result<_, _>>()?)
+    }
+
+    async fn ledger_transfer(&self, id: &str) -> Result<Option<TransferRow>, StoreError> {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.as_ref().map(row_to_transfer).transpose()?)
+    }
+
+    async fn ledger_transfers(&self, q: &TransferQuery) -> Result<Vec<TransferRow>, StoreError> {
+        let sql = numbered(&format!(
+            "SELECT {TRANSFER_COLUMNS} FROM ledger_transfers{} ORDER BY ts LIMIT ?",
+            transfer_filter(q)
+        ));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.after_ts);
+        for _ in 0..2 {
+            for a in &q.accounts {
+                query = query.bind(a);
+            }
+        }
+        for v in [q.user_data, q.from_ms, q.to_ms].into_iter().flatten() {
+            query = query.bind(v);
+        }
+        let rows = query.bind(q.limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(row_to_transfer).collect::<Result<_, _>>()?)
+    }
+
+    async fn posted_before(&self, account: &str, before_ms: i64) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(SUM(CASE WHEN debit = $1 THEN amount ELSE 0 END), 0)::bigint AS d,
+                    COALESCE(SUM(CASE WHEN credit = $1 THEN amount ELSE 0 END), 0)::bigint AS c
+             FROM ledger_transfers WHERE (debit = $1 OR credit = $1) AND at_ms < $2 AND (flags & {TRANSFER_PENDING}) = 0"
+        )))
+        .bind(account)
+        .bind(before_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("d")?, row.try_get("c")?))
+    }
+
+    async fn ledger_clock(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT GREATEST(COALESCE((SELECT MAX(ts) FROM ledger_transfers), 0), COALESCE((SELECT MAX(ts) FROM ledger_accounts), 0))::bigint AS c",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("c")?)
+    }
+
+    async fn programmes(&self) -> Result<Vec<ProgrammeRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, funder, body, created_at_ms FROM voucher_programmes ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(ProgrammeRow {
+                    id: r.try_get("id")?,
+                    funder: r.try_get("funder")?,
+                    body: r.try_get("body")?,
+                    created_at_ms: r.try_get("created_at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 
     async fn commit(&self, batch: &Batch<'_>) -> Result<Vec<i64>, StoreError> {
@@ -214,6 +299,7 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        write_ledger(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -375,4 +461,110 @@ impl Store for PgStore {
         let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_one(&self.pool).await?;
         Ok(row.try_get("value")?)
     }
+}
+
+/// `?` placeholders numbered `$1`, `$2`, … in order.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for ch in sql.chars() {
+        if ch == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// The ledger's part of a group commit: a statement per table, the rows as arrays.
+async fn write_ledger(tx: &mut sqlx::PgConnection, batch: &Batch<'_>) -> Result<(), StoreError> {
+    let a = batch.accounts;
+    if !a.is_empty() {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS})
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::bigint[], $7::bigint[],
+                 $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
+             ON CONFLICT (id) DO UPDATE SET {ACCOUNT_UPDATE}"
+        )))
+        .bind(a.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.code).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.flags).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.credit_limit).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.debits_pending).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.debits_posted).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.credits_pending).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.credits_posted).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.ts).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    let t = batch.transfers;
+    if !t.is_empty() {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO ledger_transfers ({TRANSFER_COLUMNS})
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+                 $7::int[], $8::int[], $9::bigint[], $10::bigint[])"
+        )))
+        .bind(t.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.debit.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.credit.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.amount).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.pending_id.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.user_data).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.code).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.flags).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.ts).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.at_ms).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    for p in batch.programmes {
+        sqlx::query(
+            "INSERT INTO voucher_programmes (id, funder, body, created_at_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(&p.id)
+        .bind(&p.funder)
+        .bind(&p.body)
+        .bind(p.created_at_ms)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+fn row_to_account(r: &sqlx::postgres::PgRow) -> Result<AccountRow, sqlx::Error> {
+    Ok(AccountRow {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        name: r.try_get("name")?,
+        code: r.try_get("code")?,
+        flags: r.try_get("flags")?,
+        credit_limit: r.try_get("credit_limit")?,
+        debits_pending: r.try_get("debits_pending")?,
+        debits_posted: r.try_get("debits_posted")?,
+        credits_pending: r.try_get("credits_pending")?,
+        credits_posted: r.try_get("credits_posted")?,
+        ts: r.try_get("ts")?,
+    })
+}
+
+fn row_to_transfer(r: &sqlx::postgres::PgRow) -> Result<TransferRow, sqlx::Error> {
+    Ok(TransferRow {
+        id: r.try_get("id")?,
+        debit: r.try_get("debit")?,
+        credit: r.try_get("credit")?,
+        amount: r.try_get("amount")?,
+        pending_id: r.try_get("pending_id")?,
+        user_data: r.try_get("user_data")?,
+        code: r.try_get("code")?,
+        flags: r.try_get("flags")?,
+        ts: r.try_get("ts")?,
+        at_ms: r.try_get("at_ms")?,
+    })
 }

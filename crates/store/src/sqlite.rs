@@ -10,8 +10,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    Batch, Checkpoint, CommandRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, RunLog, Store, StoreError, TokenRow,
-    duplicate_key, is_unique_violation, last_row_per_job, statement_chunks,
+    ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, JOB_COLUMNS, JOB_UPDATE, JobQuery,
+    JobRow, LEDGER_MIGRATIONS, ProgrammeRow, RunLog, Store, StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TokenRow,
+    TransferQuery, TransferRow, duplicate_key, is_unique_violation, last_row_per_job, statement_chunks,
+    transfer_filter,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -167,6 +169,98 @@ fn row_to_job(r: &sqlx::sqlite::SqliteRow) -> Result<JobRow, sqlx::Error> {
     })
 }
 
+/// Transfer rows per insert (10 values each: 2,560 of SQLite's 32,766).
+const TRANSFERS_PER_STATEMENT: usize = 256;
+
+/// The ledger's part of a group commit.
+async fn write_ledger(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> Result<(), StoreError> {
+    for chunk in statement_chunks(batch.accounts, ROWS_PER_STATEMENT) {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let upsert = format!(
+            "INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS}) VALUES {values} ON CONFLICT (id) DO UPDATE SET {ACCOUNT_UPDATE}"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(upsert));
+        for a in chunk {
+            q = q
+                .bind(&a.id)
+                .bind(&a.kind)
+                .bind(&a.name)
+                .bind(a.code)
+                .bind(a.flags)
+                .bind(a.credit_limit)
+                .bind(a.debits_pending)
+                .bind(a.debits_posted)
+                .bind(a.credits_pending)
+                .bind(a.credits_posted)
+                .bind(a.ts);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in statement_chunks(batch.transfers, TRANSFERS_PER_STATEMENT) {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let insert = format!("INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) VALUES {values}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(insert));
+        for t in chunk {
+            q = q
+                .bind(&t.id)
+                .bind(&t.debit)
+                .bind(&t.credit)
+                .bind(t.amount)
+                .bind(&t.pending_id)
+                .bind(t.user_data)
+                .bind(t.code)
+                .bind(t.flags)
+                .bind(t.ts)
+                .bind(t.at_ms);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for p in batch.programmes {
+        sqlx::query(
+            "INSERT INTO voucher_programmes (id, funder, body, created_at_ms) VALUES (?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(&p.id)
+        .bind(&p.funder)
+        .bind(&p.body)
+        .bind(p.created_at_ms)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+fn row_to_account(r: &sqlx::sqlite::SqliteRow) -> Result<AccountRow, sqlx::Error> {
+    Ok(AccountRow {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        name: r.try_get("name")?,
+        code: r.try_get("code")?,
+        flags: r.try_get("flags")?,
+        credit_limit: r.try_get("credit_limit")?,
+        debits_pending: r.try_get("debits_pending")?,
+        debits_posted: r.try_get("debits_posted")?,
+        credits_pending: r.try_get("credits_pending")?,
+        credits_posted: r.try_get("credits_posted")?,
+        ts: r.try_get("ts")?,
+    })
+}
+
+fn row_to_transfer(r: &sqlx::sqlite::SqliteRow) -> Result<TransferRow, sqlx::Error> {
+    Ok(TransferRow {
+        id: r.try_get("id")?,
+        debit: r.try_get("debit")?,
+        credit: r.try_get("credit")?,
+        amount: r.try_get("amount")?,
+        pending_id: r.try_get("pending_id")?,
+        user_data: r.try_get("user_data")?,
+        code: r.try_get("code")?,
+        flags: r.try_get("flags")?,
+        ts: r.try_get("ts")?,
+        at_ms: r.try_get("at_ms")?,
+    })
+}
+
 fn row_to_command(r: &sqlx::sqlite::SqliteRow) -> Result<CommandRow, sqlx::Error> {
     Ok(CommandRow {
         seq: r.try_get("seq")?,
@@ -183,7 +277,7 @@ fn row_to_command(r: &sqlx::sqlite::SqliteRow) -> Result<CommandRow, sqlx::Error
 
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        for m in MIGRATIONS {
+        for m in MIGRATIONS.iter().chain(LEDGER_MIGRATIONS) {
             sqlx::query(*m).execute(&self.pool).await?;
         }
         Ok(())
@@ -250,8 +344,90 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        write_ledger(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn ledger_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts ORDER BY ts, id")))
+                .fetch_all(&self.read)
+                .await?;
+        Ok(rows.iter().map(row_to_account).collect::<Result<_, _>>()?)
+    }
+
+    async fn open_pending(&self) -> Result<Vec<TransferRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM ledger_transfers t WHERE (flags & {TRANSFER_PENDING}) <> 0
+             AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id) ORDER BY ts"
+        )))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(row_to_transfer).collect::<Result<_, _>>()?)
+    }
+
+    async fn ledger_transfer(&self, id: &str) -> Result<Option<TransferRow>, StoreError> {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ?")))
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.as_ref().map(row_to_transfer).transpose()?)
+    }
+
+    async fn ledger_transfers(&self, q: &TransferQuery) -> Result<Vec<TransferRow>, StoreError> {
+        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM ledger_transfers{} ORDER BY ts LIMIT ?", transfer_filter(q));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.after_ts);
+        for _ in 0..2 {
+            for a in &q.accounts {
+                query = query.bind(a);
+            }
+        }
+        for v in [q.user_data, q.from_ms, q.to_ms].into_iter().flatten() {
+            query = query.bind(v);
+        }
+        let rows = query.bind(q.limit).fetch_all(&self.read).await?;
+        Ok(rows.iter().map(row_to_transfer).collect::<Result<_, _>>()?)
+    }
+
+    async fn posted_before(&self, account: &str, before_ms: i64) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(SUM(CASE WHEN debit = ?1 THEN amount ELSE 0 END), 0) AS d,
+                    COALESCE(SUM(CASE WHEN credit = ?1 THEN amount ELSE 0 END), 0) AS c
+             FROM ledger_transfers WHERE (debit = ?1 OR credit = ?1) AND at_ms < ?2 AND (flags & {TRANSFER_PENDING}) = 0"
+        )))
+        .bind(account)
+        .bind(before_ms)
+        .fetch_one(&self.read)
+        .await?;
+        Ok((row.try_get("d")?, row.try_get("c")?))
+    }
+
+    async fn ledger_clock(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT MAX(COALESCE((SELECT MAX(ts) FROM ledger_transfers), 0), COALESCE((SELECT MAX(ts) FROM ledger_accounts), 0)) AS c",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(row.try_get("c")?)
+    }
+
+    async fn programmes(&self) -> Result<Vec<ProgrammeRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, funder, body, created_at_ms FROM voucher_programmes ORDER BY id")
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(ProgrammeRow {
+                    id: r.try_get("id")?,
+                    funder: r.try_get("funder")?,
+                    body: r.try_get("body")?,
+                    created_at_ms: r.try_get("created_at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 
     async fn job(&self, id: i64) -> Result<Option<JobRow>, StoreError> {

@@ -3,7 +3,8 @@
 //! `scripts/test.sh` starts one when none runs).
 
 use suanwang_store::{
-    Batch, Checkpoint, CommandRow, JobQuery, JobRow, PgStore, RunLog, SqliteStore, Store, StoreError, TokenRow,
+    AccountRow, Batch, Checkpoint, CommandRow, JobQuery, JobRow, PgStore, ProgrammeRow, RunLog, SqliteStore, Store,
+    StoreError, TokenRow, TransferQuery, TransferRow,
 };
 
 fn job(id: i64, tenant: &str, state: &str) -> JobRow {
@@ -36,7 +37,7 @@ async fn projection<S: Store>(s: &S) {
     let submit = |id: i64, key: &str| CommandRow { tenant: Some("acme".into()), ..row(100 + id, id, Some(key)) };
     let cmds = [submit(101, "p101"), submit(102, "p102")];
     let jobs = [job(101, "acme", "placed"), job(102, "acme", "placed"), job(103, "globex", "placed")];
-    let seqs = s.commit(&Batch { commands: &cmds, jobs: &jobs, logs: &[] }).await.expect("commit");
+    let seqs = s.commit(&Batch { commands: &cmds, jobs: &jobs, logs: &[], ..Batch::default() }).await.expect("commit");
     assert_eq!(seqs.len(), 2);
     assert_eq!(s.job(101).await.expect("get"), Some(jobs[0].clone()));
     assert_eq!(s.job(999).await.expect("get"), None);
@@ -58,9 +59,14 @@ async fn projection<S: Store>(s: &S) {
     // two rows of one job in a batch: the last wins
     let log = RunLog { job_id: 101, attempt: 1, at_ms: 5000, stdout: vec![0xff, 0xfe, b'h', b'i'], stderr: vec![] };
     let stale = JobRow { state: "running".into(), ..jobs[0].clone() };
-    s.commit(&Batch { commands: &[], jobs: &[stale, done.clone()], logs: std::slice::from_ref(&log) })
-        .await
-        .expect("update");
+    s.commit(&Batch {
+        commands: &[],
+        jobs: &[stale, done.clone()],
+        logs: std::slice::from_ref(&log),
+        ..Batch::default()
+    })
+    .await
+    .expect("update");
     let back = s.job(101).await.expect("get").expect("row");
     assert_eq!(back, JobRow { spec: jobs[0].spec.clone(), name: jobs[0].name.clone(), ..done });
     // run logs keep bytes that are not UTF-8, and a later report replaces them
@@ -89,7 +95,11 @@ async fn projection<S: Store>(s: &S) {
     // a batch that fails writes none of its job rows either
     let dup = [submit(104, "p101")];
     let fresh = job(104, "acme", "placed");
-    assert!(s.commit(&Batch { commands: &dup, jobs: std::slice::from_ref(&fresh), logs: &[] }).await.is_err());
+    assert!(
+        s.commit(&Batch { commands: &dup, jobs: std::slice::from_ref(&fresh), logs: &[], ..Batch::default() })
+            .await
+            .is_err()
+    );
     assert_eq!(s.job(104).await.expect("get"), None, "nothing of a failed batch is written");
 }
 
@@ -99,7 +109,8 @@ async fn large_batches<S: Store>(s: &S) {
     let big: Vec<CommandRow> = (0..203).map(|i| row(1000 + i, 1000 + i, Some(&format!("big-{i}")))).collect();
     let big_jobs: Vec<JobRow> = (0..203).map(|i| job(1000 + i, "acme", "placed")).collect();
     let before = s.commands(0, 100_000).await.expect("read").len();
-    let seqs = s.commit(&Batch { commands: &big, jobs: &big_jobs, logs: &[] }).await.expect("big batch");
+    let seqs =
+        s.commit(&Batch { commands: &big, jobs: &big_jobs, logs: &[], ..Batch::default() }).await.expect("big batch");
     assert_eq!(seqs.len(), big.len());
     let back = s.commands(0, 100_000).await.expect("read");
     let back = &back[before..];
@@ -185,6 +196,105 @@ async fn conformance<S: Store>(s: &S) {
     assert_eq!(s.checkpoint(10).await.expect("another job"), None);
     projection(s).await;
     large_batches(s).await;
+    ledger(s).await;
+}
+
+fn account(id: &str, kind: &str, name: &str, dposted: i64, cposted: i64) -> AccountRow {
+    AccountRow {
+        id: id.into(),
+        kind: kind.into(),
+        name: name.into(),
+        code: 1,
+        flags: 2,
+        credit_limit: 0,
+        debits_pending: 0,
+        debits_posted: dposted,
+        credits_pending: 0,
+        credits_posted: cposted,
+        ts: 1,
+    }
+}
+
+fn transfer(id: &str, debit: &str, credit: &str, amount: i64, flags: i32, pending: &str, ts: i64) -> TransferRow {
+    TransferRow {
+        id: id.into(),
+        debit: debit.into(),
+        credit: credit.into(),
+        amount,
+        pending_id: pending.into(),
+        user_data: 42,
+        code: 2,
+        flags,
+        ts,
+        at_ms: ts * 10,
+    }
+}
+
+/// The ledger's tables (R4): accounts, transfers and programmes written in the same transaction
+/// as the commands; a batch that fails leaves none of them; open holds, statements' queries.
+async fn ledger<S: Store>(s: &S) {
+    assert_eq!(s.ledger_clock().await.expect("clock"), 0, "an empty ledger");
+    let accounts = [account("a1", "wallet", "acme", 0, 500), account("a2", "clearing", "", 0, 0)];
+    let transfers = [
+        transfer("t1", "bank", "a1", 500, 0, "", 2),
+        transfer("t2", "a1", "a2", 300, 2, "", 3),
+        transfer("t3", "a1", "a2", 100, 2, "", 4),
+        transfer("t4", "", "", 0, 8, "t3", 5),
+    ];
+    let programme =
+        ProgrammeRow { id: "p".into(), funder: "qingyang".into(), body: "{\"rate_bp\":3000}".into(), created_at_ms: 9 };
+    let cmds = [row(900, 900, None)];
+    s.commit(&Batch {
+        commands: &cmds,
+        accounts: &accounts,
+        transfers: &transfers,
+        programmes: std::slice::from_ref(&programme),
+        ..Batch::default()
+    })
+    .await
+    .expect("ledger batch");
+    assert_eq!(s.ledger_accounts().await.expect("accounts"), accounts.to_vec());
+    assert_eq!(s.ledger_clock().await.expect("clock"), 5);
+    let open = s.open_pending().await.expect("open");
+    assert_eq!(open.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["t2"], "t3 was voided by t4");
+    assert_eq!(s.ledger_transfer("t4").await.expect("get"), Some(transfers[3].clone()));
+    assert_eq!(s.ledger_transfer("nope").await.expect("get"), None);
+    let q = |accounts: &[&str], from, to| TransferQuery {
+        accounts: accounts.iter().map(|a| (*a).to_string()).collect(),
+        from_ms: from,
+        to_ms: to,
+        limit: 100,
+        ..TransferQuery::default()
+    };
+    let ids = |v: Vec<TransferRow>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.ledger_transfers(&q(&["a1"], None, None)).await.expect("q")), ["t1", "t2", "t3"]);
+    assert_eq!(ids(s.ledger_transfers(&q(&["a1"], Some(30), Some(40))).await.expect("q")), ["t2"]);
+    assert_eq!(ids(s.ledger_transfers(&q(&[], None, None)).await.expect("q")).len(), 4);
+    let by_job = TransferQuery { user_data: Some(42), after_ts: 3, limit: 100, ..TransferQuery::default() };
+    assert_eq!(ids(s.ledger_transfers(&by_job).await.expect("q")), ["t3", "t4"]);
+    // pending transfers are not posted money
+    assert_eq!(s.posted_before("a1", 1_000).await.expect("sums"), (0, 500));
+    assert_eq!(s.posted_before("a1", 20).await.expect("sums"), (0, 0));
+    // balances are upserted; a transfer id is written once: a batch repeating one fails whole
+    let moved = account("a1", "wallet", "acme", 300, 500);
+    let dup = [transfer("t5", "a1", "a2", 1, 0, "", 6), transfer("t1", "bank", "a1", 500, 0, "", 7)];
+    let err = s
+        .commit(&Batch {
+            commands: &[row(901, 901, None)],
+            accounts: std::slice::from_ref(&moved),
+            transfers: &dup,
+            ..Batch::default()
+        })
+        .await;
+    assert!(err.is_err(), "a transfer id is unique");
+    assert_eq!(s.ledger_accounts().await.expect("accounts")[0], accounts[0], "the failed batch changed no balance");
+    assert_eq!(s.ledger_transfer("t5").await.expect("get"), None, "nor wrote a transfer");
+    assert_eq!(s.commands(0, 10_000).await.expect("log").iter().filter(|c| c.at_ms == 901).count(), 0);
+    s.commit(&Batch { accounts: std::slice::from_ref(&moved), ..Batch::default() }).await.expect("upsert");
+    assert_eq!(s.ledger_accounts().await.expect("accounts")[0], moved);
+    let revised = ProgrammeRow { body: "{}".into(), ..programme };
+    s.commit(&Batch { programmes: std::slice::from_ref(&revised), ..Batch::default() }).await.expect("programme");
+    assert_eq!(s.programmes().await.expect("programmes"), [revised]);
 }
 
 #[tokio::test]
@@ -199,8 +309,8 @@ async fn sqlite_conforms() {
     let s = SqliteStore::open(&dir).await.expect("reopen");
     assert_eq!(
         s.commands(0, 1000).await.expect("read").len(),
-        209,
-        "the four of the log test, two of the projection test and 203 of the large batch"
+        210,
+        "the four of the log test, two of the projection test, 203 of the large batch and one of the ledger test"
     );
     // the database and its WAL are its owner's alone (R7: tenants' jobs are in it)
     for f in ["suanwang.db", "suanwang.db-wal"] {
