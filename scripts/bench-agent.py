@@ -19,7 +19,7 @@ args = ap.parse_args()
 
 data = tempfile.mkdtemp(prefix="suanwang-bench-agent-")
 url = f"http://127.0.0.1:{args.port}"
-server = subprocess.Popen([args.bin, "up", "--data", data, "--listen", f"127.0.0.1:{args.port}"],
+server = subprocess.Popen([args.bin, "up", "--data", data, "--credit-limit-fen", "unlimited", "--listen", f"127.0.0.1:{args.port}"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -114,7 +114,7 @@ if [ "$PY_TOOLS" = 1 ]; then
   ROOT=$(pwd)
   ST_DIR=$(mktemp -d /tmp/suanwang-st.XXXXXX)
   ST_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  target/debug/suanwang up --data "$ST_DIR/data" --listen "127.0.0.1:$ST_PORT" --no-local-agent --auth-fail-burst 0 \
+  target/debug/suanwang up --data "$ST_DIR/data" --listen "127.0.0.1:$ST_PORT" --no-local-agent --auth-fail-burst 0 --credit-limit-fen unlimited \
     >"$ST_DIR/up.log" 2>&1 &
   ST_PID=$!
   for _ in $(seq 1 100); do

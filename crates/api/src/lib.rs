@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod job;
+pub mod money;
 pub mod network;
 mod openapi;
 pub mod ops;
@@ -17,6 +18,11 @@ pub mod plan;
 mod strict;
 
 pub use job::{JobList, JobLogs, JobSpec, JobState, JobView, Meter, TransferMode, Usage};
+pub use money::{
+    AccountView, BalanceAnswer, BillAnswer, BillLine, CreditLimitRequest, GrantRequest, GrantView, MoneyAnswer,
+    ProgrammeSpec, ProgrammeView, Redemption, Statement, StatementAccount, StatementLine, TopupRequest, TransferView,
+    VoucherList,
+};
 pub use network::{Approval, NetworkDocument, SiteList, SiteStatus};
 pub use openapi::{AGENT_SCHEMAS, Body, ROUTES, Route, openapi};
 pub use ops::{ApproveAnswer, ErrorBody, Health, Kpis, RestartAnswer, SuspendAnswer};

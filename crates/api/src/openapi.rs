@@ -203,6 +203,86 @@ pub const ROUTES: &[Route] = &[
             "operator, provider (own sites)",
         )
     },
+    Route {
+        response: Body::Json("BalanceAnswer"),
+        query: &["party"],
+        ..route(
+            "get",
+            "/v1/balance",
+            "A party's ledger accounts: a tenant's wallet and vouchers, a provider's or carrier's receivable, a \
+             funder's budget (`party`: operator and regulator only; others see their own)",
+            "every role (own); operator, regulator (any party)",
+        )
+    },
+    Route {
+        request: Body::Json("TopupRequest"),
+        status: 201,
+        response: Body::Json("MoneyAnswer"),
+        ..route(
+            "post",
+            "/v1/topups",
+            "Money paid in to a tenant's wallet or a funder's budget (`transfer_id`: the same id again is applied \
+             once and answers 200)",
+            "operator",
+        )
+    },
+    Route {
+        request: Body::Json("CreditLimitRequest"),
+        response: Body::Json("MoneyAnswer"),
+        ..route("post", "/v1/credit-limits", "Set a tenant's credit limit", "operator")
+    },
+    Route {
+        response: Body::Json("BillAnswer"),
+        ..route(
+            "get",
+            "/v1/jobs/{id}/bill",
+            "A job's bill: line items (compute, energy, transfer, platform fee, vouchers), what its tenant \
+             pays, and the split to provider, carrier and platform from the ledger",
+            "operator, regulator, tenant (own)",
+        )
+    },
+    Route {
+        response: Body::JsonOrBytes("Statement", "text/csv"),
+        query: &["party", "from", "to", "format"],
+        ..route(
+            "get",
+            "/v1/statements",
+            "A party's statement over [from, to): opening and closing balance per account and every posted \
+             transfer (`format=csv` for CSV)",
+            "every role (own); operator, regulator (any party)",
+        )
+    },
+    Route {
+        request: Body::Json("ProgrammeSpec"),
+        status: 201,
+        response: Body::Json("ProgrammeView"),
+        ..route(
+            "post",
+            "/v1/vouchers/programmes",
+            "File a voucher programme (算力券 `compute`, 运力券 `transport`): its budget moves from the funder",
+            "funder (own), operator",
+        )
+    },
+    Route {
+        request: Body::Json("GrantRequest"),
+        status: 201,
+        response: Body::Json("GrantView"),
+        ..route(
+            "post",
+            "/v1/vouchers/grants",
+            "Grant vouchers of a programme to a tenant (within the cap per year, the budget and the window)",
+            "funder (own programmes), operator",
+        )
+    },
+    Route {
+        response: Body::Json("VoucherList"),
+        ..route(
+            "get",
+            "/v1/vouchers",
+            "Programmes, grants and redemptions the caller may see",
+            "funder (own), tenant (own grants), operator, regulator",
+        )
+    },
 ];
 
 /// The schema names of the agent protocol's bodies (types in `agent.rs`, registered in
@@ -239,11 +319,22 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<crate::agent::AssignmentsAnswer>();
     g.subschema_for::<crate::agent::ProbeVerdict>();
     g.subschema_for::<crate::agent::CheckpointAnswer>();
+    g.subschema_for::<crate::money::BalanceAnswer>();
+    g.subschema_for::<crate::money::MoneyAnswer>();
+    g.subschema_for::<crate::money::BillAnswer>();
+    g.subschema_for::<crate::money::Statement>();
+    g.subschema_for::<crate::money::ProgrammeView>();
+    g.subschema_for::<crate::money::GrantView>();
+    g.subschema_for::<crate::money::VoucherList>();
     let mut out = g.take_definitions(true);
     let mut r = SchemaGenerator::new(settings(Contract::Deserialize));
     r.subschema_for::<job::JobSpec>();
     r.subschema_for::<crate::agent::RegisterRequest>();
     r.subschema_for::<crate::agent::Report>();
+    r.subschema_for::<crate::money::TopupRequest>();
+    r.subschema_for::<crate::money::CreditLimitRequest>();
+    r.subschema_for::<crate::money::ProgrammeSpec>();
+    r.subschema_for::<crate::money::GrantRequest>();
     out.extend(r.take_definitions(true));
     out
 }
@@ -288,6 +379,18 @@ fn param(name: &str) -> Value {
             true,
             "The attempt that took the checkpoint (the fencing token)",
         ),
+        "party" => (
+            json!({"type": "string", "minLength": 1, "maxLength": 128}),
+            false,
+            "The party (a tenant, provider, carrier, funder, or `platform`); default: the caller",
+        ),
+        "from" => (
+            json!({"type": "string"}),
+            false,
+            "Start of the period, inclusive: epoch ms or RFC 3339 (default: the beginning)",
+        ),
+        "to" => (json!({"type": "string"}), false, "End of the period, exclusive: epoch ms or RFC 3339 (default: now)"),
+        "format" => (json!({"type": "string", "enum": ["json", "csv"], "default": "json"}), false, "`csv` for CSV"),
         other => (json!({"type": "string"}), false, other),
     };
     json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema})

@@ -48,6 +48,9 @@ pub enum Filter {
     Budget,
     /// The job runs a command, and no live agent runs commands at the site.
     Agent,
+    /// The tenant's wallet could not hold the placement's price (the refusal names the
+    /// shortfall).
+    Balance,
 }
 
 impl Filter {
@@ -68,6 +71,7 @@ impl Filter {
             Filter::Green => "green",
             Filter::Budget => "budget",
             Filter::Agent => "agent",
+            Filter::Balance => "balance",
         }
     }
 }

@@ -16,6 +16,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod agent_cmd;
 mod bench_cmd;
 mod http;
+mod money_cmd;
 mod network_cmd;
 mod plan_cmd;
 mod remote;
@@ -100,6 +101,24 @@ struct ServeFlags {
     /// … and how many more per minute after the burst.
     #[arg(long, value_name = "N", default_value_t = 60)]
     auth_fail_per_min: u32,
+    /// A new tenant wallet's credit limit in fen (R4): 0 is prepaid — a tenant is topped up
+    /// (`suanwang topup`) before its jobs are admitted; `unlimited` never refuses for balance
+    /// (bills still post, and wallets may go negative).
+    #[arg(long, value_name = "FEN|unlimited", default_value = "0", value_parser = parse_credit)]
+    credit_limit_fen: u64,
+    /// The price book's economy terms (default: the shipped data/economy/prices.toml).
+    #[arg(long, value_name = "FILE")]
+    prices: Option<PathBuf>,
+}
+
+/// `--credit-limit-fen`: fen, or `unlimited`.
+fn parse_credit(s: &str) -> Result<u64, String> {
+    if s == "unlimited" {
+        return Ok(suanwang_server::billing::UNLIMITED);
+    }
+    s.parse::<u64>().ok().filter(|v| *v <= suanwang_server::billing::UNLIMITED).ok_or_else(|| {
+        format!("{s:?} is neither a number of fen (0 to {}) nor `unlimited`", suanwang_server::billing::UNLIMITED)
+    })
 }
 
 impl ServeFlags {
@@ -128,6 +147,8 @@ impl ServeFlags {
             client_tls: http::ClientTls::default(),
             caps: suanwang_server::ProviderCaps::default(),
             runs: agent_cmd::RunOptions::default(),
+            credit_limit_fen: self.credit_limit_fen,
+            prices: self.prices.as_deref(),
         }
     }
 }
@@ -314,6 +335,54 @@ enum Command {
         #[command(subcommand)]
         sub: SiteSub,
     },
+    /// A party's accounts: a tenant's wallet (balance, held, available) and vouchers; a
+    /// provider's or carrier's receivable; a funder's budget (`--party`: operator, regulator).
+    Balance {
+        #[arg(long)]
+        party: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A job's bill: line items, vouchers, what the tenant pays, and the split; without JOB,
+    /// one line per job the token sees.
+    Bill {
+        job: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A party's statement over a period: opening and closing balances and every posted
+    /// transfer (`--from`/`--to`: RFC 3339 or epoch ms).
+    Statement {
+        #[arg(long)]
+        party: Option<String>,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// CSV instead of text.
+        #[arg(long)]
+        csv: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Money paid in (operator): `topup TENANT AMOUNT` (yuan, e.g. 1000 or 12.34, or 1234fen).
+    Topup {
+        party: String,
+        amount: String,
+        /// Pay into a voucher funder's budget instead of a tenant's wallet.
+        #[arg(long)]
+        funder: bool,
+        /// The transfer's id (32 hex digits): a retry with the same id pays once. Default: new.
+        #[arg(long, value_name = "HEX")]
+        transfer_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compute (算力券) and transport (运力券) vouchers.
+    Voucher {
+        #[command(subcommand)]
+        sub: VoucherSub,
+    },
     /// `job ID` shows a job on the control plane (as JSON; each instant also in RFC 3339, UTC:
     /// `start_at_utc`); `job check FILE` checks a spec locally.
     #[command(args_conflicts_with_subcommands = true)]
@@ -321,6 +390,42 @@ enum Command {
         #[command(subcommand)]
         sub: Option<JobSub>,
         id: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VoucherSub {
+    /// Voucher programmes.
+    Programme {
+        #[command(subcommand)]
+        sub: ProgrammeSub,
+    },
+    /// Grant vouchers of a programme to a tenant (funder or operator).
+    Grant {
+        #[arg(long)]
+        programme: String,
+        #[arg(long)]
+        tenant: String,
+        /// Yuan (e.g. 5000) or fen (500000fen).
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The programmes, grants and redemptions the token sees.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProgrammeSub {
+    /// File a programme from a TOML or JSON file (see data/economy/programme-example.toml).
+    Create {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -356,7 +461,7 @@ enum TokenSub {
         data: Option<PathBuf>,
         #[arg(long, value_name = "URL")]
         db: Option<String>,
-        /// operator, provider, carrier, tenant or regulator.
+        /// operator, provider, carrier, tenant, regulator or funder.
         #[arg(long)]
         role: String,
         /// The principal's name (for tenants: the tenant id of their jobs).
@@ -560,6 +665,38 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
         Command::Cancel { id } => {
             let c = client()?;
             runtime()?.block_on(remote::job(&c, &id, true))
+        }
+        Command::Balance { party, json } => {
+            let c = client()?;
+            runtime()?.block_on(money_cmd::balance(&c, party.as_deref(), json))
+        }
+        Command::Bill { job: Some(job), json } => {
+            let c = client()?;
+            runtime()?.block_on(money_cmd::bill(&c, &job, json))
+        }
+        Command::Bill { job: None, json } => {
+            let c = client()?;
+            runtime()?.block_on(money_cmd::bills(&c, json))
+        }
+        Command::Statement { party, from, to, csv, json } => {
+            let c = client()?;
+            runtime()?.block_on(money_cmd::statement(&c, party.as_deref(), from.as_deref(), to.as_deref(), csv, json))
+        }
+        Command::Topup { party, amount, funder, transfer_id, json } => {
+            let c = client()?;
+            runtime()?.block_on(money_cmd::topup(&c, &party, &amount, funder, transfer_id.as_deref(), json))
+        }
+        Command::Voucher { sub: VoucherSub::Programme { sub: ProgrammeSub::Create { file, json } } } => {
+            let c = client()?;
+            runtime()?.block_on(money_cmd::programme_create(&c, &file, json))
+        }
+        Command::Voucher { sub: VoucherSub::Grant { programme, tenant, amount, json } } => {
+            let c = client()?;
+            runtime()?.block_on(money_cmd::grant(&c, &programme, &tenant, &amount, json))
+        }
+        Command::Voucher { sub: VoucherSub::List { json } } => {
+            let c = client()?;
+            runtime()?.block_on(money_cmd::voucher_list(&c, json))
         }
         Command::Sites { json } => {
             let c = client()?;

@@ -111,7 +111,7 @@ fn toml_to_json(v: toml::Value) -> Value {
     }
 }
 
-fn print_error(status: u16, e: &api::ErrorBody) -> ExitCode {
+pub fn print_error(status: u16, e: &api::ErrorBody) -> ExitCode {
     eprintln!("error {status}: {}", if e.message.is_empty() { "request failed" } else { &e.message });
     for (key, s) in [("detail", &e.detail), ("hint", &e.hint)] {
         if !s.is_empty() {

@@ -112,6 +112,10 @@ pub struct ServeArgs<'a> {
     pub auth_limit: AuthLimit,
     /// How `up`'s local agent trusts this server and identifies itself.
     pub client_tls: crate::http::ClientTls,
+    /// A new tenant wallet's credit limit, fen.
+    pub credit_limit_fen: u64,
+    /// The price book's economy terms (default: the shipped file).
+    pub prices: Option<&'a Path>,
 }
 
 /// The listener's options from the flags; every bad value is an error naming its flag.
@@ -192,8 +196,17 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
     // TLS files and limits are checked before the store is opened or the port taken
     let options = listen_options(&args)?;
     let scheme = if options.tls.is_some() { "https" } else { "http" };
+    let price_book = match args.prices {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading --prices {}", f.display()))?;
+            suanwang_economy::PriceBook::parse(&text).map_err(|e| anyhow::anyhow!("--prices {}: {e}", f.display()))?
+        }
+        None => suanwang_economy::PriceBook::reference(),
+    };
     let store = open_store(args.data, args.db).await?;
     let cfg = ServerConfig {
+        price_book,
+        credit_limit_fen: args.credit_limit_fen,
         time_scale: args.time_scale,
         agent_timeout: std::time::Duration::from_secs(args.agent_timeout),
         provider_caps: args.caps,

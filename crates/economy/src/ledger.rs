@@ -320,6 +320,8 @@ pub struct Ledger {
     limits: Vec<(u128, u64, u64)>,
     first_limits: HashMap<u128, u64>,
     clock: u64,
+    /// What the last `create_transfers` created, as stored.
+    created: Vec<Transfer>,
 }
 
 /// One entry of the ledger's journal.
@@ -377,6 +379,7 @@ impl Ledger {
             limits: Vec::new(),
             first_limits: HashMap::new(),
             clock: 0,
+            created: Vec::new(),
         }
     }
 
@@ -486,6 +489,7 @@ impl Ledger {
     /// all-or-none. `now` is the caller's clock (timestamps never go backwards).
     pub fn create_transfers(&mut self, batch: &[Transfer], now: u64) -> Vec<Result<Applied, TransferError>> {
         let mut results = Vec::with_capacity(batch.len());
+        self.created.clear();
         let mut chain_start: Option<usize> = None;
         let mut undo: Vec<Undo> = Vec::new();
         let mut chain_failed = false;
@@ -524,7 +528,14 @@ impl Ledger {
         results
     }
 
+    /// The transfers the last [`Ledger::create_transfers`] created, in order, as stored: with
+    /// their timestamps, a post's or void's accounts, a balancing debit's actual amount.
+    pub fn created(&self) -> &[Transfer] {
+        &self.created
+    }
+
     fn rollback(&mut self, u: &Undo) {
+        self.created.pop();
         for &(i, a) in u.accounts.iter().rev() {
             if i != u32::MAX {
                 self.accounts[i as usize] = a;
@@ -610,6 +621,7 @@ impl Ledger {
         self.accounts[di as usize] = nd;
         self.accounts[ci as usize] = nc;
         let kept = self.keep(stored);
+        self.created.push(stored);
         if pending {
             self.pending.insert(t.id, (stored, PendingState::Pending));
         }
@@ -700,6 +712,7 @@ impl Ledger {
         self.accounts[di as usize] = nd;
         self.accounts[ci as usize] = nc;
         let kept = self.keep(stored);
+        self.created.push(stored);
         let old = self.pending.get(&t.pending_id).copied();
         if self.history == History::Keep {
             let s = if post { PendingState::Posted } else { PendingState::Voided };

@@ -152,6 +152,14 @@ pub enum Command {
         attempt: u32,
         outcome: RunOutcome,
     },
+    /// The control plane's ledger could not hold the price of job `id`'s first placement
+    /// (`price_fen` against `available_fen` in the tenant's wallet): the placement is released
+    /// and the job refused with the `balance` filter, before it ran.
+    Unfunded {
+        id: JobId,
+        price_fen: i64,
+        available_fen: i64,
+    },
 }
 
 /// How a real run ended, as its agent saw it.
@@ -682,6 +690,7 @@ impl Engine {
                 Ok(())
             }
             Command::Report { id, attempt, outcome } => self.report(id, attempt, &outcome),
+            Command::Unfunded { id, price_fen, available_fen } => self.unfunded(id, price_fen, available_fen),
             Command::LinkUp { a, b } => {
                 self.sched
                     .set_link_available(&a, &b, true)
@@ -895,6 +904,31 @@ impl Engine {
         self.counts.cancelled += 1;
         self.events.push(Event::Cancelled { id, at: self.now, meter });
         Ok(())
+    }
+
+    fn unfunded(&mut self, id: JobId, price_fen: i64, available_fen: i64) -> Result<(), EngineError> {
+        let record = self.jobs.get(&id).ok_or(EngineError::NotFound(id))?;
+        let Some(a) = &record.active else { return Err(EngineError::NotFound(id)) };
+        if record.state == JobState::Running || record.attempt != 1 {
+            return Err(EngineError::NotFound(id));
+        }
+        let net = self.sched.network();
+        let site = net.sites[a.site].id.clone();
+        let pool = self.sched.pool(a.reservation.pool).id.clone();
+        let reservation = a.reservation;
+        let _ = self.sched.release(&reservation);
+        self.jobs.remove(&id);
+        self.counts.in_flight -= 1;
+        self.counts.refused += 1;
+        let rejections = vec![suanwang_sched::Rejection::balance(&site, &pool, price_fen, available_fen)];
+        self.events.push(Event::Refused { id, at: self.now, rejections });
+        Ok(())
+    }
+
+    /// The price of job `id`'s current placement as planned (compute, energy at the actual
+    /// tariff, transfer), with the meter it was planned on.
+    pub fn planned_meter(&self, id: JobId) -> Option<&Meter> {
+        self.jobs.get(&id).and_then(|r| r.active.as_ref()).map(|a| &a.meter)
     }
 
     /// Jobs placed, moving data or running at site index `si`, in id order.

@@ -70,6 +70,9 @@ pub enum Filter {
     Green,
     /// Compute + energy + transfer above the budget.
     Budget,
+    /// The tenant's wallet cannot hold the price (decided by the control plane's ledger after
+    /// placement, never by the scheduler).
+    Balance,
 }
 
 impl Filter {
@@ -90,6 +93,7 @@ impl Filter {
             Filter::Capacity => "capacity",
             Filter::Green => "green",
             Filter::Budget => "budget",
+            Filter::Balance => "balance",
         }
     }
 }
@@ -111,6 +115,16 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// The tenant's wallet could not hold `price_fen` for a placement at `site` (`pool`).
+    pub fn balance(site: &str, pool: &str, price_fen: i64, available_fen: i64) -> Rejection {
+        Rejection {
+            pool: Some(pool.to_string()),
+            value: Some(price_fen as f64),
+            limit: Some(available_fen as f64),
+            ..Rejection::new(site, Filter::Balance)
+        }
+    }
+
     fn new(site: &str, filter: Filter) -> Rejection {
         Rejection { site: site.to_string(), filter, pool: None, value: None, limit: None, message: None }
     }
@@ -143,6 +157,13 @@ impl Rejection {
             Filter::Capacity => format!("{pool}{limit} units not free for the run before the latest start"),
             Filter::Green => format!("{pool}green share over the run below {limit:.2}"),
             Filter::Budget => format!("{pool}cost exceeds the budget of {limit} fen"),
+            Filter::Balance => {
+                let price = self.value.unwrap_or(0.0);
+                format!(
+                    "{pool}the price of {price} fen exceeds the {limit} fen the tenant's wallet has available: short by {} fen",
+                    price - limit
+                )
+            }
         }
     }
 }

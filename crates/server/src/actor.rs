@@ -84,8 +84,59 @@ pub enum Request {
         report: Box<AgentReport>,
         reply: Reply<JobView>,
     },
+    /// A change of money (R4): a top-up, a credit limit, a voucher programme or grant.
+    Money {
+        principal: Principal,
+        op: MoneyOp,
+        reply: Reply<MoneyDone>,
+    },
     /// Lets time pass: timers fire (jobs start, finish).
     Tick,
+}
+
+/// A change of money, as logged (`kind` of the log row: `topup`, `credit_limit`, `programme`,
+/// `grant`). The ledger's tables hold its effect; the log row is its audit record.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum MoneyOp {
+    /// Bank → a tenant's wallet (`to: wallet`) or a funder's budget (`to: funder`).
+    Topup {
+        to: String,
+        name: String,
+        amount_fen: i64,
+        transfer_id: String,
+    },
+    CreditLimit {
+        tenant: String,
+        credit_limit_fen: i64,
+    },
+    Programme {
+        programme: Box<suanwang_economy::Programme>,
+    },
+    Grant {
+        programme: String,
+        tenant: String,
+        amount_fen: i64,
+    },
+}
+
+impl MoneyOp {
+    fn kind(&self) -> &'static str {
+        match self {
+            MoneyOp::Topup { .. } => "topup",
+            MoneyOp::CreditLimit { .. } => "credit_limit",
+            MoneyOp::Programme { .. } => "programme",
+            MoneyOp::Grant { .. } => "grant",
+        }
+    }
+}
+
+/// What a change of money did: whether it was new (a retry is not), and the balance it left
+/// (the wallet's, the funder's, the grant's) in fen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MoneyDone {
+    pub created: bool,
+    pub balance_fen: i64,
 }
 
 /// What an agent sends when a run ends.
@@ -311,6 +362,15 @@ impl Actor {
                         let Ok(job) = suanwang_core::job::parse_json(&bytes, &e.network(), at) else { continue };
                         fresh.push(fresh_view(id, &job, spec, &row.actor, at));
                         let _ = e.apply(Command::Submit { id, job: Box::new(scaled(&job, scale)) });
+                        // the ledger refused its hold: the same refusal again
+                        if let Some(u) = body.get("unfunded") {
+                            let fen = |k: &str| u.get(k).and_then(Value::as_i64).unwrap_or(0);
+                            let _ = e.apply(Command::Unfunded {
+                                id,
+                                price_fen: fen("price_fen"),
+                                available_fen: fen("available_fen"),
+                            });
+                        }
                     }
                     "cancel" => {
                         if let Some(id) = row.job_id.and_then(|i| u64::try_from(i).ok()) {
@@ -454,6 +514,7 @@ impl Actor {
         let mut pending_approvals: Vec<(Reply<bool>, bool)> = vec![];
         let mut pending_grants: Vec<(Reply<suanwang_engine::SiteGrant>, suanwang_engine::SiteGrant)> = vec![];
         let mut new_logs: Vec<RunLog> = vec![];
+        let mut pending_money: Vec<(Reply<MoneyDone>, MoneyDone)> = vec![];
         for site in self.agents_lost(now) {
             if self.engine.apply(Command::SiteDown { site: site.clone() }).is_ok() {
                 tracing::warn!(site = %site, "agent silent: site lost, its jobs move");
@@ -637,21 +698,50 @@ impl Actor {
                         new_keys.push(((tenant.clone(), k.clone()), (id, print)));
                     }
                     let _ = self.engine.apply(Command::Submit { id, job: Box::new(scaled(&job, self.time_scale)) });
-                    let evs = self.engine.take_events();
+                    let mut evs = self.engine.take_events();
+                    // R4: its first placement's price is held in the tenant's wallet, or it is
+                    // refused for balance
+                    let mut body = json!({"spec": spec, "time_scale": self.time_scale});
+                    if let Some(short) = self.hold(id, &tenant, &evs, now) {
+                        let _ = self.engine.apply(Command::Unfunded {
+                            id,
+                            price_fen: short.price_fen,
+                            available_fen: short.available_fen,
+                        });
+                        evs.extend(self.engine.take_events());
+                        body["unfunded"] = json!({"price_fen": short.price_fen, "available_fen": short.available_fen});
+                    }
                     rows.push(CommandRow {
                         tenant: Some(tenant),
                         idempotency_key: key,
-                        ..log_row(
-                            now,
-                            &principal.name,
-                            "submit",
-                            Some(id),
-                            json!({"spec": spec, "time_scale": self.time_scale}).to_string(),
-                            &evs,
-                        )
+                        ..log_row(now, &principal.name, "submit", Some(id), body.to_string(), &evs)
                     });
                     events.extend(evs);
                     pending_submits.push((reply, id, StatusCode::CREATED));
+                }
+                Request::Money { principal, op, reply } => {
+                    let done = match self.inner.books.lock() {
+                        Ok(mut books) => money(&mut books, &op, now.0),
+                        Err(_) => Err(ApiError::unavailable("the books are unavailable")),
+                    };
+                    match done {
+                        Ok(d) => {
+                            if d.created {
+                                rows.push(log_row(
+                                    now,
+                                    &principal.name,
+                                    op.kind(),
+                                    None,
+                                    serde_json::to_string(&op).unwrap_or_default(),
+                                    &[],
+                                ));
+                            }
+                            pending_money.push((reply, d));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
                 }
                 Request::Cancel { principal, id, reply } => {
                     let state = self.engine.state(id);
@@ -684,12 +774,35 @@ impl Actor {
             Err(_) => return,
         };
         let job_rows: Vec<JobRow> = staged.values().map(|(from, v)| job_row(v, from.is_none())).collect();
-        let durable = if rows.is_empty() && job_rows.is_empty() && new_logs.is_empty() {
+        // R4: jobs that ended are settled, holds of jobs that never ran voided, programmes past
+        // their window closed; the ledger's changes go into the same transaction
+        let (accounts, transfers, programmes) = match self.inner.books.lock() {
+            Ok(mut books) => {
+                self.settle(&mut books, &all_events, &staged, now);
+                books.expire(now.0);
+                books.take_staged()
+            }
+            Err(_) => (vec![], vec![], vec![]),
+        };
+        let durable = if rows.is_empty()
+            && job_rows.is_empty()
+            && new_logs.is_empty()
+            && accounts.is_empty()
+            && transfers.is_empty()
+            && programmes.is_empty()
+        {
             Ok(vec![])
         } else {
             self.inner
                 .store
-                .commit(&Batch { commands: &rows, jobs: &job_rows, logs: &new_logs, ..Batch::default() })
+                .commit(&Batch {
+                    commands: &rows,
+                    jobs: &job_rows,
+                    logs: &new_logs,
+                    accounts: &accounts,
+                    transfers: &transfers,
+                    programmes: &programmes,
+                })
                 .await
         };
         match durable {
@@ -727,6 +840,9 @@ impl Actor {
                 for (reply, grant) in pending_grants {
                     let _ = reply.send(Ok(grant));
                 }
+                for (reply, done) in pending_money {
+                    let _ = reply.send(Ok(done));
+                }
                 // a snapshot costs in proportion to the live jobs it holds: waiting for as many
                 // commands as the last one held jobs bounds that cost to a few jobs' worth per
                 // command (the live set at most doubles meanwhile), and a restart replays no
@@ -753,6 +869,22 @@ impl Actor {
                 for (reply, _) in pending_grants {
                     let _ = reply.send(Err(err.clone()));
                 }
+                for (reply, _) in pending_money {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                // the books go back to what the store holds
+                let (book, credit) = match self.inner.books.lock() {
+                    Ok(b) => (b.book.clone(), b.credit_limit),
+                    Err(_) => return,
+                };
+                match crate::billing::Books::load(&self.inner.store, book, credit).await {
+                    Ok(b) => {
+                        if let Ok(mut books) = self.inner.books.lock() {
+                            *books = b;
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "the books could not be reloaded from the store"),
+                }
                 // nothing of this batch is durable: go back to what the log says
                 if let Ok((engine, last)) =
                     Actor::replay(&self.inner, &self.inner.store, &self.policy, self.time_scale).await
@@ -762,6 +894,72 @@ impl Actor {
                     self.inner.publish(&self.engine);
                 }
             }
+        }
+    }
+
+    /// Holds the price of job `id`'s first placement (when `evs` placed it) in `tenant`'s
+    /// wallet; `Some` when the wallet cannot hold it.
+    fn hold(&self, id: u64, tenant: &str, evs: &[Event], now: Ts) -> Option<crate::billing::Shortfall> {
+        if !evs.iter().any(|e| matches!(e, Event::Placed { id: p, .. } if *p == id)) {
+            return None;
+        }
+        let meter = self.engine.planned_meter(id)?;
+        let mut books = self.inner.books.lock().ok()?;
+        let price = crate::billing::estimate(&books.book, meter);
+        books.hold(id, tenant, price, now.0).err()
+    }
+
+    /// Settles the jobs `events` ended (their views in `staged`), voids the holds of jobs that
+    /// never ran.
+    fn settle(&self, books: &mut crate::billing::Books, events: &[Event], staged: &crate::views::Staged, now: Ts) {
+        let net = self.engine.network();
+        let zero = |m: &suanwang_engine::Meter| m.money_fen == 0 && m.ucu_hours == 0.0;
+        for e in events {
+            let (id, meter, site) = match e {
+                Event::Completed { id, outcome, .. } => (*id, &outcome.meter, Some(outcome.site.as_str())),
+                Event::Failed { id, meter, .. } | Event::Cancelled { id, meter, .. } if !zero(meter) => {
+                    (*id, meter, None)
+                }
+                Event::Failed { id, .. } | Event::Cancelled { id, .. } | Event::Refused { id, .. } => {
+                    books.void(*id, now.0);
+                    continue;
+                }
+                _ => continue,
+            };
+            let Some((_, view)) = staged.get(&id) else {
+                books.void(id, now.0);
+                continue;
+            };
+            let site = site.or(view.site.as_deref()).unwrap_or("");
+            let s = net.sites.iter().position(|x| x.id == site);
+            let hub = s.and_then(|i| net.sites[i].hub.as_deref()).unwrap_or("");
+            let region = s.map_or("", |i| net.sites[i].region.as_str());
+            let origin = view.spec.get("origin").and_then(Value::as_str).unwrap_or("");
+            let location = view.spec.pointer("/input/location").and_then(Value::as_str);
+            let provider = crate::billing::provider_of(&books.book, &net, self.engine.grants(), site);
+            let parties = &books.book.parties;
+            let carrier = match meter.transfer_mode {
+                None => None,
+                Some(suanwang_sched::TransferMode::Express) => Some(parties.express_carrier.clone()),
+                Some(_) => {
+                    let link = location.zip(s).and_then(|(l, si)| self.engine.scheduler().route_link(l, si));
+                    Some(match link.map(|l| net.links[l].kind) {
+                        Some(suanwang_core::network::LinkKind::Access) => parties.access_carrier.clone(),
+                        _ => parties.backbone_carrier.clone(),
+                    })
+                }
+            };
+            let job = crate::billing::SettleJob {
+                job: id,
+                tenant: &view.tenant,
+                origin,
+                kind: &view.kind,
+                places: [site, hub, region],
+                provider: &provider,
+                carrier: carrier.as_deref(),
+                meter,
+            };
+            books.settle(&job, now.0);
         }
     }
 
@@ -893,4 +1091,54 @@ pub fn key_reused(key: &str, id: u64) -> ApiError {
     )
     .field("Idempotency-Key")
     .hint("a retry sends the same body with the same key; a new job needs a new key")
+}
+
+/// Applies a change of money to the books (staged for the batch's commit).
+fn money(books: &mut crate::billing::Books, op: &MoneyOp, now_ms: i64) -> Result<MoneyDone, ApiError> {
+    use crate::billing::MoneyError;
+    use suanwang_economy::{AccountKind, Applied};
+    let bad = |e: MoneyError| {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+        let code = match e.status {
+            404 => "not_found",
+            409 => "conflict",
+            _ => "invalid_money",
+        };
+        ApiError::new(status, code, e.reason.clone()).field(e.field)
+    };
+    let balance = |books: &crate::billing::Books, kind, name: &str| {
+        books.find(kind, name).map_or(0, |a| i64::try_from(a.balance()).unwrap_or(i64::MAX))
+    };
+    match op {
+        MoneyOp::Topup { to, name, amount_fen, transfer_id } => {
+            let kind = match to.as_str() {
+                "wallet" => AccountKind::Wallet,
+                "funder" => AccountKind::Funder,
+                _ => {
+                    return Err(bad(MoneyError {
+                        field: "to",
+                        reason: "must be wallet or funder".into(),
+                        status: 422,
+                    }));
+                }
+            };
+            let id = crate::billing::parse_hex(transfer_id).ok_or_else(|| {
+                bad(MoneyError { field: "transfer_id", reason: "must be 32 hex digits".into(), status: 422 })
+            })?;
+            let r = books.topup(kind, name, *amount_fen, id, now_ms).map_err(bad)?;
+            Ok(MoneyDone { created: r == Applied::Created, balance_fen: balance(books, kind, name) })
+        }
+        MoneyOp::CreditLimit { tenant, credit_limit_fen } => {
+            books.set_credit_limit(tenant, *credit_limit_fen, now_ms).map_err(bad)?;
+            Ok(MoneyDone { created: true, balance_fen: balance(books, AccountKind::Wallet, tenant) })
+        }
+        MoneyOp::Programme { programme } => {
+            let r = books.create_programme((**programme).clone(), now_ms).map_err(bad)?;
+            Ok(MoneyDone { created: r == Applied::Created, balance_fen: programme.budget_fen })
+        }
+        MoneyOp::Grant { programme, tenant, amount_fen } => {
+            let left = books.grant(programme, tenant, *amount_fen, now_ms).map_err(bad)?;
+            Ok(MoneyDone { created: true, balance_fen: left })
+        }
+    }
 }

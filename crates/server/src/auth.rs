@@ -17,6 +17,9 @@ pub enum Role {
     Tenant,
     /// Reads everything, changes nothing.
     Regulator,
+    /// Funds voucher programmes (a city's or province's body): files programmes and grants
+    /// vouchers from their budgets, sees its own programmes and their redemptions.
+    Funder,
 }
 
 impl Role {
@@ -27,6 +30,7 @@ impl Role {
             "carrier" => Some(Role::Carrier),
             "tenant" => Some(Role::Tenant),
             "regulator" => Some(Role::Regulator),
+            "funder" => Some(Role::Funder),
             _ => None,
         }
     }
@@ -38,6 +42,7 @@ impl Role {
             Role::Carrier => "carrier",
             Role::Tenant => "tenant",
             Role::Regulator => "regulator",
+            Role::Funder => "funder",
         }
     }
 }

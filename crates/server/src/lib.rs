@@ -7,9 +7,11 @@
 
 pub mod actor;
 pub mod auth;
+pub mod billing;
 pub mod error;
 pub mod listen;
 pub mod metrics;
+pub mod money_routes;
 pub mod probe;
 pub mod routes;
 pub mod throttle;
@@ -60,6 +62,8 @@ pub struct Inner {
     pub probes: std::sync::Mutex<HashMap<String, probe::Probe>>,
     /// See [`ServerConfig::restart`].
     pub restart: Arc<tokio::sync::Notify>,
+    /// The books (R4): accounts and open holds, changed by the actor inside its batches.
+    pub books: std::sync::Mutex<billing::Books>,
 }
 
 impl Inner {
@@ -118,6 +122,11 @@ pub struct ServerConfig {
     /// Notified when an operator asks for a restart (`POST /v1/admin/restart`): the binary
     /// that serves re-executes itself, and the new process rebuilds from snapshot and log.
     pub restart: Arc<tokio::sync::Notify>,
+    /// The price book's economy terms (`data/economy/prices.toml`).
+    pub price_book: suanwang_economy::PriceBook,
+    /// A new tenant wallet's credit limit, fen: 0 is prepaid (top up before submitting);
+    /// [`billing::UNLIMITED`] never refuses for balance (the library's default, for tests).
+    pub credit_limit_fen: u64,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +139,8 @@ impl Default for ServerConfig {
             provider_caps: ProviderCaps::default(),
             auth_limit: throttle::AuthLimit::default(),
             restart: Arc::new(tokio::sync::Notify::new()),
+            price_book: suanwang_economy::PriceBook::reference(),
+            credit_limit_fen: billing::UNLIMITED,
         }
     }
 }
@@ -215,6 +226,7 @@ pub async fn build(
         require_probe: cfg.provider_caps.require_probe,
         probes: std::sync::Mutex::new(HashMap::new()),
         restart: Arc::clone(&cfg.restart),
+        books: std::sync::Mutex::new(billing::Books::load(&store, cfg.price_book.clone(), cfg.credit_limit_fen).await?),
     });
     inner
         .metrics

@@ -47,6 +47,14 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/kpis", get(kpis))
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/admin/restart", post(restart))
+        .route("/v1/balance", get(crate::money_routes::balance))
+        .route("/v1/topups", post(crate::money_routes::topup))
+        .route("/v1/credit-limits", post(crate::money_routes::credit_limit))
+        .route("/v1/jobs/{id}/bill", get(crate::money_routes::bill))
+        .route("/v1/statements", get(crate::money_routes::statements))
+        .route("/v1/vouchers/programmes", post(crate::money_routes::create_programme))
+        .route("/v1/vouchers/grants", post(crate::money_routes::grant))
+        .route("/v1/vouchers", get(crate::money_routes::vouchers))
         .route("/v1/agents/register", post(register))
         .route("/v1/sites/{site}/suspend", post(suspend))
         .route("/v1/sites/{site}/resume", post(resume))
@@ -121,7 +129,7 @@ fn percent_decodes_to_utf8(path: &str) -> bool {
 
 /// A JSON body with the same key twice in one object is refused, naming the key (parsers
 /// disagree on which one wins).
-fn refuse_duplicate_keys(body: &[u8]) -> Result<(), ApiError> {
+pub(crate) fn refuse_duplicate_keys(body: &[u8]) -> Result<(), ApiError> {
     match api::duplicate_key(body) {
         None => Ok(()),
         Some(key) => Err(ApiError::new(
@@ -134,7 +142,7 @@ fn refuse_duplicate_keys(body: &[u8]) -> Result<(), ApiError> {
     }
 }
 
-async fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub(crate) async fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let fail = |why: &str| {
         inner.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ApiError::unauthorized(why)
@@ -161,7 +169,7 @@ async fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Principal, A
     Ok(p)
 }
 
-fn require(p: &Principal, allowed: &[Role], what: &str) -> Result<(), ApiError> {
+pub(crate) fn require(p: &Principal, allowed: &[Role], what: &str) -> Result<(), ApiError> {
     if allowed.contains(&p.role) {
         Ok(())
     } else {
@@ -174,11 +182,11 @@ fn visible(p: &Principal, job: &JobView) -> bool {
     match p.role {
         Role::Operator | Role::Regulator => true,
         Role::Tenant => job.tenant == p.name,
-        Role::Provider | Role::Carrier => false,
+        Role::Provider | Role::Carrier | Role::Funder => false,
     }
 }
 
-fn body_error(e: &BytesRejection) -> ApiError {
+pub(crate) fn body_error(e: &BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over {MAX_BODY} bytes"))
             .hint("a job spec is a few hundred bytes")
@@ -346,7 +354,7 @@ fn store_down(e: suanwang_store::StoreError) -> ApiError {
 
 /// Job `id`: from memory when it is live or ended lately, else from the store's projection
 /// (which is never behind memory: rows are written before the views change).
-async fn find_job(inner: &Inner, id: u64) -> Result<Option<JobView>, ApiError> {
+pub(crate) async fn find_job(inner: &Inner, id: u64) -> Result<Option<JobView>, ApiError> {
     if let Some(v) = inner.views.read().ok().and_then(|v| v.job(id).cloned()) {
         return Ok(Some(v));
     }
@@ -415,7 +423,7 @@ async fn list(
     Ok(Json(JobList { jobs, next_after }))
 }
 
-fn parse_id(id: &str) -> Result<u64, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<u64, ApiError> {
     id.parse::<u64>()
         .ok()
         .filter(|i| *i > 0)

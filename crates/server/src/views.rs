@@ -253,10 +253,14 @@ pub fn apply_event(v: &mut JobView, ev: &Event) {
             for r in rejections {
                 *by.entry(r.filter.as_str()).or_default() += 1;
             }
-            v.reason = Some(format!(
-                "no site can take the job: {}",
-                by.iter().map(|(f, n)| format!("{n} site(s) by {f}")).collect::<Vec<_>>().join(", ")
-            ));
+            v.reason = Some(match rejections.as_slice() {
+                // the ledger refused the hold: say by how much (R4)
+                [r] if r.filter == suanwang_sched::Filter::Balance => format!("balance: {}", r.detail()),
+                _ => format!(
+                    "no site can take the job: {}",
+                    by.iter().map(|(f, n)| format!("{n} site(s) by {f}")).collect::<Vec<_>>().join(", ")
+                ),
+            });
         }
         Event::Placed { site, pool, start_at, end_at, attempt, mode, .. } => {
             v.state = if *mode == suanwang_sched::TransferMode::None { JobState::Placed } else { JobState::InTransfer };

@@ -133,6 +133,7 @@ fn filter(f: suanwang_sched::Filter) -> api::plan::Filter {
         F::Green => A::Green,
         F::Budget => A::Budget,
         F::Agent => A::Agent,
+        F::Balance => A::Balance,
     }
 }
 

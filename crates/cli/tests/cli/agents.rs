@@ -67,7 +67,8 @@ pub async fn up(tag: &str, extra: &[&str]) -> Up {
     let _ = std::fs::remove_dir_all(&dir);
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut args = vec!["up", "--data", dir.to_str().expect("utf8"), "--listen"];
+    // these tests are about agents, not money: wallets have no limit
+    let mut args = vec!["up", "--data", dir.to_str().expect("utf8"), "--credit-limit-fen", "unlimited", "--listen"];
     let listen = format!("127.0.0.1:{port}");
     args.push(&listen);
     args.extend_from_slice(extra);

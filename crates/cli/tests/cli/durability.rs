@@ -14,6 +14,7 @@ fn free_port() -> u16 {
 fn up(dir: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_suanwang"))
         .args(["up", "--data", dir.to_str().expect("utf8"), "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--credit-limit-fen", "unlimited"])
         .env_remove("SUANWANG_SERVER")
         .env_remove("SUANWANG_TOKEN")
         .stdout(Stdio::null())

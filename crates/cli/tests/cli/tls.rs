@@ -87,6 +87,7 @@ async fn up_serves_https_clients_verify_it_and_agents_need_a_client_certificate(
     // the local agent trusts --ca and presents --client-cert, like any client
     let child = Command::new(env!("CARGO_BIN_EXE_suanwang"))
         .args(["up", "--data", &data, "--listen", &listen, "--tls-cert", &cert, "--tls-key", &key])
+        .args(["--credit-limit-fen", "unlimited"])
         .args(["--client-ca", &agent_ca, "--ca", &ca, "--client-cert", &agent_cert, "--client-key", &agent_key])
         .env_remove("SUANWANG_SERVER")
         .env_remove("SUANWANG_TOKEN")

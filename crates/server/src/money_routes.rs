@@ -1,0 +1,641 @@
+//! The money routes (R4, R7): balances, top-ups, credit limits, bills, statements, vouchers.
+//! Reads come from the books (accounts, live) and the store (transfers, the history); changes
+//! go through the engine's actor so they are in a group commit with their log row.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use suanwang_api as api;
+use suanwang_economy::{AccountKind, Programme, TransferKind, VoucherKind};
+use suanwang_store::{Store, TransferQuery, TransferRow};
+use tokio::sync::oneshot;
+
+use crate::Inner;
+use crate::actor::{MoneyDone, MoneyOp, Request as Req};
+use crate::auth::{Principal, Role};
+use crate::billing::{Books, hex, parse_hex};
+use crate::error::ApiError;
+use crate::routes::{authenticate, body_error, find_job, parse_id, refuse_duplicate_keys, require};
+
+type S = State<Arc<Inner>>;
+
+/// Most transfers one statement or bill reads.
+const MAX_LINES: i64 = 100_000;
+
+fn books(inner: &Inner) -> Result<std::sync::MutexGuard<'_, Books>, ApiError> {
+    inner.books.lock().map_err(|_| ApiError::unavailable("the books are unavailable"))
+}
+
+fn account_view(books: &Books, id: u128) -> Option<api::AccountView> {
+    let a = books.ledger().account(id)?;
+    let (kind, name) = books.name_of(id)?;
+    let fen = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
+    Some(api::AccountView {
+        id: hex(id),
+        kind: kind.as_str().into(),
+        name: name.clone(),
+        balance_fen: i64::try_from(a.balance()).unwrap_or(i64::MAX),
+        debits_pending_fen: fen(a.debits_pending),
+        debits_posted_fen: fen(a.debits_posted),
+        credits_pending_fen: fen(a.credits_pending),
+        credits_posted_fen: fen(a.credits_posted),
+        credit_limit_fen: i64::try_from(a.credit_limit).unwrap_or(i64::MAX),
+        available_fen: a.available().map(fen),
+    })
+}
+
+/// The accounts of `party`: every account named for it, its grants (`programme/party`), and
+/// for `platform` the platform's own (revenue, clearing, bank).
+fn party_accounts(books: &Books, party: &str) -> Vec<(u128, AccountKind, String)> {
+    let grant_suffix = format!("/{party}");
+    books.ids_of(|k, n| {
+        n == party
+            || (k == AccountKind::Grant && n.ends_with(&grant_suffix))
+            || (party == "platform" && matches!(k, AccountKind::Clearing | AccountKind::Bank))
+    })
+}
+
+/// Which party a principal may read: its own, unless it reads everything.
+fn party_for(p: &Principal, asked: Option<&str>) -> Result<String, ApiError> {
+    match (p.role, asked) {
+        (Role::Operator | Role::Regulator, Some(a)) => Ok(a.to_string()),
+        (_, Some(a)) if a != p.name => Err(ApiError::forbidden(&format!(
+            "a {} reads its own accounts only (party={a:?} is not {:?})",
+            p.role.as_str(),
+            p.name
+        ))),
+        (Role::Operator | Role::Regulator, None) => Ok("platform".into()),
+        _ => Ok(p.name.clone()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyQuery {
+    party: Option<String>,
+}
+
+fn bad_query(e: &axum::extract::rejection::QueryRejection, hint: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query").detail(e.body_text()).hint(hint)
+}
+
+pub async fn balance(
+    State(inner): S,
+    headers: HeaderMap,
+    q: Result<Query<PartyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<api::BalanceAnswer>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    let Query(q) = q.map_err(|e| bad_query(&e, "party=NAME"))?;
+    let party = party_for(&p, q.party.as_deref())?;
+    let b = books(&inner)?;
+    let accounts = party_accounts(&b, &party).into_iter().filter_map(|(id, ..)| account_view(&b, id)).collect();
+    Ok(Json(api::BalanceAnswer { party, accounts }))
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, code: &str, hint: &str) -> Result<T, ApiError> {
+    refuse_duplicate_keys(body)?;
+    serde_json::from_slice(body).map_err(|e| {
+        let field = e.to_string().split('`').nth(1).map(str::to_string);
+        let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, "the request body is not valid")
+            .detail(e.to_string())
+            .hint(hint);
+        if let Some(f) = field {
+            err = err.field(f);
+        }
+        err
+    })
+}
+
+async fn ask(inner: &Inner, principal: Principal, op: MoneyOp) -> Result<MoneyDone, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    inner
+        .tx
+        .send(Req::Money { principal, op, reply: tx })
+        .await
+        .map_err(|_| ApiError::unavailable("the engine stopped"))?;
+    rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))?
+}
+
+fn name_ok(field: &'static str, name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) || name.contains('/') {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_money",
+            format!("{field}: 1-128 characters, no control characters or '/'"),
+        )
+        .field(field));
+    }
+    Ok(())
+}
+
+/// A fresh client-side transfer id (top bit clear).
+fn fresh_transfer_id() -> Result<String, ApiError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| ApiError::unavailable("no randomness").detail(e.to_string()))?;
+    b[0] &= 0x7f;
+    Ok(b.iter().fold(String::with_capacity(32), |mut s, x| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{x:02x}");
+        s
+    }))
+}
+
+pub async fn topup(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator], "top up accounts")?;
+    let body = body.map_err(|e| body_error(&e))?;
+    let r: api::TopupRequest =
+        parse_body(&body, "invalid_money", "{party, amount_fen, to?: wallet|funder, transfer_id?}")?;
+    name_ok("party", &r.party)?;
+    let to = r.to.unwrap_or_else(|| "wallet".into());
+    let transfer_id = match r.transfer_id {
+        Some(t) => {
+            if parse_hex(&t).is_none_or(|id| !suanwang_economy::client_id_ok(id)) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_money",
+                    "transfer_id: 32 hex digits, not all zero, first digit 0-7 (ids with the top bit set are the platform's)",
+                )
+                .field("transfer_id"));
+            }
+            t.to_ascii_lowercase()
+        }
+        None => fresh_transfer_id()?,
+    };
+    let op = MoneyOp::Topup { to, name: r.party, amount_fen: r.amount_fen, transfer_id: transfer_id.clone() };
+    let done = ask(&inner, p, op).await?;
+    let status = if done.created { StatusCode::CREATED } else { StatusCode::OK };
+    let answer =
+        api::MoneyAnswer { transfer_id: Some(transfer_id), created: done.created, balance_fen: done.balance_fen };
+    Ok((status, Json(answer)).into_response())
+}
+
+pub async fn credit_limit(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<api::MoneyAnswer>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator], "set credit limits")?;
+    let body = body.map_err(|e| body_error(&e))?;
+    let r: api::CreditLimitRequest = parse_body(&body, "invalid_money", "{tenant, credit_limit_fen}")?;
+    name_ok("tenant", &r.tenant)?;
+    let done = ask(&inner, p, MoneyOp::CreditLimit { tenant: r.tenant, credit_limit_fen: r.credit_limit_fen }).await?;
+    Ok(Json(api::MoneyAnswer { transfer_id: None, created: done.created, balance_fen: done.balance_fen }))
+}
+
+fn transfer_view(t: &TransferRow, names: &std::collections::HashMap<String, String>) -> api::TransferView {
+    let name = |id: &String| names.get(id).cloned().unwrap_or_else(|| id.clone());
+    let kind = u16::try_from(t.code).ok().and_then(TransferKind::from_code).map_or("unknown", TransferKind::as_str);
+    api::TransferView {
+        id: t.id.clone(),
+        kind: kind.into(),
+        debit: t.debit.clone(),
+        credit: t.credit.clone(),
+        debit_name: name(&t.debit),
+        credit_name: name(&t.credit),
+        amount_fen: t.amount,
+        pending: t.flags & suanwang_store::TRANSFER_PENDING != 0,
+        job: u64::try_from(t.user_data).unwrap_or(0),
+        at_ms: t.at_ms,
+    }
+}
+
+/// Every account's id → `kind:name`.
+fn account_names(b: &Books) -> std::collections::HashMap<String, String> {
+    b.ids_of(|_, _| true).into_iter().map(|(id, k, n)| (hex(id), format!("{}:{n}", k.as_str()))).collect()
+}
+
+fn kind_is(t: &TransferRow, k: TransferKind) -> bool {
+    t.code == i32::from(k.code())
+}
+
+pub async fn bill(
+    State(inner): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<api::BillAnswer>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read bills")?;
+    let id = parse_id(&id)?;
+    let job = find_job(&inner, id)
+        .await?
+        .filter(|j| p.role != Role::Tenant || j.tenant == p.name)
+        .ok_or_else(|| ApiError::not_found("such job"))?;
+    let q = TransferQuery {
+        user_data: Some(i64::try_from(id).unwrap_or(i64::MAX)),
+        limit: 1_000,
+        ..TransferQuery::default()
+    };
+    let rows =
+        inner.store.ledger_transfers(&q).await.map_err(|e| ApiError::unavailable("store").detail(e.to_string()))?;
+    // a job's own transfers carry the platform's ids (top bit set); a client's top-up never does
+    let rows: Vec<TransferRow> = rows.into_iter().filter(|t| parse_hex(&t.id).is_some_and(|x| x >> 127 == 1)).collect();
+    let (book, names) = {
+        let b = books(&inner)?;
+        (b.book.clone(), account_names(&b))
+    };
+    let hold = rows.iter().find(|t| kind_is(t, TransferKind::Hold));
+    let settled = rows.iter().any(|t| kind_is(t, TransferKind::Post) || kind_is(t, TransferKind::Charge));
+    let voided = rows.iter().any(|t| kind_is(t, TransferKind::Void));
+    let meter = job.meter.unwrap_or_default();
+    let mut b = book
+        .bill(&crate::billing::usage_of(&meter))
+        .map_err(|e| ApiError::unavailable("the job's meter cannot be billed").detail(e.to_string()))?;
+    let vouchers: Vec<(String, i64)> = rows
+        .iter()
+        .filter(|t| kind_is(t, TransferKind::Voucher))
+        .map(|t| {
+            let programme = parse_hex(&t.debit)
+                .and_then(|d| books(&inner).ok().and_then(|bk| bk.name_of(d).map(|(_, n)| n.clone())))
+                .map_or_else(String::new, |n| n.split('/').next().unwrap_or("").to_string());
+            (programme, t.amount)
+        })
+        .collect();
+    b = b.with_vouchers(&vouchers).map_err(|e| ApiError::unavailable("bill").detail(e.to_string()))?;
+    let status = if settled {
+        "settled"
+    } else if voided || job.meter.is_some() {
+        "void"
+    } else {
+        "estimate"
+    };
+    let held = if settled || voided { 0 } else { hold.map_or(0, |h| h.amount) };
+    let split = rows
+        .iter()
+        .filter(|t| {
+            kind_is(t, TransferKind::ProviderShare)
+                || kind_is(t, TransferKind::CarrierShare)
+                || kind_is(t, TransferKind::PlatformFee)
+        })
+        .map(|t| transfer_view(t, &names))
+        .collect();
+    let paid: i64 = rows
+        .iter()
+        .filter(|t| kind_is(t, TransferKind::Post) || kind_is(t, TransferKind::Charge))
+        .map(|t| t.amount)
+        .sum();
+    Ok(Json(api::BillAnswer {
+        job: id,
+        tenant: job.tenant.clone(),
+        status: status.into(),
+        price_book: b.price_book.clone(),
+        lines: b
+            .lines
+            .iter()
+            .map(|l| api::BillLine {
+                kind: l.kind.clone(),
+                description: l.description.clone(),
+                quantity: l.quantity,
+                unit: l.unit.clone(),
+                amount_fen: l.amount_fen,
+            })
+            .collect(),
+        subtotal_fen: b.subtotal_fen,
+        platform_fee_fen: b.platform_fee_fen,
+        total_fen: b.total_fen,
+        voucher_fen: b.voucher_fen,
+        // what the ledger took from the wallet once settled; the bill's figure before
+        tenant_fen: if settled { paid } else { b.tenant_fen },
+        held_fen: held,
+        split,
+        transfers: rows.iter().map(|t| transfer_view(t, &names)).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementQuery {
+    party: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// Epoch ms, or an RFC 3339 instant.
+fn instant(field: &'static str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    v.parse::<jiff::Timestamp>().map(jiff::Timestamp::as_millisecond).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("{field}: {v:?} is neither epoch ms nor RFC 3339"))
+            .detail(e.to_string())
+            .field(field)
+            .hint("e.g. 2026-12-01T00:00:00Z or 1796083200000")
+    })
+}
+
+pub async fn statements(
+    State(inner): S,
+    headers: HeaderMap,
+    q: Result<Query<StatementQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    let Query(q) = q.map_err(|e| bad_query(&e, "party=NAME&from=…&to=…&format=csv"))?;
+    let party = party_for(&p, q.party.as_deref())?;
+    let from = q.from.as_deref().map(|v| instant("from", v)).transpose()?.unwrap_or(0);
+    let to = q.to.as_deref().map(|v| instant("to", v)).transpose()?.unwrap_or(i64::MAX);
+    if to < from {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "to is before from").field("to"));
+    }
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("format {other:?}: json or csv"))
+                .field("format"));
+        }
+    };
+    let (accounts, names) = {
+        let b = books(&inner)?;
+        let accounts = party_accounts(&b, &party);
+        (accounts, account_names(&b))
+    };
+    let store_err = |e: suanwang_store::StoreError| ApiError::unavailable("store").detail(e.to_string());
+    let mine: std::collections::HashSet<String> = accounts.iter().map(|(id, ..)| hex(*id)).collect();
+    let mut summary = vec![];
+    for (id, kind, name) in &accounts {
+        let (d0, c0) = inner.store.posted_before(&hex(*id), from).await.map_err(store_err)?;
+        summary.push(api::StatementAccount {
+            id: hex(*id),
+            kind: kind.as_str().into(),
+            name: name.clone(),
+            opening_fen: c0 - d0,
+            debits_fen: 0,
+            credits_fen: 0,
+            closing_fen: c0 - d0,
+        });
+    }
+    let mut lines = vec![];
+    if !accounts.is_empty() {
+        let q = TransferQuery {
+            accounts: mine.iter().cloned().collect(),
+            from_ms: Some(from),
+            to_ms: Some(to),
+            limit: MAX_LINES,
+            ..TransferQuery::default()
+        };
+        let rows = inner.store.ledger_transfers(&q).await.map_err(store_err)?;
+        for t in rows.iter().filter(|t| t.flags & suanwang_store::TRANSFER_PENDING == 0 && t.amount > 0) {
+            let kind =
+                u16::try_from(t.code).ok().and_then(TransferKind::from_code).map_or("unknown", TransferKind::as_str);
+            for (side, acct, other) in [(true, &t.debit, &t.credit), (false, &t.credit, &t.debit)] {
+                if !mine.contains(acct) {
+                    continue;
+                }
+                let (debit_fen, credit_fen) = if side { (t.amount, 0) } else { (0, t.amount) };
+                if let Some(s) = summary.iter_mut().find(|s| &s.id == acct) {
+                    s.debits_fen += debit_fen;
+                    s.credits_fen += credit_fen;
+                    s.closing_fen += credit_fen - debit_fen;
+                }
+                lines.push(api::StatementLine {
+                    at_ms: t.at_ms,
+                    transfer_id: t.id.clone(),
+                    kind: kind.into(),
+                    job: u64::try_from(t.user_data).unwrap_or(0),
+                    account: names.get(acct).cloned().unwrap_or_else(|| acct.clone()),
+                    counterparty: names.get(other).cloned().unwrap_or_else(|| other.clone()),
+                    debit_fen,
+                    credit_fen,
+                });
+            }
+        }
+    }
+    let net_fen = lines.iter().map(|l| l.credit_fen - l.debit_fen).sum();
+    let st = api::Statement { party, from_ms: from, to_ms: to, accounts: summary, lines, net_fen };
+    if csv {
+        let mut out = String::from("at_ms,transfer_id,kind,job,account,counterparty,debit_fen,credit_fen\n");
+        for l in &st.lines {
+            use std::fmt::Write as _;
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{}",
+                l.at_ms,
+                l.transfer_id,
+                l.kind,
+                l.job,
+                csv_field(&l.account),
+                csv_field(&l.counterparty),
+                l.debit_fen,
+                l.credit_fen
+            );
+        }
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
+    }
+    Ok(Json(st).into_response())
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+fn spec_of(p: &Programme) -> api::ProgrammeSpec {
+    api::ProgrammeSpec {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        funder: p.funder.clone(),
+        kind: match p.kind {
+            VoucherKind::Compute => "compute".into(),
+            VoucherKind::Transport => "transport".into(),
+        },
+        budget_fen: p.budget_fen,
+        rate_bp: p.rate_bp,
+        cap_per_beneficiary_fen: p.cap_per_beneficiary_fen,
+        tenants: p.tenants.clone(),
+        cities: p.cities.clone(),
+        places: p.places.clone(),
+        job_kinds: p.job_kinds.clone(),
+        valid_from_ms: p.valid_from_ms,
+        valid_to_ms: p.valid_to_ms,
+    }
+}
+
+fn programme_view(b: &Books, id: &str, now_ms: i64) -> Option<api::ProgrammeView> {
+    let state = b.programme(id)?;
+    let (left, grants) = b.programme_balances(id, now_ms)?;
+    Some(api::ProgrammeView {
+        programme: spec_of(&state.programme),
+        closed: state.closed,
+        budget_left_fen: left,
+        grants: grants
+            .into_iter()
+            .map(|(tenant, granted, left)| api::GrantView {
+                programme: id.to_string(),
+                tenant,
+                granted_this_year_fen: granted,
+                left_fen: left,
+            })
+            .collect(),
+    })
+}
+
+pub async fn create_programme(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Funder], "file voucher programmes")?;
+    let body = body.map_err(|e| body_error(&e))?;
+    let spec: api::ProgrammeSpec =
+        parse_body(&body, "invalid_programme", "see the ProgrammeSpec schema in /openapi.json")?;
+    let funder = match (p.role, spec.funder.as_str()) {
+        (Role::Funder, "") => p.name.clone(),
+        (Role::Funder, f) if f != p.name => {
+            return Err(ApiError::forbidden(&format!(
+                "a funder files its own programmes (funder {f:?} is not {:?})",
+                p.name
+            )));
+        }
+        (Role::Operator, "") => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_programme",
+                "funder: must name the funder",
+            )
+            .field("funder"));
+        }
+        (_, f) => f.to_string(),
+    };
+    name_ok("funder", &funder)?;
+    let kind = match spec.kind.as_str() {
+        "compute" => VoucherKind::Compute,
+        "transport" => VoucherKind::Transport,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_programme",
+                format!("kind: {other:?} is neither compute (算力券) nor transport (运力券)"),
+            )
+            .field("kind"));
+        }
+    };
+    let programme = Programme {
+        id: spec.id.clone(),
+        name: spec.name,
+        funder,
+        kind,
+        budget_fen: spec.budget_fen,
+        rate_bp: spec.rate_bp,
+        cap_per_beneficiary_fen: spec.cap_per_beneficiary_fen,
+        tenants: spec.tenants,
+        cities: spec.cities,
+        places: spec.places,
+        job_kinds: spec.job_kinds,
+        valid_from_ms: spec.valid_from_ms,
+        valid_to_ms: spec.valid_to_ms,
+    };
+    programme.check().map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_programme", format!("{}: {}", e.field, e.reason))
+            .field(e.field)
+    })?;
+    let done = ask(&inner, p, MoneyOp::Programme { programme: Box::new(programme) }).await?;
+    let view = programme_view(&*books(&inner)?, &spec.id, crate::actor::wall_now().0)
+        .ok_or_else(|| ApiError::not_found("such programme"))?;
+    let status = if done.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(view)).into_response())
+}
+
+pub async fn grant(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Funder], "grant vouchers")?;
+    let body = body.map_err(|e| body_error(&e))?;
+    let r: api::GrantRequest = parse_body(&body, "invalid_grant", "{programme, tenant, amount_fen}")?;
+    name_ok("tenant", &r.tenant)?;
+    if p.role == Role::Funder {
+        let funder = books(&inner)?.programme(&r.programme).map(|s| s.programme.funder.clone());
+        match funder {
+            Some(f) if f == p.name => {}
+            Some(_) => return Err(ApiError::forbidden("a funder grants vouchers of its own programmes only")),
+            None => return Err(ApiError::not_found("such programme").field("programme")),
+        }
+    }
+    let done = ask(
+        &inner,
+        p,
+        MoneyOp::Grant { programme: r.programme.clone(), tenant: r.tenant.clone(), amount_fen: r.amount_fen },
+    )
+    .await?;
+    let granted = books(&inner)?
+        .programme_balances(&r.programme, crate::actor::wall_now().0)
+        .and_then(|(_, g)| g.into_iter().find(|x| x.0 == r.tenant).map(|x| x.1))
+        .unwrap_or(0);
+    let view = api::GrantView {
+        programme: r.programme,
+        tenant: r.tenant,
+        granted_this_year_fen: granted,
+        left_fen: done.balance_fen,
+    };
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+pub async fn vouchers(State(inner): S, headers: HeaderMap) -> Result<Json<api::VoucherList>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Regulator, Role::Funder, Role::Tenant], "read vouchers")?;
+    let now = crate::actor::wall_now().0;
+    let (mut programmes, grant_accounts) = {
+        let b = books(&inner)?;
+        let ids: Vec<String> = b
+            .programmes()
+            .filter(|s| match p.role {
+                Role::Funder => s.programme.funder == p.name,
+                _ => true,
+            })
+            .map(|s| s.programme.id.clone())
+            .collect();
+        let views: Vec<api::ProgrammeView> = ids.iter().filter_map(|id| programme_view(&b, id, now)).collect();
+        let grants = b.ids_of(|k, n| {
+            k == AccountKind::Grant
+                && n.split_once('/').is_some_and(|(prog, tenant)| {
+                    ids.iter().any(|i| i == prog) && (p.role != Role::Tenant || tenant == p.name)
+                })
+        });
+        (views, grants)
+    };
+    if p.role == Role::Tenant {
+        // a tenant sees the programmes it holds grants of, and only its own grants
+        for v in &mut programmes {
+            v.grants.retain(|g| g.tenant == p.name);
+        }
+        programmes.retain(|v| !v.grants.is_empty());
+    }
+    let mut redemptions = vec![];
+    if !grant_accounts.is_empty() {
+        let q = TransferQuery {
+            accounts: grant_accounts.iter().map(|(id, ..)| hex(*id)).collect(),
+            limit: MAX_LINES,
+            ..TransferQuery::default()
+        };
+        let rows =
+            inner.store.ledger_transfers(&q).await.map_err(|e| ApiError::unavailable("store").detail(e.to_string()))?;
+        for t in rows.iter().filter(|t| kind_is(t, TransferKind::Voucher)) {
+            let Some((_, _, name)) = grant_accounts.iter().find(|(id, ..)| hex(*id) == t.debit) else { continue };
+            let (programme, tenant) = name.split_once('/').unwrap_or((name, ""));
+            redemptions.push(api::Redemption {
+                programme: programme.into(),
+                tenant: tenant.into(),
+                job: u64::try_from(t.user_data).unwrap_or(0),
+                amount_fen: t.amount,
+                at_ms: t.at_ms,
+                transfer_id: t.id.clone(),
+            });
+        }
+    }
+    Ok(Json(api::VoucherList { programmes, redemptions }))
+}
