@@ -82,6 +82,9 @@ pub struct Books {
     touched: BTreeSet<u128>,
     staged: Vec<TransferRow>,
     staged_programmes: Vec<ProgrammeRow>,
+    /// Client-chosen transfers this process applied: a retry is recognised here (older ones
+    /// by the route, in the store) — the ledger keeps no resolved history in memory.
+    client: HashMap<u128, Transfer>,
 }
 
 pub fn hex(id: u128) -> String {
@@ -115,6 +118,7 @@ impl Books {
             touched: BTreeSet::new(),
             staged: Vec::new(),
             staged_programmes: Vec::new(),
+            client: HashMap::new(),
         }
     }
 
@@ -382,7 +386,22 @@ impl Books {
         let bank = self.account(AccountKind::Bank, "bank", now_ms);
         let to = self.account(kind, name, now_ms);
         let t = Transfer::new(id, bank, to, amount, TransferKind::Topup.code());
-        self.apply(&[t], now_ms).map(|r| r[0]).map_err(|e| match e {
+        if let Some(old) = self.client.get(&id) {
+            return if (old.debit_account_id, old.credit_account_id, old.amount) == (bank, to, amount) {
+                Ok(Applied::Exists)
+            } else {
+                Err(MoneyError {
+                    field: "transfer_id",
+                    reason: "this transfer id was used for another transfer".into(),
+                    status: 409,
+                })
+            };
+        }
+        let applied = self.apply(&[t], now_ms);
+        if applied.is_ok() {
+            self.client.insert(id, t);
+        }
+        applied.map(|r| r[0]).map_err(|e| match e {
             TransferError::ExistsWithDifferentFields => MoneyError {
                 field: "transfer_id",
                 reason: "this transfer id was used for another transfer".into(),
@@ -391,6 +410,14 @@ impl Books {
             TransferError::Overflow => refuse("amount_fen", "the balance would overflow"),
             e => refuse("amount_fen", e.to_string()),
         })
+    }
+
+    /// Whether a stored transfer is the top-up of `amount_fen` to `kind`/`name` (a retry).
+    pub fn is_topup(&self, row: &TransferRow, kind: AccountKind, name: &str, amount_fen: i64) -> bool {
+        let to = self.ids.get(&(kind, name.to_string())).copied().map(hex);
+        row.code == i32::from(TransferKind::Topup.code())
+            && Some(&row.credit) == to.as_ref()
+            && row.amount == amount_fen
     }
 
     /// Sets `tenant`'s credit limit.

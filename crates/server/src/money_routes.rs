@@ -172,6 +172,27 @@ pub async fn topup(
         }
         None => fresh_transfer_id()?,
     };
+    // a retry of a top-up applied before this process started is found in the store
+    let stored = inner
+        .store
+        .ledger_transfer(&transfer_id)
+        .await
+        .map_err(|e| ApiError::unavailable("store").detail(e.to_string()))?;
+    if let Some(row) = stored {
+        let kind = if to == "funder" { AccountKind::Funder } else { AccountKind::Wallet };
+        let b = books(&inner)?;
+        if !b.is_topup(&row, kind, &r.party, r.amount_fen) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "this transfer id was used for another transfer",
+            )
+            .field("transfer_id"));
+        }
+        let balance = b.find(kind, &r.party).map_or(0, |a| i64::try_from(a.balance()).unwrap_or(i64::MAX));
+        let answer = api::MoneyAnswer { transfer_id: Some(transfer_id), created: false, balance_fen: balance };
+        return Ok((StatusCode::OK, Json(answer)).into_response());
+    }
     let op = MoneyOp::Topup { to, name: r.party, amount_fen: r.amount_fen, transfer_id: transfer_id.clone() };
     let done = ask(&inner, p, op).await?;
     let status = if done.created { StatusCode::CREATED } else { StatusCode::OK };

@@ -3,6 +3,7 @@
 
 mod history;
 mod limits;
+mod money;
 mod tls;
 
 use std::sync::Arc;
