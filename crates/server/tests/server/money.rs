@@ -23,6 +23,8 @@ fn big(name: &str) -> Vec<u8> {
     .expect("json")
 }
 
+/// A JSON body for `call`.
+#[allow(clippy::needless_pass_by_value, clippy::unnecessary_wraps)] // called with `json!(…)` literals
 fn post(v: Value) -> Option<Vec<u8>> {
     Some(serde_json::to_vec(&v).expect("json"))
 }
@@ -56,7 +58,7 @@ async fn balance(url: &str, op: &str, party: &str, kind: &str) -> i64 {
         .sum()
 }
 
-#[allow(clippy::too_many_lines)]
+#[allow(clippy::too_many_lines, clippy::many_single_char_names)] // s, j, e, p, g, v, w, b: server, answers
 async fn economy(store: AnyStore) {
     let cfg = ServerConfig { time_scale: 1e-3, credit_limit_fen: 0, ..ServerConfig::default() };
     let s = start_with(store.clone(), cfg.clone()).await;
