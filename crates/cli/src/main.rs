@@ -16,6 +16,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod agent_cmd;
 mod bench_cmd;
 mod http;
+mod ledger_bench;
 mod money_cmd;
 mod network_cmd;
 mod plan_cmd;
@@ -491,6 +492,21 @@ enum BenchSub {
         #[arg(long)]
         json: bool,
     },
+    /// The ledger's speed: transfers per second in memory (batches of 8,190) and durable
+    /// through the store's group commit on SQLite, with the p99 of a durable batch.
+    Ledger {
+        /// Transfers in memory.
+        #[arg(long, default_value_t = 1_048_320)]
+        transfers: usize,
+        /// Transfers through SQLite.
+        #[arg(long, default_value_t = 262_080)]
+        durable: usize,
+        /// Wallets the transfers move money between.
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Durable submissions per second through the API (`--server`, `--token`).
     Submit {
         #[arg(long, default_value_t = 64)]
@@ -716,6 +732,10 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
         Command::Bench { sub: BenchSub::Submit { clients, jobs, tenant, json } } => {
             let c = client()?;
             runtime()?.block_on(remote::bench_submit(c, clients, jobs, &tenant, json))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { sub: BenchSub::Ledger { transfers, durable, accounts, json } } => {
+            ledger_bench::ledger(&ledger_bench::LedgerArgs { transfers, durable, accounts, json })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { sub: BenchSub::Soak { minutes, rate, clients, tenant, no_restart, json } } => {
