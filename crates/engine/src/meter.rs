@@ -40,6 +40,20 @@ fn ratio_fen(x: i64, num: i64, den: i64) -> Option<i64> {
 }
 
 impl Meter {
+    /// What the economy bills (R4): the meter's priced amounts and quantities.
+    pub fn usage(&self) -> suanwang_economy::Usage {
+        suanwang_economy::Usage {
+            ucu_hours: self.ucu_hours,
+            energy_kwh: self.energy_kwh,
+            carbon_kg: self.carbon_location_kg,
+            compute_fen: self.compute_fen.max(0),
+            energy_fen: self.energy_fen.max(0),
+            transfer_fen: self.transfer_fen.max(0),
+            transfer_gb: self.transfer_gb,
+            transfer_mode: self.transfer_mode.map(|t| t.as_str().to_string()),
+        }
+    }
+
     /// The metered share `done_ms / of_ms` (clamped to 0–1) of a run, for work stopped
     /// part-way. Transfer is charged in full once the data has moved. Never fails: a share of at
     /// most the whole cannot overflow.

@@ -644,16 +644,7 @@ pub fn provider_of(book: &PriceBook, net: &Network, grants: &BTreeMap<String, Si
 }
 
 pub fn usage_of(m: &Meter) -> Usage {
-    Usage {
-        ucu_hours: m.ucu_hours,
-        energy_kwh: m.energy_kwh,
-        carbon_kg: m.carbon_location_kg,
-        compute_fen: m.compute_fen.max(0),
-        energy_fen: m.energy_fen.max(0),
-        transfer_fen: m.transfer_fen.max(0),
-        transfer_gb: m.transfer_gb,
-        transfer_mode: m.transfer_mode.map(|t| t.as_str().to_string()),
-    }
+    m.usage()
 }
 
 /// The price a hold takes for a planned meter: the bill's total (with the platform fee).

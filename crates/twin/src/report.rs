@@ -266,6 +266,34 @@ pub fn files(json: &str, trace: &str, policies: &[PolicyKpis]) -> Vec<(String, S
         );
     }
     table.push_str("</table>");
+    // the economy: who paid and who was paid, per policy (R4)
+    table.push_str(
+        "<h2>Money per policy</h2><p>Priced by the shipped price book; received = paid by tenants + vouchers.</p>\
+         <table><tr><th>policy</th><th>tenants paid (CNY)</th><th>vouchers paid (CNY)</th><th>providers (CNY)</th>\
+         <th>of which in hubs (CNY)</th><th>carriers (CNY)</th><th>platform (CNY)</th><th>voucher spend by programme</th></tr>",
+    );
+    for p in policies {
+        let in_hubs: i64 =
+            p.received_by_providers_by_hub_fen.iter().filter(|(h, _)| h.as_str() != "non-hub").map(|(_, v)| *v).sum();
+        let programmes: Vec<String> = p
+            .voucher_spend_by_programme_fen
+            .iter()
+            .map(|(k, v)| format!("{}: {:.2}", esc(k), *v as f64 / 100.0))
+            .collect();
+        let _ = write!(
+            table,
+            "<tr><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td></tr>",
+            esc(&p.policy),
+            p.paid_by_tenants_fen as f64 / 100.0,
+            p.voucher_spend_fen as f64 / 100.0,
+            p.received_by_providers_fen as f64 / 100.0,
+            in_hubs as f64 / 100.0,
+            p.received_by_carriers_fen as f64 / 100.0,
+            p.received_by_platform_fen as f64 / 100.0,
+            programmes.join(", ")
+        );
+    }
+    table.push_str("</table>");
     let html = format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>Suanwang twin — {t}</title><style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}</style></head><body><h1>Suanwang digital twin</h1><p>Trace: {t}. Raw figures: <a href="twin.json">twin.json</a>.</p>{table}<h2>Targets per policy</h2><p>The seed's targets and the policy goals (hover a target for its source).</p>{targets}<h2>The frontier</h2><p>{n} policies, {sweep} of them sweep points; {pareto} Pareto-efficient over (cost, carbon, mean wait).</p><img src="frontier.svg"/><h2>Cost against carbon</h2><img src="cost-carbon.svg"/><h2>Green share over time</h2><img src="green-share.svg"/><h2>Per-hub utilisation over time</h2>{body}</body></html>"#,
         t = esc(trace),

@@ -102,6 +102,18 @@ pub struct PolicyKpis {
     pub deferrable_carbon_kg_per_job: f64,
     pub deferrable_carbon_kg_per_job_at_nearest: f64,
     pub refusals_by_filter: std::collections::BTreeMap<String, u64>,
+    /// The economy (R4), priced by the shipped price book: what tenants paid (after
+    /// vouchers), what providers (by hub; `non-hub` outside them), carriers and the platform
+    /// received, and what each voucher programme of the scenario paid. Received = paid +
+    /// vouchers, to the fen.
+    pub price_book: String,
+    pub paid_by_tenants_fen: i64,
+    pub received_by_providers_fen: i64,
+    pub received_by_providers_by_hub_fen: std::collections::BTreeMap<String, i64>,
+    pub received_by_carriers_fen: i64,
+    pub received_by_platform_fen: i64,
+    pub voucher_spend_fen: i64,
+    pub voucher_spend_by_programme_fen: std::collections::BTreeMap<String, i64>,
     pub first_bad_lines: Vec<BadLine>,
     /// Per day: ucu·h used per hub, and green share of the energy used.
     pub daily_hub_utilization: std::collections::BTreeMap<String, Vec<f64>>,
@@ -179,9 +191,88 @@ struct Acc<'n> {
     per_site: Vec<[f64; 3]>,
     slowdown_sum: f64,
     background: crate::scenario::Background,
+    book: suanwang_economy::PriceBook,
+    vouchers: Vouchers,
+}
+
+/// The scenario's voucher programmes as the replay spends them: what each has paid, and what
+/// each tenant has been paid per calendar year (the cap is per beneficiary per year).
+#[derive(Debug, Default)]
+struct Vouchers {
+    programmes: Vec<suanwang_economy::Programme>,
+    spent: Vec<i64>,
+    by_tenant: std::collections::HashMap<(usize, String, i32), i64>,
+}
+
+impl Vouchers {
+    /// What vouchers pay of a job's `usage` (one programme per kind: the one that pays most),
+    /// as (programme, fen); the spending is recorded.
+    fn pay(&mut self, job: &suanwang_economy::JobFacts<'_>, usage: &suanwang_economy::Usage) -> Vec<(String, i64)> {
+        use suanwang_economy::VoucherKind;
+        let year = suanwang_economy::Programme::year_of(job.at_ms);
+        let mut out = vec![];
+        for (kind, eligible) in
+            [(VoucherKind::Compute, usage.compute_fen + usage.energy_fen), (VoucherKind::Transport, usage.transfer_fen)]
+        {
+            // what each programme could pay: its rate, within the tenant's cap this year and the budget left
+            let best = (0..self.programmes.len())
+                .filter(|&i| self.programmes[i].kind == kind && self.programmes[i].covers(job))
+                .map(|i| {
+                    let p = &self.programmes[i];
+                    let used = self.by_tenant.get(&(i, job.tenant.to_string(), year)).copied().unwrap_or(0);
+                    let left = (p.cap_per_beneficiary_fen - used).min(p.budget_fen - self.spent[i]);
+                    (i, p.pays(eligible, left))
+                })
+                .filter(|(_, fen)| *fen > 0)
+                .max_by(|a, b| a.1.cmp(&b.1).then_with(|| self.programmes[b.0].id.cmp(&self.programmes[a.0].id)));
+            if let Some((i, fen)) = best {
+                self.spent[i] += fen;
+                *self.by_tenant.entry((i, job.tenant.to_string(), year)).or_default() += fen;
+                out.push((self.programmes[i].id.clone(), fen));
+            }
+        }
+        out
+    }
 }
 
 impl Acc<'_> {
+    /// Bills a completed job and splits what it paid (the control plane's rule, without the
+    /// ledger: the twin has no wallets, so nobody is refused for balance).
+    fn bill(&mut self, o: &Outcome) {
+        let usage = o.meter.usage();
+        let Ok(bill) = self.book.bill(&usage) else { return };
+        let site = self.net.site(&o.site);
+        let hub = site.and_then(|s| s.hub.as_deref()).unwrap_or("");
+        let region = site.map_or("", |s| s.region.as_str());
+        let facts = suanwang_economy::JobFacts {
+            tenant: &o.tenant,
+            origin: &o.origin,
+            kind: o.kind.as_str(),
+            places: [&o.site, hub, region],
+            at_ms: o.finished_at.0,
+        };
+        let paid = self.vouchers.pay(&facts, &usage);
+        let Ok(bill) = bill.with_vouchers(&paid) else { return };
+        let k = &mut self.k;
+        k.price_book.clone_from(&self.book.version);
+        k.paid_by_tenants_fen += bill.tenant_fen;
+        k.voucher_spend_fen += bill.voucher_fen;
+        for (p, fen) in paid {
+            *k.voucher_spend_by_programme_fen.entry(p).or_default() += fen;
+        }
+        for (payee, fen) in self.book.split(&bill, &usage, "provider", None).shares {
+            match payee {
+                suanwang_economy::Payee::Provider(_) => {
+                    k.received_by_providers_fen += fen;
+                    let h = if hub.is_empty() { "non-hub" } else { hub };
+                    *k.received_by_providers_by_hub_fen.entry(h.to_string()).or_default() += fen;
+                }
+                suanwang_economy::Payee::Carrier(_) => k.received_by_carriers_fen += fen,
+                suanwang_economy::Payee::Platform => k.received_by_platform_fen += fen,
+            }
+        }
+    }
+
     fn day(&self, t: Ts) -> usize {
         ((t.0 - self.t0.0).max(0) / 86_400_000) as usize
     }
@@ -209,6 +300,8 @@ impl Acc<'_> {
         if let Some(mode) = m.transfer_mode {
             *k.transfer_gb_by_mode.entry(mode.as_str().to_string()).or_default() += m.transfer_gb;
         }
+        self.bill(o);
+        let k = &mut self.k;
         let wait = (o.started_at.0 - o.submitted_at.0).max(0) as f64 / 1000.0;
         self.waits.push(wait as f32);
         self.wait_sum += wait;
@@ -325,6 +418,12 @@ where
         per_site: vec![[0.0; 3]; net.sites.len()],
         slowdown_sum: 0.0,
         background: scenario.background.clone(),
+        book: suanwang_economy::PriceBook::reference(),
+        vouchers: Vouchers {
+            spent: vec![0; scenario.vouchers.len()],
+            programmes: scenario.vouchers.clone(),
+            by_tenant: std::collections::HashMap::new(),
+        },
     };
     // restricted jobs in flight: id → (region, province) of their data, for the residency check
     let mut restricted: std::collections::HashMap<u64, (String, String)> = std::collections::HashMap::new();
@@ -498,6 +597,14 @@ fn empty_kpis(policy: &str) -> PolicyKpis {
         deferrable_carbon_kg_per_job: 0.0,
         deferrable_carbon_kg_per_job_at_nearest: 0.0,
         refusals_by_filter: std::collections::BTreeMap::new(),
+        price_book: String::new(),
+        paid_by_tenants_fen: 0,
+        received_by_providers_fen: 0,
+        received_by_providers_by_hub_fen: std::collections::BTreeMap::new(),
+        received_by_carriers_fen: 0,
+        received_by_platform_fen: 0,
+        voucher_spend_fen: 0,
+        voucher_spend_by_programme_fen: std::collections::BTreeMap::new(),
         first_bad_lines: vec![],
         daily_hub_utilization: std::collections::BTreeMap::new(),
         daily_green_share: vec![],

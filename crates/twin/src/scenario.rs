@@ -14,6 +14,10 @@ use crate::trace::TraceRecord;
 #[serde(deny_unknown_fields, default)]
 pub struct Scenario {
     pub seed: u64,
+    /// Voucher programmes (算力券, 运力券) in force over the replay (R4): every tenant of the
+    /// trace holds a grant of each up to the programme's cap per year, paid from its budget.
+    /// Windows are epoch ms (UTC), as `suanwang voucher programme create` takes them.
+    pub vouchers: Vec<suanwang_economy::Programme>,
     /// When the replay starts (RFC 3339): trace time 0 maps here. Seasons, tariffs and green
     /// shares follow this calendar.
     pub start: String,
@@ -231,6 +235,7 @@ impl Default for Scenario {
         ];
         Scenario {
             seed: 1,
+            vouchers: Vec::new(),
             start: "2026-03-01T00:00:00Z".into(),
             capacity_scale: CapacityScale::Auto,
             target_utilisation: 0.6,
@@ -288,6 +293,9 @@ impl Scenario {
             }
         };
         suanwang_core::Ts::parse(&self.start).map_err(|e| format!("start: {e}"))?;
+        for (i, p) in self.vouchers.iter().enumerate() {
+            p.check().map_err(|e| format!("vouchers[{i}].{e}"))?;
+        }
         if let CapacityScale::Fixed(k) = self.capacity_scale
             && !(k.is_finite() && k > 0.0 && k <= 100.0)
         {

@@ -111,8 +111,18 @@ fn twin_json_has_the_documented_keys_and_the_report_its_files() {
     std::fs::write(&trace, text).expect("write");
     let report = dir.join("report");
     let spec = format!("csv:{}", trace.display());
+    // a compute voucher programme over the whole replay, with a small budget
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "[[vouchers]]\nid = \"twin-compute\"\nkind = \"compute\"\nbudget_fen = 5000\nrate_bp = 3000\n\
+         cap_per_beneficiary_fen = 5000\nvalid_from_ms = 0\nvalid_to_ms = 4102444800000\n",
+    )
+    .expect("scenario");
     let out = suanwang(&[
         "twin",
+        "--scenario",
+        scenario.to_str().expect("utf8"),
         "--trace",
         &spec,
         "--map",
@@ -167,6 +177,28 @@ fn twin_json_has_the_documented_keys_and_the_report_its_files() {
         }
         let u = |k: &str| p[k].as_f64().expect(k);
         assert!(u("hub_utilisation") > 0.0 && u("hub_utilisation") < 1.0);
+        // the economy: everything received was paid by tenants or vouchers, to the fen (R4)
+        let fen = |k: &str| p[k].as_i64().unwrap_or_else(|| panic!("{k} in {p}"));
+        assert!(fen("paid_by_tenants_fen") > 0);
+        assert_eq!(
+            fen("received_by_providers_fen") + fen("received_by_carriers_fen") + fen("received_by_platform_fen"),
+            fen("paid_by_tenants_fen") + fen("voucher_spend_fen")
+        );
+        let by_hub: i64 = p["received_by_providers_by_hub_fen"]
+            .as_object()
+            .expect("by hub")
+            .values()
+            .map(|v| v.as_i64().expect("fen"))
+            .sum();
+        assert_eq!(by_hub, fen("received_by_providers_fen"));
+        let spent: i64 = p["voucher_spend_by_programme_fen"]
+            .as_object()
+            .expect("by programme")
+            .values()
+            .map(|v| v.as_i64().expect("fen"))
+            .sum();
+        assert_eq!(spent, fen("voucher_spend_fen"));
+        assert!(spent > 0 && spent <= 5_000, "the scenario's programme paid, within its budget: {spent}");
         let national = u("hub_to_national_utilisation");
         assert!(national > 0.5 && national < 3.0, "{national}");
     }
