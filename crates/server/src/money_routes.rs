@@ -286,7 +286,8 @@ pub async fn bill(
     b = b.with_vouchers(&vouchers).map_err(|e| ApiError::unavailable("bill").detail(e.to_string()))?;
     let status = if settled {
         "settled"
-    } else if voided || job.meter.is_some() {
+    } else if voided || job.meter.is_some() || crate::actor::terminal(job.state) {
+        // refused (nothing was held), cancelled before it ran, or ended owing nothing
         "void"
     } else {
         "estimate"
