@@ -694,3 +694,67 @@ pub fn transfer_of(r: &TransferRow) -> Option<Transfer> {
         timestamp: u64::try_from(r.ts).ok()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn programme(budget: i64, cap: i64, to_ms: i64) -> Programme {
+        Programme {
+            id: "p".into(),
+            name: String::new(),
+            funder: "city".into(),
+            kind: VoucherKind::Compute,
+            budget_fen: budget,
+            rate_bp: 3_000,
+            cap_per_beneficiary_fen: cap,
+            tenants: vec![],
+            cities: vec![],
+            places: vec![],
+            job_kinds: vec![],
+            valid_from_ms: 0,
+            valid_to_ms: to_ms,
+        }
+    }
+
+    #[test]
+    fn grants_stay_within_cap_and_budget_and_expiry_returns_the_rest_to_the_funder() {
+        let mut b = Books::new(PriceBook::reference(), 0);
+        b.create_programme(programme(1_000, 800, 10_000), 1).expect("programme");
+        assert_eq!(b.grant("p", "a", 900, 2).map_err(|e| e.field), Err("amount_fen"), "beyond the cap");
+        assert_eq!(b.grant("p", "a", 600, 3), Ok(600));
+        assert_eq!(b.grant("p", "a", 300, 4).map_err(|e| e.field), Err("amount_fen"), "cap per year reached");
+        assert_eq!(b.grant("p", "b", 500, 5).map_err(|e| e.field), Err("amount_fen"), "beyond the 400 left");
+        assert_eq!(b.grant("p", "b", 400, 6), Ok(400));
+        assert_eq!(b.grant("nope", "b", 1, 7).map_err(|e| e.status), Err(404));
+        let funder = |b: &Books| b.find(AccountKind::Funder, "city").map(Account::balance);
+        assert_eq!(funder(&b), Some(-1_000), "the budget left the funder");
+        // a job pays 30 % of its compute from a's grant
+        let meter = Meter { compute_fen: 1_000, money_fen: 1_000, ucu_hours: 1.0, ..Meter::default() };
+        b.topup(AccountKind::Wallet, "a", 10_000, 42, 8).expect("topup");
+        b.hold(1, "a", 1_100, 9).expect("hold");
+        let job = SettleJob {
+            job: 1,
+            tenant: "a",
+            origin: "beijing",
+            kind: "batch",
+            places: ["s", "", "r"],
+            provider: "idc",
+            carrier: None,
+            meter: &meter,
+        };
+        let bill = b.settle(&job, 10).expect("settled");
+        assert_eq!((bill.voucher_fen, bill.total_fen, bill.tenant_fen), (300, 1_030, 730));
+        assert_eq!(b.find(AccountKind::Wallet, "a").map(Account::balance), Some(10_000 - 730));
+        // the window closes: a's 300 and b's 400 left, and nothing of the budget, go back
+        b.expire(10_000);
+        assert!(b.programme("p").is_some_and(|s| s.closed));
+        assert_eq!(funder(&b), Some(-300), "all but what vouchers paid returned");
+        assert_eq!(b.find(AccountKind::Grant, "p/a").map(Account::balance), Some(0));
+        assert_eq!(b.grant("p", "a", 1, 10_001).map_err(|e| e.field), Err("programme"), "closed");
+        assert!(b.balanced());
+        let (_, transfers, programmes) = b.take_staged();
+        assert!(transfers.iter().any(|t| t.code == i32::from(TransferKind::Return.code())));
+        assert_eq!(programmes.last().map(|p| p.body.contains("\"closed\":true")), Some(true));
+    }
+}
