@@ -174,26 +174,28 @@ fn row_to_job(r: &sqlx::sqlite::SqliteRow) -> Result<JobRow, sqlx::Error> {
 /// value is most of sqlx's cost per row on SQLite).
 async fn write_ledger(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> Result<(), StoreError> {
     if !batch.accounts.is_empty() {
-        let rows: Vec<serde_json::Value> = batch
-            .accounts
-            .iter()
-            .map(|a| {
-                serde_json::json!([
-                    a.id,
-                    a.kind,
-                    a.name,
-                    a.code,
-                    a.flags,
-                    a.credit_limit,
-                    a.debits_pending,
-                    a.debits_posted,
-                    a.credits_pending,
-                    a.credits_posted,
-                    a.ts
-                ])
-            })
-            .collect();
-        let doc = serde_json::Value::Array(rows).to_string();
+        let mut doc = String::with_capacity(batch.accounts.len() * 120);
+        doc.push('[');
+        for (i, a) in batch.accounts.iter().enumerate() {
+            use std::fmt::Write as _;
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                doc,
+                "{sep}[{},{},{},{},{},{},{},{},{},{},{}]",
+                json_str(&a.id),
+                json_str(&a.kind),
+                json_str(&a.name),
+                a.code,
+                a.flags,
+                a.credit_limit,
+                a.debits_pending,
+                a.debits_posted,
+                a.credits_pending,
+                a.credits_posted,
+                a.ts
+            );
+        }
+        doc.push(']');
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS})
              SELECT {} FROM json_each(?) WHERE true
@@ -205,25 +207,27 @@ async fn write_ledger(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> Res
         .await?;
     }
     if !batch.transfers.is_empty() {
-        let rows: Vec<serde_json::Value> = batch
-            .transfers
-            .iter()
-            .map(|t| {
-                serde_json::json!([
-                    t.id,
-                    t.debit,
-                    t.credit,
-                    t.amount,
-                    t.pending_id,
-                    t.user_data,
-                    t.code,
-                    t.flags,
-                    t.ts,
-                    t.at_ms
-                ])
-            })
-            .collect();
-        let doc = serde_json::Value::Array(rows).to_string();
+        let mut doc = String::with_capacity(batch.transfers.len() * 140);
+        doc.push('[');
+        for (i, t) in batch.transfers.iter().enumerate() {
+            use std::fmt::Write as _;
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                doc,
+                "{sep}[{},{},{},{},{},{},{},{},{},{}]",
+                json_str(&t.id),
+                json_str(&t.debit),
+                json_str(&t.credit),
+                t.amount,
+                json_str(&t.pending_id),
+                t.user_data,
+                t.code,
+                t.flags,
+                t.ts,
+                t.at_ms
+            );
+        }
+        doc.push(']');
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) SELECT {} FROM json_each(?)",
             json_columns(10)
@@ -245,6 +249,12 @@ async fn write_ledger(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> Res
         .await?;
     }
     Ok(())
+}
+
+/// A JSON string literal (ids and names are ASCII or UTF-8 text; quotes, backslashes and
+/// control characters are escaped by serde_json).
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// `json_extract(value, '$[0]'), …` for `n` columns of a `json_each` row that is an array.
