@@ -341,6 +341,10 @@ fn components() -> Map<String, Value> {
 
 const ID: &str = "^[a-z][a-z0-9_-]*$";
 
+/// An instant in a query: epoch milliseconds, or an RFC 3339 UTC timestamp (days 01–28 in the
+/// pattern; the server takes every valid date).
+const INSTANT: &str = "^(-?[0-9]{1,15}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?Z)$";
+
 /// A query parameter's declaration.
 fn param(name: &str) -> Value {
     let (schema, required, description) = match name {
@@ -385,11 +389,15 @@ fn param(name: &str) -> Value {
             "The party (a tenant, provider, carrier, funder, or `platform`); default: the caller",
         ),
         "from" => (
-            json!({"type": "string"}),
+            json!({"type": "string", "pattern": INSTANT}),
             false,
-            "Start of the period, inclusive: epoch ms or RFC 3339 (default: the beginning)",
+            "Start of the period, inclusive: epoch ms or RFC 3339 UTC (default: the beginning)",
         ),
-        "to" => (json!({"type": "string"}), false, "End of the period, exclusive: epoch ms or RFC 3339 (default: now)"),
+        "to" => (
+            json!({"type": "string", "pattern": INSTANT}),
+            false,
+            "End of the period, exclusive: epoch ms or RFC 3339 UTC (default: now)",
+        ),
         "format" => (json!({"type": "string", "enum": ["json", "csv"], "default": "json"}), false, "`csv` for CSV"),
         other => (json!({"type": "string"}), false, other),
     };
