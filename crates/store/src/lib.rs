@@ -492,10 +492,9 @@ const LEDGER_MIGRATIONS: &[&str] = &[
         ts BIGINT NOT NULL,
         at_ms BIGINT NOT NULL
     )",
-    "CREATE INDEX IF NOT EXISTS ledger_transfers_ts ON ledger_transfers (ts)",
     "CREATE INDEX IF NOT EXISTS ledger_transfers_debit ON ledger_transfers (debit, at_ms)",
     "CREATE INDEX IF NOT EXISTS ledger_transfers_credit ON ledger_transfers (credit, at_ms)",
-    "CREATE INDEX IF NOT EXISTS ledger_transfers_job ON ledger_transfers (user_data)",
+    "CREATE INDEX IF NOT EXISTS ledger_transfers_job ON ledger_transfers (user_data) WHERE user_data <> 0",
     "CREATE INDEX IF NOT EXISTS ledger_transfers_pending ON ledger_transfers (pending_id) WHERE pending_id <> ''",
     "CREATE TABLE IF NOT EXISTS voucher_programmes (
         id TEXT PRIMARY KEY,

@@ -130,6 +130,10 @@ impl Store for PgStore {
         for m in MIGRATIONS.iter().chain(LEDGER_MIGRATIONS) {
             sqlx::query(*m).execute(&self.pool).await?;
         }
+        // the ledger's clock and time-ordered pages (SQLite reads them in rowid order instead)
+        sqlx::query("CREATE INDEX IF NOT EXISTS ledger_transfers_ts ON ledger_transfers (ts)")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
