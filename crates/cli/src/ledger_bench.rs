@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use suanwang_economy::{Account, AccountKind, Applied, History, Ledger, Transfer, TransferKind};
-use suanwang_server::billing::{hex, row_of};
+use suanwang_server::billing::row_of;
 use suanwang_store::{AccountRow, Batch, SqliteStore, Store};
 
 /// TigerBeetle's largest batch of transfers.
@@ -169,18 +169,6 @@ pub fn ledger(args: &LedgerArgs) -> Result<()> {
 }
 
 fn account_row(a: &Account) -> AccountRow {
-    let fen = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
-    AccountRow {
-        id: hex(a.id),
-        kind: AccountKind::from_code(a.code).map_or("unknown", AccountKind::as_str).to_string(),
-        name: format!("bench-{}", a.id),
-        code: i32::from(a.code),
-        flags: i32::from(a.flags.0),
-        credit_limit: i64::try_from(a.credit_limit).unwrap_or(i64::MAX),
-        debits_pending: fen(a.debits_pending),
-        debits_posted: fen(a.debits_posted),
-        credits_pending: fen(a.credits_pending),
-        credits_posted: fen(a.credits_posted),
-        ts: i64::try_from(a.timestamp).unwrap_or(i64::MAX),
-    }
+    let kind = AccountKind::from_code(a.code).unwrap_or(AccountKind::Wallet);
+    suanwang_server::billing::account_row(a, kind, &format!("bench-{}", a.id))
 }

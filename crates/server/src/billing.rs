@@ -181,19 +181,7 @@ impl Books {
             .filter_map(|id| {
                 let a = self.ledger.account(id)?;
                 let (kind, name) = self.names.get(&id)?;
-                Some(AccountRow {
-                    id: hex(id),
-                    kind: kind.as_str().to_string(),
-                    name: name.clone(),
-                    code: i32::from(a.code),
-                    flags: i32::from(a.flags.0),
-                    credit_limit: i64::try_from(a.credit_limit).unwrap_or(i64::MAX),
-                    debits_pending: i64_of(a.debits_pending),
-                    debits_posted: i64_of(a.debits_posted),
-                    credits_pending: i64_of(a.credits_pending),
-                    credits_posted: i64_of(a.credits_posted),
-                    ts: i64::try_from(a.timestamp).unwrap_or(i64::MAX),
-                })
+                Some(account_row(a, *kind, name))
             })
             .collect();
         (accounts, std::mem::take(&mut self.staged), std::mem::take(&mut self.staged_programmes))
@@ -662,6 +650,23 @@ fn static_field(f: &str) -> &'static str {
         "valid_from_ms" => "valid_from_ms",
         "funder" => "funder",
         _ => "programme",
+    }
+}
+
+/// An account as the store keeps it.
+pub fn account_row(a: &Account, kind: AccountKind, name: &str) -> AccountRow {
+    AccountRow {
+        id: hex(a.id),
+        kind: kind.as_str().to_string(),
+        name: name.to_string(),
+        code: i32::from(a.code),
+        flags: i32::from(a.flags.0),
+        credit_limit: i64::try_from(a.credit_limit).unwrap_or(i64::MAX),
+        debits_pending: i64_of(a.debits_pending),
+        debits_posted: i64_of(a.debits_posted),
+        credits_pending: i64_of(a.credits_pending),
+        credits_posted: i64_of(a.credits_posted),
+        ts: i64::try_from(a.timestamp).unwrap_or(i64::MAX),
     }
 }
 

@@ -20,7 +20,7 @@ fn quick(name: &str) -> Vec<u8> {
 }
 
 /// Waits (bounded) until `GET path` satisfies `done`.
-async fn until(url: &str, token: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn until(url: &str, token: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     loop {
         let (_, v) = call(url, "GET", path, Some(token), None, None).await;

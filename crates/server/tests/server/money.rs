@@ -11,6 +11,7 @@ use suanwang_server::auth::Role;
 use suanwang_server::create_token;
 use suanwang_store::AnyStore;
 
+use crate::history::until;
 use crate::{call, postgres, sqlite, start_with};
 
 /// A job big enough that its bill is hundreds of fen at a time scale of 1/1000 (20,000 cores
@@ -27,18 +28,6 @@ fn big(name: &str) -> Vec<u8> {
 #[allow(clippy::needless_pass_by_value, clippy::unnecessary_wraps)] // called with `json!(…)` literals
 fn post(v: Value) -> Option<Vec<u8>> {
     Some(serde_json::to_vec(&v).expect("json"))
-}
-
-async fn until(url: &str, token: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-    loop {
-        let (_, v) = call(url, "GET", path, Some(token), None, None).await;
-        if done(&v) {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "{path}: still {v}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
 
 fn fen(v: &Value, k: &str) -> i64 {
