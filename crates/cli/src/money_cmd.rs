@@ -235,12 +235,8 @@ pub async fn topup(
         None => {
             let mut b = [0u8; 16];
             getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-            b[0] &= 0x7f;
-            b.iter().fold(String::with_capacity(32), |mut s, x| {
-                use std::fmt::Write as _;
-                let _ = write!(s, "{x:02x}");
-                s
-            })
+            // the top bit is the platform's
+            suanwang_server::billing::hex(u128::from_be_bytes(b) >> 1)
         }
     };
     let req = api::TopupRequest {

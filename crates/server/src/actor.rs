@@ -1104,7 +1104,7 @@ fn money(books: &mut crate::billing::Books, op: &MoneyOp, now_ms: i64) -> Result
             409 => "conflict",
             _ => "invalid_money",
         };
-        ApiError::new(status, code, e.reason.clone()).field(e.field)
+        ApiError::new(status, code, e.reason).field(e.field)
     };
     let balance = |books: &crate::billing::Books, kind, name: &str| {
         books.find(kind, name).map_or(0, |a| i64::try_from(a.balance()).unwrap_or(i64::MAX))
@@ -1116,14 +1116,14 @@ fn money(books: &mut crate::billing::Books, op: &MoneyOp, now_ms: i64) -> Result
                 "funder" => AccountKind::Funder,
                 _ => {
                     return Err(bad(MoneyError {
-                        field: "to",
+                        field: "to".into(),
                         reason: "must be wallet or funder".into(),
                         status: 422,
                     }));
                 }
             };
             let id = crate::billing::parse_hex(transfer_id).ok_or_else(|| {
-                bad(MoneyError { field: "transfer_id", reason: "must be 32 hex digits".into(), status: 422 })
+                bad(MoneyError { field: "transfer_id".into(), reason: "must be 32 hex digits".into(), status: 422 })
             })?;
             let r = books.topup(kind, name, *amount_fen, id, now_ms).map_err(bad)?;
             Ok(MoneyDone { created: r == Applied::Created, balance_fen: balance(books, kind, name) })

@@ -16,7 +16,7 @@ use suanwang_core::Network;
 use suanwang_economy::voucher::{JobFacts, choose};
 use suanwang_economy::{
     Account, AccountKind, Applied, Bill, History, Ledger, Payee, PriceBook, Programme, Transfer, TransferError,
-    TransferFlags, TransferKind, Usage, VoucherKind, settlement, system_id,
+    TransferFlags, TransferKind, VoucherKind, settlement, system_id,
 };
 use suanwang_engine::{Meter, SiteGrant};
 use suanwang_store::{AccountRow, AnyStore, ProgrammeRow, Store, StoreError, TransferQuery, TransferRow};
@@ -51,14 +51,14 @@ struct GrantState {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct MoneyError {
-    pub field: &'static str,
+    pub field: String,
     pub reason: String,
     /// 404 (an unknown programme), 409 (a transfer id reused with other fields) or 422.
     pub status: u16,
 }
 
-fn refuse(field: &'static str, reason: impl Into<String>) -> MoneyError {
-    MoneyError { field, reason: reason.into(), status: 422 }
+fn refuse(field: &str, reason: impl Into<String>) -> MoneyError {
+    MoneyError { field: field.to_string(), reason: reason.into(), status: 422 }
 }
 
 /// A hold that could not be placed: the price against what the wallet has.
@@ -228,13 +228,11 @@ impl Books {
     /// Applies `chain` (all-or-none) and stages what it created.
     fn apply(&mut self, chain: &[Transfer], now_ms: i64) -> Result<Vec<Applied>, TransferError> {
         let results = self.ledger.create_transfers(chain, micros(now_ms));
+        // a chain's failure names its own cause; the rest of the chain says `linked_event_failed`
         if let Some(e) =
             results.iter().find_map(|r| r.as_ref().err().filter(|e| **e != TransferError::LinkedEventFailed))
         {
             return Err(*e);
-        }
-        if results.iter().any(Result::is_err) {
-            return Err(TransferError::LinkedEventFailed);
         }
         for stored in self.ledger.created() {
             self.touched.insert(stored.debit_account_id);
@@ -256,15 +254,8 @@ impl Books {
         let hold = Transfer::new(Books::hold_id(job), wallet, clearing, price, TransferKind::Hold.code())
             .flags(TransferFlags::PENDING)
             .user_data(job);
-        // the pending transfer must be known before its post is staged
-        let pending_before = self.ledger.pending(hold.id).is_some();
         match self.apply(&[hold], now_ms) {
-            Ok(_) => {
-                if pending_before {
-                    tracing::warn!(job, "a hold was placed twice");
-                }
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(_) => {
                 let available = self.ledger.account(wallet).and_then(Account::available).map_or(0, i64_of);
                 Err(Shortfall { price_fen, available_fen: available })
@@ -287,7 +278,7 @@ impl Books {
     /// Settles job `job` on its metered use: the bill, vouchers, the split, one linked chain.
     /// Returns the bill (with what vouchers paid).
     pub fn settle(&mut self, s: &SettleJob<'_>, now_ms: i64) -> Option<Bill> {
-        let usage = usage_of(s.meter);
+        let usage = s.meter.usage();
         let bill = match self.book.bill(&usage) {
             Ok(b) => b,
             Err(e) => {
@@ -379,7 +370,7 @@ impl Books {
                 Ok(Applied::Exists)
             } else {
                 Err(MoneyError {
-                    field: "transfer_id",
+                    field: "transfer_id".into(),
                     reason: "this transfer id was used for another transfer".into(),
                     status: 409,
                 })
@@ -391,7 +382,7 @@ impl Books {
         }
         applied.map(|r| r[0]).map_err(|e| match e {
             TransferError::ExistsWithDifferentFields => MoneyError {
-                field: "transfer_id",
+                field: "transfer_id".into(),
                 reason: "this transfer id was used for another transfer".into(),
                 status: 409,
             },
@@ -447,13 +438,13 @@ impl Books {
 
     /// A funder files a programme: its budget moves from the funder to the programme.
     pub fn create_programme(&mut self, p: Programme, now_ms: i64) -> Result<Applied, MoneyError> {
-        p.check().map_err(|e| refuse(static_field(&e.field), e.reason))?;
+        p.check().map_err(|e| refuse(&e.field, e.reason))?;
         if let Some((old, _)) = self.programmes.get(&p.id) {
             return if old.programme == p {
                 Ok(Applied::Exists)
             } else {
                 Err(MoneyError {
-                    field: "id",
+                    field: "id".into(),
                     reason: format!("programme {:?} exists with other terms", p.id),
                     status: 409,
                 })
@@ -494,7 +485,11 @@ impl Books {
     /// the window.
     pub fn grant(&mut self, programme: &str, tenant: &str, amount_fen: i64, now_ms: i64) -> Result<i64, MoneyError> {
         let Some((state, account)) = self.programmes.get(programme).cloned() else {
-            return Err(MoneyError { field: "programme", reason: format!("no programme {programme:?}"), status: 404 });
+            return Err(MoneyError {
+                field: "programme".into(),
+                reason: format!("no programme {programme:?}"),
+                status: 404,
+            });
         };
         let p = &state.programme;
         if amount_fen <= 0 {
@@ -526,9 +521,8 @@ impl Books {
             return Err(refuse("amount_fen", format!("the programme's budget has {left} fen left")));
         }
         let grant_account = self.account(AccountKind::Grant, &format!("{programme}/{tenant}"), now_ms);
-        let n = self.grants.values().map(|g| g.granted.len() as u64).sum::<u64>();
-        let seq = self.ledger.clock();
-        let id = system_id(TransferKind::Grant, seq, (n % 65_536) as u16);
+        // the ledger's clock moves with every transfer: no two grants share it
+        let id = system_id(TransferKind::Grant, self.ledger.clock(), 0);
         let t = Transfer::new(id, account, grant_account, amount_fen as u64, TransferKind::Grant.code());
         self.apply(&[t], now_ms).map_err(|e| refuse("amount_fen", e.to_string()))?;
         let g =
@@ -631,26 +625,9 @@ pub fn provider_of(book: &PriceBook, net: &Network, grants: &BTreeMap<String, Si
     book.reference_provider(&cluster)
 }
 
-pub fn usage_of(m: &Meter) -> Usage {
-    m.usage()
-}
-
 /// The price a hold takes for a planned meter: the bill's total (with the platform fee).
 pub fn estimate(book: &PriceBook, m: &Meter) -> i64 {
-    book.bill(&usage_of(m)).map_or(m.money_fen, |b| b.total_fen)
-}
-
-fn static_field(f: &str) -> &'static str {
-    match f {
-        "id" => "id",
-        "budget_fen" => "budget_fen",
-        "rate_bp" => "rate_bp",
-        "cap_per_beneficiary_fen" => "cap_per_beneficiary_fen",
-        "valid_to_ms" => "valid_to_ms",
-        "valid_from_ms" => "valid_from_ms",
-        "funder" => "funder",
-        _ => "programme",
-    }
+    book.bill(&m.usage()).map_or(m.money_fen, |b| b.total_fen)
 }
 
 /// An account as the store keeps it.
@@ -726,10 +703,18 @@ mod tests {
     fn grants_stay_within_cap_and_budget_and_expiry_returns_the_rest_to_the_funder() {
         let mut b = Books::new(PriceBook::reference(), 0);
         b.create_programme(programme(1_000, 800, 10_000), 1).expect("programme");
-        assert_eq!(b.grant("p", "a", 900, 2).map_err(|e| e.field), Err("amount_fen"), "beyond the cap");
+        assert_eq!(b.grant("p", "a", 900, 2).map_err(|e| e.field), Err("amount_fen".to_string()), "beyond the cap");
         assert_eq!(b.grant("p", "a", 600, 3), Ok(600));
-        assert_eq!(b.grant("p", "a", 300, 4).map_err(|e| e.field), Err("amount_fen"), "cap per year reached");
-        assert_eq!(b.grant("p", "b", 500, 5).map_err(|e| e.field), Err("amount_fen"), "beyond the 400 left");
+        assert_eq!(
+            b.grant("p", "a", 300, 4).map_err(|e| e.field),
+            Err("amount_fen".to_string()),
+            "cap per year reached"
+        );
+        assert_eq!(
+            b.grant("p", "b", 500, 5).map_err(|e| e.field),
+            Err("amount_fen".to_string()),
+            "beyond the 400 left"
+        );
         assert_eq!(b.grant("p", "b", 400, 6), Ok(400));
         assert_eq!(b.grant("nope", "b", 1, 7).map_err(|e| e.status), Err(404));
         let funder = |b: &Books| b.find(AccountKind::Funder, "city").map(Account::balance);
@@ -756,7 +741,7 @@ mod tests {
         assert!(b.programme("p").is_some_and(|s| s.closed));
         assert_eq!(funder(&b), Some(-300), "all but what vouchers paid returned");
         assert_eq!(b.find(AccountKind::Grant, "p/a").map(Account::balance), Some(0));
-        assert_eq!(b.grant("p", "a", 1, 10_001).map_err(|e| e.field), Err("programme"), "closed");
+        assert_eq!(b.grant("p", "a", 1, 10_001).map_err(|e| e.field), Err("programme".to_string()), "closed");
         assert!(b.balanced());
         let (_, transfers, programmes) = b.take_staged();
         assert!(transfers.iter().any(|t| t.code == i32::from(TransferKind::Return.code())));

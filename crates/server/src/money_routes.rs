@@ -139,16 +139,11 @@ fn name_ok(field: &'static str, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A fresh client-side transfer id (top bit clear).
+/// A fresh client-side transfer id (random, top bit clear).
 fn fresh_transfer_id() -> Result<String, ApiError> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| ApiError::unavailable("no randomness").detail(e.to_string()))?;
-    b[0] &= 0x7f;
-    Ok(b.iter().fold(String::with_capacity(32), |mut s, x| {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{x:02x}");
-        s
-    }))
+    Ok(hex(u128::from_be_bytes(b) >> 1))
 }
 
 pub async fn topup(
@@ -276,16 +271,15 @@ pub async fn bill(
     let voided = rows.iter().any(|t| kind_is(t, TransferKind::Void));
     let meter = job.meter.unwrap_or_default();
     let mut b = book
-        .bill(&crate::billing::usage_of(&meter))
+        .bill(&meter.usage())
         .map_err(|e| ApiError::unavailable("the job's meter cannot be billed").detail(e.to_string()))?;
+    // a voucher leg's debit is the grant `grant:PROGRAMME/TENANT`
     let vouchers: Vec<(String, i64)> = rows
         .iter()
         .filter(|t| kind_is(t, TransferKind::Voucher))
         .map(|t| {
-            let programme = parse_hex(&t.debit)
-                .and_then(|d| books(&inner).ok().and_then(|bk| bk.name_of(d).map(|(_, n)| n.clone())))
-                .map_or_else(String::new, |n| n.split('/').next().unwrap_or("").to_string());
-            (programme, t.amount)
+            let grant = names.get(&t.debit).and_then(|n| n.strip_prefix("grant:")).unwrap_or("");
+            (grant.split('/').next().unwrap_or("").to_string(), t.amount)
         })
         .collect();
     b = b.with_vouchers(&vouchers).map_err(|e| ApiError::unavailable("bill").detail(e.to_string()))?;

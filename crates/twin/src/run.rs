@@ -214,17 +214,18 @@ impl Vouchers {
         for (kind, eligible) in
             [(VoucherKind::Compute, usage.compute_fen + usage.energy_fen), (VoucherKind::Transport, usage.transfer_fen)]
         {
-            // what each programme could pay: its rate, within the tenant's cap this year and the budget left
-            let best = (0..self.programmes.len())
-                .filter(|&i| self.programmes[i].kind == kind && self.programmes[i].covers(job))
+            // what each programme has left for this tenant: its cap this year, within the budget
+            let left: Vec<i64> = (0..self.programmes.len())
                 .map(|i| {
-                    let p = &self.programmes[i];
                     let used = self.by_tenant.get(&(i, job.tenant.to_string(), year)).copied().unwrap_or(0);
-                    let left = (p.cap_per_beneficiary_fen - used).min(p.budget_fen - self.spent[i]);
-                    (i, p.pays(eligible, left))
+                    (self.programmes[i].cap_per_beneficiary_fen - used)
+                        .min(self.programmes[i].budget_fen - self.spent[i])
                 })
-                .filter(|(_, fen)| *fen > 0)
-                .max_by(|a, b| a.1.cmp(&b.1).then_with(|| self.programmes[b.0].id.cmp(&self.programmes[a.0].id)));
+                .collect();
+            let held: Vec<(&suanwang_economy::Programme, i64)> = self.programmes.iter().zip(left).collect();
+            // the control plane's rule: one programme of the kind, the one that pays most
+            let best = suanwang_economy::voucher::choose(&held, kind, job, eligible)
+                .and_then(|(p, fen)| self.programmes.iter().position(|x| x.id == p.id).map(|i| (i, fen)));
             if let Some((i, fen)) = best {
                 self.spent[i] += fen;
                 *self.by_tenant.entry((i, job.tenant.to_string(), year)).or_default() += fen;
