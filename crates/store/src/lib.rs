@@ -98,6 +98,45 @@ pub struct Batch<'a> {
     pub accounts: &'a [AccountRow],
     pub transfers: &'a [TransferRow],
     pub programmes: &'a [ProgrammeRow],
+    /// Evidence-log entries appended (R6/R7: the log proves the records of the same commit).
+    pub evidence: &'a [EvidenceRow],
+    /// Evidence-log hash tiles that this commit's entries filled.
+    pub tiles: &'a [TileRow],
+}
+
+/// One entry of the evidence log, with its opening: `entry` is the public text (kind, time,
+/// commitment), `salt` (64 hex digits) and `record` open the commitment, for those allowed to
+/// see the record (its tenant; the operator and the regulator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRow {
+    /// Position in the log, from 0.
+    pub idx: i64,
+    pub kind: String,
+    pub at_ms: i64,
+    pub entry: String,
+    pub salt: String,
+    pub record: String,
+    /// The tenant whose record it is, if any.
+    pub tenant: Option<String>,
+    pub job_id: Option<i64>,
+    /// What else it is about (`site/…`, `dataset/…`), for lineage.
+    pub subject: Option<String>,
+}
+
+/// A full hash tile of the evidence log: 256 hashes of 32 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileRow {
+    pub level: i32,
+    pub idx: i64,
+    pub hashes: Vec<u8>,
+}
+
+/// A signed checkpoint of the evidence log (a C2SP signed note), with its cosignatures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteRow {
+    pub size: i64,
+    pub at_ms: i64,
+    pub note: String,
 }
 
 /// A ledger account as stored: ids as 32 hex digits, balances in fen (they fit an i64: the
@@ -251,6 +290,35 @@ pub trait Store: Send + Sync {
     /// The value of setting `key`, storing `value` first when it has none: the first writer
     /// wins, and every caller gets what is stored (the control plane's identity and secret).
     fn setting_or_insert(&self, key: &str, value: &str) -> impl Future<Output = Result<String, StoreError>> + Send;
+    /// Entries of the evidence log: the size (entries appended).
+    fn evidence_size(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Entries `[from, to)`, in order.
+    fn evidence_entries(&self, from: i64, to: i64)
+    -> impl Future<Output = Result<Vec<EvidenceRow>, StoreError>> + Send;
+    /// Entries about job `job_id` or subject `subject`, in order (at most `limit`).
+    fn evidence_about(
+        &self,
+        job_id: Option<i64>,
+        subject: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<EvidenceRow>, StoreError>> + Send;
+    /// Full hash tiles of `level` with indexes `[from, to)`, in order.
+    fn evidence_tiles(
+        &self,
+        level: i32,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Vec<TileRow>, StoreError>> + Send;
+    /// Stores a signed checkpoint (or replaces it with a copy carrying more cosignatures).
+    fn put_note(&self, note: &NoteRow) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Up to `limit` checkpoints with `size > after`, smallest first; `newest` reverses the order
+    /// and takes those below `after` when it is positive.
+    fn notes(
+        &self,
+        after: i64,
+        limit: i64,
+        newest: bool,
+    ) -> impl Future<Output = Result<Vec<NoteRow>, StoreError>> + Send;
 }
 
 /// A job's checkpoint: what its run left in its checkpoint directory (a gzipped tar), so a later
@@ -434,6 +502,78 @@ impl Store for AnyStore {
             AnyStore::Sqlite(s) => s.setting_or_insert(key, value).await,
             AnyStore::Postgres(s) => s.setting_or_insert(key, value).await,
         }
+    }
+
+    async fn evidence_size(&self) -> Result<i64, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.evidence_size().await,
+            AnyStore::Postgres(s) => s.evidence_size().await,
+        }
+    }
+
+    async fn evidence_entries(&self, from: i64, to: i64) -> Result<Vec<EvidenceRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.evidence_entries(from, to).await,
+            AnyStore::Postgres(s) => s.evidence_entries(from, to).await,
+        }
+    }
+
+    async fn evidence_about(
+        &self,
+        job_id: Option<i64>,
+        subject: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EvidenceRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.evidence_about(job_id, subject, limit).await,
+            AnyStore::Postgres(s) => s.evidence_about(job_id, subject, limit).await,
+        }
+    }
+
+    async fn evidence_tiles(&self, level: i32, from: i64, to: i64) -> Result<Vec<TileRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.evidence_tiles(level, from, to).await,
+            AnyStore::Postgres(s) => s.evidence_tiles(level, from, to).await,
+        }
+    }
+
+    async fn put_note(&self, note: &NoteRow) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.put_note(note).await,
+            AnyStore::Postgres(s) => s.put_note(note).await,
+        }
+    }
+
+    async fn notes(&self, after: i64, limit: i64, newest: bool) -> Result<Vec<NoteRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.notes(after, limit, newest).await,
+            AnyStore::Postgres(s) => s.notes(after, limit, newest).await,
+        }
+    }
+}
+
+/// The columns of `evidence_entries`, in the order the backends bind them.
+const EVIDENCE_COLUMNS: &str = "idx, kind, at_ms, entry, salt, record, tenant, job_id, subject";
+
+/// The evidence log's indexes and checkpoint table, the same SQL on both backends (the entry
+/// and tile tables differ: their keys and byte types are each backend's own).
+const EVIDENCE_MIGRATIONS: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS evidence_entries_job ON evidence_entries (job_id) WHERE job_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS evidence_entries_subject ON evidence_entries (subject) WHERE subject IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS evidence_notes (
+        size BIGINT PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        note TEXT NOT NULL
+    )",
+];
+
+/// The WHERE clause and binds of [`Store::evidence_about`].
+fn about_filter(job_id: Option<i64>, subject: Option<&str>) -> &'static str {
+    match (job_id, subject) {
+        (Some(_), Some(_)) => " WHERE job_id = ? OR subject = ?",
+        (Some(_), None) => " WHERE job_id = ?",
+        (None, Some(_)) => " WHERE subject = ?",
+        (None, None) => " WHERE false",
     }
 }
 

@@ -4,9 +4,10 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
 use crate::{
-    ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, JOB_COLUMNS, JOB_UPDATE, JobQuery,
-    JobRow, LEDGER_MIGRATIONS, ProgrammeRow, RunLog, Store, StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TokenRow,
-    TransferQuery, TransferRow, duplicate_key, is_unique_violation, last_row_per_job, transfer_filter,
+    ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, EVIDENCE_COLUMNS, EVIDENCE_MIGRATIONS,
+    EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, NoteRow, ProgrammeRow, RunLog, Store,
+    StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery, TransferRow, about_filter,
+    duplicate_key, is_unique_violation, last_row_per_job, transfer_filter,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -127,7 +128,7 @@ fn row_to_command(r: &sqlx::postgres::PgRow) -> Result<CommandRow, sqlx::Error> 
 
 impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        for m in MIGRATIONS.iter().chain(LEDGER_MIGRATIONS) {
+        for m in MIGRATIONS.iter().chain(LEDGER_MIGRATIONS).chain(PG_EVIDENCE).chain(EVIDENCE_MIGRATIONS) {
             sqlx::query(*m).execute(&self.pool).await?;
         }
         // the ledger's clock and time-ordered pages (SQLite reads them in rowid order instead)
@@ -304,6 +305,7 @@ impl Store for PgStore {
             .await?;
         }
         write_ledger(&mut tx, batch).await?;
+        write_evidence(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -465,6 +467,155 @@ impl Store for PgStore {
         let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_one(&self.pool).await?;
         Ok(row.try_get("value")?)
     }
+
+    async fn evidence_size(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0)::bigint AS n FROM evidence_entries")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    async fn evidence_entries(&self, from: i64, to: i64) -> Result<Vec<EvidenceRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVIDENCE_COLUMNS} FROM evidence_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
+        )))
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(row_to_evidence).collect::<Result<_, _>>()?)
+    }
+
+    async fn evidence_about(
+        &self,
+        job_id: Option<i64>,
+        subject: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EvidenceRow>, StoreError> {
+        let sql = numbered(&format!(
+            "SELECT {EVIDENCE_COLUMNS} FROM evidence_entries{} ORDER BY idx LIMIT ?",
+            about_filter(job_id, subject)
+        ));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(j) = job_id {
+            q = q.bind(j);
+        }
+        if let Some(s) = subject {
+            q = q.bind(s);
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(row_to_evidence).collect::<Result<_, _>>()?)
+    }
+
+    async fn evidence_tiles(&self, level: i32, from: i64, to: i64) -> Result<Vec<TileRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT level, idx, hashes FROM evidence_tiles WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+        )
+        .bind(level)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok(TileRow { level: r.try_get("level")?, idx: r.try_get("idx")?, hashes: r.try_get("hashes")? }))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn put_note(&self, note: &NoteRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO evidence_notes (size, at_ms, note) VALUES ($1, $2, $3)
+             ON CONFLICT (size) DO UPDATE SET note = excluded.note",
+        )
+        .bind(note.size)
+        .bind(note.at_ms)
+        .bind(&note.note)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn notes(&self, after: i64, limit: i64, newest: bool) -> Result<Vec<NoteRow>, StoreError> {
+        let sql = if newest {
+            "SELECT size, at_ms, note FROM evidence_notes WHERE size < $1 ORDER BY size DESC LIMIT $2"
+        } else {
+            "SELECT size, at_ms, note FROM evidence_notes WHERE size > $1 ORDER BY size LIMIT $2"
+        };
+        let bound = if newest && after <= 0 { i64::MAX } else { after };
+        let rows = sqlx::query(sql).bind(bound).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(row_to_note).collect::<Result<_, _>>()?)
+    }
+}
+
+/// The evidence log's entries and tiles.
+const PG_EVIDENCE: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS evidence_entries (
+        idx BIGINT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        entry TEXT NOT NULL,
+        salt TEXT NOT NULL,
+        record TEXT NOT NULL,
+        tenant TEXT,
+        job_id BIGINT,
+        subject TEXT
+    )",
+    "CREATE TABLE IF NOT EXISTS evidence_tiles (
+        level INTEGER NOT NULL,
+        idx BIGINT NOT NULL,
+        hashes BYTEA NOT NULL,
+        PRIMARY KEY (level, idx)
+    )",
+];
+
+/// The evidence log's part of a group commit: entries as arrays, tiles one statement each.
+async fn write_evidence(tx: &mut sqlx::PgConnection, batch: &Batch<'_>) -> Result<(), StoreError> {
+    let e = batch.evidence;
+    if !e.is_empty() {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO evidence_entries ({EVIDENCE_COLUMNS})
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                                  $7::text[], $8::bigint[], $9::text[])"
+        )))
+        .bind(e.iter().map(|r| r.idx).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.at_ms).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.entry.as_str()).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.salt.as_str()).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.record.as_str()).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.tenant.as_deref()).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.job_id).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.subject.as_deref()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    for t in batch.tiles {
+        sqlx::query("INSERT INTO evidence_tiles (level, idx, hashes) VALUES ($1, $2, $3)")
+            .bind(t.level)
+            .bind(t.idx)
+            .bind(&t.hashes)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn row_to_evidence(r: &sqlx::postgres::PgRow) -> Result<EvidenceRow, sqlx::Error> {
+    Ok(EvidenceRow {
+        idx: r.try_get("idx")?,
+        kind: r.try_get("kind")?,
+        at_ms: r.try_get("at_ms")?,
+        entry: r.try_get("entry")?,
+        salt: r.try_get("salt")?,
+        record: r.try_get("record")?,
+        tenant: r.try_get("tenant")?,
+        job_id: r.try_get("job_id")?,
+        subject: r.try_get("subject")?,
+    })
+}
+
+fn row_to_note(r: &sqlx::postgres::PgRow) -> Result<NoteRow, sqlx::Error> {
+    Ok(NoteRow { size: r.try_get("size")?, at_ms: r.try_get("at_ms")?, note: r.try_get("note")? })
 }
 
 /// `?` placeholders numbered `$1`, `$2`, … in order.

@@ -10,10 +10,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, JOB_COLUMNS, JOB_UPDATE, JobQuery,
-    JobRow, LEDGER_MIGRATIONS, ProgrammeRow, RunLog, Store, StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TokenRow,
-    TransferQuery, TransferRow, duplicate_key, is_unique_violation, last_row_per_job, statement_chunks,
-    transfer_filter,
+    ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, EVIDENCE_COLUMNS, EVIDENCE_MIGRATIONS,
+    EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, NoteRow, ProgrammeRow, RunLog, Store,
+    StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery, TransferRow, about_filter,
+    duplicate_key, is_unique_violation, last_row_per_job, statement_chunks, transfer_filter,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -251,6 +251,90 @@ async fn write_ledger(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> Res
     Ok(())
 }
 
+/// The evidence log's entries and tiles: entries keyed by their index (the rowid: appended in
+/// order, one B-tree), tiles by (level, index) without a rowid.
+const SQLITE_EVIDENCE: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS evidence_entries (
+        idx INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        entry TEXT NOT NULL,
+        salt TEXT NOT NULL,
+        record TEXT NOT NULL,
+        tenant TEXT,
+        job_id INTEGER,
+        subject TEXT
+    )",
+    "CREATE TABLE IF NOT EXISTS evidence_tiles (
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hashes BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+    ) WITHOUT ROWID",
+];
+
+/// The evidence log's part of a group commit: entries as one JSON document (as the ledger's
+/// transfers), tiles one statement each (one per 256 entries).
+async fn write_evidence(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> Result<(), StoreError> {
+    if !batch.evidence.is_empty() {
+        use std::fmt::Write as _;
+        let mut doc = String::with_capacity(batch.evidence.len() * 400);
+        doc.push('[');
+        for (i, e) in batch.evidence.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let opt = |s: &Option<String>| s.as_deref().map_or_else(|| "null".to_string(), json_str);
+            let _ = write!(
+                doc,
+                "{sep}[{},{},{},{},{},{},{},{},{}]",
+                e.idx,
+                json_str(&e.kind),
+                e.at_ms,
+                json_str(&e.entry),
+                json_str(&e.salt),
+                json_str(&e.record),
+                opt(&e.tenant),
+                e.job_id.map_or_else(|| "null".to_string(), |j| j.to_string()),
+                opt(&e.subject),
+            );
+        }
+        doc.push(']');
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO evidence_entries ({EVIDENCE_COLUMNS}) SELECT {} FROM json_each(?)",
+            json_columns(9)
+        )))
+        .bind(doc)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for t in batch.tiles {
+        sqlx::query("INSERT INTO evidence_tiles (level, idx, hashes) VALUES (?, ?, ?)")
+            .bind(t.level)
+            .bind(t.idx)
+            .bind(&t.hashes)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn row_to_evidence(r: &sqlx::sqlite::SqliteRow) -> Result<EvidenceRow, sqlx::Error> {
+    Ok(EvidenceRow {
+        idx: r.try_get("idx")?,
+        kind: r.try_get("kind")?,
+        at_ms: r.try_get("at_ms")?,
+        entry: r.try_get("entry")?,
+        salt: r.try_get("salt")?,
+        record: r.try_get("record")?,
+        tenant: r.try_get("tenant")?,
+        job_id: r.try_get("job_id")?,
+        subject: r.try_get("subject")?,
+    })
+}
+
+fn row_to_note(r: &sqlx::sqlite::SqliteRow) -> Result<NoteRow, sqlx::Error> {
+    Ok(NoteRow { size: r.try_get("size")?, at_ms: r.try_get("at_ms")?, note: r.try_get("note")? })
+}
+
 /// A JSON string literal (ids and names are ASCII or UTF-8 text; quotes, backslashes and
 /// control characters are escaped by serde_json).
 fn json_str(s: &str) -> String {
@@ -309,7 +393,7 @@ fn row_to_command(r: &sqlx::sqlite::SqliteRow) -> Result<CommandRow, sqlx::Error
 
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        for m in MIGRATIONS.iter().chain(LEDGER_MIGRATIONS) {
+        for m in MIGRATIONS.iter().chain(LEDGER_MIGRATIONS).chain(SQLITE_EVIDENCE).chain(EVIDENCE_MIGRATIONS) {
             sqlx::query(*m).execute(&self.pool).await?;
         }
         Ok(())
@@ -377,6 +461,7 @@ impl Store for SqliteStore {
             .await?;
         }
         write_ledger(&mut tx, batch).await?;
+        write_evidence(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -621,5 +706,82 @@ impl Store for SqliteStore {
             .await?;
         let row = sqlx::query("SELECT value FROM settings WHERE key = ?").bind(key).fetch_one(&self.pool).await?;
         Ok(row.try_get("value")?)
+    }
+
+    async fn evidence_size(&self) -> Result<i64, StoreError> {
+        let row =
+            sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM evidence_entries").fetch_one(&self.read).await?;
+        Ok(row.try_get("n")?)
+    }
+
+    async fn evidence_entries(&self, from: i64, to: i64) -> Result<Vec<EvidenceRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVIDENCE_COLUMNS} FROM evidence_entries WHERE idx >= ? AND idx < ? ORDER BY idx"
+        )))
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(row_to_evidence).collect::<Result<_, _>>()?)
+    }
+
+    async fn evidence_about(
+        &self,
+        job_id: Option<i64>,
+        subject: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EvidenceRow>, StoreError> {
+        let sql = format!(
+            "SELECT {EVIDENCE_COLUMNS} FROM evidence_entries{} ORDER BY idx LIMIT ?",
+            about_filter(job_id, subject)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(j) = job_id {
+            q = q.bind(j);
+        }
+        if let Some(s) = subject {
+            q = q.bind(s);
+        }
+        let rows = q.bind(limit).fetch_all(&self.read).await?;
+        Ok(rows.iter().map(row_to_evidence).collect::<Result<_, _>>()?)
+    }
+
+    async fn evidence_tiles(&self, level: i32, from: i64, to: i64) -> Result<Vec<TileRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT level, idx, hashes FROM evidence_tiles WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+        )
+        .bind(level)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok(TileRow { level: r.try_get("level")?, idx: r.try_get("idx")?, hashes: r.try_get("hashes")? }))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn put_note(&self, note: &NoteRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO evidence_notes (size, at_ms, note) VALUES (?, ?, ?)
+             ON CONFLICT (size) DO UPDATE SET note = excluded.note",
+        )
+        .bind(note.size)
+        .bind(note.at_ms)
+        .bind(&note.note)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn notes(&self, after: i64, limit: i64, newest: bool) -> Result<Vec<NoteRow>, StoreError> {
+        let sql = if newest {
+            "SELECT size, at_ms, note FROM evidence_notes WHERE size < ? ORDER BY size DESC LIMIT ?"
+        } else {
+            "SELECT size, at_ms, note FROM evidence_notes WHERE size > ? ORDER BY size LIMIT ?"
+        };
+        let bound = if newest && after <= 0 { i64::MAX } else { after };
+        let rows = sqlx::query(sql).bind(bound).bind(limit).fetch_all(&self.read).await?;
+        Ok(rows.iter().map(row_to_note).collect::<Result<_, _>>()?)
     }
 }

@@ -3,8 +3,8 @@
 //! `scripts/test.sh` starts one when none runs).
 
 use suanwang_store::{
-    AccountRow, Batch, Checkpoint, CommandRow, JobQuery, JobRow, PgStore, ProgrammeRow, RunLog, SqliteStore, Store,
-    StoreError, TokenRow, TransferQuery, TransferRow,
+    AccountRow, Batch, Checkpoint, CommandRow, EvidenceRow, JobQuery, JobRow, NoteRow, PgStore, ProgrammeRow, RunLog,
+    SqliteStore, Store, StoreError, TileRow, TokenRow, TransferQuery, TransferRow,
 };
 
 fn job(id: i64, tenant: &str, state: &str) -> JobRow {
@@ -197,6 +197,7 @@ async fn conformance<S: Store>(s: &S) {
     projection(s).await;
     large_batches(s).await;
     ledger(s).await;
+    evidence(s).await;
 }
 
 fn account(id: &str, kind: &str, name: &str, dposted: i64, cposted: i64) -> AccountRow {
@@ -297,6 +298,62 @@ async fn ledger<S: Store>(s: &S) {
     assert_eq!(s.programmes().await.expect("programmes"), [revised]);
 }
 
+fn evidence_row(idx: i64, job_id: Option<i64>, subject: Option<&str>) -> EvidenceRow {
+    EvidenceRow {
+        idx,
+        kind: "job".into(),
+        at_ms: 5_000 + idx,
+        entry: format!("{{\"kind\":\"job\",\"i\":{idx}}}"),
+        salt: "ab".repeat(32),
+        record: "{\"quote\":\"a \\\" and a \\\\ in a record\"}".into(),
+        tenant: job_id.map(|_| "acme".to_string()),
+        job_id,
+        subject: subject.map(str::to_string),
+    }
+}
+
+/// The evidence log (R6/R7): entries and tiles in the same transaction as the commands;
+/// a failed batch leaves none; ranges, subjects and checkpoints read back.
+async fn evidence<S: Store>(s: &S) {
+    assert_eq!(s.evidence_size().await.expect("size"), 0);
+    let rows: Vec<EvidenceRow> =
+        (0..300).map(|i| evidence_row(i, (i % 3 == 0).then_some(i / 3), (i == 7).then_some("dataset/x"))).collect();
+    let tile = TileRow { level: 0, idx: 0, hashes: vec![7; 256 * 32] };
+    s.commit(&Batch {
+        commands: &[row(7001, 7001, None)],
+        evidence: &rows,
+        tiles: std::slice::from_ref(&tile),
+        ..Batch::default()
+    })
+    .await
+    .expect("commit");
+    assert_eq!(s.evidence_size().await.expect("size"), 300);
+    assert_eq!(s.evidence_entries(10, 13).await.expect("range"), rows[10..13].to_vec());
+    assert_eq!(s.evidence_entries(299, 400).await.expect("range"), rows[299..].to_vec());
+    assert_eq!(s.evidence_about(Some(4), None, 10).await.expect("job"), vec![rows[12].clone()]);
+    assert_eq!(s.evidence_about(None, Some("dataset/x"), 10).await.expect("subject"), vec![rows[7].clone()]);
+    assert_eq!(s.evidence_tiles(0, 0, 10).await.expect("tiles"), vec![tile.clone()]);
+    assert!(s.evidence_tiles(1, 0, 10).await.expect("tiles").is_empty());
+    // an index written twice fails the whole batch: no command, no entry
+    let again = [evidence_row(300, None, None), evidence_row(5, None, None)];
+    let err = s.commit(&Batch { commands: &[row(7002, 7002, None)], evidence: &again, ..Batch::default() }).await;
+    assert!(err.is_err(), "an entry's index is unique");
+    assert_eq!(s.evidence_size().await.expect("size"), 300, "the failed batch appended no entry");
+    assert_eq!(s.commands(0, 10_000).await.expect("log").iter().filter(|c| c.at_ms == 7002).count(), 0);
+    // checkpoints: the newest first or the history in order; a cosigned copy replaces its size's
+    for size in [100_i64, 200, 300] {
+        s.put_note(&NoteRow { size, at_ms: size, note: format!("note {size}") }).await.expect("note");
+    }
+    s.put_note(&NoteRow { size: 300, at_ms: 300, note: "note 300 cosigned".into() }).await.expect("note");
+    let newest = s.notes(0, 1, true).await.expect("newest");
+    assert_eq!(newest.iter().map(|n| n.note.as_str()).collect::<Vec<_>>(), ["note 300 cosigned"]);
+    assert_eq!(s.notes(300, 1, true).await.expect("before 300")[0].size, 200);
+    assert_eq!(
+        s.notes(100, 10, false).await.expect("after 100").iter().map(|n| n.size).collect::<Vec<_>>(),
+        [200, 300]
+    );
+}
+
 #[tokio::test]
 async fn sqlite_conforms() {
     let dir = std::env::temp_dir().join(format!("suanwang-store-{}", std::process::id()));
@@ -309,8 +366,8 @@ async fn sqlite_conforms() {
     let s = SqliteStore::open(&dir).await.expect("reopen");
     assert_eq!(
         s.commands(0, 1000).await.expect("read").len(),
-        210,
-        "the four of the log test, two of the projection test, 203 of the large batch and one of the ledger test"
+        211,
+        "the four of the log test, two of the projection test, 203 of the large batch, one of the ledger test and one of the evidence test"
     );
     // the database and its WAL are its owner's alone (R7: tenants' jobs are in it)
     for f in ["suanwang.db", "suanwang.db-wal"] {
