@@ -9,6 +9,7 @@
 //! The OpenAPI document (`openapi()`) is generated from these types and the route table.
 
 pub mod agent;
+pub mod evidence;
 pub mod job;
 pub mod money;
 pub mod network;
@@ -17,6 +18,10 @@ pub mod ops;
 pub mod plan;
 mod strict;
 
+pub use evidence::{
+    CheckpointList, ConsistencyProof, CosignAnswer, CosignRequest, EntryAnswer, EvidenceBundle, EvidenceKey,
+    InclusionProof, Opening, ProvedEntry, SignedCheckpoint,
+};
 pub use job::{JobList, JobLogs, JobSpec, JobState, JobView, Meter, TransferMode, Usage};
 pub use money::{
     AccountView, BalanceAnswer, BillAnswer, BillLine, CreditLimitRequest, GrantRequest, GrantView, MoneyAnswer,

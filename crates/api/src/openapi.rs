@@ -283,6 +283,85 @@ pub const ROUTES: &[Route] = &[
             "funder (own), tenant (own grants), operator, regulator",
         )
     },
+    Route {
+        response: Body::Json("EvidenceKey"),
+        ..route("get", "/v1/evidence/key", "The evidence log's origin, verifier key and witnesses", "every role")
+    },
+    Route {
+        response: Body::Text("text/plain; charset=utf-8"),
+        ..route(
+            "get",
+            "/v1/evidence/checkpoint",
+            "The newest checkpoint: a C2SP signed note (origin, size, base64 root; Ed25519 signature, witnesses' \
+             cosignatures)",
+            "every role",
+        )
+    },
+    Route {
+        response: Body::Json("CheckpointList"),
+        query: &["after", "limit"],
+        ..route("get", "/v1/evidence/checkpoints", "Every checkpoint signed, in size order (pages)", "every role")
+    },
+    Route {
+        response: Body::Bytes("application/octet-stream"),
+        ..route(
+            "get",
+            "/v1/evidence/tile/{path}",
+            "A C2SP tlog-tiles tile: `<L>/<N>[.p/<W>]` (hashes) or `entries/<N>[.p/<W>]` (an entry bundle)",
+            "every role",
+        )
+    },
+    Route {
+        response: Body::Json("EntryAnswer"),
+        ..route(
+            "get",
+            "/v1/evidence/entries/{index}",
+            "One entry, with its opening (salt and record) when the caller may see the record",
+            "every role (openings: operator, regulator, tenant (own))",
+        )
+    },
+    Route {
+        response: Body::Json("InclusionProof"),
+        query: &["index", "size"],
+        ..route(
+            "get",
+            "/v1/evidence/proof/inclusion",
+            "RFC 9162 inclusion proof of entry `index` in the tree of `size` entries (default: the newest \
+             checkpoint's)",
+            "every role",
+        )
+    },
+    Route {
+        response: Body::Json("ConsistencyProof"),
+        query: &["from", "to"],
+        ..route(
+            "get",
+            "/v1/evidence/proof/consistency",
+            "RFC 9162 consistency proof between the trees of `from` and `to` entries",
+            "every role",
+        )
+    },
+    Route {
+        request: Body::Json("CosignRequest"),
+        response: Body::Json("CosignAnswer"),
+        ..route(
+            "post",
+            "/v1/evidence/cosignatures",
+            "A witness's cosignature of a checkpoint (C2SP tlog-cosignature v1), checked against the witnesses \
+             the log accepts",
+            "every role (the witness key is what counts)",
+        )
+    },
+    Route {
+        response: Body::Json("EvidenceBundle"),
+        ..route(
+            "get",
+            "/v1/jobs/{id}/evidence",
+            "A job's records with their openings and inclusion proofs against a signed checkpoint: verify offline \
+             with `suanwang evidence verify`",
+            "operator, regulator, tenant (own)",
+        )
+    },
 ];
 
 /// The schema names of the agent protocol's bodies (types in `agent.rs`, registered in
@@ -326,6 +405,13 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<crate::money::ProgrammeView>();
     g.subschema_for::<crate::money::GrantView>();
     g.subschema_for::<crate::money::VoucherList>();
+    g.subschema_for::<crate::evidence::EvidenceKey>();
+    g.subschema_for::<crate::evidence::CheckpointList>();
+    g.subschema_for::<crate::evidence::EntryAnswer>();
+    g.subschema_for::<crate::evidence::InclusionProof>();
+    g.subschema_for::<crate::evidence::ConsistencyProof>();
+    g.subschema_for::<crate::evidence::CosignAnswer>();
+    g.subschema_for::<crate::evidence::EvidenceBundle>();
     let mut out = g.take_definitions(true);
     let mut r = SchemaGenerator::new(settings(Contract::Deserialize));
     r.subschema_for::<job::JobSpec>();
@@ -335,6 +421,7 @@ fn components() -> Map<String, Value> {
     r.subschema_for::<crate::money::CreditLimitRequest>();
     r.subschema_for::<crate::money::ProgrammeSpec>();
     r.subschema_for::<crate::money::GrantRequest>();
+    r.subschema_for::<crate::evidence::CosignRequest>();
     out.extend(r.take_definitions(true));
     out
 }
@@ -346,7 +433,29 @@ const ID: &str = "^[a-z][a-z0-9_-]*$";
 const INSTANT: &str = "^(-?[0-9]{1,15}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?Z)$";
 
 /// A query parameter's declaration.
-fn param(name: &str) -> Value {
+fn param(path: &str, name: &str) -> Value {
+    let count = json!({"type": "integer", "minimum": 0, "maximum": i64::MAX});
+    let (schema, required, description) = match (path, name) {
+        ("/v1/evidence/proof/inclusion", "index") => (count, true, "The entry's index, from 0"),
+        ("/v1/evidence/proof/inclusion", "size") => {
+            (count, false, "The tree's size (default: the newest checkpoint's)")
+        }
+        ("/v1/evidence/proof/consistency", "from") => (count, true, "The older tree's size"),
+        ("/v1/evidence/proof/consistency", "to") => {
+            (count, false, "The newer tree's size (default: the newest checkpoint's)")
+        }
+        ("/v1/evidence/checkpoints", "after") => (count, false, "Only checkpoints of more entries than this"),
+        ("/v1/evidence/checkpoints", "limit") => (
+            json!({"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1000}),
+            false,
+            "Checkpoints per page",
+        ),
+        (_, name) => return plain_param(name),
+    };
+    json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema})
+}
+
+fn plain_param(name: &str) -> Value {
     let (schema, required, description) = match name {
         "state" => (json!({"$ref": "#/components/schemas/JobState"}), false, "Only jobs in this state"),
         "tenant" => (json!({"type": "string"}), false, "Only this tenant's jobs"),
@@ -502,7 +611,16 @@ pub fn openapi() -> Value {
             params.push(json!({"name": "id", "in": "path", "required": true,
                 "schema": {"type": "integer", "minimum": 1, "maximum": u64::MAX}}));
         }
-        params.extend(r.query.iter().map(|q| param(q)));
+        if r.path.contains("{index}") {
+            params.push(json!({"name": "index", "in": "path", "required": true,
+                "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}}));
+        }
+        if r.path.contains("{path}") {
+            params.push(json!({"name": "path", "in": "path", "required": true,
+                "description": "The rest of the tile's path; it may hold slashes (`1/x001/x234/067.p/7`)",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 128}}));
+        }
+        params.extend(r.query.iter().map(|q| param(r.path, q)));
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }

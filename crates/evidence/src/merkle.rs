@@ -190,11 +190,13 @@ pub fn verify_consistency(
         };
     }
     if old == 0 {
-        // every tree extends the empty one
-        return if proof.is_empty() {
-            Ok(())
-        } else {
+        // every tree extends the empty one, whose root is the hash of nothing
+        return if !proof.is_empty() {
             Err(EvidenceError::Proof("a consistency proof from the empty tree must be empty".into()))
+        } else if *old_root != empty_root() {
+            Err(EvidenceError::Proof("the root of the empty tree is SHA-256 of nothing".into()))
+        } else {
+            Ok(())
         };
     }
     let mut path: Vec<Hash> = Vec::with_capacity(proof.len() + 1);

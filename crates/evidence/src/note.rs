@@ -176,6 +176,16 @@ impl Verifier {
         &self.name
     }
 
+    /// The key id a signature by this key carries.
+    pub fn key_id(&self) -> u32 {
+        self.id
+    }
+
+    /// Whether `sig` claims to be by this key (name and key id; not yet checked).
+    pub fn claims(&self, sig: &NoteSig) -> bool {
+        sig.name == self.name && sig.id == self.id
+    }
+
     /// Whether this is a witness's (cosignature) key.
     pub fn is_witness(&self) -> bool {
         self.alg == COSIGNATURE_V1
@@ -366,6 +376,12 @@ impl Checkpoint {
         let n = Note::parse(note)?;
         n.verify(log, witnesses, quorum)?;
         let c = Checkpoint::parse(&n.text)?;
+        if c.origin != log.name {
+            return Err(EvidenceError::Proof(format!(
+                "the checkpoint's origin {:?} is not the log key's name {:?}",
+                c.origin, log.name
+            )));
+        }
         Ok((c, n))
     }
 }

@@ -495,6 +495,19 @@ impl Actor {
             }
             self.inner.metrics.queue_depth.store(self.rx.len() as u64, Ordering::Relaxed);
             self.process(&mut batch).await;
+            self.checkpoint().await;
+        }
+    }
+
+    /// Signs a checkpoint of the durable evidence log when one is due (entries arrived and
+    /// 750 ms passed: with the 250 ms tick, one at least every second while entries arrive),
+    /// and stores it.
+    async fn checkpoint(&self) {
+        let due = self.inner.evidence.lock().ok().and_then(|mut l| l.sign_if_due(wall_now().0, false));
+        if let Some(note) = due
+            && let Err(e) = self.inner.store.put_note(&note).await
+        {
+            tracing::error!(error = %e, "a checkpoint of the evidence log could not be stored");
         }
     }
 
@@ -776,14 +789,31 @@ impl Actor {
         let job_rows: Vec<JobRow> = staged.values().map(|(from, v)| job_row(v, from.is_none())).collect();
         // R4: jobs that ended are settled, holds of jobs that never ran voided, programmes past
         // their window closed; the ledger's changes go into the same transaction
-        let (accounts, transfers, programmes) = match self.inner.books.lock() {
+        let (accounts, transfers, programmes, owners) = match self.inner.books.lock() {
             Ok(mut books) => {
                 self.settle(&mut books, &all_events, &staged, now);
                 books.expire(now.0);
-                books.take_staged()
+                let (a, t, p) = books.take_staged();
+                let owners = crate::billing::wallet_owners(&books, &t);
+                (a, t, p, owners)
             }
-            Err(_) => (vec![], vec![], vec![]),
+            Err(_) => (vec![], vec![], vec![], HashMap::new()),
         };
+        // R6/R7: the batch's records, proved by entries appended in the same transaction
+        let proofs = {
+            let records = crate::evidence::records(
+                &rows,
+                &all_events,
+                &transfers,
+                |j| staged.get(&j).map(|(_, v)| v.tenant.clone()),
+                |t| owners.get(&t.id).cloned(),
+            );
+            match self.inner.evidence.lock() {
+                Ok(log) if !records.is_empty() => Some(log.stage(&records, now.0)),
+                _ => None,
+            }
+        };
+        let (evidence_rows, tiles) = proofs.as_ref().map_or((&[][..], &[][..]), |p| (&p.rows[..], &p.tiles[..]));
         let durable = if rows.is_empty()
             && job_rows.is_empty()
             && new_logs.is_empty()
@@ -802,11 +832,18 @@ impl Actor {
                     accounts: &accounts,
                     transfers: &transfers,
                     programmes: &programmes,
+                    evidence: evidence_rows,
+                    tiles,
                 })
                 .await
         };
         match durable {
             Ok(seqs) => {
+                if let Some(p) = proofs
+                    && let Ok(mut log) = self.inner.evidence.lock()
+                {
+                    log.install(p.tree);
+                }
                 if let Some(last) = seqs.last() {
                     self.last_seq = *last;
                     self.since_snapshot += seqs.len() as u64;

@@ -631,6 +631,20 @@ pub fn estimate(book: &PriceBook, m: &Meter) -> i64 {
 }
 
 /// An account as the store keeps it.
+/// The tenant whose wallet each of `transfers` touches (by transfer id), for the evidence
+/// log's records: a tenant may open the records of its own money.
+pub fn wallet_owners(books: &Books, transfers: &[TransferRow]) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    for t in transfers {
+        for side in [&t.debit, &t.credit] {
+            if let Some((AccountKind::Wallet, name)) = parse_hex(side).and_then(|id| books.name_of(id)) {
+                out.insert(t.id.clone(), name.clone());
+            }
+        }
+    }
+    out
+}
+
 pub fn account_row(a: &Account, kind: AccountKind, name: &str) -> AccountRow {
     AccountRow {
         id: hex(a.id),

@@ -9,6 +9,8 @@ pub mod actor;
 pub mod auth;
 pub mod billing;
 pub mod error;
+pub mod evidence;
+pub mod evidence_routes;
 pub mod listen;
 pub mod metrics;
 pub mod money_routes;
@@ -64,6 +66,8 @@ pub struct Inner {
     pub restart: Arc<tokio::sync::Notify>,
     /// The books (R4): accounts and open holds, changed by the actor inside its batches.
     pub books: std::sync::Mutex<billing::Books>,
+    /// The evidence log (R6/R7): its right edge and newest checkpoint.
+    pub evidence: std::sync::Mutex<evidence::EvidenceLog>,
 }
 
 impl Inner {
@@ -127,6 +131,11 @@ pub struct ServerConfig {
     /// A new tenant wallet's credit limit, fen: 0 is prepaid (top up before submitting);
     /// [`billing::UNLIMITED`] never refuses for balance (the library's default, for tests).
     pub credit_limit_fen: u64,
+    /// The evidence log's signing key (`PRIVATE+KEY+…`, a C2SP signed-note key); its name is
+    /// the log's origin. `None`: a key kept in the store, made on the first start.
+    pub evidence_key: Option<String>,
+    /// Witnesses' verifier keys (`name+id+key`, type 0x04) whose cosignatures are accepted.
+    pub witnesses: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -141,6 +150,8 @@ impl Default for ServerConfig {
             restart: Arc::new(tokio::sync::Notify::new()),
             price_book: suanwang_economy::PriceBook::reference(),
             credit_limit_fen: billing::UNLIMITED,
+            evidence_key: None,
+            witnesses: vec![],
         }
     }
 }
@@ -153,6 +164,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("random token: {0}")]
     Random(String),
+    #[error("evidence log: {0}")]
+    Evidence(String),
 }
 
 impl Inner {
@@ -208,6 +221,7 @@ pub async fn build(
     let fresh = || new_token().map_err(|e| ServerError::Random(e.to_string()));
     let identity = store.setting_or_insert("control_plane_id", &format!("cp_{}", &fresh()?[3..27])).await?;
     let run_secret = store.setting_or_insert("run_id_secret", &fresh()?).await?;
+    let evidence = load_evidence(&store, &cfg, &identity).await?;
     let (tx, rx) = mpsc::channel(65_536);
     let inner = Arc::new(Inner {
         base_net: Arc::clone(&net),
@@ -227,6 +241,7 @@ pub async fn build(
         probes: std::sync::Mutex::new(HashMap::new()),
         restart: Arc::clone(&cfg.restart),
         books: std::sync::Mutex::new(billing::Books::load(&store, cfg.price_book.clone(), cfg.credit_limit_fen).await?),
+        evidence: std::sync::Mutex::new(evidence),
     });
     inner
         .metrics
@@ -270,6 +285,40 @@ pub async fn build(
         }
     });
     Ok((routes::router(inner), handle))
+}
+
+/// The evidence log's key (given, or kept in the store from the first start, named after this
+/// control plane), its witnesses, and its state rebuilt from the store.
+async fn load_evidence(
+    store: &AnyStore,
+    cfg: &ServerConfig,
+    identity: &str,
+) -> Result<evidence::EvidenceLog, ServerError> {
+    use suanwang_evidence::note::{ED25519, Signer, Verifier};
+    let bad = |what: &str, e: &dyn std::fmt::Display| ServerError::Evidence(format!("{what}: {e}"));
+    let skey = match &cfg.evidence_key {
+        Some(k) => k.clone(),
+        None => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| ServerError::Random(e.to_string()))?;
+            let fresh =
+                Signer::from_seed(&format!("suanwang/{identity}"), ED25519, seed).map_err(|e| bad("key", &e))?;
+            store.setting_or_insert("evidence_key", &fresh.encode()).await?
+        }
+    };
+    let signer = Signer::parse(&skey).map_err(|e| bad("the signing key", &e))?;
+    let mut witnesses = Vec::new();
+    for w in &cfg.witnesses {
+        let v = Verifier::parse(w).map_err(|e| bad("a witness key", &e))?;
+        if !v.is_witness() {
+            return Err(ServerError::Evidence(format!(
+                "witness key {} is not a cosignature key (type 0x04): make one with `suanwang evidence witness-key`",
+                v.name()
+            )));
+        }
+        witnesses.push(v);
+    }
+    evidence::EvidenceLog::load(store, signer, witnesses).await.map_err(|e| bad("loading", &e))
 }
 
 /// Serves `router` on `listener` over plain HTTP with the default limits until the process

@@ -103,7 +103,7 @@ pub async fn balance(
     Ok(Json(api::BalanceAnswer { party, accounts }))
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, code: &str, hint: &str) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, code: &str, hint: &str) -> Result<T, ApiError> {
     refuse_duplicate_keys(body)?;
     serde_json::from_slice(body).map_err(|e| {
         let field = e.to_string().split('`').nth(1).map(str::to_string);

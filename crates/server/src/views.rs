@@ -209,7 +209,7 @@ impl Views {
 }
 
 /// The job an event is about, if any.
-fn event_job(ev: &Event) -> Option<u64> {
+pub(crate) fn event_job(ev: &Event) -> Option<u64> {
     match ev {
         Event::Submitted { id, .. }
         | Event::Admitted { id, .. }

@@ -1,6 +1,7 @@
 //! The control plane over real HTTP, on SQLite and PostgreSQL: tenancy, bad input, idempotency,
 //! the OpenAPI document, restart from the log; TLS and abuse limits in their modules.
 
+mod evidence;
 mod history;
 mod limits;
 mod money;

@@ -1,0 +1,276 @@
+//! The evidence log (R6 登记上链、存证、溯源; R7 every change audited): every group commit
+//! appends, in the same transaction, one entry per record it carries — what happened to one job
+//! in the batch (its commands, events and ledger transfers), or one other command (a site
+//! registered, approved, suspended or lost; a top-up, a programme, a grant), or one ledger
+//! transfer of no job. Entries commit to their records (salted SHA-256, see
+//! [`suanwang_evidence::entry`]); the records and salts stay in the store, opened to whom may
+//! see them.
+//!
+//! The log keeps in memory only its right edge ([`Tree`]: at most 256 hashes a level) and its
+//! newest checkpoint; tiles and entries are read from the store. A checkpoint — origin, size,
+//! root, signed by the operator's Ed25519 key as a C2SP signed note — is made at most once a
+//! second while entries arrive, after the commit that made them durable.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Value, json};
+use suanwang_engine::Event;
+use suanwang_evidence::entry::{commitment, entry, hex};
+use suanwang_evidence::merkle::{Hash, leaf_hash};
+use suanwang_evidence::note::{Checkpoint, Signer, Verifier};
+use suanwang_evidence::tile::{TileId, Tree, WIDTH, tile_bytes, tile_hashes};
+use suanwang_store::{AnyStore, CommandRow, EvidenceRow, NoteRow, Store, StoreError, TileRow, TransferRow};
+
+/// One record to prove.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub kind: String,
+    pub tenant: Option<String>,
+    pub job_id: Option<u64>,
+    pub subject: Option<String>,
+    pub body: Value,
+}
+
+/// What a batch appends: the tree after it, its rows and the tiles it filled.
+#[derive(Debug, Default)]
+pub struct Staged {
+    pub tree: Tree,
+    pub rows: Vec<EvidenceRow>,
+    pub tiles: Vec<TileRow>,
+}
+
+/// The log's state in the control plane.
+#[derive(Debug)]
+pub struct EvidenceLog {
+    pub origin: String,
+    signer: Signer,
+    /// Keys whose cosignatures the log accepts and serves.
+    pub witnesses: Vec<Verifier>,
+    /// The tree as durable (after the last successful commit).
+    tree: Tree,
+    /// Salts are SHA-256(this key ‖ index): random per process, stored with each entry.
+    salt_key: [u8; 32],
+    /// The newest checkpoint signed.
+    latest: Option<NoteRow>,
+    /// When the newest checkpoint was signed (ms).
+    signed_at_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceLoadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the evidence log in the store is damaged: {0}")]
+    Damaged(String),
+    #[error("no randomness: {0}")]
+    Random(String),
+}
+
+impl EvidenceLog {
+    /// Rebuilds the log's right edge from the store (the last partial tile's entries and the
+    /// full tiles under each level's partial tile) and checks it against the newest checkpoint.
+    pub async fn load(
+        store: &AnyStore,
+        signer: Signer,
+        witnesses: Vec<Verifier>,
+    ) -> Result<EvidenceLog, EvidenceLoadError> {
+        let size = store.evidence_size().await?;
+        let size_u = u64::try_from(size).unwrap_or(0);
+        let first = size_u / WIDTH * WIDTH;
+        let last: Vec<Hash> = store
+            .evidence_entries(i64::try_from(first).unwrap_or(i64::MAX), size)
+            .await?
+            .iter()
+            .map(|r| leaf_hash(r.entry.as_bytes()))
+            .collect();
+        let mut tiles = HashMap::new();
+        let needs = Tree::restore_needs(size_u);
+        let mut by_level: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        for id in &needs {
+            let e = by_level.entry(id.level).or_insert((id.index, id.index + 1));
+            e.0 = e.0.min(id.index);
+            e.1 = e.1.max(id.index + 1);
+        }
+        for (level, (from, to)) in by_level {
+            for t in store.evidence_tiles(level as i32, from as i64, to as i64).await? {
+                let h = tile_hashes(&t.hashes).map_err(|e| EvidenceLoadError::Damaged(e.to_string()))?;
+                tiles.insert(TileId { level, index: t.idx as u64 }, h);
+            }
+        }
+        let tree = Tree::restore(size_u, last, &tiles).map_err(|e| EvidenceLoadError::Damaged(e.to_string()))?;
+        let latest = store.notes(0, 1, true).await?.into_iter().next();
+        if let Some(n) = &latest {
+            let (c, _) = Checkpoint::open(&n.note, &signer.verifier(), &[], 0)
+                .map_err(|e| EvidenceLoadError::Damaged(format!("the newest checkpoint: {e}")))?;
+            if c.size > size_u {
+                return Err(EvidenceLoadError::Damaged(format!(
+                    "the newest checkpoint covers {} entries, the store holds {size_u}",
+                    c.size
+                )));
+            }
+            if c.size == size_u && c.root != tree.root() {
+                return Err(EvidenceLoadError::Damaged(format!(
+                    "the root of the {size_u} entries stored is not the newest checkpoint's"
+                )));
+            }
+        }
+        let mut salt_key = [0u8; 32];
+        getrandom::fill(&mut salt_key).map_err(|e| EvidenceLoadError::Random(e.to_string()))?;
+        let origin = signer.name().to_string();
+        Ok(EvidenceLog { origin, signer, witnesses, tree, salt_key, latest, signed_at_ms: 0 })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.tree.size()
+    }
+
+    /// The durable tree (a copy: proofs are made outside the lock).
+    pub fn tree(&self) -> Tree {
+        self.tree.clone()
+    }
+
+    pub fn verifier(&self) -> Verifier {
+        self.signer.verifier()
+    }
+
+    pub fn latest(&self) -> Option<&NoteRow> {
+        self.latest.as_ref()
+    }
+
+    fn salt(&self, index: u64) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.salt_key);
+        h.update(index.to_be_bytes());
+        h.finalize().into()
+    }
+
+    /// The entries of `records` appended after the durable tree (nothing changes until
+    /// [`EvidenceLog::install`]).
+    pub fn stage(&self, records: &[Record], at_ms: i64) -> Staged {
+        let mut tree = self.tree.clone();
+        let mut full = Vec::new();
+        let mut rows = Vec::with_capacity(records.len());
+        for r in records {
+            let index = tree.size();
+            let salt = self.salt(index);
+            let record = r.body.to_string();
+            // kinds are the server's own words
+            let Ok(e) = entry(&r.kind, at_ms, &commitment(&salt, record.as_bytes())) else {
+                tracing::error!(kind = %r.kind, "an evidence record of a kind that is not a word: not logged");
+                continue;
+            };
+            tree.append(leaf_hash(&e), &mut full);
+            rows.push(EvidenceRow {
+                idx: i64::try_from(index).unwrap_or(i64::MAX),
+                kind: r.kind.clone(),
+                at_ms,
+                entry: String::from_utf8_lossy(&e).into_owned(),
+                salt: hex(&salt),
+                record,
+                tenant: r.tenant.clone(),
+                job_id: r.job_id.and_then(|j| i64::try_from(j).ok()),
+                subject: r.subject.clone(),
+            });
+        }
+        let tiles = full
+            .into_iter()
+            .map(|(id, h)| TileRow { level: id.level as i32, idx: id.index as i64, hashes: tile_bytes(&h) })
+            .collect();
+        Staged { tree, rows, tiles }
+    }
+
+    /// The batch is durable: its tree is the log's.
+    pub fn install(&mut self, tree: Tree) {
+        self.tree = tree;
+    }
+
+    /// A checkpoint of the durable tree when entries arrived since the last one and a second
+    /// has passed (or `force`); the caller stores it.
+    pub fn sign_if_due(&mut self, now_ms: i64, force: bool) -> Option<NoteRow> {
+        let size = self.tree.size();
+        let signed = self.latest.as_ref().map_or(0, |n| u64::try_from(n.size).unwrap_or(0));
+        if size == signed && self.latest.is_some() {
+            return None;
+        }
+        if !force && now_ms - self.signed_at_ms < 750 {
+            return None;
+        }
+        let c = Checkpoint { origin: self.origin.clone(), size, root: self.tree.root(), extensions: vec![] };
+        let note = NoteRow { size: i64::try_from(size).unwrap_or(i64::MAX), at_ms: now_ms, note: c.sign(&self.signer) };
+        self.latest = Some(note.clone());
+        self.signed_at_ms = now_ms;
+        Some(note)
+    }
+
+    /// Replaces the newest checkpoint with a cosigned copy of it.
+    pub fn set_latest(&mut self, note: NoteRow) {
+        if self.latest.as_ref().is_none_or(|l| l.size <= note.size) {
+            self.latest = Some(note);
+        }
+    }
+}
+
+type JobParts = (Vec<Value>, Vec<Value>, Vec<Value>);
+
+/// The records of one group commit: each command that is not about a job; per job, its
+/// commands, its events and its ledger transfers; each ledger transfer of no job.
+pub fn records(
+    commands: &[CommandRow],
+    events: &[Event],
+    transfers: &[TransferRow],
+    tenant_of_job: impl Fn(u64) -> Option<String>,
+    owner_of_transfer: impl Fn(&TransferRow) -> Option<String>,
+) -> Vec<Record> {
+    let mut out = Vec::new();
+    // per job: its commands, events and transfers
+    let mut jobs: BTreeMap<u64, JobParts> = BTreeMap::new();
+    for c in commands {
+        let body: Value = serde_json::from_str(&c.body).unwrap_or(Value::String(c.body.clone()));
+        let cmd = json!({"kind": c.kind, "actor": c.actor, "at_ms": c.at_ms, "body": body});
+        match c.job_id.and_then(|j| u64::try_from(j).ok()) {
+            Some(j) => jobs.entry(j).or_default().0.push(cmd),
+            None => {
+                let subject = body
+                    .get("site")
+                    .and_then(|s| s.as_str().or_else(|| s.get("id").and_then(Value::as_str)))
+                    .map(|s| format!("site/{s}"));
+                let tenant = body.get("tenant").and_then(Value::as_str).map(str::to_string);
+                out.push(Record { kind: c.kind.clone(), tenant, job_id: None, subject, body: cmd });
+            }
+        }
+    }
+    for ev in events {
+        let v = serde_json::to_value(ev).unwrap_or(Value::Null);
+        match crate::views::event_job(ev) {
+            Some(j) => jobs.entry(j).or_default().1.push(v),
+            None => {
+                let subject = v.get("site").and_then(Value::as_str).map(|s| format!("site/{s}"));
+                out.push(Record { kind: "event".into(), tenant: None, job_id: None, subject, body: v });
+            }
+        }
+    }
+    for t in transfers {
+        let v = serde_json::to_value(t).unwrap_or(Value::Null);
+        match u64::try_from(t.user_data).ok().filter(|j| *j != 0 && jobs.contains_key(j)) {
+            Some(j) => jobs.entry(j).or_default().2.push(v),
+            None => out.push(Record {
+                kind: "ledger".into(),
+                tenant: owner_of_transfer(t),
+                job_id: None,
+                subject: None,
+                body: json!({"transfer": v}),
+            }),
+        }
+    }
+    for (j, (commands, events, transfers)) in jobs {
+        out.push(Record {
+            kind: "job".into(),
+            tenant: tenant_of_job(j),
+            job_id: Some(j),
+            subject: None,
+            body: json!({"job": j, "commands": commands, "events": events, "transfers": transfers}),
+        });
+    }
+    out
+}

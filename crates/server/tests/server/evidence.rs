@@ -1,0 +1,250 @@
+//! The evidence log over real HTTP, on SQLite and PostgreSQL (issue 14, R6/R7): every
+//! submission's records are entries of a Merkle log whose checkpoints the server signs; the
+//! whole log replays from its tiles to the checkpoint's root; a tenant proves its own job's
+//! records offline and cannot open another's; consistency holds between checkpoints and
+//! across a restart; a witness cosigns; bad queries are 4xx naming the field.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::Value;
+use suanwang_evidence::entry::{Entry, audit};
+use suanwang_evidence::merkle::{Hash, leaf_hash, verify_consistency, verify_inclusion};
+use suanwang_evidence::note::{COSIGNATURE_V1, Checkpoint, Note, Signer, Verifier};
+use suanwang_evidence::tile::TilePath;
+use suanwang_server::ServerConfig;
+use suanwang_server::auth::Role;
+use suanwang_server::create_token;
+use suanwang_store::AnyStore;
+
+use crate::{call, http, postgres, spec, sqlite, start_with};
+
+fn hash(s: &str) -> Hash {
+    B64.decode(s).ok().and_then(|v| v.try_into().ok()).unwrap_or_else(|| panic!("{s} is not a base64 hash"))
+}
+
+fn hashes(v: &Value) -> Vec<Hash> {
+    v.as_array().expect("hashes").iter().map(|h| hash(h.as_str().expect("str"))).collect()
+}
+
+async fn text(url: &str, path: &str, token: &str) -> (u16, Vec<u8>) {
+    let res = http().get(format!("{url}{path}")).bearer_auth(token).send().await.expect("get");
+    let st = res.status().as_u16();
+    (st, res.bytes().await.expect("body").to_vec())
+}
+
+/// The newest checkpoint, opened with the log's key.
+async fn checkpoint(url: &str, token: &str, key: &Verifier) -> (Checkpoint, String) {
+    let (st, body) = text(url, "/v1/evidence/checkpoint", token).await;
+    assert_eq!(st, 200);
+    let note = String::from_utf8(body).expect("utf-8");
+    let (c, _) = Checkpoint::open(&note, key, &[], 0).expect("the checkpoint verifies with the log's key");
+    (c, note)
+}
+
+/// Every tile the audit asks for, fetched over HTTP first (the audit itself is synchronous).
+async fn audit_over_http(url: &str, token: &str, c: &Checkpoint) {
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    // ask the audit what it needs, fetch it, again, until it has everything
+    loop {
+        let mut missing = None;
+        let r = audit(
+            c.size,
+            &c.root,
+            &[],
+            |p: TilePath| match files.get(&p.to_path()) {
+                Some(b) => Ok(b.clone()),
+                None => {
+                    missing = Some(p.to_path());
+                    Err(suanwang_evidence::EvidenceError::Proof("fetching".into()))
+                }
+            },
+            |_| {},
+        );
+        match (r, missing) {
+            (Ok(done), None) => {
+                assert_eq!(done.size, c.size);
+                return;
+            }
+            (_, Some(path)) => {
+                let (st, body) = text(url, &format!("/v1/evidence/{path}"), token).await;
+                assert_eq!(st, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
+                files.insert(path, body);
+            }
+            (Err(e), None) => panic!("the audit failed: {e}"),
+        }
+    }
+}
+
+async fn evidence_flow(store: AnyStore) {
+    let witness = Signer::from_seed("witness.example/w1", COSIGNATURE_V1, [42; 32]).expect("witness");
+    let cfg = ServerConfig { witnesses: vec![witness.verifier().encode()], ..ServerConfig::default() };
+    let server = start_with(store.clone(), cfg.clone()).await;
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let acme = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let other = create_token(&store, Role::Tenant, "other").await.expect("token");
+    let mut acme_jobs = vec![];
+    for i in 0..300 {
+        let (st, j) =
+            call(&server.url, "POST", "/v1/jobs", Some(&acme), Some(spec("acme", &format!("e{i}"))), None).await;
+        assert_eq!(st, 201, "{j}");
+        acme_jobs.push(j["id"].as_u64().expect("id"));
+    }
+    let (st, _) = call(&server.url, "POST", "/v1/jobs", Some(&other), Some(spec("other", "theirs")), None).await;
+    assert_eq!(st, 201);
+    let (st, keys) = call(&server.url, "GET", "/v1/evidence/key", Some(&acme), None, None).await;
+    assert_eq!(st, 200, "{keys}");
+    let key = Verifier::parse(keys["key"].as_str().expect("key")).expect("the served key parses");
+    assert_eq!(keys["witnesses"][0], witness.verifier().encode());
+    let (c1, note1) = checkpoint(&server.url, &acme, &key).await;
+    assert!(c1.size >= 301, "one entry per submission at least: {}", c1.size);
+    // the whole log replays from its tiles to the signed root
+    audit_over_http(&server.url, &op, &c1).await;
+
+    // a tenant proves its own job's records offline from the bundle alone
+    let job = acme_jobs[7];
+    let (st, bundle) = call(&server.url, "GET", &format!("/v1/jobs/{job}/evidence"), Some(&acme), None, None).await;
+    assert_eq!(st, 200, "{bundle}");
+    let bkey = Verifier::parse(bundle["key"].as_str().expect("key")).expect("key");
+    let (bc, _) =
+        Checkpoint::open(bundle["checkpoint"].as_str().expect("note"), &bkey, &[], 0).expect("bundle checkpoint");
+    let entries = bundle["entries"].as_array().expect("entries");
+    assert!(!entries.is_empty(), "job {job} has records");
+    for item in entries {
+        let bytes = item["entry"].as_str().expect("entry").as_bytes();
+        let parsed = Entry::parse(bytes).expect("a canonical entry");
+        let opened = &item["opening"];
+        let salt: [u8; 32] = suanwang_evidence::entry::unhex(opened["salt"].as_str().expect("salt"))
+            .and_then(|v| v.try_into().ok())
+            .expect("32-byte salt");
+        let record = opened["record"].as_str().expect("record");
+        parsed.opens(&salt, record.as_bytes()).expect("the opening matches the commitment");
+        let rec: Value = serde_json::from_str(record).expect("record json");
+        assert_eq!(rec["job"], job, "the record is job {job}'s");
+        let index = item["index"].as_u64().expect("index");
+        verify_inclusion(&leaf_hash(bytes), index, bc.size, &hashes(&item["proof"]), &bc.root)
+            .expect("the inclusion proof verifies");
+        // a changed record does not open the entry
+        assert!(parsed.opens(&salt, record.replace("acme", "acmf").as_bytes()).is_err());
+    }
+    // another tenant sees neither the bundle nor the opening
+    let (st, _) = call(&server.url, "GET", &format!("/v1/jobs/{job}/evidence"), Some(&other), None, None).await;
+    assert_eq!(st, 404);
+    let index = entries[0]["index"].as_u64().expect("index");
+    let (st, theirs) =
+        call(&server.url, "GET", &format!("/v1/evidence/entries/{index}"), Some(&other), None, None).await;
+    assert_eq!(st, 200);
+    assert!(theirs["opening"].is_null(), "another tenant's record stays closed: {theirs}");
+    let (_, mine) = call(&server.url, "GET", &format!("/v1/evidence/entries/{index}"), Some(&acme), None, None).await;
+    assert!(mine["opening"]["record"].is_string());
+    // the served inclusion proof agrees
+    let (st, proof) = call(
+        &server.url,
+        "GET",
+        &format!("/v1/evidence/proof/inclusion?index={index}&size={}", c1.size),
+        Some(&other),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{proof}");
+    verify_inclusion(
+        &hash(proof["leaf_hash"].as_str().expect("leaf")),
+        index,
+        c1.size,
+        &hashes(&proof["hashes"]),
+        &c1.root,
+    )
+    .expect("served inclusion proof");
+
+    // a witness cosigns; the checkpoint then carries its cosignature
+    let mut cosigned = Note::parse(&note1).expect("note");
+    cosigned.add(&witness.sign(&cosigned.text, 1_764_950_400)).expect("add");
+    let (st, answer) = call(
+        &server.url,
+        "POST",
+        "/v1/evidence/cosignatures",
+        Some(&op),
+        Some(serde_json::to_vec(&serde_json::json!({"note": cosigned.encode()})).expect("json")),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{answer}");
+    assert_eq!(answer["cosigners"][0], "witness.example/w1");
+    let (st, list) = call(&server.url, "GET", "/v1/evidence/checkpoints", Some(&op), None, None).await;
+    assert_eq!(st, 200);
+    let kept = list["checkpoints"].as_array().expect("list").iter().find(|x| x["size"] == c1.size).expect("kept");
+    Checkpoint::open(kept["note"].as_str().expect("note"), &key, &[witness.verifier()], 1).expect("cosigned");
+    // a cosignature by an impostor with the witness's name is refused
+    let impostor = Signer::from_seed("witness.example/w1", COSIGNATURE_V1, [43; 32]).expect("impostor");
+    let mut forged = Note::parse(&note1).expect("note");
+    forged.add(&impostor.sign(&forged.text, 1_764_950_400)).expect("add");
+    let (st, e) = call(
+        &server.url,
+        "POST",
+        "/v1/evidence/cosignatures",
+        Some(&op),
+        Some(serde_json::to_vec(&serde_json::json!({"note": forged.encode()})).expect("json")),
+        None,
+    )
+    .await;
+    assert_eq!(st, 422, "{e}");
+
+    // bad queries name their field; nothing is a 5xx
+    for (path, field) in [
+        ("/v1/evidence/proof/inclusion?index=abc", "index"),
+        ("/v1/evidence/proof/inclusion", "index"),
+        (&format!("/v1/evidence/proof/inclusion?index={}", c1.size) as &str, "index"),
+        (&format!("/v1/evidence/proof/inclusion?index=0&size={}", c1.size + 1_000_000), "size"),
+        ("/v1/evidence/proof/consistency?from=5&to=3", "from"),
+        (&format!("/v1/evidence/proof/consistency?from=1&to={}", c1.size + 1_000_000), "to"),
+        ("/v1/evidence/tile/0/12", "path"),
+        ("/v1/evidence/tile/0/000.p/256", "path"),
+        ("/v1/evidence/entries/-1", "index"),
+    ] {
+        let (st, e) = call(&server.url, "GET", path, Some(&op), None, None).await;
+        assert_eq!(st, 400, "{path}: {e}");
+        assert_eq!(e["field"], field, "{path}: {e}");
+    }
+    for path in ["/v1/evidence/tile/3/000", "/v1/evidence/tile/entries/x001/000", "/v1/evidence/entries/99999999"] {
+        let (st, e) = call(&server.url, "GET", path, Some(&op), None, None).await;
+        assert_eq!(st, 404, "{path}: {e}");
+    }
+    let (st, _) = call(&server.url, "GET", "/v1/evidence/checkpoint", None, None, None).await;
+    assert_eq!(st, 401, "the log is read with a token");
+
+    // a restart rebuilds the right edge from the store: the same root, and the tree grows on
+    drop(server);
+    let server = start_with(store.clone(), cfg).await;
+    let (st, k2) = call(&server.url, "GET", "/v1/evidence/key", Some(&op), None, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(k2["key"], keys["key"], "the log keeps its key across a restart");
+    let (st, _) = call(&server.url, "POST", "/v1/jobs", Some(&acme), Some(spec("acme", "after")), None).await;
+    assert_eq!(st, 201);
+    let (c2, _) = checkpoint(&server.url, &acme, &key).await;
+    assert!(c2.size > c1.size);
+    let (st, proof) = call(
+        &server.url,
+        "GET",
+        &format!("/v1/evidence/proof/consistency?from={}&to={}", c1.size, c2.size),
+        Some(&op),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{proof}");
+    verify_consistency(c1.size, c2.size, &c1.root, &c2.root, &hashes(&proof["hashes"]))
+        .expect("consistent across a restart");
+    audit_over_http(&server.url, &op, &c2).await;
+}
+
+#[tokio::test]
+async fn the_evidence_log_on_sqlite() {
+    evidence_flow(sqlite("evidence").await).await;
+}
+
+#[tokio::test]
+async fn the_evidence_log_on_postgres() {
+    evidence_flow(postgres("evidence").await).await;
+}
