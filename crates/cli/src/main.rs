@@ -15,6 +15,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod agent_cmd;
 mod bench_cmd;
+mod evidence_cmd;
 mod http;
 mod ledger_bench;
 mod money_cmd;
@@ -110,6 +111,14 @@ struct ServeFlags {
     /// The price book's economy terms (default: the shipped data/economy/prices.toml).
     #[arg(long, value_name = "FILE")]
     prices: Option<PathBuf>,
+    /// The evidence log's signing key (a C2SP signed-note key file, mode 0600), created when
+    /// absent. Default: `up` keeps it in DATA/evidence.key; `serve` in its database.
+    #[arg(long, value_name = "FILE")]
+    evidence_key: Option<PathBuf>,
+    /// A witness whose cosignatures of checkpoints the log accepts (its verifier key, or a file
+    /// holding it; `suanwang evidence witness-key` makes one). Repeatable.
+    #[arg(long, value_name = "KEY")]
+    witness: Vec<String>,
 }
 
 /// `--credit-limit-fen`: fen, or `unlimited`.
@@ -150,6 +159,8 @@ impl ServeFlags {
             runs: agent_cmd::RunOptions::default(),
             credit_limit_fen: self.credit_limit_fen,
             prices: self.prices.as_deref(),
+            evidence_key: self.evidence_key.clone().or_else(|| data.map(|d| d.join("evidence.key"))),
+            witnesses: self.witness.clone(),
         }
     }
 }
@@ -384,6 +395,11 @@ enum Command {
         #[command(subcommand)]
         sub: VoucherSub,
     },
+    /// The evidence log (R6/R7): keys, checkpoints, offline verification, audit, witnesses.
+    Evidence {
+        #[command(subcommand)]
+        sub: EvidenceSub,
+    },
     /// `job ID` shows a job on the control plane (as JSON; each instant also in RFC 3339, UTC:
     /// `start_at_utc`); `job check FILE` checks a spec locally.
     #[command(args_conflicts_with_subcommands = true)]
@@ -542,7 +558,94 @@ enum BenchSub {
 }
 
 #[derive(Debug, Subcommand)]
+enum EvidenceSub {
+    /// The log's verifier key (one line, for `--key`); `--json`: origin, key, witnesses, size.
+    Key {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The newest signed checkpoint (a C2SP signed note).
+    Checkpoint,
+    /// Offline: a job's records (BUNDLE, from `job trace ID --json`) against their checkpoint,
+    /// or an entry (`--checkpoint --entry --proof`), or two checkpoints (`--checkpoint --old
+    /// --proof`). Exit 0 verified, 1 not.
+    Verify {
+        bundle: Option<PathBuf>,
+        /// The log's verifier key, or a file holding it (`suanwang evidence key > log.vkey`).
+        #[arg(long, value_name = "KEY")]
+        key: String,
+        /// A witness's verifier key (or file); repeatable.
+        #[arg(long, value_name = "KEY")]
+        witness: Vec<String>,
+        /// Cosignatures required from the --witness keys.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        quorum: usize,
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// An entry (`GET /v1/evidence/entries/{index}`) to check with --proof.
+        #[arg(long, value_name = "FILE")]
+        entry: Option<PathBuf>,
+        /// An older checkpoint to check against --checkpoint with --proof.
+        #[arg(long, value_name = "FILE")]
+        old: Option<PathBuf>,
+        /// The proof (`GET /v1/evidence/proof/inclusion` or `…/consistency`).
+        #[arg(long, value_name = "FILE")]
+        proof: Option<PathBuf>,
+    },
+    /// Replay the whole log from its tiles (the --server URL, or a DIR from `evidence mirror`):
+    /// every entry hashed, every tile and root recomputed, every checkpoint's signature checked.
+    Audit {
+        /// The server's URL (as --server) or a directory.
+        target: String,
+        /// The log's verifier key (or file); default: the one the log serves (said so).
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+        #[arg(long, value_name = "KEY")]
+        witness: Vec<String>,
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        quorum: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the log as static files (checkpoint, tiles, history, key) into DIR.
+    Mirror { dir: PathBuf },
+    /// Cosign the newest checkpoint as a witness, after checking it extends the one cosigned
+    /// before (kept in --state).
+    Witness {
+        /// The witness's signing key file (`evidence witness-key`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The last checkpoint this witness cosigned.
+        #[arg(long, value_name = "FILE", default_value = "witness-state.note")]
+        state: PathBuf,
+        /// The log's verifier key (or file); default: the one the log serves.
+        #[arg(long, value_name = "KEY")]
+        log_key: Option<String>,
+    },
+    /// Make a witness's signing key (written to --out, mode 0600); prints its verifier key.
+    WitnessKey {
+        /// The witness's name (a schema-less URL, e.g. witness.example.org/w1).
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Replace the log's signing key file with a new key of the same name (the old one kept
+    /// beside it); the server signs with it from its next start.
+    RotateKey {
+        #[arg(value_name = "FILE", default_value = "suanwang-data/evidence.key")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum JobSub {
+    /// A job's records in the evidence log — placement, moves, meter, bill, vouchers — each
+    /// proved against the signed checkpoint; `--json`: the bundle `evidence verify` takes.
+    Trace {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a job spec file: exit 0 when valid, 1 listing every problem.
     Check {
         file: PathBuf,
@@ -749,6 +852,36 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
             network_cmd::latency(&net, &from, &to, json || json_outer)
         }
         Command::Job { sub: Some(JobSub::Check { file, json }), .. } => job_check(&net, &file, json),
+        Command::Job { sub: Some(JobSub::Trace { id, json }), .. } => {
+            let c = client()?;
+            runtime()?.block_on(evidence_cmd::job_trace(&c, &id, json))
+        }
+        Command::Evidence { sub } => match sub {
+            EvidenceSub::Key { json } => runtime()?.block_on(evidence_cmd::key(&client()?, json)),
+            EvidenceSub::Checkpoint => runtime()?.block_on(evidence_cmd::checkpoint(&client()?)),
+            EvidenceSub::Verify { bundle, key, witness, quorum, checkpoint, entry, old, proof } => {
+                evidence_cmd::verify(&evidence_cmd::VerifyArgs {
+                    key,
+                    witnesses: witness,
+                    quorum,
+                    bundle,
+                    checkpoint,
+                    entry,
+                    old,
+                    proof,
+                })
+            }
+            EvidenceSub::Audit { target, key, witness, quorum, json } => {
+                let c = if Path::new(&target).is_dir() { None } else { Some(client()?) };
+                runtime()?.block_on(evidence_cmd::audit(c.as_ref(), &target, key.as_deref(), &witness, quorum, json))
+            }
+            EvidenceSub::Mirror { dir } => runtime()?.block_on(evidence_cmd::mirror(&client()?, &dir)),
+            EvidenceSub::Witness { key, state, log_key } => {
+                runtime()?.block_on(evidence_cmd::witness(&client()?, &key, &state, log_key.as_deref()))
+            }
+            EvidenceSub::WitnessKey { name, out } => evidence_cmd::witness_key(&name, &out),
+            EvidenceSub::RotateKey { file } => evidence_cmd::rotate_key(&file),
+        },
         Command::Bench { sub: BenchSub::Sched { jobs, batch_jobs, seed, policy, sites, json } } => {
             let net = match sites {
                 None => net,

@@ -32,12 +32,12 @@ pub fn parse_amount(s: &str) -> Result<i64> {
     whole.checked_mul(100).and_then(|w| w.checked_add(frac)).with_context(|| format!("{s:?} does not fit"))
 }
 
-async fn get<T: DeserializeOwned>(c: &Client, path: &str) -> Result<std::result::Result<T, ExitCode>> {
+pub(crate) async fn get<T: DeserializeOwned>(c: &Client, path: &str) -> Result<std::result::Result<T, ExitCode>> {
     let (status, bytes) = c.send(reqwest::Method::GET, path, None, None).await?;
     decode(c, path, status, &bytes)
 }
 
-async fn post<B: Serialize, T: DeserializeOwned>(
+pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
     c: &Client,
     path: &str,
     body: &B,

@@ -1,7 +1,7 @@
 //! `suanwang up`, `serve` and `token create`: the control plane on SQLite or PostgreSQL.
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -116,6 +116,10 @@ pub struct ServeArgs<'a> {
     pub credit_limit_fen: u64,
     /// The price book's economy terms (default: the shipped file).
     pub prices: Option<&'a Path>,
+    /// The evidence log's signing key file (created when absent); `None`: kept in the store.
+    pub evidence_key: Option<PathBuf>,
+    /// Witnesses' verifier keys (or files holding them).
+    pub witnesses: Vec<String>,
 }
 
 /// The listener's options from the flags; every bad value is an error naming its flag.
@@ -211,6 +215,8 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
         agent_timeout: std::time::Duration::from_secs(args.agent_timeout),
         provider_caps: args.caps,
         auth_limit: args.auth_limit,
+        evidence_key_file: args.evidence_key.clone(),
+        witnesses: crate::evidence_cmd::witness_keys(&args.witnesses)?,
         ..ServerConfig::default()
     };
     let restart = std::sync::Arc::clone(&cfg.restart);

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use suanwang_engine::Event;
 use suanwang_evidence::entry::{commitment, entry, hex};
 use suanwang_evidence::merkle::{Hash, leaf_hash};
-use suanwang_evidence::note::{Checkpoint, Signer, Verifier};
+use suanwang_evidence::note::{Checkpoint, Note, Signer, Verifier};
 use suanwang_evidence::tile::{TileId, Tree, WIDTH, tile_bytes, tile_hashes};
 use suanwang_store::{AnyStore, CommandRow, EvidenceRow, NoteRow, Store, StoreError, TileRow, TransferRow};
 
@@ -98,9 +98,11 @@ impl EvidenceLog {
             }
         }
         let tree = Tree::restore(size_u, last, &tiles).map_err(|e| EvidenceLoadError::Damaged(e.to_string()))?;
-        let latest = store.notes(0, 1, true).await?.into_iter().next();
+        let mut latest = store.notes(0, 1, true).await?.into_iter().next();
         if let Some(n) = &latest {
-            let (c, _) = Checkpoint::open(&n.note, &signer.verifier(), &[], 0)
+            let note =
+                Note::parse(&n.note).map_err(|e| EvidenceLoadError::Damaged(format!("the newest checkpoint: {e}")))?;
+            let c = Checkpoint::parse(&note.text)
                 .map_err(|e| EvidenceLoadError::Damaged(format!("the newest checkpoint: {e}")))?;
             if c.size > size_u {
                 return Err(EvidenceLoadError::Damaged(format!(
@@ -112,6 +114,11 @@ impl EvidenceLog {
                 return Err(EvidenceLoadError::Damaged(format!(
                     "the root of the {size_u} entries stored is not the newest checkpoint's"
                 )));
+            }
+            // signed by a key since rotated: the next checkpoint is signed by the new one
+            if note.verify(&signer.verifier(), &[], 0).is_err() {
+                tracing::warn!(origin = %c.origin, "the newest checkpoint was signed by another key (rotated): signing anew");
+                latest = None;
             }
         }
         let mut salt_key = [0u8; 32];

@@ -134,6 +134,9 @@ pub struct ServerConfig {
     /// The evidence log's signing key (`PRIVATE+KEY+…`, a C2SP signed-note key); its name is
     /// the log's origin. `None`: a key kept in the store, made on the first start.
     pub evidence_key: Option<String>,
+    /// A file holding the signing key (`up`: `<data>/evidence.key`), created (mode 0600) with a
+    /// fresh key named `suanwang/<control plane id>` when absent. Wins over `evidence_key`.
+    pub evidence_key_file: Option<std::path::PathBuf>,
     /// Witnesses' verifier keys (`name+id+key`, type 0x04) whose cosignatures are accepted.
     pub witnesses: Vec<String>,
 }
@@ -151,6 +154,7 @@ impl Default for ServerConfig {
             price_book: suanwang_economy::PriceBook::reference(),
             credit_limit_fen: billing::UNLIMITED,
             evidence_key: None,
+            evidence_key_file: None,
             witnesses: vec![],
         }
     }
@@ -296,9 +300,24 @@ async fn load_evidence(
 ) -> Result<evidence::EvidenceLog, ServerError> {
     use suanwang_evidence::note::{ED25519, Signer, Verifier};
     let bad = |what: &str, e: &dyn std::fmt::Display| ServerError::Evidence(format!("{what}: {e}"));
-    let skey = match &cfg.evidence_key {
-        Some(k) => k.clone(),
-        None => {
+    let fresh_key = || -> Result<Signer, ServerError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| ServerError::Random(e.to_string()))?;
+        Signer::from_seed(&format!("suanwang/{identity}"), ED25519, seed).map_err(|e| bad("key", &e))
+    };
+    let skey = match (&cfg.evidence_key_file, &cfg.evidence_key) {
+        (Some(path), _) if path.is_file() => std::fs::read_to_string(path)?,
+        (Some(path), _) => {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let key = fresh_key()?.encode();
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+            f.write_all(format!("{key}\n").as_bytes())?;
+            f.sync_all()?;
+            key
+        }
+        (None, Some(k)) => k.clone(),
+        (None, None) => {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| ServerError::Random(e.to_string()))?;
             let fresh =
