@@ -5,6 +5,7 @@
 //! reads the clock — the caller passes `now` where time matters. Every input-driven path
 //! returns an error instead of panicking.
 
+pub mod dataid;
 pub mod energy;
 pub mod geo;
 pub mod ident;
