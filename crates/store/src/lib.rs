@@ -102,6 +102,18 @@ pub struct Batch<'a> {
     pub evidence: &'a [EvidenceRow],
     /// Evidence-log hash tiles that this commit's entries filled.
     pub tiles: &'a [TileRow],
+    /// Datasets registered or changed (R6): upserted, the last row of an id wins.
+    pub datasets: &'a [DatasetRow],
+}
+
+/// A dataset of the registry: its identifier, owner and record (JSON the server owns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetRow {
+    pub id: String,
+    pub owner: String,
+    pub body: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
 }
 
 /// One entry of the evidence log, with its opening: `entry` is the public text (kind, time,
@@ -319,6 +331,14 @@ pub trait Store: Send + Sync {
         limit: i64,
         newest: bool,
     ) -> impl Future<Output = Result<Vec<NoteRow>, StoreError>> + Send;
+    fn dataset(&self, id: &str) -> impl Future<Output = Result<Option<DatasetRow>, StoreError>> + Send;
+    /// Up to `limit` datasets with `id > after`, in id order, of `owner` when given.
+    fn datasets(
+        &self,
+        owner: Option<&str>,
+        after: &str,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<DatasetRow>, StoreError>> + Send;
 }
 
 /// A job's checkpoint: what its run left in its checkpoint directory (a gzipped tar), so a later
@@ -550,6 +570,28 @@ impl Store for AnyStore {
             AnyStore::Postgres(s) => s.notes(after, limit, newest).await,
         }
     }
+
+    async fn dataset(&self, id: &str) -> Result<Option<DatasetRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.dataset(id).await,
+            AnyStore::Postgres(s) => s.dataset(id).await,
+        }
+    }
+
+    async fn datasets(&self, owner: Option<&str>, after: &str, limit: i64) -> Result<Vec<DatasetRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.datasets(owner, after, limit).await,
+            AnyStore::Postgres(s) => s.datasets(owner, after, limit).await,
+        }
+    }
+}
+
+/// The registry's rows of a batch, the last row of each id (upserted once each).
+fn last_row_per_dataset(rows: &[DatasetRow]) -> Vec<&DatasetRow> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<&DatasetRow> = rows.iter().rev().filter(|r| seen.insert(r.id.as_str())).collect();
+    out.reverse();
+    out
 }
 
 /// The columns of `evidence_entries`, in the order the backends bind them.
@@ -560,6 +602,14 @@ const EVIDENCE_COLUMNS: &str = "idx, kind, at_ms, entry, salt, record, tenant, j
 const EVIDENCE_MIGRATIONS: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS evidence_entries_job ON evidence_entries (job_id) WHERE job_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS evidence_entries_subject ON evidence_entries (subject) WHERE subject IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS datasets (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS datasets_owner ON datasets (owner, id)",
     "CREATE TABLE IF NOT EXISTS evidence_notes (
         size BIGINT PRIMARY KEY,
         at_ms BIGINT NOT NULL,

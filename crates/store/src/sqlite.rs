@@ -10,10 +10,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, EVIDENCE_COLUMNS, EVIDENCE_MIGRATIONS,
-    EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, NoteRow, ProgrammeRow, RunLog, Store,
-    StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery, TransferRow, about_filter,
-    duplicate_key, is_unique_violation, last_row_per_job, statement_chunks, transfer_filter,
+    ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EVIDENCE_COLUMNS,
+    EVIDENCE_MIGRATIONS, EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, NoteRow,
+    ProgrammeRow, RunLog, Store, StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery,
+    TransferRow, about_filter, duplicate_key, is_unique_violation, last_row_per_dataset, last_row_per_job,
+    statement_chunks, transfer_filter,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -313,6 +314,19 @@ async fn write_evidence(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> R
             .bind(&t.hashes)
             .execute(&mut *tx)
             .await?;
+    }
+    for d in last_row_per_dataset(batch.datasets) {
+        sqlx::query(
+            "INSERT INTO datasets (id, owner, body, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, body = excluded.body, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(&d.id)
+        .bind(&d.owner)
+        .bind(&d.body)
+        .bind(d.created_at_ms)
+        .bind(d.updated_at_ms)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }
@@ -783,5 +797,57 @@ impl Store for SqliteStore {
         let bound = if newest && after <= 0 { i64::MAX } else { after };
         let rows = sqlx::query(sql).bind(bound).bind(limit).fetch_all(&self.read).await?;
         Ok(rows.iter().map(row_to_note).collect::<Result<_, _>>()?)
+    }
+
+    async fn dataset(&self, id: &str) -> Result<Option<DatasetRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, owner, body, created_at_ms, updated_at_ms FROM datasets WHERE id = ?")
+            .bind(id)
+            .fetch_all(&self.read)
+            .await?;
+        let all: Vec<DatasetRow> = rows
+            .iter()
+            .map(|r| {
+                Ok(DatasetRow {
+                    id: r.try_get("id")?,
+                    owner: r.try_get("owner")?,
+                    body: r.try_get("body")?,
+                    created_at_ms: r.try_get("created_at_ms")?,
+                    updated_at_ms: r.try_get("updated_at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(all.into_iter().next())
+    }
+
+    async fn datasets(&self, owner: Option<&str>, after: &str, limit: i64) -> Result<Vec<DatasetRow>, StoreError> {
+        let rows = match owner {
+            Some(o) => sqlx::query(
+                "SELECT id, owner, body, created_at_ms, updated_at_ms FROM datasets WHERE owner = ? AND id > ? ORDER BY id LIMIT ?",
+            )
+            .bind(o)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?,
+            None => sqlx::query(
+                "SELECT id, owner, body, created_at_ms, updated_at_ms FROM datasets WHERE id > ? ORDER BY id LIMIT ?",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?,
+        };
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(DatasetRow {
+                    id: r.try_get("id")?,
+                    owner: r.try_get("owner")?,
+                    body: r.try_get("body")?,
+                    created_at_ms: r.try_get("created_at_ms")?,
+                    updated_at_ms: r.try_get("updated_at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 }

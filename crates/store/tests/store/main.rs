@@ -3,8 +3,8 @@
 //! `scripts/test.sh` starts one when none runs).
 
 use suanwang_store::{
-    AccountRow, Batch, Checkpoint, CommandRow, EvidenceRow, JobQuery, JobRow, NoteRow, PgStore, ProgrammeRow, RunLog,
-    SqliteStore, Store, StoreError, TileRow, TokenRow, TransferQuery, TransferRow,
+    AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EvidenceRow, JobQuery, JobRow, NoteRow, PgStore,
+    ProgrammeRow, RunLog, SqliteStore, Store, StoreError, TileRow, TokenRow, TransferQuery, TransferRow,
 };
 
 fn job(id: i64, tenant: &str, state: &str) -> JobRow {
@@ -352,6 +352,21 @@ async fn evidence<S: Store>(s: &S) {
         s.notes(100, 10, false).await.expect("after 100").iter().map(|n| n.size).collect::<Vec<_>>(),
         [200, 300]
     );
+    // the dataset registry: upserted in the group commit, the last row of an id winning
+    let ds = |id: &str, owner: &str, body: &str| DatasetRow {
+        id: id.into(),
+        owner: owner.into(),
+        body: body.into(),
+        created_at_ms: 1,
+        updated_at_ms: 2,
+    };
+    let rows = [ds("88.1/AAA", "acme", "v1"), ds("88.1/BBB", "other", "b"), ds("88.1/AAA", "acme", "v2")];
+    s.commit(&Batch { datasets: &rows, ..Batch::default() }).await.expect("datasets");
+    assert_eq!(s.dataset("88.1/AAA").await.expect("get").map(|d| d.body), Some("v2".into()));
+    assert_eq!(s.dataset("88.1/ZZZ").await.expect("get"), None);
+    let mine = s.datasets(Some("acme"), "", 10).await.expect("list");
+    assert_eq!(mine.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["88.1/AAA"]);
+    assert_eq!(s.datasets(None, "88.1/AAA", 10).await.expect("page").len(), 1, "after the first id");
 }
 
 #[tokio::test]
