@@ -428,16 +428,25 @@ pub enum Work {
     },
 }
 
-/// The job's input data.
+/// The job's input data: its size and where it is, or a registered dataset's id (the control
+/// plane fills size, location — the replica nearest the job's origin — and classification from
+/// the registry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["size_gb", "location"]}, {"required": ["dataset"]}]))]
 pub struct Input {
     /// GB, at most 100 PB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 100_000_000.0))]
-    pub size_gb: f64,
+    pub size_gb: Option<f64>,
     /// The city or site id where the data is now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), pattern(r"^[a-z][a-z0-9_-]*$"))]
-    pub location: String,
+    pub location: Option<String>,
+    /// A registered dataset (`prefix/suffix`, e.g. `88.156.1/1KX9QZ4M7T2BDE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 128), pattern(r"^[0-9]+(\.[0-9]+)*/[0-9A-Za-z*~$=]+$"))]
+    pub dataset: Option<String>,
     /// Default public.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classification: Option<Classification>,

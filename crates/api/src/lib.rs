@@ -9,6 +9,7 @@
 //! The OpenAPI document (`openapi()`) is generated from these types and the route table.
 
 pub mod agent;
+pub mod dataset;
 pub mod evidence;
 pub mod job;
 pub mod money;
@@ -18,6 +19,7 @@ pub mod ops;
 pub mod plan;
 mod strict;
 
+pub use dataset::{DatasetList, DatasetRecord, DatasetSpec, Replica, ReplicaRequest, TypedValue};
 pub use evidence::{
     CheckpointList, ConsistencyProof, CosignAnswer, CosignRequest, EntryAnswer, EvidenceBundle, EvidenceKey,
     InclusionProof, Opening, ProvedEntry, SignedCheckpoint,

@@ -284,6 +284,55 @@ pub const ROUTES: &[Route] = &[
         )
     },
     Route {
+        request: Body::Json("DatasetSpec"),
+        status: 201,
+        response: Body::Json("DatasetRecord"),
+        ..route(
+            "post",
+            "/v1/datasets",
+            "Register a dataset: the registry issues its identifier (prefix/suffix) and logs the registration",
+            "operator, tenant (own)",
+        )
+    },
+    Route {
+        response: Body::Json("DatasetList"),
+        query: &["owner", "after", "limit"],
+        ..route(
+            "get",
+            "/v1/datasets",
+            "Datasets in id order (a tenant sees its own and public ones)",
+            "operator, regulator, tenant",
+        )
+    },
+    Route {
+        response: Body::Json("DatasetRecord"),
+        ..route(
+            "get",
+            "/v1/datasets/{dataset}",
+            "Resolve a dataset identifier (its `/` may be sent as %2F) to its record and type/value pairs",
+            "operator, regulator, tenant (own or public)",
+        )
+    },
+    Route {
+        response: Body::Json("EvidenceBundle"),
+        ..route(
+            "get",
+            "/v1/datasets/{dataset}/lineage",
+            "Every record about a dataset — registration, copies, jobs that read it — with inclusion proofs",
+            "operator, regulator, tenant (own)",
+        )
+    },
+    Route {
+        request: Body::Json("ReplicaRequest"),
+        response: Body::Json("DatasetRecord"),
+        ..route(
+            "post",
+            "/v1/datasets/{dataset}/replicas",
+            "Report a copy of a dataset at a site, with the SHA-256 found there (a mismatch is refused)",
+            "operator, tenant (own)",
+        )
+    },
+    Route {
         response: Body::Json("EvidenceKey"),
         ..route("get", "/v1/evidence/key", "The evidence log's origin, verifier key and witnesses", "every role")
     },
@@ -405,6 +454,8 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<crate::money::ProgrammeView>();
     g.subschema_for::<crate::money::GrantView>();
     g.subschema_for::<crate::money::VoucherList>();
+    g.subschema_for::<crate::dataset::DatasetRecord>();
+    g.subschema_for::<crate::dataset::DatasetList>();
     g.subschema_for::<crate::evidence::EvidenceKey>();
     g.subschema_for::<crate::evidence::CheckpointList>();
     g.subschema_for::<crate::evidence::EntryAnswer>();
@@ -422,6 +473,8 @@ fn components() -> Map<String, Value> {
     r.subschema_for::<crate::money::ProgrammeSpec>();
     r.subschema_for::<crate::money::GrantRequest>();
     r.subschema_for::<crate::evidence::CosignRequest>();
+    r.subschema_for::<crate::dataset::DatasetSpec>();
+    r.subschema_for::<crate::dataset::ReplicaRequest>();
     out.extend(r.take_definitions(true));
     out
 }
@@ -450,6 +503,15 @@ fn param(path: &str, name: &str) -> Value {
             false,
             "Checkpoints per page",
         ),
+        ("/v1/datasets", "owner") => {
+            (json!({"type": "string", "minLength": 1, "maxLength": 64}), false, "Only this owner's datasets")
+        }
+        ("/v1/datasets", "after") => {
+            (json!({"type": "string", "maxLength": 128}), false, "Only datasets with a greater id (pagination)")
+        }
+        ("/v1/datasets", "limit") => {
+            (json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}), false, "Datasets per page")
+        }
         (_, name) => return plain_param(name),
     };
     json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema})
@@ -614,6 +676,11 @@ pub fn openapi() -> Value {
         if r.path.contains("{index}") {
             params.push(json!({"name": "index", "in": "path", "required": true,
                 "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}}));
+        }
+        if r.path.contains("{dataset}") {
+            params.push(json!({"name": "dataset", "in": "path", "required": true,
+                "description": "A dataset identifier, prefix/suffix",
+                "schema": {"type": "string", "minLength": 3, "maxLength": 128}}));
         }
         if r.path.contains("{path}") {
             params.push(json!({"name": "path", "in": "path", "required": true,

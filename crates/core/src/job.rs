@@ -150,6 +150,10 @@ pub struct Input {
     /// A city or site id.
     pub location: String,
     pub classification: Classification,
+    /// The registry's dataset this input is (`prefix/suffix`, normalised), when named by id:
+    /// the control plane filled size, location and classification from its record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
 }
 
 /// A checked job spec.
@@ -526,7 +530,7 @@ const RESOURCES: &[&str] = &["family", "count", "accelerator", "min_throughput",
 const THROUGHPUT: &[&str] = &["precision", "tflops"];
 const VARIANT: &[&str] = &["arch", "accelerator_kind"];
 const WORK: &[&str] = &["run_time_s", "amount_pflop"];
-const INPUT: &[&str] = &["size_gb", "location", "classification"];
+const INPUT: &[&str] = &["size_gb", "location", "classification", "dataset"];
 
 /// Largest gang: units of one pool at once.
 pub const MAX_COUNT: i64 = 1_000_000;
@@ -984,5 +988,19 @@ fn input(c: &mut Checker, v: &Tree, net: &Network) -> Option<Input> {
         }
         cls
     });
-    Some(Input { size_gb: size_gb?, location: location?, classification: classification? })
+    let dataset = match i.str(c, "dataset", false, "") {
+        None => Some(None),
+        Some(given) => match crate::dataid::DataId::parse(given) {
+            Ok(id) => Some(Some(id.to_string())),
+            Err(e) => {
+                c.push(
+                    "input.dataset",
+                    e.why,
+                    "a dataset id is prefix/suffix, e.g. 88.156.1/1KX9QZ4M7T2BDE (see `suanwang dataset list`)",
+                );
+                None
+            }
+        },
+    };
+    Some(Input { size_gb: size_gb?, location: location?, classification: classification?, dataset: dataset? })
 }

@@ -146,6 +146,7 @@ pub fn mix(net: &Network, seed: u64, n: usize, start: Ts, span_s: i64) -> Vec<(T
                     size_gb: (size_gb * 10.0).round() / 10.0,
                     location: origin.clone(),
                     classification,
+                    dataset: None,
                 }),
                 origin,
                 latency_tier: tier,

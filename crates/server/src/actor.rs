@@ -90,6 +90,14 @@ pub enum Request {
         op: MoneyOp,
         reply: Reply<MoneyDone>,
     },
+    /// A dataset registered or changed (R6): its row, logged as `kind` (`register_dataset`,
+    /// `replicate_dataset`) by `actor`, in the batch's commit with its evidence entry.
+    Dataset {
+        actor: String,
+        kind: &'static str,
+        row: suanwang_store::DatasetRow,
+        reply: Reply<()>,
+    },
     /// Lets time pass: timers fire (jobs start, finish).
     Tick,
 }
@@ -528,6 +536,7 @@ impl Actor {
         let mut pending_grants: Vec<(Reply<suanwang_engine::SiteGrant>, suanwang_engine::SiteGrant)> = vec![];
         let mut new_logs: Vec<RunLog> = vec![];
         let mut pending_money: Vec<(Reply<MoneyDone>, MoneyDone)> = vec![];
+        let mut new_datasets: Vec<suanwang_store::DatasetRow> = vec![];
         for site in self.agents_lost(now) {
             if self.engine.apply(Command::SiteDown { site: site.clone() }).is_ok() {
                 tracing::warn!(site = %site, "agent silent: site lost, its jobs move");
@@ -546,6 +555,13 @@ impl Actor {
         for req in batch.drain(..) {
             match req {
                 Request::Tick => {}
+                Request::Dataset { actor, kind, row, reply } => {
+                    let record: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
+                    let body = json!({"dataset": row.id, "tenant": row.owner, "record": record});
+                    rows.push(log_row(now, &actor, kind, None, body.to_string(), &[]));
+                    new_datasets.push(row);
+                    pending_registers.push(reply);
+                }
                 Request::Plan { job, reply } => {
                     let _ = reply.send(self.plan(&job));
                 }
@@ -805,7 +821,12 @@ impl Actor {
                 &rows,
                 &all_events,
                 &transfers,
-                |j| staged.get(&j).map(|(_, v)| v.tenant.clone()),
+                |j| {
+                    staged.get(&j).map(|(_, v)| {
+                        let dataset = v.spec["input"]["dataset"].as_str().map(|d| format!("dataset/{d}"));
+                        (v.tenant.clone(), dataset)
+                    })
+                },
                 |t| owners.get(&t.id).cloned(),
             );
             match self.inner.evidence.lock() {
@@ -814,6 +835,16 @@ impl Actor {
             }
         };
         let (evidence_rows, tiles) = proofs.as_ref().map_or((&[][..], &[][..]), |p| (&p.rows[..], &p.tiles[..]));
+        // R6: a job that read a dataset and completed at a site leaves a copy there
+        let copies: Vec<(String, String, u64)> = all_events
+            .iter()
+            .filter_map(|ev| match ev {
+                Event::Completed { id, outcome, .. } => staged.get(id).and_then(|(_, v)| {
+                    v.spec["input"]["dataset"].as_str().map(|d| (d.to_string(), outcome.site.clone(), *id))
+                }),
+                _ => None,
+            })
+            .collect();
         let durable = if rows.is_empty()
             && job_rows.is_empty()
             && new_logs.is_empty()
@@ -834,6 +865,7 @@ impl Actor {
                     programmes: &programmes,
                     evidence: evidence_rows,
                     tiles,
+                    datasets: &new_datasets,
                 })
                 .await
         };
@@ -843,6 +875,18 @@ impl Actor {
                     && let Ok(mut log) = self.inner.evidence.lock()
                 {
                     log.install(p.tree);
+                }
+                for (dataset, site, job) in copies {
+                    let inner = Arc::clone(&self.inner);
+                    tokio::spawn(async move {
+                        let Ok(id) = suanwang_core::dataid::DataId::parse(&dataset) else { return };
+                        let server = Principal { role: crate::auth::Role::Operator, name: "server".into() };
+                        if let Err(e) =
+                            crate::datasets::add_replica(&inner, &id, &server, &site, None, "transfer", Some(job)).await
+                        {
+                            tracing::warn!(dataset = %dataset, site = %site, job, error = %e.body.message, "no replica recorded");
+                        }
+                    });
                 }
                 if let Some(last) = seqs.last() {
                     self.last_seq = *last;

@@ -226,7 +226,7 @@ pub fn records(
     commands: &[CommandRow],
     events: &[Event],
     transfers: &[TransferRow],
-    tenant_of_job: impl Fn(u64) -> Option<String>,
+    tenant_of_job: impl Fn(u64) -> Option<(String, Option<String>)>,
     owner_of_transfer: impl Fn(&TransferRow) -> Option<String>,
 ) -> Vec<Record> {
     let mut out = Vec::new();
@@ -238,10 +238,13 @@ pub fn records(
         match c.job_id.and_then(|j| u64::try_from(j).ok()) {
             Some(j) => jobs.entry(j).or_default().0.push(cmd),
             None => {
-                let subject = body
-                    .get("site")
-                    .and_then(|s| s.as_str().or_else(|| s.get("id").and_then(Value::as_str)))
-                    .map(|s| format!("site/{s}"));
+                let subject = match body.get("dataset").and_then(Value::as_str) {
+                    Some(d) => Some(format!("dataset/{d}")),
+                    None => body
+                        .get("site")
+                        .and_then(|s| s.as_str().or_else(|| s.get("id").and_then(Value::as_str)))
+                        .map(|s| format!("site/{s}")),
+                };
                 let tenant = body.get("tenant").and_then(Value::as_str).map(str::to_string);
                 out.push(Record { kind: c.kind.clone(), tenant, job_id: None, subject, body: cmd });
             }
@@ -271,11 +274,12 @@ pub fn records(
         }
     }
     for (j, (commands, events, transfers)) in jobs {
+        let (tenant, subject) = tenant_of_job(j).map_or((None, None), |(t, s)| (Some(t), s));
         out.push(Record {
             kind: "job".into(),
-            tenant: tenant_of_job(j),
+            tenant,
             job_id: Some(j),
-            subject: None,
+            subject,
             body: json!({"job": j, "commands": commands, "events": events, "transfers": transfers}),
         });
     }

@@ -371,11 +371,22 @@ pub async fn job_evidence(
         .await?
         .filter(|j| p.role != Role::Tenant || j.tenant == p.name)
         .ok_or_else(|| ApiError::not_found("such job"))?;
-    let (note, tree) = newest(&inner).await?;
+    Ok(Json(bundle_about(&inner, &p, Some(id), None).await?))
+}
+
+/// The entries about a job or a subject (`dataset/…`), each with its opening when `p` may see
+/// it and its inclusion proof against the newest checkpoint.
+pub async fn bundle_about(
+    inner: &Inner,
+    p: &Principal,
+    job: Option<u64>,
+    subject: Option<&str>,
+) -> Result<api::EvidenceBundle, ApiError> {
+    let (note, tree) = newest(inner).await?;
     let size = u64::try_from(note.size).unwrap_or(0);
     let rows = inner
         .store
-        .evidence_about(Some(i64::try_from(id).unwrap_or(i64::MAX)), None, MAX_BUNDLE)
+        .evidence_about(job.map(|j| i64::try_from(j).unwrap_or(i64::MAX)), subject, MAX_BUNDLE)
         .await
         .map_err(|e| store_error(&e))?;
     let mut entries = Vec::with_capacity(rows.len());
@@ -384,16 +395,16 @@ pub async fn job_evidence(
         if index >= size {
             continue;
         }
-        let proof = prove(&inner, &tree, |t| inclusion_proof(t, index, size)).await?;
+        let proof = prove(inner, &tree, |t| inclusion_proof(t, index, size)).await?;
         entries.push(api::ProvedEntry {
             index,
             kind: row.kind.clone(),
             at_ms: row.at_ms,
-            opening: may_open(&p, &row).then(|| opening(&row)),
+            opening: may_open(p, &row).then(|| opening(&row)),
             entry: row.entry,
             proof: proof.iter().map(b64).collect(),
         });
     }
-    let key = log(&inner)?.verifier().encode();
-    Ok(Json(api::EvidenceBundle { key, checkpoint: note.note, entries }))
+    let key = log(inner)?.verifier().encode();
+    Ok(api::EvidenceBundle { key, checkpoint: note.note, entries })
 }

@@ -8,6 +8,7 @@
 pub mod actor;
 pub mod auth;
 pub mod billing;
+pub mod datasets;
 pub mod error;
 pub mod evidence;
 pub mod evidence_routes;
@@ -68,6 +69,10 @@ pub struct Inner {
     pub books: std::sync::Mutex<billing::Books>,
     /// The evidence log (R6/R7): its right edge and newest checkpoint.
     pub evidence: std::sync::Mutex<evidence::EvidenceLog>,
+    /// The prefix the dataset registry issues identifiers under (R6).
+    pub id_prefix: String,
+    /// Serialises changes to datasets (read, change, commit).
+    pub dataset_lock: tokio::sync::Mutex<()>,
 }
 
 impl Inner {
@@ -139,6 +144,10 @@ pub struct ServerConfig {
     pub evidence_key_file: Option<std::path::PathBuf>,
     /// Witnesses' verifier keys (`name+id+key`, type 0x04) whose cosignatures are accepted.
     pub witnesses: Vec<String>,
+    /// The prefix the dataset registry issues identifiers under (`88.156.1`: an industrial-
+    /// internet-style national prefix, `156` being China's ISO 3166 code; a province's node
+    /// would add its own arc).
+    pub id_prefix: String,
 }
 
 impl Default for ServerConfig {
@@ -156,6 +165,7 @@ impl Default for ServerConfig {
             evidence_key: None,
             evidence_key_file: None,
             witnesses: vec![],
+            id_prefix: "88.156.1".into(),
         }
     }
 }
@@ -225,6 +235,8 @@ pub async fn build(
     let fresh = || new_token().map_err(|e| ServerError::Random(e.to_string()));
     let identity = store.setting_or_insert("control_plane_id", &format!("cp_{}", &fresh()?[3..27])).await?;
     let run_secret = store.setting_or_insert("run_id_secret", &fresh()?).await?;
+    suanwang_core::dataid::check_prefix(&cfg.id_prefix)
+        .map_err(|why| ServerError::Evidence(format!("the dataset id prefix {:?}: {why}", cfg.id_prefix)))?;
     let evidence = load_evidence(&store, &cfg, &identity).await?;
     let (tx, rx) = mpsc::channel(65_536);
     let inner = Arc::new(Inner {
@@ -246,6 +258,8 @@ pub async fn build(
         restart: Arc::clone(&cfg.restart),
         books: std::sync::Mutex::new(billing::Books::load(&store, cfg.price_book.clone(), cfg.credit_limit_fen).await?),
         evidence: std::sync::Mutex::new(evidence),
+        id_prefix: cfg.id_prefix.clone(),
+        dataset_lock: tokio::sync::Mutex::new(()),
     });
     inner
         .metrics

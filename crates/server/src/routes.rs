@@ -55,6 +55,8 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/vouchers/programmes", post(crate::money_routes::create_programme))
         .route("/v1/vouchers/grants", post(crate::money_routes::grant))
         .route("/v1/vouchers", get(crate::money_routes::vouchers))
+        .route("/v1/datasets", post(crate::datasets::register).get(crate::datasets::list))
+        .route("/v1/datasets/{*rest}", get(crate::datasets::get).post(crate::datasets::replicas))
         .route("/v1/evidence/key", get(crate::evidence_routes::key))
         .route("/v1/evidence/checkpoint", get(crate::evidence_routes::checkpoint))
         .route("/v1/evidence/checkpoints", get(crate::evidence_routes::checkpoints))
@@ -321,6 +323,9 @@ async fn submit(
             )
         }
     };
+    // R6: an input named by dataset id is completed from the registry (size, nearest replica,
+    // classification) before the spec is checked
+    let body = crate::datasets::resolve_input(&inner, &p, body).await?;
     let now = actor::wall_now();
     let job = suanwang_core::job::parse_json(&body, &inner.net(), now).map_err(|p| spec_error(&p))?;
     if p.role == Role::Tenant && job.tenant != p.name {

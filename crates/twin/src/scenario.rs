@@ -489,7 +489,7 @@ impl Mapper {
                 variants: vec![],
             },
             work: Work::RunTime { run_time_s: run_s.ceil() as u32 },
-            input: Some(Input { size_gb, location: origin.clone(), classification }),
+            input: Some(Input { size_gb, location: origin.clone(), classification, dataset: None }),
             origin,
             latency_tier: tier,
             deadline,

@@ -248,3 +248,153 @@ async fn the_evidence_log_on_sqlite() {
 async fn the_evidence_log_on_postgres() {
     evidence_flow(postgres("evidence").await).await;
 }
+
+/// The region of a site or city, from the served network.
+fn region(net: &Value, place: &str) -> String {
+    let find = |list: &str| {
+        net[list].as_array().and_then(|a| a.iter().find(|x| x["id"] == place)).map(|x| {
+            x["region"].as_str().map_or_else(|| x["province"].as_str().unwrap_or_default().to_string(), str::to_string)
+        })
+    };
+    find("sites").or_else(|| find("cities")).unwrap_or_else(|| panic!("{place} is not in the network"))
+}
+
+/// The dataset registry (issue 14 items 3–5): identifiers issued and resolved, residency of a
+/// restricted dataset for its jobs, copies refused outside the region or with another hash,
+/// a completed job's copy recorded, and the lineage proved from the log.
+#[tokio::test]
+async fn datasets_are_registered_resolved_kept_in_their_region_and_traced() {
+    use crate::history::until;
+    let store = sqlite("datasets").await;
+    let cfg = ServerConfig { time_scale: 0.001, ..ServerConfig::default() };
+    let server = start_with(store.clone(), cfg).await;
+    let url = server.url.clone();
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let acme = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let other = create_token(&store, Role::Tenant, "other").await.expect("token");
+    let sha = "ab".repeat(32);
+    let body = |v: Value| Some(serde_json::to_vec(&v).expect("json"));
+    let (st, d) = call(
+        &url,
+        "POST",
+        "/v1/datasets",
+        Some(&acme),
+        body(serde_json::json!({"name": "census", "size_gb": 50.0, "sha256": sha, "classification": "restricted",
+            "licence": "CC-BY-4.0", "location": "beijing"})),
+        None,
+    )
+    .await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().expect("id").to_string();
+    assert!(id.starts_with("88.156.1/"), "{id}");
+    assert_eq!(d["region"], "jingjinji");
+    assert!(d["values"].as_array().expect("values").iter().any(|v| v["type"] == "SHA256" && v["value"] == sha));
+    // resolvable with the slash as is or encoded, case-insensitively; not by another tenant
+    for path in [format!("/v1/datasets/{id}"), format!("/v1/datasets/{}", id.replace('/', "%2F").to_lowercase())] {
+        let (st, r) = call(&url, "GET", &path, Some(&acme), None, None).await;
+        assert_eq!(st, 200, "{path}: {r}");
+        assert_eq!(r["id"], id.as_str());
+    }
+    let (st, _) = call(&url, "GET", &format!("/v1/datasets/{id}"), Some(&other), None, None).await;
+    assert_eq!(st, 404, "a restricted dataset is its owner's");
+    // malformed identifiers and a wrong check symbol are 400s naming the field
+    let mut typo = id.clone().into_bytes();
+    let at = typo.len() - 3;
+    typo[at] = if typo[at] == b'7' { b'8' } else { b'7' };
+    for bad in ["88.156.1", "x/ABC", &String::from_utf8(typo).expect("utf-8")] {
+        let (st, e) = call(&url, "GET", &format!("/v1/datasets/{bad}"), Some(&acme), None, None).await;
+        assert_eq!(st, 400, "{bad}: {e}");
+        assert_eq!(e["field"], "dataset");
+    }
+    let (st, e) = call(
+        &url,
+        "POST",
+        "/v1/datasets",
+        Some(&acme),
+        body(serde_json::json!({"name": "x", "size_gb": 1.0, "sha256": "12", "classification": "public",
+            "licence": "MIT", "location": "beijing"})),
+        None,
+    )
+    .await;
+    assert_eq!((st, e["field"].as_str()), (422, Some("sha256")), "{e}");
+    // a job names its input by id: size, replica and residency come from the registry
+    let (st, j) = call(
+        &url,
+        "POST",
+        "/v1/jobs",
+        Some(&acme),
+        body(serde_json::json!({"name": "read-census", "tenant": "acme", "kind": "batch", "origin": "shanghai",
+            "resources": {"family": "general", "count": 8}, "work": {"run_time_s": 3600},
+            "input": {"dataset": id.to_lowercase()}})),
+        None,
+    )
+    .await;
+    assert_eq!(st, 201, "{j}");
+    assert_eq!(j["spec"]["input"]["location"], "beijing");
+    assert_eq!(j["spec"]["input"]["dataset"], id.as_str(), "normalised");
+    let (_, net) = call(&url, "GET", "/v1/network", Some(&op), None, None).await;
+    let site = j["site"].as_str().expect("placed").to_string();
+    assert_eq!(region(&net, &site), "jingjinji", "a restricted dataset's job stays in its region");
+    // copies: not outside the region, not with another hash; one in the region with its hash
+    let replica = |site: &str, sha: &str| body(serde_json::json!({"site": site, "sha256": sha}));
+    let (st, e) =
+        call(&url, "POST", &format!("/v1/datasets/{id}/replicas"), Some(&acme), replica("shanghai", &sha), None).await;
+    assert_eq!((st, e["field"].as_str()), (422, Some("site")), "{e}");
+    let (st, e) = call(
+        &url,
+        "POST",
+        &format!("/v1/datasets/{id}/replicas"),
+        Some(&acme),
+        replica("tianjin", &"cd".repeat(32)),
+        None,
+    )
+    .await;
+    assert_eq!((st, e["field"].as_str()), (422, Some("sha256")), "{e}");
+    let (st, r) =
+        call(&url, "POST", &format!("/v1/datasets/{id}/replicas"), Some(&acme), replica("tianjin", &sha), None).await;
+    assert_eq!(st, 200, "{r}");
+    assert!(
+        r["replicas"]
+            .as_array()
+            .expect("replicas")
+            .iter()
+            .any(|x| x["site"] == "tianjin" && x["sha256_verified"] == true)
+    );
+    // the job completes; a copy is recorded where it ran (when that was not a replica already)
+    let job = j["id"].as_u64().expect("id");
+    until(&url, &acme, &format!("/v1/jobs/{job}"), |v| v["state"] == "completed").await;
+    let done = until(&url, &acme, &format!("/v1/datasets/{id}"), |v| {
+        v["replicas"].as_array().is_some_and(|a| a.iter().any(|x| x["site"] == site.as_str()))
+    })
+    .await;
+    assert!(done["replicas"].as_array().expect("replicas").len() >= 2);
+    // lineage: registration, copies and the job, each proved against the signed checkpoint
+    let (st, lineage) = call(&url, "GET", &format!("/v1/datasets/{id}/lineage"), Some(&acme), None, None).await;
+    assert_eq!(st, 200, "{lineage}");
+    let key = Verifier::parse(lineage["key"].as_str().expect("key")).expect("key");
+    let (cp, _) = Checkpoint::open(lineage["checkpoint"].as_str().expect("note"), &key, &[], 0).expect("checkpoint");
+    let entries = lineage["entries"].as_array().expect("entries");
+    let kinds: Vec<&str> = entries.iter().map(|e| e["kind"].as_str().unwrap_or_default()).collect();
+    assert!(
+        kinds.contains(&"register_dataset") && kinds.contains(&"replicate_dataset") && kinds.contains(&"job"),
+        "{kinds:?}"
+    );
+    for e in entries {
+        let bytes = e["entry"].as_str().expect("entry").as_bytes();
+        verify_inclusion(
+            &leaf_hash(bytes),
+            e["index"].as_u64().expect("index"),
+            cp.size,
+            &hashes(&e["proof"]),
+            &cp.root,
+        )
+        .expect("each record of the lineage is in the log");
+    }
+    let (st, _) = call(&url, "GET", &format!("/v1/datasets/{id}/lineage"), Some(&other), None, None).await;
+    assert_eq!(st, 404);
+    // the list: the owner sees it, another tenant does not (restricted)
+    let (_, mine) = call(&url, "GET", "/v1/datasets", Some(&acme), None, None).await;
+    assert_eq!(mine["datasets"].as_array().expect("list").len(), 1);
+    let (_, theirs) = call(&url, "GET", "/v1/datasets", Some(&other), None, None).await;
+    assert_eq!(theirs["datasets"].as_array().expect("list").len(), 0);
+}
