@@ -515,29 +515,37 @@ pub async fn job_trace(c: &Client, id: &str, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&b)?);
         return Ok(ExitCode::SUCCESS);
     }
+    print_bundle(&format!("job {id}"), &b)
+}
+
+/// A bundle's records, one line each, each checked against the bundle's checkpoint with the key
+/// it names (exit 1 when one does not verify).
+pub fn print_bundle(what: &str, b: &api::EvidenceBundle) -> Result<ExitCode> {
     let key = read_key(&b.key)?;
     let (cp, _) = Checkpoint::open(&b.checkpoint, &key, &[], 0).map_err(|e| anyhow::anyhow!("the checkpoint: {e}"))?;
     println!(
-        "job {id}: {} records in the evidence log (checkpoint of {} entries, key {})",
+        "{what}: {} records in the evidence log (checkpoint of {} entries, key {})",
         b.entries.len(),
         cp.size,
         key.name()
     );
+    let mut failed = false;
     for e in &b.entries {
         let ok = check_entry(&cp, e.index, &e.entry, e.opening.as_ref(), &hashes(&e.proof, "proof")?);
-        let what = e.opening.as_ref().map_or_else(|| "(record not shown)".to_string(), |o| summary(&o.record));
+        let line = e.opening.as_ref().map_or_else(|| "(record not shown)".to_string(), |o| summary(&o.record));
         println!(
             "  #{:<8} {}  {}  {}",
             e.index,
             crate::remote::rfc3339(e.at_ms),
             if ok.is_ok() { "proved" } else { "NOT PROVED" },
-            what
+            line
         );
         if let Err(err) = ok {
+            failed = true;
             eprintln!("    {err:#}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// One line about a job record: its commands, events and transfers by name.
@@ -549,6 +557,13 @@ fn summary(record: &str) -> String {
             .unwrap_or_default()
     };
     let mut parts = vec![];
+    if let Some(kind) = v["kind"].as_str() {
+        // a command that is not about a job (a dataset registered or copied, a site, money)
+        let what = v["body"]["dataset"].as_str().or_else(|| v["body"]["site"].as_str()).unwrap_or_default();
+        let copies = v["body"]["record"]["replicas"].as_array().map_or(0, Vec::len);
+        let copies = if copies > 0 { format!(" ({copies} replicas)") } else { String::new() };
+        return format!("{kind} {what} by {}{copies}", v["actor"].as_str().unwrap_or("?"));
+    }
     let commands = names("commands", "kind");
     if !commands.is_empty() {
         parts.push(format!("commands: {}", commands.join(", ")));

@@ -15,6 +15,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod agent_cmd;
 mod bench_cmd;
+mod dataset_cmd;
 mod evidence_cmd;
 mod http;
 mod ledger_bench;
@@ -119,6 +120,10 @@ struct ServeFlags {
     /// holding it; `suanwang evidence witness-key` makes one). Repeatable.
     #[arg(long, value_name = "KEY")]
     witness: Vec<String>,
+    /// The prefix the dataset registry issues identifiers under (decimal arcs: the issuing
+    /// authority, e.g. a province's node 88.156.51).
+    #[arg(long, value_name = "PREFIX", default_value = "88.156.1")]
+    id_prefix: String,
 }
 
 /// `--credit-limit-fen`: fen, or `unlimited`.
@@ -161,6 +166,7 @@ impl ServeFlags {
             prices: self.prices.as_deref(),
             evidence_key: self.evidence_key.clone().or_else(|| data.map(|d| d.join("evidence.key"))),
             witnesses: self.witness.clone(),
+            id_prefix: self.id_prefix.clone(),
         }
     }
 }
@@ -395,6 +401,11 @@ enum Command {
         #[command(subcommand)]
         sub: VoucherSub,
     },
+    /// The dataset registry (R6): unified identifiers, records, replicas, lineage.
+    Dataset {
+        #[command(subcommand)]
+        sub: DatasetSub,
+    },
     /// The evidence log (R6/R7): keys, checkpoints, offline verification, audit, witnesses.
     Evidence {
         #[command(subcommand)]
@@ -552,6 +563,65 @@ enum BenchSub {
         /// Do not restart the server at the end.
         #[arg(long)]
         no_restart: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DatasetSub {
+    /// Register a dataset; the registry issues its identifier (prefix/suffix).
+    Register {
+        #[arg(long)]
+        name: String,
+        /// A local copy: its SHA-256 and size are computed here.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        #[arg(long, value_name = "GB")]
+        size_gb: Option<f64>,
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// public, internal, or restricted (may not leave the region of --location).
+        #[arg(long, default_value = "internal")]
+        classification: String,
+        #[arg(long, default_value = "proprietary")]
+        licence: String,
+        /// The city or site id of its first copy.
+        #[arg(long)]
+        location: String,
+        /// The owner (operator only; default: the token's tenant).
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A dataset's record (its type/value pairs, replicas).
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The datasets the token may see.
+    List {
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report a copy at a site with the SHA-256 found there.
+    Replicate {
+        id: String,
+        #[arg(long)]
+        site: String,
+        #[arg(long, value_name = "HEX")]
+        sha256: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every record about a dataset — registration, copies, jobs that read it — proved against
+    /// the signed checkpoint; `--json`: the bundle `evidence verify` takes.
+    Trace {
+        id: String,
         #[arg(long)]
         json: bool,
     },
@@ -855,6 +925,42 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
         Command::Job { sub: Some(JobSub::Trace { id, json }), .. } => {
             let c = client()?;
             runtime()?.block_on(evidence_cmd::job_trace(&c, &id, json))
+        }
+        Command::Dataset { sub } => {
+            let c = client()?;
+            let rt = runtime()?;
+            match sub {
+                DatasetSub::Register {
+                    name,
+                    file,
+                    size_gb,
+                    sha256,
+                    classification,
+                    licence,
+                    location,
+                    owner,
+                    json,
+                } => rt.block_on(dataset_cmd::register(
+                    &c,
+                    &dataset_cmd::RegisterArgs {
+                        name: &name,
+                        file: file.as_deref(),
+                        size_gb,
+                        sha256: sha256.as_deref(),
+                        classification: &classification,
+                        licence: &licence,
+                        location: &location,
+                        owner: owner.as_deref(),
+                        json,
+                    },
+                )),
+                DatasetSub::Show { id, json } => rt.block_on(dataset_cmd::show(&c, &id, json)),
+                DatasetSub::List { owner, json } => rt.block_on(dataset_cmd::list(&c, owner.as_deref(), json)),
+                DatasetSub::Replicate { id, site, sha256, json } => {
+                    rt.block_on(dataset_cmd::replicate(&c, &id, &site, &sha256, json))
+                }
+                DatasetSub::Trace { id, json } => rt.block_on(dataset_cmd::trace(&c, &id, json)),
+            }
         }
         Command::Evidence { sub } => match sub {
             EvidenceSub::Key { json } => runtime()?.block_on(evidence_cmd::key(&client()?, json)),

@@ -120,6 +120,8 @@ pub struct ServeArgs<'a> {
     pub evidence_key: Option<PathBuf>,
     /// Witnesses' verifier keys (or files holding them).
     pub witnesses: Vec<String>,
+    /// The dataset registry's identifier prefix.
+    pub id_prefix: String,
 }
 
 /// The listener's options from the flags; every bad value is an error naming its flag.
@@ -217,6 +219,7 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
         auth_limit: args.auth_limit,
         evidence_key_file: args.evidence_key.clone(),
         witnesses: crate::evidence_cmd::witness_keys(&args.witnesses)?,
+        id_prefix: args.id_prefix.clone(),
         ..ServerConfig::default()
     };
     let restart = std::sync::Arc::clone(&cfg.restart);
