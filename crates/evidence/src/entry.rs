@@ -286,4 +286,31 @@ mod tests {
         bad[3].1[0] ^= 1;
         assert!(run(&f, &tree, &bad).is_err());
     }
+
+    #[test]
+    fn every_file_changed_dropped_or_swapped_is_caught() {
+        let (f, tree, roots) = files(5_000);
+        assert!(run(&f, &tree, &roots).is_ok());
+        let mut names: Vec<&String> = f.keys().collect();
+        names.sort();
+        for k in &names {
+            let v = &f[*k];
+            for at in [0, v.len() / 2, v.len() - 1] {
+                let mut g = f.clone();
+                let mut b = v.clone();
+                b[at] ^= 0x20;
+                g.insert((*k).clone(), b);
+                assert!(run(&g, &tree, &roots).is_err(), "byte {at} of {k} changed went unnoticed");
+            }
+            let mut g = f.clone();
+            g.remove(*k);
+            assert!(run(&g, &tree, &roots).is_err(), "dropping {k} went unnoticed");
+        }
+        // two tiles of the same kind swapped
+        let tiles: Vec<&&String> = names.iter().filter(|n| n.starts_with("tile/0/") && !n.contains(".p")).collect();
+        let mut g = f.clone();
+        g.insert((*tiles[0]).clone(), f[*tiles[1]].clone());
+        g.insert((*tiles[1]).clone(), f[*tiles[0]].clone());
+        assert!(run(&g, &tree, &roots).is_err(), "swapped tiles went unnoticed");
+    }
 }

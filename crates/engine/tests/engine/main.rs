@@ -412,3 +412,66 @@ fn meters_take_the_actual_energy_when_the_scheduler_decides_on_a_forecast() {
     assert!(m.carbon_market_kg < m.carbon_location_kg * 0.5, "{} vs {}", m.carbon_market_kg, m.carbon_location_kg);
     assert_eq!(m.money_fen, m.compute_fen + m.energy_fen + m.transfer_fen);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// R6: a job whose input is restricted is placed only in its data's region — when it is
+    /// submitted, and again whenever a lost site or a cut link moves it.
+    #[test]
+    fn restricted_data_never_leaves_its_region_even_when_its_jobs_move(
+        seed in any::<u64>(),
+        ops in prop::collection::vec((0u8..10, 0u64..3600), 10..50),
+    ) {
+        let net = net();
+        let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
+        // cities with a region: the data of each job is in one of them
+        let homes: Vec<&suanwang_core::network::City> = net.cities.iter().filter(|c| c.region.is_some()).collect();
+        prop_assume!(!homes.is_empty());
+        let mut region_of_job = std::collections::HashMap::<u64, String>::new();
+        let mut placed = 0usize;
+        let mut t = start();
+        let mut next_id = 0u64;
+        for (op, dt) in &ops {
+            t = Ts(t.0 + (*dt as i64) * 1000);
+            e.advance_to(t).expect("forward");
+            let pick = (seed.wrapping_add(*dt) as usize) % homes.len();
+            match op {
+                0..=5 => {
+                    let home = homes[pick];
+                    let job = spec(
+                        &net,
+                        &format!(
+                            "name = \"r{next_id}\"\ntenant = \"t\"\nkind = \"batch\"\norigin = \"shanghai\"\n[resources]\nfamily = \"general\"\ncount = 16\n[work]\nrun_time_s = 7200\n[input]\nsize_gb = 200\nlocation = \"{}\"\nclassification = \"restricted\"\n",
+                            home.id
+                        ),
+                    );
+                    region_of_job.insert(next_id, home.region.clone().unwrap_or_default());
+                    e.apply(Command::Submit { id: next_id, job: Box::new(job) }).expect("submit");
+                    next_id += 1;
+                }
+                6 | 7 => {
+                    let s = &net.sites[(seed as usize + *dt as usize) % net.sites.len()].id;
+                    e.apply(Command::SiteDown { site: s.clone() }).expect("down");
+                }
+                8 => {
+                    let l = &net.links[(seed as usize + *dt as usize) % net.links.len()];
+                    e.apply(Command::LinkDown { a: l.a.clone(), b: l.b.clone() }).expect("cut");
+                }
+                _ => {
+                    let s = &net.sites[(*dt as usize) % net.sites.len()].id;
+                    e.apply(Command::SiteUp { site: s.clone() }).expect("up");
+                }
+            }
+            for ev in e.take_events() {
+                if let Event::Placed { id, site, .. } = ev {
+                    let want = &region_of_job[&id];
+                    let got = &net.site(&site).expect("a placed site exists").region;
+                    prop_assert_eq!(got, want, "job {} placed at {} outside its data's region", id, site);
+                    placed += 1;
+                }
+            }
+        }
+        prop_assert!(placed > 0 || next_id == 0, "restricted jobs were placed somewhere in their region");
+    }
+}
