@@ -3,6 +3,7 @@
 mod agents;
 mod client;
 mod durability;
+mod evidence;
 mod job;
 mod network;
 mod plan;
