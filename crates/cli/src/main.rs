@@ -16,6 +16,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod agent_cmd;
 mod bench_cmd;
 mod dataset_cmd;
+mod evidence_bench;
 mod evidence_cmd;
 mod http;
 mod ledger_bench;
@@ -534,6 +535,22 @@ enum BenchSub {
         #[arg(long)]
         json: bool,
     },
+    /// The evidence log: durable appends per second with a checkpoint every second, inclusion
+    /// and consistency proofs at 10 M entries (made from SQLite-stored tiles, as the server
+    /// does), and audit speed (issue 14).
+    Evidence {
+        /// Entries appended through SQLite's group commit.
+        #[arg(long, default_value_t = 200_000)]
+        appends: usize,
+        /// The tree size proofs are timed at.
+        #[arg(long, default_value_t = 10_000_000)]
+        proof_size: u64,
+        /// Entries audited.
+        #[arg(long, default_value_t = 1_000_000)]
+        audit: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Durable submissions per second through the API (`--server`, `--token`).
     Submit {
         #[arg(long, default_value_t = 64)]
@@ -905,6 +922,10 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
         Command::Bench { sub: BenchSub::Submit { clients, jobs, tenant, json } } => {
             let c = client()?;
             runtime()?.block_on(remote::bench_submit(c, clients, jobs, &tenant, json))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { sub: BenchSub::Evidence { appends, proof_size, audit, json } } => {
+            evidence_bench::evidence(&evidence_bench::EvidenceArgs { appends, proof_size, audit, json })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { sub: BenchSub::Ledger { transfers, durable, accounts, json } } => {
