@@ -503,9 +503,11 @@ fn param(path: &str, name: &str) -> Value {
             false,
             "Checkpoints per page",
         ),
-        ("/v1/datasets", "owner") => {
-            (json!({"type": "string", "minLength": 1, "maxLength": 64}), false, "Only this owner's datasets")
-        }
+        ("/v1/datasets", "owner") => (
+            json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z][a-z0-9_-]*$"}),
+            false,
+            "Only this owner's datasets",
+        ),
         ("/v1/datasets", "after") => {
             (json!({"type": "string", "maxLength": 128}), false, "Only datasets with a greater id (pagination)")
         }
@@ -679,13 +681,14 @@ pub fn openapi() -> Value {
         }
         if r.path.contains("{dataset}") {
             params.push(json!({"name": "dataset", "in": "path", "required": true,
-                "description": "A dataset identifier, prefix/suffix",
+                "description": "A dataset identifier, prefix/suffix, its '/' sent as is or as %2F (a malformed id or a wrong check symbol names no dataset: 404 saying why)",
                 "schema": {"type": "string", "minLength": 3, "maxLength": 128}}));
         }
         if r.path.contains("{path}") {
             params.push(json!({"name": "path", "in": "path", "required": true,
                 "description": "The rest of the tile's path; it may hold slashes (`1/x001/x234/067.p/7`)",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 128}}));
+                "schema": {"type": "string", "minLength": 1, "maxLength": 128,
+                    "pattern": r"^(entries|[0-9]|[1-5][0-9]|6[0-3])/(x[0-9]{3}/)*[0-9]{3}(\.p/([1-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5]))?$"}}));
         }
         params.extend(r.query.iter().map(|q| param(r.path, q)));
         if !params.is_empty() {

@@ -154,7 +154,8 @@ fn record(rng: &mut Rng, jobs: &mut u64, at_ms: i64) -> Record {
             } else {
                 json!({"Started": {"id": j, "at": at_ms, "attempt": 1}})
             };
-            let transfers = if done { vec![transfer(rng, j, at_ms, 4, 4), transfer(rng, j, at_ms, 5, 0)] } else { vec![] };
+            let transfers =
+                if done { vec![transfer(rng, j, at_ms, 4, 4), transfer(rng, j, at_ms, 5, 0)] } else { vec![] };
             let body = json!({"job": j, "commands": [], "events": [event], "transfers": transfers});
             Record { kind: "job".into(), tenant: Some(tenant), job_id: Some(j), subject: None, body }
         }
@@ -487,7 +488,12 @@ fn audit_run(n: u64) -> Result<Audit> {
     )?;
     let seconds = t.elapsed().as_secs_f64();
     phase("audit", t, &format!("{n} entries replayed, {} tiles compared", done.tiles));
-    Ok(Audit { rate: n as f64 / seconds.max(f64::EPSILON), seconds, tiles: done.tiles, roots_checked: done.roots_checked })
+    Ok(Audit {
+        rate: n as f64 / seconds.max(f64::EPSILON),
+        seconds,
+        tiles: done.tiles,
+        roots_checked: done.roots_checked,
+    })
 }
 
 // ---- the bench ---------------------------------------------------------------------------

@@ -44,15 +44,6 @@ fn invalid(field: &str, why: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_dataset", why.into()).field(field)
 }
 
-/// A dataset id from a path or body; a malformed one names what is wrong.
-fn parse_id(s: &str, field: &str) -> Result<DataId, ApiError> {
-    DataId::parse(s).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_dataset_id", e.to_string())
-            .field(field)
-            .hint("a dataset id is prefix/suffix, e.g. 88.156.1/1KX9QZ4M7T2BDE; send its '/' as is or as %2F")
-    })
-}
-
 /// Whether `p` may see dataset `r`: its owner, the operator and the regulator; public ones all.
 fn may_see(p: &Principal, r: &api::DatasetRecord) -> bool {
     matches!(p.role, Role::Operator | Role::Regulator)
@@ -231,6 +222,14 @@ pub async fn list(
     };
     let after = q.get("after").map_or("", String::as_str);
     let owner = q.get("owner").map(String::as_str);
+    if let Some(o) = owner
+        && let Some(why) = suanwang_core::ident::id_problem(o)
+    {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", format!("owner {o:?} {why}")).field("owner"));
+    }
+    if after.chars().count() > 128 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "after: at most 128 characters").field("after"));
+    }
     let mut out = vec![];
     let mut cursor = after.to_string();
     // a tenant's page skips what it may not see: read on until the page is full
@@ -252,23 +251,52 @@ pub async fn list(
     Ok(Json(api::DatasetList { datasets: out, next }))
 }
 
-/// `GET /v1/datasets/{id}` and `GET /v1/datasets/{id}/lineage` (the id holds a `/`).
-pub async fn get(State(inner): S, headers: HeaderMap, Path(rest): Path<String>) -> Result<Response, ApiError> {
-    let p = authenticate(&inner, &headers).await?;
+/// The dataset id of a path: its segments joined (the id's '/' sent as is or as %2F). A path
+/// that holds no identifier names no dataset: 404, saying why (a mistyped check symbol, …).
+fn path_id(parts: &[(String, String)]) -> Result<DataId, ApiError> {
+    let joined: Vec<&str> = parts.iter().map(|(_, v)| v.as_str()).collect();
+    DataId::parse(&joined.join("/")).map_err(|e| {
+        ApiError::new(StatusCode::NOT_FOUND, "bad_dataset_id", format!("no such dataset: {e}"))
+            .field("dataset")
+            .hint("a dataset id is prefix/suffix, e.g. 88.156.1/1KX9QZ4M7T2BDE; send its '/' as is or as %2F")
+    })
+}
+
+/// `GET /v1/datasets/{id}`.
+pub async fn get(
+    State(inner): S,
+    headers: HeaderMap,
+    Path(parts): Path<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    read(&inner, &headers, &parts, false).await
+}
+
+/// `GET /v1/datasets/{id}/lineage`.
+pub async fn lineage(
+    State(inner): S,
+    headers: HeaderMap,
+    Path(parts): Path<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    read(&inner, &headers, &parts, true).await
+}
+
+async fn read(
+    inner: &Inner,
+    headers: &HeaderMap,
+    parts: &[(String, String)],
+    lineage: bool,
+) -> Result<Response, ApiError> {
+    let p = authenticate(inner, headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read datasets")?;
-    let (id, lineage) = match rest.strip_suffix("/lineage") {
-        Some(id) => (id, true),
-        None => (rest.as_str(), false),
-    };
-    let id = parse_id(id, "dataset")?;
-    let r = load(&inner, &id).await?.filter(|r| may_see(&p, r)).ok_or_else(|| ApiError::not_found("such dataset"))?;
+    let id = path_id(parts)?;
+    let r = load(inner, &id).await?.filter(|r| may_see(&p, r)).ok_or_else(|| ApiError::not_found("such dataset"))?;
     if !lineage {
         return Ok(Json(r).into_response());
     }
     if !(matches!(p.role, Role::Operator | Role::Regulator) || r.owner == p.name) {
         return Err(ApiError::not_found("such dataset").hint("a dataset's lineage is its owner's"));
     }
-    let bundle = crate::evidence_routes::bundle_about(&inner, &p, None, Some(&format!("dataset/{id}"))).await?;
+    let bundle = crate::evidence_routes::bundle_about(inner, &p, None, Some(&format!("dataset/{id}"))).await?;
     Ok(Json(bundle).into_response())
 }
 
@@ -276,15 +304,12 @@ pub async fn get(State(inner): S, headers: HeaderMap, Path(rest): Path<String>) 
 pub async fn replicas(
     State(inner): S,
     headers: HeaderMap,
-    Path(rest): Path<String>,
+    Path(parts): Path<Vec<(String, String)>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<api::DatasetRecord>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Tenant], "report replicas")?;
-    let id = rest
-        .strip_suffix("/replicas")
-        .ok_or_else(|| ApiError::not_found("such route").hint("POST /v1/datasets/{id}/replicas"))?;
-    let id = parse_id(id, "dataset")?;
+    let id = path_id(&parts)?;
     let body = body.map_err(|e| body_error(&e))?;
     let req: api::ReplicaRequest = parse_body(&body, "invalid_dataset", "{site, sha256}")?;
     let sha = hex64(&req.sha256, "sha256")?;

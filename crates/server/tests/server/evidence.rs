@@ -297,14 +297,15 @@ async fn datasets_are_registered_resolved_kept_in_their_region_and_traced() {
     }
     let (st, _) = call(&url, "GET", &format!("/v1/datasets/{id}"), Some(&other), None, None).await;
     assert_eq!(st, 404, "a restricted dataset is its owner's");
-    // malformed identifiers and a wrong check symbol are 400s naming the field
+    // malformed identifiers and a wrong check symbol name no dataset: 404 naming the field and why
     let mut typo = id.clone().into_bytes();
     let at = typo.len() - 3;
     typo[at] = if typo[at] == b'7' { b'8' } else { b'7' };
     for bad in ["88.156.1", "x/ABC", &String::from_utf8(typo).expect("utf-8")] {
         let (st, e) = call(&url, "GET", &format!("/v1/datasets/{bad}"), Some(&acme), None, None).await;
-        assert_eq!(st, 400, "{bad}: {e}");
+        assert_eq!(st, 404, "{bad}: {e}");
         assert_eq!(e["field"], "dataset");
+        assert_eq!(e["code"], "bad_dataset_id", "{e}");
     }
     let (st, e) = call(
         &url,
