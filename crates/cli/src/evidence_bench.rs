@@ -28,6 +28,8 @@ use suanwang_evidence::tile::{TileId, TilePath, Tiles, Tree, WIDTH, bundle, tile
 use suanwang_server::evidence::{EvidenceLog, Record};
 use suanwang_store::{AnyStore, Batch, SqliteStore, Store, TileRow};
 
+use crate::bench_cmd::{Rng, quantile as percentile};
+
 /// Records a group commit carries when the control plane is busy.
 pub const BATCH: usize = 1_000;
 /// Proofs of each kind timed.
@@ -48,29 +50,6 @@ pub struct EvidenceArgs {
     /// Entries audited.
     pub audit: u64,
     pub json: bool,
-}
-
-/// A small deterministic generator (splitmix64): the same records every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `[0, n)` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0)
 }
 
 fn now_ms() -> i64 {

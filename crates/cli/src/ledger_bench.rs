@@ -25,18 +25,7 @@ pub struct LedgerArgs {
     pub json: bool,
 }
 
-/// A small deterministic generator (splitmix64): the same batches every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
+use crate::bench_cmd::{Rng, quantile};
 
 const BANK: u128 = 1;
 
@@ -82,11 +71,6 @@ fn batches(count: usize, accounts: usize, first: u128, rng: &mut Rng) -> Vec<Vec
     out
 }
 
-fn p99(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(((v.len() as f64 - 1.0) * 0.99).round() as usize).copied().unwrap_or(0.0)
-}
-
 pub fn ledger(args: &LedgerArgs) -> Result<()> {
     if args.accounts < 2 {
         bail!("--accounts: at least 2");
@@ -110,7 +94,7 @@ pub fn ledger(args: &LedgerArgs) -> Result<()> {
         bail!("the ledger does not balance after the run");
     }
     let in_memory = created as f64 / mem_s;
-    let mem_p99 = p99(lat);
+    let mem_p99 = quantile(lat, 0.99);
     // durable: SQLite in a fresh directory
     let dir = std::env::temp_dir().join(format!("suanwang-bench-ledger-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -141,7 +125,7 @@ pub fn ledger(args: &LedgerArgs) -> Result<()> {
             done += r.iter().filter(|r| r.is_ok()).count();
         }
         let s = started.elapsed().as_secs_f64();
-        anyhow::Ok((done as f64 / s, p99(lat)))
+        anyhow::Ok((done as f64 / s, quantile(lat, 0.99)))
     });
     let _ = std::fs::remove_dir_all(&dir);
     let (durable_rate, durable_p99) = durable?;

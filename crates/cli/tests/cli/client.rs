@@ -13,7 +13,7 @@ async fn up(tag: &str) -> Up {
 }
 
 /// `suanwang ARGS` against the server with `token`.
-fn client(u: &Up, token: &str, args: &[&str]) -> Output {
+pub(crate) fn client(u: &Up, token: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_suanwang"))
         .args(args)
         .env_remove("SUANWANG_NETWORK_DATA")

@@ -4,20 +4,14 @@
 //! files and audited, and a changed or missing tile caught.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 use crate::agents::{Up, up};
 
 fn run(u: &Up, token: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_suanwang"))
-        .args(args)
-        .env_remove("SUANWANG_NETWORK_DATA")
-        .env("SUANWANG_SERVER", &u.url)
-        .env("SUANWANG_TOKEN", token)
-        .output()
-        .expect("the binary runs")
+    crate::client::client(u, token, args)
 }
 
 fn ok(o: &Output) -> String {
