@@ -25,7 +25,7 @@ use suanwang_evidence::merkle::{
 };
 use suanwang_evidence::note::{Checkpoint, ED25519, Signer};
 use suanwang_evidence::tile::{TileId, TilePath, Tiles, Tree, WIDTH, bundle, tile_bytes, tile_hashes};
-use suanwang_server::evidence::{EvidenceLog, Record};
+use suanwang_server::evidence::{EvidenceLog, Record, UpperTiles};
 use suanwang_store::{AnyStore, Batch, SqliteStore, Store, TileRow};
 
 use crate::bench_cmd::{Rng, quantile as percentile};
@@ -297,30 +297,34 @@ async fn full_tile(store: &AnyStore, id: TileId) -> Result<Vec<Hash>> {
     Ok(tile_hashes(&row.hashes)?)
 }
 
-/// Runs `f` over the tree's tiles as the server does (see `prove` in
-/// `suanwang_server::evidence_routes`): each tile it names is read from the store and added, and
-/// `f` runs again. Returns the answer, the tiles it needed, and how many were read.
-async fn prove<'a, T>(
+/// Runs `f` over the tree's tiles as the server does (`suanwang_server::evidence::prove`: tiles
+/// above the leaves' level kept in memory once read, the rest read from the store), and again
+/// over the same tiles in memory. Returns the answer, the in-memory tiles, and the store reads.
+async fn prove<T>(
+    store: &AnyStore,
+    upper: &UpperTiles,
+    tree: &Tree,
+    f: impl Fn(&Tiles<'_>) -> Result<T, EvidenceError>,
+) -> Result<(T, u64)> {
+    let (v, reads) = suanwang_server::evidence::prove(store, upper, tree, f).await?;
+    Ok((v, reads))
+}
+
+/// The tiles a proof needs, all in memory (for the `_memory` figures): read outside the timing.
+async fn in_memory<'a, T>(
     store: &AnyStore,
     tree: &'a Tree,
     f: impl Fn(&Tiles<'_>) -> Result<T, EvidenceError>,
-) -> Result<(T, Tiles<'a>, u64)> {
+) -> Result<Tiles<'a>> {
     let mut tiles = Tiles::new(tree);
-    let mut reads = 0u64;
-    loop {
+    for _ in 0..64 {
         match f(&tiles) {
-            Err(EvidenceError::MissingTile(id)) => {
-                if reads >= 256 {
-                    bail!("the proof needed more tiles than a tree has levels");
-                }
-                let h = full_tile(store, id).await?;
-                tiles.add(id, h);
-                reads += 1;
-            }
+            Err(EvidenceError::MissingTile(id)) => tiles.add(id, full_tile(store, id).await?),
             Err(e) => return Err(e.into()),
-            Ok(v) => return Ok((v, tiles, reads)),
+            Ok(_) => return Ok(tiles),
         }
     }
+    bail!("the proof needed more tiles than a tree has levels")
 }
 
 #[derive(Default)]
@@ -331,15 +335,16 @@ struct Timed {
     failures: usize,
 }
 
-async fn inclusions(store: &AnyStore, tree: &Tree, rng: &mut Rng) -> Result<Timed> {
+async fn inclusions(store: &AnyStore, upper: &UpperTiles, tree: &Tree, rng: &mut Rng) -> Result<Timed> {
     let (size, root) = (tree.size(), tree.root());
     let mut out = Timed::default();
     for _ in 0..PROOFS {
         let index = rng.below(size);
         let t = Instant::now();
-        let (proof, tiles, reads) = prove(store, tree, |s| inclusion_proof(s, index, size)).await?;
+        let (proof, reads) = prove(store, upper, tree, |s| inclusion_proof(s, index, size)).await?;
         out.store_us.push(t.elapsed().as_secs_f64() * 1e6);
         out.reads += reads;
+        let tiles = in_memory(store, tree, |s| inclusion_proof(s, index, size)).await?;
         let t = Instant::now();
         let again = inclusion_proof(&tiles, index, size)?;
         out.memory_us.push(t.elapsed().as_secs_f64() * 1e6);
@@ -351,17 +356,18 @@ async fn inclusions(store: &AnyStore, tree: &Tree, rng: &mut Rng) -> Result<Time
     Ok(out)
 }
 
-async fn consistencies(store: &AnyStore, tree: &Tree, rng: &mut Rng) -> Result<Timed> {
+async fn consistencies(store: &AnyStore, upper: &UpperTiles, tree: &Tree, rng: &mut Rng) -> Result<Timed> {
     let (size, root_new) = (tree.size(), tree.root());
     let mut out = Timed::default();
     for _ in 0..PROOFS {
         let old = 1 + rng.below(size - 1);
         // the old root, as a client has it from an older checkpoint (not timed)
-        let (root_old, _, _) = prove(store, tree, |s| root(s, old)).await?;
+        let root_old = in_memory(store, tree, |s| root(s, old)).await.and_then(|t| Ok(root(&t, old)?))?;
         let t = Instant::now();
-        let (proof, tiles, reads) = prove(store, tree, |s| consistency_proof(s, old, size)).await?;
+        let (proof, reads) = prove(store, upper, tree, |s| consistency_proof(s, old, size)).await?;
         out.store_us.push(t.elapsed().as_secs_f64() * 1e6);
         out.reads += reads;
+        let tiles = in_memory(store, tree, |s| consistency_proof(s, old, size)).await?;
         let t = Instant::now();
         let again = consistency_proof(&tiles, old, size)?;
         out.memory_us.push(t.elapsed().as_secs_f64() * 1e6);
@@ -392,10 +398,12 @@ async fn proofs(dir: &Path, size: u64, rng: &mut Rng) -> Result<Proved> {
         ),
     );
     let t = Instant::now();
-    let inclusion = inclusions(&store, &built.tree, rng).await?;
+    // as a server: upper tiles kept in memory once read (warm after the first proofs)
+    let upper = UpperTiles::default();
+    let inclusion = inclusions(&store, &upper, &built.tree, rng).await?;
     phase("inclusion proofs", t, &format!("{PROOFS} made from the store and verified"));
     let t = Instant::now();
-    let consistency = consistencies(&store, &built.tree, rng).await?;
+    let consistency = consistencies(&store, &upper, &built.tree, rng).await?;
     phase("consistency proofs", t, &format!("{PROOFS} made from the store and verified"));
     Ok(Proved { built, inclusion, consistency })
 }

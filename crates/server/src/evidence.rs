@@ -285,3 +285,75 @@ pub fn records(
     }
     out
 }
+
+/// Most full tiles above the leaves' level kept in memory (8 KiB each): one exists per 65,536
+/// entries, so 4,096 of them serve every proof of a log of 268 M entries from memory but for
+/// its leaf tile.
+pub const UPPER_TILES: usize = 4_096;
+
+/// Full tiles above level 0, read once from the store and kept: every proof needs one per level
+/// above the leaves', and few of them exist.
+#[derive(Debug, Default)]
+pub struct UpperTiles {
+    map: std::sync::RwLock<HashMap<TileId, Vec<Hash>>>,
+}
+
+/// Why a proof could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    /// The query asks beyond the tree (an index or size out of range).
+    #[error(transparent)]
+    Range(suanwang_evidence::EvidenceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the evidence log in the store is damaged: {0}")]
+    Damaged(String),
+}
+
+/// Full tile `id` from the store.
+pub async fn full_tile(store: &AnyStore, id: TileId) -> Result<Vec<Hash>, ProveError> {
+    let (level, index) = (i32::try_from(id.level).unwrap_or(i32::MAX), i64::try_from(id.index).unwrap_or(i64::MAX));
+    let rows = store.evidence_tiles(level, index, index.saturating_add(1)).await?;
+    let row = rows.into_iter().next().ok_or_else(|| ProveError::Damaged(format!("tile {id:?} is missing")))?;
+    tile_hashes(&row.hashes).map_err(|e| ProveError::Damaged(e.to_string()))
+}
+
+/// Runs `f` (a proof or a root) over `tree`'s tiles: each tile it names comes from `upper`
+/// (levels above 0) or the store, and `f` runs again. Returns the answer and the store reads.
+pub async fn prove<T>(
+    store: &AnyStore,
+    upper: &UpperTiles,
+    tree: &Tree,
+    f: impl Fn(&suanwang_evidence::tile::Tiles<'_>) -> Result<T, suanwang_evidence::EvidenceError>,
+) -> Result<(T, u64), ProveError> {
+    use suanwang_evidence::EvidenceError;
+    let mut tiles = suanwang_evidence::tile::Tiles::new(tree);
+    let mut reads = 0u64;
+    // a proof names at most one tile per level, and a tree has at most 8 tile levels
+    for _ in 0..64 {
+        match f(&tiles) {
+            Ok(v) => return Ok((v, reads)),
+            Err(EvidenceError::MissingTile(id)) => {
+                let cached = if id.level > 0 { upper.map.read().ok().and_then(|m| m.get(&id).cloned()) } else { None };
+                let h = match cached {
+                    Some(h) => h,
+                    None => {
+                        let h = full_tile(store, id).await?;
+                        reads += 1;
+                        if id.level > 0
+                            && let Ok(mut m) = upper.map.write()
+                            && m.len() < UPPER_TILES
+                        {
+                            m.insert(id, h.clone());
+                        }
+                        h
+                    }
+                };
+                tiles.add(id, h);
+            }
+            Err(e @ EvidenceError::OutOfRange { .. }) => return Err(ProveError::Range(e)),
+            Err(e) => return Err(ProveError::Damaged(e.to_string())),
+        }
+    }
+    Err(ProveError::Damaged("a proof needed more tiles than a tree has levels".into()))
+}

@@ -21,7 +21,7 @@ use suanwang_api as api;
 use suanwang_evidence::EvidenceError;
 use suanwang_evidence::merkle::{Hash, consistency_proof, inclusion_proof, leaf_hash};
 use suanwang_evidence::note::{Checkpoint, Note};
-use suanwang_evidence::tile::{TileId, TilePath, Tiles, Tree, WIDTH, bundle, tile_bytes, tile_hashes};
+use suanwang_evidence::tile::{TileId, TilePath, Tiles, Tree, WIDTH, bundle, tile_bytes};
 use suanwang_store::{EvidenceRow, NoteRow, Store};
 
 use crate::Inner;
@@ -82,35 +82,18 @@ async fn newest(inner: &Inner) -> Result<(NoteRow, Tree), ApiError> {
     Ok((note, tree))
 }
 
-/// Full tile `id` from the store.
-async fn full_tile(inner: &Inner, id: TileId) -> Result<Vec<Hash>, ApiError> {
-    let (level, index) = (i32::try_from(id.level).unwrap_or(i32::MAX), i64::try_from(id.index).unwrap_or(i64::MAX));
-    let rows = inner.store.evidence_tiles(level, index, index.saturating_add(1)).await.map_err(|e| store_error(&e))?;
-    let row = rows.into_iter().next().ok_or_else(|| {
-        ApiError::unavailable("a tile of the evidence log is missing from the store").detail(format!("{id:?}"))
-    })?;
-    tile_hashes(&row.hashes).map_err(|e| ApiError::unavailable("a stored tile is damaged").detail(e.to_string()))
-}
-
-/// Runs `f` over the tree's tiles, fetching each tile it names until it has what it needs.
+/// Runs `f` over the tree's tiles (`evidence::prove`: upper tiles from memory, the rest from
+/// the store), the failures as API errors.
 async fn prove<T>(
     inner: &Inner,
     tree: &Tree,
     f: impl Fn(&Tiles<'_>) -> Result<T, EvidenceError>,
 ) -> Result<T, ApiError> {
-    let mut tiles = Tiles::new(tree);
-    for _ in 0..256 {
-        match f(&tiles) {
-            Err(EvidenceError::MissingTile(id)) => {
-                let h = full_tile(inner, id).await?;
-                tiles.add(id, h);
-            }
-            Err(e @ EvidenceError::OutOfRange { .. }) => return Err(bad("size", e.to_string())),
-            Err(e) => return Err(ApiError::unavailable("the proof could not be made").detail(e.to_string())),
-            Ok(v) => return Ok(v),
-        }
+    match crate::evidence::prove(&inner.store, &inner.upper_tiles, tree, f).await {
+        Ok((v, _)) => Ok(v),
+        Err(crate::evidence::ProveError::Range(e)) => Err(bad("size", e.to_string())),
+        Err(e) => Err(ApiError::unavailable("the proof could not be made").detail(e.to_string())),
     }
-    Err(ApiError::unavailable("the proof needed more tiles than a tree has levels"))
 }
 
 /// Whether `p` may see the record of `row`.
@@ -187,7 +170,9 @@ pub async fn tile(State(inner): S, headers: HeaderMap, Path(rest): Path<String>)
             let (edge, partial) = tree.partial(level);
             let w = width as usize;
             if index < edge {
-                let mut h = full_tile(&inner, TileId { level, index }).await?;
+                let mut h = crate::evidence::full_tile(&inner.store, TileId { level, index }).await.map_err(|e| {
+                    ApiError::unavailable("a tile of the evidence log could not be read").detail(e.to_string())
+                })?;
                 h.truncate(w);
                 tile_bytes(&h)
             } else if index == edge && w <= partial.len() && width < WIDTH {

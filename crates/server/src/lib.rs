@@ -69,6 +69,8 @@ pub struct Inner {
     pub books: std::sync::Mutex<billing::Books>,
     /// The evidence log (R6/R7): its right edge and newest checkpoint.
     pub evidence: std::sync::Mutex<evidence::EvidenceLog>,
+    /// Full tiles above the leaves' level, kept once read (proofs).
+    pub upper_tiles: evidence::UpperTiles,
     /// The prefix the dataset registry issues identifiers under (R6).
     pub id_prefix: String,
     /// Serialises changes to datasets (read, change, commit).
@@ -258,6 +260,7 @@ pub async fn build(
         restart: Arc::clone(&cfg.restart),
         books: std::sync::Mutex::new(billing::Books::load(&store, cfg.price_book.clone(), cfg.credit_limit_fen).await?),
         evidence: std::sync::Mutex::new(evidence),
+        upper_tiles: evidence::UpperTiles::default(),
         id_prefix: cfg.id_prefix.clone(),
         dataset_lock: tokio::sync::Mutex::new(()),
     });
