@@ -66,6 +66,16 @@ fn show_record(r: &api::DatasetRecord) {
     }
 }
 
+/// A record as JSON, or for people.
+fn print_record(r: &api::DatasetRecord, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        show_record(r);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn register(c: &Client, a: &RegisterArgs<'_>) -> Result<ExitCode> {
     let (sha, size) = match (a.file, a.sha256, a.size_gb) {
         (Some(f), None, None) => digest(f)?,
@@ -82,12 +92,7 @@ pub async fn register(c: &Client, a: &RegisterArgs<'_>) -> Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        show_record(&r);
-    }
-    Ok(ExitCode::SUCCESS)
+    print_record(&r, a.json)
 }
 
 pub async fn show(c: &Client, id: &str, json_out: bool) -> Result<ExitCode> {
@@ -147,12 +152,7 @@ pub async fn replicate(c: &Client, id: &str, site: &str, sha256: &str, json_out:
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        show_record(&r);
-    }
-    Ok(ExitCode::SUCCESS)
+    print_record(&r, json_out)
 }
 
 /// `dataset trace ID`: every record about the dataset, proved against the signed checkpoint.

@@ -438,17 +438,9 @@ fn audit_files(n: u64) -> Result<Files> {
         }
     }
     // the right edge: every level's partial tile
-    let mut level = 0;
-    loop {
-        let (index, h) = tree.partial(level);
-        if index == 0 && h.is_empty() {
-            break;
-        }
-        if !h.is_empty() {
-            let path = TilePath::Hashes { level, index, width: h.len() as u64 };
-            files.insert(path.to_path(), tile_bytes(h));
-        }
-        level += 1;
+    for (id, h) in tree.partial_tiles() {
+        let path = TilePath::Hashes { level: id.level, index: id.index, width: h.len() as u64 };
+        files.insert(path.to_path(), tile_bytes(h));
     }
     roots.push((tree.size(), tree.root()));
     Ok((files, tree, roots))

@@ -387,16 +387,8 @@ pub async fn mirror(c: &Client, dir: &Path) -> Result<ExitCode> {
             paths.push(TilePath::Hashes { level: id.level, index: id.index, width });
         }
     }
-    let mut level = 0u32;
-    loop {
-        let (index, h) = tree.partial(level);
-        if index == 0 && h.is_empty() {
-            break;
-        }
-        if !h.is_empty() {
-            paths.push(TilePath::Hashes { level, index, width: h.len() as u64 });
-        }
-        level += 1;
+    for (id, h) in tree.partial_tiles() {
+        paths.push(TilePath::Hashes { level: id.level, index: id.index, width: h.len() as u64 });
     }
     for p in &paths {
         let path = p.to_path();

@@ -156,17 +156,9 @@ pub fn audit(
         progress(tree.size());
     }
     // the right edge: every level's partial tile
-    let mut level = 0u32;
-    loop {
-        let (index, hashes) = tree.partial(level);
-        if index == 0 && hashes.is_empty() {
-            break;
-        }
-        if !hashes.is_empty() {
-            compare(TileId { level, index }, hashes, &mut fetch)?;
-            tiles += 1;
-        }
-        level += 1;
+    for (id, hashes) in tree.partial_tiles() {
+        compare(id, hashes, &mut fetch)?;
+        tiles += 1;
     }
     if tree.root() != *root {
         return Err(EvidenceError::Proof(format!("the root of the {size} entries replayed is not the checkpoint's")));
@@ -232,16 +224,11 @@ mod tests {
             let p = TilePath::Entries { index: b as u64, width: chunk.len() as u64 };
             out.insert(p.to_path(), bundle(chunk.iter().map(Vec::as_slice)).unwrap());
         }
-        let mut level = 0;
-        loop {
-            let (index, h) = tree.partial(level);
-            if index == 0 && h.is_empty() {
-                break;
-            }
-            if !h.is_empty() {
-                out.insert(TilePath::Hashes { level, index, width: h.len() as u64 }.to_path(), tile_bytes(h));
-            }
-            level += 1;
+        for (id, h) in tree.partial_tiles() {
+            out.insert(
+                TilePath::Hashes { level: id.level, index: id.index, width: h.len() as u64 }.to_path(),
+                tile_bytes(h),
+            );
         }
         (out, tree, roots)
     }

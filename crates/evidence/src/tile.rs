@@ -210,6 +210,15 @@ impl Tree {
         (count / WIDTH, hashes)
     }
 
+    /// The right edge's partial tiles that hold hashes, lowest level first: what a server serves
+    /// as `.p/<W>` tiles of the current size.
+    pub fn partial_tiles(&self) -> impl Iterator<Item = (TileId, &[Hash])> {
+        (0..self.partial.len() as u32).filter_map(|level| {
+            let (index, hashes) = self.partial(level);
+            (!hashes.is_empty()).then_some((TileId { level, index }, hashes))
+        })
+    }
+
     /// Complete level-`8·level` nodes of the tree.
     fn count(&self, level: u32) -> u64 {
         if u64::from(level) * u64::from(HEIGHT) >= 64 { 0 } else { self.size >> (HEIGHT * level) }

@@ -371,12 +371,11 @@ pub async fn add_replica(
     Ok(r)
 }
 
-/// A submission whose `input` names a dataset, completed from the registry: size, the replica
-/// nearest the job's origin, and the classification. Other bodies are returned as they are.
-pub async fn resolve_input(inner: &Inner, p: &Principal, body: Bytes) -> Result<Bytes, ApiError> {
-    let Ok(mut spec) = serde_json::from_slice::<Value>(&body) else { return Ok(body) };
+/// Completes a submission whose `input` names a dataset from the registry: size, the replica
+/// nearest the job's origin, and the classification. Whether it changed `spec`.
+pub async fn resolve_input(inner: &Inner, p: &Principal, spec: &mut Value) -> Result<bool, ApiError> {
     let Some(d) = spec.get("input").and_then(|i| i.get("dataset")).and_then(Value::as_str).map(str::to_string) else {
-        return Ok(body);
+        return Ok(false);
     };
     let id = DataId::parse(&d).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec", e.to_string()).field("input.dataset")
@@ -415,5 +414,5 @@ pub async fn resolve_input(inner: &Inner, p: &Principal, body: Bytes) -> Result<
         input.insert("location".into(), Value::String(nearest));
         input.insert("classification".into(), Value::String(classification_str(r.classification).into()));
     }
-    Ok(Bytes::from(serde_json::to_vec(&spec).unwrap_or_default()))
+    Ok(true)
 }

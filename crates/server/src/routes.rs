@@ -331,14 +331,19 @@ async fn submit(
     };
     // R6: an input named by dataset id is completed from the registry (size, nearest replica,
     // classification) before the spec is checked
-    let body = crate::datasets::resolve_input(&inner, &p, body).await?;
+    // (the body is read as JSON once: for this and for the idempotency check below)
+    let mut spec: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let body = if crate::datasets::resolve_input(&inner, &p, &mut spec).await? {
+        Bytes::from(serde_json::to_vec(&spec).unwrap_or_default())
+    } else {
+        body
+    };
     let now = actor::wall_now();
     let job = suanwang_core::job::parse_json(&body, &inner.net(), now).map_err(|p| spec_error(&p))?;
     if p.role == Role::Tenant && job.tenant != p.name {
         return Err(ApiError::forbidden(&format!("tenant {} may not submit jobs for tenant {}", p.name, job.tenant))
             .field("tenant"));
     }
-    let spec: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     // a key the server no longer holds in memory is looked up in the log
     if let Some(k) = &key {
         let known = inner.views.read().ok().is_some_and(|v| v.keys.get(&(job.tenant.clone(), k.clone())).is_some());

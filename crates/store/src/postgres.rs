@@ -552,19 +552,7 @@ impl Store for PgStore {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-        let all: Vec<DatasetRow> = rows
-            .iter()
-            .map(|r| {
-                Ok(DatasetRow {
-                    id: r.try_get("id")?,
-                    owner: r.try_get("owner")?,
-                    body: r.try_get("body")?,
-                    created_at_ms: r.try_get("created_at_ms")?,
-                    updated_at_ms: r.try_get("updated_at_ms")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
-        Ok(all.into_iter().next())
+        Ok(rows.first().map(row_to_dataset).transpose()?)
     }
 
     async fn datasets(&self, owner: Option<&str>, after: &str, limit: i64) -> Result<Vec<DatasetRow>, StoreError> {
@@ -585,18 +573,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?,
         };
-        Ok(rows
-            .iter()
-            .map(|r| {
-                Ok(DatasetRow {
-                    id: r.try_get("id")?,
-                    owner: r.try_get("owner")?,
-                    body: r.try_get("body")?,
-                    created_at_ms: r.try_get("created_at_ms")?,
-                    updated_at_ms: r.try_get("updated_at_ms")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?)
+        Ok(rows.iter().map(row_to_dataset).collect::<Result<_, _>>()?)
     }
 }
 
@@ -677,6 +654,16 @@ fn row_to_evidence(r: &sqlx::postgres::PgRow) -> Result<EvidenceRow, sqlx::Error
         tenant: r.try_get("tenant")?,
         job_id: r.try_get("job_id")?,
         subject: r.try_get("subject")?,
+    })
+}
+
+fn row_to_dataset(r: &sqlx::postgres::PgRow) -> Result<DatasetRow, sqlx::Error> {
+    Ok(DatasetRow {
+        id: r.try_get("id")?,
+        owner: r.try_get("owner")?,
+        body: r.try_get("body")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        updated_at_ms: r.try_get("updated_at_ms")?,
     })
 }
 

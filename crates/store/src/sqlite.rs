@@ -345,6 +345,16 @@ fn row_to_evidence(r: &sqlx::sqlite::SqliteRow) -> Result<EvidenceRow, sqlx::Err
     })
 }
 
+fn row_to_dataset(r: &sqlx::sqlite::SqliteRow) -> Result<DatasetRow, sqlx::Error> {
+    Ok(DatasetRow {
+        id: r.try_get("id")?,
+        owner: r.try_get("owner")?,
+        body: r.try_get("body")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        updated_at_ms: r.try_get("updated_at_ms")?,
+    })
+}
+
 fn row_to_note(r: &sqlx::sqlite::SqliteRow) -> Result<NoteRow, sqlx::Error> {
     Ok(NoteRow { size: r.try_get("size")?, at_ms: r.try_get("at_ms")?, note: r.try_get("note")? })
 }
@@ -804,19 +814,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_all(&self.read)
             .await?;
-        let all: Vec<DatasetRow> = rows
-            .iter()
-            .map(|r| {
-                Ok(DatasetRow {
-                    id: r.try_get("id")?,
-                    owner: r.try_get("owner")?,
-                    body: r.try_get("body")?,
-                    created_at_ms: r.try_get("created_at_ms")?,
-                    updated_at_ms: r.try_get("updated_at_ms")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
-        Ok(all.into_iter().next())
+        Ok(rows.first().map(row_to_dataset).transpose()?)
     }
 
     async fn datasets(&self, owner: Option<&str>, after: &str, limit: i64) -> Result<Vec<DatasetRow>, StoreError> {
@@ -837,17 +835,6 @@ impl Store for SqliteStore {
             .fetch_all(&self.read)
             .await?,
         };
-        Ok(rows
-            .iter()
-            .map(|r| {
-                Ok(DatasetRow {
-                    id: r.try_get("id")?,
-                    owner: r.try_get("owner")?,
-                    body: r.try_get("body")?,
-                    created_at_ms: r.try_get("created_at_ms")?,
-                    updated_at_ms: r.try_get("updated_at_ms")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?)
+        Ok(rows.iter().map(row_to_dataset).collect::<Result<_, _>>()?)
     }
 }

@@ -57,8 +57,17 @@ async fn a_jobs_records_verify_offline_and_the_log_audits_from_static_files() {
     ));
     let record: Value = serde_json::from_str(&reg).expect("json");
     let id = record["id"].as_str().expect("id").to_string();
-    // SHA-256 of 100,000 bytes of 7, computed by the command
-    assert_eq!(record["sha256"].as_str().map(str::len), Some(64));
+    // the command computed the file's SHA-256 and size
+    let want: String = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(vec![7u8; 100_000]).iter().fold(String::new(), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    };
+    assert_eq!(record["sha256"].as_str(), Some(want.as_str()));
+    assert_eq!(record["size_gb"].as_f64(), Some(0.0001));
     assert_eq!(record["region"], "chengyu");
     let spec = write(
         &dir.join("job.toml"),
