@@ -98,6 +98,13 @@ pub enum Request {
         row: suanwang_store::DatasetRow,
         reply: Reply<()>,
     },
+    /// Tokens created beside the control plane (R6/R7: a token's creation is in the evidence
+    /// log, never the token): logged as `token_created` by `server`, marked logged in the same
+    /// commit (see [`crate::evidence::log_tokens`]).
+    Tokens {
+        rows: Vec<suanwang_store::TokenRow>,
+        reply: Reply<()>,
+    },
     /// Lets time pass: timers fire (jobs start, finish).
     Tick,
 }
@@ -537,6 +544,7 @@ impl Actor {
         let mut new_logs: Vec<RunLog> = vec![];
         let mut pending_money: Vec<(Reply<MoneyDone>, MoneyDone)> = vec![];
         let mut new_datasets: Vec<suanwang_store::DatasetRow> = vec![];
+        let mut tokens_logged: Vec<String> = vec![];
         for site in self.agents_lost(now) {
             if self.engine.apply(Command::SiteDown { site: site.clone() }).is_ok() {
                 tracing::warn!(site = %site, "agent silent: site lost, its jobs move");
@@ -555,6 +563,20 @@ impl Actor {
         for req in batch.drain(..) {
             match req {
                 Request::Tick => {}
+                Request::Tokens { rows: tokens, reply } => {
+                    for t in tokens {
+                        rows.push(log_row(
+                            now,
+                            "server",
+                            "token_created",
+                            None,
+                            crate::evidence::token_record(&t),
+                            &[],
+                        ));
+                        tokens_logged.push(t.hash);
+                    }
+                    pending_registers.push(reply);
+                }
                 Request::Dataset { actor, kind, row, reply } => {
                     let record: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
                     let body = json!({"dataset": row.id, "tenant": row.owner, "record": record});
@@ -866,6 +888,7 @@ impl Actor {
                     evidence: evidence_rows,
                     tiles,
                     datasets: &new_datasets,
+                    tokens_logged: &tokens_logged,
                 })
                 .await
         };

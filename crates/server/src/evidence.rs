@@ -238,9 +238,10 @@ pub fn records(
         match c.job_id.and_then(|j| u64::try_from(j).ok()) {
             Some(j) => jobs.entry(j).or_default().0.push(cmd),
             None => {
-                let subject = match body.get("dataset").and_then(Value::as_str) {
-                    Some(d) => Some(format!("dataset/{d}")),
-                    None => body
+                let subject = match (body.get("dataset"), body.get("principal")) {
+                    (Some(Value::String(d)), _) => Some(format!("dataset/{d}")),
+                    (_, Some(Value::String(p))) => Some(format!("principal/{p}")),
+                    _ => body
                         .get("site")
                         .and_then(|s| s.as_str().or_else(|| s.get("id").and_then(Value::as_str)))
                         .map(|s| format!("site/{s}")),
@@ -356,4 +357,58 @@ pub async fn prove<T>(
         }
     }
     Err(ProveError::Damaged("a proof needed more tiles than a tree has levels".into()))
+}
+
+/// How often the control plane looks for tokens whose creation is not logged yet.
+const TOKEN_SCAN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The log record of a token's creation: its principal, role and time, and a fingerprint (the
+/// first 16 hex digits of the stored hash, itself a SHA-256 of the token) to tell two tokens of
+/// one principal apart — never the token, and nothing that could authenticate. A tenant's
+/// token creation opens for that tenant.
+pub fn token_record(t: &suanwang_store::TokenRow) -> String {
+    let mut body = json!({
+        "principal": t.name,
+        "role": t.role,
+        "created_at_ms": t.created_at_ms,
+        "fingerprint": t.hash.get(..16).unwrap_or(&t.hash),
+    });
+    if t.role == "tenant" {
+        body["tenant"] = Value::String(t.name.clone());
+    }
+    body.to_string()
+}
+
+/// Logs the creation of every token the store holds and the log does not (R6/R7), at start and
+/// every [`TOKEN_SCAN`]: `suanwang token create` writes tokens straight into the store, with or
+/// without a control plane running. Each scan waits for its commit, so a token is never logged
+/// twice; a failed scan is retried at the next.
+pub async fn log_tokens(inner: std::sync::Arc<crate::Inner>, tx: tokio::sync::mpsc::Sender<crate::actor::Request>) {
+    let mut every = tokio::time::interval(TOKEN_SCAN);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        loop {
+            let rows = match inner.store.unlogged_tokens(256).await {
+                Ok(rows) if rows.is_empty() => break,
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the tokens to log");
+                    break;
+                }
+            };
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if tx.send(crate::actor::Request::Tokens { rows, reply }).await.is_err() {
+                return; // the actor stopped: the service is ending
+            }
+            match answer.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e.body.message, "token creations not logged; retrying");
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+    }
 }

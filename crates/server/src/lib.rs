@@ -305,6 +305,9 @@ pub async fn build(
             }
         }
     });
+    // tokens created beside the control plane (`suanwang token create`, `up`) go into the
+    // evidence log: now, and when they appear
+    tokio::spawn(evidence::log_tokens(Arc::clone(&inner), tx.clone()));
     Ok((routes::router(inner), handle))
 }
 

@@ -104,6 +104,9 @@ pub struct Batch<'a> {
     pub tiles: &'a [TileRow],
     /// Datasets registered or changed (R6): upserted, the last row of an id wins.
     pub datasets: &'a [DatasetRow],
+    /// Hashes of tokens whose creation this commit logs (R6/R7): marked logged, so that each
+    /// token's creation is logged once (see [`Store::unlogged_tokens`]).
+    pub tokens_logged: &'a [String],
 }
 
 /// A dataset of the registry: its identifier, owner and record (JSON the server owns).
@@ -268,6 +271,10 @@ pub trait Store: Send + Sync {
     fn commands(&self, after: i64, limit: i64) -> impl Future<Output = Result<Vec<CommandRow>, StoreError>> + Send;
     fn put_token(&self, token: &TokenRow) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn token(&self, hash: &str) -> impl Future<Output = Result<Option<TokenRow>, StoreError>> + Send;
+    /// Tokens no commit has marked logged yet (`Batch::tokens_logged`), oldest first, at most
+    /// `limit`: tokens are created beside the control plane (`suanwang token create` writes
+    /// the store directly), which logs their creation when it next looks.
+    fn unlogged_tokens(&self, limit: i64) -> impl Future<Output = Result<Vec<TokenRow>, StoreError>> + Send;
     /// Stores a snapshot of the state after command `seq` (older snapshots but the previous
     /// one are dropped).
     fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -437,6 +444,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.token(hash).await,
             AnyStore::Postgres(s) => s.token(hash).await,
+        }
+    }
+
+    async fn unlogged_tokens(&self, limit: i64) -> Result<Vec<TokenRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.unlogged_tokens(limit).await,
+            AnyStore::Postgres(s) => s.unlogged_tokens(limit).await,
         }
     }
 
@@ -615,7 +629,15 @@ const EVIDENCE_MIGRATIONS: &[&str] = &[
         at_ms BIGINT NOT NULL,
         note TEXT NOT NULL
     )",
+    // tokens whose creation is in the evidence log (a table beside `tokens`, not a column of
+    // it: stores made before it need no ALTER, and their tokens are logged at the next start)
+    "CREATE TABLE IF NOT EXISTS tokens_logged (hash TEXT PRIMARY KEY)",
 ];
+
+/// [`Store::unlogged_tokens`]'s query, with `?` for the limit.
+const UNLOGGED_TOKENS: &str = "SELECT hash, role, name, created_at_ms FROM tokens \
+     WHERE NOT EXISTS (SELECT 1 FROM tokens_logged l WHERE l.hash = tokens.hash) \
+     ORDER BY created_at_ms, hash LIMIT ?";
 
 /// The WHERE clause and binds of [`Store::evidence_about`].
 fn about_filter(job_id: Option<i64>, subject: Option<&str>) -> &'static str {

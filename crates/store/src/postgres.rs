@@ -7,8 +7,8 @@ use crate::{
     ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EVIDENCE_COLUMNS,
     EVIDENCE_MIGRATIONS, EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, NoteRow,
     ProgrammeRow, RunLog, Store, StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery,
-    TransferRow, about_filter, duplicate_key, is_unique_violation, last_row_per_dataset, last_row_per_job,
-    transfer_filter,
+    TransferRow, UNLOGGED_TOKENS, about_filter, duplicate_key, is_unique_violation, last_row_per_dataset,
+    last_row_per_job, transfer_filter,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -395,15 +395,13 @@ impl Store for PgStore {
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => Some(TokenRow {
-                hash: r.try_get("hash")?,
-                role: r.try_get("role")?,
-                name: r.try_get("name")?,
-                created_at_ms: r.try_get("created_at_ms")?,
-            }),
-            None => None,
-        })
+        Ok(row.as_ref().map(row_to_token).transpose()?)
+    }
+
+    async fn unlogged_tokens(&self, limit: i64) -> Result<Vec<TokenRow>, StoreError> {
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(numbered(UNLOGGED_TOKENS))).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(row_to_token).collect::<Result<_, _>>()?)
     }
 
     async fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> Result<(), StoreError> {
@@ -640,7 +638,22 @@ async fn write_evidence(tx: &mut sqlx::PgConnection, batch: &Batch<'_>) -> Resul
         .execute(&mut *tx)
         .await?;
     }
+    for hash in batch.tokens_logged {
+        sqlx::query("INSERT INTO tokens_logged (hash) VALUES ($1) ON CONFLICT (hash) DO NOTHING")
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
+}
+
+fn row_to_token(r: &sqlx::postgres::PgRow) -> Result<TokenRow, sqlx::Error> {
+    Ok(TokenRow {
+        hash: r.try_get("hash")?,
+        role: r.try_get("role")?,
+        name: r.try_get("name")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+    })
 }
 
 fn row_to_evidence(r: &sqlx::postgres::PgRow) -> Result<EvidenceRow, sqlx::Error> {

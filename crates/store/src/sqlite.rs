@@ -13,8 +13,8 @@ use crate::{
     ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EVIDENCE_COLUMNS,
     EVIDENCE_MIGRATIONS, EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, NoteRow,
     ProgrammeRow, RunLog, Store, StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery,
-    TransferRow, about_filter, duplicate_key, is_unique_violation, last_row_per_dataset, last_row_per_job,
-    statement_chunks, transfer_filter,
+    TransferRow, UNLOGGED_TOKENS, about_filter, duplicate_key, is_unique_violation, last_row_per_dataset,
+    last_row_per_job, statement_chunks, transfer_filter,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -328,7 +328,22 @@ async fn write_evidence(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> R
         .execute(&mut *tx)
         .await?;
     }
+    for hash in batch.tokens_logged {
+        sqlx::query("INSERT INTO tokens_logged (hash) VALUES (?) ON CONFLICT (hash) DO NOTHING")
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
+}
+
+fn row_to_token(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRow, sqlx::Error> {
+    Ok(TokenRow {
+        hash: r.try_get("hash")?,
+        role: r.try_get("role")?,
+        name: r.try_get("name")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+    })
 }
 
 fn row_to_evidence(r: &sqlx::sqlite::SqliteRow) -> Result<EvidenceRow, sqlx::Error> {
@@ -658,15 +673,12 @@ impl Store for SqliteStore {
             .bind(hash)
             .fetch_optional(&self.read)
             .await?;
-        Ok(match row {
-            Some(r) => Some(TokenRow {
-                hash: r.try_get("hash")?,
-                role: r.try_get("role")?,
-                name: r.try_get("name")?,
-                created_at_ms: r.try_get("created_at_ms")?,
-            }),
-            None => None,
-        })
+        Ok(row.as_ref().map(row_to_token).transpose()?)
+    }
+
+    async fn unlogged_tokens(&self, limit: i64) -> Result<Vec<TokenRow>, StoreError> {
+        let rows = sqlx::query(UNLOGGED_TOKENS).bind(limit).fetch_all(&self.read).await?;
+        Ok(rows.iter().map(row_to_token).collect::<Result<_, _>>()?)
     }
 
     async fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> Result<(), StoreError> {

@@ -77,6 +77,38 @@ async fn audit_over_http(url: &str, token: &str, c: &Checkpoint) {
     }
 }
 
+/// The openings of the log's `token_created` entries below `size`, read as the operator.
+async fn token_records(url: &str, op: &str, size: u64) -> Vec<(u64, Value)> {
+    let mut out = vec![];
+    for i in 0..size {
+        let (st, e) = call(url, "GET", &format!("/v1/evidence/entries/{i}"), Some(op), None, None).await;
+        assert_eq!(st, 200, "entry {i}: {e}");
+        let entry: Value = serde_json::from_str(e["entry"].as_str().expect("entry")).expect("entry json");
+        if entry["kind"] == "token_created" {
+            let record = e["opening"]["record"].as_str().expect("the operator opens every record");
+            out.push((i, serde_json::from_str(record).expect("record json")));
+        }
+    }
+    out
+}
+
+/// Waits until the log holds `n` token creations; returns them by principal.
+async fn logged_tokens(url: &str, op: &str, key: &Verifier, n: usize) -> (Vec<(u64, Value)>, HashMap<String, Value>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (c, _) = checkpoint(url, op, key).await;
+        let found = token_records(url, op, c.size).await;
+        if found.len() >= n || std::time::Instant::now() > deadline {
+            let by: HashMap<String, Value> = found
+                .iter()
+                .map(|(_, r)| (r["body"]["principal"].as_str().expect("principal").to_string(), r["body"].clone()))
+                .collect();
+            return (found, by);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 async fn evidence_flow(store: AnyStore) {
     let witness = Signer::from_seed("witness.example/w1", COSIGNATURE_V1, [42; 32]).expect("witness");
     let cfg = ServerConfig { witnesses: vec![witness.verifier().encode()], ..ServerConfig::default() };
@@ -237,6 +269,33 @@ async fn evidence_flow(store: AnyStore) {
     verify_consistency(c1.size, c2.size, &c1.root, &c2.root, &hashes(&proof["hashes"]))
         .expect("consistent across a restart");
     audit_over_http(&server.url, &op, &c2).await;
+
+    // tokens' creations are in the log, once each, never the token; one made while no control
+    // plane ran is logged at the next start
+    drop(server);
+    let late = create_token(&store, Role::Tenant, "late").await.expect("token");
+    let server = start_with(store.clone(), ServerConfig::default()).await;
+    let (found, by) = logged_tokens(&server.url, &op, &key, 4).await;
+    assert_eq!(found.len(), 4, "ops, acme, other and late, once each: {found:?}");
+    for (name, role) in [("ops", "operator"), ("acme", "tenant"), ("other", "tenant"), ("late", "tenant")] {
+        let r = &by[name];
+        assert_eq!(r["role"], role, "{r}");
+        assert_eq!(r["fingerprint"].as_str().expect("fingerprint").len(), 16, "{r}");
+    }
+    for (_, r) in &found {
+        let text = r.to_string();
+        for t in [&op, &acme, &other, &late] {
+            assert!(!text.contains(t.as_str()), "a token is never logged: {text}");
+        }
+    }
+    // a tenant opens its own token's record, not another's
+    let index = |name: &str| found.iter().find(|(_, r)| r["body"]["principal"] == name).expect("logged").0;
+    let (_, mine) =
+        call(&server.url, "GET", &format!("/v1/evidence/entries/{}", index("acme")), Some(&acme), None, None).await;
+    assert!(mine["opening"]["record"].is_string(), "{mine}");
+    let (_, theirs) =
+        call(&server.url, "GET", &format!("/v1/evidence/entries/{}", index("late")), Some(&acme), None, None).await;
+    assert!(theirs["opening"].is_null(), "{theirs}");
 }
 
 #[tokio::test]

@@ -173,6 +173,20 @@ async fn conformance<S: Store>(s: &S) {
     assert_eq!(s.token(&t.hash).await.expect("get"), Some(t.clone()));
     assert_eq!(s.token("nope").await.expect("get"), None);
     assert!(s.put_token(&t).await.is_err(), "a hash is stored once");
+    // token creations not yet logged: oldest first, limited; a commit marks them logged, once
+    let older = TokenRow { hash: "cd".repeat(32), role: "operator".into(), name: "ops".into(), created_at_ms: 3 };
+    s.put_token(&older).await.expect("put token");
+    assert_eq!(s.unlogged_tokens(10).await.expect("unlogged"), [older.clone(), t.clone()]);
+    assert_eq!(s.unlogged_tokens(1).await.expect("unlogged"), std::slice::from_ref(&older), "limit");
+    let logged = [older.hash.clone(), older.hash.clone()];
+    s.commit(&Batch { tokens_logged: &logged, ..Batch::default() }).await.expect("mark logged (twice: no error)");
+    assert_eq!(s.unlogged_tokens(10).await.expect("unlogged"), std::slice::from_ref(&t));
+    s.commit(&Batch { tokens_logged: std::slice::from_ref(&older.hash), ..Batch::default() }).await.expect("again");
+    assert_eq!(
+        s.unlogged_tokens(10).await.expect("unlogged"),
+        std::slice::from_ref(&t),
+        "marking again changes nothing"
+    );
     // snapshots: the newest wins, two are kept
     assert_eq!(s.latest_snapshot().await.expect("none yet"), None);
     for seq in [3, 10, 20] {
