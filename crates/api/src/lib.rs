@@ -9,6 +9,7 @@
 //! The OpenAPI document (`openapi()`) is generated from these types and the route table.
 
 pub mod agent;
+pub mod alerts;
 pub mod dataset;
 pub mod evidence;
 pub mod job;
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod plan;
 mod strict;
 
+pub use alerts::{AlertList, AlertState, AlertView, StreamEvent};
 pub use dataset::{DatasetList, DatasetRecord, DatasetSpec, Replica, ReplicaRequest, TypedValue};
 pub use evidence::{
     CheckpointList, ConsistencyProof, CosignAnswer, CosignRequest, EntryAnswer, EvidenceBundle, EvidenceKey,

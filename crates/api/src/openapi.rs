@@ -347,6 +347,29 @@ pub const ROUTES: &[Route] = &[
         )
     },
     Route {
+        response: Body::Json("AlertList"),
+        query: &["state"],
+        ..route(
+            "get",
+            "/v1/alerts",
+            "Alerts of the early-warning rules: firing, pending, resolved in the last 15 minutes (`state=` one of \
+             them)",
+            "operator, regulator (all); provider (its sites'); tenant (its own)",
+        )
+    },
+    Route {
+        response: Body::Text("text/event-stream"),
+        query: &["after"],
+        ..route(
+            "get",
+            "/v1/events",
+            "Server-sent events: every entry of the evidence log as it becomes durable (`event:` its kind — \
+             `job`, `alert`, `ledger`, …; `id:` its index; `data:` a StreamEvent), only those the caller may \
+             open. A `Last-Event-ID` header (or `?after=`) resumes after that index, from the store",
+            "every role",
+        )
+    },
+    Route {
         response: Body::Json("CheckpointList"),
         query: &["after", "limit"],
         ..route("get", "/v1/evidence/checkpoints", "Every checkpoint signed, in size order (pages)", "every role")
@@ -463,6 +486,8 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<crate::evidence::ConsistencyProof>();
     g.subschema_for::<crate::evidence::CosignAnswer>();
     g.subschema_for::<crate::evidence::EvidenceBundle>();
+    g.subschema_for::<crate::alerts::AlertList>();
+    g.subschema_for::<crate::alerts::StreamEvent>();
     let mut out = g.take_definitions(true);
     let mut r = SchemaGenerator::new(settings(Contract::Deserialize));
     r.subschema_for::<job::JobSpec>();
@@ -498,6 +523,12 @@ fn param(path: &str, name: &str) -> Value {
             (count, false, "The newer tree's size (default: the newest checkpoint's)")
         }
         ("/v1/evidence/checkpoints", "after") => (count, false, "Only checkpoints of more entries than this"),
+        ("/v1/alerts", "state") => {
+            (json!({"$ref": "#/components/schemas/AlertState"}), false, "Only alerts in this state")
+        }
+        ("/v1/events", "after") => {
+            (count, false, "Resume after this entry index (as the Last-Event-ID header does; the header wins)")
+        }
         ("/v1/evidence/checkpoints", "limit") => (
             json!({"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1000}),
             false,

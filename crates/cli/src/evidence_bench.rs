@@ -193,7 +193,7 @@ async fn appends(dir: &Path, n: usize, rng: &mut Rng) -> Result<Appended> {
             bail!("{} of {len} records were staged", staged.rows.len());
         }
         store.commit(&Batch { evidence: &staged.rows, tiles: &staged.tiles, ..Batch::default() }).await?;
-        log.install(staged.tree);
+        log.install(staged.tree, at);
         let last = done + len == n;
         if let Some(note) = log.sign_if_due(now_ms(), last) {
             store.put_note(&note).await?;

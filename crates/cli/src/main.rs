@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod agent_cmd;
+mod alerts_cmd;
 mod bench_cmd;
 mod dataset_cmd;
 mod evidence_bench;
@@ -125,6 +126,18 @@ struct ServeFlags {
     /// authority, e.g. a province's node 88.156.51).
     #[arg(long, value_name = "PREFIX", default_value = "88.156.1")]
     id_prefix: String,
+    /// Early-warning rules (R7) from this file instead of the built-in data/alerts/rules.toml
+    /// (`suanwang alerts rules` prints them); a malformed file is refused naming the line.
+    #[arg(long, value_name = "FILE")]
+    alert_rules: Option<PathBuf>,
+    /// POST each alert that fires or resolves to this URL (Alertmanager's webhook payload,
+    /// version 4), retried with backoff. Repeatable.
+    #[arg(long, value_name = "URL")]
+    webhook: Vec<String>,
+    /// Push alerts to your Alertmanager (its base URL; POST /api/v2/alerts), so its routes,
+    /// silences and receivers take over.
+    #[arg(long, value_name = "URL")]
+    alertmanager: Option<String>,
 }
 
 /// `--credit-limit-fen`: fen, or `unlimited`.
@@ -168,6 +181,9 @@ impl ServeFlags {
             evidence_key: self.evidence_key.clone().or_else(|| data.map(|d| d.join("evidence.key"))),
             witnesses: self.witness.clone(),
             id_prefix: self.id_prefix.clone(),
+            alert_rules: self.alert_rules.as_deref(),
+            webhooks: self.webhook.clone(),
+            alertmanager: self.alertmanager.clone(),
         }
     }
 }
@@ -407,6 +423,21 @@ enum Command {
         #[command(subcommand)]
         sub: DatasetSub,
     },
+    /// Early warning (R7): the alerts now (`--watch`: then each change, live), the rules
+    /// (`alerts rules --prometheus` for your own Prometheus), the indicators they read.
+    #[command(args_conflicts_with_subcommands = true)]
+    Alerts {
+        #[command(subcommand)]
+        sub: Option<AlertsSub>,
+        /// Only alerts in this state: pending, firing or resolved.
+        #[arg(long)]
+        state: Option<String>,
+        /// Keep printing alerts as they change (server-sent events from /v1/events).
+        #[arg(long)]
+        watch: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// The evidence log (R6/R7): keys, checkpoints, offline verification, audit, witnesses.
     Evidence {
         #[command(subcommand)]
@@ -642,6 +673,24 @@ enum DatasetSub {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertsSub {
+    /// The early-warning rules: as text, or as a Prometheus rules file over /metrics.
+    Rules {
+        /// A rules file (default: the built-in data/alerts/rules.toml).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Print a Prometheus rules file (`promtool check rules` accepts it).
+        #[arg(long)]
+        prometheus: bool,
+        /// The rule group's evaluation interval in the Prometheus file.
+        #[arg(long, default_value = "15s")]
+        interval: String,
+    },
+    /// The indicators rules can read (each a gauge on /metrics).
+    Indicators,
 }
 
 #[derive(Debug, Subcommand)]
@@ -983,6 +1032,13 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
                 DatasetSub::Trace { id, json } => rt.block_on(dataset_cmd::trace(&c, &id, json)),
             }
         }
+        Command::Alerts { sub, state, watch, json } => match sub {
+            Some(AlertsSub::Rules { file, prometheus, interval }) => {
+                alerts_cmd::rules(file.as_deref(), prometheus, &interval)
+            }
+            Some(AlertsSub::Indicators) => Ok(alerts_cmd::indicators()),
+            None => runtime()?.block_on(alerts_cmd::alerts(&client()?, state.as_deref(), watch, json)),
+        },
         Command::Evidence { sub } => match sub {
             EvidenceSub::Key { json } => runtime()?.block_on(evidence_cmd::key(&client()?, json)),
             EvidenceSub::Checkpoint => runtime()?.block_on(evidence_cmd::checkpoint(&client()?)),

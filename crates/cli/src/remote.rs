@@ -36,6 +36,11 @@ impl Client {
         Ok(Client { server: server.trim_end_matches('/').to_string(), token, http })
     }
 
+    /// The HTTP client (for streams: `/v1/events`).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub(crate) async fn send(
         &self,
         method: reqwest::Method,

@@ -122,6 +122,11 @@ pub struct ServeArgs<'a> {
     pub witnesses: Vec<String>,
     /// The dataset registry's identifier prefix.
     pub id_prefix: String,
+    /// Early-warning rules (default: the built-in file).
+    pub alert_rules: Option<&'a Path>,
+    /// Where alerts go: webhooks, a user's Alertmanager.
+    pub webhooks: Vec<String>,
+    pub alertmanager: Option<String>,
 }
 
 /// The listener's options from the flags; every bad value is an error naming its flag.
@@ -209,8 +214,24 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
         }
         None => suanwang_economy::PriceBook::reference(),
     };
+    // rules and receivers are checked before the store is opened or the port taken
+    let (alert_rules, _) = crate::alerts_cmd::load_rules(args.alert_rules)?;
+    for (flag, url) in
+        args.webhooks.iter().map(|u| ("--webhook", u)).chain(args.alertmanager.iter().map(|u| ("--alertmanager", u)))
+    {
+        let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("{flag} {url:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            bail!("{flag} {url:?}: an http:// or https:// URL with a host");
+        }
+    }
     let store = open_store(args.data, args.db).await?;
     let cfg = ServerConfig {
+        alert_rules,
+        delivery: suanwang_server::alerting::Delivery {
+            webhooks: args.webhooks.clone(),
+            alertmanager: args.alertmanager.clone(),
+            external_url: format!("{scheme}://{}", args.listen),
+        },
         price_book,
         credit_limit_fen: args.credit_limit_fen,
         time_scale: args.time_scale,

@@ -105,6 +105,12 @@ pub enum Request {
         rows: Vec<suanwang_store::TokenRow>,
         reply: Reply<()>,
     },
+    /// Alerts changed state (R7): each transition logged as `alert` by `server`, so it is in
+    /// the evidence log.
+    Alerts {
+        transitions: Vec<suanwang_alerts::Transition>,
+        reply: Reply<()>,
+    },
     /// Lets time pass: timers fire (jobs start, finish).
     Tick,
 }
@@ -563,6 +569,12 @@ impl Actor {
         for req in batch.drain(..) {
             match req {
                 Request::Tick => {}
+                Request::Alerts { transitions, reply } => {
+                    for t in &transitions {
+                        rows.push(log_row(now, "server", "alert", None, crate::alerting::transition_body(t), &[]));
+                    }
+                    pending_registers.push(reply);
+                }
                 Request::Tokens { rows: tokens, reply } => {
                     for t in tokens {
                         rows.push(log_row(
@@ -894,10 +906,16 @@ impl Actor {
         };
         match durable {
             Ok(seqs) => {
-                if let Some(p) = proofs
-                    && let Ok(mut log) = self.inner.evidence.lock()
-                {
-                    log.install(p.tree);
+                if let Some(p) = proofs {
+                    if let Ok(mut log) = self.inner.evidence.lock() {
+                        log.install(p.tree, now.0);
+                    }
+                    // `/v1/events` streams what just became durable (no receiver: nothing to do)
+                    if self.inner.events.receiver_count() > 0 {
+                        for row in p.rows {
+                            let _ = self.inner.events.send(Arc::new(row));
+                        }
+                    }
                 }
                 for (dataset, site, job) in copies {
                     let inner = Arc::clone(&self.inner);
@@ -917,6 +935,7 @@ impl Actor {
                 }
                 self.inner.metrics.batches.fetch_add(u64::from(!rows.is_empty()), Ordering::Relaxed);
                 self.inner.metrics.batch_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                crate::alerting::observe(&self.inner, self.engine.scheduler(), &all_events, &staged);
                 {
                     let Ok(mut v) = self.inner.views.write() else { return };
                     let net = self.engine.network();

@@ -54,6 +54,8 @@ pub struct EvidenceLog {
     latest: Option<NoteRow>,
     /// When the newest checkpoint was signed (ms).
     signed_at_ms: i64,
+    /// When the oldest entry no checkpoint covers became durable (ms).
+    unsigned_since_ms: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +126,7 @@ impl EvidenceLog {
         let mut salt_key = [0u8; 32];
         getrandom::fill(&mut salt_key).map_err(|e| EvidenceLoadError::Random(e.to_string()))?;
         let origin = signer.name().to_string();
-        Ok(EvidenceLog { origin, signer, witnesses, tree, salt_key, latest, signed_at_ms: 0 })
+        Ok(EvidenceLog { origin, signer, witnesses, tree, salt_key, latest, signed_at_ms: 0, unsigned_since_ms: None })
     }
 
     pub fn size(&self) -> u64 {
@@ -188,8 +190,16 @@ impl EvidenceLog {
     }
 
     /// The batch is durable: its tree is the log's.
-    pub fn install(&mut self, tree: Tree) {
+    pub fn install(&mut self, tree: Tree, now_ms: i64) {
+        if tree.size() > self.tree.size() && self.unsigned_since_ms.is_none() {
+            self.unsigned_since_ms = Some(now_ms);
+        }
         self.tree = tree;
+    }
+
+    /// How long durable entries have waited for a checkpoint (0: the newest covers the log).
+    pub fn unsigned_for_ms(&self, now_ms: i64) -> i64 {
+        self.unsigned_since_ms.map_or(0, |t| (now_ms - t).max(0))
     }
 
     /// A checkpoint of the durable tree when entries arrived since the last one and a second
@@ -207,6 +217,7 @@ impl EvidenceLog {
         let note = NoteRow { size: i64::try_from(size).unwrap_or(i64::MAX), at_ms: now_ms, note: c.sign(&self.signer) };
         self.latest = Some(note.clone());
         self.signed_at_ms = now_ms;
+        self.unsigned_since_ms = None;
         Some(note)
     }
 
@@ -238,9 +249,10 @@ pub fn records(
         match c.job_id.and_then(|j| u64::try_from(j).ok()) {
             Some(j) => jobs.entry(j).or_default().0.push(cmd),
             None => {
-                let subject = match (body.get("dataset"), body.get("principal")) {
-                    (Some(Value::String(d)), _) => Some(format!("dataset/{d}")),
-                    (_, Some(Value::String(p))) => Some(format!("principal/{p}")),
+                let subject = match (body.get("dataset"), body.get("principal"), body.get("alert")) {
+                    (Some(Value::String(d)), _, _) => Some(format!("dataset/{d}")),
+                    (_, Some(Value::String(p)), _) => Some(format!("principal/{p}")),
+                    (_, _, Some(Value::String(a))) => Some(format!("alert/{a}")),
                     _ => body
                         .get("site")
                         .and_then(|s| s.as_str().or_else(|| s.get("id").and_then(Value::as_str)))

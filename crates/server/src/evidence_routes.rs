@@ -97,7 +97,7 @@ async fn prove<T>(
 }
 
 /// Whether `p` may see the record of `row`.
-fn may_open(p: &Principal, row: &EvidenceRow) -> bool {
+pub(crate) fn may_open(p: &Principal, row: &EvidenceRow) -> bool {
     match p.role {
         Role::Operator | Role::Regulator => true,
         _ => row.tenant.as_deref() == Some(p.name.as_str()),

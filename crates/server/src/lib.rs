@@ -6,6 +6,8 @@
 //! acknowledged, and a restart replays the log through a fresh engine.
 
 pub mod actor;
+pub mod alert_routes;
+pub mod alerting;
 pub mod auth;
 pub mod billing;
 pub mod datasets;
@@ -75,6 +77,23 @@ pub struct Inner {
     pub id_prefix: String,
     /// Serialises changes to datasets (read, change, commit).
     pub dataset_lock: tokio::sync::Mutex<()>,
+    /// Whether each site (in the network's order) takes placements (a copy of the
+    /// scheduler's, after each commit).
+    pub site_up: RwLock<Arc<Vec<bool>>>,
+    /// Early warning: the alerts now and the indicators' last samples.
+    pub board: RwLock<alerting::Board>,
+    /// How many rules early warning judges.
+    pub rules_count: usize,
+    /// Failed authentications per address and per presented credential, recently.
+    pub recent_auth_failures: alerting::Recent,
+    /// Requests refused 403 per principal, recently.
+    pub recent_forbidden: alerting::Recent,
+    /// GB placed on each link, recently.
+    pub link_volumes: alerting::LinkVolumes,
+    /// Jobs' recent waits and latency-tier decisions.
+    pub job_windows: alerting::JobWindows,
+    /// The evidence-log entries of each commit, as it lands (`/v1/events` streams them).
+    pub events: tokio::sync::broadcast::Sender<Arc<suanwang_store::EvidenceRow>>,
 }
 
 impl Inner {
@@ -150,6 +169,10 @@ pub struct ServerConfig {
     /// internet-style national prefix, `156` being China's ISO 3166 code; a province's node
     /// would add its own arc).
     pub id_prefix: String,
+    /// The early-warning rules (`data/alerts/rules.toml` unless `--alert-rules FILE`).
+    pub alert_rules: Vec<suanwang_alerts::Rule>,
+    /// Where alerts go besides the log: webhooks, a user's Alertmanager.
+    pub delivery: alerting::Delivery,
 }
 
 impl Default for ServerConfig {
@@ -168,6 +191,9 @@ impl Default for ServerConfig {
             evidence_key_file: None,
             witnesses: vec![],
             id_prefix: "88.156.1".into(),
+            // the default rules are checked by the alerts crate's tests
+            alert_rules: suanwang_alerts::default_rules().unwrap_or_default(),
+            delivery: alerting::Delivery::default(),
         }
     }
 }
@@ -201,9 +227,22 @@ impl Inner {
         self.grants.read().map_or_else(|p| Arc::clone(&p.into_inner()), |g| Arc::clone(&g))
     }
 
-    /// Publishes what the handlers read of the engine: the network and the site grants.
+    /// Whether each site (in the network's order) takes placements now.
+    pub fn site_up(&self) -> Arc<Vec<bool>> {
+        self.site_up.read().map_or_else(|p| Arc::clone(&p.into_inner()), |g| Arc::clone(&g))
+    }
+
+    /// Publishes what the handlers read of the engine: the network, the site grants, and
+    /// which sites are up.
     pub fn publish(&self, engine: &suanwang_engine::Engine) {
-        self.set_net(engine.network());
+        let net = engine.network();
+        let up: Vec<bool> = (0..net.sites.len()).map(|i| engine.scheduler().site_available(i)).collect();
+        if let Ok(mut u) = self.site_up.write()
+            && **u != up
+        {
+            *u = Arc::new(up);
+        }
+        self.set_net(net);
         if let Ok(mut g) = self.grants.write()
             && **g != *engine.grants()
         {
@@ -263,6 +302,14 @@ pub async fn build(
         upper_tiles: evidence::UpperTiles::default(),
         id_prefix: cfg.id_prefix.clone(),
         dataset_lock: tokio::sync::Mutex::new(()),
+        site_up: RwLock::new(Arc::default()),
+        board: RwLock::new(alerting::Board::default()),
+        rules_count: cfg.alert_rules.len(),
+        recent_auth_failures: alerting::Recent::default(),
+        recent_forbidden: alerting::Recent::default(),
+        link_volumes: alerting::LinkVolumes::default(),
+        job_windows: alerting::JobWindows::default(),
+        events: tokio::sync::broadcast::channel(8_192).0,
     });
     inner
         .metrics
@@ -308,6 +355,12 @@ pub async fn build(
     // tokens created beside the control plane (`suanwang token create`, `up`) go into the
     // evidence log: now, and when they appear
     tokio::spawn(evidence::log_tokens(Arc::clone(&inner), tx.clone()));
+    tokio::spawn(alerting::run(
+        Arc::clone(&inner),
+        tx.clone(),
+        suanwang_alerts::Evaluator::new(cfg.alert_rules.clone()),
+        cfg.delivery.clone(),
+    ));
     Ok((routes::router(inner), handle))
 }
 

@@ -25,6 +25,11 @@ pub struct Metrics {
     pub started_ms: AtomicU64,
     /// How long the start's rebuild from snapshot and log took.
     pub replay_ms: AtomicU64,
+    /// Alert notifications: delivered, retried, given up, dropped (delivery queue full).
+    pub alerts_delivered: AtomicU64,
+    pub alerts_retried: AtomicU64,
+    pub alerts_failed: AtomicU64,
+    pub alerts_dropped: AtomicU64,
 }
 
 /// This process's resident memory in bytes (`VmRSS` of /proc/self/status), when readable.
@@ -46,8 +51,15 @@ impl Metrics {
         self.http_sum_us.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
-    /// The exposition text; `jobs_by_state` and per-hub figures come from the caller's views.
-    pub fn render(&self, jobs_by_state: &[(String, u64)], hubs: &[(String, f64, f64)], now_ms: i64) -> String {
+    /// The exposition text; `jobs_by_state` comes from the caller's views, the indicators and
+    /// alerts from early warning's last evaluation.
+    pub fn render(
+        &self,
+        jobs_by_state: &[(String, u64)],
+        samples: &suanwang_alerts::Samples,
+        alerts: &[suanwang_alerts::Alert],
+        now_ms: i64,
+    ) -> String {
         let mut out = String::new();
         let g = |o: &mut String, name: &str, help: &str, kind: &str| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -95,14 +107,55 @@ impl Metrics {
             "counter",
         );
         let _ = writeln!(out, "suanwang_auth_throttled_total {}", self.auth_throttled.load(Ordering::Relaxed));
-        g(&mut out, "suanwang_hub_utilization", "Share of a hub's unified capacity held by running jobs.", "gauge");
-        for (hub, util, _) in hubs {
-            let _ = writeln!(out, "suanwang_hub_utilization{{hub=\"{hub}\"}} {util:.6}");
+        // the indicators early warning judges, under the names its rules use
+        for ind in suanwang_alerts::INDICATORS {
+            g(&mut out, ind.name, ind.help, "gauge");
+            for x in samples.get(ind.name).map_or(&[][..], Vec::as_slice) {
+                let _ = writeln!(out, "{}{} {}", ind.name, labels(&x.labels), value(x.value));
+            }
         }
-        g(&mut out, "suanwang_hub_green_share", "Green-power share of a hub's sites now (modelled profile).", "gauge");
-        for (hub, _, green) in hubs {
-            let _ = writeln!(out, "suanwang_hub_green_share{{hub=\"{hub}\"}} {green:.4}");
+        g(&mut out, "suanwang_alerts", "Alerts now, by state and severity.", "gauge");
+        let mut by: std::collections::BTreeMap<(&str, &str), u64> = std::collections::BTreeMap::new();
+        for a in alerts
+            .iter()
+            .filter(|a| matches!(a.state, suanwang_alerts::State::Firing | suanwang_alerts::State::Pending))
+        {
+            *by.entry((a.state.as_str(), a.severity.as_str())).or_default() += 1;
         }
+        for state in ["firing", "pending"] {
+            for severity in ["critical", "warning", "info"] {
+                let n = by.get(&(state, severity)).copied().unwrap_or(0);
+                let _ = writeln!(out, "suanwang_alerts{{state=\"{state}\",severity=\"{severity}\"}} {n}");
+            }
+        }
+        for (name, help, counter) in [
+            (
+                "suanwang_alert_notifications_total",
+                "Alert notifications delivered (webhooks, Alertmanager).",
+                &self.alerts_delivered,
+            ),
+            (
+                "suanwang_alert_notification_retries_total",
+                "Alert notification attempts that failed and were retried.",
+                &self.alerts_retried,
+            ),
+            (
+                "suanwang_alert_notification_failures_total",
+                "Alert notifications given up or refused by the receiver.",
+                &self.alerts_failed,
+            ),
+            (
+                "suanwang_alert_notification_dropped_total",
+                "Batches of alert notifications dropped because delivery was behind.",
+                &self.alerts_dropped,
+            ),
+        ] {
+            g(&mut out, name, help, "counter");
+            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        }
+        g(&mut out, "suanwang_build_info", "The running build: its version.", "gauge");
+        let _ = writeln!(out, "suanwang_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        process_metrics(&mut out);
         g(&mut out, "suanwang_http_request_duration_seconds", "HTTP request latency.", "histogram");
         for (i, b) in BUCKETS.iter().enumerate() {
             let _ = writeln!(
@@ -120,5 +173,62 @@ impl Metrics {
         );
         let _ = writeln!(out, "suanwang_http_request_duration_seconds_count {count}");
         out
+    }
+}
+
+/// Label set in the exposition format, values escaped (`\\`, `\"`, `\n`).
+fn labels(l: &std::collections::BTreeMap<String, String>) -> String {
+    if l.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = l
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+fn value(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else if x.is_infinite() {
+        if x > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{x}")
+    }
+}
+
+/// The standard process metrics (Prometheus client conventions) from /proc, where readable.
+fn process_metrics(out: &mut String) {
+    let mut g = |name: &str, help: &str, kind: &str, v: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    };
+    // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks (USER_HZ, 100 on Linux)
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        && let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r)
+    {
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        // fields after the command: state is field 3, so utime (14) is index 11
+        g(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            "counter",
+            (ticks(11) + ticks(12)) / 100.0,
+        );
+        g("process_threads", "Number of OS threads in the process.", "gauge", ticks(17));
+        g("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", ticks(20));
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        g("process_open_fds", "Number of open file descriptors.", "gauge", fds.count() as f64);
+    }
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits")
+        && let Some(max) = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|x| x.parse::<f64>().ok())
+    {
+        g("process_max_fds", "Maximum number of open file descriptors.", "gauge", max);
     }
 }

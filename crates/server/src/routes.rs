@@ -63,6 +63,8 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/datasets/{a}/{b}/lineage", get(crate::datasets::lineage))
         .route("/v1/datasets/{a}/replicas", post(crate::datasets::replicas))
         .route("/v1/datasets/{a}/{b}/replicas", post(crate::datasets::replicas))
+        .route("/v1/alerts", get(crate::alert_routes::alerts))
+        .route("/v1/events", get(crate::alert_routes::events))
         .route("/v1/evidence/key", get(crate::evidence_routes::key))
         .route("/v1/evidence/checkpoint", get(crate::evidence_routes::checkpoint))
         .route("/v1/evidence/checkpoints", get(crate::evidence_routes::checkpoints))
@@ -257,49 +259,9 @@ async fn restart(State(inner): S, headers: HeaderMap) -> Result<Response, ApiErr
 
 async fn metrics(State(inner): S) -> impl IntoResponse {
     let now = actor::wall_now();
-    let net = inner.net();
-    let (states, hubs) = {
-        let v = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"));
-        match v {
-            Ok(v) => {
-                let mut running: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
-                for j in v.live.values().filter(|j| j.state == suanwang_engine::JobState::Running) {
-                    if let Some(site) = j.site.as_deref().and_then(|s| net.site(s))
-                        && let Some(hub) = &site.hub
-                    {
-                        let pool = j.pool.as_deref().and_then(|p| site.pools.iter().find(|x| x.id == p));
-                        let units = j.spec.pointer("/resources/count").and_then(Value::as_f64).unwrap_or(0.0);
-                        *running.entry(hub.clone()).or_default() += units * pool.map_or(0.0, |p| p.ucu_per_unit);
-                    }
-                }
-                let slot = now.0.div_euclid(900_000);
-                let hour = ((slot + 32).rem_euclid(96) / 4) as usize;
-                let season = suanwang_sched::slots::season_of(slot);
-                let hubs: Vec<(String, f64, f64)> = net
-                    .hubs
-                    .iter()
-                    .map(|h| {
-                        let sites: Vec<_> =
-                            net.sites.iter().filter(|s| s.hub.as_deref() == Some(h.id.as_str())).collect();
-                        let cap: f64 = sites
-                            .iter()
-                            .flat_map(|s| s.pools.iter())
-                            .map(suanwang_core::network::Pool::capacity_ucu)
-                            .sum();
-                        let green = sites
-                            .iter()
-                            .map(|s| net.green_profile(&s.green_profile).map_or(0.0, |g| g.at(season, hour)))
-                            .sum::<f64>()
-                            / sites.len().max(1) as f64;
-                        (h.id.clone(), running.get(&h.id).copied().unwrap_or(0.0) / cap.max(1e-9), green)
-                    })
-                    .collect();
-                (v.totals.counts_by_state(), hubs)
-            }
-            Err(_) => (vec![], vec![]),
-        }
-    };
-    ([("content-type", "text/plain; version=0.0.4")], inner.metrics.render(&states, &hubs, now.0))
+    let states = inner.views.read().map(|v| v.totals.counts_by_state()).unwrap_or_default();
+    let (samples, alerts) = inner.board.read().map(|b| (Arc::clone(&b.samples), b.alerts.clone())).unwrap_or_default();
+    ([("content-type", "text/plain; version=0.0.4")], inner.metrics.render(&states, &samples, &alerts, now.0))
 }
 
 async fn submit(

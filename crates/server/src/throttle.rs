@@ -157,9 +157,32 @@ pub async fn guard(State(inner): State<Arc<Inner>>, req: Request, next: Next) ->
             return too_many(wait);
         }
     }
+    // early warning counts failures per source and per principal (R7): a 403's principal is
+    // the one its token names (known: it just authenticated)
+    let presented = bearer(req.headers()).map(hash_token);
     let res = next.run(req).await;
-    if res.status() == StatusCode::UNAUTHORIZED {
-        inner.throttle.failed(&keys, Instant::now());
+    match res.status() {
+        StatusCode::UNAUTHORIZED => {
+            inner.throttle.failed(&keys, Instant::now());
+            for k in &keys {
+                inner.recent_auth_failures.add(match k {
+                    Key::Addr(ip) => ip.to_string(),
+                    // never the token: the first 8 hex digits of its hash tell floods apart
+                    Key::Principal(p) => p.split_once(':').map_or_else(
+                        || p.clone(),
+                        |(kind, id)| format!("{kind}:{}", if kind == "token" { id.get(..8).unwrap_or(id) } else { id }),
+                    ),
+                });
+            }
+        }
+        StatusCode::FORBIDDEN => {
+            let principal = presented
+                .and_then(|h| inner.tokens.read().ok().and_then(|known| known.get(&h).map(|p| p.name.clone())));
+            if let Some(p) = principal {
+                inner.recent_forbidden.add(p);
+            }
+        }
+        _ => {}
     }
     res
 }
