@@ -34,9 +34,9 @@ pub const INDICATORS: &[Indicator] = &[
         help: "Utilization against the site's own recent history: (x - EWMA mean) / EWMA standard deviation, half-life 30 min, 0 until 30 samples.",
     },
     Indicator {
-        name: "suanwang_link_transfer_gb",
+        name: "suanwang_link_transfer_bytes",
         labels: &["link"],
-        help: "GB placed to move over the link by network in the last 10 minutes.",
+        help: "Bytes placed to move over the link by network in the last 10 minutes.",
     },
     Indicator {
         name: "suanwang_link_transfer_zscore",

@@ -31,7 +31,7 @@ fn the_default_rules_parse_and_use_every_kind_of_indicator_the_issue_names() {
     for i in INDICATORS {
         let used = rules.iter().any(|r| r.indicator.name == i.name);
         assert!(
-            used || i.name == "suanwang_link_transfer_gb" || i.name == "suanwang_hub_utilization",
+            used || i.name == "suanwang_link_transfer_bytes" || i.name == "suanwang_hub_utilization",
             "{} unused",
             i.name
         );

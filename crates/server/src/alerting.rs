@@ -355,9 +355,11 @@ fn measure(inner: &Inner, history: &mut History, now_ms: i64) -> Samples {
     let volumes = inner.link_volumes.sums(now_ms);
     for (i, l) in net.links.iter().enumerate() {
         let name = format!("{}~{}", l.a, l.b);
-        let gb = volumes.get(&i).copied().unwrap_or(0.0);
-        let z = history.links.entry(name.clone()).or_insert_with(|| Ewma::new(7_200_000, 1.0, 30)).update(gb, now_ms);
-        push(&mut s, "suanwang_link_transfer_gb", &[("link", &name)], gb);
+        let bytes = volumes.get(&i).copied().unwrap_or(0.0) * 1e9;
+        // the score's floor: 1 GB (a link idle for hours scores a first small transfer as small)
+        let z =
+            history.links.entry(name.clone()).or_insert_with(|| Ewma::new(7_200_000, 1e9, 30)).update(bytes, now_ms);
+        push(&mut s, "suanwang_link_transfer_bytes", &[("link", &name)], bytes);
         push(&mut s, "suanwang_link_transfer_zscore", &[("link", &name)], z);
     }
     // who failed to authenticate, who was refused

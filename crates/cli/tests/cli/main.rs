@@ -1,6 +1,7 @@
 //! End-to-end tests of the `suanwang` binary: one test binary, modules by command.
 
 mod agents;
+mod alerts;
 mod client;
 mod durability;
 mod evidence;
