@@ -39,7 +39,7 @@ fn start(cmd: &str, args: &[&str], log: &std::path::Path) -> Proc {
 }
 
 async fn until<T>(what: &str, log: &std::path::Path, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         if let Some(x) = f().await {
             return x;
