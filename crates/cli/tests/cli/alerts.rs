@@ -111,6 +111,9 @@ async fn prometheus_loads_the_exported_rules_and_alertmanager_receives_the_alert
     })
     .await;
     let u = up("prom", &["--no-local-agent", "--alertmanager", &am_url]).await;
+    // a failed authentication: its counter per address is a series from now on
+    let bad = http().get(format!("{}/v1/alerts", u.url)).bearer_auth("not-a-token").send().await.expect("get");
+    assert_eq!(bad.status(), 401);
     // /metrics follows the exposition format's conventions
     let metrics = http().get(format!("{}/metrics", u.url)).send().await.expect("metrics").bytes().await.expect("body");
     let mut lint = Command::new("promtool")
@@ -183,6 +186,24 @@ async fn prometheus_loads_the_exported_rules_and_alertmanager_receives_the_alert
         theirs, ours,
         "Prometheus, reading /metrics with the exported rules, fires what the control plane fires"
     );
+    // every query of the Grafana dashboard (docs/grafana) is valid PromQL over series that exist
+    let dash: Value =
+        serde_json::from_str(&std::fs::read_to_string(crate::repo("docs/grafana/suanwang.json")).expect("dashboard"))
+            .expect("dashboard JSON");
+    for panel in dash["panels"].as_array().expect("panels") {
+        for t in panel["targets"].as_array().expect("targets") {
+            let expr = t["expr"].as_str().expect("expr");
+            until(expr, &p_log, async || {
+                let q = reqwest::Url::parse_with_params(&format!("{p_url}/api/v1/query"), [("query", expr)]).ok()?;
+                let r = http().get(q).send().await.ok()?;
+                let v: Value = r.json().await.ok()?;
+                assert_eq!(v["status"], "success", "{}: {expr}: {v}", panel["title"]);
+                // rates need two scrapes: wait until the query has data
+                v["data"]["result"].as_array().filter(|r| !r.is_empty()).map(|_| ())
+            })
+            .await;
+        }
+    }
     // the Alertmanager received the control plane's alerts through its API
     let received = until("the Alertmanager to hold the alerts", &am_log, async || {
         let v = json(&format!("{am_url}/api/v2/alerts")).await?;
