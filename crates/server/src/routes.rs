@@ -258,11 +258,11 @@ async fn restart(State(inner): S, headers: HeaderMap) -> Result<Response, ApiErr
 }
 
 async fn metrics(State(inner): S) -> impl IntoResponse {
+    use suanwang_engine::JobState;
     let now = actor::wall_now();
     // every state, 0 when no job is in it: a series that exists from the start (rates and
     // dashboards need it)
     let counts = inner.views.read().map(|v| v.totals.counts_by_state()).unwrap_or_default();
-    use suanwang_engine::JobState;
     let states: Vec<(String, u64)> = [
         JobState::Submitted,
         JobState::Admitted,
