@@ -47,6 +47,18 @@ const fn route(method: &'static str, path: &'static str, summary: &'static str, 
 pub const ROUTES: &[Route] = &[
     Route { response: Body::Json("Health"), ..route("get", "/healthz", "Liveness and store kind", "anyone") },
     Route {
+        response: Body::Text("text/html; charset=utf-8"),
+        ..route("get", "/", "The web console (sign in with a token; assets under /console/)", "anyone")
+    },
+    Route {
+        response: Body::Bytes("text/javascript"),
+        ..route("get", "/console/{path}", "A console asset (embedded in the binary)", "anyone")
+    },
+    Route {
+        response: Body::Json("WhoAmI"),
+        ..route("get", "/v1/whoami", "The principal the token names", "every role")
+    },
+    Route {
         response: Body::Text("text/plain; version=0.0.4"),
         ..route("get", "/metrics", "Prometheus text metrics", "anyone")
     },
@@ -456,6 +468,7 @@ fn components() -> Map<String, Value> {
     let mut g = SchemaGenerator::new(settings(Contract::Serialize));
     g.subschema_for::<ops::ErrorBody>();
     g.subschema_for::<ops::Health>();
+    g.subschema_for::<ops::WhoAmI>();
     g.subschema_for::<job::JobView>();
     g.subschema_for::<job::JobList>();
     g.subschema_for::<job::JobLogs>();
@@ -715,7 +728,11 @@ pub fn openapi() -> Value {
                 "description": "A dataset identifier, prefix/suffix, its '/' sent as is or as %2F (a malformed id or a wrong check symbol names no dataset: 404 saying why)",
                 "schema": {"type": "string", "minLength": 3, "maxLength": 128}}));
         }
-        if r.path.contains("{path}") {
+        if r.path == "/console/{path}" {
+            params.push(json!({"name": "path", "in": "path", "required": true,
+                "description": "The asset's path under /console/ (`app.js`, `style.css`, `vendor/echarts.min.js`, …); another: 404",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 128}}));
+        } else if r.path.contains("{path}") {
             params.push(json!({"name": "path", "in": "path", "required": true,
                 // The grammar is stated, not given as a `pattern`: every valid value holds '/',
                 // which test generators filter out of path parameters, so a pattern would leave

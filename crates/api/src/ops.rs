@@ -95,3 +95,11 @@ pub struct ApproveAnswer {
     pub owner: String,
     pub owner_role: String,
 }
+
+/// `GET /v1/whoami`: the principal a token names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WhoAmI {
+    pub name: String,
+    /// `operator`, `regulator`, `provider`, `carrier`, `tenant` or `funder`.
+    pub role: String,
+}

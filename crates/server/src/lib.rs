@@ -10,6 +10,7 @@ pub mod alert_routes;
 pub mod alerting;
 pub mod auth;
 pub mod billing;
+pub mod console;
 pub mod datasets;
 pub mod error;
 pub mod evidence;

@@ -35,6 +35,9 @@ pub const MAX_CHECKPOINT: usize = 64 * 1024 * 1024;
 
 pub fn router(inner: Arc<Inner>) -> Router {
     Router::new()
+        .route("/", get(crate::console::index))
+        .route("/console/{*path}", get(crate::console::asset))
+        .route("/v1/whoami", get(whoami))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(suanwang_api::openapi()) }))
@@ -255,6 +258,12 @@ async fn restart(State(inner): S, headers: HeaderMap) -> Result<Response, ApiErr
     tracing::warn!(by = %p.name, "restart requested");
     inner.restart.notify_one();
     Ok((StatusCode::ACCEPTED, Json(api::RestartAnswer { restarting: true, pid: std::process::id() })).into_response())
+}
+
+/// Who the token is: the console shows it and hides what the role may not open.
+async fn whoami(State(inner): S, headers: HeaderMap) -> Result<Json<api::WhoAmI>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    Ok(Json(api::WhoAmI { name: p.name.clone(), role: p.role.as_str().into() }))
 }
 
 async fn metrics(State(inner): S) -> impl IntoResponse {

@@ -2,6 +2,7 @@
 //! the OpenAPI document, restart from the log; TLS and abuse limits in their modules.
 
 mod alerts;
+mod console;
 mod evidence;
 mod history;
 mod limits;
