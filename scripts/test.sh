@@ -3,7 +3,7 @@
 # exactly what CI runs (.ci/run). Needs the Rust toolchain; for the PostgreSQL tests it uses the
 # server in SUANWANG_TEST_PG, else one on 127.0.0.1:5432, else it starts a throw-away one from
 # Debian's postgresql package in a temporary directory. What is missing (PostgreSQL, Slurm, GNU
-# time, prlimit, Prometheus and its Alertmanager) it installs from Debian's packages when it may (as root, or with sudo that
+# time, prlimit, Prometheus and its Alertmanager, Chromium and chromedriver) it installs from Debian's packages when it may (as root, or with sudo that
 # needs no password); otherwise it says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,12 +33,19 @@ command -v slurmctld >/dev/null || missing+=(slurm-wlm munge)
 # Debian's Prometheus (2.42) and Alertmanager (0.25): early warning is tested against them
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+# Debian's Chromium and its WebDriver for the console's browser test, and a CJK font for its labels
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 if [ ${#missing[@]} -gt 0 ]; then
   install_packages "${missing[@]}" || echo "note: not installed (needs root or sudo): ${missing[*]}; tests that need them skip" >&2
 fi
 # once installed, their test must run rather than skip
 if command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null; then
   export SUANWANG_REQUIRE_PROMETHEUS=1
+fi
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+  export SUANWANG_REQUIRE_BROWSER=1
 fi
 
 PG_BIN="" PG_DIR="" PG_USER=""

@@ -141,7 +141,9 @@ async function pageMap() {
       <button id="by-util">${esc(t("utilisation"))}</button><button id="by-green">${esc(t("green"))}</button>
       <span class="muted">${esc(t("schematic"))}</span></div>
     <div id="map" class="chart"></div></div>`;
+  const g = generation;
   const [net, metricsText, alerts] = await Promise.all([api("/v1/network"), fetch("/metrics").then((r) => r.text()), api("/v1/alerts?state=firing")]);
+  if (stale(g) || !$("#map")) return;
   const m = parseMetrics(metricsText);
   const util = Object.fromEntries((m.suanwang_site_utilization || []).map((s) => [s.labels.site, s.value]));
   const hubGreen = Object.fromEntries((m.suanwang_hub_green_share || []).map((s) => [s.labels.hub, s.value]));
@@ -205,7 +207,9 @@ function setParam(k, v) {
 async function pageJobs() {
   const state = params.get("state") || "";
   const q = state ? `?state=${encodeURIComponent(state)}&limit=200` : "?limit=200";
+  const g = generation;
   const list = await api(`/v1/jobs${q}`);
+  if (stale(g)) return;
   const states = ["", "placed", "running", "completed", "failed", "cancelled", "refused"];
   $("#main").innerHTML = `<div class="card"><div class="toolbar">${esc(t("state"))}:
     <select id="state">${states.map((s) => `<option value="${s}" ${s === state ? "selected" : ""}>${esc(s || t("all"))}</option>`).join("")}</select>
@@ -219,12 +223,15 @@ async function pageJobs() {
 }
 
 async function pageJob(id) {
+  const g = generation;
   let job;
   try { job = await api(`/v1/jobs/${encodeURIComponent(id)}`); } catch (e) {
+    if (stale(g)) return;
     $("#main").innerHTML = `<div class="card"><h2>${esc(t("not_found"))}</h2><p class="error" id="job-error">${esc(e.message)}</p></div>`;
     return;
   }
   const [bill, ev] = await Promise.all([api(`/v1/jobs/${id}/bill`).catch(() => null), api(`/v1/jobs/${id}/evidence`).catch(() => null)]);
+  if (stale(g)) return;
   const m = job.meter;
   const checkpointSize = ev ? (ev.checkpoint.split("\n")[1] || "?") : "?";
   $("#main").innerHTML = `<div class="card"><h2 id="job-title">#${job.id} ${esc(job.name)}</h2><dl class="kv">
@@ -240,7 +247,9 @@ async function pageJob(id) {
 }
 
 async function pageSites() {
+  const g = generation;
   const [list, metricsText] = await Promise.all([api("/v1/sites"), fetch("/metrics").then((r) => r.text())]);
+  if (stale(g)) return;
   const m = parseMetrics(metricsText);
   const util = Object.fromEntries((m.suanwang_site_utilization || []).map((s) => [s.labels.site, s.value]));
   const up = Object.fromEntries((m.suanwang_site_up || []).map((s) => [s.labels.site, s.value]));
@@ -252,7 +261,9 @@ async function pageSites() {
 }
 
 async function pageKpis() {
+  const g = generation;
   const k = await api("/v1/kpis");
+  if (stale(g)) return;
   $("#main").innerHTML = `<div class="card"><div id="kpi" class="chart small"></div></div><div class="card"><dl class="kv">
     <dt>${esc(t("jobs_total"))}</dt><dd>${k.jobs}</dd><dt>${esc(t("placements"))}</dt><dd>${k.placements}</dd><dt>${esc(t("refused"))}</dt><dd>${k.refusals}</dd>
     <dt>${esc(t("energy"))}</dt><dd>${k.energy_kwh.toFixed(1)} ${esc(t("kwh"))}</dd><dt>${esc(t("carbon"))}</dt><dd>${k.carbon_kg.toFixed(1)} ${esc(t("kg"))}</dd>
@@ -271,8 +282,10 @@ async function pageKpis() {
 }
 
 async function pageAlerts() {
+  const g = generation;
   const list = await api("/v1/alerts");
   updateBadge(list);
+  if (stale(g)) return;
   $("#main").innerHTML = `<div class="card">${list.alerts.length === 0 ? `<p id="no-alerts">${esc(t("no_alerts"))}</p>` : `<table id="alerts-table"><thead><tr>
     <th>${esc(t("state"))}</th><th>${esc(t("severity"))}</th><th>${esc(t("name"))}</th><th>${esc(t("summary"))}</th><th class="num">${esc(t("value"))}</th><th>${esc(t("since"))}</th></tr></thead><tbody>
     ${list.alerts.map((a) => `<tr data-alert="${esc(a.name)}" data-state="${esc(a.state)}"><td class="state-${esc(a.state)}">${esc(a.state)}</td><td class="sev-${esc(a.severity)}">${esc(a.severity)}</td>
@@ -335,11 +348,17 @@ async function follow() {
   }
 }
 
+// Each route() is a new generation: a page whose data arrives after the user moved on draws
+// nothing (its elements are gone), and its errors are not shown over the new page.
+let generation = 0;
+const stale = (g) => g !== generation;
+
 let routing = null;
 async function route(quiet) {
   if (!token || !me) return;
   const [, page = "map", arg] = location.hash.split("/");
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === `#/${page}`));
+  const g = ++generation;
   if (!quiet) disposeCharts();
   const run = async () => {
     if (quiet) disposeCharts();
@@ -351,7 +370,7 @@ async function route(quiet) {
     return pageMap();
   };
   routing = run().catch((e) => {
-    if (e.status !== 401) $("#main").innerHTML = `<div class="card error">${esc(e.message)}</div>`;
+    if (e.status !== 401 && !stale(g)) $("#main").innerHTML = `<div class="card error">${esc(e.message)}</div>`;
   });
   await routing;
   if (page !== "alerts") api("/v1/alerts").then(updateBadge).catch(() => {});

@@ -3,6 +3,7 @@
 mod agents;
 mod alerts;
 mod client;
+mod console;
 mod durability;
 mod evidence;
 mod job;

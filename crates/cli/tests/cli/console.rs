@@ -1,0 +1,248 @@
+//! The web console in a real browser (issue 15 item 5): Debian's Chromium driven through
+//! chromedriver's WebDriver protocol (plain JSON over HTTP, so no client crate): a wrong token
+//! shows the sign-in page with the reason; the operator sees the map with every hub, opens a
+//! job and sees its placement, sees an alert appear live when a site's agent falls silent; a
+//! tenant cannot open another tenant's job. Screenshots of the map, a job and the KPIs are
+//! written to docs/ for the README.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::agents::{Proc, free_port, up};
+use crate::http;
+
+/// A browser session over WebDriver.
+struct Browser {
+    driver: String,
+    session: String,
+    _chromedriver: Proc,
+    _profile: tempdir::Dir,
+}
+
+mod tempdir {
+    /// A directory removed when dropped.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Chromium and chromedriver, or `None` (the test skips, unless SUANWANG_REQUIRE_BROWSER is
+/// set — the test script sets it once it installed them — and then it fails).
+fn browser_installed() -> bool {
+    let ok = |b: &str| {
+        Command::new(b).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    };
+    if ok("chromedriver") && ok("chromium") {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SUANWANG_REQUIRE_BROWSER").is_none(),
+        "SUANWANG_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
+    );
+    eprintln!(
+        "skipped: Debian's chromium and chromium-driver are not installed (scripts/test.sh installs them as root)"
+    );
+    false
+}
+
+impl Browser {
+    async fn start(tag: &str) -> Browser {
+        let port = free_port();
+        let driver = format!("http://127.0.0.1:{port}");
+        let child = Proc(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http().get(format!("{driver}/status")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = std::env::temp_dir().join(format!("suanwang-chromium-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900", format!("--user-data-dir={}", profile.display())]
+        }}}});
+        let v: Value = http()
+            .post(format!("{driver}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("session")
+            .json()
+            .await
+            .expect("json");
+        let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
+        Browser { driver, session, _chromedriver: child, _profile: tempdir::Dir(profile) }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.driver, self.session);
+        let mut req = http().request(method, url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req.send().await.expect("webdriver").json().await.expect("json");
+        assert!(v["value"]["error"].is_null(), "{path}: {v}");
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await
+    }
+
+    /// Waits until `script` returns something truthy; returns it.
+    async fn until(&self, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.js(script).await;
+            if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
+                return v;
+            }
+            let page = self.js("return document.body.innerText.slice(0, 500)").await;
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; the page says: {page}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn sign_in(&self, base: &str, token: &str) {
+        self.goto(&format!("{base}/?lang=en")).await;
+        self.until("the sign-in form", "return document.querySelector('#token') !== null").await;
+        let el = self
+            .cmd(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": "#token"})))
+            .await;
+        let id =
+            el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element id").to_string();
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": format!("{token}\n")})))
+            .await;
+    }
+
+    async fn screenshot(&self, path: &std::path::Path) {
+        use base64::Engine as _;
+        let png = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().expect("base64")).expect("png");
+        std::fs::write(path, bytes).expect("write screenshot");
+    }
+}
+
+async fn post(url: &str, token: &str, path: &str, body: &Value) -> (u16, Value) {
+    let r = http().post(format!("{url}{path}")).bearer_auth(token).json(body).send().await.expect("post");
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_shows_the_map_a_job_and_a_live_alert_and_keeps_tenants_apart() {
+    if !browser_installed() {
+        return;
+    }
+    let u = up("console", &["--no-local-agent", "--time-scale", "0.01", "--agent-timeout", "3"]).await;
+    let b = Browser::start("console").await;
+    let docs = std::path::PathBuf::from(crate::repo("docs"));
+    // a wrong token: the sign-in page again, with the server's reason
+    b.sign_in(&u.url, "not-a-token").await;
+    let why =
+        b.until("the refusal", "const e = document.querySelector('#signin-error'); return e && e.innerText").await;
+    assert!(why.as_str().is_some_and(|w| w.contains("refused")), "{why}");
+    // the operator: the map with every hub
+    let net: Value = http()
+        .get(format!("{}/v1/network", u.url))
+        .bearer_auth(&u.operator)
+        .send()
+        .await
+        .expect("net")
+        .json()
+        .await
+        .expect("json");
+    let hubs = net["hubs"].as_array().expect("hubs").len();
+    let started = Instant::now();
+    b.sign_in(&u.url, &u.operator).await;
+    let shown = b
+        .until(
+            "the map's hubs",
+            "const el = document.querySelector('#map'); const c = el && echarts.getInstanceByDom(el); \
+             if (!c) return null; const s = c.getOption().series.find(s => s.symbol === 'diamond'); return s && s.data.length",
+        )
+        .await;
+    println!("the map was drawn {} ms after signing in", started.elapsed().as_millis());
+    assert_eq!(shown.as_u64(), Some(hubs as u64), "every hub is on the map");
+    b.screenshot(&docs.join("console-map.png")).await;
+    // a tenant's job, opened by the operator: its placement
+    let job = json!({"name": "render", "tenant": "acme-ai", "kind": "batch", "origin": "shanghai",
+        "resources": {"family": "general", "count": 4}, "work": {"run_time_s": 3600}});
+    let (st, j) = post(&u.url, &u.tenant, "/v1/jobs", &job).await;
+    assert_eq!(st, 201, "{j}");
+    let id = j["id"].as_u64().expect("id");
+    let site = j["site"].as_str().expect("placed").to_string();
+    b.goto(&format!("{}/?lang=en#/jobs/{id}", u.url)).await;
+    let explained = b
+        .until("the job's placement", "const e = document.querySelector('#job-explanation'); return e && e.innerText")
+        .await;
+    assert!(explained.as_str().is_some_and(|e| e.contains(&site)), "{explained} names {site}");
+    b.screenshot(&docs.join("console-job.png")).await;
+    b.goto(&format!("{}/?lang=en#/kpis", u.url)).await;
+    b.until(
+        "the KPI chart",
+        "const el = document.querySelector('#kpi'); return el && echarts.getInstanceByDom(el) && true",
+    )
+    .await;
+    b.screenshot(&docs.join("console-kpis.png")).await;
+    // an agent's site falls silent: the alert appears on the open alerts page, live
+    b.goto(&format!("{}/?lang=en#/alerts", u.url)).await;
+    b.until("the alerts page", "return document.querySelector('#alerts-table, #no-alerts') !== null").await;
+    let site_body = json!({"site": {"id": "console-a", "city": "beijing", "pue": 1.2, "pools": [
+        {"name": "cpu", "model": "generic-x86_64", "count": 2, "memory_gib_per_unit": 1, "power_w_per_unit": 10.0, "price_fen_per_unit_hour": 30}
+    ]}, "detected": {"cores": 2, "memory_mib": 4096}});
+    let (st, r) = post(&u.url, &u.operator, "/v1/agents/register", &site_body).await;
+    assert_eq!(st, 200, "{r}");
+    let r = http()
+        .get(format!("{}/v1/agents/console-a/assignments?wait_ms=0", u.url))
+        .bearer_auth(&u.operator)
+        .send()
+        .await
+        .expect("poll");
+    assert_eq!(r.status(), 200);
+    // the agent polls no more (as if killed): lost after --agent-timeout 3 s
+    b.until(
+        "SiteLost on the page",
+        "return document.querySelector('tr[data-alert=\"SiteLost\"][data-state=\"firing\"]') !== null",
+    )
+    .await;
+    // another tenant cannot open acme-ai's job
+    let other = crate::suanwang(&[
+        "token",
+        "create",
+        "--data",
+        u.dir.to_str().expect("utf8"),
+        "--role",
+        "tenant",
+        "--name",
+        "globex",
+    ]);
+    assert!(other.status.success(), "{}", String::from_utf8_lossy(&other.stderr));
+    let other = String::from_utf8_lossy(&other.stdout).trim().to_string();
+    b.js("sessionStorage.clear(); return true").await;
+    b.sign_in(&u.url, &other).await;
+    b.until("globex signed in", "return document.querySelector('#who').innerText.includes('globex')").await;
+    b.goto(&format!("{}/?lang=en#/jobs/{id}", u.url)).await;
+    let refused =
+        b.until("the refusal", "const e = document.querySelector('#job-error'); return e && e.innerText").await;
+    assert!(refused.as_str().is_some_and(|r| r.to_lowercase().contains("no such job")), "{refused}");
+    let title = b.js("const e = document.querySelector('#job-title'); return e && e.innerText").await;
+    assert!(title.is_null(), "another tenant's job is not shown: {title}");
+    b.cmd(reqwest::Method::DELETE, "", None).await;
+}
