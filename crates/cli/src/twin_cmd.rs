@@ -175,7 +175,13 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
     });
     if let Some(dir) = &args.report {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (name, text) in report::files(&serde_json::to_string_pretty(&full)?, &args.trace, &kpis) {
+        for (name, text) in report::files(
+            &serde_json::to_string_pretty(&full)?,
+            &args.trace,
+            &kpis,
+            suanwang_server::console::ECHARTS,
+            suanwang_server::console::ECHARTS_LICENSE,
+        ) {
             let p = dir.join(name);
             std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
         }

@@ -8,12 +8,16 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
+/// Apache ECharts (vendored from npm, Apache-2.0): the console's charts, and the twin's report's.
+pub const ECHARTS: &str = include_str!("../console/vendor/echarts.min.js");
+pub const ECHARTS_LICENSE: &str = include_str!("../console/vendor/ECHARTS-LICENSE");
+
 /// (path under /console/, media type, bytes)
 const ASSETS: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../console/app.js")),
     ("style.css", "text/css; charset=utf-8", include_bytes!("../console/style.css")),
-    ("vendor/echarts.min.js", "text/javascript; charset=utf-8", include_bytes!("../console/vendor/echarts.min.js")),
-    ("vendor/ECHARTS-LICENSE", "text/plain; charset=utf-8", include_bytes!("../console/vendor/ECHARTS-LICENSE")),
+    ("vendor/echarts.min.js", "text/javascript; charset=utf-8", ECHARTS.as_bytes()),
+    ("vendor/ECHARTS-LICENSE", "text/plain; charset=utf-8", ECHARTS_LICENSE.as_bytes()),
     ("vendor/ECHARTS-NOTICE", "text/plain; charset=utf-8", include_bytes!("../console/vendor/ECHARTS-NOTICE")),
 ];
 

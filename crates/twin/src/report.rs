@@ -1,187 +1,76 @@
-//! `--report DIR`: the run's JSON, SVG plots and an index.html that shows them. The SVG is
-//! written by hand (a few polylines and circles): no plotting dependency, no fonts needed.
+//! `--report DIR`: the run's JSON and an index.html whose charts are drawn by Apache ECharts —
+//! the library the web console uses, copied next to it (`echarts.min.js`, with its licence), so
+//! the report opens offline from the directory: axes with ticks and units, legends that do not
+//! overlap (scrolling when long), the cost–carbon–wait frontier with the Pareto set marked.
 
 use std::fmt::Write as _;
 
-use crate::run::PolicyKpis;
+use serde_json::{Value, json};
 
-const W: f64 = 720.0;
-const H: f64 = 300.0;
-const PAD: f64 = 48.0;
-const COLOURS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
+use crate::run::PolicyKpis;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// An open SVG of the report's size with `title` and the two axes drawn; the caller adds the
-/// marks and closes it.
-fn frame(title: &str) -> String {
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = write!(svg, r#"<text x="{PAD}" y="20" font-size="14">{}</text>"#, esc(title));
-    let _ = write!(
-        svg,
-        r##"<line x1="{PAD}" y1="{}" x2="{}" y2="{}" stroke="#444"/><line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{}" stroke="#444"/>"##,
-        H - PAD,
-        W - PAD,
-        H - PAD,
-        H - PAD
-    );
-    svg
+/// The charts' data: per policy its daily series and its frontier point.
+fn chart_data(policies: &[PolicyKpis]) -> Value {
+    let days = policies
+        .iter()
+        .flat_map(|p| p.daily_hub_utilization.values().map(Vec::len).chain([p.daily_green_share.len()]))
+        .max()
+        .unwrap_or(0);
+    json!({
+        "days": days,
+        "policies": policies.iter().map(|p| json!({
+            "name": p.policy,
+            "sweep": p.policy.starts_with("sweep:"),
+            "cost_cny": p.cost_fen as f64 / 100.0,
+            "carbon_kg": p.carbon_kg,
+            "mean_wait_s": p.mean_wait_s,
+            "pareto": p.pareto_efficient,
+            "green": p.daily_green_share,
+            "hubs": p.daily_hub_utilization,
+        })).collect::<Vec<_>>(),
+    })
 }
 
-/// A line chart of several series (values `0..=y_max`) over days.
-pub fn line_chart(title: &str, y_label: &str, series: &[(String, Vec<f64>)], y_max: f64) -> String {
-    let days = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0).max(2);
-    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f64 / (days - 1) as f64;
-    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v / y_max).clamp(0.0, 1.0);
-    let mut svg = frame(title);
-    let _ = write!(
-        svg,
-        r#"<text x="{PAD}" y="{}">day 0</text><text x="{}" y="{}" text-anchor="end">day {}</text>"#,
-        H - PAD + 16.0,
-        W - PAD,
-        H - PAD + 16.0,
-        days - 1
-    );
-    let _ = write!(
-        svg,
-        r#"<text x="8" y="{PAD}">{y_max:.2}</text><text x="8" y="{}">0</text><text x="8" y="{}">{}</text>"#,
-        H - PAD,
-        H / 2.0,
-        esc(y_label)
-    );
-    for (k, (name, values)) in series.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        let points: Vec<String> = values.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v))).collect();
-        let _ = write!(
-            svg,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
-            points.join(" ")
-        );
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}" fill="{colour}">{}</text>"#,
-            W - PAD + 4.0 - 140.0,
-            PAD + 14.0 * k as f64,
-            esc(name)
-        );
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
-/// A scatter of cost (x) against carbon (y), one labelled point per policy.
-pub fn cost_carbon(policies: &[PolicyKpis]) -> String {
-    let max_x = policies.iter().map(|p| p.cost_fen as f64 / 100.0).fold(1.0, f64::max) * 1.1;
-    let max_y = policies.iter().map(|p| p.carbon_kg).fold(1.0, f64::max) * 1.1;
-    let x = |v: f64| PAD + (W - 2.0 * PAD) * v / max_x;
-    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * v / max_y;
-    let mut svg = frame("cost (CNY) against carbon (kg, market-based) per policy");
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="end">{max_x:.0} CNY</text><text x="8" y="{PAD}">{max_y:.0} kg</text>"#,
-        W - PAD,
-        H - PAD + 16.0
-    );
-    for (k, p) in policies.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        let (px, py) = (x(p.cost_fen as f64 / 100.0), y(p.carbon_kg));
-        let _ = write!(
-            svg,
-            r#"<circle cx="{px:.1}" cy="{py:.1}" r="5" fill="{colour}"/><text x="{:.1}" y="{:.1}" fill="{colour}">{}</text>"#,
-            px + 7.0,
-            py - 6.0,
-            esc(&p.policy)
-        );
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
-/// The frontier: cost (x) against carbon (y) for every policy of the run; the mean wait is the
-/// marker's radius (3–12 px); Pareto-efficient points over (cost, carbon, mean wait) are ringed;
-/// named policies are labelled, sweep points are grey and unlabelled.
-pub fn frontier(policies: &[PolicyKpis]) -> String {
-    let xs: Vec<f64> = policies.iter().map(|p| p.cost_fen as f64 / 100.0).collect();
-    let ys: Vec<f64> = policies.iter().map(|p| p.carbon_kg).collect();
-    let (lo_x, hi_x) = span(&xs);
-    let (lo_y, hi_y) = span(&ys);
-    let max_wait = policies.iter().map(|p| p.mean_wait_s).fold(1.0, f64::max);
-    let x = |v: f64| PAD + (W - 2.0 * PAD) * (v - lo_x) / (hi_x - lo_x);
-    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v - lo_y) / (hi_y - lo_y);
-    let mut svg = frame(&format!(
-        "cost against carbon; marker size = mean wait (largest {max_wait:.0} s); ringed = Pareto-efficient"
-    ));
-    for i in 0..=4 {
-        let fx = lo_x + (hi_x - lo_x) * f64::from(i) / 4.0;
-        let fy = lo_y + (hi_y - lo_y) * f64::from(i) / 4.0;
-        let _ = write!(
-            svg,
-            r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#444"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4:.0}</text><line x1="{5}" y1="{6:.1}" x2="{PAD}" y2="{6:.1}" stroke="#444"/><text x="{7}" y="{8:.1}" text-anchor="end">{9:.1}</text>"##,
-            x(fx),
-            H - PAD,
-            H - PAD + 4.0,
-            H - PAD + 16.0,
-            fx,
-            PAD - 4.0,
-            y(fy),
-            PAD - 6.0,
-            y(fy) + 4.0,
-            fy
-        );
-    }
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="end">cost, CNY</text><text x="8" y="{}">kg CO2</text>"#,
-        W - PAD,
-        H - 8.0,
-        PAD - 14.0
-    );
-    let mut named = 0;
-    for p in policies {
-        let sweep = p.policy.starts_with("sweep:");
-        let colour = if sweep {
-            "#999"
-        } else {
-            named += 1;
-            COLOURS[(named - 1) % COLOURS.len()]
-        };
-        let (px, py) = (x(p.cost_fen as f64 / 100.0), y(p.carbon_kg));
-        let r = 3.0 + 9.0 * (p.mean_wait_s / max_wait).clamp(0.0, 1.0);
-        let _ = write!(svg, r#"<circle cx="{px:.1}" cy="{py:.1}" r="{r:.1}" fill="{colour}" fill-opacity="0.7"/>"#);
-        if p.pareto_efficient {
-            let _ =
-                write!(svg, r##"<circle cx="{px:.1}" cy="{py:.1}" r="{:.1}" fill="none" stroke="#000"/>"##, r + 2.0);
-        }
-        if !sweep {
-            let _ = write!(
-                svg,
-                r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{}</text>"#,
-                px + r + 3.0,
-                py - 3.0,
-                esc(&p.policy)
-            );
-        }
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
-/// A value range with 5 % margins, never empty.
-fn span(v: &[f64]) -> (f64, f64) {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if !(lo.is_finite() && hi.is_finite()) {
-        return (0.0, 1.0);
-    }
-    let pad = ((hi - lo) * 0.05).max(hi.abs() * 0.01).max(1e-9);
-    (lo - pad, hi + pad)
-}
+/// The script that draws the charts from `DATA` (set by the page).
+const CHARTS_JS: &str = r##"
+"use strict";
+const pct = (v) => `${Math.round(v * 100)} %`;
+const days = Array.from({ length: DATA.days }, (_, i) => `${i + 1}`);
+const named = DATA.policies.filter((p) => !p.sweep);
+const base = { animation: false, tooltip: { trigger: "axis" }, grid: { left: 70, right: 90, top: 60, bottom: 60 } };
+const dayAxis = { type: "category", data: days, name: "day of the trace", nameLocation: "middle", nameGap: 32, axisTick: { show: true, alignWithLabel: true } };
+const shareAxis = { type: "value", min: 0, max: 1, name: "share", axisLabel: { formatter: pct }, axisTick: { show: true } };
+function draw(id, option) { echarts.init(document.getElementById(id)).setOption(option); }
+draw("green", { ...base, legend: { type: "scroll", top: 0 }, xAxis: dayAxis, yAxis: shareAxis,
+  series: named.map((p, i) => ({ name: p.name, type: "line", showSymbol: false, data: p.green,
+    markLine: i === 0 ? { silent: true, symbol: "none", label: { formatter: "target 80 %" }, data: [{ yAxis: 0.8 }] } : undefined })) });
+named.forEach((p) => {
+  const max = Math.max(0.05, ...Object.values(p.hubs).flat());
+  draw(`hubs-${p.name}`, { ...base, legend: { type: "scroll", top: 0 }, xAxis: dayAxis,
+    yAxis: { ...shareAxis, max: Math.min(1, Math.ceil(max * 10) / 10) },
+    series: Object.entries(p.hubs).map(([hub, v]) => ({ name: hub, type: "line", showSymbol: false, data: v })) });
+});
+const maxWait = Math.max(1, ...DATA.policies.map((p) => p.mean_wait_s));
+const point = (p) => ({ name: p.name, value: [p.cost_cny, p.carbon_kg, p.mean_wait_s],
+  symbolSize: 8 + 22 * Math.min(1, p.mean_wait_s / maxWait),
+  itemStyle: p.pareto ? { borderColor: "#000", borderWidth: 2 } : {} });
+draw("frontier", { ...base, tooltip: { trigger: "item", formatter: (x) =>
+    `${x.name}<br>cost ${x.value[0].toFixed(2)} CNY<br>carbon ${x.value[1].toFixed(1)} kg<br>mean wait ${x.value[2].toFixed(0)} s` },
+  legend: { type: "scroll", top: 0 },
+  xAxis: { type: "value", scale: true, name: "cost (CNY)", nameLocation: "middle", nameGap: 32, axisTick: { show: true } },
+  yAxis: { type: "value", scale: true, name: "carbon (kg CO₂, market-based)", nameLocation: "middle", nameGap: 55, axisTick: { show: true } },
+  series: [
+    ...named.map((p) => ({ name: p.name, type: "scatter", data: [point(p)], label: { show: true, position: "right", formatter: (x) => x.name },
+      labelLayout: { hideOverlap: true } })),
+    ...(DATA.policies.some((p) => p.sweep)
+      ? [{ name: "sweep", type: "scatter", itemStyle: { color: "#9aa3b5" }, data: DATA.policies.filter((p) => p.sweep).map(point) }]
+      : []),
+  ] });
+"##;
 
 /// Targets met per named policy: one row per target, one column per policy.
 pub fn targets_table(policies: &[PolicyKpis]) -> String {
@@ -219,26 +108,26 @@ pub fn targets_table(policies: &[PolicyKpis]) -> String {
     t
 }
 
-/// The files of a report: (name, contents).
-pub fn files(json: &str, trace: &str, policies: &[PolicyKpis]) -> Vec<(String, String)> {
-    let mut out = vec![("twin.json".to_string(), json.to_string())];
+/// The files of a report: (name, contents). `echarts_js` is the charting library's script,
+/// written beside the page (`echarts.min.js`) with `licence`.
+pub fn files(
+    json: &str,
+    trace: &str,
+    policies: &[PolicyKpis],
+    echarts_js: &str,
+    licence: &str,
+) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("twin.json".to_string(), json.to_string()),
+        ("echarts.min.js".to_string(), echarts_js.to_string()),
+        ("ECHARTS-LICENSE".to_string(), licence.to_string()),
+    ];
     let mut body = String::new();
     for p in policies.iter().filter(|p| !p.policy.starts_with("sweep:")) {
-        let hubs: Vec<(String, Vec<f64>)> =
-            p.daily_hub_utilization.iter().map(|(h, v)| (h.clone(), v.clone())).collect();
-        let max = hubs.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.01, f64::max);
-        let name = format!("utilisation-{}.svg", p.policy);
-        out.push((
-            name.clone(),
-            line_chart(&format!("per-hub utilisation per day — {}", p.policy), "share", &hubs, max),
-        ));
-        let _ = write!(body, r#"<h3>{}</h3><img src="{name}"/>"#, esc(&p.policy));
+        let _ = write!(body, r#"<h3>{}</h3><div class="chart" id="hubs-{}"></div>"#, esc(&p.policy), esc(&p.policy));
     }
-    let green: Vec<(String, Vec<f64>)> =
-        policies.iter().map(|p| (p.policy.clone(), p.daily_green_share.clone())).collect();
-    out.push(("green-share.svg".into(), line_chart("green share of energy used, per day", "share", &green, 1.0)));
-    out.push(("cost-carbon.svg".into(), cost_carbon(policies)));
-    out.push(("frontier.svg".into(), frontier(policies)));
+    // `</` cannot end the script early
+    let data = chart_data(policies).to_string().replace("</", "<\\/");
     let targets = targets_table(policies);
     let sweep = policies.iter().filter(|p| p.policy.starts_with("sweep:")).count();
     let pareto = policies.iter().filter(|p| p.pareto_efficient).count();
@@ -295,7 +184,7 @@ pub fn files(json: &str, trace: &str, policies: &[PolicyKpis]) -> Vec<(String, S
     }
     table.push_str("</table>");
     let html = format!(
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>Suanwang twin — {t}</title><style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}</style></head><body><h1>Suanwang digital twin</h1><p>Trace: {t}. Raw figures: <a href="twin.json">twin.json</a>.</p>{table}<h2>Targets per policy</h2><p>The seed's targets and the policy goals (hover a target for its source).</p>{targets}<h2>The frontier</h2><p>{n} policies, {sweep} of them sweep points; {pareto} Pareto-efficient over (cost, carbon, mean wait).</p><img src="frontier.svg"/><h2>Cost against carbon</h2><img src="cost-carbon.svg"/><h2>Green share over time</h2><img src="green-share.svg"/><h2>Per-hub utilisation over time</h2>{body}</body></html>"#,
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>Suanwang twin — {t}</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}.chart{{width:100%;max-width:1100px;height:420px}}</style><script src="echarts.min.js"></script></head><body><h1>Suanwang digital twin</h1><p>Trace: {t}. Raw figures: <a href="twin.json">twin.json</a>. Charts: Apache ECharts (<a href="ECHARTS-LICENSE">licence</a>).</p>{table}<h2>Targets per policy</h2><p>The seed's targets and the policy goals (hover a target for its source).</p>{targets}<h2>The frontier</h2><p>{n} policies, {sweep} of them sweep points; {pareto} Pareto-efficient over (cost, carbon, mean wait), ringed; a marker's size is its mean wait.</p><div class="chart" id="frontier"></div><h2>Green share of energy used, per day</h2><div class="chart" id="green"></div><h2>Per-hub utilisation per day</h2>{body}<script>const DATA = {data};</script><script>{CHARTS_JS}</script></body></html>"#,
         t = esc(trace),
         n = policies.len()
     );

@@ -5,6 +5,7 @@
 //! tenant cannot open another tenant's job. Screenshots of the map, a job and the KPIs are
 //! written to docs/ for the README.
 
+use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -244,5 +245,44 @@ async fn the_console_signs_in_shows_the_map_a_job_and_a_live_alert_and_keeps_ten
     assert!(refused.as_str().is_some_and(|r| r.to_lowercase().contains("no such job")), "{refused}");
     let title = b.js("const e = document.querySelector('#job-title'); return e && e.innerText").await;
     assert!(title.is_null(), "another tenant's job is not shown: {title}");
+    // the twin's report uses the same charts: every chart drawn, axes with ticks, legends
+    let dir = u.dir.join("twin");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let trace = dir.join("jobs.csv");
+    let mut text = String::from("submit,runtime,cores\n");
+    for i in 0..400 {
+        let _ = writeln!(text, "{},{},{}", i * 900, 1800 + i * 97, 4 + i % 32);
+    }
+    std::fs::write(&trace, text).expect("trace");
+    let report = dir.join("report");
+    let out = crate::suanwang(&[
+        "twin",
+        "--trace",
+        &format!("csv:{}", trace.display()),
+        "--map",
+        "submit=submit,duration=runtime,cpus=cores",
+        "--policy",
+        "balanced,nearest,greenest",
+        "--report",
+        report.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    b.goto(&format!("file://{}", report.join("index.html").display())).await;
+    let charts = b
+        .until(
+            "the report's charts",
+            "const els = [...document.querySelectorAll('.chart')];              const cs = els.map(e => echarts.getInstanceByDom(e)).filter(Boolean);              if (cs.length < els.length || els.length === 0) return null;              return cs.map(c => { const o = c.getOption(); return { ticks: o.xAxis[0].axisTick.show && o.yAxis[0].axisTick.show,                named: !!(o.xAxis[0].name && o.yAxis[0].name), legend: o.legend.length > 0, series: o.series.length }; })",
+        )
+        .await;
+    let charts = charts.as_array().expect("charts");
+    assert!(charts.len() >= 5, "frontier, green share and one per named policy: {charts:?}");
+    for c in charts {
+        assert_eq!(c["ticks"], true, "{c}");
+        assert_eq!(c["named"], true, "axes carry their names and units: {c}");
+        assert_eq!(c["legend"], true, "{c}");
+        assert!(c["series"].as_u64() > Some(0), "{c}");
+    }
+    b.js("document.getElementById('frontier').previousElementSibling.scrollIntoView(); return true").await;
+    b.screenshot(&docs.join("twin-report.png")).await;
     b.cmd(reqwest::Method::DELETE, "", None).await;
 }
