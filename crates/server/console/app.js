@@ -377,6 +377,9 @@ async function route(quiet) {
 }
 
 window.addEventListener("hashchange", () => route());
+// a stream held past the page would keep one of the browser's six HTTP/1.1 connections to
+// this host busy: closed when the page goes away
+window.addEventListener("pagehide", () => { if (stream) { stream.abort(); stream = null; } });
 window.addEventListener("resize", () => charts.forEach((c) => c.resize()));
 $("#signout").addEventListener("click", () => signOut(""));
 $("#lang").addEventListener("click", (e) => {

@@ -23,10 +23,12 @@ struct Browser {
 }
 
 mod tempdir {
-    /// A directory removed when dropped.
+    /// A browser profile directory: its processes stopped and the directory removed when dropped.
     pub struct Dir(pub std::path::PathBuf);
     impl Drop for Dir {
         fn drop(&mut self) {
+            // a failed test leaves its browser running: stop what uses this profile first
+            let _ = std::process::Command::new("pkill").arg("-f").arg(self.0.as_os_str()).status();
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
