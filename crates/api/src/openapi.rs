@@ -676,6 +676,9 @@ pub fn openapi() -> Value {
         if has_params || r.request != Body::Empty || r.method == "post" && v1 {
             responses.insert("400".into(), error("Bad request: a path, query or body that cannot be read"));
         }
+        if r.path == "/console/{path}" {
+            responses.insert("404".into(), error("No such asset"));
+        }
         if v1 {
             responses.insert("401".into(), error("Missing or bad token"));
             responses.insert("403".into(), error("Role not allowed (or not the owner)"));
