@@ -24,6 +24,16 @@ pub fn suanwang(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Runs `suanwang ARGS` with these environment variables set (and no others of ours).
+pub fn suanwang_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_suanwang"));
+    c.args(args).env_remove("SUANWANG_NETWORK_DATA").env_remove("SUANWANG_SERVER").env_remove("SUANWANG_TOKEN");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("the binary runs")
+}
+
 /// A client for the tests: reqwest is built with rustls but without a default crypto provider
 /// (the workspace uses ring alone), so the process installs ring before the first client.
 pub fn http() -> reqwest::Client {
