@@ -179,7 +179,7 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
             &serde_json::to_string_pretty(&full)?,
             &args.trace,
             &kpis,
-            suanwang_server::console::ECHARTS,
+            &suanwang_server::console::echarts().context("unzipping the vendored ECharts")?,
             suanwang_server::console::ECHARTS_LICENSE,
         ) {
             let p = dir.join(name);

@@ -32,6 +32,11 @@ async fn the_console_is_served_from_the_binary_within_its_budget() {
     let (st, e) = call(&s.url, "GET", "/console/nope.js", None, None, None).await;
     assert_eq!(st, 404, "{e}");
     assert!(!html.contains("http://") && !html.contains("https://"), "no asset from elsewhere: it works offline");
+    // ECharts is kept gzipped: served so (browsers unzip it), unzipped for the twin's report
+    let r = http().get(format!("{}/console/vendor/echarts.min.js", s.url)).send().await.expect("echarts");
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let script = suanwang_server::console::echarts().expect("unzips");
+    assert!(script.len() > 1_000_000 && script.contains("echarts"), "{} bytes", script.len());
     let bytes = suanwang_server::console::embedded_bytes();
     println!("the console adds {bytes} bytes to the binary");
     assert!(bytes <= 5 * 1024 * 1024, "{bytes} bytes: over the 5 MB budget");
