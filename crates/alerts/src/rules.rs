@@ -311,31 +311,8 @@ fn placeholders(t: &str) -> Result<Vec<&str>, String> {
     Ok(out)
 }
 
-/// The template with its placeholders filled: labels by name, `{value}` by the sample.
-pub fn render(t: &str, labels: &BTreeMap<String, String>, value: f64) -> String {
-    let mut out = String::with_capacity(t.len());
-    let mut rest = t;
-    while let Some(i) = rest.find('{') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let Some(end) = after.find('}') else {
-            out.push_str(&rest[i..]);
-            return out;
-        };
-        let name = &after[..end];
-        if name == "value" {
-            out.push_str(&number(value));
-        } else {
-            out.push_str(labels.get(name).map_or("", String::as_str));
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The template in Prometheus's Go templates: `{site}` → `{{ $labels.site }}`.
-pub fn prometheus_template(t: &str) -> String {
+/// `t` with each `{name}` replaced by `fill(name)` (an unclosed `{` is kept as it is).
+fn substitute(t: &str, fill: impl Fn(&str) -> String) -> String {
     let mut out = String::with_capacity(t.len() + 16);
     let mut rest = t;
     while let Some(i) = rest.find('{') {
@@ -345,16 +322,27 @@ pub fn prometheus_template(t: &str) -> String {
             out.push_str(&rest[i..]);
             return out;
         };
-        match &after[..end] {
-            "value" => out.push_str("{{ $value }}"),
-            name => {
-                let _ = write!(out, "{{{{ $labels.{name} }}}}");
-            }
-        }
+        out.push_str(&fill(&after[..end]));
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// The template with its placeholders filled: labels by name, `{value}` by the sample.
+pub fn render(t: &str, labels: &BTreeMap<String, String>, value: f64) -> String {
+    substitute(t, |name| match name {
+        "value" => number(value),
+        label => labels.get(label).cloned().unwrap_or_default(),
+    })
+}
+
+/// The template in Prometheus's Go templates: `{site}` → `{{ $labels.site }}`.
+pub fn prometheus_template(t: &str) -> String {
+    substitute(t, |name| match name {
+        "value" => "{{ $value }}".to_string(),
+        label => format!("{{{{ $labels.{label} }}}}"),
+    })
 }
 
 /// A number as people write it: `0.9`, `3`, `1.25` (shortest form that reads back the same).
