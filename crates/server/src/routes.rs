@@ -267,26 +267,15 @@ async fn whoami(State(inner): S, headers: HeaderMap) -> Result<Json<api::WhoAmI>
 }
 
 async fn metrics(State(inner): S) -> impl IntoResponse {
-    use suanwang_engine::JobState;
     let now = actor::wall_now();
     // every state, 0 when no job is in it: a series that exists from the start (rates and
     // dashboards need it)
     let counts = inner.views.read().map(|v| v.totals.counts_by_state()).unwrap_or_default();
-    let states: Vec<(String, u64)> = [
-        JobState::Submitted,
-        JobState::Admitted,
-        JobState::Placed,
-        JobState::InTransfer,
-        JobState::Running,
-        JobState::Completed,
-        JobState::Failed,
-        JobState::Cancelled,
-        JobState::Refused,
-    ]
-    .into_iter()
-    .map(crate::views::state_str)
-    .map(|s| (s.to_string(), counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n)))
-    .collect();
+    let states: Vec<(String, u64)> = api::JobState::ALL
+        .into_iter()
+        .map(api::JobState::as_str)
+        .map(|s| (s.to_string(), counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n)))
+        .collect();
     let (samples, alerts) = inner.board.read().map(|b| (Arc::clone(&b.samples), b.alerts.clone())).unwrap_or_default();
     ([("content-type", "text/plain; version=0.0.4")], inner.metrics.render(&states, &samples, &alerts, now.0))
 }
