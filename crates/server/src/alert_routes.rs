@@ -32,7 +32,8 @@ fn bad(field: &str, why: impl Into<String>) -> ApiError {
 }
 
 /// Whether `p` may see alert `a`: the operator and the regulator all; a tenant those about it
-/// (`tenant` label); a provider those about its sites (`site` label).
+/// (`tenant` label); a provider those about its sites (`site` label); a funder those about its
+/// programmes; a carrier those about its links.
 fn may_see(inner: &Inner, p: &Principal, a: &suanwang_alerts::Alert) -> bool {
     match p.role {
         Role::Operator | Role::Regulator => true,
@@ -40,7 +41,26 @@ fn may_see(inner: &Inner, p: &Principal, a: &suanwang_alerts::Alert) -> bool {
         Role::Provider => {
             a.labels.get("site").is_some_and(|s| inner.grants().get(s).is_some_and(|g| g.owner.name == p.name))
         }
-        Role::Carrier | Role::Funder => false,
+        // a funder those about its programmes (`programme` label)
+        Role::Funder => a.labels.get("programme").is_some_and(|id| {
+            inner.books.lock().is_ok_and(|b| b.programme(id).is_some_and(|s| s.programme.funder == p.name))
+        }),
+        // a carrier those about the links it carries (`link` label `a~b`): the backbone carrier
+        // the backbone's links, the access carrier the access links
+        Role::Carrier => a.labels.get("link").and_then(|l| l.split_once('~')).is_some_and(|(x, y)| {
+            let net = inner.net();
+            let Some(link) = net.links.iter().find(|l| (l.a == x && l.b == y) || (l.a == y && l.b == x)) else {
+                return false;
+            };
+            inner.books.lock().is_ok_and(|b| {
+                let parties = &b.book.parties;
+                let carrier = match link.kind {
+                    suanwang_core::network::LinkKind::Access => &parties.access_carrier,
+                    suanwang_core::network::LinkKind::Backbone => &parties.backbone_carrier,
+                };
+                *carrier == p.name
+            })
+        }),
     }
 }
 

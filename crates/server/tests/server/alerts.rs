@@ -273,3 +273,100 @@ async fn a_silent_agent_raises_alerts_that_reach_the_api_the_event_stream_and_a_
     let e: Value = res.json().await.expect("json");
     assert_eq!(e["field"], "Last-Event-ID");
 }
+
+/// Alerts about money and links go to whom they concern (R7): a funder sees its programme's
+/// budget alert and not another funder's; a carrier sees its links' alerts and not the other
+/// carrier's; the regulator sees all; a tenant sees none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funders_and_carriers_see_the_alerts_about_what_they_fund_and_carry() {
+    let store = sqlite("alerts-parties").await;
+    let rules = r#"
+[[rule]]
+name = "VoucherBudgetNearlySpent"
+indicator = "suanwang_voucher_budget_used_ratio"
+when = "> 0.9"
+severity = "warning"
+summary = "{programme} used {value}"
+
+[[rule]]
+name = "LinkWatched"
+indicator = "suanwang_link_transfer_bytes"
+when = ">= 0"
+severity = "info"
+summary = "{link}"
+"#;
+    let cfg = ServerConfig {
+        alert_rules: suanwang_alerts::rules::parse(rules, None).expect("rules"),
+        ..ServerConfig::default()
+    };
+    let server = start_with(store.clone(), cfg).await;
+    let url = server.url.clone();
+    let token = async |role, name: &str| create_token(&store, role, name).await.expect("token");
+    let (sichuan, beijing, reg, acme) = (
+        token(Role::Funder, "sichuan").await,
+        token(Role::Funder, "beijing").await,
+        token(Role::Regulator, "reg").await,
+        token(Role::Tenant, "acme").await,
+    );
+    let (backbone, access) =
+        (token(Role::Carrier, "carrier-backbone").await, token(Role::Carrier, "carrier-access").await);
+    let now = suanwang_server::actor::wall_now().0;
+    for (funder, id, granted) in [(&sichuan, "sc-near", 950), (&beijing, "bj-far", 100)] {
+        let p = json!({"id": id, "kind": "compute", "budget_fen": 1_000, "rate_bp": 3000,
+            "cap_per_beneficiary_fen": 1_000, "valid_from_ms": now - 1000, "valid_to_ms": now + 86_400_000});
+        let (st, e) = call(
+            &url,
+            "POST",
+            "/v1/vouchers/programmes",
+            Some(funder),
+            Some(serde_json::to_vec(&p).expect("json")),
+            None,
+        )
+        .await;
+        assert_eq!(st, 201, "{e}");
+        let g = json!({"programme": id, "tenant": "acme", "amount_fen": granted});
+        let (st, e) =
+            call(&url, "POST", "/v1/vouchers/grants", Some(funder), Some(serde_json::to_vec(&g).expect("json")), None)
+                .await;
+        assert_eq!(st, 201, "{e}");
+    }
+    let names = async |t: &str| -> Vec<(String, String)> {
+        let (st, l) = call(&url, "GET", "/v1/alerts?state=firing", Some(t), None, None).await;
+        assert_eq!(st, 200, "{l}");
+        let key = |a: &Value| {
+            let label = a["labels"]["programme"].as_str().or(a["labels"]["link"].as_str()).unwrap_or("").to_string();
+            (a["name"].as_str().unwrap_or("").to_string(), label)
+        };
+        l["alerts"].as_array().expect("list").iter().map(key).collect()
+    };
+    let near = ("VoucherBudgetNearlySpent".to_string(), "sc-near".to_string());
+    let all = until("the budget alert", async || {
+        let all = names(&reg).await;
+        all.contains(&near).then_some(all)
+    })
+    .await;
+    assert!(!all.iter().any(|(_, p)| p == "bj-far"), "10 % used is not near: {all:?}");
+    assert_eq!(names(&sichuan).await.iter().filter(|(n, _)| n.starts_with("Voucher")).collect::<Vec<_>>(), [&near]);
+    assert_eq!(names(&beijing).await, [], "not its programme, not its links");
+    assert_eq!(names(&acme).await, [], "a tenant sees no programme's or link's alert");
+    // every link is watched: each carrier sees exactly its own links', together all of them
+    let net = suanwang_core::network::Network::reference().expect("network");
+    let carried = |kind_is_access: bool| -> Vec<(String, String)> {
+        let mut v: Vec<_> = net
+            .links
+            .iter()
+            .filter(|l| (l.kind == suanwang_core::network::LinkKind::Access) == kind_is_access)
+            .map(|l| ("LinkWatched".to_string(), format!("{}~{}", l.a, l.b)))
+            .collect();
+        v.sort();
+        v
+    };
+    let seen = async |t: &str| {
+        let mut v: Vec<_> = names(t).await.into_iter().filter(|(n, _)| n == "LinkWatched").collect();
+        v.sort();
+        v
+    };
+    let (b, a) = (seen(&backbone).await, seen(&access).await);
+    assert!(!b.is_empty() && !a.is_empty(), "both kinds of link exist");
+    assert_eq!((b, a), (carried(false), carried(true)));
+}
