@@ -69,6 +69,16 @@ pub const INDICATORS: &[Indicator] = &[
         help: "Share of a hub's unified capacity held by running jobs.",
     },
     Indicator {
+        name: "suanwang_network_utilization",
+        labels: &[],
+        help: "Share of the whole network's unified capacity held by running jobs (the national average).",
+    },
+    Indicator {
+        name: "suanwang_hub_utilization_ratio",
+        labels: &[],
+        help: "The hubs' utilization (all hub sites together) divided by the national average; absent while nothing runs.",
+    },
+    Indicator {
         name: "suanwang_hub_green_share",
         labels: &["hub"],
         help: "Green-power share of a hub's sites now (their modelled hourly profiles).",

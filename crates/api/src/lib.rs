@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod console;
 pub mod dataset;
 pub mod evidence;
 pub mod job;
@@ -34,6 +35,6 @@ pub use money::{
 };
 pub use network::{Approval, NetworkDocument, SiteList, SiteStatus};
 pub use openapi::{AGENT_SCHEMAS, Body, ROUTES, Route, openapi};
-pub use ops::{ApproveAnswer, ErrorBody, Health, Kpis, RestartAnswer, SuspendAnswer, WhoAmI};
+pub use ops::{ApproveAnswer, ErrorBody, Health, KpiTargets, Kpis, RestartAnswer, SuspendAnswer, WhoAmI};
 pub use plan::{Placement, PlanAnswer, Refusal};
 pub use strict::duplicate_key;

@@ -59,6 +59,34 @@ pub const ROUTES: &[Route] = &[
         ..route("get", "/v1/whoami", "The principal the token names", "every role")
     },
     Route {
+        response: Body::Json("MapLayer"),
+        ..route(
+            "get",
+            "/v1/map",
+            "The national map's borders from the approved map the operator supplied (`--map-borders`), with its \
+             approval number; empty without one (the console then draws a schematic)",
+            "every role",
+        )
+    },
+    Route {
+        response: Body::Json("TwinReportList"),
+        ..route(
+            "get",
+            "/v1/twin/reports",
+            "The digital twin's reports in the server's `--twin-reports DIR`, newest first",
+            "operator, regulator",
+        )
+    },
+    Route {
+        response: Body::Json("TwinReport"),
+        ..route(
+            "get",
+            "/v1/twin/reports/{name}",
+            "One report's figures: per policy cost, carbon, waits, targets, daily green share and hub utilisation",
+            "operator, regulator",
+        )
+    },
+    Route {
         response: Body::Text("text/plain; version=0.0.4"),
         ..route("get", "/metrics", "Prometheus text metrics", "anyone")
     },
@@ -501,6 +529,9 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<crate::evidence::EvidenceBundle>();
     g.subschema_for::<crate::alerts::AlertList>();
     g.subschema_for::<crate::alerts::StreamEvent>();
+    g.subschema_for::<crate::console::MapLayer>();
+    g.subschema_for::<crate::console::TwinReportList>();
+    g.subschema_for::<crate::console::TwinReport>();
     let mut out = g.take_definitions(true);
     let mut r = SchemaGenerator::new(settings(Contract::Deserialize));
     r.subschema_for::<job::JobSpec>();
@@ -730,6 +761,11 @@ pub fn openapi() -> Value {
             params.push(json!({"name": "dataset", "in": "path", "required": true,
                 "description": "A dataset identifier, prefix/suffix, its '/' sent as is or as %2F (a malformed id or a wrong check symbol names no dataset: 404 saying why)",
                 "schema": {"type": "string", "minLength": 3, "maxLength": 128}}));
+        }
+        if r.path.contains("{name}") {
+            params.push(json!({"name": "name", "in": "path", "required": true,
+                "description": "A report's directory name as `GET /v1/twin/reports` lists it (another: 404)",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}));
         }
         if r.path == "/console/{path}" {
             params.push(json!({"name": "path", "in": "path", "required": true,

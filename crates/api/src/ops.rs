@@ -65,6 +65,46 @@ pub struct Kpis {
     /// Jobs ever submitted.
     #[serde(default)]
     pub jobs: u64,
+    /// Unified compute delivered, ucu·h (cost per unit of compute = `cost_fen / ucu_hours`).
+    #[serde(default)]
+    pub ucu_hours: f64,
+    /// Green share of the energy used by jobs in the hubs, 0–1 (the seed's 80 % target is for
+    /// hub data centres).
+    #[serde(default)]
+    pub hub_green_share: f64,
+    /// Data moved to jobs' sites, GB, and what it cost (transfer cost per GB = `transfer_fen /
+    /// transfer_gb`).
+    #[serde(default)]
+    pub transfer_gb: f64,
+    #[serde(default)]
+    pub transfer_fen: i64,
+    /// The part of it that crossed from one hub to another.
+    #[serde(default)]
+    pub inter_hub_transfer_gb: f64,
+    #[serde(default)]
+    pub inter_hub_transfer_fen: i64,
+    /// Now: the share of the whole network's capacity held by running jobs (the national
+    /// average), and the hubs' utilisation divided by it (absent while nothing runs).
+    #[serde(default)]
+    pub network_utilization: f64,
+    #[serde(default)]
+    pub hub_utilization_ratio: Option<f64>,
+    /// Now: per latency tier (`city`, `regional`, `cross-hub`), the share of the last 15
+    /// minutes' jobs with that tier that a site within it took.
+    #[serde(default)]
+    pub latency_tier_attainment: BTreeMap<String, f64>,
+    /// The policy's targets these are judged against (`data/policy.toml`).
+    #[serde(default)]
+    pub targets: KpiTargets,
+}
+
+/// The targets of `GET /v1/kpis`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KpiTargets {
+    /// Hub utilisation ÷ national average that counts as "significantly above".
+    pub utilisation_ratio: f64,
+    /// Green-power share of hub data centres.
+    pub green_share: f64,
 }
 
 /// `POST /v1/admin/restart` (202): the process re-executes itself; `/healthz` shows a new

@@ -138,6 +138,18 @@ struct ServeFlags {
     /// silences and receivers take over.
     #[arg(long, value_name = "URL")]
     alertmanager: Option<String>,
+    /// Draw administrative borders on the console's map from this GeoJSON file — an approved
+    /// map (审图号) only: publishing a map of China with borders needs one. Needs
+    /// --map-approval. Without it the map is a schematic (sites at their coordinates).
+    #[arg(long, value_name = "FILE", requires = "map_approval")]
+    map_borders: Option<PathBuf>,
+    /// The approval number of the --map-borders map (e.g. "GS(2024)0650号"), shown under it.
+    #[arg(long, value_name = "NUMBER", requires = "map_borders")]
+    map_approval: Option<String>,
+    /// Show the digital twin's reports in the console: each directory under DIR that
+    /// `suanwang twin --report DIR/NAME` wrote.
+    #[arg(long, value_name = "DIR")]
+    twin_reports: Option<PathBuf>,
 }
 
 /// `--credit-limit-fen`: fen, or `unlimited`.
@@ -184,6 +196,8 @@ impl ServeFlags {
             alert_rules: self.alert_rules.as_deref(),
             webhooks: self.webhook.clone(),
             alertmanager: self.alertmanager.clone(),
+            map_borders: self.map_borders.as_deref().zip(self.map_approval.as_deref()),
+            twin_reports: self.twin_reports.clone(),
         }
     }
 }

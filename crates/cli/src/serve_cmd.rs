@@ -127,6 +127,10 @@ pub struct ServeArgs<'a> {
     /// Where alerts go: webhooks, a user's Alertmanager.
     pub webhooks: Vec<String>,
     pub alertmanager: Option<String>,
+    /// The console map's borders: an approved map's GeoJSON file and its approval number.
+    pub map_borders: Option<(&'a Path, &'a str)>,
+    /// Where the twin's reports are.
+    pub twin_reports: Option<PathBuf>,
 }
 
 /// The listener's options from the flags; every bad value is an error naming its flag.
@@ -224,8 +228,29 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
             bail!("{flag} {url:?}: an http:// or https:// URL with a host");
         }
     }
+    let map = match args.map_borders {
+        None => suanwang_api::console::MapLayer::default(),
+        Some((file, approval)) => {
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("reading --map-borders {}", file.display()))?;
+            let name =
+                file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+            suanwang_server::geo::parse(&text, approval, &name)
+                .map_err(|e| anyhow::anyhow!("--map-borders {}: {e}", file.display()))?
+        }
+    };
+    if let Some(dir) = &args.twin_reports
+        && !dir.is_dir()
+    {
+        bail!(
+            "--twin-reports {}: not a directory (suanwang twin … --report DIR/NAME writes reports there)",
+            dir.display()
+        );
+    }
     let store = open_store(args.data, args.db).await?;
     let cfg = ServerConfig {
+        map: Arc::new(map),
+        twin_reports: args.twin_reports.clone(),
         alert_rules,
         delivery: suanwang_server::alerting::Delivery {
             webhooks: args.webhooks.clone(),

@@ -179,8 +179,11 @@ pub fn run(net: &Network, args: &TwinArgs) -> Result<()> {
             &serde_json::to_string_pretty(&full)?,
             &args.trace,
             &kpis,
-            &suanwang_server::console::echarts().context("unzipping the vendored ECharts")?,
-            suanwang_server::console::ECHARTS_LICENSE,
+            report::Scripts {
+                echarts: &suanwang_server::console::echarts().context("unzipping the vendored ECharts")?,
+                licence: suanwang_server::console::ECHARTS_LICENSE,
+                charts: suanwang_server::console::TWIN_CHARTS_JS,
+            },
         ) {
             let p = dir.join(name);
             std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;

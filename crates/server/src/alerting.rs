@@ -297,6 +297,10 @@ fn push(s: &mut Samples, name: &'static str, labels: &[(&str, &str)], value: f64
 }
 
 /// The indicators now.
+fn site_capacity(site: &suanwang_core::network::Site) -> f64 {
+    site.pools.iter().map(suanwang_core::network::Pool::capacity_ucu).sum()
+}
+
 fn measure(inner: &Inner, history: &mut History, now_ms: i64) -> Samples {
     let mut s = Samples::new();
     let net = inner.net();
@@ -323,7 +327,7 @@ fn measure(inner: &Inner, history: &mut History, now_ms: i64) -> Samples {
         if let Some(last) = agents.get(id) {
             push(&mut s, "suanwang_agent_silence_seconds", &[("site", id)], (now_ms - last).max(0) as f64 / 1000.0);
         }
-        let cap: f64 = site.pools.iter().map(suanwang_core::network::Pool::capacity_ucu).sum();
+        let cap = site_capacity(site);
         let used = running_ucu.get(id).copied().unwrap_or(0.0);
         let util = if cap > 0.0 { used / cap } else { 0.0 };
         let hub = site.hub.as_deref().unwrap_or("");
@@ -345,6 +349,15 @@ fn measure(inner: &Inner, history: &mut History, now_ms: i64) -> Samples {
             e.2 += green;
             e.3 += 1;
         }
+    }
+    // the hubs against the national average (R2's "significantly above"): the ratio is absent
+    // while nothing runs
+    let (all_used, all_cap) = (running_ucu.values().sum::<f64>(), net.sites.iter().map(site_capacity).sum::<f64>());
+    let (hubs_used, hubs_cap) = hub_use.values().fold((0.0, 0.0), |(u, c), h| (u + h.0, c + h.1));
+    let national = if all_cap > 0.0 { all_used / all_cap } else { 0.0 };
+    push(&mut s, "suanwang_network_utilization", &[], national);
+    if national > 0.0 && hubs_cap > 0.0 {
+        push(&mut s, "suanwang_hub_utilization_ratio", &[], hubs_used / hubs_cap / national);
     }
     for h in &net.hubs {
         let (used, cap, green, n) = hub_use.get(h.id.as_str()).copied().unwrap_or((0.0, 0.0, 0.0, 0));

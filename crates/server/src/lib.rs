@@ -15,6 +15,7 @@ pub mod datasets;
 pub mod error;
 pub mod evidence;
 pub mod evidence_routes;
+pub mod geo;
 pub mod listen;
 pub mod metrics;
 pub mod money_routes;
@@ -93,6 +94,9 @@ pub struct Inner {
     pub link_volumes: alerting::LinkVolumes,
     /// Jobs' recent waits and latency-tier decisions.
     pub job_windows: alerting::JobWindows,
+    /// See [`ServerConfig::map`] and [`ServerConfig::twin_reports`].
+    pub map: Arc<suanwang_api::console::MapLayer>,
+    pub twin_reports: Option<std::path::PathBuf>,
     /// The evidence-log entries of each commit, as it lands (`/v1/events` streams them).
     pub events: tokio::sync::broadcast::Sender<Arc<suanwang_store::EvidenceRow>>,
 }
@@ -174,6 +178,11 @@ pub struct ServerConfig {
     pub alert_rules: Vec<suanwang_alerts::Rule>,
     /// Where alerts go besides the log: webhooks, a user's Alertmanager.
     pub delivery: alerting::Delivery,
+    /// Borders for the console's map from the operator's approved map (`geo::parse`); empty:
+    /// a schematic.
+    pub map: Arc<suanwang_api::console::MapLayer>,
+    /// Where the twin's reports are (`suanwang twin --report DIR/NAME`), for the console.
+    pub twin_reports: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -195,6 +204,8 @@ impl Default for ServerConfig {
             // the default rules are checked by the alerts crate's tests
             alert_rules: suanwang_alerts::default_rules().unwrap_or_default(),
             delivery: alerting::Delivery::default(),
+            map: Arc::default(),
+            twin_reports: None,
         }
     }
 }
@@ -306,6 +317,8 @@ pub async fn build(
         site_up: RwLock::new(Arc::default()),
         board: RwLock::new(alerting::Board::default()),
         rules_count: cfg.alert_rules.len(),
+        map: Arc::clone(&cfg.map),
+        twin_reports: cfg.twin_reports.clone(),
         recent_auth_failures: alerting::Recent::default(),
         recent_forbidden: alerting::Recent::default(),
         link_volumes: alerting::LinkVolumes::default(),

@@ -38,6 +38,9 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/", get(crate::console::index))
         .route("/console/{*path}", get(crate::console::asset))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/map", get(crate::console::map))
+        .route("/v1/twin/reports", get(crate::console::twin_reports))
+        .route("/v1/twin/reports/{name}", get(crate::console::twin_report))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(suanwang_api::openapi()) }))
@@ -498,6 +501,13 @@ async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<api::Kpis>, Ap
     require(&p, &[Role::Operator, Role::Regulator], "read KPIs")?;
     let t = inner.views.read().map_err(|_| ApiError::unavailable("views poisoned"))?.totals.clone();
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let net = inner.net();
+    // the early-warning task's last measurement: (first label's value, sample) per indicator
+    let samples = inner.board.read().map(|b| Arc::clone(&b.samples)).unwrap_or_default();
+    let gauge = |name: &str| -> Option<Vec<(String, f64)>> {
+        let v = samples.get(name).filter(|v| !v.is_empty())?;
+        Some(v.iter().map(|x| (x.labels.values().next().cloned().unwrap_or_default(), x.value)).collect())
+    };
     Ok(Json(api::Kpis {
         jobs_by_state: t.counts_by_state().into_iter().collect(),
         energy_kwh: t.energy_kwh,
@@ -508,6 +518,19 @@ async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<api::Kpis>, Ap
         placements: t.placements,
         refusals: t.refusals,
         jobs: t.jobs,
+        ucu_hours: t.ucu_hours,
+        hub_green_share: ratio(t.hub_green_kwh, t.hub_energy_kwh),
+        transfer_gb: t.transfer_gb,
+        transfer_fen: t.transfer_fen,
+        inter_hub_transfer_gb: t.inter_hub_transfer_gb,
+        inter_hub_transfer_fen: t.inter_hub_transfer_fen,
+        network_utilization: gauge("suanwang_network_utilization").map_or(0.0, |v| v[0].1),
+        hub_utilization_ratio: gauge("suanwang_hub_utilization_ratio").map(|v| v[0].1),
+        latency_tier_attainment: gauge("suanwang_latency_tier_attainment").unwrap_or_default().into_iter().collect(),
+        targets: api::KpiTargets {
+            utilisation_ratio: net.policy.hubs.utilisation_ratio_target,
+            green_share: net.policy.hubs.green_share_target,
+        },
     }))
 }
 

@@ -76,6 +76,20 @@ pub struct Totals {
     /// First placements (moves not counted).
     pub placements: u64,
     pub refusals: u64,
+    /// Energy of jobs in the hubs, and its green part.
+    #[serde(default)]
+    pub hub_energy_kwh: f64,
+    #[serde(default)]
+    pub hub_green_kwh: f64,
+    /// Data moved to jobs' sites, and the part that crossed from one hub to another.
+    #[serde(default)]
+    pub transfer_gb: f64,
+    #[serde(default)]
+    pub transfer_fen: i64,
+    #[serde(default)]
+    pub inter_hub_transfer_gb: f64,
+    #[serde(default)]
+    pub inter_hub_transfer_fen: i64,
     /// Set when `cost_fen` would have overflowed (it then stays at its bound).
     #[serde(default)]
     pub overflowed: bool,
@@ -103,8 +117,22 @@ impl Totals {
             self.green_kwh += m.green_kwh;
             self.carbon_kg += m.carbon_market_kg;
             self.ucu_hours += m.ucu_hours;
-            if v.site.as_deref().and_then(|s| net.site(s)).is_some_and(suanwang_core::network::Site::in_hub) {
+            let site = v.site.as_deref().and_then(|s| net.site(s));
+            if site.is_some_and(suanwang_core::network::Site::in_hub) {
                 self.hub_ucu_hours += m.ucu_hours;
+                self.hub_energy_kwh += m.energy_kwh;
+                self.hub_green_kwh += m.green_kwh;
+            }
+            self.transfer_gb += m.transfer_gb;
+            self.transfer_fen = self.transfer_fen.saturating_add(m.transfer_fen);
+            // from a place of one hub to a site of another
+            let from =
+                v.spec.pointer("/input/location").and_then(serde_json::Value::as_str).and_then(|l| hub_of(net, l));
+            if let (Some(a), Some(b)) = (from, site.and_then(|s| s.hub.as_deref()))
+                && a != b
+            {
+                self.inter_hub_transfer_gb += m.transfer_gb;
+                self.inter_hub_transfer_fen = self.inter_hub_transfer_fen.saturating_add(m.transfer_fen);
             }
             match self.cost_fen.checked_add(m.money_fen) {
                 Some(c) => self.cost_fen = c,
@@ -120,6 +148,14 @@ impl Totals {
     pub fn counts_by_state(&self) -> Vec<(String, u64)> {
         self.by_state.iter().filter(|(_, n)| **n > 0).map(|(s, n)| (s.clone(), *n)).collect()
     }
+}
+
+/// The hub a place (a site or a hub's cluster) belongs to.
+fn hub_of<'a>(net: &'a Network, place: &str) -> Option<&'a str> {
+    if let Some(s) = net.site(place) {
+        return s.hub.as_deref();
+    }
+    net.clusters.iter().find(|c| c.id == place).map(|c| c.hub.as_str())
 }
 
 #[derive(Debug)]

@@ -13,64 +13,26 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The charts' data: per policy its daily series and its frontier point.
+/// The charts' data: per policy the fields of twin.json the shared chart script draws.
 fn chart_data(policies: &[PolicyKpis]) -> Value {
-    let days = policies
-        .iter()
-        .flat_map(|p| p.daily_hub_utilization.values().map(Vec::len).chain([p.daily_green_share.len()]))
-        .max()
-        .unwrap_or(0);
-    json!({
-        "days": days,
-        "policies": policies.iter().map(|p| json!({
-            "name": p.policy,
-            "sweep": p.policy.starts_with("sweep:"),
-            "cost_cny": p.cost_fen as f64 / 100.0,
-            "carbon_kg": p.carbon_kg,
-            "mean_wait_s": p.mean_wait_s,
-            "pareto": p.pareto_efficient,
-            "green": p.daily_green_share,
-            "hubs": p.daily_hub_utilization,
-        })).collect::<Vec<_>>(),
-    })
+    json!(
+        policies
+            .iter()
+            .map(|p| json!({
+                "policy": p.policy,
+                "cost_fen": p.cost_fen,
+                "carbon_kg": p.carbon_kg,
+                "mean_wait_s": p.mean_wait_s,
+                "pareto_efficient": p.pareto_efficient,
+                "daily_green_share": p.daily_green_share,
+                "daily_hub_utilization": p.daily_hub_utilization,
+            }))
+            .collect::<Vec<_>>()
+    )
 }
 
-/// The script that draws the charts from `DATA` (set by the page).
-const CHARTS_JS: &str = r##"
-"use strict";
-const pct = (v) => `${Math.round(v * 100)} %`;
-const days = Array.from({ length: DATA.days }, (_, i) => `${i + 1}`);
-const named = DATA.policies.filter((p) => !p.sweep);
-const base = { animation: false, tooltip: { trigger: "axis" }, grid: { left: 70, right: 90, top: 60, bottom: 60 } };
-const dayAxis = { type: "category", data: days, name: "day of the trace", nameLocation: "middle", nameGap: 32, axisTick: { show: true, alignWithLabel: true } };
-const shareAxis = { type: "value", min: 0, max: 1, name: "share", axisLabel: { formatter: pct }, axisTick: { show: true } };
-function draw(id, option) { echarts.init(document.getElementById(id)).setOption(option); }
-draw("green", { ...base, legend: { type: "scroll", top: 0 }, xAxis: dayAxis, yAxis: shareAxis,
-  series: named.map((p, i) => ({ name: p.name, type: "line", showSymbol: false, data: p.green,
-    markLine: i === 0 ? { silent: true, symbol: "none", label: { formatter: "target 80 %" }, data: [{ yAxis: 0.8 }] } : undefined })) });
-named.forEach((p) => {
-  const max = Math.max(0.05, ...Object.values(p.hubs).flat());
-  draw(`hubs-${p.name}`, { ...base, legend: { type: "scroll", top: 0 }, xAxis: dayAxis,
-    yAxis: { ...shareAxis, max: Math.min(1, Math.ceil(max * 10) / 10) },
-    series: Object.entries(p.hubs).map(([hub, v]) => ({ name: hub, type: "line", showSymbol: false, data: v })) });
-});
-const maxWait = Math.max(1, ...DATA.policies.map((p) => p.mean_wait_s));
-const point = (p) => ({ name: p.name, value: [p.cost_cny, p.carbon_kg, p.mean_wait_s],
-  symbolSize: 8 + 22 * Math.min(1, p.mean_wait_s / maxWait),
-  itemStyle: p.pareto ? { borderColor: "#000", borderWidth: 2 } : {} });
-draw("frontier", { ...base, tooltip: { trigger: "item", formatter: (x) =>
-    `${x.name}<br>cost ${x.value[0].toFixed(2)} CNY<br>carbon ${x.value[1].toFixed(1)} kg<br>mean wait ${x.value[2].toFixed(0)} s` },
-  legend: { type: "scroll", top: 0 },
-  xAxis: { type: "value", scale: true, name: "cost (CNY)", nameLocation: "middle", nameGap: 32, axisTick: { show: true } },
-  yAxis: { type: "value", scale: true, name: "carbon (kg CO₂, market-based)", nameLocation: "middle", nameGap: 55, axisTick: { show: true } },
-  series: [
-    ...named.map((p) => ({ name: p.name, type: "scatter", data: [point(p)], label: { show: true, position: "right", formatter: (x) => x.name },
-      labelLayout: { hideOverlap: true } })),
-    ...(DATA.policies.some((p) => p.sweep)
-      ? [{ name: "sweep", type: "scatter", itemStyle: { color: "#9aa3b5" }, data: DATA.policies.filter((p) => p.sweep).map(point) }]
-      : []),
-  ] });
-"##;
+/// Draws the page's charts with the shared script (`twin-charts.js`).
+const DRAW_JS: &str = r"drawTwin(DATA, (kind, policy) => document.getElementById(policy ? `hubs-${policy}` : kind), (el) => echarts.init(el));";
 
 /// Targets met per named policy: one row per target, one column per policy.
 pub fn targets_table(policies: &[PolicyKpis]) -> String {
@@ -108,19 +70,23 @@ pub fn targets_table(policies: &[PolicyKpis]) -> String {
     t
 }
 
-/// The files of a report: (name, contents). `echarts_js` is the charting library's script,
-/// written beside the page (`echarts.min.js`) with `licence`.
-pub fn files(
-    json: &str,
-    trace: &str,
-    policies: &[PolicyKpis],
-    echarts_js: &str,
-    licence: &str,
-) -> Vec<(String, String)> {
+/// The charting scripts a report's page uses, written beside it.
+#[derive(Debug, Clone, Copy)]
+pub struct Scripts<'a> {
+    /// Apache ECharts (`echarts.min.js`) and its licence.
+    pub echarts: &'a str,
+    pub licence: &'a str,
+    /// The twin's charts (`twin-charts.js`), the same script the web console draws them with.
+    pub charts: &'a str,
+}
+
+/// The files of a report: (name, contents).
+pub fn files(json: &str, trace: &str, policies: &[PolicyKpis], scripts: Scripts<'_>) -> Vec<(String, String)> {
     let mut out = vec![
         ("twin.json".to_string(), json.to_string()),
-        ("echarts.min.js".to_string(), echarts_js.to_string()),
-        ("ECHARTS-LICENSE".to_string(), licence.to_string()),
+        ("echarts.min.js".to_string(), scripts.echarts.to_string()),
+        ("ECHARTS-LICENSE".to_string(), scripts.licence.to_string()),
+        ("twin-charts.js".to_string(), scripts.charts.to_string()),
     ];
     let mut body = String::new();
     for p in policies.iter().filter(|p| !p.policy.starts_with("sweep:")) {
@@ -184,7 +150,7 @@ pub fn files(
     }
     table.push_str("</table>");
     let html = format!(
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>Suanwang twin — {t}</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}.chart{{width:100%;max-width:1100px;height:420px}}</style><script src="echarts.min.js"></script></head><body><h1>Suanwang digital twin</h1><p>Trace: {t}. Raw figures: <a href="twin.json">twin.json</a>. Charts: Apache ECharts (<a href="ECHARTS-LICENSE">licence</a>).</p>{table}<h2>Targets per policy</h2><p>The seed's targets and the policy goals (hover a target for its source).</p>{targets}<h2>The frontier</h2><p>{n} policies, {sweep} of them sweep points; {pareto} Pareto-efficient over (cost, carbon, mean wait), ringed; a marker's size is its mean wait.</p><div class="chart" id="frontier"></div><h2>Green share of energy used, per day</h2><div class="chart" id="green"></div><h2>Per-hub utilisation per day</h2>{body}<script>const DATA = {data};</script><script>{CHARTS_JS}</script></body></html>"#,
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>Suanwang twin — {t}</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}.chart{{width:100%;max-width:1100px;height:420px}}</style><script src="echarts.min.js"></script><script src="twin-charts.js"></script></head><body><h1>Suanwang digital twin</h1><p>Trace: {t}. Raw figures: <a href="twin.json">twin.json</a>. Charts: Apache ECharts (<a href="ECHARTS-LICENSE">licence</a>).</p>{table}<h2>Targets per policy</h2><p>The seed's targets and the policy goals (hover a target for its source).</p>{targets}<h2>The frontier</h2><p>{n} policies, {sweep} of them sweep points; {pareto} Pareto-efficient over (cost, carbon, mean wait), ringed; a marker's size is its mean wait.</p><div class="chart" id="frontier"></div><h2>Green share of energy used, per day</h2><div class="chart" id="green"></div><h2>Per-hub utilisation per day</h2>{body}<script>const DATA = {data};</script><script>{DRAW_JS}</script></body></html>"#,
         t = esc(trace),
         n = policies.len()
     );

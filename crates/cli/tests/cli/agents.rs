@@ -37,7 +37,7 @@ impl std::ops::DerefMut for Proc {
     }
 }
 
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
+pub(crate) fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut c = Command::new(env!("CARGO_BIN_EXE_suanwang"));
     c.args(args).env_remove("SUANWANG_SERVER").env_remove("SUANWANG_TOKEN").stdout(Stdio::null()).stderr(Stdio::null());
     for (k, v) in env {
@@ -249,7 +249,7 @@ async fn two_agents(u: &Up, provider: &str) -> (Proc, Proc) {
 
 /// Waits (at most 30 s) until every one of `sites` is registered, then approves those pending
 /// with `suanwang site approve` and the operator token (a provider's site takes no work before).
-async fn until_sites(u: &Up, sites: &[&str]) {
+pub(crate) async fn until_sites(u: &Up, sites: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let now = get(&u.url, &u.operator, "/v1/sites").await;

@@ -1,7 +1,7 @@
 //! The web console in a real browser (issue 15 item 5): Debian's Chromium driven through
 //! chromedriver's WebDriver protocol (plain JSON over HTTP, so no client crate): a wrong token
 //! shows the sign-in page with the reason; the operator sees the map with every hub, opens a
-//! job and sees its placement, sees an alert appear live when a site's agent falls silent; a
+//! job and sees its placement, sees an alert appear live when a site's agent is killed; a
 //! tenant cannot open another tenant's job. Screenshots of the map, a job and the KPIs are
 //! written to docs/ for the README.
 
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::agents::{Proc, free_port, up};
+use crate::agents::{Proc, free_port, spawn, until_sites, up};
 use crate::http;
 
 /// A browser session over WebDriver.
@@ -153,7 +153,14 @@ async fn the_console_signs_in_shows_the_map_a_job_and_a_live_alert_and_keeps_ten
     if !browser_installed() {
         return;
     }
-    let u = up("console", &["--no-local-agent", "--time-scale", "0.01", "--agent-timeout", "3"]).await;
+    // the twin's reports are read from here by the console's Twin page
+    let twin_dir = std::env::temp_dir().join(format!("suanwang-console-twin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&twin_dir);
+    std::fs::create_dir_all(&twin_dir).expect("mkdir");
+    let reports = twin_dir.to_str().expect("utf8");
+    let u =
+        up("console", &["--no-local-agent", "--time-scale", "0.01", "--agent-timeout", "3", "--twin-reports", reports])
+            .await;
     let b = Browser::start("console").await;
     let docs = std::path::PathBuf::from(crate::repo("docs"));
     // a wrong token: the sign-in page again, with the server's reason
@@ -203,23 +210,37 @@ async fn the_console_signs_in_shows_the_map_a_job_and_a_live_alert_and_keeps_ten
         "const el = document.querySelector('#kpi'); return el && echarts.getInstanceByDom(el) && true",
     )
     .await;
+    let tiers = b
+        .until(
+            "the latency tiers' chart",
+            "const el = document.querySelector('#kpi-tiers'); const c = el && echarts.getInstanceByDom(el); \
+             return c && c.getOption().xAxis[0].data.join(',')",
+        )
+        .await;
+    assert_eq!(tiers, "city,regional,cross-hub");
+    let cost = b.js("return document.querySelector('#kpi-cost-ucu').innerText").await;
+    assert!(cost.as_str().is_some_and(|c| c.starts_with('¥') || c == "—"), "{cost}");
     b.screenshot(&docs.join("console-kpis.png")).await;
+    // sites and their pools: every pool of the network listed
+    let pools: usize =
+        net["sites"].as_array().expect("sites").iter().map(|s| s["pools"].as_array().map_or(0, Vec::len)).sum();
+    b.goto(&format!("{}/?lang=en#/sites", u.url)).await;
+    let rows =
+        b.until("the pools", "const t = document.querySelector('#pools-table tbody'); return t && t.rows.length").await;
+    assert_eq!(rows.as_u64(), Some(pools as u64), "every pool is listed");
     // an agent's site falls silent: the alert appears on the open alerts page, live
     b.goto(&format!("{}/?lang=en#/alerts", u.url)).await;
     b.until("the alerts page", "return document.querySelector('#alerts-table, #no-alerts') !== null").await;
-    let site_body = json!({"site": {"id": "console-a", "city": "beijing", "pue": 1.2, "pools": [
-        {"name": "cpu", "model": "generic-x86_64", "count": 2, "memory_gib_per_unit": 1, "power_w_per_unit": 10.0, "price_fen_per_unit_hour": 30}
-    ]}, "detected": {"cores": 2, "memory_mib": 4096}});
-    let (st, r) = post(&u.url, &u.operator, "/v1/agents/register", &site_body).await;
-    assert_eq!(st, 200, "{r}");
-    let r = http()
-        .get(format!("{}/v1/agents/console-a/assignments?wait_ms=0", u.url))
-        .bearer_auth(&u.operator)
-        .send()
-        .await
-        .expect("poll");
-    assert_eq!(r.status(), 200);
-    // the agent polls no more (as if killed): lost after --agent-timeout 3 s
+    // a real agent process serves site console-a; then it is killed (SIGKILL)
+    let agent_dir = u.dir.join("agent-console-a");
+    let mut agent = spawn(
+        &["agent", "--site", "console-a", "--city", "beijing", "--data", agent_dir.to_str().expect("utf8")],
+        &[("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", u.operator.as_str())],
+    );
+    until_sites(&u, &["console-a"]).await;
+    agent.kill().expect("SIGKILL the agent");
+    agent.wait().expect("the agent is gone");
+    // its site is lost after --agent-timeout 3 s: the alert appears on the open page, live
     b.until(
         "SiteLost on the page",
         "return document.querySelector('tr[data-alert=\"SiteLost\"][data-state=\"firing\"]') !== null",
@@ -247,6 +268,18 @@ async fn the_console_signs_in_shows_the_map_a_job_and_a_live_alert_and_keeps_ten
     assert!(refused.as_str().is_some_and(|r| r.to_lowercase().contains("no such job")), "{refused}");
     let title = b.js("const e = document.querySelector('#job-title'); return e && e.innerText").await;
     assert!(title.is_null(), "another tenant's job is not shown: {title}");
+    // a tenant's money page: its own wallet, and no Twin page for it
+    b.goto(&format!("{}/?lang=en#/money", u.url)).await;
+    let party = b
+        .until("the tenant's accounts", "const t = document.querySelector('#money-party'); return t && t.innerText")
+        .await;
+    assert!(party.as_str().is_some_and(|w| w.ends_with(": globex")), "{party}");
+    let page = b.js("return document.querySelector('#main').innerText").await;
+    assert!(page.as_str().is_some_and(|p| !p.contains("acme-ai")), "only its own money: {page}");
+    let twin_link = b.js("return document.querySelector('#nav a[href=\"#/twin\"]').hidden").await;
+    assert_eq!(twin_link, true, "a tenant has no Twin page");
+    let r = http().get(format!("{}/v1/twin/reports", u.url)).bearer_auth(&other).send().await.expect("get");
+    assert_eq!(r.status(), 403);
     // the twin's report uses the same charts: every chart drawn, axes with ticks, legends
     let dir = u.dir.join("twin");
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -256,7 +289,7 @@ async fn the_console_signs_in_shows_the_map_a_job_and_a_live_alert_and_keeps_ten
         let _ = writeln!(text, "{},{},{}", i * 900, 1800 + i * 97, 4 + i % 32);
     }
     std::fs::write(&trace, text).expect("trace");
-    let report = dir.join("report");
+    let report = twin_dir.join("policies-400");
     let out = crate::suanwang(&[
         "twin",
         "--trace",
@@ -286,6 +319,24 @@ async fn the_console_signs_in_shows_the_map_a_job_and_a_live_alert_and_keeps_ten
     }
     b.js("document.getElementById('frontier').previousElementSibling.scrollIntoView(); return true").await;
     b.screenshot(&docs.join("twin-report.png")).await;
+    // the console's Twin page lists the report and draws it with the same script
+    b.goto(&format!("{}/?lang=en", u.url)).await;
+    b.js("sessionStorage.clear(); return true").await;
+    b.sign_in(&u.url, &u.operator).await;
+    b.until("the operator signed in", "return document.querySelector('#who').innerText.includes('(operator)')").await;
+    b.goto(&format!("{}/?lang=en#/twin", u.url)).await;
+    let drawn = b
+        .until(
+            "the twin page's charts",
+            "const els = [...document.querySelectorAll('[data-twin]')]; \
+             const cs = els.map(e => echarts.getInstanceByDom(e)).filter(Boolean); \
+             return els.length > 0 && cs.length === els.length && cs.every(c => c.getOption().series.length > 0) && els.length",
+        )
+        .await;
+    assert_eq!(drawn.as_u64(), Some(charts.len() as u64), "the same charts as the report's page");
+    let title = b.js("return document.querySelector('#twin-title').innerText").await;
+    assert!(title.as_str().is_some_and(|t| t.starts_with("policies-400")), "{title}");
+    let _ = std::fs::remove_dir_all(&twin_dir);
     b.cmd(reqwest::Method::DELETE, "", None).await;
 }
 
@@ -296,7 +347,21 @@ async fn the_first_page_with_100000_jobs_in_the_store() {
     if !browser_installed() {
         return;
     }
-    let u = up("console-100k", &["--no-local-agent"]).await;
+    // an operator-supplied map (a made-up outline standing in for an approved one)
+    let map = std::env::temp_dir().join(format!("suanwang-console-map-{}.geojson", std::process::id()));
+    std::fs::write(
+        &map,
+        r#"{"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon",
+                "coordinates": [[[73.5, 18.2], [135.1, 18.2], [135.1, 53.6], [73.5, 53.6], [73.5, 18.2]]]}},
+            {"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": [[100, 25], [110, 35]]}}]}"#,
+    )
+    .expect("map");
+    let u = up(
+        "console-100k",
+        &["--no-local-agent", "--map-borders", map.to_str().expect("utf8"), "--map-approval", "GS(0000)0000号 test"],
+    )
+    .await;
     let fill = crate::suanwang_env(
         &["bench", "submit", "--clients", "16", "--jobs", "100000", "--tenant", "acme-ai", "--json"],
         &[("SUANWANG_SERVER", u.url.as_str()), ("SUANWANG_TOKEN", u.tenant.as_str())],
@@ -327,5 +392,18 @@ async fn the_first_page_with_100000_jobs_in_the_store() {
         }
     }
     println!("console with 100,000 jobs, navigation start to drawn: {}", figures.join(", "));
+    // the operator's map: its two lines drawn under the sites, its approval number shown
+    b.goto(&format!("{}/?lang=en#/map", u.url)).await;
+    let borders = b
+        .until(
+            "the borders",
+            "const el = document.querySelector('#map'); const c = el && echarts.getInstanceByDom(el); \
+             const s = c && c.getOption().series.find(s => s.id === 'borders'); return s && s.data.length",
+        )
+        .await;
+    assert_eq!(borders.as_u64(), Some(2));
+    let note = b.js("return document.querySelector('#map-note').innerText").await;
+    assert!(note.as_str().is_some_and(|n| n.contains("GS(0000)0000号 test")), "{note}");
+    let _ = std::fs::remove_file(&map);
     b.cmd(reqwest::Method::DELETE, "", None).await;
 }

@@ -48,3 +48,65 @@ async fn the_console_is_served_from_the_binary_within_its_budget() {
     assert_eq!(st, 401, "{e}");
     assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "the reason is given: {e}");
 }
+
+/// The Twin page's reports (`--twin-reports DIR`): listed newest first, unreadable ones named
+/// with the reason, one read by its name only (never a path out of DIR), for the operator and
+/// the regulator; without the flag a 404 that says so. The map has no borders unless given.
+#[tokio::test]
+async fn twin_reports_are_listed_and_read_by_name_only() {
+    let store = sqlite("console-twin").await;
+    let dir = std::env::temp_dir().join(format!("suanwang-twin-reports-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = |name: &str, body: &str| {
+        std::fs::create_dir_all(dir.join(name)).expect("mkdir");
+        std::fs::write(dir.join(name).join("twin.json"), body).expect("write");
+    };
+    let policy = serde_json::json!({"policy": "balanced", "jobs": 4, "cost_fen": 1234, "carbon_kg": 5.5, "mean_wait_s": 60.0,
+        "p99_wait_s": 300.0, "green_share": 0.4, "hub_share": 0.7, "pareto_efficient": true, "extra": "ignored",
+        "targets": [{"name": "hub green share", "value": 0.4, "limit": 0.8, "bound": "at_least", "met": false, "source": "seed"}],
+        "daily_green_share": [0.3, 0.5], "daily_hub_utilization": {"jingjinji": [0.1, 0.2]}});
+    report(
+        "good",
+        &serde_json::json!({"trace": "csv:jobs.csv", "capacity_scale": 0.5, "policies": [policy]}).to_string(),
+    );
+    report("broken", "{\"trace\": 1}");
+    std::fs::write(dir.join("secret.json"), "{}").expect("write");
+    let cfg =
+        suanwang_server::ServerConfig { twin_reports: Some(dir.clone()), ..suanwang_server::ServerConfig::default() };
+    let s = crate::start_with(store.clone(), cfg).await;
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let reg = create_token(&store, Role::Regulator, "reg").await.expect("token");
+    let acme = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let (st, list) = call(&s.url, "GET", "/v1/twin/reports", Some(&reg), None, None).await;
+    assert_eq!(st, 200, "{list}");
+    assert_eq!(list["reports"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list["reports"][0]["name"], "good");
+    assert_eq!(list["reports"][0]["policies"], 1);
+    assert_eq!(list["unreadable"][0]["name"], "broken", "{list}");
+    assert!(list["unreadable"][0]["reason"].as_str().is_some_and(|r| r.contains("twin.json")), "{list}");
+    let (st, one) = call(&s.url, "GET", "/v1/twin/reports/good", Some(&op), None, None).await;
+    assert_eq!(st, 200, "{one}");
+    assert_eq!((one["trace"].as_str(), one["policies"][0]["cost_fen"].as_i64()), (Some("csv:jobs.csv"), Some(1234)));
+    assert_eq!(one["policies"][0]["daily_hub_utilization"]["jingjinji"][1], 0.2);
+    assert!(one["policies"][0].get("extra").is_none(), "only the figures the charts draw: {one}");
+    // (`..`, also percent-encoded, is resolved by the client before it is sent: no route)
+    for dots in ["..", "%2E%2E"] {
+        let (st, _) = call(&s.url, "GET", &format!("/v1/twin/reports/{dots}"), Some(&op), None, None).await;
+        assert_eq!(st, 404);
+    }
+    for bad in ["..%2Fgood", "secret.json", "nope", "broken"] {
+        let (st, e) = call(&s.url, "GET", &format!("/v1/twin/reports/{bad}"), Some(&op), None, None).await;
+        assert_eq!((st, e["field"].as_str()), (404, Some("name")), "{bad}: {e}");
+    }
+    let (st, _) = call(&s.url, "GET", "/v1/twin/reports", Some(&acme), None, None).await;
+    assert_eq!(st, 403, "tenants do not read the twin's reports");
+    let (st, map) = call(&s.url, "GET", "/v1/map", Some(&acme), None, None).await;
+    assert_eq!((st, map["lines"].as_array().map(Vec::len), &map["approval"]), (200, Some(0), &serde_json::Value::Null));
+    // a server without the flag says how to get reports
+    let bare = start(sqlite("console-twin-bare").await).await;
+    let op2 = create_token(&bare.store, Role::Operator, "ops").await.expect("token");
+    let (st, e) = call(&bare.url, "GET", "/v1/twin/reports", Some(&op2), None, None).await;
+    assert_eq!(st, 404);
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("--twin-reports")), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
