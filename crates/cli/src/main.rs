@@ -21,6 +21,7 @@ mod evidence_bench;
 mod evidence_cmd;
 mod http;
 mod ledger_bench;
+mod market_bench;
 mod money_cmd;
 mod network_cmd;
 mod plan_cmd;
@@ -596,6 +597,16 @@ enum BenchSub {
         #[arg(long)]
         json: bool,
     },
+    /// The market (issue 16): orders accepted per second (checks, a bid's hold in the ledger,
+    /// the book), and one clearing round of every product with its settlement in the ledger.
+    Market {
+        #[arg(long, default_value_t = 100_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 1_000)]
+        products: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Durable submissions per second through the API (`--server`, `--token`).
     Submit {
         #[arg(long, default_value_t = 64)]
@@ -989,6 +1000,10 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
         }
         Command::Bench { sub: BenchSub::Evidence { appends, proof_size, audit, json } } => {
             evidence_bench::evidence(&evidence_bench::EvidenceArgs { appends, proof_size, audit, json })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { sub: BenchSub::Market { orders, products, json } } => {
+            market_bench::market(&market_bench::MarketArgs { orders, products, json })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { sub: BenchSub::Ledger { transfers, durable, accounts, json } } => {

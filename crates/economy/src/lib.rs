@@ -7,6 +7,7 @@
 
 pub mod book;
 pub mod ledger;
+pub mod market;
 pub mod settle;
 pub mod voucher;
 
@@ -123,10 +124,20 @@ pub enum TransferKind {
     Expiry = 13,
     /// programme → funder: what the programme had left when it closed.
     Return = 14,
+    /// wallet → clearing, pending: a market bid's most it can cost (units × maximum × hours).
+    MarketHold = 15,
+    /// Posts a bid's hold with what its fills cost at the clearing price.
+    MarketPost = 16,
+    /// Voids a bid's hold (cancelled, or nothing filled).
+    MarketVoid = 17,
+    /// clearing → provider: a contract's payment to its seller, less the platform's fee.
+    MarketPayment = 18,
+    /// clearing → platform: the platform's fee on a contract.
+    MarketFee = 19,
 }
 
 impl TransferKind {
-    pub const ALL: [TransferKind; 14] = [
+    pub const ALL: [TransferKind; 19] = [
         TransferKind::Topup,
         TransferKind::Hold,
         TransferKind::Post,
@@ -141,6 +152,11 @@ impl TransferKind {
         TransferKind::Grant,
         TransferKind::Expiry,
         TransferKind::Return,
+        TransferKind::MarketHold,
+        TransferKind::MarketPost,
+        TransferKind::MarketVoid,
+        TransferKind::MarketPayment,
+        TransferKind::MarketFee,
     ];
 
     pub fn code(self) -> u16 {
@@ -167,6 +183,11 @@ impl TransferKind {
             TransferKind::Grant => "grant",
             TransferKind::Expiry => "expiry",
             TransferKind::Return => "return",
+            TransferKind::MarketHold => "market_hold",
+            TransferKind::MarketPost => "market_post",
+            TransferKind::MarketVoid => "market_void",
+            TransferKind::MarketPayment => "market_payment",
+            TransferKind::MarketFee => "market_fee",
         }
     }
 }
