@@ -901,6 +901,7 @@ impl Actor {
                     tiles,
                     datasets: &new_datasets,
                     tokens_logged: &tokens_logged,
+                    market: &[],
                 })
                 .await
         };

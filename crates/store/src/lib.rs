@@ -89,7 +89,8 @@ pub struct RunLog {
 /// What one group commit writes, in one transaction: commands appended to the log, job rows
 /// inserted or updated (the last row of a job wins), run logs replaced, and the ledger's
 /// changes (R4): accounts upserted with their balances, transfers appended, voucher programmes
-/// upserted. Money and jobs are never out of step: both are in the same transaction.
+/// upserted, and the market's orders, contracts and prices upserted (issue 16). Money, the market
+/// and jobs are never out of step: all are in the same transaction.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Batch<'a> {
     pub commands: &'a [CommandRow],
@@ -107,6 +108,9 @@ pub struct Batch<'a> {
     /// Hashes of tokens whose creation this commit logs (R6/R7): marked logged, so that each
     /// token's creation is logged once (see [`Store::unlogged_tokens`]).
     pub tokens_logged: &'a [String],
+    /// Market rows (issue 16, R4: orders, contracts, clearing prices) placed or changed: upserted
+    /// by (kind, id), the last row of a (kind, id) wins.
+    pub market: &'a [MarketRow],
 }
 
 /// A dataset of the registry: its identifier, owner and record (JSON the server owns).
@@ -202,6 +206,34 @@ pub struct ProgrammeRow {
     pub funder: String,
     pub body: String,
     pub created_at_ms: i64,
+}
+
+/// A row of the market (issue 16, R4): an order, a contract or a published clearing price, its
+/// body JSON the server owns. Upserted by (kind, id): a later row of the same kind and id replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketRow {
+    /// `order`, `contract` or `price`.
+    pub kind: String,
+    /// Unique within its kind; rows are listed in id order (the server zero-pads numbers).
+    pub id: String,
+    pub owner: String,
+    pub product: String,
+    /// e.g. `open`, `filled`, `cancelled` for orders; free text for the store.
+    pub state: String,
+    pub body: String,
+    pub at_ms: i64,
+}
+
+/// Which market rows to list: of `kind`, optionally only one owner's / one product's / in one
+/// state, with `id > after`, at most `limit`, in id order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MarketQuery {
+    pub kind: String,
+    pub owner: Option<String>,
+    pub product: Option<String>,
+    pub state: Option<String>,
+    pub after: String,
+    pub limit: i64,
 }
 
 /// A page of transfers, in timestamp order: those touching any of `accounts` (all when empty),
@@ -346,6 +378,13 @@ pub trait Store: Send + Sync {
         after: &str,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<DatasetRow>, StoreError>> + Send;
+    /// A page of market rows (see [`MarketQuery`]): of its kind, filtered, `id > after`, in id
+    /// order (byte order on both backends). The limit is clamped to 1 to 100,000 (the server
+    /// refuses other limits before it asks).
+    fn market(&self, q: &MarketQuery) -> impl Future<Output = Result<Vec<MarketRow>, StoreError>> + Send;
+    /// The greatest id of the market's rows of `kind` (byte order), if any: where a restarted
+    /// server numbers on from.
+    fn market_last_id(&self, kind: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 }
 
 /// A job's checkpoint: what its run left in its checkpoint directory (a gzipped tar), so a later
@@ -598,6 +637,20 @@ impl Store for AnyStore {
             AnyStore::Postgres(s) => s.datasets(owner, after, limit).await,
         }
     }
+
+    async fn market(&self, q: &MarketQuery) -> Result<Vec<MarketRow>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.market(q).await,
+            AnyStore::Postgres(s) => s.market(q).await,
+        }
+    }
+
+    async fn market_last_id(&self, kind: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.market_last_id(kind).await,
+            AnyStore::Postgres(s) => s.market_last_id(kind).await,
+        }
+    }
 }
 
 /// The registry's rows of a batch, the last row of each id (upserted once each).
@@ -606,6 +659,59 @@ fn last_row_per_dataset(rows: &[DatasetRow]) -> Vec<&DatasetRow> {
     let mut out: Vec<&DatasetRow> = rows.iter().rev().filter(|r| seen.insert(r.id.as_str())).collect();
     out.reverse();
     out
+}
+
+/// The market's rows of a batch, the last row of each (kind, id) (upserted once each: PostgreSQL
+/// refuses to upsert one row twice in a statement).
+fn last_row_per_market(rows: &[MarketRow]) -> Vec<&MarketRow> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let mut out: Vec<&MarketRow> =
+        rows.iter().rev().filter(|r| seen.insert((r.kind.as_str(), r.id.as_str()))).collect();
+    out.reverse();
+    out
+}
+
+/// The columns of `market_rows`, in the order the backends bind them.
+const MARKET_COLUMNS: &str = "kind, id, owner, product, state, body, at_ms";
+
+/// What an upsert of a market row changes when its (kind, id) exists: all of it.
+const MARKET_UPDATE: &str = "owner = excluded.owner, product = excluded.product, state = excluded.state, \
+    body = excluded.body, at_ms = excluded.at_ms";
+
+/// The market's indexes (issue 16), the same SQL on both backends (the table differs: its id's
+/// collation is each backend's own). With the primary key (kind, id), each listing of
+/// [`Store::market`] (all of a kind, or by state, owner or product) reads one index range in id
+/// order: no sort, however many rows.
+const MARKET_MIGRATIONS: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS market_rows_state ON market_rows (kind, state, id)",
+    "CREATE INDEX IF NOT EXISTS market_rows_owner ON market_rows (kind, owner, id)",
+    "CREATE INDEX IF NOT EXISTS market_rows_product ON market_rows (kind, product, id)",
+];
+
+/// The largest page [`Store::market`] returns.
+const MARKET_LIMIT_MAX: i64 = 100_000;
+
+/// [`Store::market`]'s query, with `?` placeholders (the PostgreSQL backend numbers them): binds
+/// in order: kind, owner, product and state when given, after, the limit ([`market_limit`]).
+fn market_sql(q: &MarketQuery) -> String {
+    let mut sql = format!("SELECT {MARKET_COLUMNS} FROM market_rows WHERE kind = ?");
+    if q.owner.is_some() {
+        sql.push_str(" AND owner = ?");
+    }
+    if q.product.is_some() {
+        sql.push_str(" AND product = ?");
+    }
+    if q.state.is_some() {
+        sql.push_str(" AND state = ?");
+    }
+    sql.push_str(" AND id > ? ORDER BY id LIMIT ?");
+    sql
+}
+
+/// A [`MarketQuery`]'s limit, clamped to 1 to [`MARKET_LIMIT_MAX`] (the same on both backends:
+/// their `LIMIT` differs on negative numbers).
+fn market_limit(q: &MarketQuery) -> i64 {
+    q.limit.clamp(1, MARKET_LIMIT_MAX)
 }
 
 /// The columns of `evidence_entries`, in the order the backends bind them.

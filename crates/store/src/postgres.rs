@@ -5,10 +5,11 @@ use sqlx::{PgPool, Row};
 
 use crate::{
     ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EVIDENCE_COLUMNS,
-    EVIDENCE_MIGRATIONS, EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, NoteRow,
-    ProgrammeRow, RunLog, Store, StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery,
-    TransferRow, UNLOGGED_TOKENS, about_filter, duplicate_key, is_unique_violation, last_row_per_dataset,
-    last_row_per_job, transfer_filter,
+    EVIDENCE_MIGRATIONS, EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, MARKET_COLUMNS,
+    MARKET_MIGRATIONS, MARKET_UPDATE, MarketQuery, MarketRow, NoteRow, ProgrammeRow, RunLog, Store, StoreError,
+    TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery, TransferRow, UNLOGGED_TOKENS, about_filter,
+    duplicate_key, is_unique_violation, last_row_per_dataset, last_row_per_job, last_row_per_market, market_limit,
+    market_sql, transfer_filter,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -129,7 +130,8 @@ fn row_to_command(r: &sqlx::postgres::PgRow) -> Result<CommandRow, sqlx::Error> 
 
 impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        for m in MIGRATIONS.iter().chain(LEDGER_MIGRATIONS).chain(PG_EVIDENCE).chain(EVIDENCE_MIGRATIONS) {
+        let all = MIGRATIONS.iter().chain(LEDGER_MIGRATIONS).chain(PG_EVIDENCE).chain(EVIDENCE_MIGRATIONS);
+        for m in all.chain(PG_MARKET).chain(MARKET_MIGRATIONS) {
             sqlx::query(*m).execute(&self.pool).await?;
         }
         // the ledger's clock and time-ordered pages (SQLite reads them in rowid order instead)
@@ -573,7 +575,36 @@ impl Store for PgStore {
         };
         Ok(rows.iter().map(row_to_dataset).collect::<Result<_, _>>()?)
     }
+
+    async fn market(&self, q: &MarketQuery) -> Result<Vec<MarketRow>, StoreError> {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(numbered(&market_sql(q)))).bind(&q.kind);
+        for v in [&q.owner, &q.product, &q.state].into_iter().flatten() {
+            query = query.bind(v);
+        }
+        let rows = query.bind(&q.after).bind(market_limit(q)).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(row_to_market).collect::<Result<_, _>>()?)
+    }
+
+    async fn market_last_id(&self, kind: &str) -> Result<Option<String>, StoreError> {
+        let row: (Option<String>,) =
+            sqlx::query_as("SELECT MAX(id) FROM market_rows WHERE kind = $1").bind(kind).fetch_one(&self.pool).await?;
+        Ok(row.0)
+    }
 }
+
+/// The market's table (issue 16): keyed by (kind, id). Ids compare as bytes (`COLLATE "C"`, as
+/// SQLite's `BINARY`), whatever the database's locale: both backends list them in the same order,
+/// and the `id > after` of a page never skips or repeats a row.
+const PG_MARKET: &[&str] = &["CREATE TABLE IF NOT EXISTS market_rows (
+        kind TEXT NOT NULL,
+        id TEXT COLLATE \"C\" NOT NULL,
+        owner TEXT NOT NULL,
+        product TEXT NOT NULL,
+        state TEXT NOT NULL,
+        body TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        PRIMARY KEY (kind, id)
+    )"];
 
 /// The evidence log's entries and tiles.
 const PG_EVIDENCE: &[&str] = &[
@@ -680,6 +711,18 @@ fn row_to_dataset(r: &sqlx::postgres::PgRow) -> Result<DatasetRow, sqlx::Error> 
     })
 }
 
+fn row_to_market(r: &sqlx::postgres::PgRow) -> Result<MarketRow, sqlx::Error> {
+    Ok(MarketRow {
+        kind: r.try_get("kind")?,
+        id: r.try_get("id")?,
+        owner: r.try_get("owner")?,
+        product: r.try_get("product")?,
+        state: r.try_get("state")?,
+        body: r.try_get("body")?,
+        at_ms: r.try_get("at_ms")?,
+    })
+}
+
 fn row_to_note(r: &sqlx::postgres::PgRow) -> Result<NoteRow, sqlx::Error> {
     Ok(NoteRow { size: r.try_get("size")?, at_ms: r.try_get("at_ms")?, note: r.try_get("note")? })
 }
@@ -753,6 +796,23 @@ async fn write_ledger(tx: &mut sqlx::PgConnection, batch: &Batch<'_>) -> Result<
         .bind(&p.funder)
         .bind(&p.body)
         .bind(p.created_at_ms)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let m = last_row_per_market(batch.market);
+    if !m.is_empty() {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO market_rows ({MARKET_COLUMNS})
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+             ON CONFLICT (kind, id) DO UPDATE SET {MARKET_UPDATE}"
+        )))
+        .bind(m.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.product.as_str()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.at_ms).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }

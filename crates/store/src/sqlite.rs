@@ -11,10 +11,11 @@ use sqlx::{Row, SqlitePool};
 
 use crate::{
     ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EVIDENCE_COLUMNS,
-    EVIDENCE_MIGRATIONS, EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, NoteRow,
-    ProgrammeRow, RunLog, Store, StoreError, TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery,
-    TransferRow, UNLOGGED_TOKENS, about_filter, duplicate_key, is_unique_violation, last_row_per_dataset,
-    last_row_per_job, statement_chunks, transfer_filter,
+    EVIDENCE_MIGRATIONS, EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, MARKET_COLUMNS,
+    MARKET_MIGRATIONS, MARKET_UPDATE, MarketQuery, MarketRow, NoteRow, ProgrammeRow, RunLog, Store, StoreError,
+    TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery, TransferRow, UNLOGGED_TOKENS, about_filter,
+    duplicate_key, is_unique_violation, last_row_per_dataset, last_row_per_job, last_row_per_market, market_limit,
+    market_sql, statement_chunks, transfer_filter,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -249,8 +250,51 @@ async fn write_ledger(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> Res
         .execute(&mut *tx)
         .await?;
     }
+    let market = last_row_per_market(batch.market);
+    if !market.is_empty() {
+        use std::fmt::Write as _;
+        let mut doc = String::with_capacity(market.iter().map(|m| m.body.len() + 100).sum());
+        doc.push('[');
+        for (i, m) in market.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                doc,
+                "{sep}[{},{},{},{},{},{},{}]",
+                json_str(&m.kind),
+                json_str(&m.id),
+                json_str(&m.owner),
+                json_str(&m.product),
+                json_str(&m.state),
+                json_str(&m.body),
+                m.at_ms
+            );
+        }
+        doc.push(']');
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO market_rows ({MARKET_COLUMNS})
+             SELECT {} FROM json_each(?) WHERE true
+             ON CONFLICT (kind, id) DO UPDATE SET {MARKET_UPDATE}",
+            json_columns(7)
+        )))
+        .bind(doc)
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
 }
+
+/// The market's table (issue 16): keyed by (kind, id); ids compare as bytes (SQLite's `BINARY`
+/// collation, as PostgreSQL's `"C"`), so both backends list them in the same order.
+const SQLITE_MARKET: &[&str] = &["CREATE TABLE IF NOT EXISTS market_rows (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        product TEXT NOT NULL,
+        state TEXT NOT NULL,
+        body TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (kind, id)
+    )"];
 
 /// The evidence log's entries and tiles: entries keyed by their index (the rowid: appended in
 /// order, one B-tree), tiles by (level, index) without a rowid.
@@ -370,6 +414,18 @@ fn row_to_dataset(r: &sqlx::sqlite::SqliteRow) -> Result<DatasetRow, sqlx::Error
     })
 }
 
+fn row_to_market(r: &sqlx::sqlite::SqliteRow) -> Result<MarketRow, sqlx::Error> {
+    Ok(MarketRow {
+        kind: r.try_get("kind")?,
+        id: r.try_get("id")?,
+        owner: r.try_get("owner")?,
+        product: r.try_get("product")?,
+        state: r.try_get("state")?,
+        body: r.try_get("body")?,
+        at_ms: r.try_get("at_ms")?,
+    })
+}
+
 fn row_to_note(r: &sqlx::sqlite::SqliteRow) -> Result<NoteRow, sqlx::Error> {
     Ok(NoteRow { size: r.try_get("size")?, at_ms: r.try_get("at_ms")?, note: r.try_get("note")? })
 }
@@ -432,7 +488,8 @@ fn row_to_command(r: &sqlx::sqlite::SqliteRow) -> Result<CommandRow, sqlx::Error
 
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        for m in MIGRATIONS.iter().chain(LEDGER_MIGRATIONS).chain(SQLITE_EVIDENCE).chain(EVIDENCE_MIGRATIONS) {
+        let all = MIGRATIONS.iter().chain(LEDGER_MIGRATIONS).chain(SQLITE_EVIDENCE).chain(EVIDENCE_MIGRATIONS);
+        for m in all.chain(SQLITE_MARKET).chain(MARKET_MIGRATIONS) {
             sqlx::query(*m).execute(&self.pool).await?;
         }
         Ok(())
@@ -848,5 +905,20 @@ impl Store for SqliteStore {
             .await?,
         };
         Ok(rows.iter().map(row_to_dataset).collect::<Result<_, _>>()?)
+    }
+
+    async fn market(&self, q: &MarketQuery) -> Result<Vec<MarketRow>, StoreError> {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(market_sql(q))).bind(&q.kind);
+        for v in [&q.owner, &q.product, &q.state].into_iter().flatten() {
+            query = query.bind(v);
+        }
+        let rows = query.bind(&q.after).bind(market_limit(q)).fetch_all(&self.read).await?;
+        Ok(rows.iter().map(row_to_market).collect::<Result<_, _>>()?)
+    }
+
+    async fn market_last_id(&self, kind: &str) -> Result<Option<String>, StoreError> {
+        let row: (Option<String>,) =
+            sqlx::query_as("SELECT MAX(id) FROM market_rows WHERE kind = ?").bind(kind).fetch_one(&self.read).await?;
+        Ok(row.0)
     }
 }

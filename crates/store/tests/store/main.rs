@@ -3,8 +3,9 @@
 //! `scripts/test.sh` starts one when none runs).
 
 use suanwang_store::{
-    AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EvidenceRow, JobQuery, JobRow, NoteRow, PgStore,
-    ProgrammeRow, RunLog, SqliteStore, Store, StoreError, TileRow, TokenRow, TransferQuery, TransferRow,
+    AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EvidenceRow, JobQuery, JobRow, MarketQuery, MarketRow,
+    NoteRow, PgStore, ProgrammeRow, RunLog, SqliteStore, Store, StoreError, TileRow, TokenRow, TransferQuery,
+    TransferRow,
 };
 
 fn job(id: i64, tenant: &str, state: &str) -> JobRow {
@@ -212,6 +213,7 @@ async fn conformance<S: Store>(s: &S) {
     large_batches(s).await;
     ledger(s).await;
     evidence(s).await;
+    market(s).await;
 }
 
 fn account(id: &str, kind: &str, name: &str, dposted: i64, cposted: i64) -> AccountRow {
@@ -383,6 +385,165 @@ async fn evidence<S: Store>(s: &S) {
     assert_eq!(s.datasets(None, "88.1/AAA", 10).await.expect("page").len(), 1, "after the first id");
 }
 
+fn mrow(kind: &str, id: &str, owner: &str, product: &str, state: &str, body: &str, at_ms: i64) -> MarketRow {
+    MarketRow {
+        kind: kind.into(),
+        id: id.into(),
+        owner: owner.into(),
+        product: product.into(),
+        state: state.into(),
+        body: body.into(),
+        at_ms,
+    }
+}
+
+/// The orders the market test leaves, in id order (checked again after reopening the store).
+fn market_orders() -> Vec<MarketRow> {
+    vec![
+        mrow("order", "00000001", "acme", "gpu-h", "filled", "{\"qty\":10,\"filled\":10}", 30),
+        mrow("order", "00000002", "globex", "gpu-h", "open", "{\"qty\":5}", 11),
+        mrow("order", "00000003", "acme", "cpu-h", "open", "{\"qty\":7}", 12),
+        mrow("order", "00000004", "acme", "gpu-h", "cancelled", "{\"qty\":2}", 13),
+        mrow("order", "00000010", "globex", "cpu-h", "open", "{\"qty\":1,\"note\":\"a \\\" quote\"}", 14),
+    ]
+}
+
+/// The contract the market test leaves, with the same id as an order.
+fn market_contract() -> MarketRow {
+    mrow("contract", "00000001", "acme", "gpu-h", "active", "{\"buy\":\"00000001\"}", 30)
+}
+
+/// The ids of a page.
+fn market_ids(rows: &[MarketRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// The market (issue 16, R4): orders, contracts and prices upserted by (kind, id) in the group
+/// commit, the last row of a (kind, id) in a batch winning; listed by kind in id order, filtered by
+/// owner, product and state, paged by `after`; a batch that fails writes none of them.
+async fn market<S: Store>(s: &S) {
+    let orders = |limit: i64| MarketQuery { kind: "order".into(), limit, ..MarketQuery::default() };
+    assert!(s.market(&orders(100)).await.expect("empty").is_empty());
+    let want = market_orders();
+    // the first batch: order 1 placed twice (the second row wins), the others as they stay, a
+    // price; written with a command, in one transaction
+    let placed = mrow("order", "00000001", "acme", "gpu-h", "open", "{\"qty\":10}", 10);
+    let replaced = mrow("order", "00000001", "acme", "gpu-h", "open", "{\"qty\":10,\"v\":2}", 10);
+    let price = mrow("price", "gpu-h/00000001", "", "gpu-h", "published", "{\"fen\":250}", 10);
+    let first = [
+        placed,
+        want[1].clone(),
+        want[2].clone(),
+        want[4].clone(),
+        mrow("order", "00000004", "acme", "gpu-h", "open", "{\"qty\":2}", 13),
+        replaced.clone(),
+        price.clone(),
+    ];
+    s.commit(&Batch { market: &first, ..Batch::default() }).await.expect("market batch");
+    let all = s.market(&orders(100)).await.expect("list");
+    assert_eq!(market_ids(&all), ["00000001", "00000002", "00000003", "00000004", "00000010"], "id order");
+    assert_eq!(all[0], replaced, "the last row of a (kind, id) in a batch wins");
+    assert_eq!(all[4], want[4], "bodies are kept as given, quotes and backslashes too");
+    // kinds are separate namespaces: a contract with an order's id is another row
+    let contract = market_contract();
+    let fill = want[0].clone();
+    let cancel = want[3].clone();
+    s.commit(&Batch { market: &[fill.clone(), contract.clone(), cancel.clone()], ..Batch::default() })
+        .await
+        .expect("fill");
+    // an upsert replaces the row: its state, body and time
+    let all = s.market(&orders(100)).await.expect("list");
+    assert_eq!(all, want, "order 1 filled, order 4 cancelled, no other changed");
+    let contracts = MarketQuery { kind: "contract".into(), limit: 100, ..MarketQuery::default() };
+    assert_eq!(s.market(&contracts).await.expect("contracts"), std::slice::from_ref(&contract));
+    let prices = MarketQuery { kind: "price".into(), limit: 100, ..MarketQuery::default() };
+    assert_eq!(s.market(&prices).await.expect("prices"), [price]);
+    let none = MarketQuery { kind: "nothing".into(), limit: 100, ..MarketQuery::default() };
+    assert!(s.market(&none).await.expect("no such kind").is_empty());
+    // filters: by owner, product and state, alone and together, each in id order
+    let by = |owner: Option<&str>, product: Option<&str>, state: Option<&str>| MarketQuery {
+        owner: owner.map(str::to_string),
+        product: product.map(str::to_string),
+        state: state.map(str::to_string),
+        ..orders(100)
+    };
+    let ids = |rows: Vec<MarketRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.market(&by(Some("acme"), None, None)).await.expect("q")), ["00000001", "00000003", "00000004"]);
+    assert_eq!(ids(s.market(&by(Some("globex"), None, None)).await.expect("q")), ["00000002", "00000010"]);
+    assert_eq!(ids(s.market(&by(None, Some("gpu-h"), None)).await.expect("q")), ["00000001", "00000002", "00000004"]);
+    assert_eq!(ids(s.market(&by(None, None, Some("open"))).await.expect("q")), ["00000002", "00000003", "00000010"]);
+    assert_eq!(ids(s.market(&by(None, None, Some("filled"))).await.expect("q")), ["00000001"]);
+    assert_eq!(ids(s.market(&by(Some("acme"), None, Some("open"))).await.expect("q")), ["00000003"]);
+    assert_eq!(ids(s.market(&by(Some("globex"), Some("cpu-h"), Some("open"))).await.expect("q")), ["00000010"]);
+    assert_eq!(ids(s.market(&by(Some("acme"), Some("cpu-h"), Some("filled"))).await.expect("q")), Vec::<String>::new());
+    assert_eq!(ids(s.market(&by(Some("nobody"), None, None)).await.expect("q")), Vec::<String>::new());
+    let acme_contracts = MarketQuery { owner: Some("acme".into()), ..contracts.clone() };
+    assert_eq!(s.market(&acme_contracts).await.expect("q"), [contract], "a filter keeps to its kind");
+    // pages: `after` an id, in id order, `limit` rows each; paging through gives every row once
+    let after = |after: &str, limit: i64| MarketQuery { after: after.into(), ..orders(limit) };
+    assert_eq!(ids(s.market(&after("00000002", 100)).await.expect("q")), ["00000003", "00000004", "00000010"]);
+    assert_eq!(ids(s.market(&after("00000002", 2)).await.expect("q")), ["00000003", "00000004"]);
+    assert_eq!(ids(s.market(&after("00000010", 100)).await.expect("q")), Vec::<String>::new());
+    assert_eq!(ids(s.market(&after("0000000", 1)).await.expect("q")), ["00000001"], "after a prefix");
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = s.market(&after(&cursor, 2)).await.expect("page");
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        cursor.clone_from(&last.id);
+        paged.extend(page);
+    }
+    assert_eq!(paged, want, "pages of 2 give every order once, in order");
+    let open_gpu = MarketQuery { after: "00000001".into(), ..by(None, Some("gpu-h"), None) };
+    assert_eq!(ids(s.market(&open_gpu).await.expect("q")), ["00000002", "00000004"], "a filter and a page");
+    // the limit is clamped to 1 to 100,000, the same on both backends
+    assert_eq!(s.market(&orders(0)).await.expect("limit 0").len(), 1);
+    assert_eq!(s.market(&orders(-5)).await.expect("negative limit").len(), 1);
+    assert_eq!(s.market(&orders(i64::MAX)).await.expect("huge limit"), want);
+    // ids compare as bytes on both backends (not by a locale's rules)
+    let odd = [
+        mrow("price", "b", "", "x", "published", "{}", 1),
+        mrow("price", "B", "", "x", "published", "{}", 1),
+        mrow("price", "a-2", "", "x", "published", "{}", 1),
+        mrow("price", "a_1", "", "x", "published", "{}", 1),
+        mrow("price", "a 3", "", "x", "published", "{}", 1),
+    ];
+    s.commit(&Batch { market: &odd, ..Batch::default() }).await.expect("odd ids");
+    let xs = MarketQuery { product: Some("x".into()), ..prices.clone() };
+    assert_eq!(ids(s.market(&xs).await.expect("q")), ["B", "a 3", "a-2", "a_1", "b"], "byte order");
+    // a batch that fails (an evidence index written twice) writes none of its market rows
+    let lost = mrow("order", "00000099", "acme", "gpu-h", "open", "{}", 99);
+    let changed = mrow("order", "00000002", "globex", "gpu-h", "filled", "{}", 99);
+    let err = s
+        .commit(&Batch {
+            commands: &[row(8001, 8001, None)],
+            market: &[lost, changed],
+            evidence: &[evidence_row(5, None, None)],
+            ..Batch::default()
+        })
+        .await;
+    assert!(err.is_err(), "an entry's index is unique");
+    assert_eq!(s.market(&orders(100)).await.expect("list"), want, "the failed batch wrote no market row");
+    assert_eq!(s.commands(0, 10_000).await.expect("log").iter().filter(|c| c.at_ms == 8001).count(), 0);
+    // an empty batch of market rows is harmless
+    s.commit(&Batch { market: &[], ..Batch::default() }).await.expect("empty");
+    market_persisted(s).await;
+}
+
+/// What the market test left, as read from a store (also one reopened).
+async fn market_persisted<S: Store>(s: &S) {
+    let orders = MarketQuery { kind: "order".into(), limit: 100, ..MarketQuery::default() };
+    assert_eq!(s.market(&orders).await.expect("orders"), market_orders());
+    let contracts = MarketQuery { kind: "contract".into(), limit: 100, ..MarketQuery::default() };
+    assert_eq!(s.market(&contracts).await.expect("contracts"), [market_contract()]);
+    let filled = MarketQuery { state: Some("filled".into()), ..orders };
+    assert_eq!(market_ids(&s.market(&filled).await.expect("filled")), ["00000001"]);
+    let last = s.market_last_id("order").await.expect("last");
+    assert_eq!(last.as_deref(), market_orders().iter().map(|r| r.id.as_str()).max());
+    assert_eq!(s.market_last_id("nothing").await.expect("none"), None);
+}
+
 #[tokio::test]
 async fn sqlite_conforms() {
     let dir = std::env::temp_dir().join(format!("suanwang-store-{}", std::process::id()));
@@ -398,6 +559,8 @@ async fn sqlite_conforms() {
         211,
         "the four of the log test, two of the projection test, 203 of the large batch, one of the ledger test and one of the evidence test"
     );
+    // and the same market rows
+    market_persisted(&s).await;
     // the database and its WAL are its owner's alone (R7: tenants' jobs are in it)
     for f in ["suanwang.db", "suanwang.db-wal"] {
         use std::os::unix::fs::PermissionsExt as _;
@@ -426,4 +589,9 @@ async fn postgres_conforms() {
     let url = fresh_pg("store").await;
     let s = PgStore::connect(&url).await.expect("connect");
     conformance(&s).await;
+    drop(s);
+    // a new connection (a restarted server) sees the same market rows
+    let s = PgStore::connect(&url).await.expect("reconnect");
+    s.migrate().await.expect("migrate an existing schema");
+    market_persisted(&s).await;
 }
