@@ -203,7 +203,7 @@ fn twin_json_has_the_documented_keys_and_the_report_its_files() {
         assert!(national > 0.5 && national < 3.0, "{national}");
     }
     assert!(doc["capacity_scale"].as_f64().is_some_and(|k| k > 0.0), "auto scale reported");
-    for f in ["twin.json", "index.html", "echarts.min.js", "ECHARTS-LICENSE"] {
+    for f in ["twin.json", "index.html", "echarts.min.js", "ECHARTS-LICENSE", "twin-charts.js"] {
         assert!(report.join(f).is_file(), "{f} written");
     }
     // the charts are ECharts', fed with the run's figures (drawn in a browser by the console test)
@@ -212,7 +212,8 @@ fn twin_json_has_the_documented_keys_and_the_report_its_files() {
         assert!(html.contains(&format!("id=\"{id}\"")), "chart {id}");
     }
     assert!(html.contains("<script src=\"echarts.min.js\">") && !html.contains("<svg"), "no hand-drawn SVG");
-    assert!(html.contains("\"name\":\"balanced\""), "the data is in the page");
+    assert!(html.contains("\"policy\":\"balanced\""), "the data is in the page");
+    assert!(html.contains("<script src=\"twin-charts.js\">"), "drawn by the console's chart script");
     let strict = suanwang(&[
         "twin",
         "--trace",
