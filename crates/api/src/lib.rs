@@ -14,6 +14,7 @@ pub mod console;
 pub mod dataset;
 pub mod evidence;
 pub mod job;
+pub mod market;
 pub mod money;
 pub mod network;
 mod openapi;

@@ -293,6 +293,61 @@ pub const ROUTES: &[Route] = &[
         )
     },
     Route {
+        request: Body::Json("OrderRequest"),
+        status: 201,
+        response: Body::Json("OrderView"),
+        ..route(
+            "post",
+            "/v1/market/orders",
+            "Post an ask (a provider's capacity at a floor price) or a bid (a tenant's, held in its wallet at units × \
+             maximum × hours) for a product `family/model/place/YYYY-MM-DDTHHZ/Nh`; it waits for the next clearing",
+            "provider (asks), tenant (bids), operator (either, for `owner`)",
+        )
+    },
+    Route {
+        response: Body::Json("OrderList"),
+        query: &["state", "product", "owner", "after", "limit"],
+        ..route("get", "/v1/market/orders", "Orders, in id order", "tenant, provider (own); operator, regulator (all)")
+    },
+    Route {
+        response: Body::Json("OrderView"),
+        ..route(
+            "post",
+            "/v1/market/orders/{id}/cancel",
+            "Take an open order out of the book (a bid's hold is released); until the clearing that fills it",
+            "the order's owner, operator",
+        )
+    },
+    Route {
+        response: Body::Json("PriceList"),
+        query: &["product"],
+        ..route(
+            "get",
+            "/v1/market/prices",
+            "Each traded product's latest clearing price, or one product's price history (`product=`)",
+            "every role",
+        )
+    },
+    Route {
+        response: Body::Json("ClearingAnswer"),
+        ..route(
+            "post",
+            "/v1/market/clear",
+            "Clear every product now (a uniform-price double auction per product), besides the periodic clearings",
+            "operator",
+        )
+    },
+    Route {
+        response: Body::Json("ContractList"),
+        query: &["product", "owner", "after", "limit"],
+        ..route(
+            "get",
+            "/v1/contracts",
+            "Contracts: a tenant's purchases, a provider's sales, all for the operator and the regulator",
+            "tenant, provider (own); operator, regulator (all)",
+        )
+    },
+    Route {
         request: Body::Json("ProgrammeSpec"),
         status: 201,
         response: Body::Json("ProgrammeView"),
@@ -529,6 +584,11 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<crate::evidence::EvidenceBundle>();
     g.subschema_for::<crate::alerts::AlertList>();
     g.subschema_for::<crate::alerts::StreamEvent>();
+    g.subschema_for::<crate::market::OrderView>();
+    g.subschema_for::<crate::market::OrderList>();
+    g.subschema_for::<crate::market::PriceList>();
+    g.subschema_for::<crate::market::ClearingAnswer>();
+    g.subschema_for::<crate::market::ContractList>();
     g.subschema_for::<crate::console::MapLayer>();
     g.subschema_for::<crate::console::TwinReportList>();
     g.subschema_for::<crate::console::TwinReport>();
@@ -544,6 +604,7 @@ fn components() -> Map<String, Value> {
     r.subschema_for::<crate::evidence::CosignRequest>();
     r.subschema_for::<crate::dataset::DatasetSpec>();
     r.subschema_for::<crate::dataset::ReplicaRequest>();
+    r.subschema_for::<crate::market::OrderRequest>();
     out.extend(r.take_definitions(true));
     out
 }
@@ -577,6 +638,29 @@ fn param(path: &str, name: &str) -> Value {
             json!({"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1000}),
             false,
             "Checkpoints per page",
+        ),
+        ("/v1/market/orders", "state") => (
+            json!({"type": "string", "enum": ["open", "filled", "cancelled", "expired"]}),
+            false,
+            "Only orders in this state",
+        ),
+        ("/v1/market/orders" | "/v1/contracts", "owner") => (
+            json!({"type": "string", "minLength": 1, "maxLength": 64}),
+            false,
+            "Only this party's (operator, regulator)",
+        ),
+        ("/v1/market/orders" | "/v1/contracts", "after") => (
+            json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+            false,
+            "Ids above this (the previous page's `next`)",
+        ),
+        ("/v1/market/orders" | "/v1/contracts", "limit") => {
+            (json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}), false, "Rows per page")
+        }
+        ("/v1/market/orders" | "/v1/contracts" | "/v1/market/prices", "product") => (
+            json!({"type": "string", "minLength": 1, "maxLength": 256}),
+            false,
+            "A product `family/model/place/YYYY-MM-DDTHHZ/Nh`",
         ),
         ("/v1/datasets", "owner") => (
             json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z][a-z0-9_-]*$"}),

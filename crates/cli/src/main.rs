@@ -22,6 +22,7 @@ mod evidence_cmd;
 mod http;
 mod ledger_bench;
 mod market_bench;
+mod market_cmd;
 mod money_cmd;
 mod network_cmd;
 mod plan_cmd;
@@ -433,6 +434,17 @@ enum Command {
         #[command(subcommand)]
         sub: VoucherSub,
     },
+    /// The market (R4): asks and bids for capacity blocks, cleared by periodic call auctions
+    /// (a uniform-price double auction per product) into contracts.
+    Market {
+        #[command(subcommand)]
+        sub: MarketSub,
+    },
+    /// Contracts the market made: a tenant's purchases, a provider's sales.
+    Contract {
+        #[command(subcommand)]
+        sub: ContractSub,
+    },
     /// The dataset registry (R6): unified identifiers, records, replicas, lineage.
     Dataset {
         #[command(subcommand)]
@@ -465,6 +477,103 @@ enum Command {
         #[command(subcommand)]
         sub: Option<JobSub>,
         id: Option<String>,
+    },
+}
+
+/// A product: family, model, place, window.
+#[derive(Debug, clap::Args)]
+struct ProductArgs {
+    /// A whole product id `family/model/place/YYYY-MM-DDTHHZ/Nh` (instead of the parts).
+    #[arg(long, conflicts_with_all = ["family", "model", "place", "start", "hours"])]
+    product: Option<String>,
+    /// general, intelligent or super (HPC).
+    #[arg(long, default_value = "general")]
+    family: String,
+    /// A device model of the catalogue, or `any`.
+    #[arg(long, default_value = "any")]
+    model: String,
+    /// A site, hub or green region.
+    #[arg(long)]
+    place: Option<String>,
+    /// The window's first hour, UTC (`2026-12-07T08Z`); default: the next hour.
+    #[arg(long)]
+    start: Option<String>,
+    /// The window's length in hours.
+    #[arg(long, default_value_t = 1)]
+    hours: u32,
+}
+
+impl ProductArgs {
+    fn id(&self) -> Result<String> {
+        match (&self.product, &self.place) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(place)) => {
+                market_cmd::product(&self.family, &self.model, place, self.start.as_deref(), self.hours)
+            }
+            (None, None) => {
+                anyhow::bail!("name the product: --place PLACE [--family --model --start --hours], or --product ID")
+            }
+        }
+    }
+}
+
+/// An order's terms.
+#[derive(Debug, clap::Args)]
+struct OrderArgs {
+    #[command(flatten)]
+    product: ProductArgs,
+    #[arg(long)]
+    units: u64,
+    /// Price per unit·hour (an ask's floor, a bid's maximum): yuan (1.25) or fen (125fen).
+    #[arg(long)]
+    price: String,
+    /// Whose order (the operator, for a provider or a tenant).
+    #[arg(long)]
+    owner: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum MarketSub {
+    /// Offer capacity (a provider's own; the operator with --owner) at a floor price.
+    Ask(OrderArgs),
+    /// Bid for capacity up to a maximum price (held in the wallet until the clearing).
+    Bid(OrderArgs),
+    /// The token's orders (all for the operator and the regulator).
+    Orders {
+        /// open, filled, cancelled or expired.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take an open order out of the book.
+    Cancel {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clearing prices: each product's latest, or one product's history.
+    Prices {
+        #[arg(long)]
+        product: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear every product now (operator), besides the periodic clearings.
+    Clear {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ContractSub {
+    /// The token's contracts (a tenant's purchases, a provider's sales; all for the operator).
+    List {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -973,6 +1082,38 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
         Command::Voucher { sub: VoucherSub::Grant { programme, tenant, amount, json } } => {
             let c = client()?;
             runtime()?.block_on(money_cmd::grant(&c, &programme, &tenant, &amount, json))
+        }
+        Command::Market { sub } => {
+            let c = client()?;
+            let rt = runtime()?;
+            match sub {
+                MarketSub::Ask(o) => rt.block_on(market_cmd::place(
+                    &c,
+                    suanwang_api::market::OrderSide::Ask,
+                    o.product.id()?,
+                    o.units,
+                    &o.price,
+                    o.owner,
+                    o.json,
+                )),
+                MarketSub::Bid(o) => rt.block_on(market_cmd::place(
+                    &c,
+                    suanwang_api::market::OrderSide::Bid,
+                    o.product.id()?,
+                    o.units,
+                    &o.price,
+                    o.owner,
+                    o.json,
+                )),
+                MarketSub::Orders { state, json } => rt.block_on(market_cmd::orders(&c, state.as_deref(), json)),
+                MarketSub::Cancel { id, json } => rt.block_on(market_cmd::cancel(&c, id, json)),
+                MarketSub::Prices { product, json } => rt.block_on(market_cmd::prices(&c, product.as_deref(), json)),
+                MarketSub::Clear { json } => rt.block_on(market_cmd::clear(&c, json)),
+            }
+        }
+        Command::Contract { sub: ContractSub::List { json } } => {
+            let c = client()?;
+            runtime()?.block_on(market_cmd::contracts(&c, json))
         }
         Command::Voucher { sub: VoucherSub::List { json } } => {
             let c = client()?;

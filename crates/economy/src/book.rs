@@ -32,6 +32,23 @@ pub struct PriceBook {
     pub reserved: Reserved,
     pub spot: Spot,
     pub parties: Parties,
+    /// The market's terms (issue 16); the defaults when the file has no `[market]`.
+    #[serde(default)]
+    pub market: MarketTerms,
+}
+
+/// `[market]`: how often the call auctions clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketTerms {
+    /// Seconds between clearings (every product's call auction), 1 to 86,400.
+    pub clearing_period_s: u32,
+}
+
+impl Default for MarketTerms {
+    fn default() -> Self {
+        MarketTerms { clearing_period_s: 60 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +115,12 @@ impl PriceBook {
             if bp > 10_000 {
                 return Err(FieldError::new(field, format!("{bp} basis points is above 100 %")));
             }
+        }
+        if !(1..=86_400).contains(&self.market.clearing_period_s) {
+            return Err(FieldError::new(
+                "market.clearing_period_s",
+                format!("{} is not 1 to 86,400 seconds", self.market.clearing_period_s),
+            ));
         }
         if !SPLIT_RULES.contains(&self.platform.split_rule.as_str()) {
             return Err(FieldError::new(

@@ -50,7 +50,7 @@ pub enum Side {
 /// A capacity block.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Product {
-    /// `general`, `intelligent` or `hpc`.
+    /// `general`, `intelligent` or `super` (HPC).
     pub family: String,
     /// A device model of the catalogue, or `any`.
     pub model: String,
@@ -103,8 +103,11 @@ impl Product {
                 && s.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.')
         };
-        if !["general", "intelligent", "hpc"].contains(&self.family.as_str()) {
-            return Err(FieldError::new("family", format!("{:?} is not general, intelligent or hpc", self.family)));
+        if !["general", "intelligent", "super"].contains(&self.family.as_str()) {
+            return Err(FieldError::new(
+                "family",
+                format!("{:?} is not general, intelligent or super (HPC)", self.family),
+            ));
         }
         if !ok_name(&self.model) {
             return Err(FieldError::new("model", format!("{:?}: a catalogue model id or `any`", self.model)));

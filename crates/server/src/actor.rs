@@ -111,6 +111,12 @@ pub enum Request {
         transitions: Vec<suanwang_alerts::Transition>,
         reply: Reply<()>,
     },
+    /// A market order placed or cancelled, or a clearing (R4): the book, the ledger and the
+    /// market's rows change in the batch's commit.
+    Market {
+        op: crate::market::MarketOp,
+        reply: Reply<crate::market::MarketDone>,
+    },
     /// Lets time pass: timers fire (jobs start, finish).
     Tick,
 }
@@ -549,6 +555,7 @@ impl Actor {
         let mut pending_grants: Vec<(Reply<suanwang_engine::SiteGrant>, suanwang_engine::SiteGrant)> = vec![];
         let mut new_logs: Vec<RunLog> = vec![];
         let mut pending_money: Vec<(Reply<MoneyDone>, MoneyDone)> = vec![];
+        let mut pending_market: Vec<(Reply<crate::market::MarketDone>, crate::market::MarketDone)> = vec![];
         let mut new_datasets: Vec<suanwang_store::DatasetRow> = vec![];
         let mut tokens_logged: Vec<String> = vec![];
         for site in self.agents_lost(now) {
@@ -782,6 +789,18 @@ impl Actor {
                     events.extend(evs);
                     pending_submits.push((reply, id, StatusCode::CREATED));
                 }
+                Request::Market { op, reply } => {
+                    let done = match (self.inner.books.lock(), self.inner.market.lock()) {
+                        (Ok(mut books), Ok(mut market)) => market.apply(&mut books, op, now.0),
+                        _ => Err(ApiError::unavailable("the books are unavailable")),
+                    };
+                    match done {
+                        Ok(d) => pending_market.push((reply, d)),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
                 Request::Money { principal, op, reply } => {
                     let done = match self.inner.books.lock() {
                         Ok(mut books) => money(&mut books, &op, now.0),
@@ -839,6 +858,17 @@ impl Actor {
         let job_rows: Vec<JobRow> = staged.values().map(|(from, v)| job_row(v, from.is_none())).collect();
         // R4: jobs that ended are settled, holds of jobs that never ran voided, programmes past
         // their window closed; the ledger's changes go into the same transaction
+        // R4: the market's rows of this batch, and its log rows (before the evidence is made)
+        let market_rows = match self.inner.market.lock() {
+            Ok(mut m) => {
+                let (staged, logs) = m.take_staged();
+                for (kind, actor, body) in logs {
+                    rows.push(log_row(now, &actor, kind, None, body.to_string(), &[]));
+                }
+                staged
+            }
+            Err(_) => vec![],
+        };
         let (accounts, transfers, programmes, owners) = match self.inner.books.lock() {
             Ok(mut books) => {
                 self.settle(&mut books, &all_events, &staged, now);
@@ -885,6 +915,7 @@ impl Actor {
             && accounts.is_empty()
             && transfers.is_empty()
             && programmes.is_empty()
+            && market_rows.is_empty()
         {
             Ok(vec![])
         } else {
@@ -901,7 +932,7 @@ impl Actor {
                     tiles,
                     datasets: &new_datasets,
                     tokens_logged: &tokens_logged,
-                    market: &[],
+                    market: &market_rows,
                 })
                 .await
         };
@@ -967,6 +998,9 @@ impl Actor {
                 for (reply, done) in pending_money {
                     let _ = reply.send(Ok(done));
                 }
+                for (reply, done) in pending_market {
+                    let _ = reply.send(Ok(done));
+                }
                 // a snapshot costs in proportion to the live jobs it holds: waiting for as many
                 // commands as the last one held jobs bounds that cost to a few jobs' worth per
                 // command (the live set at most doubles meanwhile), and a restart replays no
@@ -996,6 +1030,9 @@ impl Actor {
                 for (reply, _) in pending_money {
                     let _ = reply.send(Err(err.clone()));
                 }
+                for (reply, _) in pending_market {
+                    let _ = reply.send(Err(err.clone()));
+                }
                 // the books go back to what the store holds
                 let (book, credit) = match self.inner.books.lock() {
                     Ok(b) => (b.book.clone(), b.credit_limit),
@@ -1008,6 +1045,14 @@ impl Actor {
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "the books could not be reloaded from the store"),
+                }
+                match crate::market::Market::load(&self.inner.store, now.0).await {
+                    Ok(m) => {
+                        if let Ok(mut market) = self.inner.market.lock() {
+                            *market = m;
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "the market could not be reloaded from the store"),
                 }
                 // nothing of this batch is durable: go back to what the log says
                 if let Ok((engine, last)) =

@@ -226,7 +226,7 @@ impl Books {
     }
 
     /// Applies `chain` (all-or-none) and stages what it created.
-    fn apply(&mut self, chain: &[Transfer], now_ms: i64) -> Result<Vec<Applied>, TransferError> {
+    pub(crate) fn apply(&mut self, chain: &[Transfer], now_ms: i64) -> Result<Vec<Applied>, TransferError> {
         let results = self.ledger.create_transfers(chain, micros(now_ms));
         // a chain's failure names its own cause; the rest of the chain says `linked_event_failed`
         if let Some(e) =

@@ -17,6 +17,8 @@ pub mod evidence;
 pub mod evidence_routes;
 pub mod geo;
 pub mod listen;
+pub mod market;
+pub mod market_routes;
 pub mod metrics;
 pub mod money_routes;
 pub mod probe;
@@ -94,6 +96,8 @@ pub struct Inner {
     pub link_volumes: alerting::LinkVolumes,
     /// Jobs' recent waits and latency-tier decisions.
     pub job_windows: alerting::JobWindows,
+    /// The market's open orders (R4), changed by the actor inside its batches.
+    pub market: std::sync::Mutex<market::Market>,
     /// See [`ServerConfig::map`] and [`ServerConfig::twin_reports`].
     pub map: Arc<suanwang_api::console::MapLayer>,
     pub twin_reports: Option<std::path::PathBuf>,
@@ -317,6 +321,7 @@ pub async fn build(
         site_up: RwLock::new(Arc::default()),
         board: RwLock::new(alerting::Board::default()),
         rules_count: cfg.alert_rules.len(),
+        market: std::sync::Mutex::new(market::Market::load(&store, actor::wall_now().0).await?),
         map: Arc::clone(&cfg.map),
         twin_reports: cfg.twin_reports.clone(),
         recent_auth_failures: alerting::Recent::default(),
@@ -364,6 +369,21 @@ pub async fn build(
             if ticker.send(Request::Tick).await.is_err() {
                 break;
             }
+        }
+    });
+    // the market's periodic clearing (the price book's `[market] clearing_period_s`)
+    let clearer = tx.clone();
+    let period = std::time::Duration::from_secs(u64::from(cfg.price_book.market.clearing_period_s.max(1)));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            if clearer.send(Request::Market { op: market::MarketOp::Clear, reply }).await.is_err() {
+                break;
+            }
+            let _ = rx.await;
         }
     });
     // tokens created beside the control plane (`suanwang token create`, `up`) go into the

@@ -7,6 +7,7 @@ mod console;
 mod durability;
 mod evidence;
 mod job;
+mod market;
 mod network;
 mod plan;
 mod tls;

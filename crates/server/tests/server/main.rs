@@ -6,6 +6,7 @@ mod console;
 mod evidence;
 mod history;
 mod limits;
+mod market;
 mod money;
 mod tls;
 

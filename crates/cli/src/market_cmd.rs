@@ -1,0 +1,172 @@
+//! Market commands against a running control plane (issue 16, R4): `market ask|bid` post an
+//! order, `market orders`, `market cancel ID`, `market prices`, `market clear` (operator) and
+//! `contract list`. Prices are typed in yuan per unit·hour (`1.25`) or fen (`125fen`); `--json`
+//! prints the API's answer as it is.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use suanwang_api::market::{ClearingAnswer, ContractList, OrderList, OrderRequest, OrderSide, OrderView, PriceList};
+
+use crate::money_cmd::{get, parse_amount, post, yuan};
+use crate::remote::Client;
+
+/// `family/model/place/YYYY-MM-DDTHHZ/Nh` from its parts (`--start` defaults to the next hour).
+pub fn product(family: &str, model: &str, place: &str, start: Option<&str>, hours: u32) -> Result<String> {
+    let start = match start {
+        Some(s) => s.to_string(),
+        None => {
+            let now = suanwang_server::actor::wall_now().0;
+            suanwang_economy::market::hour_utc((now / 3_600_000 + 1) * 3_600_000)
+        }
+    };
+    if suanwang_economy::market::parse_hour(&start).is_none() {
+        bail!("--start {start:?}: a whole UTC hour like 2026-12-07T08Z");
+    }
+    Ok(format!("{family}/{model}/{place}/{start}/{hours}h"))
+}
+
+fn order_line(o: &OrderView) -> String {
+    let side = match o.side {
+        OrderSide::Ask => "ask",
+        OrderSide::Bid => "bid",
+    };
+    let price = i64::try_from(o.price_fen).unwrap_or(i64::MAX);
+    let held = if o.held_fen > 0 {
+        format!(", holds {}", yuan(i64::try_from(o.held_fen).unwrap_or(i64::MAX)))
+    } else {
+        String::new()
+    };
+    format!(
+        "#{} {side} {} {} units at {}/unit·h by {}: {} ({} filled{held})",
+        o.id,
+        o.product,
+        o.units,
+        yuan(price),
+        o.owner,
+        crate::market_cmd::state(o),
+        o.filled_units
+    )
+}
+
+fn state(o: &OrderView) -> &'static str {
+    suanwang_server::market::state_str(o.state)
+}
+
+/// Prints an answer: as JSON, or for people.
+fn show<T: serde::Serialize>(v: &T, json: bool, human: impl FnOnce(&T)) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(v)?);
+    } else {
+        human(v);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn place(
+    c: &Client,
+    side: OrderSide,
+    product: String,
+    units: u64,
+    price: &str,
+    owner: Option<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let price_fen = parse_amount(price)?;
+    let Ok(price_fen) = u64::try_from(price_fen) else { bail!("--price {price:?} must be positive") };
+    let req = OrderRequest { side, product, units, price_fen, owner };
+    match post::<_, OrderView>(c, "/v1/market/orders", &req).await? {
+        Ok(o) => show(&o, json, |o| println!("{}", order_line(o))),
+        Err(code) => Ok(code),
+    }
+}
+
+pub async fn orders(c: &Client, state: Option<&str>, json: bool) -> Result<ExitCode> {
+    let path = match state {
+        Some(s) => format!("/v1/market/orders?state={s}&limit=1000"),
+        None => "/v1/market/orders?limit=1000".into(),
+    };
+    match get::<OrderList>(c, &path).await? {
+        Ok(l) => show(&l, json, |l| {
+            if l.orders.is_empty() {
+                println!("no orders");
+            }
+            for o in &l.orders {
+                println!("{}", order_line(o));
+            }
+        }),
+        Err(code) => Ok(code),
+    }
+}
+
+pub async fn cancel(c: &Client, id: u64, json: bool) -> Result<ExitCode> {
+    match post::<_, OrderView>(c, &format!("/v1/market/orders/{id}/cancel"), &serde_json::json!({})).await? {
+        Ok(o) => show(&o, json, |o| println!("{}", order_line(o))),
+        Err(code) => Ok(code),
+    }
+}
+
+pub async fn prices(c: &Client, product: Option<&str>, json: bool) -> Result<ExitCode> {
+    let path = match product {
+        Some(p) => format!("/v1/market/prices?product={p}"),
+        None => "/v1/market/prices".into(),
+    };
+    match get::<PriceList>(c, &path).await? {
+        Ok(l) => show(&l, json, |l| {
+            if l.prices.is_empty() {
+                println!("no clearing prices yet");
+            }
+            for p in &l.prices {
+                println!(
+                    "{} {}/unit·h ({} units) at {}",
+                    p.product,
+                    yuan(i64::try_from(p.price_fen).unwrap_or(i64::MAX)),
+                    p.units,
+                    crate::remote::rfc3339(p.cleared_at_ms)
+                );
+            }
+        }),
+        Err(code) => Ok(code),
+    }
+}
+
+pub async fn clear(c: &Client, json: bool) -> Result<ExitCode> {
+    match post::<_, ClearingAnswer>(c, "/v1/market/clear", &serde_json::json!({})).await? {
+        Ok(a) => show(&a, json, |a| {
+            println!(
+                "cleared {} products: {} traded, {} contracts, {} units; {} orders expired",
+                a.products, a.traded, a.contracts, a.units, a.expired
+            );
+        }),
+        Err(code) => Ok(code),
+    }
+}
+
+pub async fn contracts(c: &Client, json: bool) -> Result<ExitCode> {
+    let l: ContractList = match get(c, "/v1/contracts?limit=1000").await? {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&l)?);
+    } else if l.contracts.is_empty() {
+        println!("no contracts");
+    } else {
+        let fen = |v: u64| yuan(i64::try_from(v).unwrap_or(i64::MAX));
+        for k in &l.contracts {
+            println!(
+                "contract {}: {} {} units, {} → {} at {}/unit·h: {} (platform fee {}, seller gets {})",
+                k.id,
+                k.product,
+                k.units,
+                k.seller,
+                k.buyer,
+                fen(k.price_fen),
+                fen(k.amount_fen),
+                fen(k.fee_fen),
+                fen(k.amount_fen - k.fee_fen)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

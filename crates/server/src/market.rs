@@ -1,0 +1,566 @@
+//! The market in the control plane (issue 16, R4): the open orders' book, orders placed and
+//! cancelled, and the periodic clearing — each a change the actor applies inside its batch, so
+//! the orders' rows, the ledger's holds and payments and the evidence go into one group commit.
+//!
+//! The book is memory (what is live: open orders); orders, contracts and prices once written are
+//! the store's (`market_rows`). A bid holds `units × maximum × hours` of its wallet (a pending
+//! transfer `MarketHold`, leg 0); at a clearing its fills are paid at the clearing price — the
+//! hold posted with what they cost, each contract paid to its seller less the platform's fee,
+//! one linked chain — and what is left of it is held again (leg + 1) while it stays open. An
+//! order whose window has begun leaves the book at the next clearing (`expired`); a bid's hold
+//! is voided then, or when it is cancelled.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use suanwang_api::market::{ClearingAnswer, ContractView, OrderSide, OrderState, OrderView};
+use suanwang_economy::market::{Order, OrderBook, Product, Side, cost};
+use suanwang_economy::{AccountKind, Transfer, TransferFlags, TransferKind, system_id};
+use suanwang_store::{MarketQuery, MarketRow, Store};
+
+use crate::billing::Books;
+use crate::error::ApiError;
+
+/// The platform's own name in the books.
+const PLATFORM: &str = "platform";
+
+/// An order as stored: its view and the leg of its open hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredOrder {
+    #[serde(flatten)]
+    pub view: OrderView,
+    #[serde(default)]
+    pub hold_leg: u16,
+}
+
+/// What the actor does with the market.
+#[derive(Debug, Clone)]
+pub enum MarketOp {
+    /// A checked order; an ask's owner has `capacity` units of the product's kind at its place.
+    Place {
+        order: Box<Order>,
+        capacity: u64,
+        by: String,
+    },
+    Cancel {
+        id: u64,
+        by: String,
+        any_owner: bool,
+    },
+    Clear,
+}
+
+#[derive(Debug, Clone)]
+pub enum MarketDone {
+    Order(OrderView),
+    Cleared(ClearingAnswer),
+}
+
+/// The live market: open orders and what has been sold of each seller's capacity.
+#[derive(Debug, Default)]
+pub struct Market {
+    book: OrderBook,
+    open: HashMap<u64, StoredOrder>,
+    /// (seller, family, model, place) → contracts' (start, end, units) not yet over.
+    sold: BTreeMap<SoldKey, Vec<(i64, i64, u64)>>,
+    next_order: u64,
+    next_contract: u64,
+    staged: Vec<MarketRow>,
+    /// What the batch logs: (kind, actor, body); a body's `tenant` may open its record.
+    logs: Vec<(&'static str, String, serde_json::Value)>,
+}
+
+/// A contract a bid pays at a clearing: to whom, how much, the platform's part.
+#[derive(Debug)]
+struct Sale {
+    contract: u64,
+    seller: String,
+    amount: u64,
+    fee: u64,
+}
+
+/// Whose capacity of which kind at which place: (seller, family, model, place).
+type SoldKey = (String, String, String, String);
+
+/// Ids are zero-padded to sort as numbers.
+pub fn row_id(id: u64) -> String {
+    format!("{id:020}")
+}
+
+fn side_of(s: OrderSide) -> Side {
+    match s {
+        OrderSide::Ask => Side::Ask,
+        OrderSide::Bid => Side::Bid,
+    }
+}
+
+fn wire_side(s: Side) -> OrderSide {
+    match s {
+        Side::Ask => OrderSide::Ask,
+        Side::Bid => OrderSide::Bid,
+    }
+}
+
+pub fn state_str(s: OrderState) -> &'static str {
+    match s {
+        OrderState::Open => "open",
+        OrderState::Filled => "filled",
+        OrderState::Cancelled => "cancelled",
+        OrderState::Expired => "expired",
+    }
+}
+
+fn invalid(field: &str, why: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_order", why).field(field)
+}
+
+fn hold_id(order: u64, leg: u16) -> u128 {
+    system_id(TransferKind::MarketHold, order, leg)
+}
+
+impl Market {
+    /// The open orders and the sellers' sold capacity, from the store.
+    pub async fn load<S: Store>(store: &S, now_ms: i64) -> Result<Market, suanwang_store::StoreError> {
+        let mut m = Market::default();
+        let mut after = String::new();
+        loop {
+            let q = MarketQuery {
+                kind: "order".into(),
+                state: Some("open".into()),
+                after: after.clone(),
+                limit: 10_000,
+                ..MarketQuery::default()
+            };
+            let rows = store.market(&q).await?;
+            for r in &rows {
+                let Ok(o) = serde_json::from_str::<StoredOrder>(&r.body) else {
+                    tracing::error!(order = %r.id, "an open order's row cannot be read; it is left out of the book");
+                    continue;
+                };
+                if let Ok(order) = Market::book_order(&o) {
+                    let _ = m.book.insert(order);
+                    m.open.insert(o.view.id, o);
+                }
+            }
+            match rows.last() {
+                Some(r) if rows.len() == 10_000 => after.clone_from(&r.id),
+                _ => break,
+            }
+        }
+        let mut after = String::new();
+        loop {
+            let q = MarketQuery { kind: "sale".into(), after: after.clone(), limit: 10_000, ..MarketQuery::default() };
+            let rows = store.market(&q).await?;
+            for r in &rows {
+                if let Ok(c) = serde_json::from_str::<ContractView>(&r.body)
+                    && c.end_ms > now_ms
+                {
+                    m.add_sold(&c);
+                }
+            }
+            match rows.last() {
+                Some(r) if rows.len() == 10_000 => after.clone_from(&r.id),
+                _ => break,
+            }
+        }
+        let last = |id: Option<String>| id.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        m.next_order = last(store.market_last_id("order").await?) + 1;
+        m.next_contract = last(store.market_last_id("contract").await?) + 1;
+        Ok(m)
+    }
+
+    fn book_order(o: &StoredOrder) -> Result<Order, suanwang_economy::FieldError> {
+        Ok(Order {
+            id: o.view.id,
+            side: side_of(o.view.side),
+            owner: o.view.owner.clone(),
+            product: Product::parse(&o.view.product)?,
+            units: o.view.units - o.view.filled_units,
+            price_fen: o.view.price_fen,
+            seq: o.view.id,
+        })
+    }
+
+    fn add_sold(&mut self, c: &ContractView) {
+        if let Ok(p) = Product::parse(&c.product) {
+            self.sold
+                .entry((c.seller.clone(), p.family, p.model, p.place))
+                .or_default()
+                .push((c.start_ms, c.end_ms, c.units));
+        }
+    }
+
+    /// Units `seller` has sold of the product's kind and place in windows overlapping it.
+    fn sold_overlapping(&self, seller: &str, p: &Product) -> u64 {
+        let key = (seller.to_string(), p.family.clone(), p.model.clone(), p.place.clone());
+        self.sold
+            .get(&key)
+            .map_or(0, |v| v.iter().filter(|(s, e, _)| *s < p.end_ms() && p.start_ms < *e).map(|(_, _, u)| u).sum())
+    }
+
+    pub fn open_orders(&self) -> usize {
+        self.open.len()
+    }
+
+    /// What the next group commit writes, and what it logs.
+    pub fn take_staged(&mut self) -> (Vec<MarketRow>, Vec<(&'static str, String, serde_json::Value)>) {
+        (std::mem::take(&mut self.staged), std::mem::take(&mut self.logs))
+    }
+
+    fn stage_order(&mut self, o: &StoredOrder) {
+        self.staged.push(MarketRow {
+            kind: "order".into(),
+            id: row_id(o.view.id),
+            owner: o.view.owner.clone(),
+            product: o.view.product.clone(),
+            state: state_str(o.view.state).into(),
+            body: serde_json::to_string(o).unwrap_or_default(),
+            at_ms: o.view.updated_at_ms,
+        });
+    }
+
+    /// Applies `op` (the books and the market staged for the batch's commit).
+    pub fn apply(&mut self, books: &mut Books, op: MarketOp, now_ms: i64) -> Result<MarketDone, ApiError> {
+        match op {
+            MarketOp::Place { order, capacity, by } => {
+                self.place(books, *order, capacity, &by, now_ms).map(MarketDone::Order)
+            }
+            MarketOp::Cancel { id, by, any_owner } => {
+                self.cancel(books, id, &by, any_owner, now_ms).map(MarketDone::Order)
+            }
+            MarketOp::Clear => Ok(MarketDone::Cleared(self.clear(books, now_ms))),
+        }
+    }
+
+    fn place(
+        &mut self,
+        books: &mut Books,
+        mut o: Order,
+        capacity: u64,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<OrderView, ApiError> {
+        o.id = self.next_order;
+        o.seq = o.id;
+        o.check(now_ms).map_err(|e| invalid(&e.field, e.to_string()))?;
+        let held = o.hold_fen().map_err(|e| invalid(&e.field, e.to_string()))?;
+        match o.side {
+            Side::Ask => {
+                let offered = self.book.asked_overlapping(&o.owner, &o.product);
+                let sold = self.sold_overlapping(&o.owner, &o.product);
+                let total = offered.saturating_add(sold).saturating_add(o.units);
+                if total > capacity {
+                    return Err(invalid(
+                        "units",
+                        format!(
+                            "{} has {capacity} units of {}/{} at {}; with {offered} offered and {sold} sold in \
+                             overlapping windows, {} more is too many",
+                            o.owner, o.product.family, o.product.model, o.product.place, o.units
+                        ),
+                    ));
+                }
+            }
+            Side::Bid => {
+                let wallet = books.account(AccountKind::Wallet, &o.owner, now_ms);
+                let clearing = books.account(AccountKind::Clearing, PLATFORM, now_ms);
+                let hold = Transfer::new(hold_id(o.id, 0), wallet, clearing, held, TransferKind::MarketHold.code())
+                    .flags(TransferFlags::PENDING);
+                if books.apply(&[hold], now_ms).is_err() {
+                    let available = books
+                        .find(AccountKind::Wallet, &o.owner)
+                        .and_then(suanwang_economy::Account::available)
+                        .unwrap_or(0);
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "balance",
+                        format!(
+                            "balance: the bid holds ¥{:.2} (units × price × hours) and {}'s wallet has ¥{:.2} \
+                             available: short by ¥{:.2}",
+                            held as f64 / 100.0,
+                            o.owner,
+                            available as f64 / 100.0,
+                            (u128::from(held).saturating_sub(available)) as f64 / 100.0
+                        ),
+                    )
+                    .field("units")
+                    .hint("top the wallet up (suanwang topup), or bid for fewer units or a lower price"));
+                }
+            }
+        }
+        self.next_order += 1;
+        let stored = StoredOrder {
+            view: OrderView {
+                id: o.id,
+                side: wire_side(o.side),
+                owner: o.owner.clone(),
+                product: o.product.id(),
+                units: o.units,
+                filled_units: 0,
+                price_fen: o.price_fen,
+                state: OrderState::Open,
+                held_fen: held,
+                created_at_ms: now_ms,
+                updated_at_ms: now_ms,
+            },
+            hold_leg: 0,
+        };
+        self.stage_order(&stored);
+        let mut body = serde_json::to_value(&stored.view).unwrap_or_default();
+        if o.side == Side::Bid {
+            body["tenant"] = serde_json::Value::String(o.owner.clone());
+        }
+        self.logs.push(("market_order", by.to_string(), body));
+        let view = stored.view.clone();
+        // the id is fresh: the insert cannot collide
+        let _ = self.book.insert(o);
+        self.open.insert(view.id, stored);
+        Ok(view)
+    }
+
+    fn cancel(
+        &mut self,
+        books: &mut Books,
+        id: u64,
+        by: &str,
+        any_owner: bool,
+        now_ms: i64,
+    ) -> Result<OrderView, ApiError> {
+        let not_open = || {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no open order {id} of yours"))
+                .hint("orders can be cancelled until the clearing that fills them; see suanwang market orders")
+        };
+        let mine = self.open.get(&id).is_some_and(|o| any_owner || o.view.owner == by);
+        if !mine {
+            return Err(not_open());
+        }
+        let Some(mut stored) = self.open.remove(&id) else { return Err(not_open()) };
+        self.book.remove(id);
+        if stored.view.side == OrderSide::Bid {
+            void(books, id, stored.hold_leg, now_ms);
+        }
+        stored.view.state = OrderState::Cancelled;
+        stored.view.held_fen = 0;
+        stored.view.updated_at_ms = now_ms;
+        self.stage_order(&stored);
+        let tenant = (stored.view.side == OrderSide::Bid).then(|| stored.view.owner.clone());
+        self.logs.push(("market_cancel", by.to_string(), serde_json::json!({"order": id, "tenant": tenant})));
+        Ok(stored.view)
+    }
+
+    /// One clearing of every product in the book.
+    pub fn clear(&mut self, books: &mut Books, now_ms: i64) -> ClearingAnswer {
+        let results = self.book.clear_all();
+        let mut answer = ClearingAnswer {
+            products: results.len() as u64,
+            traded: 0,
+            contracts: 0,
+            units: 0,
+            expired: 0,
+            cleared_at_ms: now_ms,
+        };
+        let fee_bp = u64::from(books.book.platform.fee_bp);
+        let platform = books.account(AccountKind::Platform, PLATFORM, now_ms);
+        let clearing = books.account(AccountKind::Clearing, PLATFORM, now_ms);
+        for (c, orders) in results {
+            let hours = c.product.hours;
+            let mut filled: BTreeMap<u64, u64> = BTreeMap::new();
+            // each bid's contracts, to pay
+            let mut by_bid: BTreeMap<u64, Vec<Sale>> = BTreeMap::new();
+            if let Some(price) = c.price_fen {
+                answer.traded += 1;
+                answer.units += c.units;
+                for f in &c.fills {
+                    let (Some(bid), Some(ask)) =
+                        (orders.iter().find(|o| o.id == f.bid), orders.iter().find(|o| o.id == f.ask))
+                    else {
+                        continue;
+                    };
+                    // within the bid's hold: units ≤ its units, price ≤ its maximum
+                    let amount = cost(f.units, price, hours).unwrap_or(0);
+                    let fee = (amount.saturating_mul(fee_bp) + 5_000) / 10_000;
+                    let id = self.next_contract;
+                    self.next_contract += 1;
+                    answer.contracts += 1;
+                    *filled.entry(f.bid).or_default() += f.units;
+                    *filled.entry(f.ask).or_default() += f.units;
+                    let view = ContractView {
+                        id,
+                        product: c.product.id(),
+                        buyer: bid.owner.clone(),
+                        seller: ask.owner.clone(),
+                        units: f.units,
+                        price_fen: price,
+                        amount_fen: amount,
+                        fee_fen: fee,
+                        bid: bid.id,
+                        ask: ask.id,
+                        cleared_at_ms: now_ms,
+                        start_ms: c.product.start_ms,
+                        end_ms: c.product.end_ms(),
+                    };
+                    self.add_sold(&view);
+                    let body = serde_json::to_string(&view).unwrap_or_default();
+                    for (kind, owner) in [("contract", &view.buyer), ("sale", &view.seller)] {
+                        self.staged.push(MarketRow {
+                            kind: kind.into(),
+                            id: row_id(id),
+                            owner: owner.clone(),
+                            product: view.product.clone(),
+                            state: "active".into(),
+                            body: body.clone(),
+                            at_ms: now_ms,
+                        });
+                    }
+                    let mut body = serde_json::to_value(&view).unwrap_or_default();
+                    body["tenant"] = serde_json::Value::String(view.buyer.clone());
+                    self.logs.push(("contract", "server".into(), body));
+                    by_bid.entry(bid.id).or_default().push(Sale {
+                        contract: id,
+                        seller: ask.owner.clone(),
+                        amount,
+                        fee,
+                    });
+                }
+                // the price's history (`price`, by product then time) and the latest (`last_price`)
+                let body = serde_json::to_string(&suanwang_api::market::PriceView {
+                    product: c.product.id(),
+                    price_fen: price,
+                    units: c.units,
+                    cleared_at_ms: now_ms,
+                })
+                .unwrap_or_default();
+                for (kind, id) in
+                    [("price", format!("{}@{:020}", c.product.id(), now_ms)), ("last_price", c.product.id())]
+                {
+                    self.staged.push(MarketRow {
+                        kind: kind.into(),
+                        id,
+                        owner: String::new(),
+                        product: c.product.id(),
+                        state: "published".into(),
+                        body: body.clone(),
+                        at_ms: now_ms,
+                    });
+                }
+            }
+            let started = c.product.start_ms <= now_ms;
+            for mut o in orders {
+                let Some(mut stored) = self.open.remove(&o.id) else { continue };
+                let got = filled.get(&o.id).copied().unwrap_or(0);
+                let left = o.units - got;
+                let mut changed = got > 0;
+                if o.side == Side::Bid && got > 0 {
+                    // pay for the fills: post the hold with what they cost, pay each seller and
+                    // the platform — one linked chain
+                    let contracts = by_bid.remove(&o.id).unwrap_or_default();
+                    let total: u64 = contracts.iter().map(|x| x.amount).sum();
+                    let mut chain = vec![Transfer::post(
+                        system_id(TransferKind::MarketPost, o.id, stored.hold_leg),
+                        hold_id(o.id, stored.hold_leg),
+                        total,
+                        TransferKind::MarketPost.code(),
+                    )];
+                    for Sale { contract: id, seller, amount, fee } in &contracts {
+                        let to = books.account(AccountKind::Provider, seller, now_ms);
+                        chain.push(Transfer::new(
+                            system_id(TransferKind::MarketPayment, *id, 0),
+                            clearing,
+                            to,
+                            amount - fee,
+                            TransferKind::MarketPayment.code(),
+                        ));
+                        if *fee > 0 {
+                            chain.push(Transfer::new(
+                                system_id(TransferKind::MarketFee, *id, 0),
+                                clearing,
+                                platform,
+                                *fee,
+                                TransferKind::MarketFee.code(),
+                            ));
+                        }
+                    }
+                    let n = chain.len();
+                    for t in &mut chain[..n - 1] {
+                        *t = t.flags(TransferFlags::LINKED);
+                    }
+                    if let Err(e) = books.apply(&chain, now_ms) {
+                        tracing::error!(order = o.id, error = %e, "a bid's fills could not be paid; the order is cancelled");
+                        void(books, o.id, stored.hold_leg, now_ms);
+                        stored.view.state = OrderState::Cancelled;
+                        stored.view.held_fen = 0;
+                        stored.view.updated_at_ms = now_ms;
+                        self.stage_order(&stored);
+                        continue;
+                    }
+                    stored.hold_leg += 1;
+                    stored.view.held_fen = 0;
+                    // what is left stays open, held again
+                    if left > 0 && !started {
+                        let again = cost(left, o.price_fen, hours).unwrap_or(u64::MAX);
+                        let wallet = books.account(AccountKind::Wallet, &o.owner, now_ms);
+                        let hold = Transfer::new(
+                            hold_id(o.id, stored.hold_leg),
+                            wallet,
+                            clearing,
+                            again,
+                            TransferKind::MarketHold.code(),
+                        )
+                        .flags(TransferFlags::PENDING);
+                        if books.apply(&[hold], now_ms).is_ok() {
+                            stored.view.held_fen = again;
+                        } else {
+                            stored.view.state = OrderState::Expired;
+                        }
+                    }
+                }
+                stored.view.filled_units += got;
+                if left == 0 {
+                    stored.view.state = OrderState::Filled;
+                } else if started && stored.view.state == OrderState::Open {
+                    // its window began: out of the book
+                    if o.side == Side::Bid && got == 0 {
+                        void(books, o.id, stored.hold_leg, now_ms);
+                    }
+                    stored.view.state = OrderState::Expired;
+                    stored.view.held_fen = 0;
+                    answer.expired += 1;
+                    changed = true;
+                }
+                if stored.view.state == OrderState::Open {
+                    o.units = left;
+                    let _ = self.book.insert(o);
+                    if changed {
+                        stored.view.updated_at_ms = now_ms;
+                        self.stage_order(&stored);
+                    }
+                    self.open.insert(stored.view.id, stored);
+                } else {
+                    stored.view.updated_at_ms = now_ms;
+                    self.stage_order(&stored);
+                }
+            }
+        }
+        // sold capacity whose window is over is forgotten
+        for v in self.sold.values_mut() {
+            v.retain(|(_, end, _)| *end > now_ms);
+        }
+        self.sold.retain(|_, v| !v.is_empty());
+        if answer.products > 0 {
+            self.logs.push(("market_clearing", "server".into(), serde_json::to_value(&answer).unwrap_or_default()));
+        }
+        answer
+    }
+}
+
+/// Voids an order's open hold, if it has one.
+fn void(books: &mut Books, order: u64, leg: u16, now_ms: i64) {
+    let hold = hold_id(order, leg);
+    if !matches!(books.ledger().pending(hold), Some((_, suanwang_economy::PendingState::Pending))) {
+        return;
+    }
+    let v = Transfer::void(system_id(TransferKind::MarketVoid, order, leg), hold, TransferKind::MarketVoid.code());
+    if let Err(e) = books.apply(&[v], now_ms) {
+        tracing::error!(order, error = %e, "voiding a market hold failed");
+    }
+}

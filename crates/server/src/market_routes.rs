@@ -1,0 +1,257 @@
+//! The market's routes (issue 16, R4): orders, contracts, prices and a clearing on demand.
+//! Roles: a provider asks (its own capacity), a tenant bids (its own wallet), the operator may
+//! do either for a named party; tenants see their orders and contracts, providers theirs and
+//! their sales, the operator and the regulator all; prices are public to every role.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use suanwang_api::market::{
+    ClearingAnswer, ContractList, ContractView, OrderList, OrderRequest, OrderSide, OrderView, PriceList, PriceView,
+};
+use suanwang_economy::market::{Order, Product, Side};
+use suanwang_store::{MarketQuery, Store};
+use tokio::sync::oneshot;
+
+use crate::Inner;
+use crate::actor::Request;
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use crate::market::{MarketDone, MarketOp, StoredOrder, row_id};
+use crate::money_routes::parse_body;
+use crate::routes::{authenticate, require};
+
+type S = State<Arc<Inner>>;
+
+fn bad(field: &str, why: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_query", why.into()).field(field)
+}
+
+fn invalid(field: &str, why: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_order", why.into()).field(field)
+}
+
+fn store_error(e: &suanwang_store::StoreError) -> ApiError {
+    ApiError::unavailable("store").detail(e.to_string())
+}
+
+async fn ask(inner: &Inner, op: MarketOp) -> Result<MarketDone, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    inner.tx.send(Request::Market { op, reply: tx }).await.map_err(|_| ApiError::unavailable("the engine stopped"))?;
+    rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))?
+}
+
+/// The sites a product's place stands for: the site itself, a hub's or a green region's sites.
+fn sites_of<'a>(net: &'a suanwang_core::Network, place: &str) -> Vec<&'a suanwang_core::network::Site> {
+    net.sites.iter().filter(|s| s.id == place || s.hub.as_deref() == Some(place) || s.region == place).collect()
+}
+
+/// Units of the product's kind at its place: all of them, and `owner`'s.
+fn capacity(inner: &Inner, p: &Product, owner: &str) -> Result<(u64, u64), ApiError> {
+    let net = inner.net();
+    let sites = sites_of(&net, &p.place);
+    if sites.is_empty() {
+        return Err(invalid("product", format!("no site, hub or green region {:?}", p.place)));
+    }
+    let grants = inner.grants();
+    let book = inner.books.lock().map_err(|_| ApiError::unavailable("the books are unavailable"))?.book.clone();
+    let (mut all, mut owned) = (0u64, 0u64);
+    for s in sites {
+        let provider = crate::billing::provider_of(&book, &net, &grants, &s.id);
+        for pool in s.pools.iter().filter(|x| x.family.as_str() == p.family && (p.model == "any" || x.model == p.model))
+        {
+            all = all.saturating_add(pool.count);
+            if provider == owner {
+                owned = owned.saturating_add(pool.count);
+            }
+        }
+    }
+    if all == 0 {
+        return Err(invalid("product", format!("no {}/{} capacity at {}", p.family, p.model, p.place)));
+    }
+    Ok((all, owned))
+}
+
+/// `POST /v1/market/orders`: an ask or a bid, answered once it is durable (201).
+pub async fn place(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<OrderView>), ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    let body = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))?;
+    let r: OrderRequest = parse_body(&body, "invalid_order", "{side: ask|bid, product, units, price_fen, owner?}")?;
+    let owner = match (p.role, r.side, r.owner.as_deref()) {
+        (Role::Operator, _, Some(o)) => o.to_string(),
+        (Role::Operator, _, None) => {
+            return Err(invalid("owner", "the operator names whose order it is (the provider or the tenant)"));
+        }
+        (Role::Provider, OrderSide::Ask, None) | (Role::Tenant, OrderSide::Bid, None) => p.name.clone(),
+        (Role::Provider, OrderSide::Ask, Some(o)) | (Role::Tenant, OrderSide::Bid, Some(o)) if o == p.name => o.into(),
+        (Role::Provider | Role::Tenant, _, Some(o)) if (r.side == OrderSide::Ask) == (p.role == Role::Provider) => {
+            return Err(ApiError::forbidden(&format!("a {} places its own orders (owner {o:?})", p.role.as_str())));
+        }
+        (Role::Provider, OrderSide::Bid, _) => return Err(ApiError::forbidden("providers ask; tenants bid")),
+        (Role::Tenant, OrderSide::Ask, _) => return Err(ApiError::forbidden("tenants bid; providers ask")),
+        _ => return Err(ApiError::forbidden(&format!("a {} does not trade", p.role.as_str()))),
+    };
+    if owner.is_empty() || owner.len() > 64 {
+        return Err(invalid("owner", "1 to 64 bytes"));
+    }
+    let product = Product::parse(&r.product).map_err(|e| invalid("product", e.to_string()))?;
+    let (_, owned) = capacity(&inner, &product, &owner)?;
+    let side = match r.side {
+        OrderSide::Ask => Side::Ask,
+        OrderSide::Bid => Side::Bid,
+    };
+    if side == Side::Ask && owned == 0 {
+        return Err(invalid(
+            "product",
+            format!("{owner} has no {}/{} capacity at {} to offer", product.family, product.model, product.place),
+        ));
+    }
+    let order = Order { id: 0, side, owner, product, units: r.units, price_fen: r.price_fen, seq: 0 };
+    match ask(&inner, MarketOp::Place { order: Box::new(order), capacity: owned, by: p.name.clone() }).await? {
+        MarketDone::Order(v) => Ok((StatusCode::CREATED, Json(v))),
+        MarketDone::Cleared(_) => Err(ApiError::unavailable("unexpected answer")),
+    }
+}
+
+/// `POST /v1/market/orders/{id}/cancel`: an open order out of the book, a bid's hold released.
+pub async fn cancel(State(inner): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<OrderView>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Provider, Role::Tenant], "cancel orders")?;
+    let id: u64 = id.parse().map_err(|_| bad("id", format!("{id:?} is not an order number")))?;
+    let op = MarketOp::Cancel { id, by: p.name.clone(), any_owner: p.role == Role::Operator };
+    match ask(&inner, op).await? {
+        MarketDone::Order(v) => Ok(Json(v)),
+        MarketDone::Cleared(_) => Err(ApiError::unavailable("unexpected answer")),
+    }
+}
+
+/// `POST /v1/market/clear` (operator): a clearing now.
+pub async fn clear(State(inner): S, headers: HeaderMap) -> Result<Json<ClearingAnswer>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator], "clear the market")?;
+    match ask(&inner, MarketOp::Clear).await? {
+        MarketDone::Cleared(a) => Ok(Json(a)),
+        MarketDone::Order(_) => Err(ApiError::unavailable("unexpected answer")),
+    }
+}
+
+fn limit_of(q: &BTreeMap<String, String>) -> Result<i64, ApiError> {
+    match q.get("limit") {
+        None => Ok(100),
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| bad("limit", format!("{l:?} is not 1 to 1000"))),
+    }
+}
+
+fn after_of(q: &BTreeMap<String, String>) -> Result<String, ApiError> {
+    q.get("after").map_or(Ok(String::new()), |a| {
+        a.parse::<u64>().map(row_id).map_err(|_| bad("after", format!("{a:?} is not an id")))
+    })
+}
+
+fn known(q: &BTreeMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(bad(k, format!("unknown parameter {k:?}; known: {}", allowed.join(", ")))),
+        None => Ok(()),
+    }
+}
+
+/// Whose rows a principal lists: its own, or (operator, regulator) anyone's or `owner=`'s.
+fn owner_filter(p: &Principal, asked: Option<&String>) -> Result<Option<String>, ApiError> {
+    match p.role {
+        Role::Operator | Role::Regulator => Ok(asked.cloned()),
+        Role::Tenant | Role::Provider => match asked {
+            Some(o) if *o != p.name => Err(ApiError::forbidden(&format!("a {} lists its own", p.role.as_str()))),
+            _ => Ok(Some(p.name.clone())),
+        },
+        _ => Err(ApiError::forbidden(&format!("a {} has no orders or contracts", p.role.as_str()))),
+    }
+}
+
+/// `GET /v1/market/orders[?state=&product=&owner=&after=&limit=]`.
+pub async fn orders(
+    State(inner): S,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Json<OrderList>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    known(&q, &["state", "product", "owner", "after", "limit"])?;
+    let owner = owner_filter(&p, q.get("owner"))?;
+    if let Some(s) = q.get("state")
+        && !["open", "filled", "cancelled", "expired"].contains(&s.as_str())
+    {
+        return Err(bad("state", format!("{s:?} is not open, filled, cancelled or expired")));
+    }
+    let limit = limit_of(&q)?;
+    let query = MarketQuery {
+        kind: "order".into(),
+        owner,
+        product: q.get("product").cloned(),
+        state: q.get("state").cloned(),
+        after: after_of(&q)?,
+        limit,
+    };
+    let rows = inner.store.market(&query).await.map_err(|e| store_error(&e))?;
+    let orders: Vec<OrderView> =
+        rows.iter().filter_map(|r| serde_json::from_str::<StoredOrder>(&r.body).ok()).map(|o| o.view).collect();
+    let next = (rows.len() as i64 == limit).then(|| orders.last().map(|o| o.id)).flatten();
+    Ok(Json(OrderList { orders, next }))
+}
+
+/// `GET /v1/contracts[?product=&owner=&after=&limit=]`: a tenant's purchases, a provider's
+/// sales, or (operator, regulator) all.
+pub async fn contracts(
+    State(inner): S,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Json<ContractList>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    known(&q, &["product", "owner", "after", "limit"])?;
+    let owner = owner_filter(&p, q.get("owner"))?;
+    let kind = if p.role == Role::Provider { "sale" } else { "contract" };
+    let limit = limit_of(&q)?;
+    let query = MarketQuery {
+        kind: kind.into(),
+        owner,
+        product: q.get("product").cloned(),
+        after: after_of(&q)?,
+        limit,
+        state: None,
+    };
+    let rows = inner.store.market(&query).await.map_err(|e| store_error(&e))?;
+    let contracts: Vec<ContractView> = rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
+    let next = (rows.len() as i64 == limit).then(|| contracts.last().map(|c| c.id)).flatten();
+    Ok(Json(ContractList { contracts, next }))
+}
+
+/// `GET /v1/market/prices[?product=]`: each product's latest clearing price, or one product's
+/// history (every role).
+pub async fn prices(
+    State(inner): S,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Json<PriceList>, ApiError> {
+    authenticate(&inner, &headers).await?;
+    known(&q, &["product"])?;
+    let query = match q.get("product") {
+        Some(pr) => {
+            Product::parse(pr).map_err(|e| bad("product", e.to_string()))?;
+            MarketQuery { kind: "price".into(), product: Some(pr.clone()), limit: 1000, ..MarketQuery::default() }
+        }
+        None => MarketQuery { kind: "last_price".into(), limit: 1000, ..MarketQuery::default() },
+    };
+    let rows = inner.store.market(&query).await.map_err(|e| store_error(&e))?;
+    let prices: Vec<PriceView> = rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
+    Ok(Json(PriceList { prices }))
+}

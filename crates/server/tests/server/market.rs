@@ -1,0 +1,195 @@
+//! The market over real HTTP (issue 16, R4): a provider's ask and tenants' bids for a product,
+//! validated and held in the ledger; a clearing (uniform-price double auction) makes contracts
+//! at one price between the last traded bid and ask, pays the seller less the platform's fee
+//! out of the bid's hold and releases the rest; prices and contracts are published to whom they
+//! concern; a restart reads the open book back and numbers on. Bad input is a 4xx naming the field.
+
+use serde_json::{Value, json};
+use suanwang_economy::market::hour_utc;
+use suanwang_server::ServerConfig;
+use suanwang_server::auth::Role;
+use suanwang_server::create_token;
+use suanwang_store::Store as _;
+
+use crate::{call, sqlite, start_with};
+
+#[allow(clippy::unnecessary_wraps)] // `call` takes an optional body
+fn body(v: &Value) -> Option<Vec<u8>> {
+    Some(serde_json::to_vec(v).expect("json"))
+}
+
+/// The balance (or `available`) of `party`'s account of `kind`.
+async fn account(url: &str, op: &str, party: &str, kind: &str, field: &str) -> i64 {
+    let (st, b) = call(url, "GET", &format!("/v1/balance?party={party}"), Some(op), None, None).await;
+    assert_eq!(st, 200, "{b}");
+    b["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter(|a| a["kind"] == kind)
+        .filter_map(|a| a[field].as_i64())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)]
+async fn asks_and_bids_clear_into_contracts_paid_through_the_ledger() {
+    let store = sqlite("market").await;
+    let cfg = ServerConfig { credit_limit_fen: 0, ..ServerConfig::default() };
+    let s = start_with(store.clone(), cfg.clone()).await;
+    let url = s.url.clone();
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let acme = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let globex = create_token(&store, Role::Tenant, "globex").await.expect("token");
+    let seller = create_token(&store, Role::Provider, "idc-tianfu").await.expect("token");
+    let other = create_token(&store, Role::Provider, "idc-guian").await.expect("token");
+    let (st, t) =
+        call(&url, "POST", "/v1/topups", Some(&op), body(&json!({"party": "acme", "amount_fen": 1_000_000})), None)
+            .await;
+    assert_eq!(st, 201, "{t}");
+    let now = suanwang_server::actor::wall_now().0;
+    let start = (now / 3_600_000 + 2) * 3_600_000;
+    let product = format!("intelligent/ascend-910b/tianfu-shuangliu/{}/2h", hour_utc(start));
+    let order = |side: &str, units: u64, price: u64| json!({"side": side, "product": product, "units": units, "price_fen": price});
+
+    // bad orders: the field named, nothing held
+    let past = format!("intelligent/ascend-910b/tianfu-shuangliu/{}/2h", hour_utc(now - 7_200_000));
+    for (who, o, status, field) in [
+        (&acme, json!({"side": "bid", "product": product, "units": 0, "price_fen": 10}), 422, "units"),
+        (&acme, json!({"side": "bid", "product": product, "units": 1, "price_fen": 0}), 422, "price_fen"),
+        (&acme, json!({"side": "bid", "product": product, "units": 1, "price_fen": 10_000_001}), 422, "price_fen"),
+        (&acme, json!({"side": "bid", "product": past, "units": 1, "price_fen": 10}), 422, "start"),
+        (
+            &acme,
+            json!({"side": "bid", "product": "intelligent/h800/nowhere/2030-01-01T00Z/1h", "units": 1, "price_fen": 10}),
+            422,
+            "product",
+        ),
+        (
+            &acme,
+            json!({"side": "bid", "product": "intelligent/h800/tianfu-shuangliu/2030-01-01T00Z/1h", "units": 1, "price_fen": 10}),
+            422,
+            "product",
+        ),
+        (
+            &acme,
+            json!({"side": "bid", "product": "intelligent/any/tianfu-shuangliu/2030-01-01T00:30Z/1h", "units": 1, "price_fen": 10}),
+            422,
+            "product",
+        ),
+        (
+            &acme,
+            json!({"side": "bid", "product": product, "units": 1, "price_fen": 10, "colour": "red"}),
+            422,
+            "colour",
+        ),
+        (&seller, order("ask", 2617, 100), 422, "units"),
+        (&other, order("ask", 1, 100), 422, "product"),
+        (&op, order("bid", 1, 100), 422, "owner"),
+    ] {
+        let (st, e) = call(&url, "POST", "/v1/market/orders", Some(who), body(&o), None).await;
+        assert_eq!((st, e["field"].as_str()), (status, Some(field)), "{o}: {e}");
+    }
+    for (who, side) in [(&acme, "ask"), (&seller, "bid")] {
+        let (st, e) = call(&url, "POST", "/v1/market/orders", Some(who), body(&order(side, 1, 100)), None).await;
+        assert_eq!(st, 403, "{side}: {e}");
+    }
+    assert_eq!(account(&url, &op, "acme", "wallet", "available_fen").await, 1_000_000, "nothing held");
+
+    // the ask: 10 cards at ¥1.00 per card-hour; bids: acme 6 at ¥1.50, acme 8 at ¥0.90
+    let (st, ask) = call(&url, "POST", "/v1/market/orders", Some(&seller), body(&order("ask", 10, 100)), None).await;
+    assert_eq!((st, ask["state"].as_str(), ask["owner"].as_str()), (201, Some("open"), Some("idc-tianfu")), "{ask}");
+    let (st, e) = call(&url, "POST", "/v1/market/orders", Some(&seller), body(&order("ask", 2607, 100)), None).await;
+    assert_eq!((st, e["field"].as_str()), (422, Some("units")), "10 offered + 2607 > 2616 cards: {e}");
+    let (st, bid) = call(&url, "POST", "/v1/market/orders", Some(&acme), body(&order("bid", 6, 150)), None).await;
+    assert_eq!((st, bid["held_fen"].as_u64()), (201, Some(6 * 150 * 2)), "{bid}");
+    let (st, low) = call(&url, "POST", "/v1/market/orders", Some(&acme), body(&order("bid", 8, 90)), None).await;
+    assert_eq!(st, 201, "{low}");
+    assert_eq!(account(&url, &op, "acme", "wallet", "available_fen").await, 1_000_000 - 1_800 - 1_440);
+    // globex has no money: refused for balance, the shortfall named
+    let (st, e) = call(&url, "POST", "/v1/market/orders", Some(&globex), body(&order("bid", 1, 100)), None).await;
+    assert_eq!((st, e["code"].as_str(), e["field"].as_str()), (422, Some("balance"), Some("units")), "{e}");
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("short by ¥2.00")), "{e}");
+    // cancelling: only one's own, once; the hold comes back
+    let low_id = low["id"].as_u64().expect("id");
+    let (st, _) = call(&url, "POST", &format!("/v1/market/orders/{low_id}/cancel"), Some(&globex), None, None).await;
+    assert_eq!(st, 404, "not globex's order");
+    let (st, c) = call(&url, "POST", &format!("/v1/market/orders/{low_id}/cancel"), Some(&acme), None, None).await;
+    assert_eq!((st, c["state"].as_str()), (200, Some("cancelled")), "{c}");
+    let (st, _) = call(&url, "POST", &format!("/v1/market/orders/{low_id}/cancel"), Some(&acme), None, None).await;
+    assert_eq!(st, 404, "cancelled already");
+    assert_eq!(account(&url, &op, "acme", "wallet", "available_fen").await, 1_000_000 - 1_800);
+
+    // the clearing: 6 cards at (150 + 100) / 2 = 125 fen per card-hour for 2 h = ¥15.00; the
+    // platform's 3 % (45 fen) out of it, ¥14.55 to the seller; the bid's other ¥3.00 released
+    let (st, _) = call(&url, "POST", "/v1/market/clear", Some(&acme), None, None).await;
+    assert_eq!(st, 403);
+    let (st, cleared) = call(&url, "POST", "/v1/market/clear", Some(&op), None, None).await;
+    assert_eq!(st, 200, "{cleared}");
+    assert_eq!(
+        (cleared["traded"].as_u64(), cleared["contracts"].as_u64(), cleared["units"].as_u64()),
+        (Some(1), Some(1), Some(6))
+    );
+    assert_eq!(account(&url, &op, "acme", "wallet", "balance_fen").await, 1_000_000 - 1_500);
+    assert_eq!(account(&url, &op, "acme", "wallet", "available_fen").await, 1_000_000 - 1_500, "nothing held any more");
+    assert_eq!(account(&url, &op, "idc-tianfu", "provider", "balance_fen").await, 1_455);
+    let (_, prices) = call(&url, "GET", "/v1/market/prices", Some(&globex), None, None).await;
+    assert_eq!(prices["prices"][0]["price_fen"], 125, "{prices}");
+    assert_eq!(prices["prices"][0]["product"], product.as_str());
+    let (_, mine) = call(&url, "GET", "/v1/contracts", Some(&acme), None, None).await;
+    let c = &mine["contracts"][0];
+    assert_eq!(
+        (
+            c["buyer"].as_str(),
+            c["seller"].as_str(),
+            c["units"].as_u64(),
+            c["amount_fen"].as_u64(),
+            c["fee_fen"].as_u64()
+        ),
+        (Some("acme"), Some("idc-tianfu"), Some(6), Some(1_500), Some(45)),
+        "{mine}"
+    );
+    let (_, sold) = call(&url, "GET", "/v1/contracts", Some(&seller), None, None).await;
+    assert_eq!(sold["contracts"].as_array().map(Vec::len), Some(1), "the seller sees its sale: {sold}");
+    let (_, none) = call(&url, "GET", "/v1/contracts", Some(&globex), None, None).await;
+    assert_eq!(none["contracts"], json!([]));
+    let (_, orders) = call(&url, "GET", "/v1/market/orders", Some(&acme), None, None).await;
+    let states: Vec<(&str, u64)> = orders["orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .map(|o| (o["state"].as_str().unwrap_or(""), o["filled_units"].as_u64().unwrap_or(0)))
+        .collect();
+    assert_eq!(states, [("filled", 6), ("cancelled", 0)], "{orders}");
+    let (_, open) = call(&url, "GET", "/v1/market/orders?state=open", Some(&op), None, None).await;
+    assert_eq!(open["orders"][0]["filled_units"], 6, "the ask's 4 other cards stay open: {open}");
+    let (st, e) = call(&url, "GET", "/v1/market/orders?state=done", Some(&op), None, None).await;
+    assert_eq!((st, e["field"].as_str()), (400, Some("state")), "{e}");
+    let (st, _) = call(&url, "GET", "/v1/market/orders?owner=acme", Some(&globex), None, None).await;
+    assert_eq!(st, 403);
+
+    // the contract is in the evidence log, for its buyer
+    let size = store.evidence_size().await.expect("size");
+    let entries = store.evidence_entries(0, size).await.expect("entries");
+    assert!(entries.iter().any(|e| e.kind == "contract" && e.tenant.as_deref() == Some("acme")), "a contract entry");
+
+    // a restart reads the open ask back; order numbers go on
+    drop(s);
+    let s = start_with(store.clone(), cfg).await;
+    let url = s.url.clone();
+    let (st, more) = call(&url, "POST", "/v1/market/orders", Some(&acme), body(&order("bid", 4, 200)), None).await;
+    assert_eq!(st, 201, "{more}");
+    assert!(more["id"].as_u64() > low["id"].as_u64(), "ids go on: {more}");
+    let (_, cleared) = call(&url, "POST", "/v1/market/clear", Some(&op), None, None).await;
+    assert_eq!(cleared["units"], 4, "{cleared}");
+    let (_, history) =
+        call(&url, "GET", &format!("/v1/market/prices?product={product}"), Some(&acme), None, None).await;
+    let seen: Vec<u64> =
+        history["prices"].as_array().expect("prices").iter().filter_map(|p| p["price_fen"].as_u64()).collect();
+    assert_eq!(seen, [125, 150], "the history, in time order");
+    assert_eq!(
+        account(&url, &op, "idc-tianfu", "provider", "balance_fen").await,
+        1_455 + 1_200 - 36,
+        "4 × 150 × 2 less 3 %"
+    );
+}
