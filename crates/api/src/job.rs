@@ -253,6 +253,12 @@ pub struct JobSpec {
     /// What to execute, for jobs that run for real on an agent's machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Run>,
+    /// Run on a market contract of the tenant's (`suanwang contract list`): the job is
+    /// confined to the seller's sites at the contract's place and to its window (which must have
+    /// begun), its family and model; its compute and energy were paid at the auction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub contract: Option<u64>,
 }
 
 impl JobSpec {
@@ -284,6 +290,7 @@ impl JobSpec {
             preemptible: None,
             checkpoint_s: None,
             run: None,
+            contract: None,
         }
     }
 }

@@ -20,7 +20,7 @@ pub enum OrderSide {
 pub struct OrderRequest {
     pub side: OrderSide,
     /// `family/model/place/YYYY-MM-DDTHHZ/Nh`: family `general`, `intelligent` or `super` (HPC); model a
-    /// device model of the catalogue or `any`; place a site, hub or green region; a window of
+    /// device model of the catalogue or `any`; place a site, cluster, hub or green region; a window of
     /// whole UTC hours that has not begun before this hour.
     #[schemars(length(min = 1, max = 256))]
     pub product: String,

@@ -492,7 +492,7 @@ struct ProductArgs {
     /// A device model of the catalogue, or `any`.
     #[arg(long, default_value = "any")]
     model: String,
-    /// A site, hub or green region.
+    /// A site, cluster, hub or green region.
     #[arg(long)]
     place: Option<String>,
     /// The window's first hour, UTC (`2026-12-07T08Z`); default: the next hour.

@@ -194,6 +194,11 @@ pub struct Job {
     /// simulated sites' jobs need none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<Run>,
+    /// The market contract (issue 16) whose capacity the job runs on: the control plane checks
+    /// it is the tenant's and current, and confines the job to its seller's sites and window;
+    /// its compute and energy were paid at the auction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<u64>,
 }
 
 /// The command a real executor runs.
@@ -524,6 +529,7 @@ const TOP: &[&str] = &[
     "preemptible",
     "checkpoint_s",
     "run",
+    "contract",
 ];
 const RUN: &[&str] = &["command", "args", "env"];
 const RESOURCES: &[&str] = &["family", "count", "accelerator", "min_throughput", "memory_gib", "variants"];
@@ -731,6 +737,16 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
         )
         .map(|s| s as u32);
     let run = top.get("run").and_then(|v| run(&mut c, v));
+    let contract = top
+        .int(
+            &mut c,
+            "contract",
+            false,
+            1,
+            i64::MAX,
+            "the number of a market contract of the tenant (suanwang contract list)",
+        )
+        .map(|n| n as u64);
 
     match (name, tenant, kind, origin, latency_tier.or(Some(None)), resources, work) {
         (Some(name), Some(tenant), Some(kind), Some(origin), Some(latency_tier), Some(resources), Some(work))
@@ -755,6 +771,7 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
                 preemptible,
                 checkpoint_s,
                 run,
+                contract,
             })
         }
         _ => Err(c.problems),

@@ -113,7 +113,7 @@ impl Product {
             return Err(FieldError::new("model", format!("{:?}: a catalogue model id or `any`", self.model)));
         }
         if !ok_name(&self.place) {
-            return Err(FieldError::new("place", format!("{:?}: a site, hub or region id", self.place)));
+            return Err(FieldError::new("place", format!("{:?}: a site, cluster, hub or region id", self.place)));
         }
         if self.start_ms.rem_euclid(HOUR_MS) != 0 {
             return Err(FieldError::new("start", "a window starts on a whole UTC hour"));

@@ -160,6 +160,7 @@ pub fn mix(net: &Network, seed: u64, n: usize, start: Ts, span_s: i64) -> Vec<(T
                 preemptible: rng.below(2) == 0,
                 checkpoint_s: None,
                 run: None,
+                contract: None,
             },
         ));
     }

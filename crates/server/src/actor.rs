@@ -772,7 +772,7 @@ impl Actor {
                     // R4: its first placement's price is held in the tenant's wallet, or it is
                     // refused for balance
                     let mut body = json!({"spec": spec, "time_scale": self.time_scale});
-                    if let Some(short) = self.hold(id, &tenant, &evs, now) {
+                    if let Some(short) = self.hold(id, &tenant, job.contract.is_some(), &evs, now) {
                         let _ = self.engine.apply(Command::Unfunded {
                             id,
                             price_fen: short.price_fen,
@@ -1068,13 +1068,21 @@ impl Actor {
 
     /// Holds the price of job `id`'s first placement (when `evs` placed it) in `tenant`'s
     /// wallet; `Some` when the wallet cannot hold it.
-    fn hold(&self, id: u64, tenant: &str, evs: &[Event], now: Ts) -> Option<crate::billing::Shortfall> {
+    fn hold(
+        &self,
+        id: u64,
+        tenant: &str,
+        on_contract: bool,
+        evs: &[Event],
+        now: Ts,
+    ) -> Option<crate::billing::Shortfall> {
         if !evs.iter().any(|e| matches!(e, Event::Placed { id: p, .. } if *p == id)) {
             return None;
         }
         let meter = self.engine.planned_meter(id)?;
+        let meter = if on_contract { crate::market::prepaid(meter) } else { *meter };
         let mut books = self.inner.books.lock().ok()?;
-        let price = crate::billing::estimate(&books.book, meter);
+        let price = crate::billing::estimate(&books.book, &meter);
         books.hold(id, tenant, price, now.0).err()
     }
 
@@ -1117,6 +1125,14 @@ impl Actor {
                         _ => parties.backbone_carrier.clone(),
                     })
                 }
+            };
+            // a job on a market contract has paid for its compute and energy at the auction
+            let prepaid;
+            let meter = if view.spec.get("contract").is_some_and(|c| !c.is_null()) {
+                prepaid = crate::market::prepaid(meter);
+                &prepaid
+            } else {
+                meter
             };
             let job = crate::billing::SettleJob {
                 job: id,

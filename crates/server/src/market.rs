@@ -564,3 +564,98 @@ fn void(books: &mut Books, order: u64, leg: u16, now_ms: i64) {
         tracing::error!(order, error = %e, "voiding a market hold failed");
     }
 }
+
+/// A job on a contract's meter as billed: its compute and energy were paid at the auction, so
+/// only transfer (and the platform's fee on it) is left.
+pub fn prepaid(m: &suanwang_engine::Meter) -> suanwang_engine::Meter {
+    suanwang_engine::Meter { compute_fen: 0, energy_fen: 0, money_fen: m.transfer_fen.max(0), ..*m }
+}
+
+/// `2026-12-06T02:00:00Z` of a whole hour.
+fn rfc3339_hour(ms: i64) -> String {
+    let h = suanwang_economy::market::hour_utc(ms);
+    format!("{}:00:00Z", h.trim_end_matches('Z'))
+}
+
+/// A job on a market contract (issue 16, R4): the contract must be the tenant's and current,
+/// of the job's family (and model) and big enough; the spec is confined to the seller's sites at
+/// the contract's place and to its window (`allowed_sites`, `deadline`). Bad cases are 422s
+/// naming the field. Returns whether the spec changed.
+pub async fn resolve_contract(inner: &crate::Inner, spec: &mut serde_json::Value) -> Result<bool, ApiError> {
+    use serde_json::Value;
+    let Some(n) = spec.get("contract").and_then(Value::as_u64).filter(|n| *n >= 1) else {
+        return Ok(false); // absent, or malformed: the spec's check names it
+    };
+    let tenant = spec.get("tenant").and_then(Value::as_str).unwrap_or_default().to_string();
+    let query = MarketQuery {
+        kind: "contract".into(),
+        owner: Some(tenant.clone()),
+        after: row_id(n - 1),
+        limit: 1,
+        ..MarketQuery::default()
+    };
+    let rows = inner.store.market(&query).await.map_err(|e| ApiError::unavailable("store").detail(e.to_string()))?;
+    let c: ContractView =
+        rows.iter().find(|r| r.id == row_id(n)).and_then(|r| serde_json::from_str(&r.body).ok()).ok_or_else(|| {
+            invalid("contract", format!("no contract {n} of tenant {tenant:?} (suanwang contract list)"))
+        })?;
+    let now = crate::actor::wall_now().0;
+    if now < c.start_ms {
+        return Err(invalid("contract", format!("contract {n}'s window begins at {}", rfc3339_hour(c.start_ms))));
+    }
+    if now >= c.end_ms {
+        return Err(invalid("contract", format!("contract {n}'s window ended at {}", rfc3339_hour(c.end_ms))));
+    }
+    let product = Product::parse(&c.product).map_err(|e| invalid("contract", e.to_string()))?;
+    let res = spec.get("resources").cloned().unwrap_or(Value::Null);
+    if res.get("family").and_then(Value::as_str) != Some(product.family.as_str()) {
+        return Err(invalid("resources.family", format!("contract {n} is for {} capacity", product.family)));
+    }
+    if res.get("count").and_then(Value::as_u64).is_some_and(|k| k > c.units) {
+        return Err(invalid("resources.count", format!("contract {n} holds {} units", c.units)));
+    }
+    if product.family == "intelligent" && product.model != "any" {
+        match res.get("accelerator").and_then(Value::as_str) {
+            None => spec["resources"]["accelerator"] = Value::String(product.model.clone()),
+            Some(a) if a == product.model => {}
+            Some(a) => {
+                return Err(invalid(
+                    "resources.accelerator",
+                    format!("contract {n} is for {}, not {a}", product.model),
+                ));
+            }
+        }
+    }
+    // the seller's sites at the place that have the product's kind
+    let net = inner.net();
+    let grants = inner.grants();
+    let book = inner.books.lock().map_err(|_| ApiError::unavailable("the books are unavailable"))?.book.clone();
+    let mut sites: Vec<String> = crate::market_routes::sites_of(&net, &product.place)
+        .into_iter()
+        .filter(|s| crate::billing::provider_of(&book, &net, &grants, &s.id) == c.seller)
+        .filter(|s| {
+            s.pools
+                .iter()
+                .any(|x| x.family.as_str() == product.family && (product.model == "any" || x.model == product.model))
+        })
+        .map(|s| s.id.clone())
+        .collect();
+    if let Some(asked) = spec.get("allowed_sites").and_then(Value::as_array) {
+        sites.retain(|s| asked.iter().any(|a| a.as_str() == Some(s)));
+    }
+    if sites.is_empty() {
+        return Err(invalid("allowed_sites", format!("none of contract {n}'s sites ({}) is allowed", product.place)));
+    }
+    spec["allowed_sites"] = sites.into_iter().map(Value::String).collect();
+    let end = rfc3339_hour(c.end_ms);
+    // the contract's end, unless the job's own deadline is earlier
+    let earlier = spec
+        .get("deadline")
+        .and_then(Value::as_str)
+        .and_then(|d| suanwang_core::Ts::parse(d).ok())
+        .is_some_and(|d| d.0 < c.end_ms);
+    if !earlier {
+        spec["deadline"] = Value::String(end);
+    }
+    Ok(true)
+}

@@ -45,9 +45,15 @@ async fn ask(inner: &Inner, op: MarketOp) -> Result<MarketDone, ApiError> {
     rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))?
 }
 
-/// The sites a product's place stands for: the site itself, a hub's or a green region's sites.
-fn sites_of<'a>(net: &'a suanwang_core::Network, place: &str) -> Vec<&'a suanwang_core::network::Site> {
-    net.sites.iter().filter(|s| s.id == place || s.hub.as_deref() == Some(place) || s.region == place).collect()
+/// The sites a product's place stands for: the site itself, or a cluster's, a hub's or a green
+/// region's sites.
+pub(crate) fn sites_of<'a>(net: &'a suanwang_core::Network, place: &str) -> Vec<&'a suanwang_core::network::Site> {
+    net.sites
+        .iter()
+        .filter(|s| {
+            s.id == place || s.cluster.as_deref() == Some(place) || s.hub.as_deref() == Some(place) || s.region == place
+        })
+        .collect()
 }
 
 /// Units of the product's kind at its place: all of them, and `owner`'s.
@@ -55,7 +61,7 @@ fn capacity(inner: &Inner, p: &Product, owner: &str) -> Result<(u64, u64), ApiEr
     let net = inner.net();
     let sites = sites_of(&net, &p.place);
     if sites.is_empty() {
-        return Err(invalid("product", format!("no site, hub or green region {:?}", p.place)));
+        return Err(invalid("product", format!("no site, cluster, hub or green region {:?}", p.place)));
     }
     let grants = inner.grants();
     let book = inner.books.lock().map_err(|_| ApiError::unavailable("the books are unavailable"))?.book.clone();

@@ -270,6 +270,9 @@ pub async fn bill(
     let settled = rows.iter().any(|t| kind_is(t, TransferKind::Post) || kind_is(t, TransferKind::Charge));
     let voided = rows.iter().any(|t| kind_is(t, TransferKind::Void));
     let meter = job.meter.unwrap_or_default();
+    // a job on a market contract paid its compute and energy at the auction
+    let meter =
+        if job.spec.get("contract").is_some_and(|c| !c.is_null()) { crate::market::prepaid(&meter) } else { meter };
     let mut b = book
         .bill(&meter.usage())
         .map_err(|e| ApiError::unavailable("the job's meter cannot be billed").detail(e.to_string()))?;

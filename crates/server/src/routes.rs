@@ -319,7 +319,9 @@ async fn submit(
     // classification) before the spec is checked
     // (the body is read as JSON once: for this and for the idempotency check below)
     let mut spec: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let body = if crate::datasets::resolve_input(&inner, &p, &mut spec).await? {
+    // R4: a job on a market contract is confined to its seller's sites and window
+    let on_contract = crate::market::resolve_contract(&inner, &mut spec).await?;
+    let body = if crate::datasets::resolve_input(&inner, &p, &mut spec).await? || on_contract {
         Bytes::from(serde_json::to_vec(&spec).unwrap_or_default())
     } else {
         body

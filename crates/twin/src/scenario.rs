@@ -502,6 +502,7 @@ impl Mapper {
             preemptible: kind.is_delay_tolerant(),
             checkpoint_s: None,
             run: None,
+            contract: None,
         }
     }
 }

@@ -193,3 +193,73 @@ async fn asks_and_bids_clear_into_contracts_paid_through_the_ledger() {
         "4 × 150 × 2 less 3 %"
     );
 }
+
+/// A job on a contract (issue 16 item 3, first part): only the buyer's, only in its window, of
+/// its family and size; it runs at the seller's sites and its compute and energy are not billed
+/// again (they were paid at the auction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_on_its_tenants_contract_without_paying_twice() {
+    let store = sqlite("market-job").await;
+    let cfg = ServerConfig { credit_limit_fen: 0, time_scale: 1e-3, ..ServerConfig::default() };
+    let s = start_with(store.clone(), cfg).await;
+    let url = s.url.clone();
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let acme = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let globex = create_token(&store, Role::Tenant, "globex").await.expect("token");
+    let (st, _) =
+        call(&url, "POST", "/v1/topups", Some(&op), body(&json!({"party": "acme", "amount_fen": 100_000})), None).await;
+    assert_eq!(st, 201);
+    let now = suanwang_server::actor::wall_now().0;
+    // this hour's window (it has begun) and a later one
+    let current = format!("intelligent/ascend-910b/tianfu/{}/2h", hour_utc(now));
+    let later = format!("intelligent/ascend-910b/tianfu/{}/1h", hour_utc(now + 3 * 3_600_000));
+    for product in [&current, &later] {
+        let ask = json!({"side": "ask", "product": product, "units": 8, "price_fen": 100, "owner": "idc-tianfu"});
+        let (st, e) = call(&url, "POST", "/v1/market/orders", Some(&op), body(&ask), None).await;
+        assert_eq!(st, 201, "{e}");
+        let bid = json!({"side": "bid", "product": product, "units": 8, "price_fen": 100});
+        let (st, e) = call(&url, "POST", "/v1/market/orders", Some(&acme), body(&bid), None).await;
+        assert_eq!(st, 201, "{e}");
+    }
+    let (_, cleared) = call(&url, "POST", "/v1/market/clear", Some(&op), None, None).await;
+    assert_eq!(cleared["contracts"], 2, "{cleared}");
+    let (_, list) = call(&url, "GET", "/v1/contracts", Some(&acme), None, None).await;
+    let id_of = |p: &str| {
+        list["contracts"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|c| c["product"] == p)
+            .and_then(|c| c["id"].as_u64())
+            .expect("id")
+    };
+    let (now_id, later_id) = (id_of(&current), id_of(&later));
+    let job = |tenant: &str, contract: u64, count: u64, family: &str| {
+        json!({"name": "on-contract", "tenant": tenant, "kind": "training", "origin": "chengdu",
+            "resources": {"family": family, "count": count}, "work": {"run_time_s": 600}, "contract": contract})
+    };
+    for (who, spec, field) in [
+        (&globex, job("globex", now_id, 4, "intelligent"), "contract"),
+        (&acme, job("acme", later_id, 4, "intelligent"), "contract"),
+        (&acme, job("acme", now_id, 9, "intelligent"), "resources.count"),
+        (&acme, job("acme", now_id, 4, "general"), "resources.family"),
+        (&acme, job("acme", 999, 4, "intelligent"), "contract"),
+    ] {
+        let (st, e) = call(&url, "POST", "/v1/jobs", Some(who), body(&spec), None).await;
+        assert_eq!((st, e["field"].as_str()), (422, Some(field)), "{spec}: {e}");
+    }
+    let (st, j) = call(&url, "POST", "/v1/jobs", Some(&acme), body(&job("acme", now_id, 4, "intelligent")), None).await;
+    assert_eq!(st, 201, "{j}");
+    let site = j["site"].as_str().unwrap_or_else(|| panic!("placed: {j}"));
+    assert!(site.starts_with("tianfu-"), "at the seller's sites in tianfu: {j}");
+    let id = j["id"].as_u64().expect("id");
+    crate::history::until(&url, &acme, &format!("/v1/jobs/{id}"), |v| v["state"] == "completed").await;
+    let (st, bill) = call(&url, "GET", &format!("/v1/jobs/{id}/bill"), Some(&acme), None, None).await;
+    assert_eq!(st, 200, "{bill}");
+    for line in bill["lines"].as_array().expect("lines") {
+        if line["kind"] == "compute" || line["kind"] == "energy" {
+            assert_eq!(line["amount_fen"], 0, "paid at the auction: {bill}");
+        }
+    }
+    assert_eq!(bill["tenant_fen"], 0, "no data moved, nothing more to pay: {bill}");
+}
