@@ -129,3 +129,53 @@ pub struct ClearingAnswer {
     pub expired: u64,
     pub cleared_at_ms: i64,
 }
+
+/// `POST /v1/carbon/offsets`: offset an ended job's market-based carbon with carbon-sink
+/// credits (R5): money to the credits' holder, the credits retired against the job, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetRequest {
+    #[schemars(range(min = 1))]
+    pub job: u64,
+    /// A lot of `GET /v1/carbon/credits`; default: the first with enough left.
+    #[serde(default)]
+    pub lot: Option<String>,
+}
+
+/// A job's carbon retired against a lot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OffsetView {
+    pub job: u64,
+    pub tenant: String,
+    pub lot: String,
+    pub holder: String,
+    pub issuer: String,
+    pub vintage: u16,
+    /// Grams of CO2e retired: the job's market-based carbon, rounded half up.
+    pub grams: u64,
+    /// What the tenant paid the holder, fen (rounded up).
+    pub price_fen: u64,
+    pub at_ms: i64,
+}
+
+/// A lot of carbon-sink credits and what is left of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LotView {
+    pub id: String,
+    pub holder: String,
+    pub place: String,
+    pub issuer: String,
+    pub vintage: u16,
+    pub tonnes: u64,
+    pub price_fen_per_tonne: u64,
+    pub remaining_grams: u64,
+    pub retired_grams: u64,
+    pub source: String,
+}
+
+/// `GET /v1/carbon/credits`: the lots (public), and the offsets the caller may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CreditsAnswer {
+    pub lots: Vec<LotView>,
+    pub offsets: Vec<OffsetView>,
+}

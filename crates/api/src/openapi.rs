@@ -348,6 +348,27 @@ pub const ROUTES: &[Route] = &[
         )
     },
     Route {
+        response: Body::Json("CreditsAnswer"),
+        ..route(
+            "get",
+            "/v1/carbon/credits",
+            "Carbon-sink credit lots (issuer, vintage, price, grams left and retired) and the offsets the caller may see",
+            "every role (offsets: tenant own, provider its lots', operator and regulator all)",
+        )
+    },
+    Route {
+        request: Body::Json("OffsetRequest"),
+        status: 201,
+        response: Body::Json("OffsetView"),
+        ..route(
+            "post",
+            "/v1/carbon/offsets",
+            "Offset an ended job's market-based carbon: money to a lot's holder, the credits retired against the job, \
+             once per job (R5)",
+            "tenant (own jobs), operator",
+        )
+    },
+    Route {
         request: Body::Json("ProgrammeSpec"),
         status: 201,
         response: Body::Json("ProgrammeView"),
@@ -589,6 +610,8 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<crate::market::PriceList>();
     g.subschema_for::<crate::market::ClearingAnswer>();
     g.subschema_for::<crate::market::ContractList>();
+    g.subschema_for::<crate::market::CreditsAnswer>();
+    g.subschema_for::<crate::market::OffsetView>();
     g.subschema_for::<crate::console::MapLayer>();
     g.subschema_for::<crate::console::TwinReportList>();
     g.subschema_for::<crate::console::TwinReport>();
@@ -605,6 +628,7 @@ fn components() -> Map<String, Value> {
     r.subschema_for::<crate::dataset::DatasetSpec>();
     r.subschema_for::<crate::dataset::ReplicaRequest>();
     r.subschema_for::<crate::market::OrderRequest>();
+    r.subschema_for::<crate::market::OffsetRequest>();
     out.extend(r.take_definitions(true));
     out
 }

@@ -440,6 +440,11 @@ enum Command {
         #[command(subcommand)]
         sub: MarketSub,
     },
+    /// Carbon-sink credits (R5, 碳汇): the lots on offer, and offsetting an ended job's carbon.
+    Carbon {
+        #[command(subcommand)]
+        sub: CarbonSub,
+    },
     /// Contracts the market made: a tenant's purchases, a provider's sales.
     Contract {
         #[command(subcommand)]
@@ -563,6 +568,25 @@ enum MarketSub {
     },
     /// Clear every product now (operator), besides the periodic clearings.
     Clear {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CarbonSub {
+    /// The credit lots (holder, place, issuer, vintage, price, what is left) and the offsets
+    /// the token sees.
+    Credits {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retire credits against an ended job's market-based carbon; the lot's holder is paid.
+    Offset {
+        job: u64,
+        /// A lot id (default: the first with enough left).
+        #[arg(long)]
+        lot: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -1109,6 +1133,13 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
                 MarketSub::Cancel { id, json } => rt.block_on(market_cmd::cancel(&c, id, json)),
                 MarketSub::Prices { product, json } => rt.block_on(market_cmd::prices(&c, product.as_deref(), json)),
                 MarketSub::Clear { json } => rt.block_on(market_cmd::clear(&c, json)),
+            }
+        }
+        Command::Carbon { sub } => {
+            let c = client()?;
+            match sub {
+                CarbonSub::Credits { json } => runtime()?.block_on(market_cmd::credits(&c, json)),
+                CarbonSub::Offset { job, lot, json } => runtime()?.block_on(market_cmd::offset(&c, job, lot, json)),
             }
         }
         Command::Contract { sub: ContractSub::List { json } } => {

@@ -170,3 +170,58 @@ pub async fn contracts(c: &Client, json: bool) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `suanwang carbon credits`: the lots and the offsets the token sees.
+pub async fn credits(c: &Client, json: bool) -> Result<ExitCode> {
+    match get::<suanwang_api::market::CreditsAnswer>(c, "/v1/carbon/credits").await? {
+        Ok(a) => show(&a, json, |a| {
+            for l in &a.lots {
+                println!(
+                    "lot {} ({} {}, {} at {}): {:.3} t left of {} t, {:.3} t retired, {}/t — {}",
+                    l.id,
+                    l.issuer,
+                    l.vintage,
+                    l.holder,
+                    l.place,
+                    l.remaining_grams as f64 / 1e6,
+                    l.tonnes,
+                    l.retired_grams as f64 / 1e6,
+                    yuan(i64::try_from(l.price_fen_per_tonne).unwrap_or(i64::MAX)),
+                    l.source
+                );
+            }
+            for o in &a.offsets {
+                println!(
+                    "job {} ({}): {} g CO2e retired from {} — {} paid to {}",
+                    o.job,
+                    o.tenant,
+                    o.grams,
+                    o.lot,
+                    yuan(i64::try_from(o.price_fen).unwrap_or(i64::MAX)),
+                    o.holder
+                );
+            }
+        }),
+        Err(code) => Ok(code),
+    }
+}
+
+/// `suanwang carbon offset JOB [--lot ID]`.
+pub async fn offset(c: &Client, job: u64, lot: Option<String>, json: bool) -> Result<ExitCode> {
+    let req = suanwang_api::market::OffsetRequest { job, lot };
+    match post::<_, suanwang_api::market::OffsetView>(c, "/v1/carbon/offsets", &req).await? {
+        Ok(o) => show(&o, json, |o| {
+            println!(
+                "job {}: {} g CO2e (market-based) retired from lot {} ({} {}); {} paid to {}",
+                o.job,
+                o.grams,
+                o.lot,
+                o.issuer,
+                o.vintage,
+                yuan(i64::try_from(o.price_fen).unwrap_or(i64::MAX)),
+                o.holder
+            );
+        }),
+        Err(code) => Ok(code),
+    }
+}

@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 
 /// The ledger number of Chinese yuan (ISO 4217 numeric code 156): amounts are fen.
 pub const CNY: u32 = 156;
+/// The carbon ledger's unit: grams of CO2e (carbon-sink credits, issue 16).
+pub const CO2E_G: u32 = 2;
 
 /// Account flags (TigerBeetle's bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

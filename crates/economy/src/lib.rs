@@ -6,6 +6,7 @@
 //! contract with the store, the API and the statements; their codes never change meaning.
 
 pub mod book;
+pub mod carbon;
 pub mod ledger;
 pub mod market;
 pub mod settle;
@@ -13,8 +14,8 @@ pub mod voucher;
 
 pub use book::{Bill, FieldError, LineItem, Payee, PriceBook, Split, Usage};
 pub use ledger::{
-    Account, AccountError, AccountFlags, Applied, CNY, Entry, History, Ledger, PendingState, Transfer, TransferError,
-    TransferFlags,
+    Account, AccountError, AccountFlags, Applied, CNY, CO2E_G, Entry, History, Ledger, PendingState, Transfer,
+    TransferError, TransferFlags,
 };
 pub use settle::{Leg, Settlement, settlement};
 pub use voucher::{JobFacts, Programme, VoucherKind};
@@ -44,10 +45,17 @@ pub enum AccountKind {
     /// Money from outside (top-ups by bank transfer): the only account that goes negative by
     /// design, by exactly what was paid in.
     Bank = 9,
+    /// Carbon ledger (g CO2e): where verified carbon-sink credits come from — goes negative by
+    /// exactly what was issued.
+    CarbonIssuer = 10,
+    /// Carbon ledger: a lot of credits its holder may sell; may not go below zero.
+    CarbonLot = 11,
+    /// Carbon ledger: credits retired against jobs' emissions, never to be used again.
+    CarbonRetired = 12,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 9] = [
+    pub const ALL: [AccountKind; 12] = [
         AccountKind::Wallet,
         AccountKind::Provider,
         AccountKind::Carrier,
@@ -57,6 +65,9 @@ impl AccountKind {
         AccountKind::Grant,
         AccountKind::Clearing,
         AccountKind::Bank,
+        AccountKind::CarbonIssuer,
+        AccountKind::CarbonLot,
+        AccountKind::CarbonRetired,
     ];
 
     pub fn code(self) -> u16 {
@@ -78,15 +89,28 @@ impl AccountKind {
             AccountKind::Grant => "grant",
             AccountKind::Clearing => "clearing",
             AccountKind::Bank => "bank",
+            AccountKind::CarbonIssuer => "carbon_issuer",
+            AccountKind::CarbonLot => "carbon_lot",
+            AccountKind::CarbonRetired => "carbon_retired",
+        }
+    }
+
+    /// The ledger (unit) of the kind's accounts: CNY fen, or grams of CO2e.
+    pub fn ledger(self) -> u32 {
+        match self {
+            AccountKind::CarbonIssuer | AccountKind::CarbonLot | AccountKind::CarbonRetired => CO2E_G,
+            _ => CNY,
         }
     }
 
     /// The balance constraint each kind carries.
     pub fn flags(self) -> AccountFlags {
         match self {
-            AccountKind::Wallet | AccountKind::Programme | AccountKind::Grant | AccountKind::Clearing => {
-                AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
-            }
+            AccountKind::Wallet
+            | AccountKind::Programme
+            | AccountKind::Grant
+            | AccountKind::Clearing
+            | AccountKind::CarbonLot => AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
             _ => AccountFlags::NONE,
         }
     }
@@ -134,10 +158,16 @@ pub enum TransferKind {
     MarketPayment = 18,
     /// clearing → platform: the platform's fee on a contract.
     MarketFee = 19,
+    /// Carbon ledger: issuer → lot, a lot of verified credits entering the ledger.
+    CarbonIssue = 20,
+    /// Carbon ledger: lot → retired, credits retired against a job's emissions.
+    CarbonRetire = 21,
+    /// wallet → provider: what a tenant paid the holder for the credits it retired.
+    CarbonPurchase = 22,
 }
 
 impl TransferKind {
-    pub const ALL: [TransferKind; 19] = [
+    pub const ALL: [TransferKind; 22] = [
         TransferKind::Topup,
         TransferKind::Hold,
         TransferKind::Post,
@@ -157,6 +187,9 @@ impl TransferKind {
         TransferKind::MarketVoid,
         TransferKind::MarketPayment,
         TransferKind::MarketFee,
+        TransferKind::CarbonIssue,
+        TransferKind::CarbonRetire,
+        TransferKind::CarbonPurchase,
     ];
 
     pub fn code(self) -> u16 {
@@ -188,6 +221,9 @@ impl TransferKind {
             TransferKind::MarketVoid => "market_void",
             TransferKind::MarketPayment => "market_payment",
             TransferKind::MarketFee => "market_fee",
+            TransferKind::CarbonIssue => "carbon_issue",
+            TransferKind::CarbonRetire => "carbon_retire",
+            TransferKind::CarbonPurchase => "carbon_purchase",
         }
     }
 }

@@ -1046,7 +1046,8 @@ impl Actor {
                     }
                     Err(e) => tracing::error!(error = %e, "the books could not be reloaded from the store"),
                 }
-                match crate::market::Market::load(&self.inner.store, now.0).await {
+                let lots = self.inner.market.lock().map(|m| m.lots.clone()).unwrap_or_default();
+                match crate::market::Market::load(&self.inner.store, lots, now.0).await {
                     Ok(m) => {
                         if let Ok(mut market) = self.inner.market.lock() {
                             *market = m;

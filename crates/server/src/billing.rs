@@ -133,7 +133,7 @@ impl Books {
             };
             accounts.push(Account {
                 id,
-                ledger: suanwang_economy::CNY,
+                ledger: kind.ledger(),
                 code: r.code as u16,
                 flags: suanwang_economy::AccountFlags(r.flags as u16),
                 credit_limit: u64::try_from(r.credit_limit).unwrap_or(0),
@@ -199,6 +199,7 @@ impl Books {
         let id = self.next_account;
         self.next_account += 1;
         let mut a = Account::new(id, kind.code(), kind.flags());
+        a.ledger = kind.ledger();
         if kind == AccountKind::Wallet {
             a.credit_limit = self.credit_limit;
         }

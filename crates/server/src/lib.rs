@@ -187,6 +187,8 @@ pub struct ServerConfig {
     pub map: Arc<suanwang_api::console::MapLayer>,
     /// Where the twin's reports are (`suanwang twin --report DIR/NAME`), for the console.
     pub twin_reports: Option<std::path::PathBuf>,
+    /// Carbon-sink credits on offer (`data/economy/carbon-credits.toml`).
+    pub carbon_lots: Vec<suanwang_economy::carbon::CreditLot>,
 }
 
 impl Default for ServerConfig {
@@ -210,6 +212,7 @@ impl Default for ServerConfig {
             delivery: alerting::Delivery::default(),
             map: Arc::default(),
             twin_reports: None,
+            carbon_lots: suanwang_economy::carbon::CreditLot::reference(),
         }
     }
 }
@@ -321,7 +324,9 @@ pub async fn build(
         site_up: RwLock::new(Arc::default()),
         board: RwLock::new(alerting::Board::default()),
         rules_count: cfg.alert_rules.len(),
-        market: std::sync::Mutex::new(market::Market::load(&store, actor::wall_now().0).await?),
+        market: std::sync::Mutex::new(
+            market::Market::load(&store, cfg.carbon_lots.clone(), actor::wall_now().0).await?,
+        ),
         map: Arc::clone(&cfg.map),
         twin_reports: cfg.twin_reports.clone(),
         recent_auth_failures: alerting::Recent::default(),

@@ -49,12 +49,21 @@ pub enum MarketOp {
         any_owner: bool,
     },
     Clear,
+    /// Retire `grams` of a lot's credits against an ended job of `tenant`'s (R5).
+    Offset {
+        tenant: String,
+        job: u64,
+        grams: u64,
+        lot: Option<String>,
+        by: String,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub enum MarketDone {
     Order(OrderView),
     Cleared(ClearingAnswer),
+    Offset(suanwang_api::market::OffsetView),
 }
 
 /// The live market: open orders and what has been sold of each seller's capacity.
@@ -67,6 +76,9 @@ pub struct Market {
     next_order: u64,
     next_contract: u64,
     staged: Vec<MarketRow>,
+    /// The carbon-sink credits on offer (R5), and the jobs offset since the store was read.
+    pub lots: Vec<suanwang_economy::carbon::CreditLot>,
+    offset_jobs: std::collections::HashSet<u64>,
     /// What the batch logs: (kind, actor, body); a body's `tenant` may open its record.
     logs: Vec<(&'static str, String, serde_json::Value)>,
 }
@@ -121,8 +133,12 @@ fn hold_id(order: u64, leg: u16) -> u128 {
 
 impl Market {
     /// The open orders and the sellers' sold capacity, from the store.
-    pub async fn load<S: Store>(store: &S, now_ms: i64) -> Result<Market, suanwang_store::StoreError> {
-        let mut m = Market::default();
+    pub async fn load<S: Store>(
+        store: &S,
+        lots: Vec<suanwang_economy::carbon::CreditLot>,
+        now_ms: i64,
+    ) -> Result<Market, suanwang_store::StoreError> {
+        let mut m = Market { lots, ..Market::default() };
         let mut after = String::new();
         loop {
             let q = MarketQuery {
@@ -230,6 +246,9 @@ impl Market {
                 self.cancel(books, id, &by, any_owner, now_ms).map(MarketDone::Order)
             }
             MarketOp::Clear => Ok(MarketDone::Cleared(self.clear(books, now_ms))),
+            MarketOp::Offset { tenant, job, grams, lot, by } => {
+                self.offset(books, &tenant, job, grams, lot.as_deref(), &by, now_ms).map(MarketDone::Offset)
+            }
         }
     }
 
@@ -315,6 +334,137 @@ impl Market {
         // the id is fresh: the insert cannot collide
         let _ = self.book.insert(o);
         self.open.insert(view.id, stored);
+        Ok(view)
+    }
+
+    /// Grams left in a lot (issued, less what was retired).
+    pub fn remaining(books: &Books, lot: &str) -> u64 {
+        books
+            .find(AccountKind::CarbonLot, &format!("lot:{lot}"))
+            .map_or(0, |a| u64::try_from(a.balance().max(0)).unwrap_or(u64::MAX))
+    }
+
+    /// Issues every lot into the carbon ledger, once: a lot whose account has been credited is
+    /// issued (the ledger keeps no resolved transfers in memory to recognise a repeat by).
+    fn issue_lots(&self, books: &mut Books, now_ms: i64) {
+        let issuer = books.account(AccountKind::CarbonIssuer, "issuer", now_ms);
+        for l in &self.lots {
+            let Some(grams) = l.grams() else { continue };
+            if books.find(AccountKind::CarbonLot, &format!("lot:{}", l.id)).is_some_and(|a| a.credits_posted > 0) {
+                continue;
+            }
+            let to = books.account(AccountKind::CarbonLot, &format!("lot:{}", l.id), now_ms);
+            let mut t = Transfer::new(
+                system_id(TransferKind::CarbonIssue, fnv(&l.id), 0),
+                issuer,
+                to,
+                grams,
+                TransferKind::CarbonIssue.code(),
+            );
+            t.ledger = suanwang_economy::CO2E_G;
+            if let Err(e) = books.apply(&[t], now_ms) {
+                tracing::error!(lot = %l.id, error = %e, "a carbon lot could not be issued");
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn offset(
+        &mut self,
+        books: &mut Books,
+        tenant: &str,
+        job: u64,
+        grams: u64,
+        lot: Option<&str>,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<suanwang_api::market::OffsetView, ApiError> {
+        if self.offset_jobs.contains(&job) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("job {job}'s carbon is already offset"),
+            )
+            .field("job"));
+        }
+        self.issue_lots(books, now_ms);
+        let chosen = match lot {
+            Some(id) => self
+                .lots
+                .iter()
+                .find(|l| l.id == id)
+                .ok_or_else(|| invalid("lot", format!("no carbon-sink lot {id:?} (suanwang carbon credits)")))?,
+            None => self
+                .lots
+                .iter()
+                .find(|l| Market::remaining(books, &l.id) >= grams)
+                .ok_or_else(|| invalid("job", format!("no lot has {grams} g CO2e left to retire")))?,
+        };
+        let left = Market::remaining(books, &chosen.id);
+        if left < grams {
+            return Err(invalid("lot", format!("lot {} has {left} g left; the job needs {grams} g", chosen.id)));
+        }
+        let price = suanwang_economy::carbon::price_fen(grams, chosen.price_fen_per_tonne)
+            .ok_or_else(|| invalid("job", "the price does not fit in fen"))?;
+        let wallet = books.account(AccountKind::Wallet, tenant, now_ms);
+        let holder = books.account(AccountKind::Provider, &chosen.holder, now_ms);
+        let lot_account = books.account(AccountKind::CarbonLot, &format!("lot:{}", chosen.id), now_ms);
+        let retired = books.account(AccountKind::CarbonRetired, "retired", now_ms);
+        let pay = Transfer::new(
+            system_id(TransferKind::CarbonPurchase, job, 0),
+            wallet,
+            holder,
+            price,
+            TransferKind::CarbonPurchase.code(),
+        )
+        .flags(TransferFlags::LINKED);
+        let mut retire = Transfer::new(
+            system_id(TransferKind::CarbonRetire, job, 0),
+            lot_account,
+            retired,
+            grams,
+            TransferKind::CarbonRetire.code(),
+        );
+        retire.ledger = suanwang_economy::CO2E_G;
+        let chain: Vec<Transfer> = if price > 0 { vec![pay, retire] } else { vec![retire] };
+        if let Err(e) = books.apply(&chain, now_ms) {
+            let available =
+                books.find(AccountKind::Wallet, tenant).and_then(suanwang_economy::Account::available).unwrap_or(0);
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "balance",
+                format!(
+                    "balance: the credits cost ¥{:.2} and {tenant}'s wallet has ¥{:.2} available ({e})",
+                    price as f64 / 100.0,
+                    available as f64 / 100.0
+                ),
+            )
+            .field("job"));
+        }
+        self.offset_jobs.insert(job);
+        let view = suanwang_api::market::OffsetView {
+            job,
+            tenant: tenant.to_string(),
+            lot: chosen.id.clone(),
+            holder: chosen.holder.clone(),
+            issuer: chosen.issuer.clone(),
+            vintage: chosen.vintage,
+            grams,
+            price_fen: price,
+            at_ms: now_ms,
+        };
+        self.staged.push(MarketRow {
+            kind: "offset".into(),
+            id: row_id(job),
+            owner: tenant.to_string(),
+            product: chosen.id.clone(),
+            state: "retired".into(),
+            body: serde_json::to_string(&view).unwrap_or_default(),
+            at_ms: now_ms,
+        });
+        let mut body = serde_json::to_value(&view).unwrap_or_default();
+        body["tenant"] = serde_json::Value::String(tenant.to_string());
+        self.logs.push(("carbon_offset", by.to_string(), body));
         Ok(view)
     }
 
@@ -551,6 +701,11 @@ impl Market {
         }
         answer
     }
+}
+
+/// FNV-1a of a lot's id: the subject of its issuance's transfer id.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Voids an order's open hold, if it has one.

@@ -123,7 +123,7 @@ pub async fn place(
     let order = Order { id: 0, side, owner, product, units: r.units, price_fen: r.price_fen, seq: 0 };
     match ask(&inner, MarketOp::Place { order: Box::new(order), capacity: owned, by: p.name.clone() }).await? {
         MarketDone::Order(v) => Ok((StatusCode::CREATED, Json(v))),
-        MarketDone::Cleared(_) => Err(ApiError::unavailable("unexpected answer")),
+        _ => Err(ApiError::unavailable("unexpected answer")),
     }
 }
 
@@ -135,7 +135,7 @@ pub async fn cancel(State(inner): S, headers: HeaderMap, Path(id): Path<String>)
     let op = MarketOp::Cancel { id, by: p.name.clone(), any_owner: p.role == Role::Operator };
     match ask(&inner, op).await? {
         MarketDone::Order(v) => Ok(Json(v)),
-        MarketDone::Cleared(_) => Err(ApiError::unavailable("unexpected answer")),
+        _ => Err(ApiError::unavailable("unexpected answer")),
     }
 }
 
@@ -145,7 +145,7 @@ pub async fn clear(State(inner): S, headers: HeaderMap) -> Result<Json<ClearingA
     require(&p, &[Role::Operator], "clear the market")?;
     match ask(&inner, MarketOp::Clear).await? {
         MarketDone::Cleared(a) => Ok(Json(a)),
-        MarketDone::Order(_) => Err(ApiError::unavailable("unexpected answer")),
+        _ => Err(ApiError::unavailable("unexpected answer")),
     }
 }
 
@@ -260,4 +260,99 @@ pub async fn prices(
     let rows = inner.store.market(&query).await.map_err(|e| store_error(&e))?;
     let prices: Vec<PriceView> = rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
     Ok(Json(PriceList { prices }))
+}
+
+/// `POST /v1/carbon/offsets` (R5): an ended job's market-based carbon retired against a lot of
+/// carbon-sink credits, paid to the lot's holder — once per job (201).
+pub async fn offset(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<suanwang_api::market::OffsetView>), ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Tenant], "offset jobs' carbon")?;
+    let body = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))?;
+    let r: suanwang_api::market::OffsetRequest = parse_body(&body, "invalid_offset", "{job, lot?}")?;
+    let no_job = || invalid("job", format!("no job {} of yours", r.job));
+    let job = crate::routes::find_job(&inner, r.job).await?.ok_or_else(no_job)?;
+    if p.role == Role::Tenant && job.tenant != p.name {
+        return Err(no_job());
+    }
+    if !crate::actor::terminal(job.state) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_ended",
+            format!("job {} has not ended: its carbon is not known yet", r.job),
+        )
+        .field("job"));
+    }
+    let kg = job.meter.map_or(0.0, |m| m.carbon_market_kg);
+    let grams = suanwang_economy::carbon::grams_of(kg)
+        .filter(|g| *g > 0)
+        .ok_or_else(|| invalid("job", format!("job {} emitted no market-based carbon to offset ({kg} kg)", r.job)))?;
+    // retired once: the store knows every offset committed
+    let q = MarketQuery { kind: "offset".into(), after: row_id(r.job - 1), limit: 1, ..MarketQuery::default() };
+    let done = inner.store.market(&q).await.map_err(|e| store_error(&e))?;
+    if done.first().is_some_and(|row| row.id == row_id(r.job)) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("job {}'s carbon is already offset", r.job),
+        )
+        .field("job"));
+    }
+    let op = MarketOp::Offset { tenant: job.tenant.clone(), job: r.job, grams, lot: r.lot, by: p.name.clone() };
+    match ask(&inner, op).await? {
+        MarketDone::Offset(v) => Ok((StatusCode::CREATED, Json(v))),
+        _ => Err(ApiError::unavailable("unexpected answer")),
+    }
+}
+
+/// `GET /v1/carbon/credits`: the lots with what is left and retired (every role), and the
+/// offsets the caller may see (a tenant its own; a provider those of its lots; the operator and
+/// the regulator all).
+pub async fn credits(
+    State(inner): S,
+    headers: HeaderMap,
+) -> Result<Json<suanwang_api::market::CreditsAnswer>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    let lots: Vec<suanwang_economy::carbon::CreditLot> =
+        inner.market.lock().map(|m| m.lots.clone()).map_err(|_| ApiError::unavailable("the market"))?;
+    let views = {
+        let books = inner.books.lock().map_err(|_| ApiError::unavailable("the books are unavailable"))?;
+        lots.iter()
+            .map(|l| {
+                // before the first offset nothing is issued yet: the whole lot is left
+                let issued = books.find(suanwang_economy::AccountKind::CarbonLot, &format!("lot:{}", l.id)).is_some();
+                let total = l.grams().unwrap_or(0);
+                let left = if issued { crate::market::Market::remaining(&books, &l.id) } else { total };
+                suanwang_api::market::LotView {
+                    id: l.id.clone(),
+                    holder: l.holder.clone(),
+                    place: l.place.clone(),
+                    issuer: l.issuer.clone(),
+                    vintage: l.vintage,
+                    tonnes: l.tonnes,
+                    price_fen_per_tonne: l.price_fen_per_tonne,
+                    remaining_grams: left,
+                    retired_grams: total.saturating_sub(left),
+                    source: l.source.clone(),
+                }
+            })
+            .collect()
+    };
+    let owner = match p.role {
+        Role::Tenant => Some(p.name.clone()),
+        _ => None,
+    };
+    let q = MarketQuery { kind: "offset".into(), owner, limit: 1000, ..MarketQuery::default() };
+    let rows = inner.store.market(&q).await.map_err(|e| store_error(&e))?;
+    let mut offsets: Vec<suanwang_api::market::OffsetView> =
+        rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
+    match p.role {
+        Role::Operator | Role::Regulator | Role::Tenant => {}
+        Role::Provider => offsets.retain(|o| o.holder == p.name),
+        _ => offsets.clear(),
+    }
+    Ok(Json(suanwang_api::market::CreditsAnswer { lots: views, offsets }))
 }

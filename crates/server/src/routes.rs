@@ -44,6 +44,8 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/market/prices", get(crate::market_routes::prices))
         .route("/v1/market/clear", post(crate::market_routes::clear))
         .route("/v1/contracts", get(crate::market_routes::contracts))
+        .route("/v1/carbon/credits", get(crate::market_routes::credits))
+        .route("/v1/carbon/offsets", post(crate::market_routes::offset))
         .route("/v1/twin/reports", get(crate::console::twin_reports))
         .route("/v1/twin/reports/{name}", get(crate::console::twin_report))
         .route("/healthz", get(healthz))

@@ -43,6 +43,13 @@ async fn an_ask_and_a_bid_clear_into_a_contract() {
     );
     let prices = stdout_json(&suanwang_env(&["market", "prices", "--json"], &as_tenant));
     assert_eq!(prices["prices"][0]["price_fen"], 125, "{prices}");
+    // carbon-sink credits: the lots on offer; an offset of a job that does not exist names it
+    let lots = suanwang_env(&["carbon", "credits"], &as_tenant);
+    let said = String::from_utf8_lossy(&lots.stdout);
+    assert!(said.contains("lot qingyang-forest-2024 (CCER 2024, idc-qingyang at qingyang): 5000.000 t left"), "{said}");
+    let bad = suanwang_env(&["carbon", "offset", "999"], &as_tenant);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("job"), "{}", String::from_utf8_lossy(&bad.stderr));
     let open = stdout_json(&suanwang_env(&["market", "orders", "--state", "open", "--json"], &as_op));
     assert_eq!(
         (open["orders"][0]["side"].as_str(), open["orders"][0]["filled_units"].as_u64()),

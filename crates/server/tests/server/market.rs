@@ -263,3 +263,71 @@ async fn a_job_runs_on_its_tenants_contract_without_paying_twice() {
     }
     assert_eq!(bill["tenant_fen"], 0, "no data moved, nothing more to pay: {bill}");
 }
+
+/// Carbon-sink settlement (issue 16 item 6, R5): an ended job's market-based carbon is retired
+/// against a lot — the tenant pays the holder, the lot's grams go down by exactly the job's, in
+/// a second ledger that balances like money — once per job; another tenant cannot offset it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_carbon_is_offset_once_through_both_ledgers() {
+    let store = sqlite("market-carbon").await;
+    // big and long enough that its market-based carbon is many grams at this time scale
+    let cfg = ServerConfig { credit_limit_fen: 0, time_scale: 1e-2, ..ServerConfig::default() };
+    let s = start_with(store.clone(), cfg.clone()).await;
+    let url = s.url.clone();
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let acme = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let globex = create_token(&store, Role::Tenant, "globex").await.expect("token");
+    let (st, _) =
+        call(&url, "POST", "/v1/topups", Some(&op), body(&json!({"party": "acme", "amount_fen": 10_000_000})), None)
+            .await;
+    assert_eq!(st, 201);
+    let spec = json!({"name": "emitter", "tenant": "acme", "kind": "batch", "origin": "shanghai", "start_within": "0s",
+        "resources": {"family": "general", "count": 400_000}, "work": {"run_time_s": 600}});
+    let (st, j) = call(&url, "POST", "/v1/jobs", Some(&acme), body(&spec), None).await;
+    assert_eq!(st, 201, "{j}");
+    let id = j["id"].as_u64().expect("id");
+    let (st, e) = call(&url, "POST", "/v1/carbon/offsets", Some(&acme), body(&json!({"job": id})), None).await;
+    if st != 201 {
+        assert_eq!((st, e["field"].as_str()), (409, Some("job")), "not ended yet: {e}");
+    }
+    let done = crate::history::until(&url, &acme, &format!("/v1/jobs/{id}"), |v| v["state"] == "completed").await;
+    let kg = done["meter"]["carbon_market_kg"].as_f64().expect("carbon");
+    let grams = (kg * 1000.0).round() as u64;
+    assert!(grams > 0, "{done}");
+    let (_, before) = call(&url, "GET", "/v1/carbon/credits", Some(&globex), None, None).await;
+    let lot = before["lots"][0]["id"].as_str().expect("lot").to_string();
+    let left_before = before["lots"][0]["remaining_grams"].as_u64().expect("left");
+    let wallet_before = account(&url, &op, "acme", "wallet", "balance_fen").await;
+    let (st, e) = call(&url, "POST", "/v1/carbon/offsets", Some(&globex), body(&json!({"job": id})), None).await;
+    assert_eq!((st, e["field"].as_str()), (422, Some("job")), "not globex's job: {e}");
+    let (st, e) =
+        call(&url, "POST", "/v1/carbon/offsets", Some(&acme), body(&json!({"job": id, "lot": "nope"})), None).await;
+    assert_eq!((st, e["field"].as_str()), (422, Some("lot")), "{e}");
+    let (st, o) =
+        call(&url, "POST", "/v1/carbon/offsets", Some(&acme), body(&json!({"job": id, "lot": lot})), None).await;
+    assert_eq!(st, 201, "{o}");
+    assert_eq!(o["grams"].as_u64(), Some(grams), "the job's market-based carbon, in grams: {o}");
+    let price = o["price_fen"].as_i64().expect("price");
+    let per_tonne = before["lots"][0]["price_fen_per_tonne"].as_u64().expect("price");
+    assert_eq!(price as u64, (grams * per_tonne).div_ceil(1_000_000), "{o}");
+    let (st, e) = call(&url, "POST", "/v1/carbon/offsets", Some(&acme), body(&json!({"job": id})), None).await;
+    assert_eq!((st, e["field"].as_str()), (409, Some("job")), "never counted twice: {e}");
+    let (_, after) = call(&url, "GET", "/v1/carbon/credits", Some(&acme), None, None).await;
+    assert_eq!(after["lots"][0]["remaining_grams"].as_u64(), Some(left_before - grams), "{after}");
+    assert_eq!(after["offsets"][0]["job"].as_u64(), Some(id));
+    let (_, theirs) = call(&url, "GET", "/v1/carbon/credits", Some(&globex), None, None).await;
+    assert_eq!(theirs["offsets"], json!([]), "a tenant sees its own offsets only");
+    assert_eq!(account(&url, &op, "acme", "wallet", "balance_fen").await, wallet_before - price);
+    let holder = o["holder"].as_str().expect("holder");
+    assert_eq!(account(&url, &op, holder, "provider", "balance_fen").await, price);
+    // after a restart: the lot's grams and the offset are read back, still once
+    drop(s);
+    let s = start_with(store.clone(), cfg).await;
+    let (_, again) = call(&s.url, "GET", "/v1/carbon/credits", Some(&acme), None, None).await;
+    assert_eq!(again["lots"][0]["remaining_grams"].as_u64(), Some(left_before - grams), "{again}");
+    let (st, _) = call(&s.url, "POST", "/v1/carbon/offsets", Some(&acme), body(&json!({"job": id})), None).await;
+    assert_eq!(st, 409);
+    let size = store.evidence_size().await.expect("size");
+    let entries = store.evidence_entries(0, size).await.expect("entries");
+    assert!(entries.iter().any(|e| e.kind == "carbon_offset" && e.tenant.as_deref() == Some("acme")), "in the log");
+}
