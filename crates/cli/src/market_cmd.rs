@@ -177,7 +177,7 @@ pub async fn credits(c: &Client, json: bool) -> Result<ExitCode> {
         Ok(a) => show(&a, json, |a| {
             for l in &a.lots {
                 println!(
-                    "lot {} ({} {}, {} at {}): {:.3} t left of {} t, {:.3} t retired, {}/t — {}",
+                    "lot {} ({} {}, {} at {}): {:.6} t left of {} t, {:.6} t retired, {}/t — {}",
                     l.id,
                     l.issuer,
                     l.vintage,

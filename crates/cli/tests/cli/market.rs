@@ -46,7 +46,10 @@ async fn an_ask_and_a_bid_clear_into_a_contract() {
     // carbon-sink credits: the lots on offer; an offset of a job that does not exist names it
     let lots = suanwang_env(&["carbon", "credits"], &as_tenant);
     let said = String::from_utf8_lossy(&lots.stdout);
-    assert!(said.contains("lot qingyang-forest-2024 (CCER 2024, idc-qingyang at qingyang): 5000.000 t left"), "{said}");
+    assert!(
+        said.contains("lot qingyang-forest-2024 (CCER 2024, idc-qingyang at qingyang): 5000.000000 t left"),
+        "{said}"
+    );
     let bad = suanwang_env(&["carbon", "offset", "999"], &as_tenant);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("job"), "{}", String::from_utf8_lossy(&bad.stderr));
