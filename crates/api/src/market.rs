@@ -179,3 +179,36 @@ pub struct CreditsAnswer {
     pub lots: Vec<LotView>,
     pub offsets: Vec<OffsetView>,
 }
+
+/// `POST /v1/quotas` (operator): the most units of a family a tenant may hold at once, in one
+/// region (a hub or green region) or everywhere (R3: no tenant takes the network by volume).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaRequest {
+    #[schemars(length(min = 1, max = 64))]
+    pub tenant: String,
+    /// `general`, `intelligent` or `super`.
+    pub family: String,
+    /// A hub or green region id; absent: everywhere.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Units (cores, cards or nodes) of live jobs at once; 0 forbids the family (there).
+    #[schemars(range(max = 1_000_000_000))]
+    pub max_units: u64,
+}
+
+/// A quota and what the tenant's live jobs hold of it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct QuotaView {
+    pub tenant: String,
+    pub family: String,
+    pub region: Option<String>,
+    pub max_units: u64,
+    pub used_units: u64,
+}
+
+/// `GET /v1/quotas`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct QuotaList {
+    pub quotas: Vec<QuotaView>,
+}

@@ -348,6 +348,26 @@ pub const ROUTES: &[Route] = &[
         )
     },
     Route {
+        request: Body::Json("QuotaRequest"),
+        response: Body::Json("QuotaView"),
+        ..route(
+            "post",
+            "/v1/quotas",
+            "Set a tenant's quota: the most units of a family its live jobs may hold at once, in a hub or green \
+             region or everywhere (R3); a submission beyond it is refused naming the quota",
+            "operator",
+        )
+    },
+    Route {
+        response: Body::Json("QuotaList"),
+        ..route(
+            "get",
+            "/v1/quotas",
+            "Quotas, with what the tenant's live jobs hold now",
+            "operator, regulator; tenant (own)",
+        )
+    },
+    Route {
         response: Body::Json("CreditsAnswer"),
         ..route(
             "get",
@@ -611,6 +631,8 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<crate::market::ClearingAnswer>();
     g.subschema_for::<crate::market::ContractList>();
     g.subschema_for::<crate::market::CreditsAnswer>();
+    g.subschema_for::<crate::market::QuotaView>();
+    g.subschema_for::<crate::market::QuotaList>();
     g.subschema_for::<crate::market::OffsetView>();
     g.subschema_for::<crate::console::MapLayer>();
     g.subschema_for::<crate::console::TwinReportList>();
@@ -629,6 +651,7 @@ fn components() -> Map<String, Value> {
     r.subschema_for::<crate::dataset::ReplicaRequest>();
     r.subschema_for::<crate::market::OrderRequest>();
     r.subschema_for::<crate::market::OffsetRequest>();
+    r.subschema_for::<crate::market::QuotaRequest>();
     out.extend(r.take_definitions(true));
     out
 }

@@ -445,6 +445,12 @@ enum Command {
         #[command(subcommand)]
         sub: CarbonSub,
     },
+    /// Tenants' quotas (R3): the most units of a family a tenant's live jobs may hold, in a
+    /// region or everywhere.
+    Quota {
+        #[command(subcommand)]
+        sub: QuotaSub,
+    },
     /// Contracts the market made: a tenant's purchases, a provider's sales.
     Contract {
         #[command(subcommand)]
@@ -568,6 +574,29 @@ enum MarketSub {
     },
     /// Clear every product now (operator), besides the periodic clearings.
     Clear {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QuotaSub {
+    /// Set a tenant's quota (operator).
+    Set {
+        tenant: String,
+        /// general, intelligent or super.
+        #[arg(long)]
+        family: String,
+        /// A hub or green region (default: everywhere).
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        max_units: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The quotas the token sees, with what the live jobs hold.
+    List {
         #[arg(long)]
         json: bool,
     },
@@ -1133,6 +1162,19 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
                 MarketSub::Cancel { id, json } => rt.block_on(market_cmd::cancel(&c, id, json)),
                 MarketSub::Prices { product, json } => rt.block_on(market_cmd::prices(&c, product.as_deref(), json)),
                 MarketSub::Clear { json } => rt.block_on(market_cmd::clear(&c, json)),
+            }
+        }
+        Command::Quota { sub } => {
+            let c = client()?;
+            match sub {
+                QuotaSub::Set { tenant, family, region, max_units, json } => {
+                    runtime()?.block_on(market_cmd::quota_set(
+                        &c,
+                        suanwang_api::market::QuotaRequest { tenant, family, region, max_units },
+                        json,
+                    ))
+                }
+                QuotaSub::List { json } => runtime()?.block_on(market_cmd::quota_list(&c, json)),
             }
         }
         Command::Carbon { sub } => {

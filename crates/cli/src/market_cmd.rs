@@ -225,3 +225,37 @@ pub async fn offset(c: &Client, job: u64, lot: Option<String>, json: bool) -> Re
         Err(code) => Ok(code),
     }
 }
+
+/// `suanwang quota set TENANT --family F [--region R] --max-units N` (operator).
+pub async fn quota_set(c: &Client, q: suanwang_api::market::QuotaRequest, json: bool) -> Result<ExitCode> {
+    match post::<_, suanwang_api::market::QuotaView>(c, "/v1/quotas", &q).await? {
+        Ok(v) => show(&v, json, |v| println!("{}", quota_line(v))),
+        Err(code) => Ok(code),
+    }
+}
+
+/// `suanwang quota list`.
+pub async fn quota_list(c: &Client, json: bool) -> Result<ExitCode> {
+    match get::<suanwang_api::market::QuotaList>(c, "/v1/quotas").await? {
+        Ok(l) => show(&l, json, |l| {
+            if l.quotas.is_empty() {
+                println!("no quotas");
+            }
+            for q in &l.quotas {
+                println!("{}", quota_line(q));
+            }
+        }),
+        Err(code) => Ok(code),
+    }
+}
+
+fn quota_line(q: &suanwang_api::market::QuotaView) -> String {
+    format!(
+        "{}: at most {} {} units at once {} — its live jobs hold {}",
+        q.tenant,
+        q.max_units,
+        q.family,
+        q.region.as_deref().map_or_else(|| "everywhere".to_string(), |r| format!("in {r}")),
+        q.used_units
+    )
+}

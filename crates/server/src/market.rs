@@ -49,6 +49,11 @@ pub enum MarketOp {
         any_owner: bool,
     },
     Clear,
+    /// Set a tenant's quota of a family (in a region, or everywhere).
+    Quota {
+        quota: suanwang_api::market::QuotaRequest,
+        by: String,
+    },
     /// Retire `grams` of a lot's credits against an ended job of `tenant`'s (R5).
     Offset {
         tenant: String,
@@ -64,6 +69,7 @@ pub enum MarketDone {
     Order(OrderView),
     Cleared(ClearingAnswer),
     Offset(suanwang_api::market::OffsetView),
+    Quota,
 }
 
 /// The live market: open orders and what has been sold of each seller's capacity.
@@ -76,6 +82,8 @@ pub struct Market {
     next_order: u64,
     next_contract: u64,
     staged: Vec<MarketRow>,
+    /// Tenants' quotas: (tenant, family, region or "") → most units at once (R3).
+    pub quotas: BTreeMap<(String, String, String), u64>,
     /// The carbon-sink credits on offer (R5), and the jobs offset since the store was read.
     pub lots: Vec<suanwang_economy::carbon::CreditLot>,
     offset_jobs: std::collections::HashSet<u64>,
@@ -180,6 +188,12 @@ impl Market {
                 _ => break,
             }
         }
+        let q = MarketQuery { kind: "quota".into(), limit: 100_000, ..MarketQuery::default() };
+        for r in store.market(&q).await? {
+            if let Ok(k) = serde_json::from_str::<suanwang_api::market::QuotaRequest>(&r.body) {
+                m.quotas.insert((k.tenant, k.family, k.region.unwrap_or_default()), k.max_units);
+            }
+        }
         let last = |id: Option<String>| id.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
         m.next_order = last(store.market_last_id("order").await?) + 1;
         m.next_contract = last(store.market_last_id("contract").await?) + 1;
@@ -246,6 +260,24 @@ impl Market {
                 self.cancel(books, id, &by, any_owner, now_ms).map(MarketDone::Order)
             }
             MarketOp::Clear => Ok(MarketDone::Cleared(self.clear(books, now_ms))),
+            MarketOp::Quota { quota, by } => {
+                let region = quota.region.clone().unwrap_or_default();
+                let id = format!("{}/{}/{}", quota.tenant, quota.family, region);
+                self.quotas.insert((quota.tenant.clone(), quota.family.clone(), region), quota.max_units);
+                self.staged.push(MarketRow {
+                    kind: "quota".into(),
+                    id,
+                    owner: quota.tenant.clone(),
+                    product: quota.family.clone(),
+                    state: "set".into(),
+                    body: serde_json::to_string(&quota).unwrap_or_default(),
+                    at_ms: now_ms,
+                });
+                let mut body = serde_json::to_value(&quota).unwrap_or_default();
+                body["tenant"] = serde_json::Value::String(quota.tenant.clone());
+                self.logs.push(("quota", by, body));
+                Ok(MarketDone::Quota)
+            }
             MarketOp::Offset { tenant, job, grams, lot, by } => {
                 self.offset(books, &tenant, job, grams, lot.as_deref(), &by, now_ms).map(MarketDone::Offset)
             }
@@ -813,6 +845,83 @@ pub async fn resolve_contract(inner: &crate::Inner, spec: &mut serde_json::Value
         spec["deadline"] = Value::String(end);
     }
     Ok(true)
+}
+
+/// Units of `family` that `tenant`'s live jobs hold, per region (the region of the site each is
+/// placed at; "" for all together).
+pub fn used_units(inner: &crate::Inner, tenant: &str, family: &str) -> BTreeMap<String, u64> {
+    let net = inner.net();
+    let mut used: BTreeMap<String, u64> = BTreeMap::new();
+    if let Ok(v) = inner.views.read() {
+        for j in v.live.values().filter(|j| j.tenant == tenant) {
+            if j.spec.pointer("/resources/family").and_then(serde_json::Value::as_str) != Some(family) {
+                continue;
+            }
+            let units = j.spec.pointer("/resources/count").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            *used.entry(String::new()).or_default() += units;
+            if let Some(site) = j.site.as_deref().and_then(|s| net.site(s)) {
+                *used.entry(site.region.clone()).or_default() += units;
+            }
+        }
+    }
+    used
+}
+
+/// The tenant's quotas (R3) applied to a submission: a quota everywhere that this job would
+/// exceed refuses it (422 naming the quota); regions whose quota it would exceed are taken out
+/// of the regions it may run in (`allowed_regions`), and when none is left it is refused.
+/// Returns whether the spec changed. (Two submissions at the same instant may both pass: the
+/// check reads the live jobs, not a reservation.)
+pub fn apply_quotas(inner: &crate::Inner, spec: &mut serde_json::Value) -> Result<bool, ApiError> {
+    use serde_json::Value;
+    let tenant = spec.get("tenant").and_then(Value::as_str).unwrap_or_default().to_string();
+    let family = spec.pointer("/resources/family").and_then(Value::as_str).unwrap_or_default().to_string();
+    let count = spec.pointer("/resources/count").and_then(Value::as_u64).unwrap_or(0);
+    let mine: Vec<(String, u64)> = match inner.market.lock() {
+        Ok(m) => m
+            .quotas
+            .iter()
+            .filter(|((t, f, _), _)| *t == tenant && *f == family)
+            .map(|((_, _, r), max)| (r.clone(), *max))
+            .collect(),
+        Err(_) => return Err(ApiError::unavailable("the market")),
+    };
+    if mine.is_empty() {
+        return Ok(false);
+    }
+    let used = used_units(inner, &tenant, &family);
+    let over = |region: &str, max: u64| used.get(region).copied().unwrap_or(0).saturating_add(count) > max;
+    if let Some((_, max)) = mine.iter().find(|(r, max)| r.is_empty() && over("", *max)) {
+        return Err(quota_refusal(format!(
+            "quota: tenant {tenant} may hold {max} {family} units at once and its live jobs hold {}; {count} more is too many",
+            used.get("").copied().unwrap_or(0)
+        )));
+    }
+    let full: Vec<&String> = mine.iter().filter(|(r, max)| !r.is_empty() && over(r, *max)).map(|(r, _)| r).collect();
+    if full.is_empty() {
+        return Ok(false);
+    }
+    let net = inner.net();
+    let regions: Vec<String> = match spec.get("allowed_regions").and_then(Value::as_array) {
+        Some(a) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        None => net.hubs.iter().map(|h| h.id.clone()).chain(net.regions.iter().map(|r| r.id.clone())).collect(),
+    };
+    let left: Vec<String> = regions.into_iter().filter(|r| !full.contains(&r)).collect();
+    if left.is_empty() {
+        let names: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
+        return Err(quota_refusal(format!(
+            "quota: tenant {tenant}'s {family} quota is full in {} (and it may run nowhere else)",
+            names.join(", ")
+        )));
+    }
+    spec["allowed_regions"] = left.into_iter().map(Value::String).collect();
+    Ok(true)
+}
+
+fn quota_refusal(why: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quota", why)
+        .field("resources.count")
+        .hint("the operator sets quotas (suanwang quota list); wait for your jobs to end, or ask for fewer units")
 }
 
 #[cfg(test)]

@@ -356,3 +356,73 @@ pub async fn credits(
     }
     Ok(Json(suanwang_api::market::CreditsAnswer { lots: views, offsets }))
 }
+
+/// `POST /v1/quotas` (operator): set a tenant's quota of a family, in a region or everywhere.
+pub async fn set_quota(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<suanwang_api::market::QuotaView>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator], "set quotas")?;
+    let body = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))?;
+    let q: suanwang_api::market::QuotaRequest =
+        parse_body(&body, "invalid_quota", "{tenant, family, region?, max_units}")?;
+    if q.tenant.is_empty() || q.tenant.len() > 64 {
+        return Err(invalid("tenant", "1 to 64 bytes"));
+    }
+    if suanwang_core::Family::parse(&q.family).is_none() {
+        return Err(invalid("family", format!("{:?} is not general, intelligent or super", q.family)));
+    }
+    if let Some(r) = &q.region {
+        let net = inner.net();
+        if !net.hubs.iter().any(|h| &h.id == r) && !net.regions.iter().any(|x| &x.id == r) {
+            return Err(invalid("region", format!("{r:?} is not a hub or green region")));
+        }
+    }
+    if q.max_units > 1_000_000_000 {
+        return Err(invalid("max_units", "at most 1,000,000,000"));
+    }
+    let used = crate::market::used_units(&inner, &q.tenant, &q.family);
+    let view = suanwang_api::market::QuotaView {
+        tenant: q.tenant.clone(),
+        family: q.family.clone(),
+        region: q.region.clone(),
+        max_units: q.max_units,
+        used_units: used.get(q.region.as_deref().unwrap_or("")).copied().unwrap_or(0),
+    };
+    match ask(&inner, MarketOp::Quota { quota: q, by: p.name.clone() }).await? {
+        MarketDone::Quota => Ok(Json(view)),
+        _ => Err(ApiError::unavailable("unexpected answer")),
+    }
+}
+
+/// `GET /v1/quotas`: every quota (operator, regulator) or the tenant's own, with what its live
+/// jobs hold now.
+pub async fn quotas(State(inner): S, headers: HeaderMap) -> Result<Json<suanwang_api::market::QuotaList>, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read quotas")?;
+    let all: Vec<((String, String, String), u64)> = inner
+        .market
+        .lock()
+        .map_err(|_| ApiError::unavailable("the market"))?
+        .quotas
+        .iter()
+        .filter(|((t, _, _), _)| p.role != Role::Tenant || *t == p.name)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let quotas = all
+        .into_iter()
+        .map(|((tenant, family, region), max_units)| {
+            let used = crate::market::used_units(&inner, &tenant, &family);
+            suanwang_api::market::QuotaView {
+                used_units: used.get(&region).copied().unwrap_or(0),
+                tenant,
+                family,
+                region: (!region.is_empty()).then_some(region),
+                max_units,
+            }
+        })
+        .collect();
+    Ok(Json(suanwang_api::market::QuotaList { quotas }))
+}

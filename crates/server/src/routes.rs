@@ -46,6 +46,7 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/contracts", get(crate::market_routes::contracts))
         .route("/v1/carbon/credits", get(crate::market_routes::credits))
         .route("/v1/carbon/offsets", post(crate::market_routes::offset))
+        .route("/v1/quotas", post(crate::market_routes::set_quota).get(crate::market_routes::quotas))
         .route("/v1/twin/reports", get(crate::console::twin_reports))
         .route("/v1/twin/reports/{name}", get(crate::console::twin_report))
         .route("/healthz", get(healthz))
@@ -323,6 +324,8 @@ async fn submit(
     let mut spec: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     // R4: a job on a market contract is confined to its seller's sites and window
     let on_contract = crate::market::resolve_contract(&inner, &mut spec).await?;
+    // R3: the tenant's quotas (a full region is taken out of where it may run)
+    let on_contract = crate::market::apply_quotas(&inner, &mut spec)? || on_contract;
     let body = if crate::datasets::resolve_input(&inner, &p, &mut spec).await? || on_contract {
         Bytes::from(serde_json::to_vec(&spec).unwrap_or_default())
     } else {

@@ -53,6 +53,12 @@ async fn an_ask_and_a_bid_clear_into_a_contract() {
     let bad = suanwang_env(&["carbon", "offset", "999"], &as_tenant);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("job"), "{}", String::from_utf8_lossy(&bad.stderr));
+    // a quota: set by the operator, seen by the tenant
+    let set = suanwang_env(&["quota", "set", "acme-ai", "--family", "general", "--max-units", "100"], &as_op);
+    let said = String::from_utf8_lossy(&set.stdout);
+    assert!(said.contains("acme-ai: at most 100 general units at once everywhere"), "{said}");
+    let mine = String::from_utf8_lossy(&suanwang_env(&["quota", "list"], &as_tenant).stdout).to_string();
+    assert!(mine.contains("at most 100 general units"), "{mine}");
     let open = stdout_json(&suanwang_env(&["market", "orders", "--state", "open", "--json"], &as_op));
     assert_eq!(
         (open["orders"][0]["side"].as_str(), open["orders"][0]["filled_units"].as_u64()),

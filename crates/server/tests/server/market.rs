@@ -331,3 +331,65 @@ async fn a_jobs_carbon_is_offset_once_through_both_ledgers() {
     let entries = store.evidence_entries(0, size).await.expect("entries");
     assert!(entries.iter().any(|e| e.kind == "carbon_offset" && e.tenant.as_deref() == Some("acme")), "in the log");
 }
+
+/// Quotas (issue 16 item 5, first part; R3): the operator caps a tenant's live units of a family
+/// everywhere or in a region; a submission beyond a quota everywhere is refused naming it, a
+/// region whose quota is full is taken out of where the job may run; quotas survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_refuse_or_steer_a_tenants_jobs() {
+    let store = sqlite("market-quota").await;
+    let s = start_with(store.clone(), ServerConfig::default()).await;
+    let url = s.url.clone();
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let acme = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    for (q, field) in [
+        (json!({"tenant": "acme", "family": "gpu", "max_units": 1}), "family"),
+        (json!({"tenant": "acme", "family": "general", "region": "nowhere", "max_units": 1}), "region"),
+        (json!({"tenant": "acme", "family": "general", "max_units": 1, "extra": 1}), "extra"),
+    ] {
+        let (st, e) = call(&url, "POST", "/v1/quotas", Some(&op), body(&q), None).await;
+        assert_eq!((st, e["field"].as_str()), (422, Some(field)), "{q}: {e}");
+    }
+    let everywhere = json!({"tenant": "acme", "family": "general", "max_units": 10});
+    let (st, _) = call(&url, "POST", "/v1/quotas", Some(&acme), body(&everywhere), None).await;
+    assert_eq!(st, 403, "tenants do not set quotas");
+    let (st, v) = call(&url, "POST", "/v1/quotas", Some(&op), body(&everywhere), None).await;
+    assert_eq!(st, 200, "{v}");
+    let none_in_chengyu = json!({"tenant": "acme", "family": "intelligent", "region": "chengyu", "max_units": 0});
+    let (st, _) = call(&url, "POST", "/v1/quotas", Some(&op), body(&none_in_chengyu), None).await;
+    assert_eq!(st, 200);
+    let job = |family: &str, count: u64, regions: Option<Value>| {
+        let mut j = json!({"name": "q", "tenant": "acme", "kind": "batch", "origin": "chengdu",
+            "resources": {"family": family, "count": count}, "work": {"run_time_s": 3600}});
+        if let Some(r) = regions {
+            j["allowed_regions"] = r;
+        }
+        j
+    };
+    let (st, j) = call(&url, "POST", "/v1/jobs", Some(&acme), body(&job("general", 8, None)), None).await;
+    assert_eq!((st, j["state"].as_str()), (201, Some("running")), "{j}");
+    let refused = async |url: &str| {
+        let (st, e) = call(url, "POST", "/v1/jobs", Some(&acme), body(&job("general", 4, None)), None).await;
+        assert_eq!((st, e["field"].as_str()), (422, Some("resources.count")), "{e}");
+        assert!(e["message"].as_str().is_some_and(|m| m.starts_with("quota:") && m.contains("hold 8;")), "{e}");
+    };
+    refused(&url).await;
+    // chengyu is full for intelligent work: a job that may only run there is refused, one that
+    // may run anywhere runs elsewhere
+    let (st, e) =
+        call(&url, "POST", "/v1/jobs", Some(&acme), body(&job("intelligent", 1, Some(json!(["chengyu"])))), None).await;
+    assert_eq!((st, e["field"].as_str()), (422, Some("resources.count")), "{e}");
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("chengyu")), "{e}");
+    let (st, j) = call(&url, "POST", "/v1/jobs", Some(&acme), body(&job("intelligent", 1, None)), None).await;
+    assert_eq!(st, 201, "{j}");
+    let site = j["site"].as_str().expect("placed");
+    let net = suanwang_core::Network::reference().expect("net");
+    assert_ne!(net.site(site).map(|s| s.region.as_str()), Some("chengyu"), "{j}");
+    let (_, list) = call(&url, "GET", "/v1/quotas", Some(&acme), None, None).await;
+    let general =
+        list["quotas"].as_array().expect("quotas").iter().find(|q| q["family"] == "general").cloned().expect("general");
+    assert_eq!((general["max_units"].as_u64(), general["used_units"].as_u64()), (Some(10), Some(8)), "{list}");
+    drop(s);
+    let s = start_with(store.clone(), ServerConfig::default()).await;
+    refused(&s.url).await;
+}
