@@ -166,6 +166,14 @@ fn after_of(q: &BTreeMap<String, String>) -> Result<String, ApiError> {
     })
 }
 
+/// The `product` filter: 1 to 256 bytes (a product id; one nobody traded lists nothing).
+fn product_of(q: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
+    match q.get("product") {
+        Some(p) if p.is_empty() || p.len() > 256 => Err(bad("product", "a product id, 1 to 256 bytes")),
+        p => Ok(p.cloned()),
+    }
+}
+
 fn known(q: &BTreeMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     match q.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(bad(k, format!("unknown parameter {k:?}; known: {}", allowed.join(", ")))),
@@ -175,6 +183,9 @@ fn known(q: &BTreeMap<String, String>, allowed: &[&str]) -> Result<(), ApiError>
 
 /// Whose rows a principal lists: its own, or (operator, regulator) anyone's or `owner=`'s.
 fn owner_filter(p: &Principal, asked: Option<&String>) -> Result<Option<String>, ApiError> {
+    if asked.is_some_and(|o| o.is_empty() || o.len() > 64) {
+        return Err(bad("owner", "a party's name, 1 to 64 bytes"));
+    }
     match p.role {
         Role::Operator | Role::Regulator => Ok(asked.cloned()),
         Role::Tenant | Role::Provider => match asked {
@@ -203,7 +214,7 @@ pub async fn orders(
     let query = MarketQuery {
         kind: "order".into(),
         owner,
-        product: q.get("product").cloned(),
+        product: product_of(&q)?,
         state: q.get("state").cloned(),
         after: after_of(&q)?,
         limit,
@@ -227,14 +238,8 @@ pub async fn contracts(
     let owner = owner_filter(&p, q.get("owner"))?;
     let kind = if p.role == Role::Provider { "sale" } else { "contract" };
     let limit = limit_of(&q)?;
-    let query = MarketQuery {
-        kind: kind.into(),
-        owner,
-        product: q.get("product").cloned(),
-        after: after_of(&q)?,
-        limit,
-        state: None,
-    };
+    let query =
+        MarketQuery { kind: kind.into(), owner, product: product_of(&q)?, after: after_of(&q)?, limit, state: None };
     let rows = inner.store.market(&query).await.map_err(|e| store_error(&e))?;
     let contracts: Vec<ContractView> = rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
     let next = (rows.len() as i64 == limit).then(|| contracts.last().map(|c| c.id)).flatten();
@@ -250,11 +255,8 @@ pub async fn prices(
 ) -> Result<Json<PriceList>, ApiError> {
     authenticate(&inner, &headers).await?;
     known(&q, &["product"])?;
-    let query = match q.get("product") {
-        Some(pr) => {
-            Product::parse(pr).map_err(|e| bad("product", e.to_string()))?;
-            MarketQuery { kind: "price".into(), product: Some(pr.clone()), limit: 1000, ..MarketQuery::default() }
-        }
+    let query = match product_of(&q)? {
+        Some(pr) => MarketQuery { kind: "price".into(), product: Some(pr), limit: 1000, ..MarketQuery::default() },
         None => MarketQuery { kind: "last_price".into(), limit: 1000, ..MarketQuery::default() },
     };
     let rows = inner.store.market(&query).await.map_err(|e| store_error(&e))?;

@@ -167,6 +167,17 @@ async fn asks_and_bids_clear_into_contracts_paid_through_the_ledger() {
     assert_eq!((st, e["field"].as_str()), (400, Some("state")), "{e}");
     let (st, _) = call(&url, "GET", "/v1/market/orders?owner=acme", Some(&globex), None, None).await;
     assert_eq!(st, 403);
+    for (path, field) in [
+        ("/v1/market/orders?product=", "product"),
+        ("/v1/contracts?product=", "product"),
+        ("/v1/market/prices?product=", "product"),
+        ("/v1/market/orders?owner=", "owner"),
+    ] {
+        let (st, e) = call(&url, "GET", path, Some(&op), None, None).await;
+        assert_eq!((st, e["field"].as_str()), (400, Some(field)), "{path}: {e}");
+    }
+    let (st, none) = call(&url, "GET", "/v1/market/prices?product=nothing-traded", Some(&op), None, None).await;
+    assert_eq!((st, &none["prices"]), (200, &json!([])), "an unknown product lists nothing");
 
     // the contract is in the evidence log, for its buyer
     let size = store.evidence_size().await.expect("size");
