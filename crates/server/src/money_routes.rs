@@ -392,10 +392,10 @@ pub async fn statements(
             id: hex(*id),
             kind: kind.as_str().into(),
             name: name.clone(),
-            opening_fen: c0 - d0,
+            opening_fen: c0.saturating_sub(d0),
             debits_fen: 0,
             credits_fen: 0,
-            closing_fen: c0 - d0,
+            closing_fen: c0.saturating_sub(d0),
         });
     }
     let mut lines = vec![];
@@ -416,10 +416,11 @@ pub async fn statements(
                     continue;
                 }
                 let (debit_fen, credit_fen) = if side { (t.amount, 0) } else { (0, t.amount) };
+                // sums of a busy account over a long period may pass i64: they stay at its bound
                 if let Some(s) = summary.iter_mut().find(|s| &s.id == acct) {
-                    s.debits_fen += debit_fen;
-                    s.credits_fen += credit_fen;
-                    s.closing_fen += credit_fen - debit_fen;
+                    s.debits_fen = s.debits_fen.saturating_add(debit_fen);
+                    s.credits_fen = s.credits_fen.saturating_add(credit_fen);
+                    s.closing_fen = s.closing_fen.saturating_add(credit_fen).saturating_sub(debit_fen);
                 }
                 lines.push(api::StatementLine {
                     at_ms: t.at_ms,
@@ -434,7 +435,7 @@ pub async fn statements(
             }
         }
     }
-    let net_fen = lines.iter().map(|l| l.credit_fen - l.debit_fen).sum();
+    let net_fen = lines.iter().fold(0i64, |n, l| n.saturating_add(l.credit_fen).saturating_sub(l.debit_fen));
     let st = api::Statement { party, from_ms: from, to_ms: to, accounts: summary, lines, net_fen };
     if csv {
         let mut out = String::from("at_ms,transfer_id,kind,job,account,counterparty,debit_fen,credit_fen\n");

@@ -404,3 +404,20 @@ async fn quotas_refuse_or_steer_a_tenants_jobs() {
     let s = start_with(store.clone(), ServerConfig::default()).await;
     refused(&s.url).await;
 }
+
+/// A statement whose sums pass i64 (found by schemathesis: top-ups near the largest amount)
+/// answers with its sums at the bound instead of dropping the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_whose_sums_overflow_stays_at_the_bound() {
+    let store = sqlite("market-overflow").await;
+    let s = start_with(store.clone(), ServerConfig::default()).await;
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    for _ in 0..2 {
+        let t = json!({"party": "rich", "amount_fen": 5_000_000_000_000_000_000_i64});
+        let (st, e) = call(&s.url, "POST", "/v1/topups", Some(&op), body(&t), None).await;
+        assert_eq!(st, 201, "{e}");
+    }
+    let (st, statement) = call(&s.url, "GET", "/v1/statements?party=rich", Some(&op), None, None).await;
+    assert_eq!(st, 200, "{statement}");
+    assert_eq!(statement["net_fen"].as_i64(), Some(i64::MAX), "{statement}");
+}
