@@ -90,6 +90,11 @@ impl Product {
         Ok(p)
     }
 
+    /// Whether a pool of `family` and `model` is of this product's kind.
+    pub fn covers(&self, family: &str, model: &str) -> bool {
+        family == self.family && (self.model == "any" || model == self.model)
+    }
+
     /// The window's end, ms.
     pub fn end_ms(&self) -> i64 {
         self.start_ms.saturating_add(i64::from(self.hours) * HOUR_MS)

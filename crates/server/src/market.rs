@@ -820,11 +820,7 @@ pub async fn resolve_contract(inner: &crate::Inner, spec: &mut serde_json::Value
     let mut sites: Vec<String> = crate::market_routes::sites_of(&net, &product.place)
         .into_iter()
         .filter(|s| crate::billing::provider_of(&book, &net, &grants, &s.id) == c.seller)
-        .filter(|s| {
-            s.pools
-                .iter()
-                .any(|x| x.family.as_str() == product.family && (product.model == "any" || x.model == product.model))
-        })
+        .filter(|s| s.pools.iter().any(|x| product.covers(x.family.as_str(), &x.model)))
         .map(|s| s.id.clone())
         .collect();
     if let Some(asked) = spec.get("allowed_sites").and_then(Value::as_array) {

@@ -68,8 +68,7 @@ fn capacity(inner: &Inner, p: &Product, owner: &str) -> Result<(u64, u64), ApiEr
     let (mut all, mut owned) = (0u64, 0u64);
     for s in sites {
         let provider = crate::billing::provider_of(&book, &net, &grants, &s.id);
-        for pool in s.pools.iter().filter(|x| x.family.as_str() == p.family && (p.model == "any" || x.model == p.model))
-        {
+        for pool in s.pools.iter().filter(|x| p.covers(x.family.as_str(), &x.model)) {
             all = all.saturating_add(pool.count);
             if provider == owner {
                 owned = owned.saturating_add(pool.count);
