@@ -163,7 +163,9 @@ if [ "$PY_TOOLS" = 1 ]; then
         : # the rerun passed
       else
         st_ok=0
-        tail -n 80 "$ST_DIR/st-$who.txt"
+        # the failures themselves (request, response, reproduction with curl), then the summary
+        sed -n '/^=* \(FAILURES\|ERRORS\) =*$/,/^=* SUMMARY =*$/p' "$ST_DIR/st-$who.txt" | head -n 200
+        tail -n 40 "$ST_DIR/st-$who.txt"
       fi
     fi
     echo "$who: $(tail -n 1 "$ST_DIR/st-$who.txt")"

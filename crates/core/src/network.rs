@@ -527,6 +527,30 @@ pub struct OperatorPolicy {
     /// Hubs first among equals: the `hub` scorer's weight in `balanced`, and the seed's
     /// targets the twin reports against (`[hubs]`).
     pub hubs: HubPolicy,
+    /// Priority, fair share and preemption (`[fairshare]`, R3).
+    pub fairshare: FairSharePolicy,
+}
+
+/// `[fairshare]` of `policy.toml`: how a job's effective priority is made (Slurm's
+/// multifactor priority, two factors): `priority_weight × priority/9 + fairshare_weight × F`,
+/// with `F = 2^(−U/S)` — `U` the tenant's share of the network's recent use (ucu·h, decayed
+/// with `half_life_h`), `S` its share of the network (equal among tenants).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FairSharePolicy {
+    /// Hours after which a unit of use counts half (Slurm's `PriorityDecayHalfLife`).
+    pub half_life_h: f64,
+    /// Weight of the job's own priority (0–9, scaled to 0–1).
+    pub priority_weight: f64,
+    /// Weight of the tenant's fair-share factor (0–1).
+    pub fairshare_weight: f64,
+}
+
+impl Default for FairSharePolicy {
+    /// Slurm's default half-life (7 days); the two factors weighed alike.
+    fn default() -> Self {
+        FairSharePolicy { half_life_h: 168.0, priority_weight: 1.0, fairshare_weight: 1.0 }
+    }
 }
 
 /// `[hubs]` of `policy.toml`.
@@ -551,7 +575,7 @@ impl Default for HubPolicy {
 impl Default for OperatorPolicy {
     /// No deferral for any kind, no hub preference (the reference data sets the real values).
     fn default() -> Self {
-        OperatorPolicy { start_within_s: [0; 8], hubs: HubPolicy::default() }
+        OperatorPolicy { start_within_s: [0; 8], hubs: HubPolicy::default(), fairshare: FairSharePolicy::default() }
     }
 }
 
@@ -566,8 +590,8 @@ impl OperatorPolicy {
         const FILE: &str = "policy.toml";
         let table: toml::Table = c.parse(FILE, text)?;
         let before = c.problems.len();
-        for key in table.keys().filter(|k| !matches!(k.as_str(), "start_within" | "hubs")) {
-            c.push(FILE, key.as_str(), "unknown section; the file has [start_within] and [hubs]");
+        for key in table.keys().filter(|k| !matches!(k.as_str(), "start_within" | "hubs" | "fairshare")) {
+            c.push(FILE, key.as_str(), "unknown section; the file has [start_within], [hubs] and [fairshare]");
         }
         let Some(sw) = table.get("start_within").and_then(toml::Value::as_table) else {
             c.push(FILE, "start_within", "missing: a [start_within] table with a duration per job kind");
@@ -602,6 +626,17 @@ impl OperatorPolicy {
                 c.range(FILE, "hubs.utilisation_ratio_target", h.utilisation_ratio_target, 0.0, 10.0);
                 c.range(FILE, "hubs.green_share_target", h.green_share_target, 0.0, 1.0);
                 out.hubs = h;
+            }
+        }
+        // optional: a policy file from before fair share keeps Slurm's defaults
+        match table.get("fairshare").cloned().map(FairSharePolicy::deserialize) {
+            None => {}
+            Some(Err(e)) => c.push(FILE, "fairshare", e.message().to_string()),
+            Some(Ok(f)) => {
+                c.range(FILE, "fairshare.half_life_h", f.half_life_h, 0.01, 87_840.0);
+                c.range(FILE, "fairshare.priority_weight", f.priority_weight, 0.0, 1000.0);
+                c.range(FILE, "fairshare.fairshare_weight", f.fairshare_weight, 0.0, 1000.0);
+                out.fairshare = f;
             }
         }
         (c.problems.len() == before).then_some(out)

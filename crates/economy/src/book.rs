@@ -71,6 +71,20 @@ pub struct Spot {
     pub floor_bp: u32,
 }
 
+impl Spot {
+    /// The spot price of `on_demand` (per unit-hour, or a whole run's compute: the formula is
+    /// linear in it) on a pool `busy / total` units used: on-demand × (floor + (1 − floor) × u²),
+    /// rounded half up.
+    pub fn price_fen(&self, on_demand: i64, busy: u64, total: u64) -> i64 {
+        let total = i128::from(total.max(1));
+        let busy = i128::from(busy).min(total);
+        let floor = i128::from(self.floor_bp.min(10_000));
+        // on_demand × (floor·T² + (10⁴ − floor)·B²) / (10⁴·T²)
+        let num = i128::from(on_demand.max(0)) * (floor * total * total + (10_000 - floor) * busy * busy);
+        i64::try_from(round_half_up(num, 10_000 * total * total)).unwrap_or(i64::MAX)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Parties {
@@ -148,12 +162,7 @@ impl PriceBook {
     /// The spot price per unit-hour of a pool at `on_demand` whose utilisation is
     /// `busy / total` units: on-demand × (floor + (1 − floor) × u²), rounded half up.
     pub fn spot_fen(&self, on_demand: i64, busy: u64, total: u64) -> i64 {
-        let total = i128::from(total.max(1));
-        let busy = i128::from(busy).min(total);
-        let floor = i128::from(self.spot.floor_bp);
-        // on_demand × (floor·T² + (10⁴ − floor)·B²) / (10⁴·T²)
-        let num = i128::from(on_demand) * (floor * total * total + (10_000 - floor) * busy * busy);
-        i64::try_from(round_half_up(num, 10_000 * total * total)).unwrap_or(i64::MAX)
+        self.spot.price_fen(on_demand, busy, total)
     }
 
     /// The provider a reference site in `cluster` is paid to.

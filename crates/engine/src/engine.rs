@@ -6,11 +6,19 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use suanwang_core::job::{Job, Work};
-use suanwang_core::network::{AgentSite, Side};
+use suanwang_core::network::{AgentSite, FairSharePolicy, Side};
 use suanwang_core::{Family, JobKind, LatencyTier, Network, Ts};
-use suanwang_sched::{Config, Placement, Policy, PoolReservation, Rejection, Scheduler, TransferMode};
+use suanwang_economy::book::Spot;
+use suanwang_sched::{Config, Filter, Placement, Policy, PoolReservation, Rejection, Scheduler, TransferMode};
 
+use crate::fairshare::{FairShare, Priority};
 use crate::meter::Meter;
+
+/// Most preemptible jobs one preemption decision considers (the lowest-ranked first): bounds
+/// the decision's time on a network with many preemptible jobs in flight.
+pub const MAX_PREEMPTION_CANDIDATES: usize = 256;
+/// The scheduler's slot: a wait for capacity shorter than this is rounding, not waiting.
+const SLOT_S: i64 = 900;
 
 /// A real run's wall time may exceed its time limit by this much before its report is refused
 /// as implausible: the executor stops a run at its limit, and stopping (a Slurm cancel, a
@@ -81,6 +89,8 @@ pub struct EngineConfig {
     /// A control plane that simulates at speed (`--time-scale`) shortens the wait for a
     /// deferred start by this factor, as it shortens run times: 1 in real time.
     pub time_scale: f64,
+    /// The spot price preemptible work pays (the price book's `[spot]`).
+    pub spot: Spot,
 }
 
 impl EngineConfig {
@@ -91,6 +101,7 @@ impl EngineConfig {
             sched: Config::default(),
             policy: Policy::named("balanced", &net.policy).unwrap_or(Policy::BALANCED),
             time_scale: 1.0,
+            spot: suanwang_economy::PriceBook::reference().spot,
         }
     }
 }
@@ -330,6 +341,19 @@ pub enum Event {
         attempt: u32,
         reason: String,
     },
+    /// A preemptible job gave its capacity to job `by` of higher effective priority (`reason`
+    /// names both jobs' priorities and fair-share factors). `meter` is what the attempt used
+    /// (billed with the job); it is placed again next (`Rescheduled`), from its checkpoint
+    /// when it declared one.
+    Preempted {
+        id: JobId,
+        at: Ts,
+        attempt: u32,
+        site: String,
+        by: JobId,
+        reason: String,
+        meter: Meter,
+    },
     SiteLost {
         site: String,
         at: Ts,
@@ -384,6 +408,9 @@ pub struct Counts {
     pub refused: u64,
     pub cancelled: u64,
     pub in_flight: u64,
+    /// Preemptions (a job preempted twice counts twice); not a final state.
+    #[serde(default)]
+    pub preempted: u64,
 }
 
 impl Counts {
@@ -424,6 +451,8 @@ struct Record {
     attempt: u32,
     submitted_at: Ts,
     active: Option<Active>,
+    /// What earlier, preempted attempts used: billed with the job when it ends.
+    used: Meter,
 }
 
 /// A job in flight, as a snapshot holds it (the job in its JSON shape).
@@ -435,7 +464,13 @@ struct RecordSnapshot {
     attempt: u32,
     submitted_at: Ts,
     active: Option<Active>,
+    #[serde(default)]
+    used: Meter,
 }
+
+/// A job that lost its place to another: its id, its record (out of the engine, its
+/// reservation released) and the reason.
+type Preemption = (JobId, Record, String);
 
 /// Everything the engine holds, to restart from without replaying the whole log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -452,6 +487,9 @@ pub struct EngineSnapshot {
     /// its sites stay in service, owned by the operator until one hands them on).
     #[serde(default)]
     grants: Vec<(String, SiteGrant)>,
+    /// Tenants' recent use (a snapshot without it starts the table afresh).
+    #[serde(default)]
+    fairshare: Option<FairShare>,
 }
 
 /// The engine: the scheduler, the jobs in flight, and the timers that move them on.
@@ -471,11 +509,18 @@ pub struct Engine {
     agent_sites: Vec<AgentSite>,
     /// Who owns each of them and whether it is approved.
     grants: std::collections::BTreeMap<String, SiteGrant>,
+    spot: Spot,
+    fs_policy: FairSharePolicy,
+    fairshare: FairShare,
 }
 
 impl Engine {
     pub fn new(net: Arc<Network>, now: Ts, cfg: EngineConfig) -> Engine {
+        let fs_policy = net.policy.fairshare;
         Engine {
+            spot: cfg.spot,
+            fs_policy,
+            fairshare: FairShare::new(&fs_policy, now),
             sched: Scheduler::new(net, now, cfg.sched),
             policy: cfg.policy,
             time_scale: if cfg.time_scale.is_finite() && cfg.time_scale > 0.0 { cfg.time_scale } else { 1.0 },
@@ -503,6 +548,7 @@ impl Engine {
                 attempt: r.attempt,
                 submitted_at: r.submitted_at,
                 active: r.active.clone(),
+                used: r.used,
             })
             .collect();
         jobs.sort_by_key(|r| r.id);
@@ -517,6 +563,7 @@ impl Engine {
             sched: self.sched.snapshot(),
             agent_sites: self.agent_sites.clone(),
             grants: self.grants.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            fairshare: Some(self.fairshare.clone()),
         }
     }
 
@@ -549,12 +596,22 @@ impl Engine {
             })?;
             engine.jobs.insert(
                 r.id,
-                Record { job, state: r.state, attempt: r.attempt, submitted_at: r.submitted_at, active: r.active },
+                Record {
+                    job,
+                    state: r.state,
+                    attempt: r.attempt,
+                    submitted_at: r.submitted_at,
+                    active: r.active,
+                    used: r.used,
+                },
             );
         }
         engine.timers = snap.timers.into_iter().map(Reverse).collect();
         engine.seq = snap.seq;
         engine.counts = snap.counts;
+        if let Some(f) = snap.fairshare {
+            engine.fairshare = f;
+        }
         Ok(engine)
     }
 
@@ -714,12 +771,35 @@ impl Engine {
         self.counts.submitted += 1;
         self.events.push(Event::Submitted { id, at: now });
         self.events.push(Event::Admitted { id, at: now });
-        match self.sched.place(&job, now, &self.policy) {
-            Ok(p) => {
+        // a job that would wait for capacity (a slot or more), or be refused for it, may take
+        // the place of preemptible work of lower rank
+        let placed = match self.sched.place(&job, now, &self.policy) {
+            Ok(p) if self.capacity_wait_s(&p) >= SLOT_S => {
+                let sites = self.preemption_sites(Some(&p), None);
+                Ok(self.place_by_preempting(id, &job, Some(&p), &sites).unwrap_or((p, vec![])))
+            }
+            Ok(p) => Ok((p, vec![])),
+            Err(refusal) => {
+                let sites = self.preemption_sites(None, Some(&refusal));
+                self.place_by_preempting(id, &job, None, &sites).ok_or(refusal)
+            }
+        };
+        match placed {
+            Ok((p, preempted)) => {
                 self.counts.in_flight += 1;
-                let mut record = Record { job, state: JobState::Admitted, attempt: 1, submitted_at: now, active: None };
+                let mut record = Record {
+                    job,
+                    state: JobState::Admitted,
+                    attempt: 1,
+                    submitted_at: now,
+                    active: None,
+                    used: Meter::default(),
+                };
                 self.activate(id, &mut record, &p);
                 self.jobs.insert(id, record);
+                for (victim, record, reason) in preempted {
+                    self.preempted(victim, record, id, &reason);
+                }
             }
             Err(refusal) => {
                 self.counts.refused += 1;
@@ -727,6 +807,166 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Seconds placement `p` waits for capacity: its start less when its data can be there
+    /// and less the deferral the scheduler chose for greener or cheaper hours.
+    fn capacity_wait_s(&self, p: &Placement) -> i64 {
+        let ready_ms = self.now.0.saturating_add(p.chosen.transfer.seconds.saturating_mul(1000));
+        ((p.chosen.start_at.0 - ready_ms) / 1000 - p.deferred_s).max(0)
+    }
+
+    /// Where `job` (not yet in the engine) would wait for capacity (`current`, committed) or
+    /// was refused for it (`sites`, the sites refused for capacity), frees capacity held by
+    /// preemptible jobs of lower effective priority and places `job` on it. Returns the new
+    /// placement (`current` released) and the jobs that lost their place (taken out of the
+    /// engine, their reservations released), with the reason; `None` when preempting would not
+    /// place `job` sooner, leaving everything as it was.
+    ///
+    /// Non-preemptible work outranks any preemptible work; among preemptible work the higher
+    /// effective priority (priority and fair-share factor, [`FairShare::effective`]) wins. A
+    /// non-preemptible job is never a candidate. Of the candidates (same family, at the sites
+    /// concerned; at most [`MAX_PREEMPTION_CANDIDATES`], lowest-ranked first), all are lifted,
+    /// `job` is placed, and then each candidate takes its reservation back — the highest-ranked
+    /// first, a running one before one not started, the longest-running first — so that only
+    /// those whose capacity `job` took are preempted.
+    fn place_by_preempting(
+        &mut self,
+        id: JobId,
+        job: &Job,
+        current: Option<&Placement>,
+        sites: &[usize],
+    ) -> Option<(Placement, Vec<Preemption>)> {
+        if sites.is_empty() {
+            return None;
+        }
+        let me = self.fairshare.effective(&self.fs_policy, job.priority, &job.tenant);
+        let mut candidates: Vec<(JobId, Priority, bool, Ts)> = self
+            .jobs
+            .iter()
+            .filter(|(_, r)| r.job.preemptible && r.job.resources.family == job.resources.family)
+            .filter_map(|(vid, r)| {
+                let a = r.active.as_ref().filter(|a| sites.contains(&a.site))?;
+                let theirs = self.fairshare.effective(&self.fs_policy, r.job.priority, &r.job.tenant);
+                (!job.preemptible || me.value > theirs.value + 1e-9).then_some((
+                    *vid,
+                    theirs,
+                    r.state == JobState::Running,
+                    a.start_at,
+                ))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        // the order they take their places back in: highest rank, running, oldest, lowest id
+        candidates.sort_by(|a, b| {
+            b.1.value.total_cmp(&a.1.value).then(b.2.cmp(&a.2)).then(a.3.cmp(&b.3)).then(a.0.cmp(&b.0))
+        });
+        if candidates.len() > MAX_PREEMPTION_CANDIDATES {
+            candidates.drain(..candidates.len() - MAX_PREEMPTION_CANDIDATES);
+        }
+        let held: Vec<PoolReservation> =
+            candidates.iter().filter_map(|c| self.jobs.get(&c.0)?.active.as_ref().map(|a| a.reservation)).collect();
+        if let Some(c) = current {
+            let _ = self.sched.release(&c.reservation);
+        }
+        for r in &held {
+            let _ = self.sched.release(r);
+        }
+        let placed = self.sched.place(job, self.now, &self.policy).ok();
+        let sooner = match (&placed, current) {
+            (Some(p), Some(c)) => p.chosen.start_at < c.chosen.start_at,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let placement = match placed {
+            Some(p) if sooner => p,
+            placed => {
+                // no better: everything back as it was (it all fitted together before)
+                if let Some(p) = &placed {
+                    let _ = self.sched.release(&p.reservation);
+                }
+                for r in &held {
+                    let _ = self.sched.commit(r);
+                }
+                if let Some(c) = current {
+                    let _ = self.sched.commit(&c.reservation);
+                }
+                return None;
+            }
+        };
+        let mut lost = vec![];
+        for (c, r) in candidates.iter().zip(&held) {
+            if self.sched.commit(r).is_err() {
+                lost.push(*c);
+            }
+        }
+        let net = self.sched.network_arc();
+        let site = net.sites.get(self.sched.pool_site(placement.reservation.pool)).map_or("", |s| s.id.as_str());
+        let out = lost
+            .into_iter()
+            .filter_map(|(vid, theirs, ..)| {
+                let r = self.jobs.remove(&vid)?;
+                let why = if job.preemptible {
+                    format!("job {id} ({me}) needs its capacity at {site}; this job has {theirs}")
+                } else {
+                    format!("job {id} (not preemptible, {me}) needs its capacity at {site}")
+                };
+                Some((vid, r, why))
+            })
+            .collect();
+        Some((placement, out))
+    }
+
+    /// The sites preemption may free capacity at for `job`: those its placement `p` chose
+    /// among (the chosen one and the runners-up), or those that refused it for capacity alone.
+    fn preemption_sites(&self, p: Option<&Placement>, refusal: Option<&suanwang_sched::Refusal>) -> Vec<usize> {
+        let net = self.sched.network();
+        let index = |id: &str| net.sites.iter().position(|s| s.id == id);
+        let mut sites: Vec<usize> = match (p, refusal) {
+            (Some(p), _) => std::iter::once(&p.chosen).chain(&p.runners_up).filter_map(|c| index(&c.site)).collect(),
+            (None, Some(r)) => {
+                r.rejections.iter().filter(|x| x.filter == Filter::Capacity).filter_map(|x| index(&x.site)).collect()
+            }
+            (None, None) => vec![],
+        };
+        sites.sort_unstable();
+        sites.dedup();
+        sites
+    }
+
+    /// Job `id` (taken out of the engine, its reservation already released) was preempted by
+    /// job `by`: what its attempt used is kept for the bill, and it is placed again — from its
+    /// checkpoint when it declared one.
+    fn preempted(&mut self, id: JobId, mut record: Record, by: JobId, reason: &str) {
+        let now = self.now;
+        self.counts.preempted += 1;
+        let net = self.sched.network_arc();
+        let mut why = format!("preempted: {reason}");
+        let mut from_site = String::new();
+        if let Some(a) = record.active.take() {
+            from_site = net.sites.get(a.site).map_or_else(String::new, |s| s.id.clone());
+            let mut meter = Meter::default();
+            if record.state == JobState::Running {
+                meter = a.meter.partial(now.0 - a.start_at.0, a.end_at.0 - a.start_at.0);
+                if let Some(saved) = resume_from_checkpoint(&mut record.job, &a, now) {
+                    why = format!("{why}; resumes from its checkpoint at {saved:.0} % done");
+                }
+            }
+            self.fairshare.charge(&record.job.tenant, meter.ucu_hours, now);
+            record.used = record.used.plus(&meter);
+            self.events.push(Event::Preempted {
+                id,
+                at: now,
+                attempt: record.attempt,
+                site: from_site.clone(),
+                by,
+                reason: reason.to_string(),
+                meter,
+            });
+        }
+        self.requeue(id, record, &from_site, None, &why);
     }
 
     /// Takes a placement: records it, sets the timers, emits `Placed`.
@@ -740,6 +980,14 @@ impl Engine {
             Some((fen, green, kg_per_kwh)) => (fen, green, c.energy_kwh * kg_per_kwh),
             None => (c.cost.energy_fen, c.green_share, c.carbon_kg),
         };
+        // preemptible work pays the spot price of the pool's use when it starts (R4)
+        let compute_fen = if record.job.preemptible {
+            let t = self.sched.timeline(p.reservation.pool);
+            let busy = t.used_at(p.reservation.window.start).saturating_sub(p.reservation.window.units);
+            self.spot.price_fen(c.cost.compute_fen, u64::from(busy), u64::from(t.size()))
+        } else {
+            c.cost.compute_fen
+        };
         let meter = Meter {
             ucu_hours: count * pool.ucu_per_unit * p.run_s as f64 / 3600.0,
             energy_kwh: c.energy_kwh,
@@ -748,10 +996,10 @@ impl Engine {
             carbon_market_kg,
             transfer_gb: if moved { record.job.input.as_ref().map_or(0.0, |i| i.size_gb) } else { 0.0 },
             transfer_mode: moved.then_some(c.transfer.mode),
-            compute_fen: c.cost.compute_fen,
+            compute_fen,
             energy_fen,
             transfer_fen: c.cost.transfer_fen,
-            money_fen: c.cost.compute_fen.saturating_add(energy_fen).saturating_add(c.cost.transfer_fen),
+            money_fen: compute_fen.saturating_add(energy_fen).saturating_add(c.cost.transfer_fen),
         };
         let site = self.sched.pool_site(p.reservation.pool);
         let arrival = Ts(self.now.0 + c.transfer.seconds * 1000);
@@ -785,10 +1033,12 @@ impl Engine {
             self.timer(arrival, id, record.attempt, Phase::Arrive);
         }
         // Capacity is kept in 15-minute slots; a job planned for the first slot it could have
-        // starts as soon as its data is in place rather than waiting for the slot boundary.
-        // a deferred start waits its planned time × the time scale (at speed, a wait of hours
-        // passes in seconds, as run times do)
-        let start = if c.start_at.0 - self.now.0 <= 900_000 {
+        // (the first to begin at or after now: less than a slot away) starts as soon as its
+        // data is in place rather than waiting for the slot boundary — not one planned a whole
+        // slot later, whose slot is someone else's until then. A deferred start waits its
+        // planned time × the time scale (at speed, a wait of hours passes in seconds, as run
+        // times do)
+        let start = if c.start_at.0 - self.now.0 < 900_000 {
             arrival.max(self.now)
         } else if (self.time_scale - 1.0).abs() < f64::EPSILON {
             c.start_at
@@ -866,6 +1116,8 @@ impl Engine {
     /// with `meter` as what it used.
     fn complete(&mut self, id: JobId, record: &Record, active: &Active, meter: Meter) {
         let now = self.now;
+        self.fairshare.charge(&record.job.tenant, meter.ucu_hours, now);
+        let meter = record.used.plus(&meter);
         let site = &self.sched.network().sites[active.site];
         let outcome = Outcome {
             id,
@@ -900,6 +1152,8 @@ impl Engine {
                 meter = a.meter.partial(self.now.0 - a.start_at.0, a.end_at.0 - a.start_at.0);
             }
         }
+        self.fairshare.charge(&record.job.tenant, meter.ucu_hours, self.now);
+        let meter = record.used.plus(&meter);
         self.counts.in_flight -= 1;
         self.counts.cancelled += 1;
         self.events.push(Event::Cancelled { id, at: self.now, meter });
@@ -993,32 +1247,40 @@ impl Engine {
                     why = format!("{reason}; resumes from its checkpoint at {saved:.0} % done");
                 }
             }
-            record.attempt += 1;
-            self.events.push(Event::Rescheduled {
-                id,
-                at: now,
-                from_site: from_site.to_string(),
-                attempt: record.attempt,
-                reason: why.clone(),
+            self.requeue(id, record, from_site, prefer, &why);
+        }
+    }
+
+    /// Places job `id` (out of the engine, holding no reservation) again as its next attempt,
+    /// on `prefer` first when given and the job allows it; a job no site can take fails with
+    /// the reason.
+    fn requeue(&mut self, id: JobId, mut record: Record, from_site: &str, prefer: Option<&str>, why: &str) {
+        let now = self.now;
+        record.attempt += 1;
+        self.events.push(Event::Rescheduled {
+            id,
+            at: now,
+            from_site: from_site.to_string(),
+            attempt: record.attempt,
+            reason: why.to_string(),
+        });
+        let preferred = prefer
+            .filter(|b| record.job.allowed_sites.is_empty() || record.job.allowed_sites.iter().any(|s| s == b))
+            .and_then(|b| {
+                let mut pinned = record.job.clone();
+                pinned.allowed_sites = vec![b.to_string()];
+                self.sched.place(&pinned, now, &self.policy).ok()
             });
-            let preferred = prefer
-                .filter(|b| record.job.allowed_sites.is_empty() || record.job.allowed_sites.iter().any(|s| s == b))
-                .and_then(|b| {
-                    let mut pinned = record.job.clone();
-                    pinned.allowed_sites = vec![b.to_string()];
-                    self.sched.place(&pinned, now, &self.policy).ok()
-                });
-            match preferred.map_or_else(|| self.sched.place(&record.job, now, &self.policy), Ok) {
-                Ok(p) => {
-                    self.activate(id, &mut record, &p);
-                    self.jobs.insert(id, record);
-                }
-                Err(refusal) => {
-                    self.counts.in_flight -= 1;
-                    self.counts.failed += 1;
-                    let reason = format!("{why}; {refusal}");
-                    self.events.push(Event::Failed { id, at: now, reason, meter: Meter::default() });
-                }
+        match preferred.map_or_else(|| self.sched.place(&record.job, now, &self.policy), Ok) {
+            Ok(p) => {
+                self.activate(id, &mut record, &p);
+                self.jobs.insert(id, record);
+            }
+            Err(refusal) => {
+                self.counts.in_flight -= 1;
+                self.counts.failed += 1;
+                let reason = format!("{why}; {refusal}");
+                self.events.push(Event::Failed { id, at: now, reason, meter: record.used });
             }
         }
     }
@@ -1110,6 +1372,8 @@ impl Engine {
         } else {
             self.counts.failed += 1;
             let reason = outcome.reason.clone().unwrap_or_else(|| "the run failed".into());
+            self.fairshare.charge(&record.job.tenant, meter.ucu_hours, now);
+            let meter = record.used.plus(&meter);
             self.events.push(Event::Failed { id, at: now, reason, meter });
         }
         Ok(())

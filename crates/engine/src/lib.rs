@@ -12,11 +12,13 @@
 //! step: submitted = completed + failed + refused + cancelled + in flight.
 
 mod engine;
+mod fairshare;
 mod meter;
 
 pub use engine::{
     Assignment, CPU_TOLERANCE, CPU_TOLERANCE_S, Command, Counts, Engine, EngineConfig, EngineError, EngineSnapshot,
-    Event, JobId, JobState, MEMORY_TOLERANCE, MEMORY_TOLERANCE_MIB, Outcome, Owner, RunOutcome, SiteGrant, Usage,
-    WALL_GRACE_S,
+    Event, JobId, JobState, MAX_PREEMPTION_CANDIDATES, MEMORY_TOLERANCE, MEMORY_TOLERANCE_MIB, Outcome, Owner,
+    RunOutcome, SiteGrant, Usage, WALL_GRACE_S,
 };
+pub use fairshare::{FairShare, Priority};
 pub use meter::{Meter, MeterError};

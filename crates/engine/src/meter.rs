@@ -54,6 +54,25 @@ impl Meter {
         }
     }
 
+    /// Two attempts' use together (a preempted attempt and the one that finished the job):
+    /// quantities summed, money summed saturating at the bound, the first transfer mode kept.
+    #[must_use]
+    pub fn plus(&self, o: &Meter) -> Meter {
+        Meter {
+            ucu_hours: self.ucu_hours + o.ucu_hours,
+            energy_kwh: self.energy_kwh + o.energy_kwh,
+            green_kwh: self.green_kwh + o.green_kwh,
+            carbon_location_kg: self.carbon_location_kg + o.carbon_location_kg,
+            carbon_market_kg: self.carbon_market_kg + o.carbon_market_kg,
+            transfer_gb: self.transfer_gb + o.transfer_gb,
+            transfer_mode: self.transfer_mode.or(o.transfer_mode),
+            compute_fen: self.compute_fen.saturating_add(o.compute_fen),
+            energy_fen: self.energy_fen.saturating_add(o.energy_fen),
+            transfer_fen: self.transfer_fen.saturating_add(o.transfer_fen),
+            money_fen: self.money_fen.saturating_add(o.money_fen),
+        }
+    }
+
     /// The metered share `done_ms / of_ms` (clamped to 0–1) of a run, for work stopped
     /// part-way. Transfer is charged in full once the data has moved. Never fails: a share of at
     /// most the whole cannot overflow.

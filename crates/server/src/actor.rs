@@ -306,8 +306,15 @@ impl Pending {
 }
 
 impl Actor {
-    pub fn new_engine(net: &Arc<Network>, policy: &Policy, time_scale: f64, now: Ts) -> Engine {
-        Engine::new(Arc::clone(net), now, EngineConfig { sched: Config::default(), policy: policy.clone(), time_scale })
+    pub fn new_engine(inner: &Inner, policy: &Policy, time_scale: f64, now: Ts) -> Engine {
+        Engine::new(Arc::clone(&inner.base_net), now, Actor::engine_config(inner, policy, time_scale))
+    }
+
+    /// The engine's configuration: the policy, the time scale, and the price book's spot terms.
+    fn engine_config(inner: &Inner, policy: &Policy, time_scale: f64) -> EngineConfig {
+        let spot =
+            inner.books.lock().map_or_else(|_| suanwang_economy::PriceBook::reference().spot, |b| b.book.spot.clone());
+        EngineConfig { sched: Config::default(), policy: policy.clone(), time_scale, spot }
     }
 
     /// The newest snapshot that can be read and restored: (seq, engine, views). A snapshot of
@@ -335,7 +342,7 @@ impl Actor {
                     continue;
                 }
             };
-            let cfg = EngineConfig { sched: Config::default(), policy: policy.clone(), time_scale };
+            let cfg = Actor::engine_config(inner, policy, time_scale);
             match Engine::restore(&inner.base_net, cfg, snap.engine) {
                 Ok(engine) => return Ok(Some((seq, engine, Views::restore(snap.views)))),
                 Err(e) => tracing::warn!(seq, error = %e, "snapshot does not restore; skipped"),
@@ -374,7 +381,7 @@ impl Actor {
             for row in &rows {
                 after = row.seq;
                 let at = Ts(row.at_ms);
-                let e = engine.get_or_insert_with(|| Actor::new_engine(&inner.base_net, policy, time_scale, at));
+                let e = engine.get_or_insert_with(|| Actor::new_engine(inner, policy, time_scale, at));
                 let _ = e.advance_to(at);
                 let timer_events = e.take_events();
                 stage_and_install(&mut views, vec![], &timer_events, &e.network(), &mut pending);
@@ -452,7 +459,7 @@ impl Actor {
             pending.flush(store).await?;
         }
         let now = wall_now();
-        let mut engine = engine.unwrap_or_else(|| Actor::new_engine(&inner.base_net, policy, time_scale, now));
+        let mut engine = engine.unwrap_or_else(|| Actor::new_engine(inner, policy, time_scale, now));
         let _ = engine.advance_to(now);
         let events = engine.take_events();
         stage_and_install(&mut views, vec![], &events, &engine.network(), &mut pending);

@@ -257,6 +257,7 @@ pub(crate) fn event_job(ev: &Event) -> Option<u64> {
         | Event::Failed { id, .. }
         | Event::Cancelled { id, .. }
         | Event::Rescheduled { id, .. }
+        | Event::Preempted { id, .. }
         | Event::Measured { id, .. } => Some(*id),
         _ => None,
     }
@@ -275,6 +276,7 @@ pub fn apply_event(v: &mut JobView, ev: &Event) {
         | Event::Failed { at, .. }
         | Event::Cancelled { at, .. }
         | Event::Rescheduled { at, .. }
+        | Event::Preempted { at, .. }
         | Event::Measured { at, .. } => *at,
         _ => return,
     };

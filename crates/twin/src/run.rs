@@ -385,7 +385,12 @@ where
     let mut engine = Engine::new(
         Arc::clone(net),
         t0,
-        EngineConfig { sched: Config::default(), policy: cfg.policy.clone(), time_scale: 1.0 },
+        EngineConfig {
+            sched: Config::default(),
+            policy: cfg.policy.clone(),
+            time_scale: 1.0,
+            spot: suanwang_economy::PriceBook::reference().spot,
+        },
     );
     // every site's background load: the work outside the trace
     for pool in 0..engine.scheduler().pool_count() {

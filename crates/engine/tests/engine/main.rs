@@ -8,6 +8,7 @@ use suanwang_core::{Network, Ts};
 use suanwang_engine::{Command, Engine, EngineConfig, EngineError, Event, JobState};
 use suanwang_sched::workload;
 
+mod preempt;
 mod trust;
 
 fn start() -> Ts {
@@ -36,6 +37,7 @@ fn names(events: &[Event]) -> Vec<&'static str> {
             Event::Failed { .. } => "failed",
             Event::Cancelled { .. } => "cancelled",
             Event::Rescheduled { .. } => "rescheduled",
+            Event::Preempted { .. } => "preempted",
             Event::SiteLost { .. } => "site_lost",
             Event::SiteRestored { .. } => "site_restored",
             Event::LinkLost { .. } => "link_lost",

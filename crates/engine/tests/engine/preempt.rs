@@ -1,0 +1,254 @@
+//! Spot, preemption and fair share (issue 16, R3/R4): preemptible work pays the spot price and
+//! gives its capacity to work of higher effective priority; non-preemptible work is never
+//! preempted; among preemptible work the tenant that used less of its share goes first.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use suanwang_core::{Job, Network, Ts};
+use suanwang_engine::{Command, Engine, EngineConfig, Event, JobState, Owner, RunOutcome};
+
+use super::{net, spec, start};
+
+/// An engine with one agent site "local" of 4 cores.
+fn engine() -> (Engine, Network) {
+    let net = net();
+    let mut e = Engine::new(Arc::clone(&net), start(), EngineConfig::for_network(&net));
+    let site = super::trust::agent_site("local");
+    let op = Owner { role: "operator".into(), name: "ops".into() };
+    e.apply(Command::RegisterSite { site: site.clone(), owner: op, approved: true }).expect("registers");
+    let with = net.with_agent_site(&site).expect("extends");
+    (e, with)
+}
+
+/// A job on "local" that starts as soon as it can and runs `run_s`.
+fn job(net: &Network, tenant: &str, cores: u32, run_s: u32, preemptible: bool, priority: u8) -> Job {
+    spec(
+        net,
+        &format!(
+            "name = \"j\"\ntenant = \"{tenant}\"\nkind = \"batch\"\norigin = \"beijing\"\nallowed_sites = [\"local\"]\n\
+             start_within = \"0s\"\npreemptible = {preemptible}\npriority = {priority}\ncheckpoint_s = 60\n\
+             [resources]\nfamily = \"general\"\ncount = {cores}\nmemory_gib = 1\n[work]\nrun_time_s = {run_s}\n\
+             [run]\ncommand = \"sleep\"\n"
+        ),
+    )
+}
+
+fn done(wall_seconds: f64) -> RunOutcome {
+    RunOutcome { succeeded: true, reason: None, cpu_seconds: 0.0, peak_memory_mib: 1.0, wall_seconds }
+}
+
+fn at(e: &mut Engine, s: i64) {
+    e.advance_to(Ts(start().0 + s * 1000)).expect("forward");
+}
+
+fn preemptions(events: &[Event]) -> Vec<(u64, u64, String)> {
+    events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Preempted { id, by, reason, .. } => Some((*id, *by, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn non_preemptible_work_takes_the_place_of_spot_work_which_pays_for_what_it_used() {
+    let (mut e, net) = engine();
+    let policy = suanwang_sched::Policy::BALANCED;
+    let on_demand = e.plan(&job(&net, "a", 4, 3600, false, 5), &policy).expect("plans").chosen.cost.compute_fen;
+    e.apply(Command::Submit { id: 1, job: Box::new(job(&net, "a", 4, 3600, true, 5)) }).expect("submit");
+    at(&mut e, 1);
+    assert_eq!(e.state(1), Some(JobState::Running));
+    // the spot price of an idle pool is the floor: 35 % of on-demand (prices.toml), half up
+    let spot = e.planned_meter(1).expect("placed").compute_fen;
+    assert_eq!(spot, (on_demand * 35 + 50) / 100, "on-demand {on_demand}");
+    let _ = e.take_events();
+    at(&mut e, 1200);
+    // 20 minutes in, work that may not wait arrives: the spot job gives way
+    e.apply(Command::Submit { id: 2, job: Box::new(job(&net, "b", 2, 600, false, 5)) }).expect("submit");
+    let events = e.take_events();
+    let p = preemptions(&events);
+    assert_eq!(p.len(), 1, "{events:?}");
+    assert_eq!((p[0].0, p[0].1), (1, 2));
+    assert!(p[0].2.contains("not preemptible"), "{}", p[0].2);
+    let used = events.iter().find_map(|ev| match ev {
+        Event::Preempted { meter, .. } => Some(*meter),
+        _ => None,
+    });
+    let used = used.expect("a meter");
+    assert!(used.ucu_hours > 0.0 && used.compute_fen > 0, "{used:?}");
+    assert!(
+        events.iter().any(
+            |ev| matches!(ev, Event::Rescheduled { id: 1, attempt: 2, reason, .. } if reason.contains("checkpoint"))
+        ),
+        "{events:?}"
+    );
+    assert!(events.iter().any(
+        |ev| matches!(ev, Event::Placed { id: 2, start_at, .. } if start_at.0 <= start().0 + 1_200_000 + 900_000)
+    ));
+    assert_eq!(e.counts().preempted, 1);
+    assert!(e.counts().balanced());
+    // the preempted attempt's report is stale: it cannot complete the job twice
+    assert!(e.apply(Command::Report { id: 1, attempt: 1, outcome: done(1200.0) }).is_err());
+    at(&mut e, 1201);
+    e.apply(Command::Report { id: 2, attempt: 1, outcome: done(600.0) }).expect("report");
+    // job 1 starts again (its next attempt) and, once done, is billed for both attempts
+    at(&mut e, 3 * 3600);
+    let _ = e.take_events();
+    assert_eq!(e.state(1), Some(JobState::Running));
+    let second = *e.planned_meter(1).expect("placed");
+    e.apply(Command::Report { id: 1, attempt: 2, outcome: done(2400.0) }).expect("report");
+    let outcome = e.take_events().into_iter().find_map(|ev| match ev {
+        Event::Completed { outcome, .. } => Some(outcome),
+        _ => None,
+    });
+    let outcome = outcome.expect("completed");
+    assert_eq!(outcome.attempts, 2);
+    // it resumed from its checkpoint: the second attempt ran the remaining 40 minutes (its
+    // report says 2,400 s of a plan of 2,400 s and the checkpoint's rounding), and the bill is
+    // both attempts together
+    assert!(
+        (outcome.meter.ucu_hours - (used.ucu_hours + second.ucu_hours)).abs() < 1e-3,
+        "{outcome:?} {used:?} {second:?}"
+    );
+    assert!((outcome.meter.compute_fen - (used.compute_fen + second.compute_fen)).abs() <= 1, "{outcome:?}");
+    assert!(outcome.meter.compute_fen > second.compute_fen);
+    assert!(e.counts().balanced());
+}
+
+#[test]
+fn non_preemptible_work_is_never_preempted_and_waits_instead() {
+    let (mut e, net) = engine();
+    e.apply(Command::Submit { id: 1, job: Box::new(job(&net, "a", 4, 3600, false, 0)) }).expect("submit");
+    at(&mut e, 1);
+    e.apply(Command::Submit { id: 2, job: Box::new(job(&net, "b", 2, 600, false, 9)) }).expect("submit");
+    let events = e.take_events();
+    assert!(preemptions(&events).is_empty(), "{events:?}");
+    assert_eq!(e.state(1), Some(JobState::Running));
+    // a batch job may wait for capacity: it is placed after job 1's hour
+    let start2 = events.iter().find_map(|ev| match ev {
+        Event::Placed { id: 2, start_at, .. } => Some(*start_at),
+        _ => None,
+    });
+    assert!(start2.is_some_and(|s| s.0 >= start().0 + 3_600_000), "{events:?}");
+    assert_eq!(e.counts().preempted, 0);
+}
+
+#[test]
+fn among_spot_work_the_tenant_under_its_share_goes_first() {
+    let (mut e, net) = engine();
+    // tenant "heavy" uses the whole site for an hour
+    e.apply(Command::Submit { id: 1, job: Box::new(job(&net, "heavy", 4, 3600, false, 5)) }).expect("submit");
+    at(&mut e, 1);
+    e.apply(Command::Report { id: 1, attempt: 1, outcome: done(3600.0) }).expect("report");
+    // "light" used a little
+    e.apply(Command::Submit { id: 2, job: Box::new(job(&net, "light", 1, 60, false, 5)) }).expect("submit");
+    at(&mut e, 2);
+    e.apply(Command::Report { id: 2, attempt: 1, outcome: done(60.0) }).expect("report");
+    // heavy's spot job (priority 5) holds the site; light's spot job takes it over even at
+    // priority 0: with equal weights, heavy's factor (¼) against light's (≈ 1) outweighs 5 of
+    // the 10 priority levels
+    e.apply(Command::Submit { id: 3, job: Box::new(job(&net, "heavy", 4, 3600, true, 5)) }).expect("submit");
+    at(&mut e, 3);
+    let _ = e.take_events();
+    e.apply(Command::Submit { id: 4, job: Box::new(job(&net, "light", 2, 600, true, 0)) }).expect("submit");
+    let p = preemptions(&e.take_events());
+    assert_eq!(p.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>(), vec![(3, 4)]);
+    assert!(p[0].2.contains("fair-share factor"), "{}", p[0].2);
+    // …but not the other way round: heavy's next spot job waits behind light's
+    at(&mut e, 4);
+    e.apply(Command::Submit { id: 5, job: Box::new(job(&net, "heavy", 4, 600, true, 5)) }).expect("submit");
+    assert!(preemptions(&e.take_events()).is_empty());
+    // …and a high enough priority outweighs the factor: heavy at 9 against light at 0
+    e.apply(Command::Submit { id: 6, job: Box::new(job(&net, "heavy", 4, 600, true, 9)) }).expect("submit");
+    let p = preemptions(&e.take_events());
+    assert_eq!(p.iter().map(|x| x.1).collect::<Vec<_>>(), vec![6], "{p:?}");
+    assert!(e.counts().balanced());
+}
+
+/// What the property test tracks of the site: id → (cores, attempt, planned end s) of each
+/// running job, and each job's planned run time, cores and whether it is preemptible.
+#[derive(Default)]
+struct Track {
+    running: BTreeMap<u64, (u32, u32, i64)>,
+    planned: BTreeMap<u64, i64>,
+    cores: BTreeMap<u64, u32>,
+    preemptible: BTreeMap<u64, bool>,
+}
+
+impl Track {
+    /// Takes the engine's events; `submitted` is the job just submitted, if any.
+    fn absorb(&mut self, e: &mut Engine, submitted: Option<u64>) -> Result<(), TestCaseError> {
+        for ev in e.take_events() {
+            match ev {
+                Event::Placed { id, start_at, end_at, .. } => {
+                    self.planned.insert(id, (end_at.0 - start_at.0) / 1000);
+                }
+                Event::Started { id, attempt, at, .. } => {
+                    let end = (at.0 - start().0) / 1000 + self.planned[&id];
+                    self.running.insert(id, (self.cores[&id], attempt, end));
+                }
+                Event::Preempted { id, by, .. } => {
+                    prop_assert!(self.preemptible[&id], "job {} was not preemptible", id);
+                    prop_assert_eq!(Some(by), submitted);
+                    self.running.remove(&id);
+                }
+                Event::Completed { id, .. } | Event::Failed { id, .. } | Event::Rescheduled { id, .. } => {
+                    self.running.remove(&id);
+                }
+                _ => {}
+            }
+        }
+        // a run at its planned end holds nothing from then on (its report is due)
+        let now_s = (e.now().0 - start().0) / 1000;
+        let busy: u32 = self.running.values().filter(|r| r.2 > now_s).map(|r| r.0).sum();
+        prop_assert!(busy <= 4, "{} cores running on a 4-core site: {:?}", busy, self.running);
+        prop_assert!(e.counts().balanced(), "{:?}", e.counts());
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random spot and non-spot work of random priority and tenants on one 4-core site
+    /// (submitted on slot boundaries): running work never exceeds the site, a non-preemptible
+    /// job is never preempted, a preempted job was preemptible and gave way to the job just
+    /// submitted, and no job disappears.
+    #[test]
+    fn preemption_keeps_every_invariant(
+        ops in prop::collection::vec((0u8..4, 1u32..5, any::<bool>(), 0u8..10, 0u64..3), 5..40)
+    ) {
+        let (mut e, net) = engine();
+        let mut track = Track::default();
+        let mut t = 0i64;
+        for (i, (tenant, cores, spot, prio, dt)) in ops.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            // whole 15-minute slots, the scheduler's grain, so that runs fill their reservations
+            t += dt as i64 * 900;
+            at(&mut e, t);
+            track.absorb(&mut e, None)?;
+            // agents' runs end by report: every run is reported by its planned end (beyond it
+            // the site's capacity is no longer held for it), the oldest now and then earlier
+            let due: Vec<(u64, u32)> = track
+                .running
+                .iter()
+                .enumerate()
+                .filter(|(k, (_, r))| r.2 <= t || (*k == 0 && dt == 0))
+                .map(|(_, (id, r))| (*id, r.1))
+                .collect();
+            for (rid, attempt) in due {
+                e.apply(Command::Report { id: rid, attempt, outcome: done(60.0) }).expect("report");
+            }
+            track.absorb(&mut e, None)?;
+            track.preemptible.insert(id, spot);
+            track.cores.insert(id, cores);
+            let j = job(&net, &format!("t{tenant}"), cores, 1800, spot, prio);
+            e.apply(Command::Submit { id, job: Box::new(j) }).expect("submit");
+            at(&mut e, t);
+            track.absorb(&mut e, Some(id))?;
+        }
+    }
+}
