@@ -11,6 +11,7 @@ use suanwang_core::{Family, JobKind, LatencyTier, Network, Ts};
 use suanwang_economy::book::Spot;
 use suanwang_sched::{Config, Filter, Placement, Policy, PoolReservation, Rejection, Scheduler, TransferMode};
 
+use crate::blocks::Block;
 use crate::fairshare::{FairShare, Priority};
 use crate::meter::Meter;
 
@@ -171,6 +172,19 @@ pub enum Command {
         price_fen: i64,
         available_fen: i64,
     },
+    /// A contract reserves `units` of `family` (`model`, or `any`) for `holder` over
+    /// `[start, end)` in one pool at `sites` (the one that can hold the most of it): the
+    /// holder's jobs on the contract use it first (issue 16 item 3).
+    Reserve {
+        contract: u64,
+        holder: String,
+        sites: Vec<String>,
+        family: Family,
+        model: String,
+        start: Ts,
+        end: Ts,
+        units: u32,
+    },
 }
 
 /// How a real run ended, as its agent saw it.
@@ -241,6 +255,8 @@ pub enum EngineError {
     Implausible { field: &'static str, reason: String },
     #[error("time went backwards: {now} is before {last}")]
     TimeBackwards { now: Ts, last: Ts },
+    #[error("contract {contract}: {reason}")]
+    Contract { contract: u64, reason: String },
 }
 
 /// How a finished job went: everything the twin's KPIs and the bills need.
@@ -340,6 +356,19 @@ pub enum Event {
         from_site: String,
         attempt: u32,
         reason: String,
+    },
+    /// A contract's block is held: `least` is the fewest units it holds at any slot of its
+    /// window within the horizon (less than `units` where the pool was already busy).
+    Reserved {
+        contract: u64,
+        at: Ts,
+        holder: String,
+        site: String,
+        pool: String,
+        units: u32,
+        least: u32,
+        start_at: Ts,
+        end_at: Ts,
     },
     /// A preemptible job gave its capacity to job `by` of higher effective priority (`reason`
     /// names both jobs' priorities and fair-share factors). `meter` is what the attempt used
@@ -442,6 +471,9 @@ struct Active {
     /// The time limit its agent was given, once assigned.
     #[serde(default)]
     time_limit_s: Option<u64>,
+    /// The contract block it runs in and what it took from it.
+    #[serde(default)]
+    block: Option<(u64, Vec<suanwang_sched::Reservation>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -490,6 +522,9 @@ pub struct EngineSnapshot {
     /// Tenants' recent use (a snapshot without it starts the table afresh).
     #[serde(default)]
     fairshare: Option<FairShare>,
+    /// Contracts' reserved blocks.
+    #[serde(default)]
+    blocks: Vec<(u64, Block)>,
 }
 
 /// The engine: the scheduler, the jobs in flight, and the timers that move them on.
@@ -512,6 +547,8 @@ pub struct Engine {
     spot: Spot,
     fs_policy: FairSharePolicy,
     fairshare: FairShare,
+    /// Contracts' reserved blocks, by contract.
+    blocks: std::collections::BTreeMap<u64, Block>,
 }
 
 impl Engine {
@@ -521,6 +558,7 @@ impl Engine {
             spot: cfg.spot,
             fs_policy,
             fairshare: FairShare::new(&fs_policy, now),
+            blocks: std::collections::BTreeMap::new(),
             sched: Scheduler::new(net, now, cfg.sched),
             policy: cfg.policy,
             time_scale: if cfg.time_scale.is_finite() && cfg.time_scale > 0.0 { cfg.time_scale } else { 1.0 },
@@ -564,6 +602,7 @@ impl Engine {
             agent_sites: self.agent_sites.clone(),
             grants: self.grants.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             fairshare: Some(self.fairshare.clone()),
+            blocks: self.blocks.iter().map(|(k, v)| (*k, v.clone())).collect(),
         }
     }
 
@@ -612,6 +651,8 @@ impl Engine {
         if let Some(f) = snap.fairshare {
             engine.fairshare = f;
         }
+        // the blocks' holdings are in the restored timelines already
+        engine.blocks = snap.blocks.into_iter().collect();
         Ok(engine)
     }
 
@@ -708,6 +749,10 @@ impl Engine {
         if now > self.now {
             self.now = now;
             self.sched.advance(now);
+            if !self.blocks.is_empty() {
+                let slot = suanwang_sched::slots::slot_of(now);
+                self.blocks.retain(|_, b| b.end > slot);
+            }
         }
     }
 
@@ -748,6 +793,9 @@ impl Engine {
             }
             Command::Report { id, attempt, outcome } => self.report(id, attempt, &outcome),
             Command::Unfunded { id, price_fen, available_fen } => self.unfunded(id, price_fen, available_fen),
+            Command::Reserve { contract, holder, sites, family, model, start, end, units } => {
+                self.reserve(contract, &holder, &sites, family, &model, (start, end), units)
+            }
             Command::LinkUp { a, b } => {
                 self.sched
                     .set_link_available(&a, &b, true)
@@ -773,6 +821,24 @@ impl Engine {
         self.events.push(Event::Admitted { id, at: now });
         // a job that would wait for capacity (a slot or more), or be refused for it, may take
         // the place of preemptible work of lower rank
+        // a job on a contract with a block runs in it when it can (the holder's jobs first)
+        if let Some((p, taken)) = self.place_in_block(&job) {
+            self.counts.in_flight += 1;
+            let mut record = Record {
+                job,
+                state: JobState::Admitted,
+                attempt: 1,
+                submitted_at: now,
+                active: None,
+                used: Meter::default(),
+            };
+            self.activate(id, &mut record, &p);
+            if let Some(a) = record.active.as_mut() {
+                a.block = Some(taken);
+            }
+            self.jobs.insert(id, record);
+            return Ok(());
+        }
         let placed = match self.sched.place(&job, now, &self.policy) {
             Ok(p) if self.capacity_wait_s(&p) >= SLOT_S => {
                 let sites = self.preemption_sites(Some(&p), None);
@@ -807,6 +873,105 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// A contract's block: the pool at `sites` of `family` (and `model`) that can hold the most
+    /// of `units` over the window within the horizon holds what fits there.
+    #[allow(clippy::too_many_arguments)]
+    fn reserve(
+        &mut self,
+        contract: u64,
+        holder: &str,
+        sites: &[String],
+        family: suanwang_core::Family,
+        model: &str,
+        (start, end): (Ts, Ts),
+        units: u32,
+    ) -> Result<(), EngineError> {
+        let refuse = |reason: String| EngineError::Contract { contract, reason };
+        if self.blocks.contains_key(&contract) {
+            return Err(refuse("is reserved already".into()));
+        }
+        if units == 0 || end <= start {
+            return Err(refuse("reserves no units or no time".into()));
+        }
+        let (a, b) = (
+            suanwang_sched::slots::slot_of(start).max(suanwang_sched::slots::slot_of(self.now)),
+            suanwang_sched::slots::slot_at_or_after(end),
+        );
+        if b <= a {
+            return Err(refuse("its window is over".into()));
+        }
+        let net = self.sched.network_arc();
+        let best = (0..self.sched.pool_count())
+            .filter(|&pi| {
+                let p = self.sched.pool(pi);
+                let site = &net.sites[self.sched.pool_site(pi)];
+                sites.contains(&site.id) && p.family == family && (model == "any" || p.model == model)
+            })
+            .map(|pi| {
+                let t = self.sched.timeline(pi);
+                let fits: u64 = (a..b.min(t.end())).map(|s| u64::from(units.min(t.free_at(s)))).sum();
+                (fits, std::cmp::Reverse(pi))
+            })
+            .max()
+            .map(|(_, std::cmp::Reverse(pi))| pi)
+            .ok_or_else(|| refuse(format!("no {family:?} pool of {model} at {}", sites.join(", "))))?;
+        let block = Block::new(&mut self.sched, holder, best, units, a, b);
+        let horizon = self.sched.timeline(best).end();
+        let least = (a..b.min(horizon)).map(|s| block.held_at(s)).min().unwrap_or(units);
+        self.events.push(Event::Reserved {
+            contract,
+            at: self.now,
+            holder: holder.to_string(),
+            site: net.sites[self.sched.pool_site(best)].id.clone(),
+            pool: self.sched.pool(best).id.clone(),
+            units,
+            least,
+            start_at: suanwang_sched::slots::slot_start(a),
+            end_at: suanwang_sched::slots::slot_start(b),
+        });
+        self.blocks.insert(contract, block);
+        Ok(())
+    }
+
+    /// `job` is on a contract of its tenant's with a block: placed at the block's site with
+    /// the block's units free for it, the block giving what the job takes. `None` when it is
+    /// not, or does not fit there (it is then placed as any job is).
+    fn place_in_block(&mut self, job: &Job) -> Option<(Placement, (u64, Vec<suanwang_sched::Reservation>))> {
+        let n = job.contract?;
+        let mut block = self.blocks.remove(&n)?;
+        if block.holder != job.tenant {
+            self.blocks.insert(n, block);
+            return None;
+        }
+        let site = self.sched.network().sites[self.sched.pool_site(block.pool)].id.clone();
+        let mut pinned = job.clone();
+        pinned.allowed_sites = vec![site];
+        block.lift(&mut self.sched);
+        let placed = self.sched.place(&pinned, self.now, &self.policy);
+        let out = match placed {
+            Ok(p) => {
+                let taken = block.take(&mut self.sched, &p.reservation);
+                Some((p, (n, taken)))
+            }
+            Err(_) => {
+                block.restore(&mut self.sched);
+                None
+            }
+        };
+        self.blocks.insert(n, block);
+        out
+    }
+
+    /// A job that ran in a contract's block let its reservation go before its end: what it
+    /// took from now on goes back to the block.
+    fn return_to_block(&mut self, a: &Active) {
+        let Some((n, taken)) = &a.block else { return };
+        let from = suanwang_sched::slots::slot_at_or_after(self.now);
+        if let Some(b) = self.blocks.get_mut(n) {
+            b.give_back(&mut self.sched, taken, from);
+        }
     }
 
     /// Seconds placement `p` waits for capacity: its start less when its data can be there
@@ -946,6 +1111,7 @@ impl Engine {
         let mut why = format!("preempted: {reason}");
         let mut from_site = String::new();
         if let Some(a) = record.active.take() {
+            self.return_to_block(&a);
             from_site = net.sites.get(a.site).map_or_else(String::new, |s| s.id.clone());
             let mut meter = Meter::default();
             if record.state == JobState::Running {
@@ -1016,6 +1182,7 @@ impl Engine {
             latency_ms: c.latency_ms,
             link,
             time_limit_s: None,
+            block: None,
         });
         self.events.push(Event::Placed {
             id,
@@ -1148,6 +1315,7 @@ impl Engine {
         let mut meter = Meter::default();
         if let Some(a) = &record.active {
             let _ = self.sched.release(&a.reservation);
+            self.return_to_block(a);
             if record.state == JobState::Running {
                 meter = a.meter.partial(self.now.0 - a.start_at.0, a.end_at.0 - a.start_at.0);
             }
@@ -1171,7 +1339,9 @@ impl Engine {
         let pool = self.sched.pool(a.reservation.pool).id.clone();
         let reservation = a.reservation;
         let _ = self.sched.release(&reservation);
-        self.jobs.remove(&id);
+        if let Some(a) = self.jobs.remove(&id).and_then(|r| r.active) {
+            self.return_to_block(&a);
+        }
         self.counts.in_flight -= 1;
         self.counts.refused += 1;
         let rejections = vec![suanwang_sched::Rejection::balance(&site, &pool, price_fen, available_fen)];
@@ -1241,6 +1411,7 @@ impl Engine {
             let mut why = reason.to_string();
             if let Some(a) = record.active.take() {
                 let _ = self.sched.release(&a.reservation);
+                self.return_to_block(&a);
                 if record.state == JobState::Running
                     && let Some(saved) = resume_from_checkpoint(&mut record.job, &a, now)
                 {
@@ -1359,6 +1530,7 @@ impl Engine {
         let Some(mut record) = self.jobs.remove(&id) else { return Err(EngineError::NotFound(id)) };
         let Some(active) = record.active.take() else { return Err(EngineError::NotAssigned(id)) };
         let _ = self.sched.release(&active.reservation);
+        self.return_to_block(&active);
         let now = self.now;
         self.counts.in_flight -= 1;
         let usage = Usage {

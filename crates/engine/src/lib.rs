@@ -11,10 +11,12 @@
 //! (the server persists them, the twin aggregates them). Invariant checked by tests at every
 //! step: submitted = completed + failed + refused + cancelled + in flight.
 
+mod blocks;
 mod engine;
 mod fairshare;
 mod meter;
 
+pub use blocks::Block;
 pub use engine::{
     Assignment, CPU_TOLERANCE, CPU_TOLERANCE_S, Command, Counts, Engine, EngineConfig, EngineError, EngineSnapshot,
     Event, JobId, JobState, MAX_PREEMPTION_CANDIDATES, MEMORY_TOLERANCE, MEMORY_TOLERANCE_MIB, Outcome, Owner,

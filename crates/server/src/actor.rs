@@ -436,6 +436,11 @@ impl Actor {
                             let _ = e.apply(Command::SiteDown { site: site.to_string() });
                         }
                     }
+                    "reserve" => {
+                        if let Some(cmd) = crate::market::reserve_command(&body) {
+                            let _ = e.apply(cmd);
+                        }
+                    }
                     "report" => {
                         if let Ok(r) = serde_json::from_value::<AgentReport>(body.clone()) {
                             // reports logged before the run_logs table carried the output in the log
@@ -805,6 +810,22 @@ impl Actor {
                         Ok(d) => pending_market.push((reply, d)),
                         Err(e) => {
                             let _ = reply.send(Err(e));
+                        }
+                    }
+                    // each new contract holds its units in the scheduler for its buyer
+                    let fresh = self.inner.market.lock().map(|mut m| std::mem::take(&mut m.fresh_contracts));
+                    for c in fresh.unwrap_or_default() {
+                        let Some(body) = crate::market::reserve_body(&self.inner, &c) else { continue };
+                        let Some(cmd) = crate::market::reserve_command(&body) else { continue };
+                        match self.engine.apply(cmd) {
+                            Ok(()) => {
+                                let evs = self.engine.take_events();
+                                rows.push(log_row(now, "server", "reserve", None, body.to_string(), &evs));
+                                events.extend(evs);
+                            }
+                            Err(e) => {
+                                tracing::warn!(contract = c.id, error = %e, "contract not reserved in the scheduler");
+                            }
                         }
                     }
                 }

@@ -89,6 +89,8 @@ pub struct Market {
     offset_jobs: std::collections::HashSet<u64>,
     /// What the batch logs: (kind, actor, body); a body's `tenant` may open its record.
     logs: Vec<(&'static str, String, serde_json::Value)>,
+    /// Contracts made since the actor last took them: each reserves its units in the engine.
+    pub fresh_contracts: Vec<ContractView>,
 }
 
 /// A contract a bid pays at a clearing: to whom, how much, the platform's part.
@@ -582,6 +584,7 @@ impl Market {
                         end_ms: c.product.end_ms(),
                     };
                     self.add_sold(&view);
+                    self.fresh_contracts.push(view.clone());
                     let body = serde_json::to_string(&view).unwrap_or_default();
                     for (kind, owner) in [("contract", &view.buyer), ("sale", &view.seller)] {
                         self.staged.push(MarketRow {
@@ -814,15 +817,8 @@ pub async fn resolve_contract(inner: &crate::Inner, spec: &mut serde_json::Value
         }
     }
     // the seller's sites at the place that have the product's kind
-    let net = inner.net();
-    let grants = inner.grants();
     let book = inner.books.lock().map_err(|_| ApiError::unavailable("the books are unavailable"))?.book.clone();
-    let mut sites: Vec<String> = crate::market_routes::sites_of(&net, &product.place)
-        .into_iter()
-        .filter(|s| crate::billing::provider_of(&book, &net, &grants, &s.id) == c.seller)
-        .filter(|s| s.pools.iter().any(|x| product.covers(x.family.as_str(), &x.model)))
-        .map(|s| s.id.clone())
-        .collect();
+    let mut sites = contract_sites(&inner.net(), &book, &inner.grants(), &product, &c.seller);
     if let Some(asked) = spec.get("allowed_sites").and_then(Value::as_array) {
         sites.retain(|s| asked.iter().any(|a| a.as_str() == Some(s)));
     }
@@ -841,6 +837,57 @@ pub async fn resolve_contract(inner: &crate::Inner, spec: &mut serde_json::Value
         spec["deadline"] = Value::String(end);
     }
     Ok(true)
+}
+
+/// The seller's sites at a product's place that have the product's kind of capacity: where a
+/// contract's jobs may run and its block is held.
+pub fn contract_sites(
+    net: &suanwang_core::Network,
+    book: &suanwang_economy::PriceBook,
+    grants: &BTreeMap<String, suanwang_engine::SiteGrant>,
+    product: &Product,
+    seller: &str,
+) -> Vec<String> {
+    crate::market_routes::sites_of(net, &product.place)
+        .into_iter()
+        .filter(|s| crate::billing::provider_of(book, net, grants, &s.id) == seller)
+        .filter(|s| s.pools.iter().any(|x| product.covers(x.family.as_str(), &x.model)))
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+/// The engine command that reserves contract `c`'s units (issue 16 item 3), as the command
+/// log keeps it; `None` for a contract whose product no longer parses or names a family the
+/// network does not have.
+pub fn reserve_body(inner: &crate::Inner, c: &ContractView) -> Option<serde_json::Value> {
+    let product = Product::parse(&c.product).ok()?;
+    let book = inner.books.lock().ok()?.book.clone();
+    let sites = contract_sites(&inner.net(), &book, &inner.grants(), &product, &c.seller);
+    Some(serde_json::json!({
+        "contract": c.id,
+        "holder": c.buyer,
+        "sites": sites,
+        "family": product.family,
+        "model": product.model,
+        "start_ms": c.start_ms,
+        "end_ms": c.end_ms,
+        "units": c.units,
+    }))
+}
+
+/// The engine command of a `reserve` body (`reserve_body`).
+pub fn reserve_command(body: &serde_json::Value) -> Option<suanwang_engine::Command> {
+    use serde_json::Value;
+    Some(suanwang_engine::Command::Reserve {
+        contract: body.get("contract")?.as_u64()?,
+        holder: body.get("holder")?.as_str()?.to_string(),
+        sites: body.get("sites")?.as_array()?.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        family: suanwang_core::Family::parse(body.get("family")?.as_str()?)?,
+        model: body.get("model")?.as_str()?.to_string(),
+        start: suanwang_core::Ts(body.get("start_ms")?.as_i64()?),
+        end: suanwang_core::Ts(body.get("end_ms")?.as_i64()?),
+        units: u32::try_from(body.get("units")?.as_u64()?).ok()?,
+    })
 }
 
 /// Units of `family` that `tenant`'s live jobs hold, per region (the region of the site each is

@@ -38,6 +38,7 @@ fn names(events: &[Event]) -> Vec<&'static str> {
             Event::Cancelled { .. } => "cancelled",
             Event::Rescheduled { .. } => "rescheduled",
             Event::Preempted { .. } => "preempted",
+            Event::Reserved { .. } => "reserved",
             Event::SiteLost { .. } => "site_lost",
             Event::SiteRestored { .. } => "site_restored",
             Event::LinkLost { .. } => "link_lost",

@@ -252,3 +252,65 @@ proptest! {
         }
     }
 }
+
+/// A job on contract `contract` of `tenant`'s (else as `job`).
+fn on_contract(net: &Network, tenant: &str, cores: u32, run_s: u32, contract: u64) -> Job {
+    let mut j = job(net, tenant, cores, run_s, false, 5);
+    j.contract = Some(contract);
+    j
+}
+
+fn placed_at(events: &[Event], id: u64) -> Option<i64> {
+    events.iter().find_map(|ev| match ev {
+        Event::Placed { id: p, start_at, .. } if *p == id => Some((start_at.0 - start().0) / 1000),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_contracts_block_is_its_holders_first_and_nobody_elses() {
+    let (mut e, net) = engine();
+    let reserve = |contract, units| Command::Reserve {
+        contract,
+        holder: "city".into(),
+        sites: vec!["local".into()],
+        family: suanwang_core::Family::General,
+        model: "any".into(),
+        start: start(),
+        end: Ts(start().0 + 4 * 3_600_000),
+        units,
+    };
+    e.apply(reserve(7, 2)).expect("reserves");
+    let events = e.take_events();
+    assert!(
+        events.iter().any(|ev| matches!(ev, Event::Reserved { contract: 7, least: 2, site, .. } if site == "local")),
+        "{events:?}"
+    );
+    assert!(e.apply(reserve(7, 2)).is_err(), "a contract is reserved once");
+    // others see 2 of the 4 cores: a 4-core job waits for the block's end, a 2-core one runs now
+    e.apply(Command::Submit { id: 1, job: Box::new(job(&net, "other", 4, 600, false, 9)) }).expect("submit");
+    assert!(placed_at(&e.take_events(), 1).is_some_and(|s| s >= 4 * 3600), "the block is not others'");
+    e.apply(Command::Submit { id: 2, job: Box::new(job(&net, "other", 2, 3600, false, 5)) }).expect("submit");
+    assert_eq!(placed_at(&e.take_events(), 2), Some(0));
+    // the holder runs in its block at once although the rest of the site is taken
+    e.apply(Command::Submit { id: 3, job: Box::new(on_contract(&net, "city", 2, 3600, 7)) }).expect("submit");
+    assert_eq!(placed_at(&e.take_events(), 3), Some(0));
+    // another tenant naming the contract gets no block
+    e.apply(Command::Submit { id: 4, job: Box::new(on_contract(&net, "thief", 2, 600, 7)) }).expect("submit");
+    assert!(placed_at(&e.take_events(), 4).is_some_and(|s| s >= 3600));
+    // the holder's job ends early: its units are the block's again, for the holder's next job
+    at(&mut e, 1);
+    e.apply(Command::Report { id: 3, attempt: 1, outcome: done(1.0) }).expect("report");
+    at(&mut e, 900);
+    let _ = e.take_events();
+    e.apply(Command::Submit { id: 5, job: Box::new(on_contract(&net, "city", 2, 600, 7)) }).expect("submit");
+    assert_eq!(placed_at(&e.take_events(), 5), Some(900));
+    // the blocks survive a snapshot
+    let snap = e.snapshot();
+    let base = super::net();
+    let mut back = Engine::restore(&base, EngineConfig::for_network(&base), snap).expect("restores");
+    back.apply(Command::Submit { id: 6, job: Box::new(on_contract(&net, "city", 2, 600, 7)) }).expect("submit");
+    assert!(placed_at(&back.take_events(), 6).is_some_and(|s| s >= 1800), "job 5 holds the block till then");
+    assert!(back.apply(reserve(7, 1)).is_err(), "the restored engine knows contract 7");
+    assert!(e.counts().balanced());
+}
