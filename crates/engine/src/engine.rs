@@ -819,39 +819,26 @@ impl Engine {
         self.counts.submitted += 1;
         self.events.push(Event::Submitted { id, at: now });
         self.events.push(Event::Admitted { id, at: now });
+        // a job on a contract with a block runs in it when it can (the holder's jobs first);
         // a job that would wait for capacity (a slot or more), or be refused for it, may take
         // the place of preemptible work of lower rank
-        // a job on a contract with a block runs in it when it can (the holder's jobs first)
-        if let Some((p, taken)) = self.place_in_block(&job) {
-            self.counts.in_flight += 1;
-            let mut record = Record {
-                job,
-                state: JobState::Admitted,
-                attempt: 1,
-                submitted_at: now,
-                active: None,
-                used: Meter::default(),
-            };
-            self.activate(id, &mut record, &p);
-            if let Some(a) = record.active.as_mut() {
-                a.block = Some(taken);
-            }
-            self.jobs.insert(id, record);
-            return Ok(());
-        }
-        let placed = match self.sched.place(&job, now, &self.policy) {
-            Ok(p) if self.capacity_wait_s(&p) >= SLOT_S => {
-                let sites = self.preemption_sites(Some(&p), None);
-                Ok(self.place_by_preempting(id, &job, Some(&p), &sites).unwrap_or((p, vec![])))
-            }
-            Ok(p) => Ok((p, vec![])),
-            Err(refusal) => {
-                let sites = self.preemption_sites(None, Some(&refusal));
-                self.place_by_preempting(id, &job, None, &sites).ok_or(refusal)
-            }
+        let placed = match self.place_in_block(&job) {
+            Some((p, taken)) => Ok((p, Some(taken), vec![])),
+            None => match self.sched.place(&job, now, &self.policy) {
+                Ok(p) if self.capacity_wait_s(&p) >= SLOT_S => {
+                    let sites = self.preemption_sites(Some(&p), None);
+                    let (p, lost) = self.place_by_preempting(id, &job, Some(&p), &sites).unwrap_or((p, vec![]));
+                    Ok((p, None, lost))
+                }
+                Ok(p) => Ok((p, None, vec![])),
+                Err(refusal) => {
+                    let sites = self.preemption_sites(None, Some(&refusal));
+                    self.place_by_preempting(id, &job, None, &sites).map(|(p, lost)| (p, None, lost)).ok_or(refusal)
+                }
+            },
         };
         match placed {
-            Ok((p, preempted)) => {
+            Ok((p, block, preempted)) => {
                 self.counts.in_flight += 1;
                 let mut record = Record {
                     job,
@@ -862,6 +849,9 @@ impl Engine {
                     used: Meter::default(),
                 };
                 self.activate(id, &mut record, &p);
+                if let Some(a) = record.active.as_mut() {
+                    a.block = block;
+                }
                 self.jobs.insert(id, record);
                 for (victim, record, reason) in preempted {
                     self.preempted(victim, record, id, &reason);
