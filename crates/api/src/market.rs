@@ -35,6 +35,29 @@ pub struct OrderRequest {
     pub owner: Option<String>,
 }
 
+/// `POST /v1/contracts`: buy capacity at the reserved price for a whole window (包年包月), without
+/// an auction: on-demand × (1 − the reserved discount) × units × hours, paid at once from the
+/// wallet; the contract reserves its units in the scheduler like one won at auction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveRequest {
+    /// `family/model/place/YYYY-MM-DDTHHZ/Nh`, as an order's; the window at least the price book's
+    /// `reserved.min_hours` (720 h) long.
+    #[schemars(length(min = 1, max = 256))]
+    pub product: String,
+    /// Units (cores or cards), 1 to 1,000,000.
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub units: u64,
+    /// The provider to buy from; default: the only one with the product's capacity at its place.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 64))]
+    pub seller: Option<String>,
+    /// The tenant it is for (the operator on a tenant's behalf); default: the caller.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 64))]
+    pub tenant: Option<String>,
+}
+
 /// An order's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

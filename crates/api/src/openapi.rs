@@ -348,6 +348,18 @@ pub const ROUTES: &[Route] = &[
         )
     },
     Route {
+        request: Body::Json("ReserveRequest"),
+        status: 201,
+        response: Body::Json("ContractView"),
+        ..route(
+            "post",
+            "/v1/contracts",
+            "Buy capacity at the reserved price for a whole window (包年包月, at least `reserved.min_hours`), \
+             paid at once; the contract reserves its units in the scheduler for the buyer",
+            "tenant (own); operator (for `tenant`)",
+        )
+    },
+    Route {
         request: Body::Json("QuotaRequest"),
         response: Body::Json("QuotaView"),
         ..route(
@@ -630,6 +642,7 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<crate::market::PriceList>();
     g.subschema_for::<crate::market::ClearingAnswer>();
     g.subschema_for::<crate::market::ContractList>();
+    g.subschema_for::<crate::market::ContractView>();
     g.subschema_for::<crate::market::CreditsAnswer>();
     g.subschema_for::<crate::market::QuotaView>();
     g.subschema_for::<crate::market::QuotaList>();
@@ -650,6 +663,7 @@ fn components() -> Map<String, Value> {
     r.subschema_for::<crate::dataset::DatasetSpec>();
     r.subschema_for::<crate::dataset::ReplicaRequest>();
     r.subschema_for::<crate::market::OrderRequest>();
+    r.subschema_for::<crate::market::ReserveRequest>();
     r.subschema_for::<crate::market::OffsetRequest>();
     r.subschema_for::<crate::market::QuotaRequest>();
     out.extend(r.take_definitions(true));

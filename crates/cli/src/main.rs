@@ -628,6 +628,22 @@ enum ContractSub {
         #[arg(long)]
         json: bool,
     },
+    /// Buy capacity at the reserved price for a whole window (包年包月, at least 720 h), paid at
+    /// once; the contract reserves its units in the scheduler.
+    Buy {
+        #[command(flatten)]
+        product: ProductArgs,
+        #[arg(long)]
+        units: u64,
+        /// The provider (default: the only one with the product's capacity at its place).
+        #[arg(long)]
+        seller: Option<String>,
+        /// The tenant it is for (the operator on a tenant's behalf).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1187,6 +1203,11 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
         Command::Contract { sub: ContractSub::List { json } } => {
             let c = client()?;
             runtime()?.block_on(market_cmd::contracts(&c, json))
+        }
+        Command::Contract { sub: ContractSub::Buy { product, units, seller, tenant, json } } => {
+            let c = client()?;
+            let req = suanwang_api::market::ReserveRequest { product: product.id()?, units, seller, tenant };
+            runtime()?.block_on(market_cmd::buy(&c, &req, json))
         }
         Command::Voucher { sub: VoucherSub::List { json } } => {
             let c = client()?;

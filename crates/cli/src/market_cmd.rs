@@ -142,6 +142,31 @@ pub async fn clear(c: &Client, json: bool) -> Result<ExitCode> {
     }
 }
 
+/// One contract, for people.
+fn contract_line(k: &suanwang_api::market::ContractView) -> String {
+    let fen = |v: u64| yuan(i64::try_from(v).unwrap_or(i64::MAX));
+    format!(
+        "contract {}: {} {} units, {} → {} at {}/unit·h: {} (platform fee {}, seller gets {})",
+        k.id,
+        k.product,
+        k.units,
+        k.seller,
+        k.buyer,
+        fen(k.price_fen),
+        fen(k.amount_fen),
+        fen(k.fee_fen),
+        fen(k.amount_fen - k.fee_fen)
+    )
+}
+
+/// `suanwang contract buy`: a reserved purchase (包年包月).
+pub async fn buy(c: &Client, req: &suanwang_api::market::ReserveRequest, json: bool) -> Result<ExitCode> {
+    match post::<_, suanwang_api::market::ContractView>(c, "/v1/contracts", req).await? {
+        Ok(k) => show(&k, json, |k| println!("{}", contract_line(k))),
+        Err(code) => Ok(code),
+    }
+}
+
 pub async fn contracts(c: &Client, json: bool) -> Result<ExitCode> {
     let l: ContractList = match get(c, "/v1/contracts?limit=1000").await? {
         Ok(l) => l,
@@ -152,20 +177,8 @@ pub async fn contracts(c: &Client, json: bool) -> Result<ExitCode> {
     } else if l.contracts.is_empty() {
         println!("no contracts");
     } else {
-        let fen = |v: u64| yuan(i64::try_from(v).unwrap_or(i64::MAX));
         for k in &l.contracts {
-            println!(
-                "contract {}: {} {} units, {} → {} at {}/unit·h: {} (platform fee {}, seller gets {})",
-                k.id,
-                k.product,
-                k.units,
-                k.seller,
-                k.buyer,
-                fen(k.price_fen),
-                fen(k.amount_fen),
-                fen(k.fee_fen),
-                fen(k.amount_fen - k.fee_fen)
-            );
+            println!("{}", contract_line(k));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -164,10 +164,13 @@ pub enum TransferKind {
     CarbonRetire = 21,
     /// wallet → provider: what a tenant paid the holder for the credits it retired.
     CarbonPurchase = 22,
+    /// wallet → clearing: capacity bought at the reserved price for a window (包年包月), paid at
+    /// once (then `MarketPayment` to the seller and `MarketFee`).
+    ReservedPurchase = 23,
 }
 
 impl TransferKind {
-    pub const ALL: [TransferKind; 22] = [
+    pub const ALL: [TransferKind; 23] = [
         TransferKind::Topup,
         TransferKind::Hold,
         TransferKind::Post,
@@ -190,6 +193,7 @@ impl TransferKind {
         TransferKind::CarbonIssue,
         TransferKind::CarbonRetire,
         TransferKind::CarbonPurchase,
+        TransferKind::ReservedPurchase,
     ];
 
     pub fn code(self) -> u16 {
@@ -224,6 +228,7 @@ impl TransferKind {
             TransferKind::CarbonIssue => "carbon_issue",
             TransferKind::CarbonRetire => "carbon_retire",
             TransferKind::CarbonPurchase => "carbon_purchase",
+            TransferKind::ReservedPurchase => "reserved_purchase",
         }
     }
 }

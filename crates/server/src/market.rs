@@ -49,6 +49,17 @@ pub enum MarketOp {
         any_owner: bool,
     },
     Clear,
+    /// 包年包月: `units` of `product` bought from `seller` at the reserved price of `on_demand_fen`
+    /// per unit·hour; the seller has `capacity` units of its kind at the place.
+    Reserve {
+        tenant: String,
+        product: Box<Product>,
+        units: u64,
+        seller: String,
+        on_demand_fen: i64,
+        capacity: u64,
+        by: String,
+    },
     /// Set a tenant's quota of a family (in a region, or everywhere).
     Quota {
         quota: suanwang_api::market::QuotaRequest,
@@ -70,6 +81,7 @@ pub enum MarketDone {
     Cleared(ClearingAnswer),
     Offset(suanwang_api::market::OffsetView),
     Quota,
+    Contract(ContractView),
 }
 
 /// The live market: open orders and what has been sold of each seller's capacity.
@@ -91,6 +103,17 @@ pub struct Market {
     logs: Vec<(&'static str, String, serde_json::Value)>,
     /// Contracts made since the actor last took them: each reserves its units in the engine.
     pub fresh_contracts: Vec<ContractView>,
+}
+
+/// A reserved purchase's terms, checked by its route.
+#[derive(Debug)]
+struct Purchase {
+    tenant: String,
+    product: Product,
+    units: u64,
+    seller: String,
+    on_demand_fen: i64,
+    capacity: u64,
 }
 
 /// A contract a bid pays at a clearing: to whom, how much, the platform's part.
@@ -214,6 +237,28 @@ impl Market {
         })
     }
 
+    /// A new contract: counted as sold, staged for the store (for its buyer and its seller),
+    /// logged (its buyer may open the record), and due to reserve its units.
+    fn record_contract(&mut self, view: &ContractView, actor: &str, now_ms: i64) {
+        self.add_sold(view);
+        self.fresh_contracts.push(view.clone());
+        let body = serde_json::to_string(view).unwrap_or_default();
+        for (kind, owner) in [("contract", &view.buyer), ("sale", &view.seller)] {
+            self.staged.push(MarketRow {
+                kind: kind.into(),
+                id: row_id(view.id),
+                owner: owner.clone(),
+                product: view.product.clone(),
+                state: "active".into(),
+                body: body.clone(),
+                at_ms: now_ms,
+            });
+        }
+        let mut body = serde_json::to_value(view).unwrap_or_default();
+        body["tenant"] = serde_json::Value::String(view.buyer.clone());
+        self.logs.push(("contract", actor.to_string(), body));
+    }
+
     fn add_sold(&mut self, c: &ContractView) {
         if let Ok(p) = Product::parse(&c.product) {
             self.sold
@@ -262,6 +307,14 @@ impl Market {
                 self.cancel(books, id, &by, any_owner, now_ms).map(MarketDone::Order)
             }
             MarketOp::Clear => Ok(MarketDone::Cleared(self.clear(books, now_ms))),
+            MarketOp::Reserve { tenant, product, units, seller, on_demand_fen, capacity, by } => self
+                .reserve(
+                    books,
+                    &Purchase { tenant, product: *product, units, seller, on_demand_fen, capacity },
+                    &by,
+                    now_ms,
+                )
+                .map(MarketDone::Contract),
             MarketOp::Quota { quota, by } => {
                 let region = quota.region.clone().unwrap_or_default();
                 let id = format!("{}/{}/{}", quota.tenant, quota.family, region);
@@ -284,6 +337,100 @@ impl Market {
                 self.offset(books, &tenant, job, grams, lot.as_deref(), &by, now_ms).map(MarketDone::Offset)
             }
         }
+    }
+
+    /// A reserved purchase (包年包月): priced by the book, checked against what the seller has
+    /// left in the window, paid at once (wallet → clearing → seller and platform, one linked
+    /// chain), recorded as a contract (in the evidence log) that reserves its units.
+    fn reserve(&mut self, books: &mut Books, b: &Purchase, by: &str, now_ms: i64) -> Result<ContractView, ApiError> {
+        let p = &b.product;
+        p.check_shape().map_err(|e| invalid("product", e.to_string()))?;
+        if !(1..=1_000_000).contains(&b.units) {
+            return Err(invalid("units", format!("{} is not 1 to 1,000,000", b.units)));
+        }
+        if p.start_ms < now_ms.div_euclid(3_600_000) * 3_600_000 {
+            return Err(invalid("product", format!("the window starts at {}, in the past", rfc3339_hour(p.start_ms))));
+        }
+        let amount = books
+            .book
+            .reserved_fen(b.on_demand_fen, b.units, u64::from(p.hours))
+            .map_err(|e| invalid("product", e.to_string()))?;
+        let amount = u64::try_from(amount).map_err(|_| invalid("units", "the price is not a positive amount"))?;
+        let offered = self.book.asked_overlapping(&b.seller, p);
+        let sold = self.sold_overlapping(&b.seller, p);
+        if offered.saturating_add(sold).saturating_add(b.units) > b.capacity {
+            return Err(invalid(
+                "units",
+                format!(
+                    "{} has {} units of {}/{} at {}; with {offered} offered and {sold} sold in overlapping windows, {} \
+                     more is too many",
+                    b.seller, b.capacity, p.family, p.model, p.place, b.units
+                ),
+            ));
+        }
+        let id = self.next_contract;
+        let fee = (amount.saturating_mul(u64::from(books.book.platform.fee_bp)) + 5_000) / 10_000;
+        let wallet = books.account(AccountKind::Wallet, &b.tenant, now_ms);
+        let clearing = books.account(AccountKind::Clearing, PLATFORM, now_ms);
+        let platform = books.account(AccountKind::Platform, PLATFORM, now_ms);
+        let seller = books.account(AccountKind::Provider, &b.seller, now_ms);
+        let mut chain = vec![
+            Transfer::new(
+                system_id(TransferKind::ReservedPurchase, id, 0),
+                wallet,
+                clearing,
+                amount,
+                TransferKind::ReservedPurchase.code(),
+            )
+            .flags(TransferFlags::LINKED),
+            Transfer::new(
+                system_id(TransferKind::MarketPayment, id, 0),
+                clearing,
+                seller,
+                amount - fee,
+                TransferKind::MarketPayment.code(),
+            ),
+        ];
+        if fee > 0 {
+            chain[1] = chain[1].flags(TransferFlags::LINKED);
+            chain.push(Transfer::new(
+                system_id(TransferKind::MarketFee, id, 0),
+                clearing,
+                platform,
+                fee,
+                TransferKind::MarketFee.code(),
+            ));
+        }
+        if books.apply(&chain, now_ms).is_err() {
+            let available =
+                books.find(AccountKind::Wallet, &b.tenant).and_then(suanwang_economy::Account::available).unwrap_or(0);
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "balance",
+                format!("{}'s wallet has {available} fen available; the reservation costs {amount} fen", b.tenant),
+            )
+            .field("units"));
+        }
+        self.next_contract += 1;
+        let hours = u64::from(p.hours);
+        let view = ContractView {
+            id,
+            product: p.id(),
+            buyer: b.tenant.clone(),
+            seller: b.seller.clone(),
+            units: b.units,
+            // what it came to per unit·hour (rounded down: the amount is exact)
+            price_fen: amount / b.units.saturating_mul(hours).max(1),
+            amount_fen: amount,
+            fee_fen: fee,
+            bid: 0,
+            ask: 0,
+            cleared_at_ms: now_ms,
+            start_ms: p.start_ms,
+            end_ms: p.end_ms(),
+        };
+        self.record_contract(&view, by, now_ms);
+        Ok(view)
     }
 
     fn place(
@@ -583,23 +730,7 @@ impl Market {
                         start_ms: c.product.start_ms,
                         end_ms: c.product.end_ms(),
                     };
-                    self.add_sold(&view);
-                    self.fresh_contracts.push(view.clone());
-                    let body = serde_json::to_string(&view).unwrap_or_default();
-                    for (kind, owner) in [("contract", &view.buyer), ("sale", &view.seller)] {
-                        self.staged.push(MarketRow {
-                            kind: kind.into(),
-                            id: row_id(id),
-                            owner: owner.clone(),
-                            product: view.product.clone(),
-                            state: "active".into(),
-                            body: body.clone(),
-                            at_ms: now_ms,
-                        });
-                    }
-                    let mut body = serde_json::to_value(&view).unwrap_or_default();
-                    body["tenant"] = serde_json::Value::String(view.buyer.clone());
-                    self.logs.push(("contract", "server".into(), body));
+                    self.record_contract(&view, "server", now_ms);
                     by_bid.entry(bid.id).or_default().push(Sale {
                         contract: id,
                         seller: ask.owner.clone(),

@@ -12,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use suanwang_api::market::{
     ClearingAnswer, ContractList, ContractView, OrderList, OrderRequest, OrderSide, OrderView, PriceList, PriceView,
+    ReserveRequest,
 };
 use suanwang_economy::market::{Order, Product, Side};
 use suanwang_store::{MarketQuery, Store};
@@ -243,6 +244,75 @@ pub async fn contracts(
     let contracts: Vec<ContractView> = rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
     let next = (rows.len() as i64 == limit).then(|| contracts.last().map(|c| c.id)).flatten();
     Ok(Json(ContractList { contracts, next }))
+}
+
+/// `POST /v1/contracts`: capacity bought at the reserved price for a whole window (包年包月),
+/// answered with the contract once it is durable (201). The seller is named or the only provider
+/// with the product's kind at its place; the on-demand price is the highest of the seller's
+/// pools of that kind there (the block may be held in any of them).
+pub async fn reserve(
+    State(inner): S,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<ContractView>), ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    require(&p, &[Role::Operator, Role::Tenant], "buy reserved capacity")?;
+    let body = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))?;
+    let r: ReserveRequest = parse_body(&body, "invalid_order", "{product, units, seller?, tenant?}")?;
+    let tenant = match (p.role, r.tenant.as_deref()) {
+        (Role::Operator, Some(t)) => t.to_string(),
+        (Role::Operator, None) => return Err(invalid("tenant", "the operator names the tenant it buys for")),
+        (_, Some(t)) if t != p.name => {
+            return Err(ApiError::forbidden(&format!("a tenant buys for itself, not for {t:?}")));
+        }
+        _ => p.name.clone(),
+    };
+    if tenant.is_empty() || tenant.len() > 64 {
+        return Err(invalid("tenant", "1 to 64 bytes"));
+    }
+    let product = Product::parse(&r.product).map_err(|e| invalid("product", e.to_string()))?;
+    capacity(&inner, &product, "")?;
+    let net = inner.net();
+    let grants = inner.grants();
+    let book = inner.books.lock().map_err(|_| ApiError::unavailable("the books are unavailable"))?.book.clone();
+    // each provider at the place: its units of the product's kind and its highest price
+    let mut sellers: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    for s in sites_of(&net, &product.place) {
+        let provider = crate::billing::provider_of(&book, &net, &grants, &s.id);
+        for pool in s.pools.iter().filter(|x| product.covers(x.family.as_str(), &x.model)) {
+            let e = sellers.entry(provider.clone()).or_default();
+            e.0 = e.0.saturating_add(pool.count);
+            e.1 = e.1.max(pool.price_fen_per_unit_hour);
+        }
+    }
+    let seller = match r.seller {
+        Some(s) if sellers.contains_key(&s) => s,
+        Some(s) => {
+            return Err(invalid(
+                "seller",
+                format!("{s} has no {}/{} at {}", product.family, product.model, product.place),
+            ));
+        }
+        None if sellers.len() == 1 => sellers.keys().next().cloned().unwrap_or_default(),
+        None => {
+            let names: Vec<&str> = sellers.keys().map(String::as_str).collect();
+            return Err(invalid("seller", format!("name one of {}", names.join(", "))));
+        }
+    };
+    let (capacity, on_demand_fen) = sellers.get(&seller).copied().unwrap_or_default();
+    let op = MarketOp::Reserve {
+        tenant,
+        product: Box::new(product),
+        units: r.units,
+        seller,
+        on_demand_fen,
+        capacity,
+        by: p.name.clone(),
+    };
+    match ask(&inner, op).await? {
+        MarketDone::Contract(v) => Ok((StatusCode::CREATED, Json(v))),
+        _ => Err(ApiError::unavailable("unexpected answer")),
+    }
 }
 
 /// `GET /v1/market/prices[?product=]`: each product's latest clearing price, or one product's

@@ -43,7 +43,7 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/market/orders/{id}/cancel", post(crate::market_routes::cancel))
         .route("/v1/market/prices", get(crate::market_routes::prices))
         .route("/v1/market/clear", post(crate::market_routes::clear))
-        .route("/v1/contracts", get(crate::market_routes::contracts))
+        .route("/v1/contracts", get(crate::market_routes::contracts).post(crate::market_routes::reserve))
         .route("/v1/carbon/credits", get(crate::market_routes::credits))
         .route("/v1/carbon/offsets", post(crate::market_routes::offset))
         .route("/v1/quotas", post(crate::market_routes::set_quota).get(crate::market_routes::quotas))

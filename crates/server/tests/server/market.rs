@@ -431,3 +431,69 @@ async fn a_statement_whose_sums_overflow_stays_at_the_bound() {
     assert_eq!(st, 200, "{statement}");
     assert_eq!(statement["net_fen"].as_i64(), Some(i64::MAX), "{statement}");
 }
+
+/// 包年包月 (issue 16 item 3): capacity bought at the reserved price for a whole window without
+/// an auction — on-demand less the book's discount, paid at once to the seller less the
+/// platform's fee — whose units the scheduler then holds for the buyer's jobs on the contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_capacity_is_bought_for_a_window_at_the_reserved_price() {
+    let store = sqlite("market-reserved").await;
+    let cfg = ServerConfig { credit_limit_fen: 0, time_scale: 1e-3, ..ServerConfig::default() };
+    let s = start_with(store.clone(), cfg).await;
+    let url = s.url.clone();
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let acme = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let globex = create_token(&store, Role::Tenant, "globex").await.expect("token");
+    let (st, _) =
+        call(&url, "POST", "/v1/topups", Some(&op), body(&json!({"party": "acme", "amount_fen": 10_000_000})), None)
+            .await;
+    assert_eq!(st, 201);
+    // a site with general pools: the dearest of them sets the on-demand price
+    let net = suanwang_core::Network::reference().expect("reference");
+    let site = net.sites.iter().find(|s| s.pools.iter().any(|p| p.family.as_str() == "general")).expect("a site");
+    let on_demand = site
+        .pools
+        .iter()
+        .filter(|p| p.family.as_str() == "general")
+        .map(|p| p.price_fen_per_unit_hour)
+        .max()
+        .expect("price");
+    let now = suanwang_server::actor::wall_now().0;
+    let hour = hour_utc(now.div_euclid(3_600_000) * 3_600_000);
+    let product = format!("general/any/{}/{hour}/720h", site.id);
+    for (who, req, status, field) in [
+        (&acme, json!({"product": format!("general/any/{}/{hour}/24h", site.id), "units": 2}), 422, "product"),
+        (&acme, json!({"product": product, "units": 2, "seller": "nobody"}), 422, "seller"),
+        (&acme, json!({"product": product, "units": 1_000_000}), 422, "units"),
+        (&globex, json!({"product": product, "units": 2, "tenant": "acme"}), 403, ""),
+        (&op, json!({"product": product, "units": 2}), 422, "tenant"),
+        (&globex, json!({"product": product, "units": 2}), 422, "units"),
+    ] {
+        let (st, e) = call(&url, "POST", "/v1/contracts", Some(who), body(&req), None).await;
+        assert_eq!(st, status, "{req}: {e}");
+        if !field.is_empty() {
+            assert_eq!(e["field"].as_str(), Some(field), "{req}: {e}");
+        }
+    }
+    let wallet_before = account(&url, &op, "acme", "wallet", "balance_fen").await;
+    let (st, k) =
+        call(&url, "POST", "/v1/contracts", Some(&acme), body(&json!({"product": product, "units": 2})), None).await;
+    assert_eq!(st, 201, "{k}");
+    // on-demand × 2 units × 720 h × (1 − 35 %), half up
+    let amount = (i128::from(on_demand) * 2 * 720 * 6_500 * 2 + 10_000).div_euclid(2 * 10_000);
+    assert_eq!(i128::from(k["amount_fen"].as_i64().expect("amount")), amount, "{k}");
+    assert_eq!(i128::from(wallet_before - account(&url, &op, "acme", "wallet", "balance_fen").await), amount);
+    let seller = k["seller"].as_str().expect("seller");
+    let fee = k["fee_fen"].as_i64().expect("fee");
+    assert_eq!(i128::from(account(&url, &op, seller, "provider", "balance_fen").await + fee), amount);
+    let id = k["id"].as_u64().expect("id");
+    // the scheduler holds its units: a `reserve` record, and the buyer's job on it runs there
+    let size = store.evidence_size().await.expect("size");
+    let entries = store.evidence_entries(0, size).await.expect("entries");
+    assert!(entries.iter().any(|e| e.kind == "reserve" && e.record.contains(&site.id)), "a reserve record");
+    let spec = json!({"name": "in-block", "tenant": "acme", "kind": "batch", "origin": "shanghai",
+        "resources": {"family": "general", "count": 2}, "work": {"run_time_s": 600}, "contract": id});
+    let (st, j) = call(&url, "POST", "/v1/jobs", Some(&acme), body(&spec), None).await;
+    assert_eq!(st, 201, "{j}");
+    assert_eq!(j["site"].as_str(), Some(site.id.as_str()), "{j}");
+}
