@@ -26,6 +26,7 @@ mod market_cmd;
 mod money_cmd;
 mod network_cmd;
 mod plan_cmd;
+mod preempt_bench;
 mod remote;
 mod serve_cmd;
 mod soak_cmd;
@@ -776,12 +777,20 @@ enum BenchSub {
         json: bool,
     },
     /// The market (issue 16): orders accepted per second (checks, a bid's hold in the ledger,
-    /// the book), and one clearing round of every product with its settlement in the ledger.
+    /// the book), one clearing round of every product with its settlement in the ledger, and
+    /// the engine's preemption decisions (`preemption`: a preempting submission against a plain
+    /// one, with preemptible work in flight everywhere).
     Market {
         #[arg(long, default_value_t = 100_000)]
         orders: usize,
         #[arg(long, default_value_t = 1_000)]
         products: usize,
+        /// Preempting submissions timed (and as many plain ones).
+        #[arg(long, default_value_t = 1_000)]
+        preemptions: usize,
+        /// Preemptible jobs in flight across the reference network meanwhile.
+        #[arg(long, default_value_t = 20_000)]
+        background: usize,
         #[arg(long)]
         json: bool,
     },
@@ -1237,8 +1246,8 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
             evidence_bench::evidence(&evidence_bench::EvidenceArgs { appends, proof_size, audit, json })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { sub: BenchSub::Market { orders, products, json } } => {
-            market_bench::market(&market_bench::MarketArgs { orders, products, json })?;
+        Command::Bench { sub: BenchSub::Market { orders, products, preemptions, background, json } } => {
+            market_bench::market(&market_bench::MarketArgs { orders, products, preemptions, background, json })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { sub: BenchSub::Ledger { transfers, durable, accounts, json } } => {

@@ -19,6 +19,8 @@ use crate::bench_cmd::{Rng, quantile};
 pub struct MarketArgs {
     pub orders: usize,
     pub products: usize,
+    pub preemptions: usize,
+    pub background: usize,
     pub json: bool,
 }
 
@@ -182,6 +184,7 @@ pub fn market(args: &MarketArgs) -> Result<()> {
         "contracts": contracts,
         "units_traded": units,
         "open_holds_after": l.open_pending().count(),
+        "preemption": crate::preempt_bench::preemption(args.preemptions, args.background)?,
     });
     if args.json {
         println!("{out}");

@@ -1,7 +1,7 @@
 //! The state machine.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -504,6 +504,17 @@ struct RecordSnapshot {
 /// reservation released) and the reason.
 type Preemption = (JobId, Record, String);
 
+/// A job that may give its place to another: its rank, whether it runs, when it starts and
+/// what it holds.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    id: JobId,
+    rank: Priority,
+    running: bool,
+    start: Ts,
+    held: PoolReservation,
+}
+
 /// Everything the engine holds, to restart from without replaying the whole log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EngineSnapshot {
@@ -535,7 +546,7 @@ pub struct Engine {
     /// See [`EngineConfig::time_scale`].
     time_scale: f64,
     now: Ts,
-    jobs: HashMap<JobId, Record>,
+    jobs: crate::idhash::IdMap<JobId, Record>,
     timers: BinaryHeap<Reverse<Timer>>,
     seq: u64,
     counts: Counts,
@@ -549,6 +560,10 @@ pub struct Engine {
     fairshare: FairShare,
     /// Contracts' reserved blocks, by contract.
     blocks: std::collections::BTreeMap<u64, Block>,
+    /// Preemptible jobs placed at each site (by index), for preemption to look at without
+    /// scanning every job: ids are pushed when placed and checked when read (one that has
+    /// ended or moved is dropped then), and the list is compacted when it doubles.
+    preemptible_at: crate::idhash::IdMap<usize, (Vec<JobId>, usize)>,
 }
 
 impl Engine {
@@ -559,11 +574,12 @@ impl Engine {
             fs_policy,
             fairshare: FairShare::new(&fs_policy, now),
             blocks: std::collections::BTreeMap::new(),
+            preemptible_at: crate::idhash::IdMap::default(),
             sched: Scheduler::new(net, now, cfg.sched),
             policy: cfg.policy,
             time_scale: if cfg.time_scale.is_finite() && cfg.time_scale > 0.0 { cfg.time_scale } else { 1.0 },
             now,
-            jobs: HashMap::new(),
+            jobs: crate::idhash::IdMap::default(),
             timers: BinaryHeap::new(),
             seq: 0,
             counts: Counts::default(),
@@ -653,6 +669,16 @@ impl Engine {
         }
         // the blocks' holdings are in the restored timelines already
         engine.blocks = snap.blocks.into_iter().collect();
+        let mut placed: Vec<(JobId, usize)> = engine
+            .jobs
+            .iter()
+            .filter(|(_, r)| r.job.preemptible)
+            .filter_map(|(id, r)| r.active.as_ref().map(|a| (*id, a.site)))
+            .collect();
+        placed.sort_unstable();
+        for (id, site) in placed {
+            engine.preemptible_at.entry(site).or_default().0.push(id);
+        }
         Ok(engine)
     }
 
@@ -981,7 +1007,8 @@ impl Engine {
     /// Non-preemptible work outranks any preemptible work; among preemptible work the higher
     /// effective priority (priority and fair-share factor, [`FairShare::effective`]) wins. A
     /// non-preemptible job is never a candidate. Of the candidates (same family, at the sites
-    /// concerned; at most [`MAX_PREEMPTION_CANDIDATES`], lowest-ranked first), all are lifted,
+    /// concerned, starting before the job's current placement would; at most
+    /// [`MAX_PREEMPTION_CANDIDATES`], lowest-ranked first), all are lifted,
     /// `job` is placed, and then each candidate takes its reservation back — the highest-ranked
     /// first, a running one before one not started, the longest-running first — so that only
     /// those whose capacity `job` took are preempted.
@@ -995,73 +1022,96 @@ impl Engine {
         if sites.is_empty() {
             return None;
         }
-        let me = self.fairshare.effective(&self.fs_policy, job.priority, &job.tenant);
-        let mut candidates: Vec<(JobId, Priority, bool, Ts)> = self
-            .jobs
+        let ranks = self.fairshare.ranker(&self.fs_policy);
+        let me = ranks.effective(job.priority, &job.tenant);
+        // only work that starts before the job would can make it start sooner
+        let before = current.map_or(Ts(i64::MAX), |c| c.chosen.start_at);
+        let mut ids: Vec<JobId> =
+            sites.iter().filter_map(|s| self.preemptible_at.get(s)).flat_map(|(ids, _)| ids.iter().copied()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut candidates: Vec<Candidate> = ids
             .iter()
+            .filter_map(|vid| Some((vid, self.jobs.get(vid)?)))
             .filter(|(_, r)| r.job.preemptible && r.job.resources.family == job.resources.family)
             .filter_map(|(vid, r)| {
-                let a = r.active.as_ref().filter(|a| sites.contains(&a.site))?;
-                let theirs = self.fairshare.effective(&self.fs_policy, r.job.priority, &r.job.tenant);
-                (!job.preemptible || me.value > theirs.value + 1e-9).then_some((
-                    *vid,
-                    theirs,
-                    r.state == JobState::Running,
-                    a.start_at,
-                ))
+                let a = r.active.as_ref().filter(|a| sites.contains(&a.site) && a.start_at < before)?;
+                let theirs = ranks.effective(r.job.priority, &r.job.tenant);
+                (!job.preemptible || me.value > theirs.value + 1e-9).then_some(Candidate {
+                    id: *vid,
+                    rank: theirs,
+                    running: r.state == JobState::Running,
+                    start: a.start_at,
+                    held: a.reservation,
+                })
             })
             .collect();
         if candidates.is_empty() {
             return None;
         }
-        // the order they take their places back in: highest rank, running, oldest, lowest id
-        candidates.sort_by(|a, b| {
-            b.1.value.total_cmp(&a.1.value).then(b.2.cmp(&a.2)).then(a.3.cmp(&b.3)).then(a.0.cmp(&b.0))
-        });
+        // keep order (the order they take their places back in): highest rank, running,
+        // oldest, lowest id; the lowest-ranked are last, and the first lifted
+        let keep = |a: &Candidate, b: &Candidate| {
+            b.rank
+                .value
+                .total_cmp(&a.rank.value)
+                .then(b.running.cmp(&a.running))
+                .then(a.start.cmp(&b.start))
+                .then(a.id.cmp(&b.id))
+        };
         if candidates.len() > MAX_PREEMPTION_CANDIDATES {
-            candidates.drain(..candidates.len() - MAX_PREEMPTION_CANDIDATES);
+            let cut = candidates.len() - MAX_PREEMPTION_CANDIDATES;
+            candidates.select_nth_unstable_by(cut, keep);
+            candidates.drain(..cut);
         }
-        let held: Vec<PoolReservation> =
-            candidates.iter().filter_map(|c| self.jobs.get(&c.0)?.active.as_ref().map(|a| a.reservation)).collect();
+        candidates.sort_by(keep);
         if let Some(c) = current {
             let _ = self.sched.release(&c.reservation);
         }
-        for r in &held {
-            let _ = self.sched.release(r);
-        }
-        let placed = self.sched.place(job, self.now, &self.policy).ok();
-        let sooner = match (&placed, current) {
-            (Some(p), Some(c)) => p.chosen.start_at < c.chosen.start_at,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        let placement = match placed {
-            Some(p) if sooner => p,
-            placed => {
-                // no better: everything back as it was (it all fitted together before)
-                if let Some(p) = &placed {
+        // lift the lowest-ranked first, doubling, until the job places sooner: most needs are
+        // met by the first few, and the rest are never touched
+        let n = candidates.len();
+        let (mut lifted, mut batch) = (0usize, 1usize);
+        let placed = loop {
+            let upto = (lifted + batch).min(n);
+            for c in &candidates[n - upto..n - lifted] {
+                let _ = self.sched.release(&c.held);
+            }
+            lifted = upto;
+            match self.sched.place(job, self.now, &self.policy) {
+                Ok(p) if current.is_none_or(|c| p.chosen.start_at < c.chosen.start_at) => break Some(p),
+                Ok(p) => {
                     let _ = self.sched.release(&p.reservation);
                 }
-                for r in &held {
-                    let _ = self.sched.commit(r);
-                }
-                if let Some(c) = current {
-                    let _ = self.sched.commit(&c.reservation);
-                }
-                return None;
+                Err(_) => {}
             }
+            if lifted == n {
+                break None;
+            }
+            batch *= 2;
+        };
+        let lifted = &candidates[n - lifted..];
+        let Some(placement) = placed else {
+            // no better: everything back as it was (it all fitted together before)
+            for c in lifted {
+                let _ = self.sched.commit(&c.held);
+            }
+            if let Some(c) = current {
+                let _ = self.sched.commit(&c.reservation);
+            }
+            return None;
         };
         let mut lost = vec![];
-        for (c, r) in candidates.iter().zip(&held) {
-            if self.sched.commit(r).is_err() {
-                lost.push(*c);
+        for c in lifted {
+            if self.sched.commit(&c.held).is_err() {
+                lost.push((c.id, c.rank));
             }
         }
         let net = self.sched.network_arc();
         let site = net.sites.get(self.sched.pool_site(placement.reservation.pool)).map_or("", |s| s.id.as_str());
         let out = lost
             .into_iter()
-            .filter_map(|(vid, theirs, ..)| {
+            .filter_map(|(vid, theirs)| {
                 let r = self.jobs.remove(&vid)?;
                 let why = if job.preemptible {
                     format!("job {id} ({me}) needs its capacity at {site}; this job has {theirs}")
@@ -1127,6 +1177,19 @@ impl Engine {
 
     /// Takes a placement: records it, sets the timers, emits `Placed`.
     fn activate(&mut self, id: JobId, record: &mut Record, p: &Placement) {
+        if record.job.preemptible {
+            let si = self.sched.pool_site(p.reservation.pool);
+            let (ids, compacted) = self.preemptible_at.entry(si).or_default();
+            ids.push(id);
+            if ids.len() >= (2 * *compacted).max(64) {
+                let jobs = &self.jobs;
+                // the job being placed is not in `jobs` yet: keep it
+                ids.retain(|j| *j == id || jobs.get(j).and_then(|r| r.active.as_ref()).is_some_and(|a| a.site == si));
+                ids.sort_unstable();
+                ids.dedup();
+                *compacted = ids.len();
+            }
+        }
         let c = &p.chosen;
         let pool = self.sched.pool(p.reservation.pool);
         let count = f64::from(record.job.resources.count);

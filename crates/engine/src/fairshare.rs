@@ -69,24 +69,61 @@ impl FairShare {
     /// `tenant`'s share of recent use (0–1) and of the network (1 / active tenants, counting
     /// `tenant` itself).
     pub fn shares(&self, tenant: &str) -> (f64, f64) {
+        self.shares_with(tenant, self.active())
+    }
+
+    /// `shares` with the count of active tenants given.
+    fn shares_with(&self, tenant: &str, active: usize) -> (f64, f64) {
         if self.total <= 0.0 {
             return (0.0, 1.0);
         }
         let mine = self.scaled.get(tenant).copied().unwrap_or(0.0);
-        let n = self.active() + usize::from(mine <= self.total * NEGLIGIBLE);
+        let n = active + usize::from(mine <= self.total * NEGLIGIBLE);
         ((mine / self.total).clamp(0.0, 1.0), 1.0 / n.max(1) as f64)
     }
 
     /// `F = 2^(−U/S)`: 1 with no recent use, ½ at exactly its share, towards 0 above it.
     pub fn factor(&self, tenant: &str) -> f64 {
-        let (u, s) = self.shares(tenant);
-        2f64.powf(-u / s)
+        self.ranker(&FairSharePolicy::default()).factor(tenant)
     }
 
     /// The effective priority of a job of `priority` (0–9) from `tenant`.
     pub fn effective(&self, policy: &FairSharePolicy, priority: u8, tenant: &str) -> Priority {
+        self.ranker(policy).effective(priority, tenant)
+    }
+
+    /// Ranks many jobs at one instant: the count of active tenants taken once, each tenant's
+    /// factor computed once.
+    pub fn ranker<'a>(&'a self, policy: &'a FairSharePolicy) -> Ranker<'a> {
+        Ranker { table: self, policy, active: self.active(), factors: std::cell::RefCell::default() }
+    }
+}
+
+/// See [`FairShare::ranker`].
+#[derive(Debug)]
+pub struct Ranker<'a> {
+    table: &'a FairShare,
+    policy: &'a FairSharePolicy,
+    active: usize,
+    factors: std::cell::RefCell<crate::idhash::IdMap<&'a str, f64>>,
+}
+
+impl<'a> Ranker<'a> {
+    fn factor(&self, tenant: &'a str) -> f64 {
+        if let Some(f) = self.factors.borrow().get(tenant) {
+            return *f;
+        }
+        let (u, s) = self.table.shares_with(tenant, self.active);
+        let f = 2f64.powf(-u / s);
+        self.factors.borrow_mut().insert(tenant, f);
+        f
+    }
+
+    /// The effective priority of a job of `priority` (0–9) from `tenant`.
+    pub fn effective(&self, priority: u8, tenant: &'a str) -> Priority {
         let factor = self.factor(tenant);
-        let value = policy.priority_weight * f64::from(priority.min(9)) / 9.0 + policy.fairshare_weight * factor;
+        let value =
+            self.policy.priority_weight * f64::from(priority.min(9)) / 9.0 + self.policy.fairshare_weight * factor;
         Priority { priority, factor, value }
     }
 }

@@ -14,6 +14,7 @@
 mod blocks;
 mod engine;
 mod fairshare;
+mod idhash;
 mod meter;
 
 pub use blocks::Block;
