@@ -727,6 +727,11 @@ impl Engine {
             })
     }
 
+    /// Contracts' reserved blocks, by contract.
+    pub fn blocks(&self) -> impl Iterator<Item = (&u64, &Block)> {
+        self.blocks.iter()
+    }
+
     pub fn state(&self, id: JobId) -> Option<JobState> {
         self.jobs.get(&id).map(|r| r.state)
     }
@@ -1035,7 +1040,11 @@ impl Engine {
             .filter_map(|vid| Some((vid, self.jobs.get(vid)?)))
             .filter(|(_, r)| r.job.preemptible && r.job.resources.family == job.resources.family)
             .filter_map(|(vid, r)| {
-                let a = r.active.as_ref().filter(|a| sites.contains(&a.site) && a.start_at < before)?;
+                // a holder's job in its contract's block keeps it: the block is nobody else's
+                let a = r
+                    .active
+                    .as_ref()
+                    .filter(|a| sites.contains(&a.site) && a.start_at < before && a.block.is_none())?;
                 let theirs = ranks.effective(r.job.priority, &r.job.tenant);
                 (!job.preemptible || me.value > theirs.value + 1e-9).then_some(Candidate {
                     id: *vid,

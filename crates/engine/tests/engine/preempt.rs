@@ -169,13 +169,20 @@ fn among_spot_work_the_tenant_under_its_share_goes_first() {
 }
 
 /// What the property test tracks of the site: id → (cores, attempt, planned end s) of each
-/// running job, and each job's planned run time, cores and whether it is preemptible.
+/// running job, and each job's planned run time, cores and whether it is preemptible; the ucu·h
+/// each running attempt was planned to use, and what preempted attempts were charged.
 #[derive(Default)]
 struct Track {
     running: BTreeMap<u64, (u32, u32, i64)>,
     planned: BTreeMap<u64, i64>,
     cores: BTreeMap<u64, u32>,
     preemptible: BTreeMap<u64, bool>,
+    planned_ucu: BTreeMap<u64, (f64, i64)>,
+    charged: BTreeMap<u64, f64>,
+    /// Each contract's holder and what its block held per slot when it was made; each job's
+    /// contract and tenant.
+    blocks: BTreeMap<u64, (String, BTreeMap<i64, u32>)>,
+    contract_of: BTreeMap<u64, (u64, String)>,
 }
 
 impl Track {
@@ -189,13 +196,47 @@ impl Track {
                 Event::Started { id, attempt, at, .. } => {
                     let end = (at.0 - start().0) / 1000 + self.planned[&id];
                     self.running.insert(id, (self.cores[&id], attempt, end));
+                    let ucu = e.planned_meter(id).map_or(0.0, |m| m.ucu_hours);
+                    self.planned_ucu.insert(id, (ucu, at.0));
                 }
-                Event::Preempted { id, by, .. } => {
+                Event::Preempted { id, by, at, meter, .. } => {
                     prop_assert!(self.preemptible[&id], "job {} was not preemptible", id);
                     prop_assert_eq!(Some(by), submitted);
+                    // charged only for what it used: the share of its plan it ran, no more
+                    if let Some((ucu, since)) = self.planned_ucu.remove(&id) {
+                        let ran = (at.0 - since) as f64 / (self.planned[&id] as f64 * 1000.0);
+                        prop_assert!(
+                            meter.ucu_hours <= ucu * ran.min(1.0) + 1e-9,
+                            "job {} charged {} of {} after {}",
+                            id,
+                            meter.ucu_hours,
+                            ucu,
+                            ran
+                        );
+                    } else {
+                        prop_assert!(
+                            meter.ucu_hours == 0.0,
+                            "job {} never started but was charged {}",
+                            id,
+                            meter.ucu_hours
+                        );
+                    }
+                    *self.charged.entry(id).or_default() += meter.ucu_hours;
                     self.running.remove(&id);
                 }
-                Event::Completed { id, .. } | Event::Failed { id, .. } | Event::Rescheduled { id, .. } => {
+                Event::Completed { id, ref outcome, .. } => {
+                    // the bill is every attempt's use: what preemptions charged is in it
+                    let before = self.charged.get(&id).copied().unwrap_or(0.0);
+                    prop_assert!(
+                        outcome.meter.ucu_hours + 1e-9 >= before,
+                        "job {} billed {} after {} was charged",
+                        id,
+                        outcome.meter.ucu_hours,
+                        before
+                    );
+                    self.running.remove(&id);
+                }
+                Event::Failed { id, .. } | Event::Rescheduled { id, .. } => {
                     self.running.remove(&id);
                 }
                 _ => {}
@@ -204,7 +245,38 @@ impl Track {
         // a run at its planned end holds nothing from then on (its report is due)
         let now_s = (e.now().0 - start().0) / 1000;
         let busy: u32 = self.running.values().filter(|r| r.2 > now_s).map(|r| r.0).sum();
-        prop_assert!(busy <= 4, "{} cores running on a 4-core site: {:?}", busy, self.running);
+        // contracts' blocks hold what their holders' jobs have not taken: nobody else's
+        let slot = suanwang_sched::slots::slot_of(e.now());
+        let held: u32 = e.blocks().map(|(_, b)| b.held_at(slot)).sum();
+        prop_assert!(
+            busy + held <= 4,
+            "{} cores running and {} reserved on a 4-core site: {:?}",
+            busy,
+            held,
+            self.running
+        );
+        // and no reserved unit went to anyone but the holder: what a block holds now, with
+        // its holder's running jobs on it, is at least what it held when it was made
+        for (contract, (holder, initial)) in &self.blocks {
+            let Some(&at_start) = initial.get(&slot) else { continue };
+            let now_held = e.blocks().find(|(c, _)| *c == contract).map_or(0, |(_, b)| b.held_at(slot));
+            let holders: u32 = self
+                .running
+                .iter()
+                .filter(|(j, r)| {
+                    r.2 > now_s && self.contract_of.get(j).is_some_and(|(c, t)| c == contract && t == holder)
+                })
+                .map(|(_, r)| r.0)
+                .sum();
+            prop_assert!(
+                now_held + holders >= at_start,
+                "contract {}: holds {} with {} of its holder's running, made with {}",
+                contract,
+                now_held,
+                holders,
+                at_start
+            );
+        }
         prop_assert!(e.counts().balanced(), "{:?}", e.counts());
         Ok(())
     }
@@ -214,17 +286,20 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     /// Random spot and non-spot work of random priority and tenants on one 4-core site
-    /// (submitted on slot boundaries): running work never exceeds the site, a non-preemptible
-    /// job is never preempted, a preempted job was preemptible and gave way to the job just
-    /// submitted, and no job disappears.
+    /// (submitted on slot boundaries), with contracts reserving blocks of it for their holders
+    /// and jobs naming them: running work and the blocks' holdings never exceed the site (a
+    /// reserved unit goes to nobody but its holder), a non-preemptible job is never preempted,
+    /// a preempted job was preemptible, gave way to the job just submitted and was charged only
+    /// for what it ran, and no job disappears.
     #[test]
     fn preemption_keeps_every_invariant(
-        ops in prop::collection::vec((0u8..4, 1u32..5, any::<bool>(), 0u8..10, 0u64..3), 5..40)
+        ops in prop::collection::vec((0u8..4, 1u32..5, any::<bool>(), 0u8..10, 0u64..3, 0u8..8), 5..40)
     ) {
         let (mut e, net) = engine();
         let mut track = Track::default();
         let mut t = 0i64;
-        for (i, (tenant, cores, spot, prio, dt)) in ops.into_iter().enumerate() {
+        let mut contracts: Vec<u64> = vec![];
+        for (i, (tenant, cores, spot, prio, dt, act)) in ops.into_iter().enumerate() {
             let id = i as u64 + 1;
             // whole 15-minute slots, the scheduler's grain, so that runs fill their reservations
             t += dt as i64 * 900;
@@ -243,9 +318,35 @@ proptest! {
                 e.apply(Command::Report { id: rid, attempt, outcome: done(60.0) }).expect("report");
             }
             track.absorb(&mut e, None)?;
+            if act == 0 {
+                // a contract: a block of what fits, for two hours from now
+                let r = e.apply(Command::Reserve {
+                    contract: id,
+                    holder: format!("t{tenant}"),
+                    sites: vec!["local".into()],
+                    family: suanwang_core::Family::General,
+                    model: "any".into(),
+                    start: e.now(),
+                    end: Ts(e.now().0 + 2 * 3_600_000),
+                    units: cores.min(3),
+                });
+                prop_assert!(r.is_ok(), "{:?}", r);
+                contracts.push(id);
+                let block = e.blocks().find(|(c, _)| **c == id).map(|(_, b)| b.clone()).expect("the block");
+                let initial = (block.start..block.end).map(|s| (s, block.held_at(s))).collect();
+                track.blocks.insert(id, (format!("t{tenant}"), initial));
+                track.absorb(&mut e, None)?;
+                continue;
+            }
             track.preemptible.insert(id, spot);
             track.cores.insert(id, cores);
-            let j = job(&net, &format!("t{tenant}"), cores, 1800, spot, prio);
+            let mut j = job(&net, &format!("t{tenant}"), cores, 1800, spot, prio);
+            if act <= 2 {
+                j.contract = contracts.last().copied();
+                if let Some(c) = j.contract {
+                    track.contract_of.insert(id, (c, j.tenant.clone()));
+                }
+            }
             e.apply(Command::Submit { id, job: Box::new(j) }).expect("submit");
             at(&mut e, t);
             track.absorb(&mut e, Some(id))?;
