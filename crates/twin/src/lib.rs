@@ -7,6 +7,7 @@
 //! records and a progress callback; the binary opens files and draws progress.
 
 pub mod capacity;
+pub mod market;
 pub mod report;
 pub mod run;
 pub mod scenario;

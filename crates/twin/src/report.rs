@@ -149,6 +149,36 @@ pub fn files(json: &str, trace: &str, policies: &[PolicyKpis], scripts: Scripts<
         );
     }
     table.push_str("</table>");
+    // the market: the same work at posted prices and by call auctions (issue 16 item 8)
+    table.push_str(
+        "<h2>Market per policy and pricing</h2><p>The completed work priced at posted prices and by \
+         uniform-price call auctions (a site's day of a family per product; asks at cost to list \
+         price by utilisation, bids at each job's value — modelled). Welfare: bidders' value less \
+         sellers' cost over what traded.</p><table><tr><th>policy</th><th>pricing</th>\
+         <th>utilisation</th><th>matched (unit·h)</th><th>unmatched (unit·h)</th><th>unmatched jobs</th>\
+         <th>tenants paid (CNY)</th><th>providers got (CNY)</th><th>mean price (CNY/unit·h)</th>\
+         <th>welfare (CNY)</th></tr>",
+    );
+    for p in policies {
+        for m in &p.market {
+            let _ = write!(
+                table,
+                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.0}</td><td>{:.0}</td><td>{}</td><td>{:.2}</td>\
+                 <td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
+                esc(&p.policy),
+                m.pricing,
+                m.utilisation,
+                m.unit_hours_matched,
+                m.unmatched_unit_hours,
+                m.unmatched_jobs,
+                m.tenants_cost_fen as f64 / 100.0,
+                m.providers_revenue_fen as f64 / 100.0,
+                m.mean_price_fen / 100.0,
+                m.welfare_fen as f64 / 100.0
+            );
+        }
+    }
+    table.push_str("</table>");
     let html = format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>Suanwang twin — {t}</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}.chart{{width:100%;max-width:1100px;height:420px}}</style><script src="echarts.min.js"></script><script src="twin-charts.js"></script></head><body><h1>Suanwang digital twin</h1><p>Trace: {t}. Raw figures: <a href="twin.json">twin.json</a>. Charts: Apache ECharts (<a href="ECHARTS-LICENSE">licence</a>).</p>{table}<h2>Targets per policy</h2><p>The seed's targets and the policy goals (hover a target for its source).</p>{targets}<h2>The frontier</h2><p>{n} policies, {sweep} of them sweep points; {pareto} Pareto-efficient over (cost, carbon, mean wait), ringed; a marker's size is its mean wait.</p><div class="chart" id="frontier"></div><h2>Green share of energy used, per day</h2><div class="chart" id="green"></div><h2>Per-hub utilisation per day</h2>{body}<script>const DATA = {data};</script><script>{DRAW_JS}</script></body></html>"#,
         t = esc(trace),

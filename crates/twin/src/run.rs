@@ -119,6 +119,9 @@ pub struct PolicyKpis {
     pub daily_hub_utilization: std::collections::BTreeMap<String, Vec<f64>>,
     pub daily_green_share: Vec<f64>,
     pub virtual_days: f64,
+    /// The market (issue 16 item 8): the completed work priced at posted prices and by call
+    /// auctions, side by side (`crate::market`).
+    pub market: Vec<crate::market::PricingKpis>,
 }
 
 /// One target: `value` against `limit` (`at_most` or `at_least`); `met` is `None` when it
@@ -193,6 +196,7 @@ struct Acc<'n> {
     background: crate::scenario::Background,
     book: suanwang_economy::PriceBook,
     vouchers: Vouchers,
+    market: crate::market::MarketSim,
 }
 
 /// The scenario's voucher programmes as the replay spends them: what each has paid, and what
@@ -308,6 +312,10 @@ impl Acc<'_> {
         self.wait_sum += wait;
         let run_s = (o.finished_at.0 - o.started_at.0).max(0) as f64 / 1000.0;
         self.slowdown_sum += (wait + run_s) / run_s.max(SLOWDOWN_BOUND_S);
+        if let Some(Place::Site(i)) = self.net.place(&o.site) {
+            // the trace says nothing of budgets: the market's bids take a modelled value
+            self.market.record(o, i, None);
+        }
         if let Some(Place::Site(i)) = self.net.place(&o.site)
             && let Some(acc) = self.per_site.get_mut(i)
         {
@@ -430,6 +438,7 @@ where
             programmes: scenario.vouchers.clone(),
             by_tenant: std::collections::HashMap::new(),
         },
+        market: crate::market::MarketSim::default(),
     };
     // restricted jobs in flight: id → (region, province) of their data, for the residency check
     let mut restricted: std::collections::HashMap<u64, (String, String)> = std::collections::HashMap::new();
@@ -615,6 +624,7 @@ fn empty_kpis(policy: &str) -> PolicyKpis {
         daily_hub_utilization: std::collections::BTreeMap::new(),
         daily_green_share: vec![],
         virtual_days: 0.0,
+        market: vec![],
     }
 }
 
@@ -643,6 +653,8 @@ fn finish(mut acc: Acc<'_>, engine: &Engine) -> PolicyKpis {
     acc.k.deferrable_carbon_kg_per_job_at_nearest = ratio(acc.nearest_carbon, d);
     let hours = ((acc.last_finish.0 - acc.t0.0).max(1) as f64) / 3_600_000.0;
     acc.k.virtual_days = hours / 24.0;
+    let background = acc.background.clone();
+    acc.k.market = acc.market.finish(net, &|s| background.mean_for(s));
     let cap = |pred: &dyn Fn(&suanwang_core::network::Site) -> bool| -> f64 {
         net.sites
             .iter()

@@ -153,3 +153,30 @@ fn scenarios_are_checked() {
         assert!(e.starts_with(field), "{bad}: {e}");
     }
 }
+
+/// The twin runs the market (issue 16 item 8): the same completed work at posted prices and by
+/// call auctions, side by side, with the auction's properties holding on the aggregate.
+#[test]
+fn the_twin_prices_its_work_posted_and_by_auction() {
+    let k = run(&philly_sample(), &TraceKind::Philly, "balanced", 1, 1).expect("runs");
+    let pricings: Vec<&str> = k.market.iter().map(|m| m.pricing).collect();
+    assert_eq!(pricings, ["posted", "auction"]);
+    for m in &k.market {
+        assert!(m.products > 0 && m.unit_hours_offered > 0.0, "{m:?}");
+        assert!(m.unit_hours_matched <= m.unit_hours_demanded + 1e-6, "{m:?}");
+        assert!(
+            (m.unit_hours_matched + m.unmatched_unit_hours - m.unit_hours_demanded).abs() < 1e-6,
+            "every unit·hour demanded is matched or not: {m:?}"
+        );
+        assert!(m.unit_hours_matched <= m.unit_hours_offered + 1e-6, "no more sold than offered: {m:?}");
+        assert_eq!(m.tenants_cost_fen, m.providers_revenue_fen, "budget balanced: {m:?}");
+        assert!((0.0..=1.0).contains(&m.utilisation), "{m:?}");
+    }
+    let auction = &k.market[1];
+    // individually rational: every trade is at or below the bid's value and at or above the
+    // ask's cost, so the welfare of what traded is not negative
+    assert!(auction.welfare_fen >= 0, "{auction:?}");
+    assert!(auction.unit_hours_matched > 0.0, "{auction:?}");
+    let posted = &k.market[0];
+    assert!((posted.unit_hours_demanded - auction.unit_hours_demanded).abs() < 1e-9, "the same demand");
+}
