@@ -36,6 +36,6 @@ pub use money::{
 };
 pub use network::{Approval, NetworkDocument, SiteList, SiteStatus};
 pub use openapi::{AGENT_SCHEMAS, Body, ROUTES, Route, openapi};
-pub use ops::{ApproveAnswer, ErrorBody, Health, KpiTargets, Kpis, RestartAnswer, SuspendAnswer, WhoAmI};
+pub use ops::{ApproveAnswer, EnclaveKpi, ErrorBody, Health, KpiTargets, Kpis, RestartAnswer, SuspendAnswer, WhoAmI};
 pub use plan::{Placement, PlanAnswer, Refusal};
 pub use strict::duplicate_key;

@@ -96,6 +96,22 @@ pub struct Kpis {
     /// The policy's targets these are judged against (`data/policy.toml`).
     #[serde(default)]
     pub targets: KpiTargets,
+    /// Enclaves (飞地, R1): per contract holder (a city's tenant), the ended jobs it ran on its
+    /// contracts at western hubs' sites — counted as the holder's, wherever they ran.
+    #[serde(default)]
+    pub enclaves: BTreeMap<String, EnclaveKpi>,
+}
+
+/// One holder's enclave work in `GET /v1/kpis`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EnclaveKpi {
+    pub jobs: u64,
+    pub ucu_hours: f64,
+    pub energy_kwh: f64,
+    /// Green share of that energy, 0–1.
+    pub green_share: f64,
+    /// The western hub sites it ran at.
+    pub sites: Vec<String>,
 }
 
 /// The targets of `GET /v1/kpis`.

@@ -543,6 +543,22 @@ async fn kpis(State(inner): S, headers: HeaderMap) -> Result<Json<api::Kpis>, Ap
             utilisation_ratio: net.policy.hubs.utilisation_ratio_target,
             green_share: net.policy.hubs.green_share_target,
         },
+        enclaves: t
+            .enclaves
+            .iter()
+            .map(|(holder, e)| {
+                (
+                    holder.clone(),
+                    api::EnclaveKpi {
+                        jobs: e.jobs,
+                        ucu_hours: e.ucu_hours,
+                        energy_kwh: e.energy_kwh,
+                        green_share: ratio(e.green_kwh, e.energy_kwh),
+                        sites: e.sites.iter().cloned().collect(),
+                    },
+                )
+            })
+            .collect(),
     }))
 }
 

@@ -93,6 +93,19 @@ pub struct Totals {
     /// Set when `cost_fen` would have overflowed (it then stays at its bound).
     #[serde(default)]
     pub overflowed: bool,
+    /// Enclaves (R1): per contract holder, its ended contract jobs at western hubs' sites.
+    #[serde(default)]
+    pub enclaves: BTreeMap<String, EnclaveTotals>,
+}
+
+/// What a holder's enclave ran (`Totals::enclaves`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EnclaveTotals {
+    pub jobs: u64,
+    pub ucu_hours: f64,
+    pub energy_kwh: f64,
+    pub green_kwh: f64,
+    pub sites: std::collections::BTreeSet<String>,
 }
 
 impl Totals {
@@ -122,6 +135,17 @@ impl Totals {
                 self.hub_ucu_hours += m.ucu_hours;
                 self.hub_energy_kwh += m.energy_kwh;
                 self.hub_green_kwh += m.green_kwh;
+            }
+            // a contract's job at a western hub's site is its holder's enclave work (飞地)
+            let on_contract = v.spec.get("contract").is_some_and(|c| !c.is_null());
+            if let Some(s) = site.filter(|s| on_contract && s.in_hub() && s.side == suanwang_core::network::Side::West)
+            {
+                let e = self.enclaves.entry(v.tenant.clone()).or_default();
+                e.jobs += 1;
+                e.ucu_hours += m.ucu_hours;
+                e.energy_kwh += m.energy_kwh;
+                e.green_kwh += m.green_kwh;
+                e.sites.insert(s.id.clone());
             }
             self.transfer_gb += m.transfer_gb;
             self.transfer_fen = self.transfer_fen.saturating_add(m.transfer_fen);

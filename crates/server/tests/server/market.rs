@@ -448,9 +448,18 @@ async fn reserved_capacity_is_bought_for_a_window_at_the_reserved_price() {
         call(&url, "POST", "/v1/topups", Some(&op), body(&json!({"party": "acme", "amount_fen": 10_000_000})), None)
             .await;
     assert_eq!(st, 201);
-    // a site with general pools: the dearest of them sets the on-demand price
+    // a western hub's site with general pools (a city's block there is its enclave, 飞地): the
+    // dearest of them sets the on-demand price
     let net = suanwang_core::Network::reference().expect("reference");
-    let site = net.sites.iter().find(|s| s.pools.iter().any(|p| p.family.as_str() == "general")).expect("a site");
+    let site = net
+        .sites
+        .iter()
+        .find(|s| {
+            s.in_hub()
+                && s.side == suanwang_core::network::Side::West
+                && s.pools.iter().any(|p| p.family.as_str() == "general")
+        })
+        .expect("a site");
     let on_demand = site
         .pools
         .iter()
@@ -496,4 +505,12 @@ async fn reserved_capacity_is_bought_for_a_window_at_the_reserved_price() {
     let (st, j) = call(&url, "POST", "/v1/jobs", Some(&acme), body(&spec), None).await;
     assert_eq!(st, 201, "{j}");
     assert_eq!(j["site"].as_str(), Some(site.id.as_str()), "{j}");
+    // once it has ended it counts as the holder's enclave work in the KPIs
+    let job = j["id"].as_u64().expect("id");
+    crate::history::until(&url, &acme, &format!("/v1/jobs/{job}"), |v| v["state"] == "completed").await;
+    let (st, k) = call(&url, "GET", "/v1/kpis", Some(&op), None, None).await;
+    assert_eq!(st, 200, "{k}");
+    assert_eq!(k["enclaves"]["acme"]["jobs"], 1, "{k}");
+    assert_eq!(k["enclaves"]["acme"]["sites"], json!([site.id]), "{k}");
+    assert!(k["enclaves"]["acme"]["ucu_hours"].as_f64().is_some_and(|u| u > 0.0), "{k}");
 }
