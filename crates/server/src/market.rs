@@ -1170,4 +1170,71 @@ mod tests {
             prop_assert!(placed.windows(2).all(|w| w[0] < w[1]), "ids increase");
         });
     }
+
+    /// Random offsets (R5 碳汇) — jobs repeated, lots named or not, some unknown, some too large
+    /// for any lot, wallets that run dry — through both ledgers: carbon is never created or
+    /// lost (issued = left in the lots + retired, to the gram), a job is retired at most once,
+    /// what tenants paid is exactly what the lots' holders received, and a refused offset
+    /// changes nothing in either ledger.
+    #[test]
+    fn carbon_and_money_are_conserved_through_offsets() {
+        let offsets = proptest::collection::vec(
+            (0usize..3, 0u64..12, prop_oneof![1u64..5_000_000, 1u64..u64::MAX / 4], 0usize..5),
+            1..40,
+        );
+        proptest!(ProptestConfig::with_cases(64), |(os in offsets)| {
+            // a small credit limit: some offsets find the wallet dry
+            let mut books = Books::new(PriceBook::reference(), 2_000);
+            let mut m = Market { next_order: 1, next_contract: 1, ..Market::default() };
+            m.lots = suanwang_economy::carbon::CreditLot::reference();
+            let issued: u64 = m.lots.iter().filter_map(suanwang_economy::carbon::CreditLot::grams).sum();
+            let mut retired_jobs: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut paid: i128 = 0;
+            for (who, job, grams, lot) in os {
+                let lot = match lot {
+                    0 => None,
+                    1 => Some("no-such-lot".to_string()),
+                    k => m.lots.get(k - 2).map(|l| l.id.clone()),
+                };
+                let before = (books.ledger().totals(), m.offset_jobs.len());
+                let op = MarketOp::Offset { tenant: format!("t{who}"), job, grams, lot, by: format!("t{who}") };
+                match m.apply(&mut books, op, 1_000) {
+                    Ok(MarketDone::Offset(v)) => {
+                        prop_assert!(retired_jobs.insert(job, grams).is_none(), "job {} retired twice", job);
+                        prop_assert_eq!(v.grams, grams);
+                        paid += i128::from(v.price_fen);
+                    }
+                    Ok(_) => prop_assert!(false, "an offset answers with its view"),
+                    Err(_) => {
+                        // nothing half-applied: the money ledger's totals and the jobs offset
+                        // are as they were (the lots' issue, once, aside)
+                        prop_assert_eq!(m.offset_jobs.len(), before.1);
+                        let (dp, cp, dq, cq) = books.ledger().totals();
+                        let (dp0, cp0, dq0, cq0) = before.0;
+                        let issue: u128 = if dq0 == 0 { u128::from(issued) } else { 0 };
+                        prop_assert!(dp == dp0 && cp == cp0, "a refused offset holds nothing");
+                        prop_assert!(dq == dq0 + issue && cq == cq0 + issue, "a refused offset moved nothing");
+                    }
+                }
+            }
+            prop_assert!(books.balanced(), "Σ debits = Σ credits in both ledgers");
+            let left: u64 = m.lots.iter().map(|l| Market::remaining(&books, &l.id)).sum();
+            let retired = books.find(AccountKind::CarbonRetired, "retired").map_or(0, suanwang_economy::Account::balance);
+            if !retired_jobs.is_empty() {
+                prop_assert_eq!(i128::from(left) + retired, i128::from(issued), "issued = left + retired");
+                prop_assert_eq!(retired, i128::from(retired_jobs.values().sum::<u64>()));
+            }
+            let wallets: i128 = (0..3).map(|w| books.find(AccountKind::Wallet, &format!("t{w}")).map_or(0, |a| -a.balance())).sum();
+            let holders: i128 = m
+                .lots
+                .iter()
+                .map(|l| l.holder.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .iter()
+                .map(|h| books.find(AccountKind::Provider, h).map_or(0, suanwang_economy::Account::balance))
+                .sum();
+            prop_assert_eq!(wallets, paid, "tenants paid their offsets");
+            prop_assert_eq!(holders, paid, "the holders received them");
+        });
+    }
 }
