@@ -474,6 +474,10 @@ struct Active {
     /// The contract block it runs in and what it took from it.
     #[serde(default)]
     block: Option<(u64, Vec<suanwang_sched::Reservation>)>,
+    /// Another holder's block whose idle units this preemptible job borrows, and what it took:
+    /// it gives them back when the holder needs them (or it ends).
+    #[serde(default)]
+    lent: Option<(u64, Vec<suanwang_sched::Reservation>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -503,6 +507,9 @@ struct RecordSnapshot {
 /// A job that lost its place to another: its id, its record (out of the engine, its
 /// reservation released) and the reason.
 type Preemption = (JobId, Record, String);
+
+/// A contract block and what a job took from it.
+type Taken = (u64, Vec<suanwang_sched::Reservation>);
 
 /// A job that may give its place to another: its rank, whether it runs, when it starts and
 /// what it holds.
@@ -853,23 +860,35 @@ impl Engine {
         // a job on a contract with a block runs in it when it can (the holder's jobs first);
         // a job that would wait for capacity (a slot or more), or be refused for it, may take
         // the place of preemptible work of lower rank
-        let placed = match self.place_in_block(&job) {
-            Some((p, taken)) => Ok((p, Some(taken), vec![])),
+        // a preemptible job that still waits may borrow another holder's idle reserved units
+        let placed = match self.place_in_block(id, &job) {
+            Some((p, taken, evicted)) => Ok((p, Some(taken), None, evicted)),
             None => match self.sched.place(&job, now, &self.policy) {
                 Ok(p) if self.capacity_wait_s(&p) >= SLOT_S => {
                     let sites = self.preemption_sites(Some(&p), None);
-                    let (p, lost) = self.place_by_preempting(id, &job, Some(&p), &sites).unwrap_or((p, vec![]));
-                    Ok((p, None, lost))
+                    match self.place_by_preempting(id, &job, Some(&p), &sites) {
+                        Some((p, lost)) => Ok((p, None, None, lost)),
+                        None => match self.place_on_loan(&job, Some(&p), &sites) {
+                            Some((p, lent)) => Ok((p, None, Some(lent), vec![])),
+                            None => Ok((p, None, None, vec![])),
+                        },
+                    }
                 }
-                Ok(p) => Ok((p, None, vec![])),
+                Ok(p) => Ok((p, None, None, vec![])),
                 Err(refusal) => {
                     let sites = self.preemption_sites(None, Some(&refusal));
-                    self.place_by_preempting(id, &job, None, &sites).map(|(p, lost)| (p, None, lost)).ok_or(refusal)
+                    match self.place_by_preempting(id, &job, None, &sites) {
+                        Some((p, lost)) => Ok((p, None, None, lost)),
+                        None => self
+                            .place_on_loan(&job, None, &sites)
+                            .map(|(p, lent)| (p, None, Some(lent), vec![]))
+                            .ok_or(refusal),
+                    }
                 }
             },
         };
         match placed {
-            Ok((p, block, preempted)) => {
+            Ok((p, block, lent, preempted)) => {
                 self.counts.in_flight += 1;
                 let mut record = Record {
                     job,
@@ -882,6 +901,7 @@ impl Engine {
                 self.activate(id, &mut record, &p);
                 if let Some(a) = record.active.as_mut() {
                     a.block = block;
+                    a.lent = lent;
                 }
                 self.jobs.insert(id, record);
                 for (victim, record, reason) in preempted {
@@ -959,13 +979,32 @@ impl Engine {
     /// `job` is on a contract of its tenant's with a block: placed at the block's site with
     /// the block's units free for it, the block giving what the job takes. `None` when it is
     /// not, or does not fit there (it is then placed as any job is).
-    fn place_in_block(&mut self, job: &Job) -> Option<(Placement, (u64, Vec<suanwang_sched::Reservation>))> {
+    fn place_in_block(&mut self, id: JobId, job: &Job) -> Option<(Placement, Taken, Vec<Preemption>)> {
         let n = job.contract?;
-        let mut block = self.blocks.remove(&n)?;
-        if block.holder != job.tenant {
-            self.blocks.insert(n, block);
+        if self.blocks.get(&n).is_none_or(|b| b.holder != job.tenant) {
             return None;
         }
+        // the holder comes first: whoever borrowed the block's idle units gives them back
+        let mut borrowers: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, r)| r.active.as_ref().is_some_and(|a| a.lent.as_ref().is_some_and(|(c, _)| *c == n)))
+            .map(|(j, _)| *j)
+            .collect();
+        borrowers.sort_unstable();
+        let mut evicted = vec![];
+        for b in borrowers {
+            let Some(mut r) = self.jobs.remove(&b) else { continue };
+            if let Some(a) = r.active.as_mut() {
+                let _ = self.sched.release(&a.reservation);
+                let lent = a.lent.take();
+                if let (Some((_, taken)), Some(block)) = (lent, self.blocks.get_mut(&n)) {
+                    block.give_back(&mut self.sched, &taken, suanwang_sched::slots::slot_at_or_after(self.now));
+                }
+            }
+            evicted.push((b, r, format!("the holder of contract {n} needs its reserved units (job {id})")));
+        }
+        let mut block = self.blocks.remove(&n)?;
         let site = self.sched.network().sites[self.sched.pool_site(block.pool)].id.clone();
         let mut pinned = job.clone();
         pinned.allowed_sites = vec![site];
@@ -982,16 +1021,69 @@ impl Engine {
             }
         };
         self.blocks.insert(n, block);
-        out
+        match out {
+            Some((p, taken)) => Some((p, taken, evicted)),
+            None => {
+                // placed as any job is; the evicted borrowers are placed again
+                for (b, r, why) in evicted {
+                    self.preempted(b, r, id, &why);
+                }
+                None
+            }
+        }
+    }
+
+    /// `job`, preemptible, would wait for capacity (`current`, committed) or was refused for it
+    /// at `sites`: it may run on another holder's idle reserved units there, giving them back
+    /// when the holder needs them. Returns the placement (`current` released) and what it
+    /// borrowed; `None` when no block there places it sooner, leaving everything as it was.
+    fn place_on_loan(&mut self, job: &Job, current: Option<&Placement>, sites: &[usize]) -> Option<(Placement, Taken)> {
+        if !job.preemptible {
+            return None;
+        }
+        let lenders: Vec<u64> = self
+            .blocks
+            .iter()
+            .filter(|(_, b)| b.holder != job.tenant && sites.contains(&self.sched.pool_site(b.pool)))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in lenders {
+            let Some(mut block) = self.blocks.remove(&n) else { continue };
+            let site = self.sched.network().sites[self.sched.pool_site(block.pool)].id.clone();
+            let mut pinned = job.clone();
+            pinned.allowed_sites = vec![site];
+            if let Some(c) = current {
+                let _ = self.sched.release(&c.reservation);
+            }
+            block.lift(&mut self.sched);
+            match self.sched.place(&pinned, self.now, &self.policy) {
+                Ok(p) if current.is_none_or(|c| p.chosen.start_at < c.chosen.start_at) => {
+                    let taken = block.take(&mut self.sched, &p.reservation);
+                    self.blocks.insert(n, block);
+                    return Some((p, (n, taken)));
+                }
+                Ok(p) => {
+                    let _ = self.sched.release(&p.reservation);
+                }
+                Err(_) => {}
+            }
+            block.restore(&mut self.sched);
+            self.blocks.insert(n, block);
+            if let Some(c) = current {
+                let _ = self.sched.commit(&c.reservation);
+            }
+        }
+        None
     }
 
     /// A job that ran in a contract's block let its reservation go before its end: what it
     /// took from now on goes back to the block.
     fn return_to_block(&mut self, a: &Active) {
-        let Some((n, taken)) = &a.block else { return };
         let from = suanwang_sched::slots::slot_at_or_after(self.now);
-        if let Some(b) = self.blocks.get_mut(n) {
-            b.give_back(&mut self.sched, taken, from);
+        for (n, taken) in [&a.block, &a.lent].into_iter().flatten() {
+            if let Some(b) = self.blocks.get_mut(n) {
+                b.give_back(&mut self.sched, taken, from);
+            }
         }
     }
 
@@ -1041,10 +1133,9 @@ impl Engine {
             .filter(|(_, r)| r.job.preemptible && r.job.resources.family == job.resources.family)
             .filter_map(|(vid, r)| {
                 // a holder's job in its contract's block keeps it: the block is nobody else's
-                let a = r
-                    .active
-                    .as_ref()
-                    .filter(|a| sites.contains(&a.site) && a.start_at < before && a.block.is_none())?;
+                let a = r.active.as_ref().filter(|a| {
+                    sites.contains(&a.site) && a.start_at < before && a.block.is_none() && a.lent.is_none()
+                })?;
                 let theirs = ranks.effective(r.job.priority, &r.job.tenant);
                 (!job.preemptible || me.value > theirs.value + 1e-9).then_some(Candidate {
                     id: *vid,
@@ -1245,6 +1336,7 @@ impl Engine {
             link,
             time_limit_s: None,
             block: None,
+            lent: None,
         });
         self.events.push(Event::Placed {
             id,

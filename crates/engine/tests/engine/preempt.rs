@@ -255,8 +255,9 @@ impl Track {
             held,
             self.running
         );
-        // and no reserved unit went to anyone but the holder: what a block holds now, with
-        // its holder's running jobs on it, is at least what it held when it was made
+        // and no reserved unit went to anyone but its holder or, idle, to others' preemptible
+        // work: what a block holds now, with its holder's running jobs on it and preemptible
+        // jobs, is at least what it held when it was made
         for (contract, (holder, initial)) in &self.blocks {
             let Some(&at_start) = initial.get(&slot) else { continue };
             let now_held = e.blocks().find(|(c, _)| *c == contract).map_or(0, |(_, b)| b.held_at(slot));
@@ -264,7 +265,9 @@ impl Track {
                 .running
                 .iter()
                 .filter(|(j, r)| {
-                    r.2 > now_s && self.contract_of.get(j).is_some_and(|(c, t)| c == contract && t == holder)
+                    r.2 > now_s
+                        && (self.contract_of.get(j).is_some_and(|(c, t)| c == contract && t == holder)
+                            || self.preemptible.get(j).copied().unwrap_or(false))
                 })
                 .map(|(_, r)| r.0)
                 .sum();
@@ -368,10 +371,9 @@ fn placed_at(events: &[Event], id: u64) -> Option<i64> {
     })
 }
 
-#[test]
-fn a_contracts_block_is_its_holders_first_and_nobody_elses() {
-    let (mut e, net) = engine();
-    let reserve = |contract, units| Command::Reserve {
+/// Contract `contract` of tenant "city": `units` general units at "local" for 4 hours from the start.
+fn reserve(contract: u64, units: u32) -> Command {
+    Command::Reserve {
         contract,
         holder: "city".into(),
         sites: vec!["local".into()],
@@ -380,7 +382,36 @@ fn a_contracts_block_is_its_holders_first_and_nobody_elses() {
         start: start(),
         end: Ts(start().0 + 4 * 3_600_000),
         units,
-    };
+    }
+}
+
+#[test]
+fn others_spot_work_borrows_idle_reserved_units_until_the_holder_needs_them() {
+    let (mut e, net) = engine();
+    e.apply(reserve(9, 4)).expect("reserves");
+    let _ = e.take_events();
+    // the whole site is reserved: another tenant's non-preemptible job waits for the block's end…
+    e.apply(Command::Submit { id: 1, job: Box::new(job(&net, "other", 2, 600, false, 9)) }).expect("submit");
+    assert!(placed_at(&e.take_events(), 1).is_some_and(|s| s >= 4 * 3600), "never reserved units");
+    // …its preemptible job runs on the idle reserved units now
+    e.apply(Command::Submit { id: 2, job: Box::new(job(&net, "other", 2, 3600, true, 5)) }).expect("submit");
+    assert_eq!(placed_at(&e.take_events(), 2), Some(0), "borrows the idle block");
+    at(&mut e, 900);
+    assert_eq!(e.state(2), Some(JobState::Running));
+    let _ = e.take_events();
+    // the holder comes: the borrower gives the units back and is placed again; the holder runs
+    e.apply(Command::Submit { id: 3, job: Box::new(on_contract(&net, "city", 4, 600, 9)) }).expect("submit");
+    let events = e.take_events();
+    let p = preemptions(&events);
+    assert_eq!(p.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>(), vec![(2, 3)], "{events:?}");
+    assert!(p[0].2.contains("holder of contract 9"), "{}", p[0].2);
+    assert_eq!(placed_at(&events, 3), Some(900), "{events:?}");
+    assert!(e.counts().balanced());
+}
+
+#[test]
+fn a_contracts_block_is_its_holders_first_and_nobody_elses() {
+    let (mut e, net) = engine();
     e.apply(reserve(7, 2)).expect("reserves");
     let events = e.take_events();
     assert!(
