@@ -17,8 +17,6 @@ pub struct Block {
     pub holder: String,
     /// The pool (index into the scheduler's pools) it is held in.
     pub pool: usize,
-    /// Units the contract is for.
-    pub units: u32,
     /// The window, slots `[start, end)`.
     pub start: i64,
     pub end: i64,
@@ -59,13 +57,9 @@ impl Block {
     /// committed beforehand by the caller, so the commits cannot fail; if one ever did, the
     /// block keeps what it could commit.
     fn replace(&mut self, sched: &mut Scheduler, parts: Vec<Reservation>) {
-        for p in &self.parts {
-            let _ = sched.release(&PoolReservation { pool: self.pool, window: *p });
-        }
-        self.parts = parts
-            .into_iter()
-            .filter(|p| sched.commit(&PoolReservation { pool: self.pool, window: *p }).is_ok())
-            .collect();
+        self.lift(sched);
+        self.parts = parts;
+        self.restore(sched);
     }
 
     /// Holds `units` over `[start, end)` where `pool` has them, slot by slot (a block is what
@@ -73,25 +67,16 @@ impl Block {
     pub fn new(sched: &mut Scheduler, holder: &str, pool: usize, units: u32, start: i64, end: i64) -> Block {
         let timeline = sched.timeline(pool);
         let last = timeline.end();
-        let mut parts: Vec<Reservation> = vec![];
-        for s in start..end {
-            // beyond the horizon nothing is known yet: hold the whole block there
-            let v = if s >= last { units } else { units.min(timeline.free_at(s)) };
-            if v == 0 {
-                continue;
-            }
-            match parts.last_mut() {
-                Some(p) if p.end == s && p.units == v => p.end = s + 1,
-                _ => parts.push(Reservation { start: s, end: s + 1, units: v }),
-            }
-            if s >= last {
-                if let Some(p) = parts.last_mut() {
-                    p.end = end;
-                }
-                break;
-            }
+        // within the horizon what is free, slot by slot; beyond it nothing is known yet: the
+        // whole block
+        let mut parts = vec![];
+        for s in start..end.min(last) {
+            parts = apply(&parts, s, s + 1, |_| units.min(timeline.free_at(s)));
         }
-        let mut block = Block { holder: holder.to_string(), pool, units, start, end, parts: vec![] };
+        if end > last {
+            parts = apply(&parts, start.max(last), end, |_| units);
+        }
+        let mut block = Block { holder: holder.to_string(), pool, start, end, parts: vec![] };
         block.replace(sched, parts);
         block
     }
@@ -121,16 +106,14 @@ impl Block {
     /// up to its units over the job's window and holds the rest again. Returns what it gave,
     /// as rectangles (for `give_back`).
     pub fn take(&mut self, sched: &mut Scheduler, job: &PoolReservation) -> Vec<Reservation> {
-        let old = std::mem::take(&mut self.parts);
         if job.pool != self.pool {
-            self.parts = old;
             self.restore(sched);
             return vec![];
         }
         let w = job.window;
-        let given = apply(&old, w.start, w.end, |v| v.min(w.units));
+        let given = apply(&self.parts, w.start, w.end, |v| v.min(w.units));
         let given: Vec<Reservation> = given.into_iter().filter_map(|g| clip(g, w.start, w.end)).collect();
-        self.parts = apply(&old, w.start, w.end, |v| v - v.min(w.units));
+        self.parts = apply(&self.parts, w.start, w.end, |v| v - v.min(w.units));
         self.restore(sched);
         given
     }

@@ -511,6 +511,10 @@ type Preemption = (JobId, Record, String);
 /// A contract block and what a job took from it.
 type Taken = (u64, Vec<suanwang_sched::Reservation>);
 
+/// How a new job is admitted: its placement, the block it runs in (its holder's) or borrows
+/// from, and the jobs that gave it their place.
+type Admission = (Placement, Option<Taken>, Option<Taken>, Vec<Preemption>);
+
 /// A job that may give its place to another: its rank, whether it runs, when it starts and
 /// what it holds.
 #[derive(Debug, Clone, Copy)]
@@ -865,26 +869,10 @@ impl Engine {
             Some((p, taken, evicted)) => Ok((p, Some(taken), None, evicted)),
             None => match self.sched.place(&job, now, &self.policy) {
                 Ok(p) if self.capacity_wait_s(&p) >= SLOT_S => {
-                    let sites = self.preemption_sites(Some(&p), None);
-                    match self.place_by_preempting(id, &job, Some(&p), &sites) {
-                        Some((p, lost)) => Ok((p, None, None, lost)),
-                        None => match self.place_on_loan(&job, Some(&p), &sites) {
-                            Some((p, lent)) => Ok((p, None, Some(lent), vec![])),
-                            None => Ok((p, None, None, vec![])),
-                        },
-                    }
+                    Ok(self.place_when_short(id, &job, Ok(&p)).unwrap_or((p, None, None, vec![])))
                 }
                 Ok(p) => Ok((p, None, None, vec![])),
-                Err(refusal) => {
-                    let sites = self.preemption_sites(None, Some(&refusal));
-                    match self.place_by_preempting(id, &job, None, &sites) {
-                        Some((p, lost)) => Ok((p, None, None, lost)),
-                        None => self
-                            .place_on_loan(&job, None, &sites)
-                            .map(|(p, lent)| (p, None, Some(lent), vec![]))
-                            .ok_or(refusal),
-                    }
-                }
+                Err(refusal) => self.place_when_short(id, &job, Err(&refusal)).ok_or(refusal),
             },
         };
         match placed {
@@ -1004,24 +992,7 @@ impl Engine {
             }
             evicted.push((b, r, format!("the holder of contract {n} needs its reserved units (job {id})")));
         }
-        let mut block = self.blocks.remove(&n)?;
-        let site = self.sched.network().sites[self.sched.pool_site(block.pool)].id.clone();
-        let mut pinned = job.clone();
-        pinned.allowed_sites = vec![site];
-        block.lift(&mut self.sched);
-        let placed = self.sched.place(&pinned, self.now, &self.policy);
-        let out = match placed {
-            Ok(p) => {
-                let taken = block.take(&mut self.sched, &p.reservation);
-                Some((p, (n, taken)))
-            }
-            Err(_) => {
-                block.restore(&mut self.sched);
-                None
-            }
-        };
-        self.blocks.insert(n, block);
-        match out {
+        match self.place_with_block(n, job, None) {
             Some((p, taken)) => Some((p, taken, evicted)),
             None => {
                 // placed as any job is; the evicted borrowers are placed again
@@ -1047,33 +1018,52 @@ impl Engine {
             .filter(|(_, b)| b.holder != job.tenant && sites.contains(&self.sched.pool_site(b.pool)))
             .map(|(n, _)| *n)
             .collect();
-        for n in lenders {
-            let Some(mut block) = self.blocks.remove(&n) else { continue };
-            let site = self.sched.network().sites[self.sched.pool_site(block.pool)].id.clone();
-            let mut pinned = job.clone();
-            pinned.allowed_sites = vec![site];
-            if let Some(c) = current {
-                let _ = self.sched.release(&c.reservation);
+        lenders.into_iter().find_map(|n| self.place_with_block(n, job, current))
+    }
+
+    /// `job` placed at block `n`'s site with the block's units free for it (and `current`, a
+    /// placement it holds, released): the block gives what the job takes. `None` when it does
+    /// not fit there sooner than `current`, leaving everything as it was.
+    fn place_with_block(&mut self, n: u64, job: &Job, current: Option<&Placement>) -> Option<(Placement, Taken)> {
+        let mut block = self.blocks.remove(&n)?;
+        let mut pinned = job.clone();
+        pinned.allowed_sites = vec![self.sched.network().sites[self.sched.pool_site(block.pool)].id.clone()];
+        if let Some(c) = current {
+            let _ = self.sched.release(&c.reservation);
+        }
+        block.lift(&mut self.sched);
+        let out = match self.sched.place(&pinned, self.now, &self.policy) {
+            Ok(p) if current.is_none_or(|c| p.chosen.start_at < c.chosen.start_at) => {
+                let taken = block.take(&mut self.sched, &p.reservation);
+                Some((p, (n, taken)))
             }
-            block.lift(&mut self.sched);
-            match self.sched.place(&pinned, self.now, &self.policy) {
-                Ok(p) if current.is_none_or(|c| p.chosen.start_at < c.chosen.start_at) => {
-                    let taken = block.take(&mut self.sched, &p.reservation);
-                    self.blocks.insert(n, block);
-                    return Some((p, (n, taken)));
-                }
-                Ok(p) => {
+            placed => {
+                if let Ok(p) = placed {
                     let _ = self.sched.release(&p.reservation);
                 }
-                Err(_) => {}
+                block.restore(&mut self.sched);
+                if let Some(c) = current {
+                    let _ = self.sched.commit(&c.reservation);
+                }
+                None
             }
-            block.restore(&mut self.sched);
-            self.blocks.insert(n, block);
-            if let Some(c) = current {
-                let _ = self.sched.commit(&c.reservation);
-            }
-        }
-        None
+        };
+        self.blocks.insert(n, block);
+        out
+    }
+
+    /// A job lets its placement go: its reservation is released and, when it ran in a
+    /// contract's block (its holder's, or borrowed), what it took from now on goes back.
+    fn let_go(&mut self, a: &Active) {
+        let _ = self.sched.release(&a.reservation);
+        self.return_to_block(a);
+    }
+
+    /// What an attempt used (`meter`) is charged to the tenant's fair share; returns the job's
+    /// whole use, earlier preempted attempts included (what it is billed).
+    fn charge_use(&mut self, record: &Record, meter: &Meter) -> Meter {
+        self.fairshare.charge(&record.job.tenant, meter.ucu_hours, self.now);
+        record.used.plus(meter)
     }
 
     /// A job that ran in a contract's block let its reservation go before its end: what it
@@ -1085,6 +1075,24 @@ impl Engine {
                 b.give_back(&mut self.sched, taken, from);
             }
         }
+    }
+
+    /// `job` would wait for capacity (`Ok`, its placement, committed) or was refused for it
+    /// (`Err`): it takes the place of lower-ranked preemptible work if that places it sooner,
+    /// else — preemptible — borrows another holder's idle reserved units. `None` leaves
+    /// everything as it was.
+    fn place_when_short(
+        &mut self,
+        id: JobId,
+        job: &Job,
+        outcome: Result<&Placement, &suanwang_sched::Refusal>,
+    ) -> Option<Admission> {
+        let sites = self.preemption_sites(outcome);
+        let current = outcome.ok();
+        if let Some((p, lost)) = self.place_by_preempting(id, job, current, &sites) {
+            return Some((p, None, None, lost));
+        }
+        self.place_on_loan(job, current, &sites).map(|(p, lent)| (p, None, Some(lent), vec![]))
     }
 
     /// Seconds placement `p` waits for capacity: its start less when its data can be there
@@ -1226,15 +1234,14 @@ impl Engine {
 
     /// The sites preemption may free capacity at for `job`: those its placement `p` chose
     /// among (the chosen one and the runners-up), or those that refused it for capacity alone.
-    fn preemption_sites(&self, p: Option<&Placement>, refusal: Option<&suanwang_sched::Refusal>) -> Vec<usize> {
+    fn preemption_sites(&self, outcome: Result<&Placement, &suanwang_sched::Refusal>) -> Vec<usize> {
         let net = self.sched.network();
         let index = |id: &str| net.sites.iter().position(|s| s.id == id);
-        let mut sites: Vec<usize> = match (p, refusal) {
-            (Some(p), _) => std::iter::once(&p.chosen).chain(&p.runners_up).filter_map(|c| index(&c.site)).collect(),
-            (None, Some(r)) => {
+        let mut sites: Vec<usize> = match outcome {
+            Ok(p) => std::iter::once(&p.chosen).chain(&p.runners_up).filter_map(|c| index(&c.site)).collect(),
+            Err(r) => {
                 r.rejections.iter().filter(|x| x.filter == Filter::Capacity).filter_map(|x| index(&x.site)).collect()
             }
-            (None, None) => vec![],
         };
         sites.sort_unstable();
         sites.dedup();
@@ -1260,8 +1267,7 @@ impl Engine {
                     why = format!("{why}; resumes from its checkpoint at {saved:.0} % done");
                 }
             }
-            self.fairshare.charge(&record.job.tenant, meter.ucu_hours, now);
-            record.used = record.used.plus(&meter);
+            record.used = self.charge_use(&record, &meter);
             self.events.push(Event::Preempted {
                 id,
                 at: now,
@@ -1437,8 +1443,7 @@ impl Engine {
     /// with `meter` as what it used.
     fn complete(&mut self, id: JobId, record: &Record, active: &Active, meter: Meter) {
         let now = self.now;
-        self.fairshare.charge(&record.job.tenant, meter.ucu_hours, now);
-        let meter = record.used.plus(&meter);
+        let meter = self.charge_use(record, &meter);
         let site = &self.sched.network().sites[active.site];
         let outcome = Outcome {
             id,
@@ -1468,14 +1473,12 @@ impl Engine {
         let record = self.jobs.remove(&id).ok_or(EngineError::NotFound(id))?;
         let mut meter = Meter::default();
         if let Some(a) = &record.active {
-            let _ = self.sched.release(&a.reservation);
-            self.return_to_block(a);
+            self.let_go(a);
             if record.state == JobState::Running {
                 meter = a.meter.partial(self.now.0 - a.start_at.0, a.end_at.0 - a.start_at.0);
             }
         }
-        self.fairshare.charge(&record.job.tenant, meter.ucu_hours, self.now);
-        let meter = record.used.plus(&meter);
+        let meter = self.charge_use(&record, &meter);
         self.counts.in_flight -= 1;
         self.counts.cancelled += 1;
         self.events.push(Event::Cancelled { id, at: self.now, meter });
@@ -1491,10 +1494,8 @@ impl Engine {
         let net = self.sched.network();
         let site = net.sites[a.site].id.clone();
         let pool = self.sched.pool(a.reservation.pool).id.clone();
-        let reservation = a.reservation;
-        let _ = self.sched.release(&reservation);
         if let Some(a) = self.jobs.remove(&id).and_then(|r| r.active) {
-            self.return_to_block(&a);
+            self.let_go(&a);
         }
         self.counts.in_flight -= 1;
         self.counts.refused += 1;
@@ -1564,8 +1565,7 @@ impl Engine {
             let Some(mut record) = self.jobs.remove(&id) else { continue };
             let mut why = reason.to_string();
             if let Some(a) = record.active.take() {
-                let _ = self.sched.release(&a.reservation);
-                self.return_to_block(&a);
+                self.let_go(&a);
                 if record.state == JobState::Running
                     && let Some(saved) = resume_from_checkpoint(&mut record.job, &a, now)
                 {
@@ -1683,8 +1683,7 @@ impl Engine {
             .map_err(|e| EngineError::Implausible { field: "wall_seconds", reason: e.to_string() })?;
         let Some(mut record) = self.jobs.remove(&id) else { return Err(EngineError::NotFound(id)) };
         let Some(active) = record.active.take() else { return Err(EngineError::NotAssigned(id)) };
-        let _ = self.sched.release(&active.reservation);
-        self.return_to_block(&active);
+        self.let_go(&active);
         let now = self.now;
         self.counts.in_flight -= 1;
         let usage = Usage {
@@ -1698,8 +1697,7 @@ impl Engine {
         } else {
             self.counts.failed += 1;
             let reason = outcome.reason.clone().unwrap_or_else(|| "the run failed".into());
-            self.fairshare.charge(&record.job.tenant, meter.ucu_hours, now);
-            let meter = record.used.plus(&meter);
+            let meter = self.charge_use(&record, &meter);
             self.events.push(Event::Failed { id, at: now, reason, meter });
         }
         Ok(())
