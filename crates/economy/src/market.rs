@@ -100,6 +100,17 @@ impl Product {
         self.start_ms.saturating_add(i64::from(self.hours) * HOUR_MS)
     }
 
+    /// A window that has not begun before this hour (`now_ms`'s).
+    pub fn check_not_past(&self, now_ms: i64) -> Result<(), FieldError> {
+        if self.start_ms < now_ms.div_euclid(HOUR_MS) * HOUR_MS {
+            return Err(FieldError::new(
+                "start",
+                format!("the window starts at {}, in the past", hour_utc(self.start_ms)),
+            ));
+        }
+        Ok(())
+    }
+
     /// Names and hours within bounds (the places and models are the caller's to check).
     pub fn check_shape(&self) -> Result<(), FieldError> {
         let ok_name = |s: &str| {
@@ -148,21 +159,14 @@ impl Order {
     /// Units and price within bounds, the window not over: the checks every order passes.
     pub fn check(&self, now_ms: i64) -> Result<(), FieldError> {
         self.product.check_shape()?;
-        if !(1..=MAX_UNITS).contains(&self.units) {
-            return Err(FieldError::new("units", format!("{} is not 1 to {MAX_UNITS}", self.units)));
-        }
+        check_units(self.units)?;
         if !(1..=MAX_PRICE_FEN).contains(&self.price_fen) {
             return Err(FieldError::new(
                 "price_fen",
                 format!("{} is not 1 to {MAX_PRICE_FEN} fen per unit·hour", self.price_fen),
             ));
         }
-        if self.product.start_ms < now_ms.div_euclid(HOUR_MS) * HOUR_MS {
-            return Err(FieldError::new(
-                "start",
-                format!("the window starts at {}, in the past", hour_utc(self.product.start_ms)),
-            ));
-        }
+        self.product.check_not_past(now_ms)?;
         self.hold_fen().map(|_| ())
     }
 
@@ -174,6 +178,14 @@ impl Order {
         cost(self.units, self.price_fen, self.product.hours)
             .ok_or_else(|| FieldError::new("units", "units × price × hours does not fit in fen"))
     }
+}
+
+/// An order's or a purchase's units: 1 to `MAX_UNITS`.
+pub fn check_units(units: u64) -> Result<(), FieldError> {
+    if !(1..=MAX_UNITS).contains(&units) {
+        return Err(FieldError::new("units", format!("{units} is not 1 to {MAX_UNITS}")));
+    }
+    Ok(())
 }
 
 /// `units × price × hours`, checked.

@@ -105,6 +105,11 @@ pub struct Market {
     pub fresh_contracts: Vec<ContractView>,
 }
 
+/// The platform's fee on a contract's `amount`: `fee_bp` basis points, rounded half up.
+fn platform_fee(amount: u64, fee_bp: u32) -> u64 {
+    (amount.saturating_mul(u64::from(fee_bp)) + 5_000) / 10_000
+}
+
 /// A reserved purchase's terms, checked by its route.
 #[derive(Debug)]
 struct Purchase {
@@ -339,37 +344,40 @@ impl Market {
         }
     }
 
+    /// `units` more of `seller`'s `capacity` of the product's kind at its place fit with what it
+    /// has offered and sold in overlapping windows; else 422 naming `units`.
+    fn check_left(&self, seller: &str, p: &Product, units: u64, capacity: u64) -> Result<(), ApiError> {
+        let offered = self.book.asked_overlapping(seller, p);
+        let sold = self.sold_overlapping(seller, p);
+        if offered.saturating_add(sold).saturating_add(units) > capacity {
+            return Err(invalid(
+                "units",
+                format!(
+                    "{seller} has {capacity} units of {}/{} at {}; with {offered} offered and {sold} sold in \
+                     overlapping windows, {units} more is too many",
+                    p.family, p.model, p.place
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// A reserved purchase (包年包月): priced by the book, checked against what the seller has
     /// left in the window, paid at once (wallet → clearing → seller and platform, one linked
     /// chain), recorded as a contract (in the evidence log) that reserves its units.
     fn reserve(&mut self, books: &mut Books, b: &Purchase, by: &str, now_ms: i64) -> Result<ContractView, ApiError> {
         let p = &b.product;
         p.check_shape().map_err(|e| invalid("product", e.to_string()))?;
-        if !(1..=1_000_000).contains(&b.units) {
-            return Err(invalid("units", format!("{} is not 1 to 1,000,000", b.units)));
-        }
-        if p.start_ms < now_ms.div_euclid(3_600_000) * 3_600_000 {
-            return Err(invalid("product", format!("the window starts at {}, in the past", rfc3339_hour(p.start_ms))));
-        }
+        suanwang_economy::market::check_units(b.units).map_err(|e| invalid("units", e.to_string()))?;
+        p.check_not_past(now_ms).map_err(|e| invalid("product", e.to_string()))?;
         let amount = books
             .book
             .reserved_fen(b.on_demand_fen, b.units, u64::from(p.hours))
             .map_err(|e| invalid("product", e.to_string()))?;
         let amount = u64::try_from(amount).map_err(|_| invalid("units", "the price is not a positive amount"))?;
-        let offered = self.book.asked_overlapping(&b.seller, p);
-        let sold = self.sold_overlapping(&b.seller, p);
-        if offered.saturating_add(sold).saturating_add(b.units) > b.capacity {
-            return Err(invalid(
-                "units",
-                format!(
-                    "{} has {} units of {}/{} at {}; with {offered} offered and {sold} sold in overlapping windows, {} \
-                     more is too many",
-                    b.seller, b.capacity, p.family, p.model, p.place, b.units
-                ),
-            ));
-        }
+        self.check_left(&b.seller, p, b.units, b.capacity)?;
         let id = self.next_contract;
-        let fee = (amount.saturating_mul(u64::from(books.book.platform.fee_bp)) + 5_000) / 10_000;
+        let fee = platform_fee(amount, books.book.platform.fee_bp);
         let wallet = books.account(AccountKind::Wallet, &b.tenant, now_ms);
         let clearing = books.account(AccountKind::Clearing, PLATFORM, now_ms);
         let platform = books.account(AccountKind::Platform, PLATFORM, now_ms);
@@ -446,21 +454,7 @@ impl Market {
         o.check(now_ms).map_err(|e| invalid(&e.field, e.to_string()))?;
         let held = o.hold_fen().map_err(|e| invalid(&e.field, e.to_string()))?;
         match o.side {
-            Side::Ask => {
-                let offered = self.book.asked_overlapping(&o.owner, &o.product);
-                let sold = self.sold_overlapping(&o.owner, &o.product);
-                let total = offered.saturating_add(sold).saturating_add(o.units);
-                if total > capacity {
-                    return Err(invalid(
-                        "units",
-                        format!(
-                            "{} has {capacity} units of {}/{} at {}; with {offered} offered and {sold} sold in \
-                             overlapping windows, {} more is too many",
-                            o.owner, o.product.family, o.product.model, o.product.place, o.units
-                        ),
-                    ));
-                }
-            }
+            Side::Ask => self.check_left(&o.owner, &o.product, o.units, capacity)?,
             Side::Bid => {
                 let wallet = books.account(AccountKind::Wallet, &o.owner, now_ms);
                 let clearing = books.account(AccountKind::Clearing, PLATFORM, now_ms);
@@ -690,7 +684,7 @@ impl Market {
             expired: 0,
             cleared_at_ms: now_ms,
         };
-        let fee_bp = u64::from(books.book.platform.fee_bp);
+        let fee_bp = books.book.platform.fee_bp;
         let platform = books.account(AccountKind::Platform, PLATFORM, now_ms);
         let clearing = books.account(AccountKind::Clearing, PLATFORM, now_ms);
         for (c, orders) in results {
@@ -709,7 +703,7 @@ impl Market {
                     };
                     // within the bid's hold: units ≤ its units, price ≤ its maximum
                     let amount = cost(f.units, price, hours).unwrap_or(0);
-                    let fee = (amount.saturating_mul(fee_bp) + 5_000) / 10_000;
+                    let fee = platform_fee(amount, fee_bp);
                     let id = self.next_contract;
                     self.next_contract += 1;
                     answer.contracts += 1;

@@ -57,8 +57,9 @@ pub(crate) fn sites_of<'a>(net: &'a suanwang_core::Network, place: &str) -> Vec<
         .collect()
 }
 
-/// Units of the product's kind at its place: all of them, and `owner`'s.
-fn capacity(inner: &Inner, p: &Product, owner: &str) -> Result<(u64, u64), ApiError> {
+/// Each provider's units of the product's kind at its place, with the dearest on-demand price
+/// among them (fen per unit·hour); 422 naming `product` when the place is unknown or has none.
+fn sellers(inner: &Inner, p: &Product) -> Result<BTreeMap<String, (u64, i64)>, ApiError> {
     let net = inner.net();
     let sites = sites_of(&net, &p.place);
     if sites.is_empty() {
@@ -66,20 +67,19 @@ fn capacity(inner: &Inner, p: &Product, owner: &str) -> Result<(u64, u64), ApiEr
     }
     let grants = inner.grants();
     let book = inner.books.lock().map_err(|_| ApiError::unavailable("the books are unavailable"))?.book.clone();
-    let (mut all, mut owned) = (0u64, 0u64);
+    let mut out: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     for s in sites {
         let provider = crate::billing::provider_of(&book, &net, &grants, &s.id);
         for pool in s.pools.iter().filter(|x| p.covers(x.family.as_str(), &x.model)) {
-            all = all.saturating_add(pool.count);
-            if provider == owner {
-                owned = owned.saturating_add(pool.count);
-            }
+            let e = out.entry(provider.clone()).or_default();
+            e.0 = e.0.saturating_add(pool.count);
+            e.1 = e.1.max(pool.price_fen_per_unit_hour);
         }
     }
-    if all == 0 {
+    if out.values().all(|(units, _)| *units == 0) {
         return Err(invalid("product", format!("no {}/{} capacity at {}", p.family, p.model, p.place)));
     }
-    Ok((all, owned))
+    Ok(out)
 }
 
 /// `POST /v1/market/orders`: an ask or a bid, answered once it is durable (201).
@@ -109,7 +109,7 @@ pub async fn place(
         return Err(invalid("owner", "1 to 64 bytes"));
     }
     let product = Product::parse(&r.product).map_err(|e| invalid("product", e.to_string()))?;
-    let (_, owned) = capacity(&inner, &product, &owner)?;
+    let owned = sellers(&inner, &product)?.get(&owner).map_or(0, |(units, _)| *units);
     let side = match r.side {
         OrderSide::Ask => Side::Ask,
         OrderSide::Bid => Side::Bid,
@@ -271,20 +271,7 @@ pub async fn reserve(
         return Err(invalid("tenant", "1 to 64 bytes"));
     }
     let product = Product::parse(&r.product).map_err(|e| invalid("product", e.to_string()))?;
-    capacity(&inner, &product, "")?;
-    let net = inner.net();
-    let grants = inner.grants();
-    let book = inner.books.lock().map_err(|_| ApiError::unavailable("the books are unavailable"))?.book.clone();
-    // each provider at the place: its units of the product's kind and its highest price
-    let mut sellers: BTreeMap<String, (u64, i64)> = BTreeMap::new();
-    for s in sites_of(&net, &product.place) {
-        let provider = crate::billing::provider_of(&book, &net, &grants, &s.id);
-        for pool in s.pools.iter().filter(|x| product.covers(x.family.as_str(), &x.model)) {
-            let e = sellers.entry(provider.clone()).or_default();
-            e.0 = e.0.saturating_add(pool.count);
-            e.1 = e.1.max(pool.price_fen_per_unit_hour);
-        }
-    }
+    let sellers = sellers(&inner, &product)?;
     let seller = match r.seller {
         Some(s) if sellers.contains_key(&s) => s,
         Some(s) => {

@@ -323,14 +323,11 @@ async fn submit(
     // (the body is read as JSON once: for this and for the idempotency check below)
     let mut spec: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     // R4: a job on a market contract is confined to its seller's sites and window
-    let on_contract = crate::market::resolve_contract(&inner, &mut spec).await?;
+    let mut changed = crate::market::resolve_contract(&inner, &mut spec).await?;
     // R3: the tenant's quotas (a full region is taken out of where it may run)
-    let on_contract = crate::market::apply_quotas(&inner, &mut spec)? || on_contract;
-    let body = if crate::datasets::resolve_input(&inner, &p, &mut spec).await? || on_contract {
-        Bytes::from(serde_json::to_vec(&spec).unwrap_or_default())
-    } else {
-        body
-    };
+    changed |= crate::market::apply_quotas(&inner, &mut spec)?;
+    changed |= crate::datasets::resolve_input(&inner, &p, &mut spec).await?;
+    let body = if changed { Bytes::from(serde_json::to_vec(&spec).unwrap_or_default()) } else { body };
     let now = actor::wall_now();
     let job = suanwang_core::job::parse_json(&body, &inner.net(), now).map_err(|p| spec_error(&p))?;
     if p.role == Role::Tenant && job.tenant != p.name {

@@ -119,10 +119,16 @@ impl MarketSim {
         let mut posted = empty("posted");
         let mut auction = empty("auction");
         let mut book = OrderBook::new();
-        let mut next_id = 1u64;
-        // per order id: (job's demand, or the seller's cost) for the welfare
-        let mut value_of: BTreeMap<u64, f64> = BTreeMap::new();
-        let mut cost_of: BTreeMap<u64, f64> = BTreeMap::new();
+        // per order id: what a bid's units are worth to the bidder, an ask's cost the seller (the
+        // welfare of a fill is the one less the other); an order's id is its index + 1
+        let mut worth: Vec<f64> = vec![];
+        let mut post = |book: &mut OrderBook, side, owner: String, product: &Product, units, price: f64, w| {
+            worth.push(w);
+            let id = worth.len() as u64;
+            let price_fen = price.max(1.0) as u64;
+            // ids are fresh: the insert cannot fail
+            let _ = book.insert(Order { id, side, owner, product: product.clone(), units, price_fen, seq: id });
+        };
         for ((si, fi, day), jobs) in &self.demand {
             let site = &net.sites[*si];
             let family = Family::ALL[*fi];
@@ -171,36 +177,12 @@ impl MarketSim {
                 hours: 24,
             };
             if offered > 0 {
-                let id = next_id;
-                next_id += 1;
-                cost_of.insert(id, cost);
-                let floor = floor.ceil().max(1.0) as u64;
-                let _ = book.insert(Order {
-                    id,
-                    side: Side::Ask,
-                    owner: site.id.clone(),
-                    product: product.clone(),
-                    units: offered,
-                    price_fen: floor,
-                    seq: id,
-                });
+                post(&mut book, Side::Ask, site.id.clone(), &product, offered, floor.ceil(), cost);
             }
             for d in jobs {
                 auction.unit_hours_demanded += d.unit_hours as f64;
-                let id = next_id;
-                next_id += 1;
                 let v = value(d);
-                value_of.insert(id, v);
-                let max = v.floor().max(1.0) as u64;
-                let _ = book.insert(Order {
-                    id,
-                    side: Side::Bid,
-                    owner: d.id.to_string(),
-                    product: product.clone(),
-                    units: d.unit_hours,
-                    price_fen: max,
-                    seq: id,
-                });
+                post(&mut book, Side::Bid, d.id.to_string(), &product, d.unit_hours, v.floor(), v);
             }
         }
         let mut paid_units = 0.0;
@@ -216,8 +198,10 @@ impl MarketSim {
                     let paid = i64::try_from(price.saturating_mul(f.units)).unwrap_or(i64::MAX);
                     auction.tenants_cost_fen = auction.tenants_cost_fen.saturating_add(paid);
                     auction.providers_revenue_fen = auction.providers_revenue_fen.saturating_add(paid);
-                    let value = value_of.get(&f.bid).copied().unwrap_or(0.0);
-                    let cost = cost_of.get(&f.ask).copied().unwrap_or(0.0);
+                    let at = |id: u64| {
+                        usize::try_from(id).ok().and_then(|i| worth.get(i.checked_sub(1)?)).copied().unwrap_or(0.0)
+                    };
+                    let (value, cost) = (at(f.bid), at(f.ask));
                     auction.welfare_fen += ((value - cost) * uh).round() as i64;
                 }
             }
