@@ -259,6 +259,17 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub contract: Option<u64>,
+    /// Bid for the job's capacity instead of paying the posted price (issue 16): the most the
+    /// tenant pays per unit·hour, fen. The job becomes a bid (`POST /v1/jobs` answers 202 with
+    /// the order) on the open ask that fits it — its family and model, one of its allowed places,
+    /// a window long enough for its run time that ends by its deadline, floor ≤ `max_price` and
+    /// units enough — the earliest window, then the lowest floor. The bid holds units ×
+    /// `max_price` × the window's hours of the wallet until the clearing; when it wins, the job is
+    /// submitted on the contract as its window begins (the order's `job_id`); when it loses,
+    /// the hold is released and the job is not run. Not with `contract`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000_000))]
+    pub max_price: Option<u64>,
 }
 
 impl JobSpec {
@@ -291,6 +302,7 @@ impl JobSpec {
             checkpoint_s: None,
             run: None,
             contract: None,
+            max_price: None,
         }
     }
 }

@@ -85,6 +85,16 @@ pub struct OrderView {
     pub held_fen: u64,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// A bid a job became (`max_price`): the job's spec, submitted on the contract the bid wins
+    /// as the contract's window begins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<serde_json::Value>,
+    /// The job the bid's spec became, once submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u64>,
+    /// Why the bid's job was not (or not yet) submitted, e.g. the bid expired unfilled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_reason: Option<String>,
 }
 
 /// `GET /v1/market/orders`.

@@ -99,7 +99,7 @@ pub const ROUTES: &[Route] = &[
             "post",
             "/v1/jobs",
             "Submit a job (the job spec as JSON; Idempotency-Key header: the same key again answers 200 with \
-             the same job)",
+             the same job; a job with `max_price` answers 202 with the bid it became)",
             "operator, tenant (own)",
         )
     },
@@ -845,6 +845,12 @@ pub fn openapi() -> Value {
                 let mut same = json!({"description": "The job submitted earlier with this Idempotency-Key"});
                 same["content"] = content(r.response).unwrap_or(Value::Null);
                 same
+            });
+            responses.insert("202".into(), {
+                let mut bid = json!({"description": "A job with `max_price` became this bid: it is submitted on \
+                    the contract the bid wins as the contract's window begins (the order's `job_id`)"});
+                bid["content"] = content(Body::Json("OrderView")).unwrap_or(Value::Null);
+                bid
             });
         }
         let v1 = r.path.starts_with("/v1");

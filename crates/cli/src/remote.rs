@@ -70,11 +70,15 @@ impl Client {
         key: Option<&str>,
     ) -> Result<Answer<T>> {
         let (status, bytes) = self.send(method, path, body, key).await?;
+        Client::answer(status, &bytes, &self.server, path)
+    }
+
+    /// An answer's body: a `T` on success, else the error body.
+    fn answer<T: DeserializeOwned>(status: u16, bytes: &[u8], server: &str, path: &str) -> Result<Answer<T>> {
         if status < 300 {
-            let v = serde_json::from_slice(&bytes).with_context(|| {
+            let v = serde_json::from_slice(bytes).with_context(|| {
                 format!(
-                    "the answer of {}{path} is not a {} ({} bytes: {})",
-                    self.server,
+                    "the answer of {server}{path} is not a {} ({} bytes: {})",
                     std::any::type_name::<T>().rsplit("::").next().unwrap_or("value"),
                     bytes.len(),
                     String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
@@ -82,9 +86,9 @@ impl Client {
             })?;
             return Ok(Answer::Ok(v));
         }
-        let e = serde_json::from_slice(&bytes).unwrap_or_else(|_| api::ErrorBody {
+        let e = serde_json::from_slice(bytes).unwrap_or_else(|_| api::ErrorBody {
             code: format!("http_{status}"),
-            message: String::from_utf8_lossy(&bytes).trim().to_string(),
+            message: String::from_utf8_lossy(bytes).trim().to_string(),
             detail: String::new(),
             hint: String::new(),
             field: None,
@@ -215,7 +219,27 @@ pub fn submitted(j: &api::JobView) -> String {
 }
 
 pub async fn submit(c: &Client, file: &Path, key: Option<&str>, json_out: bool) -> Result<ExitCode> {
-    let j: api::JobView = match c.call(reqwest::Method::POST, "/v1/jobs", Some(spec_json(file)?), key).await? {
+    let (status, bytes) = c.send(reqwest::Method::POST, "/v1/jobs", Some(spec_json(file)?), key).await?;
+    if status == 202 {
+        // a job with `max_price` became a bid (issue 16)
+        let o: api::market::OrderView = serde_json::from_slice(&bytes)
+            .with_context(|| format!("the answer of {}/v1/jobs is not the bid the job became", c.server))?;
+        if json_out {
+            println!("{}", serde_json::to_string(&o)?);
+        } else {
+            println!(
+                "bid {} for {} units of {} at up to {} fen per unit·hour (¥{:.2} held)\n  \
+                 the job runs on the contract the bid wins, once its window begins: suanwang market orders",
+                o.id,
+                o.units,
+                o.product,
+                o.price_fen,
+                o.held_fen as f64 / 100.0
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let j: api::JobView = match Client::answer(status, &bytes, &c.server, "/v1/jobs")? {
         Answer::Ok(j) => j,
         Answer::Err(status, e) => return Ok(print_error(status, &e)),
     };

@@ -199,6 +199,10 @@ pub struct Job {
     /// its compute and energy were paid at the auction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract: Option<u64>,
+    /// The most the tenant pays per unit·hour, fen (issue 16): the job becomes a bid on the
+    /// market product that fits it, and runs on the contract it wins once its window begins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<u64>,
 }
 
 /// The command a real executor runs.
@@ -530,6 +534,7 @@ const TOP: &[&str] = &[
     "checkpoint_s",
     "run",
     "contract",
+    "max_price",
 ];
 const RUN: &[&str] = &["command", "args", "env"];
 const RESOURCES: &[&str] = &["family", "count", "accelerator", "min_throughput", "memory_gib", "variants"];
@@ -542,6 +547,8 @@ const INPUT: &[&str] = &["size_gb", "location", "classification", "dataset"];
 pub const MAX_COUNT: i64 = 1_000_000;
 /// Longest run time: one year.
 pub const MAX_RUN_TIME_S: i64 = 366 * 24 * 3600;
+/// The highest `max_price` a job may bid, fen per unit·hour (as an order's price).
+pub const MAX_PRICE_FEN: i64 = 10_000_000;
 /// Longest `start_within`: a year (the scheduler defers within its horizon anyway).
 pub const MAX_START_WITHIN_S: i64 = 366 * 24 * 3600;
 /// Largest input: 100 PB.
@@ -747,6 +754,23 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
             "the number of a market contract of the tenant (suanwang contract list)",
         )
         .map(|n| n as u64);
+    let max_price = top
+        .int(
+            &mut c,
+            "max_price",
+            false,
+            1,
+            MAX_PRICE_FEN,
+            "the most the tenant pays per unit·hour at auction, fen (1 to 10,000,000)",
+        )
+        .map(|n| n as u64);
+    if contract.is_some() && max_price.is_some() {
+        c.problems.push(problem(
+            "max_price",
+            "a job on a contract has its capacity already: it does not bid",
+            "leave out `max_price` or `contract`",
+        ));
+    }
 
     match (name, tenant, kind, origin, latency_tier.or(Some(None)), resources, work) {
         (Some(name), Some(tenant), Some(kind), Some(origin), Some(latency_tier), Some(resources), Some(work))
@@ -772,6 +796,7 @@ pub fn validate(doc: &Tree, net: &Network, now: Ts) -> Result<Job, Vec<Problem>>
                 checkpoint_s,
                 run,
                 contract,
+                max_price,
             })
         }
         _ => Err(c.problems),

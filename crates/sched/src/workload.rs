@@ -161,6 +161,7 @@ pub fn mix(net: &Network, seed: u64, n: usize, start: Ts, span_s: i64) -> Vec<(T
                 checkpoint_s: None,
                 run: None,
                 contract: None,
+                max_price: None,
             },
         ));
     }

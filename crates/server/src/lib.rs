@@ -391,6 +391,19 @@ pub async fn build(
             let _ = rx.await;
         }
     });
+    // bids' jobs go to the engine as their contracts' windows begin (issue 16 item 1)
+    let releaser = Arc::clone(&inner);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if releaser.tx.is_closed() {
+                break;
+            }
+            market_routes::release_due_jobs(&releaser).await;
+        }
+    });
     // tokens created beside the control plane (`suanwang token create`, `up`) go into the
     // evidence log: now, and when they appear
     tokio::spawn(evidence::log_tokens(Arc::clone(&inner), tx.clone()));

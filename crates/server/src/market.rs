@@ -65,6 +65,18 @@ pub enum MarketOp {
         quota: suanwang_api::market::QuotaRequest,
         by: String,
     },
+    /// A job with `max_price` becomes a bid on the open ask that fits it.
+    JobBid {
+        bid: Box<JobBid>,
+        by: String,
+    },
+    /// The bids' jobs whose contracts' windows have begun: taken to be submitted.
+    DueJobs,
+    /// What became of a bid's job: its id, or why it was not submitted.
+    JobSubmitted {
+        order: u64,
+        result: Result<u64, String>,
+    },
     /// Retire `grams` of a lot's credits against an ended job of `tenant`'s (R5).
     Offset {
         tenant: String,
@@ -82,6 +94,45 @@ pub enum MarketDone {
     Offset(suanwang_api::market::OffsetView),
     Quota,
     Contract(ContractView),
+    /// (order, tenant, the job's spec on its contract) for each bid's job now due.
+    DueJobs(Vec<(u64, String, serde_json::Value)>),
+    Done,
+}
+
+/// What a job with `max_price` asks of the book (issue 16 item 1): the job's spec (without
+/// `max_price`) and what an ask must offer to fit it.
+#[derive(Debug, Clone)]
+pub struct JobBid {
+    pub spec: serde_json::Value,
+    pub tenant: String,
+    pub family: String,
+    /// The job's accelerator model, if it names one.
+    pub model: Option<String>,
+    /// The places the job may run at (its allowed sites, regions and the regions' sites); empty:
+    /// anywhere.
+    pub places: Vec<String>,
+    pub units: u64,
+    pub max_price: u64,
+    /// The job's run time (at its pool's speed), s: the window must be as long.
+    pub run_s: i64,
+    pub deadline_ms: Option<i64>,
+}
+
+/// A bid's job not yet submitted: the contracts its bid won so far, and whether it is being
+/// submitted now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct JobWait {
+    order: u64,
+    #[serde(default)]
+    contracts: Vec<u64>,
+    /// The won contract's window start, ms.
+    #[serde(default)]
+    start_ms: i64,
+    /// The order, once it left the book (filled, expired or cancelled).
+    #[serde(default)]
+    stored: Option<StoredOrder>,
+    #[serde(skip)]
+    taken: bool,
 }
 
 /// The live market: open orders and what has been sold of each seller's capacity.
@@ -103,6 +154,8 @@ pub struct Market {
     logs: Vec<(&'static str, String, serde_json::Value)>,
     /// Contracts made since the actor last took them: each reserves its units in the engine.
     pub fresh_contracts: Vec<ContractView>,
+    /// Bids that jobs became, by order, until their jobs are submitted or given up.
+    jobs: BTreeMap<u64, JobWait>,
 }
 
 /// The platform's fee on a contract's `amount`: `fee_bp` basis points, rounded half up.
@@ -224,6 +277,17 @@ impl Market {
                 m.quotas.insert((k.tenant, k.family, k.region.unwrap_or_default()), k.max_units);
             }
         }
+        let q = MarketQuery {
+            kind: "job_bid".into(),
+            state: Some("waiting".into()),
+            limit: 100_000,
+            ..MarketQuery::default()
+        };
+        for r in store.market(&q).await? {
+            if let Ok(w) = serde_json::from_str::<JobWait>(&r.body) {
+                m.jobs.insert(w.order, w);
+            }
+        }
         let last = |id: Option<String>| id.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
         m.next_order = last(store.market_last_id("order").await?) + 1;
         m.next_contract = last(store.market_last_id("contract").await?) + 1;
@@ -337,6 +401,12 @@ impl Market {
                 body["tenant"] = serde_json::Value::String(quota.tenant.clone());
                 self.logs.push(("quota", by, body));
                 Ok(MarketDone::Quota)
+            }
+            MarketOp::JobBid { bid, by } => self.job_bid(books, &bid, &by, now_ms).map(MarketDone::Order),
+            MarketOp::DueJobs => Ok(MarketDone::DueJobs(self.due_jobs(now_ms))),
+            MarketOp::JobSubmitted { order, result } => {
+                self.job_submitted(order, result, now_ms);
+                Ok(MarketDone::Done)
             }
             MarketOp::Offset { tenant, job, grams, lot, by } => {
                 self.offset(books, &tenant, job, grams, lot.as_deref(), &by, now_ms).map(MarketDone::Offset)
@@ -496,6 +566,9 @@ impl Market {
                 held_fen: held,
                 created_at_ms: now_ms,
                 updated_at_ms: now_ms,
+                job: None,
+                job_id: None,
+                job_reason: None,
             },
             hold_leg: 0,
         };
@@ -510,6 +583,170 @@ impl Market {
         let _ = self.book.insert(o);
         self.open.insert(view.id, stored);
         Ok(view)
+    }
+
+    /// A job with `max_price` becomes a bid (issue 16 item 1) on the open ask that fits it: the
+    /// job's family and model, one of its places, a window long enough for its run time that
+    /// ends by its deadline, a floor within `max_price` and units enough — the earliest window,
+    /// then the lowest floor, then the oldest ask. 422 naming `max_price` when none fits.
+    fn job_bid(&mut self, books: &mut Books, b: &JobBid, by: &str, now_ms: i64) -> Result<OrderView, ApiError> {
+        let fits = |p: &Product, left: u64| {
+            p.family == b.family
+                && b.model.as_ref().is_none_or(|m| p.model == *m || p.model == "any")
+                && (b.places.is_empty() || b.places.contains(&p.place))
+                && i64::from(p.hours) * 3600 >= b.run_s
+                && p.start_ms >= now_ms - now_ms.rem_euclid(3_600_000)
+                && b.deadline_ms.is_none_or(|d| p.start_ms.saturating_add(b.run_s.saturating_mul(1000)) <= d)
+                && left >= b.units
+        };
+        let mut best: Option<(i64, u64, u64, Product)> = None;
+        let mut cheapest_over: Option<u64> = None;
+        for o in self.open.values().filter(|o| o.view.side == OrderSide::Ask && o.view.state == OrderState::Open) {
+            let Ok(p) = Product::parse(&o.view.product) else { continue };
+            if !fits(&p, o.view.units - o.view.filled_units) {
+                continue;
+            }
+            if o.view.price_fen > b.max_price {
+                cheapest_over = Some(cheapest_over.map_or(o.view.price_fen, |c| c.min(o.view.price_fen)));
+                continue;
+            }
+            let key = (p.start_ms, o.view.price_fen, o.view.id);
+            if best.as_ref().is_none_or(|(s, f, i, _)| key < (*s, *f, *i)) {
+                best = Some((key.0, key.1, key.2, p));
+            }
+        }
+        let Some((_, _, _, product)) = best else {
+            let why = match cheapest_over {
+                Some(c) => format!(
+                    "the asks that fit the job want at least {c} fen per unit·hour, above max_price {}",
+                    b.max_price
+                ),
+                None => format!(
+                    "no open ask offers {} {} units{}{} for {} s{}",
+                    b.units,
+                    b.family,
+                    b.model.as_ref().map_or(String::new(), |m| format!(" of {m}")),
+                    if b.places.is_empty() { String::new() } else { format!(" at {}", b.places.join(", ")) },
+                    b.run_s,
+                    if b.deadline_ms.is_some() { " before the deadline" } else { "" }
+                ),
+            };
+            return Err(invalid("max_price", why)
+                .hint("see GET /v1/market/prices; raise max_price, widen the places, or submit without it"));
+        };
+        let order = Order {
+            id: 0,
+            side: Side::Bid,
+            owner: b.tenant.clone(),
+            product,
+            units: b.units,
+            price_fen: b.max_price,
+            seq: 0,
+        };
+        let mut view = self.place(books, order, 0, by, now_ms)?;
+        view.job = Some(b.spec.clone());
+        if let Some(stored) = self.open.get_mut(&view.id) {
+            stored.view.job = Some(b.spec.clone());
+            let stored = stored.clone();
+            self.stage_order(&stored);
+        }
+        let wait = JobWait { order: view.id, ..JobWait::default() };
+        self.stage_wait(&wait, "waiting", now_ms);
+        self.jobs.insert(view.id, wait);
+        Ok(view)
+    }
+
+    /// The job bids' row (`job_bid`, by order): `waiting` until the job is submitted or given up.
+    fn stage_wait(&mut self, w: &JobWait, state: &str, now_ms: i64) {
+        self.staged.push(MarketRow {
+            kind: "job_bid".into(),
+            id: row_id(w.order),
+            owner: String::new(),
+            product: String::new(),
+            state: state.into(),
+            body: serde_json::to_string(w).unwrap_or_default(),
+            at_ms: now_ms,
+        });
+    }
+
+    /// After a clearing or a cancel: a bid's job whose order left the book waits for its
+    /// contract's window, or is given up with the reason.
+    fn bid_left_book(&mut self, stored: &StoredOrder, won: &[(u64, i64)], now_ms: i64) {
+        let Some(mut w) = self.jobs.remove(&stored.view.id) else { return };
+        w.contracts.extend(won.iter().map(|(c, _)| *c));
+        if let Some((_, start)) = won.first() {
+            w.start_ms = *start;
+        }
+        if stored.view.state == OrderState::Open {
+            self.stage_wait(&w, "waiting", now_ms);
+            self.jobs.insert(w.order, w);
+            return;
+        }
+        w.stored = Some(stored.clone());
+        let why = match (stored.view.state, w.contracts.len()) {
+            (OrderState::Filled, 1) => None,
+            (OrderState::Filled, n) => Some(format!(
+                "the bid was filled by {n} contracts ({}), none with all the job's units: they are the tenant's to use",
+                w.contracts.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            )),
+            (OrderState::Cancelled, _) => Some("the bid was cancelled before a clearing filled it".into()),
+            (_, 0) => Some("the bid was not filled before its window began: nothing was paid".into()),
+            (_, _) => Some(format!(
+                "the bid was filled only in part ({} of {} units, contracts {}): they are the tenant's to use",
+                stored.view.filled_units,
+                stored.view.units,
+                w.contracts.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            )),
+        };
+        match why {
+            None => {
+                self.stage_wait(&w, "waiting", now_ms);
+                self.jobs.insert(w.order, w);
+            }
+            Some(why) => self.finish_job(&w, Err(why), now_ms),
+        }
+    }
+
+    /// The bids' jobs whose single contract's window has begun, with the contract set: taken
+    /// until `JobSubmitted` says what became of them.
+    fn due_jobs(&mut self, now_ms: i64) -> Vec<(u64, String, serde_json::Value)> {
+        let mut due = vec![];
+        for w in self.jobs.values_mut() {
+            let Some(stored) = &w.stored else { continue };
+            if w.taken || w.contracts.len() != 1 || w.start_ms > now_ms {
+                continue;
+            }
+            let Some(mut spec) = stored.view.job.clone() else { continue };
+            spec["contract"] = serde_json::Value::from(w.contracts[0]);
+            w.taken = true;
+            due.push((w.order, stored.view.owner.clone(), spec));
+        }
+        due
+    }
+
+    fn job_submitted(&mut self, order: u64, result: Result<u64, String>, now_ms: i64) {
+        if let Some(w) = self.jobs.remove(&order) {
+            self.finish_job(&w, result, now_ms);
+        }
+    }
+
+    /// A bid's job submitted (its id on the order) or given up (the reason on the order).
+    fn finish_job(&mut self, w: &JobWait, result: Result<u64, String>, now_ms: i64) {
+        if let Some(mut stored) = w.stored.clone() {
+            match &result {
+                Ok(id) => stored.view.job_id = Some(*id),
+                Err(why) => stored.view.job_reason = Some(why.clone()),
+            }
+            stored.view.updated_at_ms = now_ms;
+            self.stage_order(&stored);
+            let mut body = serde_json::json!({"order": w.order, "tenant": stored.view.owner});
+            match result {
+                Ok(id) => body["job"] = serde_json::Value::from(id),
+                Err(why) => body["reason"] = serde_json::Value::String(why),
+            }
+            self.logs.push(("market_job", "server".into(), body));
+        }
+        self.stage_wait(w, "done", now_ms);
     }
 
     /// Grams left in a lot (issued, less what was retired).
@@ -668,6 +905,9 @@ impl Market {
         stored.view.held_fen = 0;
         stored.view.updated_at_ms = now_ms;
         self.stage_order(&stored);
+        if stored.view.job.is_some() {
+            self.bid_left_book(&stored, &[], now_ms);
+        }
         let tenant = (stored.view.side == OrderSide::Bid).then(|| stored.view.owner.clone());
         self.logs.push(("market_cancel", by.to_string(), serde_json::json!({"order": id, "tenant": tenant})));
         Ok(stored.view)
@@ -692,6 +932,8 @@ impl Market {
             let mut filled: BTreeMap<u64, u64> = BTreeMap::new();
             // each bid's contracts, to pay
             let mut by_bid: BTreeMap<u64, Vec<Sale>> = BTreeMap::new();
+            // each bid's contracts and their window's start: a bid's job runs on its contract
+            let mut won: BTreeMap<u64, Vec<(u64, i64)>> = BTreeMap::new();
             if let Some(price) = c.price_fen {
                 answer.traded += 1;
                 answer.units += c.units;
@@ -725,6 +967,7 @@ impl Market {
                         end_ms: c.product.end_ms(),
                     };
                     self.record_contract(&view, "server", now_ms);
+                    won.entry(bid.id).or_default().push((id, view.start_ms));
                     by_bid.entry(bid.id).or_default().push(Sale {
                         contract: id,
                         seller: ask.owner.clone(),
@@ -801,6 +1044,9 @@ impl Market {
                         stored.view.held_fen = 0;
                         stored.view.updated_at_ms = now_ms;
                         self.stage_order(&stored);
+                        if stored.view.job.is_some() {
+                            self.bid_left_book(&stored, &[], now_ms);
+                        }
                         continue;
                     }
                     stored.hold_leg += 1;
@@ -837,17 +1083,17 @@ impl Market {
                     answer.expired += 1;
                     changed = true;
                 }
+                if stored.view.state != OrderState::Open || changed {
+                    stored.view.updated_at_ms = now_ms;
+                    self.stage_order(&stored);
+                }
+                if stored.view.job.is_some() && changed {
+                    self.bid_left_book(&stored, won.get(&o.id).map_or(&[], Vec::as_slice), now_ms);
+                }
                 if stored.view.state == OrderState::Open {
                     o.units = left;
                     let _ = self.book.insert(o);
-                    if changed {
-                        stored.view.updated_at_ms = now_ms;
-                        self.stage_order(&stored);
-                    }
                     self.open.insert(stored.view.id, stored);
-                } else {
-                    stored.view.updated_at_ms = now_ms;
-                    self.stage_order(&stored);
                 }
             }
         }
@@ -901,6 +1147,9 @@ pub async fn resolve_contract(inner: &crate::Inner, spec: &mut serde_json::Value
     let Some(n) = spec.get("contract").and_then(Value::as_u64).filter(|n| *n >= 1) else {
         return Ok(false); // absent, or malformed: the spec's check names it
     };
+    if spec.get("max_price").is_some() {
+        return Ok(false); // a contract and a bid: the spec's check names `max_price`
+    }
     let tenant = spec.get("tenant").and_then(Value::as_str).unwrap_or_default().to_string();
     let query = MarketQuery {
         kind: "contract".into(),

@@ -22,7 +22,7 @@ use crate::Inner;
 use crate::actor::Request;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
-use crate::market::{MarketDone, MarketOp, StoredOrder, row_id};
+use crate::market::{JobBid, MarketDone, MarketOp, StoredOrder, row_id};
 use crate::money_routes::parse_body;
 use crate::routes::{authenticate, require};
 
@@ -105,8 +105,8 @@ pub async fn place(
         (Role::Tenant, OrderSide::Ask, _) => return Err(ApiError::forbidden("tenants bid; providers ask")),
         _ => return Err(ApiError::forbidden(&format!("a {} does not trade", p.role.as_str()))),
     };
-    if owner.is_empty() || owner.len() > 64 {
-        return Err(invalid("owner", "1 to 64 bytes"));
+    if owner.is_empty() || owner.chars().count() > 64 {
+        return Err(invalid("owner", "1 to 64 characters"));
     }
     let product = Product::parse(&r.product).map_err(|e| invalid("product", e.to_string()))?;
     let owned = sellers(&inner, &product)?.get(&owner).map_or(0, |(units, _)| *units);
@@ -144,7 +144,11 @@ pub async fn clear(State(inner): S, headers: HeaderMap) -> Result<Json<ClearingA
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator], "clear the market")?;
     match ask(&inner, MarketOp::Clear).await? {
-        MarketDone::Cleared(a) => Ok(Json(a)),
+        MarketDone::Cleared(a) => {
+            // the bids' jobs whose windows have begun are in the engine before the answer
+            release_due_jobs(&inner).await;
+            Ok(Json(a))
+        }
         _ => Err(ApiError::unavailable("unexpected answer")),
     }
 }
@@ -166,10 +170,10 @@ fn after_of(q: &BTreeMap<String, String>) -> Result<String, ApiError> {
     })
 }
 
-/// The `product` filter: 1 to 256 bytes (a product id; one nobody traded lists nothing).
+/// The `product` filter: 1 to 256 characters (a product id; one nobody traded lists nothing).
 fn product_of(q: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
     match q.get("product") {
-        Some(p) if p.is_empty() || p.len() > 256 => Err(bad("product", "a product id, 1 to 256 bytes")),
+        Some(p) if p.is_empty() || p.chars().count() > 256 => Err(bad("product", "a product id, 1 to 256 characters")),
         p => Ok(p.cloned()),
     }
 }
@@ -183,8 +187,8 @@ fn known(q: &BTreeMap<String, String>, allowed: &[&str]) -> Result<(), ApiError>
 
 /// Whose rows a principal lists: its own, or (operator, regulator) anyone's or `owner=`'s.
 fn owner_filter(p: &Principal, asked: Option<&String>) -> Result<Option<String>, ApiError> {
-    if asked.is_some_and(|o| o.is_empty() || o.len() > 64) {
-        return Err(bad("owner", "a party's name, 1 to 64 bytes"));
+    if asked.is_some_and(|o| o.is_empty() || o.chars().count() > 64) {
+        return Err(bad("owner", "a party's name, 1 to 64 characters"));
     }
     match p.role {
         Role::Operator | Role::Regulator => Ok(asked.cloned()),
@@ -267,8 +271,8 @@ pub async fn reserve(
         }
         _ => p.name.clone(),
     };
-    if tenant.is_empty() || tenant.len() > 64 {
-        return Err(invalid("tenant", "1 to 64 bytes"));
+    if tenant.is_empty() || tenant.chars().count() > 64 {
+        return Err(invalid("tenant", "1 to 64 characters"));
     }
     let product = Product::parse(&r.product).map_err(|e| invalid("product", e.to_string()))?;
     let sellers = sellers(&inner, &product)?;
@@ -426,8 +430,8 @@ pub async fn set_quota(
     let body = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))?;
     let q: suanwang_api::market::QuotaRequest =
         parse_body(&body, "invalid_quota", "{tenant, family, region?, max_units}")?;
-    if q.tenant.is_empty() || q.tenant.len() > 64 {
-        return Err(invalid("tenant", "1 to 64 bytes"));
+    if q.tenant.is_empty() || q.tenant.chars().count() > 64 {
+        return Err(invalid("tenant", "1 to 64 characters"));
     }
     if suanwang_core::Family::parse(&q.family).is_none() {
         return Err(invalid("family", format!("{:?} is not general, intelligent or super", q.family)));
@@ -483,4 +487,65 @@ pub async fn quotas(State(inner): S, headers: HeaderMap) -> Result<Json<suanwang
         })
         .collect();
     Ok(Json(suanwang_api::market::QuotaList { quotas }))
+}
+
+/// A job with `max_price` (issue 16 item 1): a bid of its tenant's on the open ask that fits it
+/// (`Market::job_bid`); the order carries the job's spec (without `max_price`).
+pub(crate) async fn submit_bid(
+    inner: &Inner,
+    p: &Principal,
+    job: &suanwang_core::Job,
+    mut spec: serde_json::Value,
+    max_price: u64,
+) -> Result<OrderView, ApiError> {
+    if let Some(o) = spec.as_object_mut() {
+        o.remove("max_price");
+    }
+    let net = inner.net();
+    let mut places = job.allowed_sites.clone();
+    for r in &job.allowed_regions {
+        places.push(r.clone());
+        places.extend(sites_of(&net, r).iter().map(|s| s.id.clone()));
+    }
+    places.sort();
+    places.dedup();
+    let bid = JobBid {
+        spec,
+        tenant: job.tenant.clone(),
+        family: job.resources.family.as_str().to_string(),
+        model: job.resources.accelerator.clone(),
+        places,
+        units: u64::from(job.resources.count),
+        max_price,
+        // work stated as an amount has no run time before its pool is known: any window fits
+        run_s: match job.work {
+            suanwang_core::job::Work::RunTime { run_time_s } => i64::from(run_time_s),
+            suanwang_core::job::Work::Amount { .. } => 0,
+        },
+        deadline_ms: job.deadline.map(|d| d.0),
+    };
+    match ask(inner, MarketOp::JobBid { bid: Box::new(bid), by: p.name.clone() }).await? {
+        MarketDone::Order(v) => Ok(v),
+        _ => Err(ApiError::unavailable("unexpected answer")),
+    }
+}
+
+/// Submits the bids' jobs whose contracts' windows have begun, each as its tenant on its
+/// contract, and records on each order the job's id or why it was not submitted. Run after
+/// each clearing and every few seconds.
+pub(crate) async fn release_due_jobs(inner: &Inner) {
+    let Ok(MarketDone::DueJobs(due)) = ask(inner, MarketOp::DueJobs).await else { return };
+    for (order, tenant, spec) in due {
+        let body = Bytes::from(serde_json::to_vec(&spec).unwrap_or_default());
+        let p = Principal { role: Role::Tenant, name: tenant };
+        let result = match crate::routes::submit_spec(inner, p, spec, body, None).await {
+            Ok((_, crate::routes::Submitted::Job(v))) => Ok(v.id),
+            Ok((_, crate::routes::Submitted::Bid(_))) => Err("the job bid again".to_string()),
+            Err(e) => Err(format!("the job was not accepted: {}", e.body.message)),
+        };
+        if let Err(why) = &result {
+            tracing::warn!(order, %why, "a bid's job was not submitted");
+        }
+        let _ = ask(inner, MarketOp::JobSubmitted { order, result }).await;
+    }
 }

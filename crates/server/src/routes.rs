@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use suanwang_api as api;
 use suanwang_api::JobList;
@@ -318,21 +318,56 @@ async fn submit(
             )
         }
     };
+    // (the body is read as JSON once: for the spec's resolution and the idempotency check)
+    let spec: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (status, answer) = submit_spec(&inner, p, spec, body, key).await?;
+    Ok((status, Json(answer)).into_response())
+}
+
+/// What `POST /v1/jobs` answers: the job, or the bid a job with `max_price` became.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Submitted {
+    Job(Box<suanwang_api::job::JobView>),
+    Bid(Box<suanwang_api::market::OrderView>),
+}
+
+/// A job spec submitted by `p` (`body` is the spec's bytes as sent): resolved (its contract,
+/// its tenant's quotas, its dataset), checked, and handed to the engine — or, with
+/// `max_price`, placed in the market as a bid.
+pub(crate) async fn submit_spec(
+    inner: &Inner,
+    p: Principal,
+    mut spec: Value,
+    body: Bytes,
+    key: Option<String>,
+) -> Result<(StatusCode, Submitted), ApiError> {
+    // R4: a job on a market contract is confined to its seller's sites and window
+    let mut changed = crate::market::resolve_contract(inner, &mut spec).await?;
+    // R3: the tenant's quotas (a full region is taken out of where it may run)
+    changed |= crate::market::apply_quotas(inner, &mut spec)?;
     // R6: an input named by dataset id is completed from the registry (size, nearest replica,
     // classification) before the spec is checked
-    // (the body is read as JSON once: for this and for the idempotency check below)
-    let mut spec: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    // R4: a job on a market contract is confined to its seller's sites and window
-    let mut changed = crate::market::resolve_contract(&inner, &mut spec).await?;
-    // R3: the tenant's quotas (a full region is taken out of where it may run)
-    changed |= crate::market::apply_quotas(&inner, &mut spec)?;
-    changed |= crate::datasets::resolve_input(&inner, &p, &mut spec).await?;
+    changed |= crate::datasets::resolve_input(inner, &p, &mut spec).await?;
     let body = if changed { Bytes::from(serde_json::to_vec(&spec).unwrap_or_default()) } else { body };
     let now = actor::wall_now();
     let job = suanwang_core::job::parse_json(&body, &inner.net(), now).map_err(|p| spec_error(&p))?;
     if p.role == Role::Tenant && job.tenant != p.name {
         return Err(ApiError::forbidden(&format!("tenant {} may not submit jobs for tenant {}", p.name, job.tenant))
             .field("tenant"));
+    }
+    if let Some(max_price) = job.max_price {
+        if key.is_some() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "max_price: a bidding job is placed once per request; Idempotency-Key is not kept for bids",
+            )
+            .field("max_price")
+            .hint("send it without Idempotency-Key and look for the bid with suanwang market orders"));
+        }
+        let view = crate::market_routes::submit_bid(inner, &p, &job, spec, max_price).await?;
+        return Ok((StatusCode::ACCEPTED, Submitted::Bid(Box::new(view))));
     }
     // a key the server no longer holds in memory is looked up in the log
     if let Some(k) = &key {
@@ -344,8 +379,8 @@ async fn submit(
             if was != spec {
                 return Err(actor::key_reused(k, id));
             }
-            let view = find_job(&inner, id).await?.ok_or_else(|| ApiError::not_found("such job"))?;
-            return Ok((StatusCode::OK, Json(wire::job(&view))).into_response());
+            let view = find_job(inner, id).await?.ok_or_else(|| ApiError::not_found("such job"))?;
+            return Ok((StatusCode::OK, Submitted::Job(Box::new(wire::job(&view)))));
         }
     }
     let (tx, rx) = oneshot::channel();
@@ -357,9 +392,9 @@ async fn submit(
     let (status, id, view) = rx.await.map_err(|_| ApiError::unavailable("the engine stopped"))??;
     let view = match view {
         Some(v) => v,
-        None => find_job(&inner, id).await?.ok_or_else(|| ApiError::not_found("such job"))?,
+        None => find_job(inner, id).await?.ok_or_else(|| ApiError::not_found("such job"))?,
     };
-    Ok((status, Json(wire::job(&view))).into_response())
+    Ok((status, Submitted::Job(Box::new(wire::job(&view)))))
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(store_down)`

@@ -503,6 +503,7 @@ impl Mapper {
             checkpoint_s: None,
             run: None,
             contract: None,
+            max_price: None,
         }
     }
 }

@@ -281,6 +281,115 @@ async fn a_job_runs_on_its_tenants_contract_without_paying_twice() {
     assert_eq!(bill["tenant_fen"], 0, "no data moved, nothing more to pay: {bill}");
 }
 
+/// A job with `max_price` (issue 16 item 1) becomes a bid on the open ask that fits it — 202
+/// with the order, its hold on the wallet — and, when a clearing fills it and the contract's
+/// window has begun, is submitted on the contract (the order's `job_id`) and pays nothing more
+/// for compute. A bid no ask fits at its price is a 422 naming `max_price`; a cancelled bid's job
+/// is given up with the reason and its hold released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)]
+async fn a_job_with_max_price_bids_and_runs_on_the_contract_it_wins() {
+    let store = sqlite("market-job-bid").await;
+    let cfg = ServerConfig { credit_limit_fen: 0, time_scale: 1e-3, ..ServerConfig::default() };
+    let s = start_with(store.clone(), cfg.clone()).await;
+    let url = s.url.clone();
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let acme = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let (st, _) =
+        call(&url, "POST", "/v1/topups", Some(&op), body(&json!({"party": "acme", "amount_fen": 100_000})), None).await;
+    assert_eq!(st, 201);
+    let now = suanwang_server::actor::wall_now().0;
+    // this hour's window: a clearing fills it and its contract can be used at once
+    let product = format!("intelligent/ascend-910b/tianfu/{}/2h", hour_utc(now));
+    let ask = json!({"side": "ask", "product": product, "units": 8, "price_fen": 100, "owner": "idc-tianfu"});
+    let (st, e) = call(&url, "POST", "/v1/market/orders", Some(&op), body(&ask), None).await;
+    assert_eq!(st, 201, "{e}");
+    let job = |max_price: u64, count: u64| {
+        json!({"name": "bidder", "tenant": "acme", "kind": "training", "origin": "chengdu",
+            "resources": {"family": "intelligent", "count": count, "accelerator": "ascend-910b"},
+            "work": {"run_time_s": 600}, "max_price": max_price})
+    };
+    let available = || account(&url, &op, "acme", "wallet", "available_fen");
+    let before = available().await;
+
+    // nothing fits: below the floor, more units than offered, a window too short; with a contract
+    for (spec, why) in [
+        (job(99, 4), "at least 100"),
+        (job(120, 9), "no open ask"),
+        (
+            {
+                let mut j = job(120, 4);
+                j["work"] = json!({"run_time_s": 3 * 3600});
+                j
+            },
+            "no open ask",
+        ),
+        (
+            {
+                let mut j = job(120, 4);
+                j["contract"] = json!(1);
+                j
+            },
+            "does not bid",
+        ),
+    ] {
+        let (st, e) = call(&url, "POST", "/v1/jobs", Some(&acme), body(&spec), None).await;
+        assert_eq!((st, e["field"].as_str()), (422, Some("max_price")), "{spec}: {e}");
+        let text = format!("{} {}", e["message"], e["detail"]);
+        assert!(text.contains(why), "{why}: {e}");
+    }
+    assert_eq!(available().await, before, "a refused bid holds nothing");
+
+    // a bid that fits: 202 with the order, units × max_price × hours held
+    let (st, bid) = call(&url, "POST", "/v1/jobs", Some(&acme), body(&job(120, 4)), None).await;
+    assert_eq!(st, 202, "{bid}");
+    assert_eq!((bid["side"].as_str(), bid["product"].as_str()), (Some("bid"), Some(product.as_str())), "{bid}");
+    assert_eq!(
+        (bid["units"].as_u64(), bid["price_fen"].as_u64(), bid["held_fen"].as_u64()),
+        (Some(4), Some(120), Some(960))
+    );
+    assert_eq!(bid["job"]["name"], "bidder", "the order carries the job: {bid}");
+    assert!(bid["job"].get("max_price").is_none(), "{bid}");
+    assert_eq!(available().await, before - 960);
+    // another, cancelled before the clearing: its job is given up, its hold released
+    let (st, other) = call(&url, "POST", "/v1/jobs", Some(&acme), body(&job(110, 2)), None).await;
+    assert_eq!(st, 202, "{other}");
+    let other_id = other["id"].as_u64().expect("id");
+    let (st, c) = call(&url, "POST", &format!("/v1/market/orders/{other_id}/cancel"), Some(&acme), None, None).await;
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(available().await, before - 960);
+
+    // a restart reads the bid and its job back from the store
+    drop(s);
+    let s = start_with(store.clone(), cfg).await;
+    let url = s.url.clone();
+    let (_, cleared) = call(&url, "POST", "/v1/market/clear", Some(&op), None, None).await;
+    assert_eq!(cleared["contracts"], 1, "{cleared}");
+    let (_, orders) = call(&url, "GET", "/v1/market/orders", Some(&acme), None, None).await;
+    let find = |id: u64| {
+        orders["orders"].as_array().expect("orders").iter().find(|o| o["id"] == id).cloned().expect("the order")
+    };
+    let won = find(bid["id"].as_u64().expect("id"));
+    assert_eq!(won["state"], "filled", "{won}");
+    let job_id = won["job_id"].as_u64().unwrap_or_else(|| panic!("the job was submitted: {won}"));
+    let gave_up = find(other_id);
+    assert!(gave_up["job_reason"].as_str().is_some_and(|r| r.contains("cancelled")), "{gave_up}");
+    assert!(gave_up.get("job_id").is_none(), "{gave_up}");
+    let (_, contracts) = call(&url, "GET", "/v1/contracts", Some(&acme), None, None).await;
+    let contract = &contracts["contracts"][0];
+    assert_eq!(contract["bid"], bid["id"], "{contracts}");
+    let paid = contract["amount_fen"].as_i64().expect("amount");
+    assert!((800..=960).contains(&paid), "between the floor and max_price, 4 units × 2 h: {contract}");
+    // the hold posted at the clearing price (the job holds its own estimate while it runs)
+    assert_eq!(account(&url, &op, "acme", "wallet", "balance_fen").await, before - paid);
+
+    let (_, j) = call(&url, "GET", &format!("/v1/jobs/{job_id}"), Some(&acme), None, None).await;
+    assert_eq!(j["spec"]["contract"], contract["id"], "on the contract it won: {j}");
+    crate::history::until(&url, &acme, &format!("/v1/jobs/{job_id}"), |v| v["state"] == "completed").await;
+    let (_, bill) = call(&url, "GET", &format!("/v1/jobs/{job_id}/bill"), Some(&acme), None, None).await;
+    assert_eq!(bill["tenant_fen"], 0, "paid at the auction: {bill}");
+}
+
 /// Carbon-sink settlement (issue 16 item 6, R5): an ended job's market-based carbon is retired
 /// against a lot — the tenant pays the holder, the lot's grams go down by exactly the job's, in
 /// a second ledger that balances like money — once per job; another tenant cannot offset it.
