@@ -80,32 +80,58 @@ pub trait ControlPlane: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct HttpControlPlane {
     http: reqwest::Client,
-    /// `http(s)://host:port`, without a trailing slash.
-    server: String,
+    /// The control plane's instances (`http(s)://host:port`, without a trailing slash): any
+    /// of them answers (followers forward to the leader, issue 17).
+    servers: Vec<String>,
+    /// The instance in use; the next one after it fails to answer.
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     token: String,
     site: String,
 }
 
 impl HttpControlPlane {
-    /// `http` must be built by the caller (TLS roots, client certificate, timeouts).
+    /// `http` must be built by the caller (TLS roots, client certificate, timeouts). `server`
+    /// is one URL or several separated by commas.
     pub fn new(http: reqwest::Client, server: &str, token: &str, site: &str) -> HttpControlPlane {
+        let servers: Vec<String> =
+            server.split(',').map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect();
         HttpControlPlane {
             http,
-            server: server.trim_end_matches('/').to_string(),
+            servers: if servers.is_empty() { vec![String::new()] } else { servers },
+            current: std::sync::Arc::default(),
             token: token.to_string(),
             site: site.to_string(),
         }
     }
 
-    /// The server's address.
+    /// The address of the instance in use.
     pub fn server(&self) -> &str {
-        &self.server
+        &self.servers[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.servers.len()]
+    }
+
+    /// The instance in use did not answer (or had no leader): the next one is tried from now on.
+    fn fail_over(&self, why: &str) {
+        if self.servers.len() > 1 {
+            let was = self.server().to_string();
+            self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(from = %was, to = %self.server(), %why, "moving to the next control-plane instance");
+        }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), CpError> {
-        let res = req.bearer_auth(&self.token).send().await.map_err(|e| CpError::Transport(transport(&e)))?;
+        let res = match req.bearer_auth(&self.token).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let why = transport(&e);
+                self.fail_over(&why);
+                return Err(CpError::Transport(why));
+            }
+        };
         let status = res.status().as_u16();
         let body = res.bytes().await.map_err(|e| CpError::Transport(transport(&e)))?;
+        if status == 503 {
+            self.fail_over("503 Service Unavailable");
+        }
         Ok((status, body.to_vec()))
     }
 
@@ -132,12 +158,12 @@ fn transport(e: &reqwest::Error) -> String {
 
 impl ControlPlane for HttpControlPlane {
     async fn register(&self, req: &RegisterRequest) -> Result<RegisterAnswer, CpError> {
-        self.json(self.http.post(format!("{}/v1/agents/register", self.server)).json(req)).await
+        self.json(self.http.post(format!("{}/v1/agents/register", self.server())).json(req)).await
     }
 
     async fn assignments(&self, wait: Duration, known: Option<&str>) -> Result<AssignmentsAnswer, CpError> {
         use std::fmt::Write as _;
-        let mut url = format!("{}/v1/agents/{}/assignments?wait_ms={}", self.server, self.site, wait.as_millis());
+        let mut url = format!("{}/v1/agents/{}/assignments?wait_ms={}", self.server(), self.site, wait.as_millis());
         if let Some(k) = known {
             // a version is hex digits and a dash; anything else is escaped
             url.push_str("&known=");
@@ -153,19 +179,19 @@ impl ControlPlane for HttpControlPlane {
     }
 
     async fn report(&self, report: &Report) -> Result<(), CpError> {
-        let url = format!("{}/v1/agents/{}/reports", self.server, self.site);
+        let url = format!("{}/v1/agents/{}/reports", self.server(), self.site);
         let (status, body) = self.send(self.http.post(url).json(report)).await?;
         if (200..300).contains(&status) { Ok(()) } else { Err(refusal(status, &body)) }
     }
 
     async fn put_checkpoint(&self, id: u64, attempt: u32, data: Vec<u8>) -> Result<(), CpError> {
-        let url = format!("{}/v1/agents/{}/checkpoints/{id}?attempt={attempt}", self.server, self.site);
+        let url = format!("{}/v1/agents/{}/checkpoints/{id}?attempt={attempt}", self.server(), self.site);
         let (status, body) = self.send(self.http.put(url).body(data)).await?;
         if (200..300).contains(&status) { Ok(()) } else { Err(refusal(status, &body)) }
     }
 
     async fn get_checkpoint(&self, id: u64) -> Result<Option<Vec<u8>>, CpError> {
-        let url = format!("{}/v1/agents/{}/checkpoints/{id}", self.server, self.site);
+        let url = format!("{}/v1/agents/{}/checkpoints/{id}", self.server(), self.site);
         let (status, body) = self.send(self.http.get(url)).await?;
         match status {
             404 => Ok(None),

@@ -42,6 +42,25 @@ pub struct Health {
     /// When it started serving, ms since the epoch (a restart changes it).
     #[serde(default)]
     pub started_at_ms: u64,
+    /// `leader`, or `follower` (an instance of several that forwards to the leader; issue 17).
+    /// A single control plane leads.
+    #[serde(default = "leader")]
+    pub role: String,
+    /// `--instance`, when the control plane runs as several instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The leader's lease epoch (0 for a single control plane).
+    #[serde(default)]
+    pub epoch: u64,
+    /// The leading instance and where it answers, as this instance last read the lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_url: Option<String>,
+}
+
+fn leader() -> String {
+    "leader".into()
 }
 
 /// `GET /v1/kpis`: what the network delivered (metered jobs).

@@ -201,6 +201,7 @@ impl ServeFlags {
             alertmanager: self.alertmanager.clone(),
             map_borders: self.map_borders.as_deref().zip(self.map_approval.as_deref()),
             twin_reports: self.twin_reports.clone(),
+            ha: None,
         }
     }
 }
@@ -318,6 +319,18 @@ enum Command {
     Serve {
         #[arg(long, value_name = "URL")]
         db: String,
+        /// Run as one of several instances over the same PostgreSQL (issue 17): one leads,
+        /// holding the database's lease; the others forward to it and take over when it is
+        /// gone. Each instance has its own name.
+        #[arg(long, value_name = "NAME")]
+        instance: Option<String>,
+        /// The leader's lease, ms: a leader gone this long is replaced. At least 500 and 5× the
+        /// database's round trip.
+        #[arg(long, value_name = "MS", default_value_t = 3000, requires = "instance")]
+        lease_ms: u64,
+        /// Where the other instances reach this one (default: http(s)://the --listen address).
+        #[arg(long, value_name = "URL", requires = "instance")]
+        advertise: Option<String>,
         #[command(flatten)]
         serve: ServeFlags,
         #[command(flatten)]
@@ -1112,8 +1125,9 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
             let c = client()?;
             runtime()?.block_on(remote::logs(&c, &id))
         }
-        Command::Serve { db, serve, caps } => {
-            let args = serve_cmd::ServeArgs { caps: caps.caps(), ..serve.args(None, Some(&db)) };
+        Command::Serve { db, instance, lease_ms, advertise, serve, caps } => {
+            let ha = instance.map(|name| serve_cmd::HaArgs { name, lease_ms, advertise });
+            let args = serve_cmd::ServeArgs { caps: caps.caps(), ha, ..serve.args(None, Some(&db)) };
             runtime()?.block_on(serve_cmd::run(net, args))?;
             Ok(ExitCode::SUCCESS)
         }

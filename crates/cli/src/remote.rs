@@ -15,10 +15,20 @@ use suanwang_api as api;
 
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// The first of `servers` (for messages).
     pub server: String,
+    /// The control plane's instances (`--server URL1,URL2`; issue 17): any answers, a follower
+    /// forwarding to the leader. A request that finds one down (or without a leader) moves on
+    /// to the next.
+    pub servers: Vec<String>,
+    current: Arc<std::sync::atomic::AtomicUsize>,
     pub token: String,
     http: reqwest::Client,
 }
+
+/// How long a request keeps trying the instances while none answers: a takeover takes the
+/// lease (3 s by default) and a second.
+const FAILOVER_WINDOW: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A server's answer: the success type, or the error body with its status.
 enum Answer<T> {
@@ -33,7 +43,15 @@ impl Client {
             token.context("no token: pass --token T or set SUANWANG_TOKEN (see suanwang-data/credentials.json)")?;
         let http =
             crate::http::builder(tls)?.pool_max_idle_per_host(256).build().context("building the HTTP client")?;
-        Ok(Client { server: server.trim_end_matches('/').to_string(), token, http })
+        let servers: Vec<String> =
+            server.split(',').map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect();
+        let Some(first) = servers.first().cloned() else { bail!("--server {server:?}: no URL") };
+        Ok(Client { server: first, servers, current: Arc::default(), token, http })
+    }
+
+    /// The instance in use.
+    pub fn base(&self) -> &str {
+        &self.servers[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.servers.len()]
     }
 
     /// The HTTP client (for streams: `/v1/events`).
@@ -48,17 +66,45 @@ impl Client {
         body: Option<Vec<u8>>,
         key: Option<&str>,
     ) -> Result<(u16, Vec<u8>)> {
-        let mut req = self.http.request(method, format!("{}{path}", self.server)).bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
+        let started = Instant::now();
+        let several = self.servers.len() > 1;
+        let mut attempt = 1u32;
+        loop {
+            let base = self.base().to_string();
+            let mut req = self.http.request(method.clone(), format!("{base}{path}")).bearer_auth(&self.token);
+            if let Some(b) = &body {
+                req = req.header("content-type", "application/json").body(b.clone());
+            }
+            if let Some(k) = key {
+                req = req.header("idempotency-key", k);
+            }
+            // what may be sent again: nothing was received (no connection), a read, or a request
+            // with an idempotency key; a 503 of the control plane applied nothing
+            let why = match req.send().await {
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    let bytes = res.bytes().await.with_context(|| format!("reading the answer of {base}{path}"))?;
+                    if status != 503 || !several || started.elapsed() > FAILOVER_WINDOW {
+                        return Ok((status, bytes.to_vec()));
+                    }
+                    "answered 503 (no leader yet)".to_string()
+                }
+                Err(e) => {
+                    let again = e.is_connect() || key.is_some() || method == reqwest::Method::GET;
+                    if !several || !again || started.elapsed() > FAILOVER_WINDOW {
+                        return Err(e).with_context(|| format!("calling {base}{path}"));
+                    }
+                    format!("did not answer ({e})")
+                }
+            };
+            self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            attempt += 1;
+            eprintln!("note: {base} {why}; attempt {attempt} at {}", self.base());
+            // once round all of them: give the takeover a moment
+            if (attempt - 1).is_multiple_of(u32::try_from(self.servers.len()).unwrap_or(u32::MAX)) {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
         }
-        if let Some(k) = key {
-            req = req.header("idempotency-key", k);
-        }
-        let res = req.send().await.with_context(|| format!("calling {}{path}", self.server))?;
-        let status = res.status().as_u16();
-        let bytes = res.bytes().await.with_context(|| format!("reading the answer of {}{path}", self.server))?;
-        Ok((status, bytes.to_vec()))
     }
 
     /// Calls the API and reads the answer as `T` (or as the error body).
@@ -219,7 +265,22 @@ pub fn submitted(j: &api::JobView) -> String {
 }
 
 pub async fn submit(c: &Client, file: &Path, key: Option<&str>, json_out: bool) -> Result<ExitCode> {
-    let (status, bytes) = c.send(reqwest::Method::POST, "/v1/jobs", Some(spec_json(file)?), key).await?;
+    let spec = spec_json(file)?;
+    // with several instances a submission may be sent twice: a key makes the second the same
+    // job (bids take no key)
+    let fresh;
+    let key = match key {
+        None if c.servers.len() > 1
+            && !serde_json::from_slice::<Value>(&spec).is_ok_and(|v| v.get("max_price").is_some()) =>
+        {
+            let mut b = [0u8; 16];
+            let _ = getrandom::fill(&mut b);
+            fresh = format!("cli-{:032x}", u128::from_le_bytes(b));
+            Some(fresh.as_str())
+        }
+        k => k,
+    };
+    let (status, bytes) = c.send(reqwest::Method::POST, "/v1/jobs", Some(spec), key).await?;
     if status == 202 {
         // a job with `max_price` became a bid (issue 16)
         let o: api::market::OrderView = serde_json::from_slice(&bytes)

@@ -131,6 +131,165 @@ pub struct ServeArgs<'a> {
     pub map_borders: Option<(&'a Path, &'a str)>,
     /// Where the twin's reports are.
     pub twin_reports: Option<PathBuf>,
+    /// `serve --instance`: one of several instances over one PostgreSQL.
+    pub ha: Option<HaArgs>,
+}
+
+/// `serve --instance NAME [--lease-ms MS] [--advertise URL]` (issue 17).
+#[derive(Debug, Clone)]
+pub struct HaArgs {
+    pub name: String,
+    pub lease_ms: u64,
+    pub advertise: Option<String>,
+}
+
+/// The environment variable a stepping-down instance hands its registration token to the
+/// process it re-executes as, so that the new process is not taken for a second instance of
+/// the same name.
+const INSTANCE_TOKEN_ENV: &str = "SUANWANG_INSTANCE_TOKEN";
+
+/// One instance of several (issue 17): it registers its name, serves at once (following:
+/// forwarding to the leader), waits for the lease, then loads the state and leads — renewing the
+/// lease beside its writes — until it is deposed or loses the database for a whole lease, when
+/// it re-executes itself and follows again. Every write of a deposed leader is refused by the
+/// database (`PgStore::set_fence`), so two leaders never write.
+async fn instance(
+    net: Network,
+    args: &ServeArgs<'_>,
+    ha: &HaArgs,
+    mut cfg: ServerConfig,
+    options: ListenOptions,
+) -> Result<()> {
+    use std::time::{Duration, Instant};
+    use suanwang_store::{Fence, PgStore, StoreError};
+    let Some(url) = args.db.filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://")) else {
+        bail!("--instance needs --db postgres://…: the instances share one PostgreSQL");
+    };
+    if let Some(why) = suanwang_core::ident::id_problem(&ha.name) {
+        bail!("--instance {:?} {why}", ha.name);
+    }
+    if ha.lease_ms < 500 || ha.lease_ms > 600_000 {
+        bail!("--lease-ms {}: between 500 and 600000", ha.lease_ms);
+    }
+    let lease = Duration::from_millis(ha.lease_ms);
+    let lease_ms = i64::try_from(ha.lease_ms).unwrap_or(i64::MAX);
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let advertise = ha.advertise.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+    // a database that refuses connections: wait for it (as a follower would), saying so
+    let pg = loop {
+        match PgStore::connect(url).await {
+            Ok(pg) => break pg,
+            Err(e) => {
+                eprintln!("instance {}: waiting for the database ({e})", ha.name);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    suanwang_store::Store::migrate(&pg).await.context("migrating the database")?;
+    // a lease the database cannot renew in time would depose every leader
+    let started = Instant::now();
+    for _ in 0..3 {
+        pg.lease().await.context("reading the lease")?;
+    }
+    let round_trip = started.elapsed() / 3;
+    if round_trip * 5 > lease {
+        bail!(
+            "--lease-ms {}: the database's round trip is {} ms; a lease must be at least 5× that",
+            ha.lease_ms,
+            round_trip.as_millis()
+        );
+    }
+    let token = std::env::var(INSTANCE_TOKEN_ENV).unwrap_or_else(|_| {
+        let mut b = [0u8; 16];
+        let _ = getrandom::fill(&mut b);
+        format!("{:032x}", u128::from_le_bytes(b))
+    });
+    let stale = lease_ms.saturating_mul(3);
+    // a second live process of this name is refused; one that died lately (a restart after a
+    // crash) is replaced once its heartbeat is stale
+    let deadline = Instant::now() + Duration::from_millis(ha.lease_ms.saturating_mul(4));
+    loop {
+        match pg.register_instance(&ha.name, &advertise, &token, stale).await {
+            Ok(()) => break,
+            Err(StoreError::Config(why)) if Instant::now() < deadline => {
+                eprintln!("{why}; waiting for its heartbeat to stop");
+                tokio::time::sleep(lease / 2).await;
+            }
+            Err(e) => bail!("{e}"),
+        }
+    }
+    let state = suanwang_server::ha::Ha::new(&ha.name, &advertise, lease);
+    let served = tokio::spawn(serve_with(listener, suanwang_server::ha::router(Arc::clone(&state)), options));
+    println!("Suanwang control plane instance {} on {advertise} (postgres store): following", ha.name);
+    // alive: the registration's heartbeat
+    {
+        let (pg, name, advertise, token) = (pg.clone(), ha.name.clone(), advertise.clone(), token.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                if let Err(e) = pg.register_instance(&name, &advertise, &token, stale).await {
+                    tracing::warn!(error = %e, "instance heartbeat");
+                }
+            }
+        });
+    }
+    // follow until the lease is free
+    let epoch = loop {
+        match pg.try_acquire(&ha.name, &advertise, lease_ms).await {
+            Ok(Some(epoch)) => break epoch,
+            Ok(None) => {
+                if let Ok(l) = pg.lease().await {
+                    state.saw_lease(&l.holder, &l.url, l.epoch);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the lease"),
+        }
+        tokio::time::sleep(lease / 3).await;
+    };
+    let took = Instant::now();
+    pg.set_fence(Some(Fence { instance: ha.name.clone(), epoch, lease_ms }));
+    let restart = Arc::clone(&cfg.restart);
+    // the lease renewed beside the writes; lost (another epoch) or unrenewable for a whole
+    // lease: step down
+    {
+        let (pg, restart) = (pg.clone(), Arc::clone(&restart));
+        tokio::spawn(async move {
+            let mut renewed = Instant::now();
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match pg.renew().await {
+                    Ok(()) => renewed = Instant::now(),
+                    Err(e @ StoreError::Fenced { .. }) => {
+                        tracing::error!(error = %e, "deposed: stepping down");
+                        restart.notify_one();
+                        return;
+                    }
+                    Err(e) if renewed.elapsed() >= lease => {
+                        tracing::error!(error = %e, "the lease could not be renewed for a whole lease: stepping down");
+                        restart.notify_one();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "renewing the lease"),
+                }
+            }
+        });
+    }
+    cfg.ha = Some(Arc::clone(&state));
+    let (routes, _actor) = build(Arc::new(net), AnyStore::Postgres(pg), cfg).await?;
+    state.lead(epoch, routes);
+    println!("instance {} leads at epoch {epoch} (state loaded in {} ms)", ha.name, took.elapsed().as_millis());
+    tracing::warn!(instance = %ha.name, epoch, "took the leader's lease");
+    tokio::select! {
+        done = served => { done??; }
+        () = restart.notified() => {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            reexec(&[(INSTANCE_TOKEN_ENV, &token)])?;
+        }
+    }
+    Ok(())
 }
 
 /// The listener's options from the flags; every bad value is an error naming its flag.
@@ -247,7 +406,6 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
             dir.display()
         );
     }
-    let store = open_store(args.data, args.db).await?;
     let cfg = ServerConfig {
         map: Arc::new(map),
         twin_reports: args.twin_reports.clone(),
@@ -268,6 +426,10 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
         id_prefix: args.id_prefix.clone(),
         ..ServerConfig::default()
     };
+    if let Some(ha) = &args.ha {
+        return instance(net, &args, ha, cfg, options).await;
+    }
+    let store = open_store(args.data, args.db).await?;
     let restart = std::sync::Arc::clone(&cfg.restart);
     let (router, _actor) = build(Arc::new(net), store.clone(), cfg).await?;
     let listener =
@@ -342,7 +504,7 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
             // let the 202 that asked for it reach its client first (answers in flight are
             // durable already; their clients retry with their idempotency keys)
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            reexec()?;
+            reexec(&[])?;
         }
     }
     Ok(())
@@ -351,10 +513,10 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
 /// Replaces this process with a fresh run of the same command line (`POST /v1/admin/restart`):
 /// every acknowledged request is durable already, and the new process rebuilds its state from
 /// the newest snapshot and the log after it. Returns only when the exec fails.
-fn reexec() -> Result<()> {
+fn reexec(env: &[(&str, &str)]) -> Result<()> {
     use std::os::unix::process::CommandExt as _;
     let exe = std::env::current_exe().context("finding this executable to restart")?;
     tracing::warn!(exe = %exe.display(), "restarting in place");
-    let err = std::process::Command::new(&exe).args(std::env::args_os().skip(1)).exec();
+    let err = std::process::Command::new(&exe).args(std::env::args_os().skip(1)).envs(env.iter().copied()).exec();
     Err(anyhow::anyhow!("restarting {}: {err}", exe.display()))
 }

@@ -1038,6 +1038,11 @@ impl Actor {
                 }
             }
             Err(e) => {
+                if matches!(e, suanwang_store::StoreError::Fenced { .. }) {
+                    // another instance leads (issue 17): this one steps down and rejoins as a follower
+                    tracing::error!(error = %e, "deposed: stepping down");
+                    self.inner.restart.notify_one();
+                }
                 tracing::error!(error = %e, "group commit failed; rebuilding the engine from the log");
                 let err = ApiError::unavailable("the command log could not be written").detail(e.to_string());
                 for (reply, ..) in pending_submits {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod evidence;
 pub mod evidence_routes;
 pub mod geo;
+pub mod ha;
 pub mod listen;
 pub mod market;
 pub mod market_routes;
@@ -71,6 +72,8 @@ pub struct Inner {
     pub probes: std::sync::Mutex<HashMap<String, probe::Probe>>,
     /// See [`ServerConfig::restart`].
     pub restart: Arc<tokio::sync::Notify>,
+    /// See [`ServerConfig::ha`].
+    pub ha: Option<Arc<ha::Ha>>,
     /// The books (R4): accounts and open holds, changed by the actor inside its batches.
     pub books: std::sync::Mutex<billing::Books>,
     /// The evidence log (R6/R7): its right edge and newest checkpoint.
@@ -189,6 +192,8 @@ pub struct ServerConfig {
     pub twin_reports: Option<std::path::PathBuf>,
     /// Carbon-sink credits on offer (`data/economy/carbon-credits.toml`).
     pub carbon_lots: Vec<suanwang_economy::carbon::CreditLot>,
+    /// This instance of several (issue 17): its lease, for `/healthz` and `/metrics`.
+    pub ha: Option<Arc<ha::Ha>>,
 }
 
 impl Default for ServerConfig {
@@ -213,6 +218,7 @@ impl Default for ServerConfig {
             map: Arc::default(),
             twin_reports: None,
             carbon_lots: suanwang_economy::carbon::CreditLot::reference(),
+            ha: None,
         }
     }
 }
@@ -316,6 +322,7 @@ pub async fn build(
         require_probe: cfg.provider_caps.require_probe,
         probes: std::sync::Mutex::new(HashMap::new()),
         restart: Arc::clone(&cfg.restart),
+        ha: cfg.ha.clone(),
         books: std::sync::Mutex::new(billing::Books::load(&store, cfg.price_book.clone(), cfg.credit_limit_fen).await?),
         evidence: std::sync::Mutex::new(evidence),
         upper_tiles: evidence::UpperTiles::default(),

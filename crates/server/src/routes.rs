@@ -256,6 +256,11 @@ async fn healthz(State(inner): S) -> Json<api::Health> {
         cached_jobs: cached,
         pid: std::process::id(),
         started_at_ms: inner.metrics.started_ms.load(std::sync::atomic::Ordering::Relaxed),
+        role: inner.ha.as_ref().map_or("leader", |h| h.role()).into(),
+        instance: inner.ha.as_ref().map(|h| h.instance.clone()),
+        epoch: inner.ha.as_ref().map_or(0, |h| u64::try_from(h.epoch()).unwrap_or(0)),
+        leader: inner.ha.as_ref().map(|h| h.leader().0),
+        leader_url: inner.ha.as_ref().map(|h| h.leader().1),
     })
 }
 
@@ -288,7 +293,11 @@ async fn metrics(State(inner): S) -> impl IntoResponse {
         .map(|s| (s.to_string(), counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n)))
         .collect();
     let (samples, alerts) = inner.board.read().map(|b| (Arc::clone(&b.samples), b.alerts.clone())).unwrap_or_default();
-    ([("content-type", "text/plain; version=0.0.4")], inner.metrics.render(&states, &samples, &alerts, now.0))
+    let mut text = inner.metrics.render(&states, &samples, &alerts, now.0);
+    if let Some(ha) = &inner.ha {
+        text.push_str(&ha.metrics());
+    }
+    ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
 async fn submit(

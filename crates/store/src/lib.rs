@@ -23,7 +23,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-pub use postgres::PgStore;
+pub use postgres::{Fence, Lease, PgStore};
 pub use sqlite::SqliteStore;
 
 /// One entry of the command log.
@@ -274,6 +274,9 @@ pub enum StoreError {
     DuplicateKey { tenant: String, key: String },
     #[error("{0}")]
     Config(String),
+    /// Another instance holds the leader's lease (issue 17): this one's write was refused.
+    #[error("instance {instance:?} lost the leader's lease (its epoch {epoch} is over): the write was refused")]
+    Fenced { instance: String, epoch: i64 },
 }
 
 /// What every storage backend provides. All appends of one call are one transaction.

@@ -1,5 +1,7 @@
 //! PostgreSQL backend: the same schema, `BIGSERIAL` sequence, one transaction per batch.
 
+use std::sync::{Arc, RwLock};
+
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
@@ -81,12 +83,156 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The leader's fence (issue 17): once set, every write transaction first extends the
+    /// lease of this instance at this epoch, and fails with `StoreError::Fenced` when another
+    /// instance holds it — a deposed leader can never append.
+    fence: Arc<RwLock<Option<Fence>>>,
 }
+
+/// Which instance writes, at which epoch, and how long each write extends its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub instance: String,
+    pub epoch: i64,
+    pub lease_ms: i64,
+}
+
+/// The leader's lease as the database holds it (times by the database's clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    /// Where the leader answers (its `--advertise` URL).
+    pub url: String,
+    pub epoch: i64,
+    /// Until the lease expires (negative: expired that long ago), ms.
+    pub remaining_ms: i64,
+}
+
+/// The lease's table: one row; `epoch` only grows. And the instances, to refuse a second one
+/// of the same name while the first is alive.
+const HA_MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS leader_lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT NOT NULL,
+        url TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    )",
+    "INSERT INTO leader_lease (id, holder, url, epoch, expires_at) VALUES (1, '', '', 0, 'epoch')
+     ON CONFLICT (id) DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS instances (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        token TEXT NOT NULL,
+        seen_at TIMESTAMPTZ NOT NULL
+    )",
+];
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
         let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, fence: Arc::default() })
+    }
+
+    /// The lease now.
+    pub async fn lease(&self) -> Result<Lease, StoreError> {
+        let r = sqlx::query(
+            "SELECT holder, url, epoch,
+                    (EXTRACT(EPOCH FROM (expires_at - clock_timestamp())) * 1000)::BIGINT AS remaining_ms
+             FROM leader_lease WHERE id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Lease {
+            holder: r.try_get("holder")?,
+            url: r.try_get("url")?,
+            epoch: r.try_get("epoch")?,
+            remaining_ms: r.try_get("remaining_ms")?,
+        })
+    }
+
+    /// Takes the lease when it has expired (or is this instance's own, from before a restart),
+    /// at the next epoch; `None` while another instance holds it.
+    pub async fn try_acquire(&self, instance: &str, url: &str, lease_ms: i64) -> Result<Option<i64>, StoreError> {
+        let epoch = sqlx::query_scalar::<_, i64>(
+            "UPDATE leader_lease SET holder = $1, url = $2, epoch = epoch + 1,
+                    expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000)
+             WHERE id = 1 AND (expires_at < clock_timestamp() OR holder = $1 OR holder = '')
+             RETURNING epoch",
+        )
+        .bind(instance)
+        .bind(url)
+        .bind(lease_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(epoch)
+    }
+
+    /// From now on every write checks and extends `fence`'s lease (`None`: no fencing).
+    pub fn set_fence(&self, fence: Option<Fence>) {
+        if let Ok(mut f) = self.fence.write() {
+            *f = fence;
+        }
+    }
+
+    /// Extends the fenced lease beside the writes (when there are none); `Fenced` when another
+    /// instance holds it.
+    pub async fn renew(&self) -> Result<(), StoreError> {
+        let Some(f) = self.current_fence() else { return Ok(()) };
+        let mut c = self.pool.acquire().await?;
+        check_fence(&mut c, &f).await
+    }
+
+    fn current_fence(&self) -> Option<Fence> {
+        self.fence.read().ok().and_then(|f| f.clone())
+    }
+
+    /// Registers instance `name` (process `token`): refused while another process of that name
+    /// was seen within `stale_ms`; afterwards, called again to say it is alive.
+    pub async fn register_instance(&self, name: &str, url: &str, token: &str, stale_ms: i64) -> Result<(), StoreError> {
+        let taken = sqlx::query_scalar::<_, String>(
+            "INSERT INTO instances (name, url, token, seen_at) VALUES ($1, $2, $3, clock_timestamp())
+             ON CONFLICT (name) DO UPDATE SET url = $2, token = $3, seen_at = clock_timestamp()
+               WHERE instances.token = $3
+                  OR instances.seen_at < clock_timestamp() - make_interval(secs => $4::double precision / 1000)
+             RETURNING token",
+        )
+        .bind(name)
+        .bind(url)
+        .bind(token)
+        .bind(stale_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        if taken.is_none() {
+            let other: Option<String> = sqlx::query_scalar("SELECT url FROM instances WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            return Err(StoreError::Config(format!(
+                "instance {name:?} is already running (at {}): give each instance its own --instance",
+                other.unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Extends the lease of `f`'s instance at its epoch, in the caller's transaction: the write
+/// that follows is the leader's, or nothing is written.
+async fn check_fence(c: &mut sqlx::PgConnection, f: &Fence) -> Result<(), StoreError> {
+    let held = sqlx::query(
+        "UPDATE leader_lease SET expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000)
+         WHERE id = 1 AND holder = $1 AND epoch = $2",
+    )
+    .bind(&f.instance)
+    .bind(f.epoch)
+    .bind(f.lease_ms)
+    .execute(&mut *c)
+    .await?;
+    if held.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced { instance: f.instance.clone(), epoch: f.epoch })
     }
 }
 
@@ -131,7 +277,7 @@ fn row_to_command(r: &sqlx::postgres::PgRow) -> Result<CommandRow, sqlx::Error> 
 impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let all = MIGRATIONS.iter().chain(LEDGER_MIGRATIONS).chain(PG_EVIDENCE).chain(EVIDENCE_MIGRATIONS);
-        for m in all.chain(PG_MARKET).chain(MARKET_MIGRATIONS) {
+        for m in all.chain(PG_MARKET).chain(MARKET_MIGRATIONS).chain(HA_MIGRATIONS) {
             sqlx::query(*m).execute(&self.pool).await?;
         }
         // the ledger's clock and time-ordered pages (SQLite reads them in rowid order instead)
@@ -227,6 +373,9 @@ impl Store for PgStore {
 
     async fn commit(&self, batch: &Batch<'_>) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        if let Some(f) = self.current_fence() {
+            check_fence(&mut tx, &f).await?;
+        }
         // one statement per table, the rows as arrays (`UNNEST`): a round trip per table, not per row
         let mut out = Vec::with_capacity(batch.commands.len());
         if !batch.commands.is_empty() {
@@ -408,6 +557,9 @@ impl Store for PgStore {
 
     async fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if let Some(f) = self.current_fence() {
+            check_fence(&mut tx, &f).await?;
+        }
         sqlx::query("INSERT INTO snapshots (seq, at_ms, body) VALUES ($1, $2, $3) ON CONFLICT (seq) DO NOTHING")
             .bind(seq)
             .bind(at_ms)
@@ -524,6 +676,10 @@ impl Store for PgStore {
     }
 
     async fn put_note(&self, note: &NoteRow) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(f) = self.current_fence() {
+            check_fence(&mut tx, &f).await?;
+        }
         sqlx::query(
             "INSERT INTO evidence_notes (size, at_ms, note) VALUES ($1, $2, $3)
              ON CONFLICT (size) DO UPDATE SET note = excluded.note",
@@ -531,8 +687,9 @@ impl Store for PgStore {
         .bind(note.size)
         .bind(note.at_ms)
         .bind(&note.note)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 

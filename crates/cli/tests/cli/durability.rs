@@ -95,24 +95,7 @@ async fn acknowledged_submissions_survive_sigkill() {
 
     let mut child = up(&dir, port);
     wait_healthy(&url).await;
-    let mut all: Vec<Value> = vec![];
-    let mut after = 0;
-    loop {
-        let page: Value = client
-            .get(format!("{url}/v1/jobs?limit=1000&after={after}"))
-            .bearer_auth(&operator)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
-        all.extend(page["jobs"].as_array().cloned().unwrap_or_default());
-        match page["next_after"].as_u64() {
-            Some(n) => after = n,
-            None => break,
-        }
-    }
+    let all = crate::failover::all_jobs(&url, &operator).await;
     let mut ids: Vec<u64> = all.iter().filter_map(|j| j["id"].as_u64()).collect();
     let n = ids.len();
     ids.sort_unstable();

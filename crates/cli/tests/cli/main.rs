@@ -6,6 +6,7 @@ mod client;
 mod console;
 mod durability;
 mod evidence;
+mod failover;
 mod job;
 mod market;
 mod network;

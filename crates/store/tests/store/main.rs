@@ -595,3 +595,53 @@ async fn postgres_conforms() {
     s.migrate().await.expect("migrate an existing schema");
     market_persisted(&s).await;
 }
+
+/// The leader's lease (issue 17): one holder at a time, epochs that only grow, and a fenced
+/// store whose lease another instance took can write nothing — not a command, not a snapshot.
+#[tokio::test]
+async fn the_leaders_lease_fences_a_deposed_leader() {
+    use suanwang_store::Fence;
+    let url = fresh_pg("lease").await;
+    let a = PgStore::connect(&url).await.expect("connect");
+    a.migrate().await.expect("migrate");
+    let b = PgStore::connect(&url).await.expect("connect");
+    let e1 = a.try_acquire("a", "http://a", 60_000).await.expect("acquire").expect("free at first");
+    assert_eq!(b.try_acquire("b", "http://b", 60_000).await.expect("try"), None, "a holds it");
+    let lease = b.lease().await.expect("lease");
+    assert_eq!((lease.holder.as_str(), lease.url.as_str(), lease.epoch), ("a", "http://a", e1));
+    assert!(lease.remaining_ms > 50_000, "{lease:?}");
+    a.set_fence(Some(Fence { instance: "a".into(), epoch: e1, lease_ms: 200 }));
+    let row = |n: i64| CommandRow {
+        seq: 0,
+        at_ms: n,
+        actor: "t".into(),
+        kind: "submit".into(),
+        job_id: Some(n),
+        tenant: None,
+        idempotency_key: None,
+        body: "{}".into(),
+        events: "[]".into(),
+    };
+    a.append(&[row(1)]).await.expect("the leader writes");
+    // the write set the lease to 200 ms: wait for the database's clock to pass it
+    while b.lease().await.expect("lease").remaining_ms >= 0 {
+        tokio::task::yield_now().await;
+    }
+    let e2 = b.try_acquire("b", "http://b", 60_000).await.expect("acquire").expect("expired");
+    assert!(e2 > e1, "epochs grow: {e1} then {e2}");
+    match a.append(&[row(2)]).await {
+        Err(StoreError::Fenced { instance, epoch }) => assert_eq!((instance.as_str(), epoch), ("a", e1)),
+        other => panic!("the deposed leader's write must be refused: {other:?}"),
+    }
+    assert!(matches!(a.put_snapshot(9, 9, "{}").await, Err(StoreError::Fenced { .. })));
+    assert!(matches!(a.renew().await, Err(StoreError::Fenced { .. })));
+    assert_eq!(a.commands(0, 100).await.expect("log").len(), 1, "only the leader's row");
+    b.set_fence(Some(Fence { instance: "b".into(), epoch: e2, lease_ms: 60_000 }));
+    b.append(&[row(3)]).await.expect("the new leader writes");
+    // a second process of the same name is refused while the first is alive
+    a.register_instance("one", "http://a", "tok-a", 60_000).await.expect("register");
+    a.register_instance("one", "http://a", "tok-a", 60_000).await.expect("the same process again");
+    let e = b.register_instance("one", "http://b", "tok-b", 60_000).await.expect_err("a second `one`");
+    assert!(e.to_string().contains("already running"), "{e}");
+    b.register_instance("one", "http://b", "tok-b", 0).await.expect("a stale one is replaced");
+}

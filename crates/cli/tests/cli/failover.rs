@@ -1,0 +1,250 @@
+//! Several `suanwang serve --instance` over one real PostgreSQL (issue 17, R7): the follower
+//! forwards to the leader; kill -9 the leader under 64 submitting clients — a follower takes
+//! over within the lease and a second, and every acknowledged job is there exactly once;
+//! SIGSTOP the new leader past its lease — the other takes over, and the stopped one, continued,
+//! is refused by the database and steps down to follow; both restarted at once — the state is
+//! as acknowledged.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const LEASE_MS: u64 = 1000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A fresh database on the test server (SUANWANG_TEST_PG, as the store's tests).
+async fn fresh_pg(tag: &str) -> String {
+    let admin =
+        std::env::var("SUANWANG_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = format!("suanwang_test_{tag}_{}", std::process::id());
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {admin} is not reachable ({e}); run ./scripts/test.sh, which starts one")
+    });
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).execute(&pool).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&pool).await.expect("create database");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_string();
+    format!("{base}/{db}")
+}
+
+fn instance(db: &str, name: &str, port: u16, log: &std::path::Path) -> Child {
+    let err = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(["serve", "--db", db, "--instance", name, "--lease-ms", &LEASE_MS.to_string()])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--credit-limit-fen", "unlimited"])
+        .env_remove("SUANWANG_SERVER")
+        .env_remove("SUANWANG_TOKEN")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("suanwang serve starts")
+}
+
+async fn health(url: &str) -> Option<Value> {
+    let r = crate::http().get(format!("{url}/healthz")).timeout(Duration::from_millis(500)).send().await.ok()?;
+    r.json().await.ok()
+}
+
+/// Waits until `url` answers `/healthz` with this role; the time it took.
+async fn until_role(url: &str, role: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if health(url).await.is_some_and(|h| h["role"] == role) {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{url} was not {role} within {within:?}: {:?}", health(url).await);
+}
+
+fn token(db: &str, role: &str, name: &str) -> String {
+    let out = crate::suanwang(&["token", "create", "--db", db, "--role", role, "--name", name]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Every job, through `url` (pages of 1,000).
+pub async fn all_jobs(url: &str, operator: &str) -> Vec<Value> {
+    let mut all = vec![];
+    let mut after = 0;
+    loop {
+        let page: Value = crate::http()
+            .get(format!("{url}/v1/jobs?limit=1000&after={after}"))
+            .bearer_auth(operator)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        all.extend(page["jobs"].as_array().cloned().unwrap_or_default());
+        match page["next_after"].as_u64() {
+            Some(n) => after = n,
+            None => return all,
+        }
+    }
+}
+
+/// Every acknowledged (key, id) is one job of that name, and no job is there twice.
+async fn check_acknowledged(url: &str, operator: &str, acked: &[(String, u64)]) {
+    let all = all_jobs(url, operator).await;
+    let mut names: Vec<&str> = all.iter().filter_map(|j| j["name"].as_str()).collect();
+    let n = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), n, "no submission applied twice");
+    for (key, id) in acked {
+        let job = all
+            .iter()
+            .find(|j| j["id"].as_u64() == Some(*id))
+            .unwrap_or_else(|| panic!("acknowledged job {id} ({key}) lost"));
+        assert_eq!(job["name"].as_str(), Some(key.as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)]
+async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job() {
+    let db = fresh_pg("failover").await;
+    let dir = std::env::temp_dir().join(format!("suanwang-failover-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let tenant = token(&db, "tenant", "acme-ai");
+    let operator = token(&db, "operator", "ops");
+    let (pa, pb) = (free_port(), free_port());
+    let (ua, ub) = (format!("http://127.0.0.1:{pa}"), format!("http://127.0.0.1:{pb}"));
+    let mut a = instance(&db, "a", pa, &dir.join("a.log"));
+    until_role(&ua, "leader", Duration::from_mins(1)).await;
+    let mut b = instance(&db, "b", pb, &dir.join("b.log"));
+    until_role(&ub, "follower", Duration::from_mins(1)).await;
+    // bad input: a second live instance of the same name is refused, naming it
+    let dup = Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(["serve", "--db", &db, "--instance", "a", "--lease-ms", "1000", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("runs");
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already running"), "{dup:?}");
+
+    // 64 clients submit through either instance, each request retried (same key) on the other
+    // until acknowledged
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::new(Mutex::new(vec![]));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = crate::http();
+    let mut tasks = vec![];
+    for c in 0..64 {
+        let (client, urls, tenant, acked, stop) =
+            (client.clone(), [ua.clone(), ub.clone()], tenant.clone(), Arc::clone(&acked), Arc::clone(&stop));
+        tasks.push(tokio::spawn(async move {
+            let mut at = c % 2;
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let key = format!("c{c}-{i}");
+                let body = json!({"name": key, "tenant": "acme-ai", "kind": "batch", "origin": "beijing",
+                    "resources": {"family": "general", "count": 1}, "work": {"run_time_s": 60}});
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while Instant::now() < deadline {
+                    let res = client
+                        .post(format!("{}/v1/jobs", urls[at]))
+                        .bearer_auth(&tenant)
+                        .header("idempotency-key", &key)
+                        .json(&body)
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if matches!(r.status().as_u16(), 200 | 201) => {
+                            let v: Value = r.json().await.unwrap_or(Value::Null);
+                            if let Some(id) = v["id"].as_u64() {
+                                acked.lock().expect("lock").push((key.clone(), id));
+                            }
+                            break;
+                        }
+                        _ => {
+                            at = 1 - at;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let wait_acks = |n: usize| {
+        let acked = Arc::clone(&acked);
+        async move {
+            let deadline = Instant::now() + Duration::from_mins(2);
+            while acked.lock().expect("lock").len() < n {
+                assert!(Instant::now() < deadline, "fewer than {n} submissions acknowledged");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_acks(300).await;
+
+    // kill -9 the leader: b takes over within the lease and a second
+    a.kill().expect("SIGKILL");
+    let _ = a.wait();
+    let took = until_role(&ub, "leader", Duration::from_secs(30)).await;
+    eprintln!("takeover after kill -9: {} ms (lease {LEASE_MS} ms)", took.as_millis());
+    assert!(took <= Duration::from_millis(LEASE_MS + 1000), "takeover after kill -9 took {took:?}");
+    let epoch_b = health(&ub).await.expect("healthz")["epoch"].as_u64().expect("epoch");
+    assert!(epoch_b >= 2, "a new epoch: {epoch_b}");
+    let before = acked.lock().expect("lock").len();
+    wait_acks(before + 200).await;
+
+    // a rejoins as a follower; SIGSTOP b past its lease: a takes over; b, continued, is refused
+    // by the database and steps down to follow
+    let mut a = instance(&db, "a", pa, &dir.join("a.log"));
+    until_role(&ua, "follower", Duration::from_secs(30)).await;
+    let b_pid = i32::try_from(b.id()).expect("pid");
+    assert!(Command::new("kill").args(["-STOP", &b_pid.to_string()]).status().expect("kill").success());
+    until_role(&ua, "leader", Duration::from_secs(30)).await;
+    assert!(Command::new("kill").args(["-CONT", &b_pid.to_string()]).status().expect("kill").success());
+    until_role(&ub, "follower", Duration::from_secs(30)).await;
+    let b_log = std::fs::read_to_string(dir.join("b.log")).unwrap_or_default();
+    assert!(b_log.contains("deposed"), "b saw its lease taken: {b_log}");
+    let epoch_a = health(&ua).await.expect("healthz")["epoch"].as_u64().expect("epoch");
+    assert!(epoch_a > epoch_b, "epochs only grow: {epoch_b} then {epoch_a}");
+    let before = acked.lock().expect("lock").len();
+    wait_acks(before + 100).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = acked.lock().expect("lock").clone();
+    check_acknowledged(&ua, &operator, &acked).await;
+    // reads through the follower are the leader's
+    check_acknowledged(&ub, &operator, &acked[..10]).await;
+
+    // both restarted at once: the state is as acknowledged
+    let _ = a.kill();
+    let _ = b.kill();
+    let _ = a.wait();
+    let _ = b.wait();
+    let mut a = instance(&db, "a", pa, &dir.join("a.log"));
+    let mut b = instance(&db, "b", pb, &dir.join("b.log"));
+    let deadline = Instant::now() + Duration::from_mins(1);
+    loop {
+        let roles = (health(&ua).await.map(|h| h["role"].clone()), health(&ub).await.map(|h| h["role"].clone()));
+        let leaders = [&roles.0, &roles.1].iter().filter(|r| r.as_ref().is_some_and(|r| r == "leader")).count();
+        if leaders == 1 && roles.0.is_some() && roles.1.is_some() {
+            break;
+        }
+        assert!(leaders <= 1, "never two leaders: {roles:?}");
+        assert!(Instant::now() < deadline, "no leader after a restart of both: {roles:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check_acknowledged(&ua, &operator, &acked).await;
+    let _ = a.kill();
+    let _ = b.kill();
+    let _ = a.wait();
+    let _ = b.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,246 @@
+//! Several control-plane instances over one PostgreSQL (issue 17, R7, R3).
+//!
+//! Exactly one instance leads: it holds the lease row of the database (`PgStore::try_acquire`)
+//! at an epoch, and every write transaction it makes first extends that lease at that epoch
+//! (`PgStore::set_fence`), so a leader that lost the lease — partitioned, stopped, slow — can
+//! never append: its write fails with `StoreError::Fenced` and it steps down. The others follow:
+//! they answer `/healthz` and `/metrics` themselves and forward every other request to the
+//! leader the lease names, so clients and agents may use any instance. A follower takes the lease
+//! once it has expired, loads the state from the store as a restart does, and serves.
+//!
+//! This module holds what every instance serves (`router`) and what it knows of the lease; the
+//! process that runs the lease's loop is `suanwang serve --instance` (the CLI's `serve_cmd`).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower_service::Service as _;
+
+use crate::error::ApiError;
+
+/// The largest request body forwarded to the leader (a checkpoint is at most 64 MiB).
+const MAX_FORWARDED: usize = 65 << 20;
+
+/// What this instance is and knows of the lease.
+#[derive(Debug)]
+pub struct Ha {
+    /// `--instance`: unique among the instances of one database.
+    pub instance: String,
+    /// Where the others reach this instance (`--advertise`).
+    pub advertise: String,
+    pub lease: Duration,
+    /// This instance's epoch while it leads; 0 while it follows.
+    epoch: AtomicI64,
+    /// The leader the lease names (its URL) and its epoch, as last read.
+    leader: RwLock<(String, String)>,
+    leader_epoch: AtomicI64,
+    /// Times this process took the lease.
+    pub takeovers: AtomicU64,
+    /// The leader's routes, once this instance leads.
+    routes: RwLock<Option<Router>>,
+    client: reqwest::Client,
+}
+
+impl Ha {
+    pub fn new(instance: &str, advertise: &str, lease: Duration) -> Arc<Ha> {
+        // reqwest's TLS needs a process-wide provider (ring, as the listener's)
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Arc::new(Ha {
+            instance: instance.to_string(),
+            advertise: advertise.trim_end_matches('/').to_string(),
+            lease,
+            epoch: AtomicI64::new(0),
+            leader: RwLock::new((String::new(), String::new())),
+            leader_epoch: AtomicI64::new(0),
+            takeovers: AtomicU64::new(0),
+            routes: RwLock::new(None),
+            // no redirects: a forwarded request is answered by the leader itself
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// `leader` or `follower`.
+    pub fn role(&self) -> &'static str {
+        if self.epoch.load(Ordering::Relaxed) > 0 { "leader" } else { "follower" }
+    }
+
+    /// This instance's epoch while it leads, else the leader's as last read.
+    pub fn epoch(&self) -> i64 {
+        match self.epoch.load(Ordering::Relaxed) {
+            0 => self.leader_epoch.load(Ordering::Relaxed),
+            e => e,
+        }
+    }
+
+    /// The leader's instance name and URL as last read (this instance's own while it leads).
+    pub fn leader(&self) -> (String, String) {
+        if self.epoch.load(Ordering::Relaxed) > 0 {
+            return (self.instance.clone(), self.advertise.clone());
+        }
+        self.leader.read().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// What a follower read of the lease.
+    pub fn saw_lease(&self, holder: &str, url: &str, epoch: i64) {
+        if let Ok(mut l) = self.leader.write() {
+            *l = (holder.to_string(), url.trim_end_matches('/').to_string());
+        }
+        self.leader_epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// This instance took the lease at `epoch`: it serves `routes` from now on.
+    pub fn lead(&self, epoch: i64, routes: Router) {
+        if let Ok(mut r) = self.routes.write() {
+            *r = Some(routes);
+        }
+        self.epoch.store(epoch, Ordering::Relaxed);
+        self.leader_epoch.store(epoch, Ordering::Relaxed);
+        self.takeovers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The lease's lines of `/metrics`.
+    pub fn metrics(&self) -> String {
+        let leader = u8::from(self.epoch.load(Ordering::Relaxed) > 0);
+        format!(
+            "# HELP suanwang_ha_leader Whether this instance holds the leader's lease (1) or follows (0).\n\
+             # TYPE suanwang_ha_leader gauge\n\
+             suanwang_ha_leader{{instance=\"{i}\"}} {leader}\n\
+             # HELP suanwang_ha_epoch The lease's epoch (this instance's while it leads, else the leader's as last read).\n\
+             # TYPE suanwang_ha_epoch gauge\n\
+             suanwang_ha_epoch{{instance=\"{i}\"}} {e}\n\
+             # HELP suanwang_ha_takeovers_total Times this process took the lease.\n\
+             # TYPE suanwang_ha_takeovers_total counter\n\
+             suanwang_ha_takeovers_total{{instance=\"{i}\"}} {t}\n\
+             # HELP suanwang_ha_lease_seconds The lease's duration.\n\
+             # TYPE suanwang_ha_lease_seconds gauge\n\
+             suanwang_ha_lease_seconds {l}\n",
+            i = self.instance.replace(['\\', '"', '\n'], "_"),
+            e = self.epoch(),
+            t = self.takeovers.load(Ordering::Relaxed),
+            l = self.lease.as_secs_f64(),
+        )
+    }
+
+    /// A follower's `/healthz`.
+    fn health(&self) -> suanwang_api::Health {
+        let (leader_name, leader_url) = self.leader();
+        suanwang_api::Health {
+            status: "ok".into(),
+            store: "postgres".into(),
+            jobs: 0,
+            live_jobs: 0,
+            cached_jobs: 0,
+            pid: std::process::id(),
+            started_at_ms: 0,
+            role: self.role().into(),
+            instance: Some(self.instance.clone()),
+            epoch: u64::try_from(self.epoch()).unwrap_or(0),
+            leader: (!leader_name.is_empty()).then_some(leader_name),
+            leader_url: (!leader_url.is_empty()).then_some(leader_url),
+        }
+    }
+
+    /// One request: the leader's routes once this instance leads; before, its own health and
+    /// metrics, and everything else forwarded to the leader.
+    async fn dispatch(&self, req: Request) -> Response {
+        let leading = self.routes.read().ok().and_then(|r| r.clone());
+        if let Some(mut routes) = leading {
+            return match routes.call(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+        }
+        match req.uri().path() {
+            "/healthz" => axum::Json(self.health()).into_response(),
+            "/metrics" => {
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], format!("{}suanwang_up 1\n", self.metrics()))
+                    .into_response()
+            }
+            _ => self.forward(req).await,
+        }
+    }
+
+    /// Forwards `req` to the leader and streams its answer back; 503 (retry soon) while no
+    /// leader is known or it does not answer.
+    async fn forward(&self, req: Request) -> Response {
+        let (_, url) = self.leader();
+        if url.is_empty() || url == self.advertise {
+            return no_leader("no instance holds the leader's lease yet");
+        }
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORWARDED).await else {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is too large to forward")
+                .into_response();
+        };
+        let target = format!("{url}{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+        let mut out = self.client.request(parts.method, target).body(bytes);
+        for (k, v) in &parts.headers {
+            if !hop_by_hop(k) {
+                out = out.header(k, v);
+            }
+        }
+        out = out.header("x-suanwang-forwarded-by", self.instance.as_str());
+        let answer = match out.send().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(leader = %url, error = %e, "the leader did not answer a forwarded request");
+                return no_leader(&format!("the leader at {url} did not answer"));
+            }
+        };
+        let mut res = Response::builder().status(answer.status());
+        for (k, v) in answer.headers() {
+            if !hop_by_hop(k) && k != header::CONTENT_LENGTH {
+                res = res.header(k, v);
+            }
+        }
+        // streamed: `/v1/events` never ends
+        let stream = futures_util::stream::unfold(answer, |mut a| async move {
+            match a.chunk().await {
+                Ok(Some(c)) => Some((Ok::<_, std::io::Error>(c), a)),
+                Ok(None) => None,
+                Err(e) => Some((Err(std::io::Error::other(e)), a)),
+            }
+        });
+        res.body(Body::from_stream(stream)).unwrap_or_else(|_| no_leader("the leader's answer could not be relayed"))
+    }
+}
+
+fn hop_by_hop(k: &HeaderName) -> bool {
+    [
+        header::HOST,
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+    ]
+    .contains(k)
+        || k.as_str() == "keep-alive"
+}
+
+fn no_leader(why: &str) -> Response {
+    let mut r = ApiError::unavailable(why)
+        .hint("a follower takes over within the lease; retry (with the same Idempotency-Key) or try another instance")
+        .into_response();
+    r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+    r
+}
+
+/// What every instance serves: see [`Ha::dispatch`].
+pub fn router(ha: Arc<Ha>) -> Router {
+    Router::new().fallback(move |req: Request| {
+        let ha = Arc::clone(&ha);
+        async move { ha.dispatch(req).await }
+    })
+}
