@@ -236,14 +236,25 @@ async fn instance(
             }
         });
     }
-    // follow until the lease is free
+    // follow until the lease is free; a database lost for two leases (its primary failed
+    // over) is connected to afresh: the process re-executes and finds the new primary
+    let mut answered = Instant::now();
     let epoch = loop {
         match pg.try_acquire(&ha.name, &advertise, lease_ms).await {
             Ok(Some(epoch)) => break epoch,
             Ok(None) => {
+                answered = Instant::now();
                 if let Ok(l) = pg.lease().await {
                     state.saw_lease(&l.holder, &l.url, l.epoch);
                 }
+            }
+            Err(e) if answered.elapsed() > lease * 2 => {
+                eprintln!(
+                    "instance {}: the database has not answered for {:?} ({e}); reconnecting",
+                    ha.name,
+                    answered.elapsed()
+                );
+                reexec(&[(INSTANCE_TOKEN_ENV, &token)])?;
             }
             Err(e) => tracing::warn!(error = %e, "reading the lease"),
         }

@@ -129,9 +129,24 @@ const HA_MIGRATIONS: &[&str] = &[
 ];
 
 impl PgStore {
+    /// Connects to `url`. A URL of several hosts (`postgres://u@h1:5432,h2:5432/db`, as libpq
+    /// and a failover manager's connection string give) connects to the first that accepts and
+    /// is not in recovery: the primary.
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
-        let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
-        Ok(PgStore { pool, fence: Arc::default() })
+        let candidates = host_urls(url);
+        let mut last = None;
+        for one in &candidates {
+            match PgPoolOptions::new().max_connections(8).connect(one).await {
+                Ok(pool) if candidates.len() == 1 => return Ok(PgStore { pool, fence: Arc::default() }),
+                Ok(pool) => match sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()").fetch_one(&pool).await {
+                    Ok(false) => return Ok(PgStore { pool, fence: Arc::default() }),
+                    Ok(true) => last = Some(StoreError::Config(format!("{} is a standby", redact(one)))),
+                    Err(e) => last = Some(e.into()),
+                },
+                Err(e) => last = Some(e.into()),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Config("no host in the database URL".into())))
     }
 
     /// The lease now.
@@ -214,6 +229,31 @@ impl PgStore {
             )));
         }
         Ok(())
+    }
+}
+
+/// One URL per host of a multi-host URL (`postgres://u:p@h1:1,h2:2/db?x=y` → `…@h1:1/db?x=y`, …).
+fn host_urls(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("://") else { return vec![url.to_string()] };
+    let (auth, rest) = match rest.rsplit_once('@') {
+        Some((a, r)) => (format!("{a}@"), r),
+        None => (String::new(), rest),
+    };
+    let (hosts, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if !hosts.contains(',') {
+        return vec![url.to_string()];
+    }
+    hosts.split(',').filter(|h| !h.is_empty()).map(|h| format!("{scheme}://{auth}{h}{tail}")).collect()
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_string(),
     }
 }
 
@@ -1005,4 +1045,20 @@ fn row_to_transfer(r: &sqlx::postgres::PgRow) -> Result<TransferRow, sqlx::Error
         ts: r.try_get("ts")?,
         at_ms: r.try_get("at_ms")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{host_urls, redact};
+
+    #[test]
+    fn a_multi_host_url_is_one_url_per_host() {
+        assert_eq!(host_urls("postgres://u@h:5432/db"), vec!["postgres://u@h:5432/db"]);
+        assert_eq!(
+            host_urls("postgres://u:p@a:5501,b:5502/db?sslmode=disable"),
+            vec!["postgres://u:p@a:5501/db?sslmode=disable", "postgres://u:p@b:5502/db?sslmode=disable"]
+        );
+        assert_eq!(host_urls("postgresql://a,b"), vec!["postgresql://a", "postgresql://b"]);
+        assert_eq!(redact("postgres://u:secret@a:1/db"), "postgres://…@a:1/db");
+    }
 }
