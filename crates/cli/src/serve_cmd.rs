@@ -240,12 +240,16 @@ async fn instance(
     // over) is connected to afresh: the process re-executes and finds the new primary
     let mut answered = Instant::now();
     let epoch = loop {
+        // the next try: a third of a lease later, or just after the lease expires if sooner
+        let mut next = lease / 3;
         match pg.try_acquire(&ha.name, &advertise, lease_ms).await {
             Ok(Some(epoch)) => break epoch,
             Ok(None) => {
                 answered = Instant::now();
                 if let Ok(l) = pg.lease().await {
                     state.saw_lease(&l.holder, &l.url, l.epoch);
+                    let expires = Duration::from_millis(u64::try_from(l.remaining_ms).unwrap_or(0) + 20);
+                    next = next.min(expires);
                 }
             }
             Err(e) if answered.elapsed() > lease * 2 => {
@@ -258,7 +262,7 @@ async fn instance(
             }
             Err(e) => tracing::warn!(error = %e, "reading the lease"),
         }
-        tokio::time::sleep(lease / 3).await;
+        tokio::time::sleep(next).await;
     };
     let took = Instant::now();
     pg.set_fence(Some(Fence { instance: ha.name.clone(), epoch, lease_ms }));

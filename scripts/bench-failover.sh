@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Issue 17's targets, measured (outside CI): takeover time after kill -9 of the leader over
+# TRIALS trials (p50, max; target ≤ lease + 1 s), and submissions per second through the
+# leader and through a follower (which forwards every write to the leader), each against the
+# same 2-instance control plane. Prints one JSON object.
+#
+# Usage: scripts/bench-failover.sh [path/to/suanwang]   (PostgreSQL at $SUANWANG_TEST_PG or
+#        postgres://postgres@127.0.0.1:5432/postgres; env TRIALS=20 LEASE_MS=3000 JOBS=5000)
+set -euo pipefail
+BIN=${1:-$(cd "$(dirname "$0")/.." && pwd)/target/release/suanwang}
+[ -x "$BIN" ] || { echo "no suanwang binary at $BIN (cargo build --release first, or pass its path)" >&2; exit 2; }
+ADMIN=${SUANWANG_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}
+TRIALS=${TRIALS:-20} LEASE_MS=${LEASE_MS:-3000} JOBS=${JOBS:-5000}
+NAME=suanwang_bench_failover_$$
+psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME" -c "CREATE DATABASE $NAME" >/dev/null
+DB="${ADMIN%/*}/$NAME"
+DIR=$(mktemp -d /tmp/suanwang-bench-failover.XXXXXX)
+declare -A PID PORT=([a]=7301 [b]=7302)
+cleanup() { for p in "${PID[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+start() { # NAME
+  RUST_LOG=warn "$BIN" serve --db "$DB" --instance "$1" --lease-ms "$LEASE_MS" --listen "127.0.0.1:${PORT[$1]}" \
+    --credit-limit-fen unlimited --auth-fail-burst 0 >>"$DIR/$1.log" 2>&1 &
+  PID[$1]=$!
+  disown $!
+}
+role() { curl -s --max-time 0.5 "127.0.0.1:${PORT[$1]}/healthz" | python3 -c 'import sys,json; print(json.load(sys.stdin)["role"])' 2>/dev/null || echo down; }
+until_role() { # NAME ROLE: polls every 10 ms
+  local deadline=$((SECONDS + 60))
+  until [ "$(role "$1")" = "$2" ]; do
+    [ $SECONDS -lt $deadline ] || { echo "$1 never became $2" >&2; exit 1; }
+    sleep 0.01
+  done
+}
+TENANT=$("$BIN" token create --db "$DB" --role tenant --name acme-ai)
+start a; until_role a leader
+start b; until_role b follower
+: >"$DIR/takeovers"
+for t in $(seq 1 "$TRIALS"); do
+  if [ "$(role a)" = leader ]; then L=a F=b; else L=b F=a; fi
+  # the leader is busy: a job a trial keeps its lease fresh from the writes, as in service
+  printf '{"name":"t%s","tenant":"acme-ai","kind":"batch","origin":"beijing","resources":{"family":"general","count":1},"work":{"run_time_s":60}}' "$t" >"$DIR/job.json"
+  SUANWANG_SERVER="http://127.0.0.1:${PORT[$L]}" SUANWANG_TOKEN=$TENANT "$BIN" submit "$DIR/job.json" >/dev/null
+  kill -9 "${PID[$L]}"
+  T0=$(date +%s%N)
+  until_role "$F" leader
+  T1=$(date +%s%N)
+  echo $(((T1 - T0) / 1000000)) >>"$DIR/takeovers"
+  start "$L"; until_role "$L" follower
+done
+submit_rate() { # URL: bench submit's accepted submissions per second through it
+  SUANWANG_SERVER=$1 SUANWANG_TOKEN=$TENANT "$BIN" bench submit --jobs "$JOBS" --clients 64 --json |
+    python3 -c 'import sys,json; d=json.load(sys.stdin); print(d["accepted_per_sec"])'
+}
+if [ "$(role a)" = leader ]; then L=a F=b; else L=b F=a; fi
+LEADER_RATE=$(submit_rate "http://127.0.0.1:${PORT[$L]}")
+FOLLOWER_RATE=$(submit_rate "http://127.0.0.1:${PORT[$F]}")
+python3 - "$DIR/takeovers" "$LEASE_MS" "$LEADER_RATE" "$FOLLOWER_RATE" <<'EOF'
+import json, statistics, sys
+ms = sorted(int(l) for l in open(sys.argv[1]) if l.strip())
+lease = int(sys.argv[2])
+print(json.dumps({
+    "trials": len(ms), "lease_ms": lease,
+    "takeover_p50_ms": statistics.median(ms), "takeover_max_ms": max(ms),
+    "within_lease_plus_1s": sum(m <= lease + 1000 for m in ms),
+    "submit_per_sec_via_leader": sys.argv[3], "submit_per_sec_via_follower": sys.argv[4],
+}))
+EOF
+psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME" >/dev/null 2>&1 || true
