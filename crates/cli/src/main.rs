@@ -1107,7 +1107,7 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
             let c = remote::Client::new(cli.server.clone(), token, &tls)?;
             let lost_after = std::time::Duration::from_secs(lost_after);
             let args = agent_cmd::AgentArgs {
-                server: c.server,
+                server: c.servers.join(","),
                 token: c.token,
                 site,
                 city,

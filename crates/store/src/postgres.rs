@@ -260,13 +260,18 @@ fn redact(url: &str) -> String {
 /// Extends the lease of `f`'s instance at its epoch, in the caller's transaction: the write
 /// that follows is the leader's, or nothing is written.
 async fn check_fence(c: &mut sqlx::PgConnection, f: &Fence) -> Result<(), StoreError> {
+    // the lease's row is locked until the transaction ends: a leader stopped before its commit
+    // (SIGSTOP, a long pause) would hold every follower off. PostgreSQL ends a session idle in
+    // its transaction for a lease, releasing the row; the stopped leader's commit then fails.
     let held = sqlx::query(
-        "UPDATE leader_lease SET expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000)
-         WHERE id = 1 AND holder = $1 AND epoch = $2",
+        "WITH idle AS (SELECT set_config('idle_in_transaction_session_timeout', $4, true) AS v)
+         UPDATE leader_lease SET expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000)
+         WHERE id = 1 AND holder = $1 AND epoch = $2 AND (SELECT v IS NOT NULL FROM idle)",
     )
     .bind(&f.instance)
     .bind(f.epoch)
     .bind(f.lease_ms)
+    .bind(format!("{}ms", f.lease_ms.max(1)))
     .execute(&mut *c)
     .await?;
     if held.rows_affected() == 1 {
@@ -413,9 +418,6 @@ impl Store for PgStore {
 
     async fn commit(&self, batch: &Batch<'_>) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        if let Some(f) = self.current_fence() {
-            check_fence(&mut tx, &f).await?;
-        }
         // one statement per table, the rows as arrays (`UNNEST`): a round trip per table, not per row
         let mut out = Vec::with_capacity(batch.commands.len());
         if !batch.commands.is_empty() {
@@ -498,6 +500,10 @@ impl Store for PgStore {
         }
         write_ledger(&mut tx, batch).await?;
         write_evidence(&mut tx, batch).await?;
+        // last: the lease's row stays locked only from here to the commit
+        if let Some(f) = self.current_fence() {
+            check_fence(&mut tx, &f).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }

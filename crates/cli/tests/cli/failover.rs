@@ -1,6 +1,7 @@
 //! Several `suanwang serve --instance` over one real PostgreSQL (issue 17, R7): the follower
-//! forwards to the leader; kill -9 the leader under 64 submitting clients — a follower takes
-//! over within the lease and a second, and every acknowledged job is there exactly once;
+//! forwards to the leader; kill -9 the leader under 64 submitting clients and an agent running
+//! a real job — a follower takes over within the lease and a second, every acknowledged job is
+//! there exactly once, and the agent's job completes in one attempt with one output;
 //! SIGSTOP the new leader past its lease — the other takes over, and the stopped one, continued,
 //! is refused by the database and steps down to follow; both restarted at once — the state is
 //! as acknowledged.
@@ -131,6 +132,40 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already running"), "{dup:?}");
 
+    // an agent given both instances runs a real job across the failover
+    let agent_dir = dir.join("agent");
+    let servers = format!("{ua},{ub}");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(["agent", "--site", "local", "--city", "beijing", "--data", agent_dir.to_str().expect("utf8")])
+        .env("SUANWANG_SERVER", &servers)
+        .env("SUANWANG_TOKEN", &operator)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("agent.log")).expect("log"))
+        .spawn()
+        .expect("agent starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sites: Value = client_get(&ua, &operator, "/v1/sites").await;
+        let live = sites["sites"].as_array().into_iter().flatten().any(|s| s["id"] == "local");
+        if live {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agent's site never appeared: {sites}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = json!({"name": "across-the-failover", "tenant": "acme-ai", "kind": "inference", "origin": "beijing",
+        "allowed_sites": ["local"], "resources": {"family": "general", "count": 1, "memory_gib": 1},
+        "work": {"run_time_s": 30}, "run": {"command": "sh", "args": ["-c", "sleep 8; echo ran"]}});
+    let r = crate::http().post(format!("{ub}/v1/jobs")).bearer_auth(&tenant).json(&run).send().await.expect("submit");
+    assert_eq!(r.status().as_u16(), 201, "through the follower");
+    let run_id = r.json::<Value>().await.expect("json")["id"].as_u64().expect("id");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client_get(&ua, &operator, &format!("/v1/jobs/{run_id}")).await["state"] != "running" {
+        assert!(Instant::now() < deadline, "the agent's job never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // 64 clients submit through either instance, each request retried (same key) on the other
     // until acknowledged
     let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::new(Mutex::new(vec![]));
@@ -198,6 +233,19 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
     assert!(epoch_b >= 2, "a new epoch: {epoch_b}");
     let before = acked.lock().expect("lock").len();
     wait_acks(before + 200).await;
+    // the agent's job, running when its leader died, completes once: one attempt, one output
+    let deadline = Instant::now() + Duration::from_mins(1);
+    let done = loop {
+        let j = client_get(&ub, &operator, &format!("/v1/jobs/{run_id}")).await;
+        if j["state"] == "completed" {
+            break j;
+        }
+        assert!(j["state"] == "running" && Instant::now() < deadline, "the agent's job: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["attempts"], 1, "ran once: {done}");
+    let logs = client_get(&ub, &operator, &format!("/v1/jobs/{run_id}/logs")).await;
+    assert_eq!(logs["stdout"].as_str().map(|o| o.matches("ran").count()), Some(1), "{logs}");
 
     // a rejoins as a follower; SIGSTOP b past its lease: a takes over; b, continued, is refused
     // by the database and steps down to follow
@@ -244,7 +292,17 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
     check_acknowledged(&ua, &operator, &acked).await;
     let _ = a.kill();
     let _ = b.kill();
+    let _ = agent.kill();
     let _ = a.wait();
     let _ = b.wait();
+    let _ = agent.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn client_get(url: &str, token: &str, path: &str) -> Value {
+    let r = crate::http().get(format!("{url}{path}")).bearer_auth(token).send().await;
+    match r {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
 }
