@@ -48,14 +48,25 @@ for t in $(seq 1 "$TRIALS"); do
   echo $(((T1 - T0) / 1000000)) >>"$DIR/takeovers"
   start "$L"; until_role "$L" follower
 done
-submit_rate() { # URL: bench submit's accepted submissions per second through it
+submit_rate() { # URL[,URL]: bench submit's accepted submissions per second through it
   SUANWANG_SERVER=$1 SUANWANG_TOKEN=$TENANT "$BIN" bench submit --jobs "$JOBS" --clients 64 --json |
     python3 -c 'import sys,json; d=json.load(sys.stdin); print(d["accepted_per_sec"])'
 }
 if [ "$(role a)" = leader ]; then L=a F=b; else L=b F=a; fi
 LEADER_RATE=$(submit_rate "http://127.0.0.1:${PORT[$L]}")
 FOLLOWER_RATE=$(submit_rate "http://127.0.0.1:${PORT[$F]}")
-python3 - "$DIR/takeovers" "$LEASE_MS" "$LEADER_RATE" "$FOLLOWER_RATE" <<'EOF'
+BOTH_RATE=$(submit_rate "http://127.0.0.1:${PORT[$F]},http://127.0.0.1:${PORT[$L]}")
+# the baseline in the same session: one plain `serve` on its own database
+psql "$ADMIN" -qc "DROP DATABASE IF EXISTS ${NAME}_one" -c "CREATE DATABASE ${NAME}_one" >/dev/null
+ONE="${ADMIN%/*}/${NAME}_one"
+TENANT=$("$BIN" token create --db "$ONE" --role tenant --name acme-ai)
+RUST_LOG=warn "$BIN" serve --db "$ONE" --listen 127.0.0.1:7303 --credit-limit-fen unlimited --auth-fail-burst 0 \
+  >>"$DIR/one.log" 2>&1 &
+PID[one]=$!
+disown $!
+until curl -sf 127.0.0.1:7303/healthz >/dev/null; do sleep 0.05; done
+ONE_RATE=$(submit_rate http://127.0.0.1:7303)
+python3 - "$DIR/takeovers" "$LEASE_MS" "$LEADER_RATE" "$FOLLOWER_RATE" "$BOTH_RATE" "$ONE_RATE" <<'EOF'
 import json, statistics, sys
 ms = sorted(int(l) for l in open(sys.argv[1]) if l.strip())
 lease = int(sys.argv[2])
@@ -63,7 +74,8 @@ print(json.dumps({
     "trials": len(ms), "lease_ms": lease,
     "takeover_p50_ms": statistics.median(ms), "takeover_max_ms": max(ms),
     "within_lease_plus_1s": sum(m <= lease + 1000 for m in ms),
-    "submit_per_sec_via_leader": sys.argv[3], "submit_per_sec_via_follower": sys.argv[4],
+    "submit_per_sec_via_leader": float(sys.argv[3]), "submit_per_sec_via_follower": float(sys.argv[4]),
+    "submit_per_sec_two_instances": float(sys.argv[5]), "submit_per_sec_one_instance": float(sys.argv[6]),
 }))
 EOF
-psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME" >/dev/null 2>&1 || true
+psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME" -c "DROP DATABASE IF EXISTS ${NAME}_one" >/dev/null 2>&1 || true
