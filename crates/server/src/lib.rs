@@ -70,6 +70,9 @@ pub struct Inner {
     pub require_probe: bool,
     /// Probe jobs of pending sites (state, not commands: kept in memory).
     pub probes: std::sync::Mutex<HashMap<String, probe::Probe>>,
+    /// One gate per tenant with quotas (R3): its submissions are checked against its quotas and
+    /// handed to the engine one at a time, so two at once cannot both pass a quota that fits one.
+    pub quota_gates: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// See [`ServerConfig::restart`].
     pub restart: Arc<tokio::sync::Notify>,
     /// See [`ServerConfig::ha`].
@@ -321,6 +324,7 @@ pub async fn build(
         throttle: throttle::Throttle::new(cfg.auth_limit),
         require_probe: cfg.provider_caps.require_probe,
         probes: std::sync::Mutex::new(HashMap::new()),
+        quota_gates: std::sync::Mutex::new(HashMap::new()),
         restart: Arc::clone(&cfg.restart),
         ha: cfg.ha.clone(),
         books: std::sync::Mutex::new(billing::Books::load(&store, cfg.price_book.clone(), cfg.credit_limit_fen).await?),

@@ -11,6 +11,7 @@
 //! is voided then, or when it is cancelled.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -1287,8 +1288,8 @@ pub fn used_units(inner: &crate::Inner, tenant: &str, family: &str) -> BTreeMap<
 /// The tenant's quotas (R3) applied to a submission: a quota everywhere that this job would
 /// exceed refuses it (422 naming the quota); regions whose quota it would exceed are taken out
 /// of the regions it may run in (`allowed_regions`), and when none is left it is refused.
-/// Returns whether the spec changed. (Two submissions at the same instant may both pass: the
-/// check reads the live jobs, not a reservation.)
+/// Returns whether the spec changed. The caller holds the tenant's `quota_gate` until the job
+/// is in the live jobs, so the check and the submission are one step.
 pub fn apply_quotas(inner: &crate::Inner, spec: &mut serde_json::Value) -> Result<bool, ApiError> {
     use serde_json::Value;
     let tenant = spec.get("tenant").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -1333,6 +1334,22 @@ pub fn apply_quotas(inner: &crate::Inner, spec: &mut serde_json::Value) -> Resul
     }
     spec["allowed_regions"] = left.into_iter().map(Value::String).collect();
     Ok(true)
+}
+
+/// The tenant's submission gate when it has any quota (`Inner::quota_gates`): held from the
+/// quota check until the job is live.
+pub async fn quota_gate(inner: &crate::Inner, spec: &serde_json::Value) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    let tenant = spec.get("tenant").and_then(serde_json::Value::as_str)?;
+    let quoted = inner.market.lock().ok()?.quotas.keys().any(|(t, _, _)| t == tenant);
+    if !quoted {
+        return None;
+    }
+    let gate = {
+        let mut gates = inner.quota_gates.lock().ok()?;
+        // bounded by the tenants with quotas
+        Arc::clone(gates.entry(tenant.to_string()).or_default())
+    };
+    Some(gate.lock_owned().await)
 }
 
 fn quota_refusal(why: String) -> ApiError {

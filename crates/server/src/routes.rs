@@ -353,7 +353,9 @@ pub(crate) async fn submit_spec(
 ) -> Result<(StatusCode, Submitted), ApiError> {
     // R4: a job on a market contract is confined to its seller's sites and window
     let mut changed = crate::market::resolve_contract(inner, &mut spec).await?;
-    // R3: the tenant's quotas (a full region is taken out of where it may run)
+    // R3: the tenant's quotas (a full region is taken out of where it may run), checked and
+    // submitted under the tenant's gate
+    let _gate = crate::market::quota_gate(inner, &spec).await;
     changed |= crate::market::apply_quotas(inner, &mut spec)?;
     // R6: an input named by dataset id is completed from the registry (size, nearest replica,
     // classification) before the spec is checked

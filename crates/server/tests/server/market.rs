@@ -522,6 +522,20 @@ async fn quotas_refuse_or_steer_a_tenants_jobs() {
     drop(s);
     let s = start_with(store.clone(), ServerConfig::default()).await;
     refused(&s.url).await;
+    // submissions at once cannot both pass a quota that has room for one: 2 units left, eight
+    // jobs of 2 at the same time — exactly one is accepted
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, acme, spec) = (s.url.clone(), acme.clone(), job("general", 2, None));
+            tokio::spawn(async move { call(&url, "POST", "/v1/jobs", Some(&acme), body(&spec), None).await.0 })
+        })
+        .collect();
+    let mut statuses = vec![];
+    for r in racers {
+        statuses.push(r.await.expect("task"));
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 422, 422, 422, 422, 422, 422, 422], "one fits the quota");
 }
 
 /// A statement whose sums pass i64 (found by schemathesis: top-ups near the largest amount)
