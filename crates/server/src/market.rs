@@ -371,7 +371,7 @@ impl Market {
     pub fn apply(&mut self, books: &mut Books, op: MarketOp, now_ms: i64) -> Result<MarketDone, ApiError> {
         match op {
             MarketOp::Place { order, capacity, by } => {
-                self.place(books, *order, capacity, &by, now_ms).map(MarketDone::Order)
+                self.place(books, *order, capacity, None, &by, now_ms).map(MarketDone::Order)
             }
             MarketOp::Cancel { id, by, any_owner } => {
                 self.cancel(books, id, &by, any_owner, now_ms).map(MarketDone::Order)
@@ -517,6 +517,7 @@ impl Market {
         books: &mut Books,
         mut o: Order,
         capacity: u64,
+        job: Option<serde_json::Value>,
         by: &str,
         now_ms: i64,
     ) -> Result<OrderView, ApiError> {
@@ -567,7 +568,7 @@ impl Market {
                 held_fen: held,
                 created_at_ms: now_ms,
                 updated_at_ms: now_ms,
-                job: None,
+                job,
                 job_id: None,
                 job_reason: None,
             },
@@ -644,13 +645,7 @@ impl Market {
             price_fen: b.max_price,
             seq: 0,
         };
-        let mut view = self.place(books, order, 0, by, now_ms)?;
-        view.job = Some(b.spec.clone());
-        if let Some(stored) = self.open.get_mut(&view.id) {
-            stored.view.job = Some(b.spec.clone());
-            let stored = stored.clone();
-            self.stage_order(&stored);
-        }
+        let view = self.place(books, order, 0, Some(b.spec.clone()), by, now_ms)?;
         let wait = JobWait { order: view.id, ..JobWait::default() };
         self.stage_wait(&wait, "waiting", now_ms);
         self.jobs.insert(view.id, wait);
