@@ -181,7 +181,7 @@ fn row_to_job(r: &sqlx::sqlite::SqliteRow) -> Result<JobRow, sqlx::Error> {
 /// under SQLite's 32,766 variables; `statement_chunks` bounds the shapes prepared.
 const LEDGER_CHUNK: usize = 512;
 
-/// `head` then `(?, …)` for `rows` rows of `cols` values, then `tail`.
+/// `head` then `(?, …)` for `rows` rows of `cols` values, then `tail`: a multi-row statement.
 fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
     let one = format!("({})", vec!["?"; cols].join(","));
     format!("{head} VALUES {} {tail}", vec![one; rows].join(","))
@@ -496,10 +496,11 @@ impl Store for SqliteStore {
         // many rows per statement: each statement is a round trip to SQLite's worker thread
         let mut out = Vec::with_capacity(batch.commands.len());
         for chunk in statement_chunks(batch.commands, ROWS_PER_STATEMENT) {
-            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let insert = format!(
-                "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events) \
-                 VALUES {values} RETURNING seq"
+            let insert = values_sql(
+                "INSERT INTO commands (at_ms, actor, kind, job_id, tenant, idempotency_key, body, events)",
+                8,
+                chunk.len(),
+                "RETURNING seq",
             );
             let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(insert));
             for r in chunk {
@@ -528,10 +529,12 @@ impl Store for SqliteStore {
         }
         let rows = last_row_per_job(batch.jobs);
         for chunk in statement_chunks(&rows, ROWS_PER_STATEMENT) {
-            let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-            let values = vec![one; chunk.len()].join(", ");
-            let upsert =
-                format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES {values} ON CONFLICT (id) DO UPDATE SET {JOB_UPDATE}");
+            let upsert = values_sql(
+                &format!("INSERT INTO jobs ({JOB_COLUMNS})"),
+                19,
+                chunk.len(),
+                &format!("ON CONFLICT (id) DO UPDATE SET {JOB_UPDATE}"),
+            );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(upsert));
             for j in chunk {
                 q = bind_job(q, j);
