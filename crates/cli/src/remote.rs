@@ -79,18 +79,20 @@ impl Client {
                 req = req.header("idempotency-key", k);
             }
             // what may be sent again: nothing was received (no connection), a read, or a request
-            // with an idempotency key; a 503 of the control plane applied nothing
+            // with an idempotency key. A 503 is not enough: a follower answers 503 when the leader
+            // it forwarded to died, perhaps after applying the request.
+            let idempotent = key.is_some() || method == reqwest::Method::GET;
             let why = match req.send().await {
                 Ok(res) => {
                     let status = res.status().as_u16();
                     let bytes = res.bytes().await.with_context(|| format!("reading the answer of {base}{path}"))?;
-                    if status != 503 || !several || started.elapsed() > FAILOVER_WINDOW {
+                    if status != 503 || !idempotent || !several || started.elapsed() > FAILOVER_WINDOW {
                         return Ok((status, bytes.to_vec()));
                     }
                     "answered 503 (no leader yet)".to_string()
                 }
                 Err(e) => {
-                    let again = e.is_connect() || key.is_some() || method == reqwest::Method::GET;
+                    let again = e.is_connect() || idempotent;
                     if !several || !again || started.elapsed() > FAILOVER_WINDOW {
                         return Err(e).with_context(|| format!("calling {base}{path}"));
                     }
