@@ -114,6 +114,11 @@ struct ServeFlags {
     /// (bills still post, and wallets may go negative).
     #[arg(long, value_name = "FEN|unlimited", default_value = "0", value_parser = parse_credit)]
     credit_limit_fen: u64,
+    /// Meter jobs without charging anyone: no holds at admission, no settlement at the end
+    /// (a network that bills nobody, or the baseline `scripts/bench-billing.sh` measures
+    /// billing's cost against). Wallets, top-ups, vouchers and the market still work.
+    #[arg(long)]
+    no_billing: bool,
     /// The price book's economy terms (default: the shipped data/economy/prices.toml).
     #[arg(long, value_name = "FILE")]
     prices: Option<PathBuf>,
@@ -192,6 +197,7 @@ impl ServeFlags {
             caps: suanwang_server::ProviderCaps::default(),
             runs: agent_cmd::RunOptions::default(),
             credit_limit_fen: self.credit_limit_fen,
+            billing: !self.no_billing,
             prices: self.prices.as_deref(),
             evidence_key: self.evidence_key.clone().or_else(|| data.map(|d| d.join("evidence.key"))),
             witnesses: self.witness.clone(),
@@ -734,6 +740,10 @@ enum TokenSub {
         /// The principal's name (for tenants: the tenant id of their jobs).
         #[arg(long)]
         name: String,
+        /// Accept it for this long only (`90d`, `12h`, `30m`; whole seconds): after that every
+        /// request with it gets 401 naming when it expired. Default: it never expires.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
     },
 }
 
@@ -1131,8 +1141,14 @@ fn run(cli: Cli, token_on_command_line: bool) -> Result<ExitCode> {
             runtime()?.block_on(serve_cmd::run(net, args))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Token { sub: TokenSub::Create { data, db, role, name } } => {
-            runtime()?.block_on(serve_cmd::token_create(data.as_deref(), db.as_deref(), &role, &name))?;
+        Command::Token { sub: TokenSub::Create { data, db, role, name, expires_in } } => {
+            runtime()?.block_on(serve_cmd::token_create(
+                data.as_deref(),
+                db.as_deref(),
+                &role,
+                &name,
+                expires_in.as_deref(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit { file, idempotency_key, json } => {

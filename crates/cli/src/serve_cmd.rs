@@ -72,15 +72,33 @@ fn tighten(path: &Path, mode: u32) -> Result<()> {
     Ok(())
 }
 
-pub async fn token_create(data: Option<&Path>, db: Option<&str>, role: &str, name: &str) -> Result<()> {
-    let role = Role::parse(role)
-        .with_context(|| format!("--role: unknown {role:?}; one of operator, provider, carrier, tenant, regulator"))?;
+pub async fn token_create(
+    data: Option<&Path>,
+    db: Option<&str>,
+    role: &str,
+    name: &str,
+    expires_in: Option<&str>,
+) -> Result<()> {
+    let role = Role::parse(role).with_context(|| {
+        format!("--role: unknown {role:?}; one of operator, provider, carrier, tenant, regulator, funder")
+    })?;
     if suanwang_core::ident::id_problem(name).is_some() {
         bail!("--name: {name:?} must be a lowercase id (letters, digits, '-', '_')");
     }
+    let expires_at_ms = match expires_in {
+        None => None,
+        Some(text) => {
+            let s = suanwang_core::time::parse_duration_s(text).map_err(|e| anyhow::anyhow!("--expires-in: {e}"))?;
+            if s <= 0 {
+                bail!("--expires-in: {text:?} must be longer than 0 (omit it for a token that never expires)");
+            }
+            let ms = s.checked_mul(1000).and_then(|ms| ms.checked_add(suanwang_server::actor::wall_now().0));
+            Some(ms.with_context(|| format!("--expires-in: {text:?} is too long"))?)
+        }
+    };
     let store = open_store(data, db).await?;
     suanwang_store::Store::migrate(&store).await?;
-    println!("{}", create_token(&store, role, name).await?);
+    println!("{}", suanwang_server::create_token_expiring(&store, role, name, expires_at_ms).await?);
     Ok(())
 }
 
@@ -114,6 +132,8 @@ pub struct ServeArgs<'a> {
     pub client_tls: crate::http::ClientTls,
     /// A new tenant wallet's credit limit, fen.
     pub credit_limit_fen: u64,
+    /// `false`: meter only (`--no-billing`).
+    pub billing: bool,
     /// The price book's economy terms (default: the shipped file).
     pub prices: Option<&'a Path>,
     /// The evidence log's signing key file (created when absent); `None`: kept in the store.
@@ -221,7 +241,17 @@ async fn instance(
             Err(e) => bail!("{e}"),
         }
     }
-    let state = suanwang_server::ha::Ha::new(&ha.name, &advertise, lease);
+    // shared by the instances of this database: a follower forwards each request with it and
+    // the client's address (and certificate), which the leader believes from instances only
+    let secret = {
+        let fresh = suanwang_server::auth::new_token()
+            .map_err(|e| anyhow::anyhow!("no randomness for the instances' secret: {e}"))?;
+        suanwang_store::Store::setting_or_insert(&pg, "instance_secret", &fresh)
+            .await
+            .context("reading the instances' secret")?
+    };
+    let state = suanwang_server::ha::Ha::new(&ha.name, &advertise, lease, &secret);
+    let options = ListenOptions { instance_secret: Some(secret.into()), ..options };
     let served = tokio::spawn(serve_with(listener, suanwang_server::ha::router(Arc::clone(&state)), options));
     println!("Suanwang control plane instance {} on {advertise} (postgres store): following", ha.name);
     // alive: the registration's heartbeat
@@ -358,6 +388,7 @@ fn listen_options(args: &ServeArgs<'_>) -> Result<ListenOptions> {
             body_timeout: std::time::Duration::from_secs(args.body_timeout),
             handshake_timeout: std::time::Duration::from_secs(args.tls_handshake_timeout),
         },
+        instance_secret: None,
     })
 }
 
@@ -432,6 +463,7 @@ pub async fn run(net: Network, args: ServeArgs<'_>) -> Result<()> {
         },
         price_book,
         credit_limit_fen: args.credit_limit_fen,
+        billing: args.billing,
         time_scale: args.time_scale,
         agent_timeout: std::time::Duration::from_secs(args.agent_timeout),
         provider_caps: args.caps,

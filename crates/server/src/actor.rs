@@ -247,6 +247,8 @@ pub struct Actor {
     pub agent_timeout: std::time::Duration,
     /// What one provider's sites may declare in total.
     pub caps: crate::ProviderCaps,
+    /// `false`: meter only — no holds, no settlements (`--no-billing`).
+    pub billing: bool,
 }
 
 /// The owner a principal becomes of a site it registers.
@@ -899,7 +901,9 @@ impl Actor {
         };
         let (accounts, transfers, programmes, owners) = match self.inner.books.lock() {
             Ok(mut books) => {
-                self.settle(&mut books, &all_events, &staged, now);
+                if self.billing {
+                    self.settle(&mut books, &all_events, &staged, now);
+                }
                 books.expire(now.0);
                 let (a, t, p) = books.take_staged();
                 let owners = crate::billing::wallet_owners(&books, &t);
@@ -1110,7 +1114,7 @@ impl Actor {
         evs: &[Event],
         now: Ts,
     ) -> Option<crate::billing::Shortfall> {
-        if !evs.iter().any(|e| matches!(e, Event::Placed { id: p, .. } if *p == id)) {
+        if !self.billing || !evs.iter().any(|e| matches!(e, Event::Placed { id: p, .. } if *p == id)) {
             return None;
         }
         let meter = self.engine.planned_meter(id)?;

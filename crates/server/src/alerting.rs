@@ -507,7 +507,7 @@ async fn post_with_retries(inner: Arc<Inner>, client: reqwest::Client, url: Stri
     tracing::error!(%url, what, "alert notification given up after 7 attempts");
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map_or_else(|_| "1970-01-01T00:00:00Z".into(), |t| t.to_string())
 }
 

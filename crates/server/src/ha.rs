@@ -45,10 +45,13 @@ pub struct Ha {
     /// The leader's routes, once this instance leads.
     routes: RwLock<Option<Router>>,
     client: reqwest::Client,
+    /// The instances' shared secret: sent with each forwarded request, with the client's
+    /// address and certificate ([`crate::listen::forwarded_peer`]).
+    secret: String,
 }
 
 impl Ha {
-    pub fn new(instance: &str, advertise: &str, lease: Duration) -> Arc<Ha> {
+    pub fn new(instance: &str, advertise: &str, lease: Duration, secret: &str) -> Arc<Ha> {
         // reqwest's TLS needs a process-wide provider (ring, as the listener's)
         let _ = rustls::crypto::ring::default_provider().install_default();
         Arc::new(Ha {
@@ -60,6 +63,7 @@ impl Ha {
             leader_epoch: AtomicI64::new(0),
             takeovers: AtomicU64::new(0),
             routes: RwLock::new(None),
+            secret: secret.to_string(),
             // no redirects: a forwarded request is answered by the leader itself
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -190,6 +194,15 @@ impl Ha {
             }
         }
         out = out.header("x-suanwang-forwarded-by", self.instance.as_str());
+        // the leader answers the client, not this instance: its address (the authentication
+        // throttle, early warning) and its verified certificate (mutual TLS)
+        if let Some(peer) = parts.extensions.get::<crate::listen::Peer>() {
+            out = out.header(crate::listen::FORWARD_SECRET, self.secret.as_str());
+            out = out.header(crate::listen::FORWARD_PEER, peer.addr.to_string());
+            if let Some(cert) = &peer.client_cert {
+                out = out.header(crate::listen::FORWARD_PEER_CERT, cert.as_str());
+            }
+        }
         let answer = match out.send().await {
             Ok(a) => a,
             Err(e) => {

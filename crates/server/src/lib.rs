@@ -51,8 +51,8 @@ pub struct Inner {
     pub store: AnyStore,
     pub tx: mpsc::Sender<Request>,
     pub views: RwLock<Views>,
-    /// Token hash → principal, filled from the store on first use.
-    pub tokens: RwLock<HashMap<String, Principal>>,
+    /// Token hash → principal and when the token expires, filled from the store on first use.
+    pub tokens: RwLock<HashMap<String, (Principal, Option<i64>)>>,
     pub metrics: Metrics,
     /// Agent site → when its agent was last heard from (epoch ms).
     pub agents: std::sync::Mutex<HashMap<String, i64>>,
@@ -172,6 +172,9 @@ pub struct ServerConfig {
     /// A new tenant wallet's credit limit, fen: 0 is prepaid (top up before submitting);
     /// [`billing::UNLIMITED`] never refuses for balance (the library's default, for tests).
     pub credit_limit_fen: u64,
+    /// `false`: jobs are metered but nobody is charged — no holds, no settlements (a network
+    /// that bills nobody, or the baseline `scripts/bench-billing.sh` measures billing against).
+    pub billing: bool,
     /// The evidence log's signing key (`PRIVATE+KEY+…`, a C2SP signed-note key); its name is
     /// the log's origin. `None`: a key kept in the store, made on the first start.
     pub evidence_key: Option<String>,
@@ -211,6 +214,7 @@ impl Default for ServerConfig {
             restart: Arc::new(tokio::sync::Notify::new()),
             price_book: suanwang_economy::PriceBook::reference(),
             credit_limit_fen: billing::UNLIMITED,
+            billing: true,
             evidence_key: None,
             evidence_key_file: None,
             witnesses: vec![],
@@ -281,12 +285,23 @@ impl Inner {
 
 /// Creates a token for `name` with `role`, stores its hash, returns the token (shown once).
 pub async fn create_token(store: &AnyStore, role: Role, name: &str) -> Result<String, ServerError> {
+    create_token_expiring(store, role, name, None).await
+}
+
+/// [`create_token`], accepted until `expires_at_ms` (UTC) when given.
+pub async fn create_token_expiring(
+    store: &AnyStore,
+    role: Role,
+    name: &str,
+    expires_at_ms: Option<i64>,
+) -> Result<String, ServerError> {
     let token = new_token().map_err(|e| ServerError::Random(e.to_string()))?;
     let row = TokenRow {
         hash: hash_token(&token),
         role: role.as_str().into(),
         name: name.into(),
         created_at_ms: actor::wall_now().0,
+        expires_at_ms,
     };
     store.put_token(&row).await?;
     Ok(token)
@@ -374,6 +389,7 @@ pub async fn build(
         snapshot_running: Arc::default(),
         agent_timeout: cfg.agent_timeout,
         caps: cfg.provider_caps,
+        billing: cfg.billing,
     };
     let handle = tokio::spawn(actor.run());
     // time passes for the simulated sites even when nobody calls

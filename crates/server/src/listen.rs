@@ -71,6 +71,37 @@ pub struct ListenOptions {
     /// certificate (set with a `tls` made by [`tls_config`] with a client CA).
     pub agents_need_client_cert: bool,
     pub limits: Limits,
+    /// The secret the instances of one database share (issue 17): a request that carries it
+    /// (forwarded by a follower) is taken to come from the client the follower names —
+    /// its address and verified certificate — instead of from the follower.
+    pub instance_secret: Option<Arc<str>>,
+}
+
+/// A forwarded request's headers (see [`ListenOptions::instance_secret`]): removed from every
+/// request, and believed only with the secret.
+pub const FORWARD_SECRET: &str = "x-suanwang-instance-secret";
+pub const FORWARD_PEER: &str = "x-suanwang-peer";
+pub const FORWARD_PEER_CERT: &str = "x-suanwang-peer-cert";
+
+/// The client a request is from: `peer`, or the one a follower names with the instances'
+/// `secret`. The forwarding headers are removed either way, so nobody else can name a client.
+pub fn forwarded_peer(headers: &mut axum::http::HeaderMap, peer: Peer, secret: Option<&str>) -> Peer {
+    let given = headers.remove(FORWARD_SECRET);
+    let addr = headers.remove(FORWARD_PEER);
+    let cert = headers.remove(FORWARD_PEER_CERT);
+    let trusted = match (given, secret) {
+        (Some(g), Some(s)) => constant_time_eq(g.as_bytes(), s.as_bytes()),
+        _ => false,
+    };
+    let Some(addr) = addr.filter(|_| trusted).and_then(|a| a.to_str().ok()?.parse::<SocketAddr>().ok()) else {
+        return peer;
+    };
+    let client_cert = cert.and_then(|c| c.to_str().ok().map(str::to_string));
+    Peer { addr, client_cert }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The other end of a connection, in each request's extensions.
@@ -159,6 +190,7 @@ pub async fn serve_with(listener: TcpListener, router: axum::Router, opts: Liste
         tls: opts.tls.map(tokio_rustls::TlsAcceptor::from),
         agents_need_client_cert: opts.agents_need_client_cert,
         limits: opts.limits,
+        instance_secret: opts.instance_secret,
     });
     let per_addr = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     loop {
@@ -224,6 +256,7 @@ struct Conn {
     tls: Option<tokio_rustls::TlsAcceptor>,
     agents_need_client_cert: bool,
     limits: Limits,
+    instance_secret: Option<Arc<str>>,
 }
 
 impl Conn {
@@ -252,9 +285,10 @@ impl Conn {
         let router = self.router.clone();
         let body_timeout = self.limits.body_timeout;
         let need_cert = self.agents_need_client_cert;
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let secret = self.instance_secret.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let mut router = router.clone();
-            let peer = peer.clone();
+            let peer = forwarded_peer(req.headers_mut(), peer.clone(), secret.as_deref());
             async move {
                 if need_cert && peer.client_cert.is_none() && req.uri().path().starts_with("/v1/agents/") {
                     return Ok::<_, Infallible>(
@@ -328,5 +362,41 @@ impl Body for Deadline {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    fn forwarded(secret: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(FORWARD_SECRET, HeaderValue::from_str(secret).expect("ascii"));
+        h.insert(FORWARD_PEER, HeaderValue::from_static("203.0.113.7:5123"));
+        h.insert(FORWARD_PEER_CERT, HeaderValue::from_static("ab12"));
+        h
+    }
+
+    #[test]
+    fn only_an_instance_with_the_secret_names_the_client_and_the_headers_never_reach_the_routes() {
+        let follower = Peer { addr: "127.0.0.1:40000".parse().expect("addr"), client_cert: None };
+        // with the instances' secret: the client the follower names
+        let mut h = forwarded("s3cret");
+        let p = forwarded_peer(&mut h, follower.clone(), Some("s3cret"));
+        assert_eq!(p.addr.to_string(), "203.0.113.7:5123");
+        assert_eq!(p.client_cert.as_deref(), Some("ab12"));
+        assert!(h.is_empty(), "removed: {h:?}");
+        // a wrong secret, no secret configured, or a bad address: the connection's own peer
+        for (given, configured) in [("guess", Some("s3cret")), ("s3cret", None), ("s3cre", Some("s3cret"))] {
+            let mut h = forwarded(given);
+            let p = forwarded_peer(&mut h, follower.clone(), configured);
+            assert_eq!((p.addr, p.client_cert), (follower.addr, None), "{given} / {configured:?}");
+            assert!(h.is_empty(), "removed even when not believed: {h:?}");
+        }
+        let mut h = forwarded("s3cret");
+        h.insert(FORWARD_PEER, HeaderValue::from_static("not an address"));
+        assert_eq!(forwarded_peer(&mut h, follower.clone(), Some("s3cret")).addr, follower.addr);
     }
 }

@@ -185,21 +185,33 @@ pub(crate) async fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<P
         return Err(fail("the Authorization header is not `Bearer TOKEN`"));
     };
     let hash = hash_token(token);
-    if let Some(p) = inner.tokens.read().ok().and_then(|t| t.get(&hash).cloned()) {
-        return Ok(p);
-    }
-    let row = inner
-        .store
-        .token(&hash)
-        .await
-        .map_err(|e| ApiError::unavailable("token store unavailable").detail(e.to_string()))?;
-    let Some(row) = row else { return Err(fail("unknown token")) };
-    let Some(role) = Role::parse(&row.role) else { return Err(fail("token with an unknown role")) };
-    let p = Principal { role, name: row.name };
-    if let Ok(mut t) = inner.tokens.write() {
-        t.insert(hash, p.clone());
+    let known = inner.tokens.read().ok().and_then(|t| t.get(&hash).cloned());
+    let (p, expires_at_ms) = match known {
+        Some(k) => k,
+        None => {
+            let row = inner
+                .store
+                .token(&hash)
+                .await
+                .map_err(|e| ApiError::unavailable("token store unavailable").detail(e.to_string()))?;
+            let Some(row) = row else { return Err(fail("unknown token")) };
+            let Some(role) = Role::parse(&row.role) else { return Err(fail("token with an unknown role")) };
+            let k = (Principal { role, name: row.name }, row.expires_at_ms);
+            if let Ok(mut t) = inner.tokens.write() {
+                t.insert(hash, k.clone());
+            }
+            k
+        }
+    };
+    if let Some(at) = expires_at_ms.filter(|at| *at <= actor::wall_now().0) {
+        return Err(fail(&format!("the token expired at {}; ask for a new one", crate::alerting::rfc3339(at))));
     }
     Ok(p)
+}
+
+/// Whether `expires_at_ms` (a token's) is still ahead.
+pub(crate) fn unexpired(expires_at_ms: Option<i64>) -> bool {
+    expires_at_ms.is_none_or(|at| at > actor::wall_now().0)
 }
 
 pub(crate) fn require(p: &Principal, allowed: &[Role], what: &str) -> Result<(), ApiError> {

@@ -149,8 +149,12 @@ pub async fn guard(State(inner): State<Arc<Inner>>, req: Request, next: Next) ->
     }
     let keys = keys(&req);
     if let Some(wait) = inner.throttle.blocked(&keys, Instant::now()) {
-        let known = bearer(req.headers())
-            .is_some_and(|t| inner.tokens.read().is_ok_and(|known| known.contains_key(&hash_token(t))));
+        let known = bearer(req.headers()).is_some_and(|t| {
+            inner
+                .tokens
+                .read()
+                .is_ok_and(|known| known.get(&hash_token(t)).is_some_and(|(_, exp)| crate::routes::unexpired(*exp)))
+        });
         if !known {
             inner.metrics.auth_throttled.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(wait.min(inner.throttle.limit.delay)).await;
@@ -177,7 +181,7 @@ pub async fn guard(State(inner): State<Arc<Inner>>, req: Request, next: Next) ->
         }
         StatusCode::FORBIDDEN => {
             let principal = presented
-                .and_then(|h| inner.tokens.read().ok().and_then(|known| known.get(&h).map(|p| p.name.clone())));
+                .and_then(|h| inner.tokens.read().ok().and_then(|known| known.get(&h).map(|(p, _)| p.name.clone())));
             if let Some(p) = principal {
                 inner.recent_forbidden.add(p);
             }

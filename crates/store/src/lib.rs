@@ -264,6 +264,9 @@ pub struct TokenRow {
     pub role: String,
     pub name: String,
     pub created_at_ms: i64,
+    /// When it stops being accepted (UTC, ms); `None`: never.
+    #[serde(default)]
+    pub expires_at_ms: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -741,12 +744,20 @@ const EVIDENCE_MIGRATIONS: &[&str] = &[
     // tokens whose creation is in the evidence log (a table beside `tokens`, not a column of
     // it: stores made before it need no ALTER, and their tokens are logged at the next start)
     "CREATE TABLE IF NOT EXISTS tokens_logged (hash TEXT PRIMARY KEY)",
+    // when a token stops being accepted (beside `tokens` for the same reason: no ALTER; a
+    // token without a row here never expires)
+    "CREATE TABLE IF NOT EXISTS token_expiry (hash TEXT PRIMARY KEY, expires_at_ms BIGINT NOT NULL)",
 ];
 
 /// [`Store::unlogged_tokens`]'s query, with `?` for the limit.
-const UNLOGGED_TOKENS: &str = "SELECT hash, role, name, created_at_ms FROM tokens \
+const UNLOGGED_TOKENS: &str = "SELECT tokens.hash, role, name, created_at_ms, e.expires_at_ms FROM tokens \
+     LEFT JOIN token_expiry e ON e.hash = tokens.hash \
      WHERE NOT EXISTS (SELECT 1 FROM tokens_logged l WHERE l.hash = tokens.hash) \
-     ORDER BY created_at_ms, hash LIMIT ?";
+     ORDER BY created_at_ms, tokens.hash LIMIT ?";
+
+/// [`Store::token`]'s query, with `?` for the hash.
+const TOKEN: &str = "SELECT tokens.hash, role, name, created_at_ms, e.expires_at_ms FROM tokens \
+     LEFT JOIN token_expiry e ON e.hash = tokens.hash WHERE tokens.hash = ?";
 
 /// The WHERE clause and binds of [`Store::evidence_about`].
 fn about_filter(job_id: Option<i64>, subject: Option<&str>) -> &'static str {

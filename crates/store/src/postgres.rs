@@ -8,7 +8,7 @@ use sqlx::{PgPool, Row};
 use crate::{
     ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EVIDENCE_COLUMNS,
     EVIDENCE_MIGRATIONS, EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, MARKET_COLUMNS,
-    MARKET_MIGRATIONS, MARKET_UPDATE, MarketQuery, MarketRow, NoteRow, ProgrammeRow, RunLog, Store, StoreError,
+    MARKET_MIGRATIONS, MARKET_UPDATE, MarketQuery, MarketRow, NoteRow, ProgrammeRow, RunLog, Store, StoreError, TOKEN,
     TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery, TransferRow, UNLOGGED_TOKENS, about_filter,
     duplicate_key, is_unique_violation, last_row_per_dataset, last_row_per_job, last_row_per_market, market_limit,
     market_sql, transfer_filter,
@@ -577,21 +577,27 @@ impl Store for PgStore {
     }
 
     async fn put_token(&self, t: &TokenRow) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO tokens (hash, role, name, created_at_ms) VALUES ($1, $2, $3, $4)")
             .bind(&t.hash)
             .bind(&t.role)
             .bind(&t.name)
             .bind(t.created_at_ms)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if let Some(at) = t.expires_at_ms {
+            sqlx::query("INSERT INTO token_expiry (hash, expires_at_ms) VALUES ($1, $2)")
+                .bind(&t.hash)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
     async fn token(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
-        let row = sqlx::query("SELECT hash, role, name, created_at_ms FROM tokens WHERE hash = $1")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(numbered(TOKEN))).bind(hash).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(row_to_token).transpose()?)
     }
 
@@ -887,6 +893,7 @@ fn row_to_token(r: &sqlx::postgres::PgRow) -> Result<TokenRow, sqlx::Error> {
         role: r.try_get("role")?,
         name: r.try_get("name")?,
         created_at_ms: r.try_get("created_at_ms")?,
+        expires_at_ms: r.try_get("expires_at_ms")?,
     })
 }
 

@@ -148,6 +148,15 @@ async fn post(url: &str, token: &str, path: &str, body: &Value) -> (u16, Value) 
     (st, r.json().await.unwrap_or(Value::Null))
 }
 
+/// A new tenant token for `name` from `suanwang token create` on `u`'s store.
+fn token(u: &crate::agents::Up, name: &str, extra: &[&str]) -> String {
+    let dir = u.dir.to_str().expect("utf8");
+    let args = [&["token", "create", "--data", dir, "--role", "tenant", "--name", name][..], extra].concat();
+    let out = crate::suanwang(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_signs_in_shows_the_map_a_job_and_a_live_alert_and_keeps_tenants_apart() {
     if !browser_installed() {
@@ -168,6 +177,27 @@ async fn the_console_signs_in_shows_the_map_a_job_and_a_live_alert_and_keeps_ten
     let why =
         b.until("the refusal", "const e = document.querySelector('#signin-error'); return e && e.innerText").await;
     assert!(why.as_str().is_some_and(|w| w.contains("refused")), "{why}");
+    // an expired token: the sign-in page, saying it expired (made to last a second; the
+    // server is asked until it refuses it)
+    let brief = token(&u, "acme-ai", &["--expires-in", "1s"]);
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let st = http().get(format!("{}/v1/whoami", u.url)).bearer_auth(&brief).send().await.expect("whoami").status();
+        if st == 401 {
+            break;
+        }
+        assert_eq!(st, 200, "a token that has not expired yet is accepted");
+        assert!(Instant::now() < deadline, "the token never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // polling interval
+    }
+    b.sign_in(&u.url, &brief).await;
+    let why = b
+        .until(
+            "the expiry",
+            "const e = document.querySelector('#signin-error'); return e && e.innerText.includes('expired') && e.innerText",
+        )
+        .await;
+    assert!(why.as_str().is_some_and(|w| w.contains("expired at")), "{why}");
     // the operator: the map with every hub
     let net: Value = http()
         .get(format!("{}/v1/network", u.url))
@@ -247,18 +277,7 @@ async fn the_console_signs_in_shows_the_map_a_job_and_a_live_alert_and_keeps_ten
     )
     .await;
     // another tenant cannot open acme-ai's job
-    let other = crate::suanwang(&[
-        "token",
-        "create",
-        "--data",
-        u.dir.to_str().expect("utf8"),
-        "--role",
-        "tenant",
-        "--name",
-        "globex",
-    ]);
-    assert!(other.status.success(), "{}", String::from_utf8_lossy(&other.stderr));
-    let other = String::from_utf8_lossy(&other.stdout).trim().to_string();
+    let other = token(&u, "globex", &[]);
     b.js("sessionStorage.clear(); return true").await;
     b.sign_in(&u.url, &other).await;
     b.until("globex signed in", "return document.querySelector('#who').innerText.includes('globex')").await;

@@ -131,6 +131,30 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
         .expect("runs");
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already running"), "{dup:?}");
+    // the leader counts a client's failed authentications against the client, not against the
+    // follower that forwarded them (the client here speaks from 127.0.0.2, the follower from
+    // 127.0.0.1); and a client cannot name another address itself
+    let from_2 =
+        reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().expect("client");
+    let spoofed = from_2
+        .get(format!("{ub}/v1/jobs"))
+        .bearer_auth("not-a-token")
+        .header("x-suanwang-peer", "198.51.100.9:1")
+        .header("x-suanwang-instance-secret", "guess")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(spoofed.status(), 401);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = reqwest::get(format!("{ua}/metrics")).await.expect("metrics").text().await.expect("text");
+        if metrics.contains("suanwang_auth_failures_recent{source=\"127.0.0.2\"}") {
+            assert!(!metrics.contains("198.51.100.9"), "a client named its own address");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the leader never counted the client's address");
+        tokio::time::sleep(Duration::from_millis(100)).await; // the indicators are measured every second
+    }
 
     // an agent given both instances runs a real job across the failover
     let agent_dir = dir.join("agent");

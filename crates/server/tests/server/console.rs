@@ -3,7 +3,7 @@
 //! tests drive the pages themselves.)
 
 use suanwang_server::auth::Role;
-use suanwang_server::create_token;
+use suanwang_server::{create_token, create_token_expiring};
 
 use crate::{call, http, sqlite, start};
 
@@ -47,6 +47,15 @@ async fn the_console_is_served_from_the_binary_within_its_budget() {
     let (st, e) = call(&s.url, "GET", "/v1/whoami", Some("wrong"), None, None).await;
     assert_eq!(st, 401, "{e}");
     assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "the reason is given: {e}");
+    // a token past its expiry: 401 saying when it expired; one not yet expired works
+    let now = suanwang_server::actor::wall_now().0;
+    let old = create_token_expiring(&store, Role::Tenant, "acme", Some(now - 1_000)).await.expect("token");
+    let (st, e) = call(&s.url, "GET", "/v1/whoami", Some(&old), None, None).await;
+    assert_eq!(st, 401, "{e}");
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("expired at")), "the reason is given: {e}");
+    let fresh = create_token_expiring(&store, Role::Tenant, "acme", Some(now + 3_600_000)).await.expect("token");
+    let (st, who) = call(&s.url, "GET", "/v1/whoami", Some(&fresh), None, None).await;
+    assert_eq!((st, who["name"].as_str()), (200, Some("acme")), "{who}");
 }
 
 /// The Twin page's reports (`--twin-reports DIR`): listed newest first, unreadable ones named

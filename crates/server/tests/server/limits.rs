@@ -37,7 +37,7 @@ pub async fn start_plain(tag: &str, limits: Limits, auth_limit: AuthLimit) -> Pl
     let operator = create_token(&store, Role::Operator, "ops").await.expect("token");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let opts = ListenOptions { tls: None, agents_need_client_cert: false, limits };
+    let opts = ListenOptions { tls: None, agents_need_client_cert: false, limits, instance_secret: None };
     let serve = tokio::spawn(async move {
         let _ = serve_with(listener, router, opts).await;
     });

@@ -98,7 +98,12 @@ async fn start_tls(tag: &str, opts: ListenOptions) -> Tls {
 }
 
 fn options(cfg: rustls::ServerConfig, agents_need_client_cert: bool) -> ListenOptions {
-    ListenOptions { tls: Some(Arc::new(cfg)), agents_need_client_cert, limits: Limits::default() }
+    ListenOptions {
+        tls: Some(Arc::new(cfg)),
+        agents_need_client_cert,
+        limits: Limits::default(),
+        instance_secret: None,
+    }
 }
 
 #[tokio::test]

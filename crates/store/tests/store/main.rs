@@ -169,14 +169,28 @@ async fn conformance<S: Store>(s: &S) {
     other.tenant = Some("globex".into());
     s.append(&[other]).await.expect("another tenant's key");
     // tokens: hashes in, hashes out
-    let t = TokenRow { hash: "ab".repeat(32), role: "tenant".into(), name: "acme".into(), created_at_ms: 7 };
+    let t = TokenRow {
+        hash: "ab".repeat(32),
+        role: "tenant".into(),
+        name: "acme".into(),
+        created_at_ms: 7,
+        expires_at_ms: None,
+    };
     s.put_token(&t).await.expect("put token");
     assert_eq!(s.token(&t.hash).await.expect("get"), Some(t.clone()));
     assert_eq!(s.token("nope").await.expect("get"), None);
     assert!(s.put_token(&t).await.is_err(), "a hash is stored once");
     // token creations not yet logged: oldest first, limited; a commit marks them logged, once
-    let older = TokenRow { hash: "cd".repeat(32), role: "operator".into(), name: "ops".into(), created_at_ms: 3 };
+    // … and one that expires keeps its expiry
+    let older = TokenRow {
+        hash: "cd".repeat(32),
+        role: "operator".into(),
+        name: "ops".into(),
+        created_at_ms: 3,
+        expires_at_ms: Some(86_400_003),
+    };
     s.put_token(&older).await.expect("put token");
+    assert_eq!(s.token(&older.hash).await.expect("get"), Some(older.clone()));
     assert_eq!(s.unlogged_tokens(10).await.expect("unlogged"), [older.clone(), t.clone()]);
     assert_eq!(s.unlogged_tokens(1).await.expect("unlogged"), std::slice::from_ref(&older), "limit");
     let logged = [older.hash.clone(), older.hash.clone()];
