@@ -11,6 +11,7 @@
 //! This module holds what every instance serves (`router`) and what it knows of the lease; the
 //! process that runs the lease's loop is `suanwang serve --instance` (the CLI's `serve_cmd`).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -22,7 +23,11 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_service::Service as _;
 
+use crate::auth::{Principal, Role};
 use crate::error::ApiError;
+
+/// The answer's header naming the instance that answered a read itself.
+pub const SERVED_BY: &str = "x-suanwang-served-by";
 
 /// The largest request body forwarded to the leader (a checkpoint is at most 64 MiB).
 const MAX_FORWARDED: usize = 65 << 20;
@@ -48,10 +53,24 @@ pub struct Ha {
     /// The instances' shared secret: sent with each forwarded request, with the client's
     /// address and certificate ([`crate::listen::forwarded_peer`]).
     secret: String,
+    /// The database, for the reads a follower answers itself ([`Ha::read_locally`]).
+    store: Option<suanwang_store::AnyStore>,
+    /// Token hash → principal and expiry, as the leader caches them.
+    tokens: RwLock<HashMap<String, (Principal, Option<i64>)>>,
+    /// Reads this follower answered itself.
+    pub local_reads: AtomicU64,
 }
 
 impl Ha {
-    pub fn new(instance: &str, advertise: &str, lease: Duration, secret: &str) -> Arc<Ha> {
+    /// `store`: the database, so that a follower answers job reads itself; `None`: it
+    /// forwards every request.
+    pub fn new(
+        instance: &str,
+        advertise: &str,
+        lease: Duration,
+        secret: &str,
+        store: Option<suanwang_store::AnyStore>,
+    ) -> Arc<Ha> {
         // reqwest's TLS needs a process-wide provider (ring, as the listener's)
         let _ = rustls::crypto::ring::default_provider().install_default();
         Arc::new(Ha {
@@ -64,6 +83,9 @@ impl Ha {
             takeovers: AtomicU64::new(0),
             routes: RwLock::new(None),
             secret: secret.to_string(),
+            store,
+            tokens: RwLock::new(HashMap::new()),
+            local_reads: AtomicU64::new(0),
             // no redirects: a forwarded request is answered by the leader itself
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -127,11 +149,15 @@ impl Ha {
              suanwang_ha_takeovers_total{{instance=\"{i}\"}} {t}\n\
              # HELP suanwang_ha_lease_seconds The lease's duration.\n\
              # TYPE suanwang_ha_lease_seconds gauge\n\
-             suanwang_ha_lease_seconds {l}\n",
+             suanwang_ha_lease_seconds {l}\n\
+             # HELP suanwang_ha_follower_reads_total Job reads this instance answered itself while following.\n\
+             # TYPE suanwang_ha_follower_reads_total counter\n\
+             suanwang_ha_follower_reads_total{{instance=\"{i}\"}} {r}\n",
             i = self.instance.replace(['\\', '"', '\n'], "_"),
             e = self.epoch(),
             t = self.takeovers.load(Ordering::Relaxed),
             l = self.lease.as_secs_f64(),
+            r = self.local_reads.load(Ordering::Relaxed),
         )
     }
 
@@ -170,8 +196,75 @@ impl Ha {
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], format!("{}suanwang_up 1\n", self.metrics()))
                     .into_response()
             }
+            path if self.store.is_some() && req.method() == axum::http::Method::GET && path.starts_with("/v1/jobs") => {
+                match self.read_locally(req.method().clone(), req.uri().clone(), req.headers().clone()).await {
+                    Some(answer) => answer,
+                    None => self.forward(req).await,
+                }
+            }
             _ => self.forward(req).await,
         }
+    }
+
+    /// A follower answers job reads itself from the database, whose job rows the leader
+    /// writes in the same transaction as the commands it acknowledges — so a read here is as
+    /// current as the leader's own (which reads the same rows for every job not in its memory).
+    /// `None` (forward it) for anything else, and for a token this instance cannot accept: the
+    /// leader answers the 401 or 403 and counts it against the client.
+    async fn read_locally(
+        &self,
+        method: axum::http::Method,
+        uri: axum::http::Uri,
+        headers: axum::http::HeaderMap,
+    ) -> Option<Response> {
+        let store = self.store.as_ref()?;
+        if method != axum::http::Method::GET {
+            return None;
+        }
+        let path = uri.path();
+        let one = match path.strip_prefix("/v1/jobs") {
+            Some("") => None,
+            Some(rest) => Some(rest.strip_prefix('/').filter(|id| !id.is_empty() && !id.contains('/'))?),
+            None => return None,
+        };
+        let p = self.principal(store, &headers).await?;
+        if !matches!(p.role, Role::Operator | Role::Regulator | Role::Tenant) {
+            return None;
+        }
+        let answer = match one {
+            Some(id) => crate::routes::one_stored(store, &p, id).await.map(|j| axum::Json(j).into_response()),
+            None => match axum::extract::Query::<crate::routes::ListQuery>::try_from_uri(&uri) {
+                Ok(axum::extract::Query(q)) => {
+                    crate::routes::list_stored(store, &p, &q).await.map(|l| axum::Json(l).into_response())
+                }
+                Err(e) => Err(crate::routes::list_query_error(&e)),
+            },
+        };
+        self.local_reads.fetch_add(1, Ordering::Relaxed);
+        let mut res = answer.unwrap_or_else(IntoResponse::into_response);
+        if let Ok(v) = axum::http::HeaderValue::from_str(&self.instance) {
+            res.headers_mut().insert(SERVED_BY, v);
+        }
+        Some(res)
+    }
+
+    /// The principal of the request's bearer token, if the token is known and unexpired.
+    async fn principal(&self, store: &suanwang_store::AnyStore, headers: &axum::http::HeaderMap) -> Option<Principal> {
+        let token = headers.get(header::AUTHORIZATION)?.to_str().ok().and_then(crate::auth::bearer_token)?;
+        let hash = crate::auth::hash_token(token);
+        let known = self.tokens.read().ok().and_then(|t| t.get(&hash).cloned());
+        let (p, expires_at_ms) = match known {
+            Some(k) => k,
+            None => {
+                let row = suanwang_store::Store::token(store, &hash).await.ok()??;
+                let k = (Principal { role: Role::parse(&row.role)?, name: row.name }, row.expires_at_ms);
+                if let Ok(mut t) = self.tokens.write() {
+                    t.insert(hash, k.clone());
+                }
+                k
+            }
+        };
+        crate::routes::unexpired(expires_at_ms).then_some(p)
     }
 
     /// Forwards `req` to the leader and streams its answer back; 503 (retry soon) while no

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use suanwang_api as api;
 use suanwang_api::JobList;
-use suanwang_store::Store;
+use suanwang_store::{AnyStore, Store};
 use tokio::sync::oneshot;
 
 use crate::Inner;
@@ -437,7 +437,7 @@ pub(crate) async fn find_job(inner: &Inner, id: u64) -> Result<Option<JobView>, 
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     state: Option<String>,
     tenant: Option<String>,
     limit: Option<usize>,
@@ -451,11 +451,19 @@ async fn list(
 ) -> Result<Json<JobList>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "list jobs")?;
-    let Query(q) = q.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query parameters")
-            .detail(e.body_text())
-            .hint("state, tenant, limit, after")
-    })?;
+    let Query(q) = q.map_err(|e| list_query_error(&e))?;
+    list_stored(&inner.store, &p, &q).await.map(Json)
+}
+
+pub(crate) fn list_query_error(e: &axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query parameters")
+        .detail(e.body_text())
+        .hint("state, tenant, limit, after")
+}
+
+/// `GET /v1/jobs` for `p`, from the store's projection alone (which is never behind memory):
+/// what the leader answers, and what a follower answers on its own (issue 17).
+pub(crate) async fn list_stored(store: &AnyStore, p: &Principal, q: &ListQuery) -> Result<JobList, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "limit must be 1..=1000").field("limit"));
@@ -471,12 +479,12 @@ async fn list(
     let after = match q.after.map(i64::try_from) {
         None => 0,
         Some(Ok(a)) => a,
-        Some(Err(_)) => return Ok(Json(JobList { jobs: vec![], next_after: None })),
+        Some(Err(_)) => return Ok(JobList { jobs: vec![], next_after: None }),
     };
     // a tenant sees its own jobs only, whatever it asks
     let tenant = if p.role == Role::Tenant { Some(p.name.clone()) } else { q.tenant.clone() };
     if p.role == Role::Tenant && q.tenant.as_ref().is_some_and(|t| *t != p.name) {
-        return Ok(Json(JobList { jobs: vec![], next_after: None }));
+        return Ok(JobList { jobs: vec![], next_after: None });
     }
     let query = suanwang_store::JobQuery {
         state: q.state.clone(),
@@ -484,16 +492,30 @@ async fn list(
         after,
         limit: i64::try_from(limit + 1).unwrap_or(1001),
     };
-    let rows = inner.store.jobs(&query).await.map_err(store_down)?;
+    let rows = store.jobs(&query).await.map_err(store_down)?;
     let mut jobs: Vec<api::JobView> =
-        rows.into_iter().map(crate::views::job_view).filter(|j| visible(&p, j)).map(|j| wire::job(&j)).collect();
+        rows.into_iter().map(crate::views::job_view).filter(|j| visible(p, j)).map(|j| wire::job(&j)).collect();
     let next_after = if jobs.len() > limit {
         jobs.truncate(limit);
         jobs.last().map(|j| j.id)
     } else {
         None
     };
-    Ok(Json(JobList { jobs, next_after }))
+    Ok(JobList { jobs, next_after })
+}
+
+/// `GET /v1/jobs/{id}` for `p` from the store's projection alone (see [`list_stored`]).
+pub(crate) async fn one_stored(store: &AnyStore, p: &Principal, id: &str) -> Result<api::JobView, ApiError> {
+    let id = parse_id(id)?;
+    let Ok(key) = i64::try_from(id) else { return Err(ApiError::not_found("such job")) };
+    store
+        .job(key)
+        .await
+        .map_err(store_down)?
+        .map(crate::views::job_view)
+        .filter(|j| visible(p, j))
+        .map(|j| wire::job(&j))
+        .ok_or_else(|| ApiError::not_found("such job"))
 }
 
 pub(crate) fn parse_id(id: &str) -> Result<u64, ApiError> {

@@ -418,6 +418,15 @@ impl Store for PgStore {
 
     async fn commit(&self, batch: &Batch<'_>) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // a leader stopped in the middle of this transaction (before its fence, which comes
+        // last) would hold its rows' and tables' locks with no end — and a new leader's start
+        // waits on them: from the first statement, the session ends after a lease idle
+        if let Some(f) = self.current_fence() {
+            sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $1, true)")
+                .bind(format!("{}ms", f.lease_ms.max(1)))
+                .execute(&mut *tx)
+                .await?;
+        }
         // one statement per table, the rows as arrays (`UNNEST`): a round trip per table, not per row
         let mut out = Vec::with_capacity(batch.commands.len());
         if !batch.commands.is_empty() {

@@ -292,8 +292,26 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
     }
     let acked = acked.lock().expect("lock").clone();
     check_acknowledged(&ua, &operator, &acked).await;
-    // reads through the follower are the leader's
+    // reads through the follower are the leader's: the follower answers job reads itself from
+    // the database (saying so), the same pages and the same jobs as the leader
     check_acknowledged(&ub, &operator, &acked[..10]).await;
+    let read = |url: String, token: String| async move {
+        let r = crate::http().get(url).bearer_auth(token).send().await.expect("read");
+        let by = r.headers().get("x-suanwang-served-by").map(|v| v.to_str().expect("ascii").to_string());
+        (r.status().as_u16(), by, r.json::<Value>().await.expect("json"))
+    };
+    let id = acked[0].1;
+    for path in ["/v1/jobs?limit=50".to_string(), format!("/v1/jobs/{id}"), "/v1/jobs?state=nope".into()] {
+        let (st_b, by, at_b) = read(format!("{ub}{path}"), operator.clone()).await;
+        let (st_a, _, at_a) = read(format!("{ua}{path}"), operator.clone()).await;
+        assert_eq!(by.as_deref(), Some("b"), "{path}: answered by the follower itself");
+        assert_eq!((st_b, &at_b), (st_a, &at_a), "{path}: the follower's answer is the leader's");
+    }
+    // a tenant sees only its own there too; a bad token is left to the leader (401, counted)
+    let (st, by, mine) = read(format!("{ub}/v1/jobs?tenant=someone-else"), tenant.clone()).await;
+    assert_eq!((st, by.as_deref(), mine["jobs"].as_array().map(Vec::len)), (200, Some("b"), Some(0)), "{mine}");
+    let (st, by, _) = read(format!("{ub}/v1/jobs"), "not-a-token".into()).await;
+    assert_eq!((st, by), (401, None), "forwarded, not answered by the follower");
 
     // both restarted at once: the state is as acknowledged
     let _ = a.kill();
