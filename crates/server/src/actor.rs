@@ -375,6 +375,7 @@ impl Actor {
         }
         let from = after;
         let mut pending = Pending::default();
+        let mut last_command_ms = None;
         loop {
             let rows = store.commands(after, REPLAY_PAGE).await?;
             if rows.is_empty() {
@@ -382,6 +383,7 @@ impl Actor {
             }
             for row in &rows {
                 after = row.seq;
+                last_command_ms = Some(row.at_ms);
                 let at = Ts(row.at_ms);
                 let e = engine.get_or_insert_with(|| Actor::new_engine(inner, policy, time_scale, at));
                 let _ = e.advance_to(at);
@@ -467,7 +469,16 @@ impl Actor {
         }
         let now = wall_now();
         let mut engine = engine.unwrap_or_else(|| Actor::new_engine(inner, policy, time_scale, now));
-        let _ = engine.advance_to(now);
+        // Timers fired by the batches that were made durable fire again here, into the views
+        // only (their ledger and evidence rows are in the store). Those that fell due after the
+        // last durable batch — while no process served — are left to the first batch, which
+        // settles, logs and proves them like any others: once.
+        let durable_until = match store.evidence_size().await? {
+            0 => None,
+            size => store.evidence_entries(size - 1, size).await?.last().map(|r| r.at_ms),
+        };
+        let until = durable_until.max(last_command_ms).map_or(now, |ms| Ts(ms).min(now));
+        let _ = engine.advance_to(until.max(engine.now()));
         let events = engine.take_events();
         stage_and_install(&mut views, vec![], &events, &engine.network(), &mut pending);
         pending.flush(store).await?;

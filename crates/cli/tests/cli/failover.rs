@@ -247,6 +247,16 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
     };
     wait_acks(300).await;
 
+    // a job whose end falls due while no instance leads: the new leader, replaying the log,
+    // ends it once — one `completed` in its evidence, one settlement
+    let due = json!({"name": "due-in-the-gap", "tenant": "acme-ai", "kind": "inference", "origin": "beijing",
+        "resources": {"family": "intelligent", "count": 1}, "work": {"run_time_s": 1}});
+    let r = crate::http().post(format!("{ua}/v1/jobs")).bearer_auth(&tenant).json(&due).send().await.expect("submit");
+    assert_eq!(r.status().as_u16(), 201);
+    let due: Value = r.json().await.expect("json");
+    assert_eq!(due["state"], "running", "started at once, so it ends a second from now: {due}");
+    let due_id = due["id"].as_u64().expect("id");
+
     // kill -9 the leader: b takes over within the lease and a second
     a.kill().expect("SIGKILL");
     let _ = a.wait();
@@ -257,6 +267,24 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
     assert!(epoch_b >= 2, "a new epoch: {epoch_b}");
     let before = acked.lock().expect("lock").len();
     wait_acks(before + 200).await;
+    let deadline = Instant::now() + Duration::from_mins(1);
+    loop {
+        let bill = client_get(&ub, &operator, &format!("/v1/jobs/{due_id}/bill")).await;
+        let evidence = client_get(&ub, &operator, &format!("/v1/jobs/{due_id}/evidence")).await;
+        let ends = evidence["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["opening"]["record"].as_str())
+            .map(|r| r.matches("\"event\":\"completed\"").count())
+            .sum::<usize>();
+        assert!(ends <= 1, "the job's end fired more than once: {evidence}");
+        if ends == 1 && bill["status"] == "settled" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the due job never ended after the takeover: {bill} {evidence}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // the agent's job, running when its leader died, completes once: one attempt, one output
     let deadline = Instant::now() + Duration::from_mins(1);
     let done = loop {
