@@ -188,3 +188,45 @@ async fn only_an_operator_may_restart_the_control_plane() {
     assert_eq!((st, r["restarting"].as_bool()), (202, Some(true)), "{r}");
     tokio::time::timeout(std::time::Duration::from_secs(5), notified).await.expect("the server was told to restart");
 }
+
+/// A job whose end falls due while no server runs is ended by the next one's first batch —
+/// settled (its hold posted, not left open for ever) and in the evidence log, once (issue 17
+/// item 3; the same path as a takeover).
+#[tokio::test]
+async fn a_job_that_ends_while_no_server_runs_is_settled_and_logged_once_after_the_restart() {
+    let store = sqlite("due-across-restart").await;
+    let s = start(store.clone()).await;
+    let op = create_token(&store, Role::Operator, "ops").await.expect("token");
+    let a = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let job = json!({"name": "short", "tenant": "acme", "kind": "inference", "origin": "beijing",
+        "resources": {"family": "general", "count": 1}, "work": {"run_time_s": 1}});
+    let body = serde_json::to_vec(&job).expect("json");
+    let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(body), None).await;
+    assert_eq!((st, j["state"].as_str()), (201, Some("running")), "{j}");
+    let id = j["id"].as_i64().expect("id");
+    let ends_at = j["started_at"].as_i64().expect("started") + 1_000;
+    drop(s);
+    // its end falls due while nothing serves (waiting for the clock, not for another task)
+    while suanwang_server::actor::wall_now().0 <= ends_at + 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let q = suanwang_store::TransferQuery { user_data: Some(id), limit: 100, ..Default::default() };
+    assert_eq!(store.ledger_transfers(&q).await.expect("ledger").len(), 1, "only its hold before the restart");
+    let s = start(store.clone()).await;
+    let path = format!("/v1/jobs/{id}/bill");
+    let bill = until(&s.url, &op, &path, |b| b["status"] == "settled").await;
+    assert_eq!(bill["held_fen"], 0, "{bill}");
+    let ends = |e: &Value| {
+        e["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["opening"]["record"].as_str())
+            .map(|r| r.matches("\"event\":\"completed\"").count())
+            .sum::<usize>()
+    };
+    let evidence = until(&s.url, &op, &format!("/v1/jobs/{id}/evidence"), |e| ends(e) >= 1).await;
+    assert_eq!(ends(&evidence), 1, "{evidence}");
+    let (_, j) = call(&s.url, "GET", &format!("/v1/jobs/{id}"), Some(&a), None, None).await;
+    assert_eq!(j["state"], "completed", "{j}");
+}
