@@ -6,11 +6,13 @@
 //! is refused by the database and steps down to follow; both restarted at once — the state is
 //! as acknowledged.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use crate::agents::Proc;
 
 const LEASE_MS: u64 = 1000;
 
@@ -32,9 +34,10 @@ async fn fresh_pg(tag: &str) -> String {
     format!("{base}/{db}")
 }
 
-fn instance(db: &str, name: &str, port: u16, log: &std::path::Path) -> Child {
+/// Killed when dropped, so a failed assertion leaves no instance behind.
+fn instance(db: &str, name: &str, port: u16, log: &std::path::Path) -> Proc {
     let err = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_suanwang"))
+    let child = Command::new(env!("CARGO_BIN_EXE_suanwang"))
         .args(["serve", "--db", db, "--instance", name, "--lease-ms", &LEASE_MS.to_string()])
         .args(["--listen", &format!("127.0.0.1:{port}"), "--credit-limit-fen", "unlimited"])
         .env_remove("SUANWANG_SERVER")
@@ -43,7 +46,8 @@ fn instance(db: &str, name: &str, port: u16, log: &std::path::Path) -> Child {
         .stdout(Stdio::null())
         .stderr(err)
         .spawn()
-        .expect("suanwang serve starts")
+        .expect("suanwang serve starts");
+    Proc(child)
 }
 
 async fn health(url: &str) -> Option<Value> {
@@ -159,15 +163,17 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
     // an agent given both instances runs a real job across the failover
     let agent_dir = dir.join("agent");
     let servers = format!("{ua},{ub}");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_suanwang"))
-        .args(["agent", "--site", "local", "--city", "beijing", "--data", agent_dir.to_str().expect("utf8")])
-        .env("SUANWANG_SERVER", &servers)
-        .env("SUANWANG_TOKEN", &operator)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("agent.log")).expect("log"))
-        .spawn()
-        .expect("agent starts");
+    let mut agent = Proc(
+        Command::new(env!("CARGO_BIN_EXE_suanwang"))
+            .args(["agent", "--site", "local", "--city", "beijing", "--data", agent_dir.to_str().expect("utf8")])
+            .env("SUANWANG_SERVER", &servers)
+            .env("SUANWANG_TOKEN", &operator)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("agent.log")).expect("log"))
+            .spawn()
+            .expect("agent starts"),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let sites: Value = client_get(&ua, &operator, "/v1/sites").await;
