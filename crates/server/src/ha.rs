@@ -56,7 +56,7 @@ pub struct Ha {
     /// The database, for the reads a follower answers itself ([`Ha::read_locally`]).
     store: Option<suanwang_store::AnyStore>,
     /// Token hash → principal and expiry, as the leader caches them.
-    tokens: RwLock<HashMap<String, (Principal, Option<i64>)>>,
+    tokens: crate::routes::TokenCache,
     /// Reads this follower answered itself.
     pub local_reads: AtomicU64,
 }
@@ -252,18 +252,7 @@ impl Ha {
     async fn principal(&self, store: &suanwang_store::AnyStore, headers: &axum::http::HeaderMap) -> Option<Principal> {
         let token = headers.get(header::AUTHORIZATION)?.to_str().ok().and_then(crate::auth::bearer_token)?;
         let hash = crate::auth::hash_token(token);
-        let known = self.tokens.read().ok().and_then(|t| t.get(&hash).cloned());
-        let (p, expires_at_ms) = match known {
-            Some(k) => k,
-            None => {
-                let row = suanwang_store::Store::token(store, &hash).await.ok()??;
-                let k = (Principal { role: Role::parse(&row.role)?, name: row.name }, row.expires_at_ms);
-                if let Ok(mut t) = self.tokens.write() {
-                    t.insert(hash, k.clone());
-                }
-                k
-            }
-        };
+        let (p, expires_at_ms) = crate::routes::known_token(store, &self.tokens, hash).await.ok()?.ok()?;
         crate::routes::unexpired(expires_at_ms).then_some(p)
     }
 

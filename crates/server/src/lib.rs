@@ -37,7 +37,7 @@ use suanwang_store::{AnyStore, Store, StoreError, TokenRow};
 use tokio::sync::mpsc;
 
 use crate::actor::{Actor, Request};
-use crate::auth::{Principal, Role, hash_token, new_token};
+use crate::auth::{Role, hash_token, new_token};
 use crate::metrics::Metrics;
 use crate::views::Views;
 
@@ -52,7 +52,7 @@ pub struct Inner {
     pub tx: mpsc::Sender<Request>,
     pub views: RwLock<Views>,
     /// Token hash → principal and when the token expires, filled from the store on first use.
-    pub tokens: RwLock<HashMap<String, (Principal, Option<i64>)>>,
+    pub tokens: routes::TokenCache,
     pub metrics: Metrics,
     /// Agent site → when its agent was last heard from (epoch ms).
     pub agents: std::sync::Mutex<HashMap<String, i64>>,

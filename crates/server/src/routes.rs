@@ -185,28 +185,41 @@ pub(crate) async fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<P
         return Err(fail("the Authorization header is not `Bearer TOKEN`"));
     };
     let hash = hash_token(token);
-    let known = inner.tokens.read().ok().and_then(|t| t.get(&hash).cloned());
-    let (p, expires_at_ms) = match known {
-        Some(k) => k,
-        None => {
-            let row = inner
-                .store
-                .token(&hash)
-                .await
-                .map_err(|e| ApiError::unavailable("token store unavailable").detail(e.to_string()))?;
-            let Some(row) = row else { return Err(fail("unknown token")) };
-            let Some(role) = Role::parse(&row.role) else { return Err(fail("token with an unknown role")) };
-            let k = (Principal { role, name: row.name }, row.expires_at_ms);
-            if let Ok(mut t) = inner.tokens.write() {
-                t.insert(hash, k.clone());
-            }
-            k
-        }
+    let (p, expires_at_ms) = match known_token(&inner.store, &inner.tokens, hash)
+        .await
+        .map_err(|e| ApiError::unavailable("token store unavailable").detail(e.to_string()))?
+    {
+        Ok(k) => k,
+        Err(why) => return Err(fail(why)),
     };
-    if let Some(at) = expires_at_ms.filter(|at| *at <= actor::wall_now().0) {
+    if !unexpired(expires_at_ms) {
+        let at = expires_at_ms.unwrap_or_default();
         return Err(fail(&format!("the token expired at {}; ask for a new one", crate::alerting::rfc3339(at))));
     }
     Ok(p)
+}
+
+/// Token hash → principal and when the token expires, filled from the store on first use.
+pub type TokenCache = std::sync::RwLock<std::collections::HashMap<String, (Principal, Option<i64>)>>;
+
+/// The principal and expiry of the token whose hash is `hash`: from `cache`, else from the
+/// store (then cached) — the leader's authentication and a follower's reads (issue 17). `Err`
+/// inside: why it is refused (unknown, or of an unknown role).
+pub(crate) async fn known_token(
+    store: &AnyStore,
+    cache: &TokenCache,
+    hash: String,
+) -> Result<Result<(Principal, Option<i64>), &'static str>, suanwang_store::StoreError> {
+    if let Some(k) = cache.read().ok().and_then(|t| t.get(&hash).cloned()) {
+        return Ok(Ok(k));
+    }
+    let Some(row) = store.token(&hash).await? else { return Ok(Err("unknown token")) };
+    let Some(role) = Role::parse(&row.role) else { return Ok(Err("token with an unknown role")) };
+    let k = (Principal { role, name: row.name }, row.expires_at_ms);
+    if let Ok(mut t) = cache.write() {
+        t.insert(hash, k.clone());
+    }
+    Ok(Ok(k))
 }
 
 /// Whether `expires_at_ms` (a token's) is still ahead.
