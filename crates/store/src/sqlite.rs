@@ -247,34 +247,18 @@ async fn write_ledger(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> Res
         .await?;
     }
     let market = last_row_per_market(batch.market);
-    if !market.is_empty() {
-        use std::fmt::Write as _;
-        let mut doc = String::with_capacity(market.iter().map(|m| m.body.len() + 100).sum());
-        doc.push('[');
-        for (i, m) in market.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let _ = write!(
-                doc,
-                "{sep}[{},{},{},{},{},{},{}]",
-                json_str(&m.kind),
-                json_str(&m.id),
-                json_str(&m.owner),
-                json_str(&m.product),
-                json_str(&m.state),
-                json_str(&m.body),
-                m.at_ms
-            );
+    for chunk in statement_chunks(&market, LEDGER_CHUNK) {
+        let sql = values_sql(
+            &format!("INSERT INTO market_rows ({MARKET_COLUMNS})"),
+            7,
+            chunk.len(),
+            &format!("ON CONFLICT (kind, id) DO UPDATE SET {MARKET_UPDATE}"),
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in chunk {
+            q = q.bind(&m.kind).bind(&m.id).bind(&m.owner).bind(&m.product).bind(&m.state).bind(&m.body).bind(m.at_ms);
         }
-        doc.push(']');
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO market_rows ({MARKET_COLUMNS})
-             SELECT {} FROM json_each(?) WHERE true
-             ON CONFLICT (kind, id) DO UPDATE SET {MARKET_UPDATE}",
-            json_columns(7)
-        )))
-        .bind(doc)
-        .execute(&mut *tx)
-        .await?;
+        q.execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -314,38 +298,26 @@ const SQLITE_EVIDENCE: &[&str] = &[
     ) WITHOUT ROWID",
 ];
 
-/// The evidence log's part of a group commit: entries as one JSON document (as the ledger's
-/// transfers), tiles one statement each (one per 256 entries).
+/// The evidence log's part of a group commit: entries as multi-row `INSERT … VALUES` of bound
+/// values (as the ledger's rows: through `json_each`, SQLite parsed each record — JSON escaped
+/// inside JSON — once per column), tiles one statement each (one per 256 entries).
 async fn write_evidence(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> Result<(), StoreError> {
-    if !batch.evidence.is_empty() {
-        use std::fmt::Write as _;
-        let mut doc = String::with_capacity(batch.evidence.len() * 400);
-        doc.push('[');
-        for (i, e) in batch.evidence.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let opt = |s: &Option<String>| s.as_deref().map_or_else(|| "null".to_string(), json_str);
-            let _ = write!(
-                doc,
-                "{sep}[{},{},{},{},{},{},{},{},{}]",
-                e.idx,
-                json_str(&e.kind),
-                e.at_ms,
-                json_str(&e.entry),
-                json_str(&e.salt),
-                json_str(&e.record),
-                opt(&e.tenant),
-                e.job_id.map_or_else(|| "null".to_string(), |j| j.to_string()),
-                opt(&e.subject),
-            );
+    for chunk in statement_chunks(batch.evidence, LEDGER_CHUNK) {
+        let sql = values_sql(&format!("INSERT INTO evidence_entries ({EVIDENCE_COLUMNS})"), 9, chunk.len(), "");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
+                .bind(e.idx)
+                .bind(&e.kind)
+                .bind(e.at_ms)
+                .bind(&e.entry)
+                .bind(&e.salt)
+                .bind(&e.record)
+                .bind(&e.tenant)
+                .bind(e.job_id)
+                .bind(&e.subject);
         }
-        doc.push(']');
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO evidence_entries ({EVIDENCE_COLUMNS}) SELECT {} FROM json_each(?)",
-            json_columns(9)
-        )))
-        .bind(doc)
-        .execute(&mut *tx)
-        .await?;
+        q.execute(&mut *tx).await?;
     }
     for t in batch.tiles {
         sqlx::query("INSERT INTO evidence_tiles (level, idx, hashes) VALUES (?, ?, ?)")
@@ -425,17 +397,6 @@ fn row_to_market(r: &sqlx::sqlite::SqliteRow) -> Result<MarketRow, sqlx::Error> 
 
 fn row_to_note(r: &sqlx::sqlite::SqliteRow) -> Result<NoteRow, sqlx::Error> {
     Ok(NoteRow { size: r.try_get("size")?, at_ms: r.try_get("at_ms")?, note: r.try_get("note")? })
-}
-
-/// A JSON string literal (ids and names are ASCII or UTF-8 text; quotes, backslashes and
-/// control characters are escaped by serde_json).
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
-
-/// `json_extract(value, '$[0]'), …` for `n` columns of a `json_each` row that is an array.
-fn json_columns(n: usize) -> String {
-    (0..n).map(|i| format!("json_extract(value, '$[{i}]')")).collect::<Vec<_>>().join(", ")
 }
 
 fn row_to_account(r: &sqlx::sqlite::SqliteRow) -> Result<AccountRow, sqlx::Error> {
