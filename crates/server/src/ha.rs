@@ -32,6 +32,13 @@ pub const SERVED_BY: &str = "x-suanwang-served-by";
 /// The largest request body forwarded to the leader (a checkpoint is at most 64 MiB).
 const MAX_FORWARDED: usize = 65 << 20;
 
+/// The job reads a follower answers from the store.
+enum JobRead<'a> {
+    List,
+    One(&'a str),
+    Logs(&'a str),
+}
+
 /// What this instance is and knows of the lease.
 #[derive(Debug)]
 pub struct Ha {
@@ -206,9 +213,9 @@ impl Ha {
         }
     }
 
-    /// A follower answers job reads itself from the database, whose job rows the leader
-    /// writes in the same transaction as the commands it acknowledges — so a read here is as
-    /// current as the leader's own (which reads the same rows for every job not in its memory).
+    /// A follower answers job reads (list, one, output) itself from the database, whose job and
+    /// output rows the leader writes in the same transaction as the commands and reports it
+    /// acknowledges — so a read here is as current as the leader's own (which reads the same rows for every job not in its memory).
     /// `None` (forward it) for anything else, and for a token this instance cannot accept: the
     /// leader answers the 401 or 403 and counts it against the client.
     async fn read_locally(
@@ -221,19 +228,27 @@ impl Ha {
         if method != axum::http::Method::GET {
             return None;
         }
-        let path = uri.path();
-        let one = match path.strip_prefix("/v1/jobs") {
-            Some("") => None,
-            Some(rest) => Some(rest.strip_prefix('/').filter(|id| !id.is_empty() && !id.contains('/'))?),
+        // `/v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/logs`: what the store holds whole
+        let read = match uri.path().strip_prefix("/v1/jobs") {
+            Some("") => JobRead::List,
+            Some(rest) => {
+                let rest = rest.strip_prefix('/').filter(|r| !r.is_empty())?;
+                match rest.split_once('/') {
+                    None => JobRead::One(rest),
+                    Some((id, "logs")) if !id.is_empty() => JobRead::Logs(id),
+                    Some(_) => return None,
+                }
+            }
             None => return None,
         };
         let p = self.principal(store, &headers).await?;
         if !matches!(p.role, Role::Operator | Role::Regulator | Role::Tenant) {
             return None;
         }
-        let answer = match one {
-            Some(id) => crate::routes::one_stored(store, &p, id).await.map(|j| axum::Json(j).into_response()),
-            None => match axum::extract::Query::<crate::routes::ListQuery>::try_from_uri(&uri) {
+        let answer = match read {
+            JobRead::One(id) => crate::routes::one_stored(store, &p, id).await.map(|j| axum::Json(j).into_response()),
+            JobRead::Logs(id) => crate::routes::logs_stored(store, &p, id, &uri).await,
+            JobRead::List => match axum::extract::Query::<crate::routes::ListQuery>::try_from_uri(&uri) {
                 Ok(axum::extract::Query(q)) => {
                     crate::routes::list_stored(store, &p, &q).await.map(|l| axum::Json(l).into_response())
                 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -666,7 +666,7 @@ fn raw_stream(b64: Option<&str>, field: &str) -> Result<Option<Vec<u8>>, ApiErro
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LogsQuery {
+pub(crate) struct LogsQuery {
     /// `stdout` or `stderr`: that stream's bytes as they were.
     raw: Option<String>,
 }
@@ -680,13 +680,35 @@ async fn logs(
     let p = authenticate(&inner, &headers).await?;
     require(&p, &[Role::Operator, Role::Regulator, Role::Tenant], "read job output")?;
     let id = parse_id(&id)?;
-    let Query(q) = q.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query")
-            .detail(e.body_text())
-            .hint("raw=stdout|stderr")
-    })?;
+    let Query(q) = q.map_err(|e| logs_query_error(&e))?;
     let job = find_job(&inner, id).await?.filter(|j| visible(&p, j)).ok_or_else(|| ApiError::not_found("such job"))?;
-    let log = inner.store.run_log(i64::try_from(id).unwrap_or(i64::MAX)).await.map_err(store_down)?;
+    logs_of(&inner.store, &job, &q).await
+}
+
+/// `GET /v1/jobs/{id}/logs` answered from the store alone (a follower, issue 17): the job as the
+/// store has it, its output as the store has it.
+pub(crate) async fn logs_stored(store: &AnyStore, p: &Principal, id: &str, uri: &Uri) -> Result<Response, ApiError> {
+    require(p, &[Role::Operator, Role::Regulator, Role::Tenant], "read job output")?;
+    let id = parse_id(id)?;
+    let Query(q) = Query::<LogsQuery>::try_from_uri(uri).map_err(|e| logs_query_error(&e))?;
+    let Ok(key) = i64::try_from(id) else { return Err(ApiError::not_found("such job")) };
+    let job = store
+        .job(key)
+        .await
+        .map_err(store_down)?
+        .map(crate::views::job_view)
+        .filter(|j| visible(p, j))
+        .ok_or_else(|| ApiError::not_found("such job"))?;
+    logs_of(store, &job, &q).await
+}
+
+fn logs_query_error(e: &axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query").detail(e.body_text()).hint("raw=stdout|stderr")
+}
+
+/// A job's output as stored: JSON, or one stream's bytes (`raw`).
+async fn logs_of(store: &AnyStore, job: &JobView, q: &LogsQuery) -> Result<Response, ApiError> {
+    let log = store.run_log(i64::try_from(job.id).unwrap_or(i64::MAX)).await.map_err(store_down)?;
     let (stdout, stderr) = log.map(|l| (l.stdout, l.stderr)).unwrap_or_default();
     if let Some(stream) = q.raw.as_deref() {
         let bytes = match stream {

@@ -327,7 +327,7 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
     let acked = acked.lock().expect("lock").clone();
     check_acknowledged(&ua, &operator, &acked).await;
     // reads through the follower are the leader's: the follower answers job reads itself from
-    // the database (saying so), the same pages and the same jobs as the leader
+    // the database (saying so), the same pages, the same jobs and the same output as the leader
     check_acknowledged(&ub, &operator, &acked[..10]).await;
     let read = |url: String, token: String| async move {
         let r = crate::http().get(url).bearer_auth(token).send().await.expect("read");
@@ -335,7 +335,13 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
         (r.status().as_u16(), by, r.json::<Value>().await.expect("json"))
     };
     let id = acked[0].1;
-    for path in ["/v1/jobs?limit=50".to_string(), format!("/v1/jobs/{id}"), "/v1/jobs?state=nope".into()] {
+    for path in [
+        "/v1/jobs?limit=50".to_string(),
+        format!("/v1/jobs/{id}"),
+        "/v1/jobs?state=nope".into(),
+        format!("/v1/jobs/{run_id}/logs"),
+        format!("/v1/jobs/{run_id}/logs?raw=nope"),
+    ] {
         let (st_b, by, at_b) = read(format!("{ub}{path}"), operator.clone()).await;
         let (st_a, _, at_a) = read(format!("{ua}{path}"), operator.clone()).await;
         assert_eq!(by.as_deref(), Some("b"), "{path}: answered by the follower itself");
