@@ -250,8 +250,14 @@ async fn instance(
             .await
             .context("reading the instances' secret")?
     };
-    let state =
-        suanwang_server::ha::Ha::new(&ha.name, &advertise, lease, &secret, Some(AnyStore::Postgres(pg.clone())));
+    let state = suanwang_server::ha::Ha::new(
+        &ha.name,
+        &advertise,
+        lease,
+        &secret,
+        Some(AnyStore::Postgres(pg.clone())),
+        Some(cfg.price_book.clone()),
+    );
     let options = ListenOptions { instance_secret: Some(secret.into()), ..options };
     let served = tokio::spawn(serve_with(listener, suanwang_server::ha::router(Arc::clone(&state)), options));
     println!("Suanwang control plane instance {} on {advertise} (postgres store): following", ha.name);

@@ -37,6 +37,36 @@ enum JobRead<'a> {
     List,
     One(&'a str),
     Logs(&'a str),
+    Bill(&'a str),
+}
+
+/// Ledger account id → `kind:name` as the store has them, for a follower's bills. An account's
+/// id and name never change, so the map only grows: it is read again from the store, whole, when
+/// a transfer names an account it lacks.
+#[derive(Debug, Default)]
+pub struct AccountNames(RwLock<HashMap<String, String>>);
+
+impl AccountNames {
+    /// The names of `ids` (an id the store does not know either is left out).
+    pub async fn of<'a>(
+        &self,
+        store: &suanwang_store::AnyStore,
+        ids: impl Iterator<Item = &'a String>,
+    ) -> Result<HashMap<String, String>, ApiError> {
+        use suanwang_store::Store as _;
+        let ids: Vec<&String> = ids.collect();
+        let known = self.0.read().is_ok_and(|m| ids.iter().all(|i| m.contains_key(*i)));
+        if !known {
+            let rows =
+                store.ledger_accounts().await.map_err(|e| ApiError::unavailable("store").detail(e.to_string()))?;
+            let fresh = rows.into_iter().map(|a| (a.id, format!("{}:{}", a.kind, a.name))).collect();
+            if let Ok(mut m) = self.0.write() {
+                *m = fresh;
+            }
+        }
+        let m = self.0.read().map_err(|_| ApiError::unavailable("the account names are unavailable"))?;
+        Ok(ids.into_iter().filter_map(|i| m.get(i).map(|n| (i.clone(), n.clone()))).collect())
+    }
 }
 
 /// What this instance is and knows of the lease.
@@ -66,17 +96,22 @@ pub struct Ha {
     tokens: crate::routes::TokenCache,
     /// Reads this follower answered itself.
     pub local_reads: AtomicU64,
+    /// The price book (the leader's: the same `--price-book`), for the bills a follower answers.
+    price_book: Option<suanwang_economy::PriceBook>,
+    names: AccountNames,
 }
 
 impl Ha {
     /// `store`: the database, so that a follower answers job reads itself; `None`: it
-    /// forwards every request.
+    /// forwards every request. `price_book`: the one the instances bill by, so that a follower
+    /// answers bills too; `None`: it forwards them.
     pub fn new(
         instance: &str,
         advertise: &str,
         lease: Duration,
         secret: &str,
         store: Option<suanwang_store::AnyStore>,
+        price_book: Option<suanwang_economy::PriceBook>,
     ) -> Arc<Ha> {
         // reqwest's TLS needs a process-wide provider (ring, as the listener's)
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -93,6 +128,8 @@ impl Ha {
             store,
             tokens: RwLock::new(HashMap::new()),
             local_reads: AtomicU64::new(0),
+            price_book,
+            names: AccountNames::default(),
             // no redirects: a forwarded request is answered by the leader itself
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -213,7 +250,7 @@ impl Ha {
         }
     }
 
-    /// A follower answers job reads (list, one, output) itself from the database, whose job and
+    /// A follower answers job reads (list, one, output, bill) itself from the database, whose job and
     /// output rows the leader writes in the same transaction as the commands and reports it
     /// acknowledges — so a read here is as current as the leader's own (which reads the same rows for every job not in its memory).
     /// `None` (forward it) for anything else, and for a token this instance cannot accept: the
@@ -236,6 +273,7 @@ impl Ha {
                 match rest.split_once('/') {
                     None => JobRead::One(rest),
                     Some((id, "logs")) if !id.is_empty() => JobRead::Logs(id),
+                    Some((id, "bill")) if !id.is_empty() && self.price_book.is_some() => JobRead::Bill(id),
                     Some(_) => return None,
                 }
             }
@@ -248,6 +286,12 @@ impl Ha {
         let answer = match read {
             JobRead::One(id) => crate::routes::one_stored(store, &p, id).await.map(|j| axum::Json(j).into_response()),
             JobRead::Logs(id) => crate::routes::logs_stored(store, &p, id, &uri).await,
+            JobRead::Bill(id) => match &self.price_book {
+                Some(book) => crate::money_routes::bill_stored(store, book, &self.names, &p, id)
+                    .await
+                    .map(|b| axum::Json(b).into_response()),
+                None => return None,
+            },
             JobRead::List => match axum::extract::Query::<crate::routes::ListQuery>::try_from_uri(&uri) {
                 Ok(axum::extract::Query(q)) => {
                     crate::routes::list_stored(store, &p, &q).await.map(|l| axum::Json(l).into_response())

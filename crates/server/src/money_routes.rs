@@ -12,8 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use suanwang_api as api;
+use suanwang_economy::PriceBook;
 use suanwang_economy::{AccountKind, Programme, TransferKind, VoucherKind};
-use suanwang_store::{Store, TransferQuery, TransferRow};
+use suanwang_store::{AnyStore, Store, TransferQuery, TransferRow};
 use tokio::sync::oneshot;
 
 use crate::Inner;
@@ -253,19 +254,59 @@ pub async fn bill(
         .await?
         .filter(|j| p.role != Role::Tenant || j.tenant == p.name)
         .ok_or_else(|| ApiError::not_found("such job"))?;
+    let rows = job_transfers(&inner.store, id).await?;
+    let (book, names) = {
+        let b = books(&inner)?;
+        (b.book.clone(), account_names(&b))
+    };
+    bill_of(id, &job, &rows, &book, &names).map(Json)
+}
+
+/// `GET /v1/jobs/{id}/bill` answered from the store alone (a follower, issue 17): the job, its
+/// transfers and the accounts' names as the store has them (`names`: reloaded by the caller
+/// when a transfer names an account it does not know).
+pub(crate) async fn bill_stored(
+    store: &AnyStore,
+    book: &PriceBook,
+    names: &crate::ha::AccountNames,
+    p: &Principal,
+    id: &str,
+) -> Result<api::BillAnswer, ApiError> {
+    require(p, &[Role::Operator, Role::Regulator, Role::Tenant], "read bills")?;
+    let id = parse_id(id)?;
+    let Ok(key) = i64::try_from(id) else { return Err(ApiError::not_found("such job")) };
+    let job = store
+        .job(key)
+        .await
+        .map_err(|e| ApiError::unavailable("store").detail(e.to_string()))?
+        .map(crate::views::job_view)
+        .filter(|j| p.role != Role::Tenant || j.tenant == p.name)
+        .ok_or_else(|| ApiError::not_found("such job"))?;
+    let rows = job_transfers(store, id).await?;
+    let names = names.of(store, rows.iter().flat_map(|t| [&t.debit, &t.credit])).await?;
+    bill_of(id, &job, &rows, book, &names)
+}
+
+/// Job `id`'s own transfers: by its id in `user_data`, with the platform's ids (top bit set) —
+/// a client's top-up never has one.
+async fn job_transfers(store: &AnyStore, id: u64) -> Result<Vec<TransferRow>, ApiError> {
     let q = TransferQuery {
         user_data: Some(i64::try_from(id).unwrap_or(i64::MAX)),
         limit: 1_000,
         ..TransferQuery::default()
     };
-    let rows =
-        inner.store.ledger_transfers(&q).await.map_err(|e| ApiError::unavailable("store").detail(e.to_string()))?;
-    // a job's own transfers carry the platform's ids (top bit set); a client's top-up never does
-    let rows: Vec<TransferRow> = rows.into_iter().filter(|t| parse_hex(&t.id).is_some_and(|x| x >> 127 == 1)).collect();
-    let (book, names) = {
-        let b = books(&inner)?;
-        (b.book.clone(), account_names(&b))
-    };
+    let rows = store.ledger_transfers(&q).await.map_err(|e| ApiError::unavailable("store").detail(e.to_string()))?;
+    Ok(rows.into_iter().filter(|t| parse_hex(&t.id).is_some_and(|x| x >> 127 == 1)).collect())
+}
+
+/// Job `id`'s bill: its meter priced by `book`, and what the ledger did about it (`rows`).
+fn bill_of(
+    id: u64,
+    job: &crate::wire::JobView,
+    rows: &[TransferRow],
+    book: &PriceBook,
+    names: &std::collections::HashMap<String, String>,
+) -> Result<api::BillAnswer, ApiError> {
     let hold = rows.iter().find(|t| kind_is(t, TransferKind::Hold));
     let settled = rows.iter().any(|t| kind_is(t, TransferKind::Post) || kind_is(t, TransferKind::Charge));
     let voided = rows.iter().any(|t| kind_is(t, TransferKind::Void));
@@ -302,14 +343,14 @@ pub async fn bill(
                 || kind_is(t, TransferKind::CarrierShare)
                 || kind_is(t, TransferKind::PlatformFee)
         })
-        .map(|t| transfer_view(t, &names))
+        .map(|t| transfer_view(t, names))
         .collect();
     let paid: i64 = rows
         .iter()
         .filter(|t| kind_is(t, TransferKind::Post) || kind_is(t, TransferKind::Charge))
         .map(|t| t.amount)
         .sum();
-    Ok(Json(api::BillAnswer {
+    Ok(api::BillAnswer {
         job: id,
         tenant: job.tenant.clone(),
         status: status.into(),
@@ -333,8 +374,8 @@ pub async fn bill(
         tenant_fen: if settled { paid } else { b.tenant_fen },
         held_fen: held,
         split,
-        transfers: rows.iter().map(|t| transfer_view(t, &names)).collect(),
-    }))
+        transfers: rows.iter().map(|t| transfer_view(t, names)).collect(),
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -327,7 +327,7 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
     let acked = acked.lock().expect("lock").clone();
     check_acknowledged(&ua, &operator, &acked).await;
     // reads through the follower are the leader's: the follower answers job reads itself from
-    // the database (saying so), the same pages, the same jobs and the same output as the leader
+    // the database (saying so), the same pages, the same jobs, output and bills as the leader
     check_acknowledged(&ub, &operator, &acked[..10]).await;
     let read = |url: String, token: String| async move {
         let r = crate::http().get(url).bearer_auth(token).send().await.expect("read");
@@ -341,6 +341,8 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
         "/v1/jobs?state=nope".into(),
         format!("/v1/jobs/{run_id}/logs"),
         format!("/v1/jobs/{run_id}/logs?raw=nope"),
+        format!("/v1/jobs/{run_id}/bill"),
+        format!("/v1/jobs/{id}/bill"),
     ] {
         let (st_b, by, at_b) = read(format!("{ub}{path}"), operator.clone()).await;
         let (st_a, _, at_a) = read(format!("{ua}{path}"), operator.clone()).await;
