@@ -250,9 +250,10 @@ impl Ha {
         }
     }
 
-    /// A follower answers job reads (list, one, output, bill) itself from the database, whose job and
-    /// output rows the leader writes in the same transaction as the commands and reports it
-    /// acknowledges — so a read here is as current as the leader's own (which reads the same rows for every job not in its memory).
+    /// A follower answers job reads (list, one, output, bill) itself from the database, whose
+    /// job, output and ledger rows the leader writes in the same transaction as the commands and
+    /// reports it acknowledges — so a read here is as current as the leader's own (which reads
+    /// the same rows for every job not in its memory).
     /// `None` (forward it) for anything else, and for a token this instance cannot accept: the
     /// leader answers the 401 or 403 and counts it against the client.
     async fn read_locally(
@@ -265,7 +266,8 @@ impl Ha {
         if method != axum::http::Method::GET {
             return None;
         }
-        // `/v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/logs`: what the store holds whole
+        // `/v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/logs`, `/v1/jobs/{id}/bill`: what the store
+        // holds whole
         let read = match uri.path().strip_prefix("/v1/jobs") {
             Some("") => JobRead::List,
             Some(rest) => {

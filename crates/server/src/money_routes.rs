@@ -12,8 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use suanwang_api as api;
-use suanwang_economy::PriceBook;
-use suanwang_economy::{AccountKind, Programme, TransferKind, VoucherKind};
+use suanwang_economy::{AccountKind, PriceBook, Programme, TransferKind, VoucherKind};
 use suanwang_store::{AnyStore, Store, TransferQuery, TransferRow};
 use tokio::sync::oneshot;
 
