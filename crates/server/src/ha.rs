@@ -96,7 +96,7 @@ pub struct Ha {
     tokens: crate::routes::TokenCache,
     /// Reads this follower answered itself.
     pub local_reads: AtomicU64,
-    /// The price book (the leader's: the same `--price-book`), for the bills a follower answers.
+    /// The price book (the leader's: the same `--prices`), for the bills a follower answers.
     price_book: Option<suanwang_economy::PriceBook>,
     names: AccountNames,
 }
