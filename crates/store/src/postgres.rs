@@ -319,16 +319,50 @@ fn row_to_command(r: &sqlx::postgres::PgRow) -> Result<CommandRow, sqlx::Error> 
     })
 }
 
+/// The ledger's clock and time-ordered pages (SQLite reads them in rowid order instead).
+const PG_LEDGER_TS: &str = "CREATE INDEX IF NOT EXISTS ledger_transfers_ts ON ledger_transfers (ts)";
+
+/// FNV-1a (64 bits) of the schema's statements, in hex: changes whenever a statement does, so a
+/// database whose digest matches has run exactly these.
+fn schema_digest(statements: &[&str]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for s in statements {
+        for b in s.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
 impl Store for PgStore {
+    /// Runs the schema's statements unless the database says it has run exactly these: an
+    /// instance that starts beside a running leader (issue 17) must not take its tables' locks —
+    /// `CREATE INDEX IF NOT EXISTS` takes a table's SHARE lock before it finds the index there,
+    /// queueing the leader's writes (and the lease renewal in their transaction) behind it; one
+    /// such restart under load delayed the leader's renewal past a 1 s lease and deposed it.
     async fn migrate(&self) -> Result<(), StoreError> {
         let all = MIGRATIONS.iter().chain(LEDGER_MIGRATIONS).chain(PG_EVIDENCE).chain(EVIDENCE_MIGRATIONS);
-        for m in all.chain(PG_MARKET).chain(MARKET_MIGRATIONS).chain(HA_MIGRATIONS) {
+        let all: Vec<&str> =
+            all.chain(PG_MARKET).chain(MARKET_MIGRATIONS).chain(HA_MIGRATIONS).copied().chain([PG_LEDGER_TS]).collect();
+        let digest = schema_digest(&all);
+        let ran: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'schema_digest'")
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap_or(None); // no settings table yet: a new database
+        if ran.as_deref() == Some(digest.as_str()) {
+            return Ok(());
+        }
+        for m in &all {
             sqlx::query(*m).execute(&self.pool).await?;
         }
-        // the ledger's clock and time-ordered pages (SQLite reads them in rowid order instead)
-        sqlx::query("CREATE INDEX IF NOT EXISTS ledger_transfers_ts ON ledger_transfers (ts)")
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ('schema_digest', $1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&digest)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
