@@ -273,14 +273,8 @@ pub(crate) async fn bill_stored(
 ) -> Result<api::BillAnswer, ApiError> {
     require(p, &[Role::Operator, Role::Regulator, Role::Tenant], "read bills")?;
     let id = parse_id(id)?;
-    let Ok(key) = i64::try_from(id) else { return Err(ApiError::not_found("such job")) };
-    let job = store
-        .job(key)
-        .await
-        .map_err(|e| ApiError::unavailable("store").detail(e.to_string()))?
-        .map(crate::views::job_view)
-        .filter(|j| p.role != Role::Tenant || j.tenant == p.name)
-        .ok_or_else(|| ApiError::not_found("such job"))?;
+    // the roles allowed above see every job but tenants, who see their own
+    let job = crate::routes::stored_job(store, p, id).await?;
     let rows = job_transfers(store, id).await?;
     let names = names.of(store, rows.iter().flat_map(|t| [&t.debit, &t.credit])).await?;
     bill_of(id, &job, &rows, book, &names)

@@ -519,7 +519,11 @@ pub(crate) async fn list_stored(store: &AnyStore, p: &Principal, q: &ListQuery) 
 
 /// `GET /v1/jobs/{id}` for `p` from the store's projection alone (see [`list_stored`]).
 pub(crate) async fn one_stored(store: &AnyStore, p: &Principal, id: &str) -> Result<api::JobView, ApiError> {
-    let id = parse_id(id)?;
+    stored_job(store, p, parse_id(id)?).await.map(|j| wire::job(&j))
+}
+
+/// Job `id` as the store has it, if `p` may see it (a follower's reads, issue 17).
+pub(crate) async fn stored_job(store: &AnyStore, p: &Principal, id: u64) -> Result<JobView, ApiError> {
     let Ok(key) = i64::try_from(id) else { return Err(ApiError::not_found("such job")) };
     store
         .job(key)
@@ -527,7 +531,6 @@ pub(crate) async fn one_stored(store: &AnyStore, p: &Principal, id: &str) -> Res
         .map_err(store_down)?
         .map(crate::views::job_view)
         .filter(|j| visible(p, j))
-        .map(|j| wire::job(&j))
         .ok_or_else(|| ApiError::not_found("such job"))
 }
 
@@ -691,14 +694,7 @@ pub(crate) async fn logs_stored(store: &AnyStore, p: &Principal, id: &str, uri: 
     require(p, &[Role::Operator, Role::Regulator, Role::Tenant], "read job output")?;
     let id = parse_id(id)?;
     let Query(q) = Query::<LogsQuery>::try_from_uri(uri).map_err(|e| logs_query_error(&e))?;
-    let Ok(key) = i64::try_from(id) else { return Err(ApiError::not_found("such job")) };
-    let job = store
-        .job(key)
-        .await
-        .map_err(store_down)?
-        .map(crate::views::job_view)
-        .filter(|j| visible(p, j))
-        .ok_or_else(|| ApiError::not_found("such job"))?;
+    let job = stored_job(store, p, id).await?;
     logs_of(store, &job, &q).await
 }
 
