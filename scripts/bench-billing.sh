@@ -5,7 +5,7 @@
 # provider and platform shares in the same group commit) and with `--no-billing` (metered,
 # nobody charged) — the baseline, run in the same session on the same machine. Jobs end
 # during the run (`--time-scale`, default 0.001) so settlements are in the measurement.
-# Prints one JSON object: each run's p99, rate and server CPU seconds, and the ratios of the
+# Prints one JSON object: each run's p99, rate, server CPU seconds and MB written, and the ratios of the
 # medians (with ÷ without).
 #
 # Usage: scripts/bench-billing.sh [path/to/suanwang]   (env RUNS=3 JOBS=20000 CLIENTS=64
@@ -38,7 +38,10 @@ run() { # N MODE(on|off): one fresh server, one bench submit; appends "MODE p99_
       >>"$DIR/results"
   # the server's CPU time (user + system, clock ticks) over its whole life: start, the run, idle
   # until now — the steadier figure: p99 on a shared 2-core machine varies ±30 % run to run
-  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$PID/stat" >>"$DIR/results"
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%s ", ($14 + $15) / hz }' "/proc/$PID/stat" >>"$DIR/results"
+  # and the bytes it wrote to storage (the database, its WAL and checkpoints): where billing's
+  # cost goes on SQLite (ARCHITECTURE.md → store)
+  awk '$1 == "write_bytes:" { print $2 }' "/proc/$PID/io" >>"$DIR/results"
   kill "$PID"
   wait "$PID" 2>/dev/null || true
   PID=
@@ -50,17 +53,20 @@ done
 python3 - "$DIR/results" "$JOBS" "$CLIENTS" "$TIME_SCALE" <<'EOF'
 import json, statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-runs = {m: [(float(p), float(r), int(e), float(c)) for mm, p, r, e, c in rows if mm == m] for m in ("on", "off")}
-med = {m: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v), statistics.median(x[3] for x in v))
-       for m, v in runs.items()}
+runs = {m: [(float(p), float(r), int(e), float(c), int(w)) for mm, p, r, e, c, w in rows if mm == m]
+        for m in ("on", "off")}
+med = {m: tuple(statistics.median(x[i] for x in v) for i in (0, 1, 3, 4)) for m, v in runs.items()}
 print(json.dumps({
     "jobs": int(sys.argv[2]), "clients": int(sys.argv[3]), "time_scale": float(sys.argv[4]),
     "billing_p99_ms": [x[0] for x in runs["on"]], "no_billing_p99_ms": [x[0] for x in runs["off"]],
     "billing_per_sec": [x[1] for x in runs["on"]], "no_billing_per_sec": [x[1] for x in runs["off"]],
     "billing_server_cpu_s": [x[3] for x in runs["on"]], "no_billing_server_cpu_s": [x[3] for x in runs["off"]],
+    "billing_server_write_mb": [round(x[4] / 1e6, 1) for x in runs["on"]],
+    "no_billing_server_write_mb": [round(x[4] / 1e6, 1) for x in runs["off"]],
     "errors": sum(x[2] for v in runs.values() for x in v),
     "p99_ratio": round(med["on"][0] / med["off"][0], 3),
     "rate_ratio": round(med["on"][1] / med["off"][1], 3),
     "server_cpu_ratio": round(med["on"][2] / med["off"][2], 3),
+    "server_write_ratio": round(med["on"][3] / med["off"][3], 3),
 }))
 EOF
