@@ -208,7 +208,7 @@ async fn instance(
             }
         }
     };
-    suanwang_store::Store::migrate(&pg).await.context("migrating the database")?;
+    pg.migrate_beside(Some(&ha.name)).await.context("migrating the database")?;
     // a lease the database cannot renew in time would depose every leader
     let started = Instant::now();
     for _ in 0..3 {

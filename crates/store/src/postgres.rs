@@ -335,35 +335,75 @@ fn schema_digest(statements: &[&str]) -> String {
     format!("{h:016x}")
 }
 
-impl Store for PgStore {
-    /// Runs the schema's statements unless the database says it has run exactly these: an
-    /// instance that starts beside a running leader (issue 17) must not take its tables' locks —
-    /// `CREATE INDEX IF NOT EXISTS` takes a table's SHARE lock before it finds the index there,
-    /// queueing the leader's writes (and the lease renewal in their transaction) behind it; one
-    /// such restart under load delayed the leader's renewal past a 1 s lease and deposed it.
-    async fn migrate(&self) -> Result<(), StoreError> {
+impl PgStore {
+    /// Brings the schema to this binary's, unless the database says it has run exactly these
+    /// statements: an instance that starts beside a running leader (issue 17) must not take its
+    /// tables' locks — `CREATE INDEX IF NOT EXISTS` takes a table's SHARE lock before it finds
+    /// the index there, queueing the leader's writes (and the lease renewal in their
+    /// transaction) behind it; one such restart under load delayed the leader's renewal past a
+    /// 1 s lease and deposed it. So a schema that differs is changed only while no other
+    /// instance holds a live lease (`me`: this instance's name, whose own lease from before a
+    /// restart does not count); otherwise the error says how to upgrade. One transaction under
+    /// an advisory lock: instances starting together on a new database migrate once, and a
+    /// failed statement leaves nothing half-done (PostgreSQL's DDL is transactional).
+    pub async fn migrate_beside(&self, me: Option<&str>) -> Result<(), StoreError> {
         let all = MIGRATIONS.iter().chain(LEDGER_MIGRATIONS).chain(PG_EVIDENCE).chain(EVIDENCE_MIGRATIONS);
         let all: Vec<&str> =
             all.chain(PG_MARKET).chain(MARKET_MIGRATIONS).chain(HA_MIGRATIONS).copied().chain([PG_LEDGER_TS]).collect();
-        let digest = schema_digest(&all);
-        let ran: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'schema_digest'")
-            .fetch_optional(&self.pool)
-            .await
-            .unwrap_or(None); // no settings table yet: a new database
-        if ran.as_deref() == Some(digest.as_str()) {
+        let want = schema_digest(&all);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATE_LOCK).execute(&mut *tx).await?;
+        let exists =
+            |table: &'static str| sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL").bind(table);
+        let ran: Option<String> = if exists("settings").fetch_one(&mut *tx).await? {
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'schema_digest'")
+                .fetch_optional(&mut *tx)
+                .await?
+        } else {
+            None // a new database
+        };
+        if ran.as_deref() == Some(want.as_str()) {
+            tx.commit().await?;
             return Ok(());
         }
+        if exists("leader_lease").fetch_one(&mut *tx).await? {
+            let live: Option<String> = sqlx::query_scalar(
+                "SELECT holder FROM leader_lease WHERE id = 1 AND holder <> '' AND expires_at > clock_timestamp()",
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(holder) = live.filter(|h| Some(h.as_str()) != me) {
+                return Err(StoreError::Config(format!(
+                    "the database's schema differs from this binary's (database {}, this binary {want}) while \
+                     instance {holder:?} leads it: changing it beside a running leader would lock the tables \
+                     under it. To upgrade: stop every instance of this database, then start them with this \
+                     binary (the first to start migrates); instances of one database run one binary",
+                    ran.as_deref().unwrap_or("unrecorded")
+                )));
+            }
+        }
         for m in &all {
-            sqlx::query(*m).execute(&self.pool).await?;
+            sqlx::query(*m).execute(&mut *tx).await?;
         }
         sqlx::query(
             "INSERT INTO settings (key, value) VALUES ('schema_digest', $1)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
-        .bind(&digest)
-        .execute(&self.pool)
+        .bind(&want)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
+    }
+}
+
+/// The advisory lock `migrate` holds (any number unique to this program: "suanwang" in ASCII).
+const MIGRATE_LOCK: i64 = 0x7375_616e_7761_6e67;
+
+impl Store for PgStore {
+    /// [`PgStore::migrate_beside`], for a process that is no instance (`token create`, tests).
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrate_beside(None).await
     }
 
     async fn ledger_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {

@@ -659,3 +659,53 @@ async fn the_leaders_lease_fences_a_deposed_leader() {
     assert!(e.to_string().contains("already running"), "{e}");
     b.register_instance("one", "http://b", "tok-b", 0).await.expect("a stale one is replaced");
 }
+
+/// Upgrades beside a running leader (issue 17): a schema that matches the database's is left
+/// alone; one that differs is refused while another instance leads (its tables would be locked
+/// under it), with what to do; the leader's own restart, or no live leader, migrates — once,
+/// when instances start together on a new database.
+#[tokio::test]
+async fn a_changed_schema_is_not_migrated_under_a_live_leader() {
+    let url = fresh_pg("upgrade").await;
+    let stores = connections(&url, 3).await;
+    // three instances starting at once on a new database: one migrates, none fails
+    let (r0, r1, r2) =
+        tokio::join!(stores[0].migrate_beside(None), stores[1].migrate_beside(None), stores[2].migrate_beside(None));
+    for r in [r0, r1, r2] {
+        r.expect("concurrent first migrations");
+    }
+    let (a, b) = (&stores[0], &stores[1]);
+    let digest = || async {
+        sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = 'schema_digest'")
+            .fetch_one(&sqlx::PgPool::connect(&url).await.expect("connect"))
+            .await
+            .expect("digest")
+    };
+    let want = digest().await;
+    a.try_acquire("a", "http://a", 60_000).await.expect("acquire").expect("free at first");
+    b.migrate_beside(Some("b")).await.expect("the same schema: nothing to do beside the leader");
+    // the database ran another schema (an older binary's)
+    let admin = sqlx::PgPool::connect(&url).await.expect("connect");
+    sqlx::query("UPDATE settings SET value = 'older' WHERE key = 'schema_digest'").execute(&admin).await.expect("age");
+    let e = b.migrate_beside(Some("b")).await.expect_err("not beside a live leader");
+    let msg = e.to_string();
+    assert!(msg.contains("\"a\" leads") && msg.contains("stop every instance") && msg.contains("older"), "{msg}");
+    assert_eq!(digest().await, "older", "nothing changed");
+    a.migrate_beside(Some("a")).await.expect("the leader's own restart migrates");
+    assert_eq!(digest().await, want);
+    sqlx::query("UPDATE settings SET value = 'older' WHERE key = 'schema_digest'").execute(&admin).await.expect("age");
+    sqlx::query("UPDATE leader_lease SET expires_at = clock_timestamp() - interval '1 second'")
+        .execute(&admin)
+        .await
+        .expect("the leader is gone");
+    b.migrate_beside(Some("b")).await.expect("no live leader: migrates");
+    assert_eq!(digest().await, want);
+}
+
+async fn connections(url: &str, n: usize) -> Vec<PgStore> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(PgStore::connect(url).await.expect("connect"));
+    }
+    out
+}
