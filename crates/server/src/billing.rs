@@ -128,21 +128,11 @@ impl Books {
         let rows = store.ledger_accounts().await?;
         let mut accounts = Vec::with_capacity(rows.len());
         for r in &rows {
-            let (Some(id), Some(kind)) = (parse_hex(&r.id), AccountKind::from_code(r.code as u16)) else {
+            let Some((account, kind)) = account_of(r) else {
                 return Err(StoreError::Config(format!("ledger account {} is unreadable", r.id)));
             };
-            accounts.push(Account {
-                id,
-                ledger: kind.ledger(),
-                code: r.code as u16,
-                flags: suanwang_economy::AccountFlags(r.flags as u16),
-                credit_limit: u64::try_from(r.credit_limit).unwrap_or(0),
-                debits_pending: u128::try_from(r.debits_pending).unwrap_or(0),
-                debits_posted: u128::try_from(r.debits_posted).unwrap_or(0),
-                credits_pending: u128::try_from(r.credits_pending).unwrap_or(0),
-                credits_posted: u128::try_from(r.credits_posted).unwrap_or(0),
-                timestamp: u64::try_from(r.ts).unwrap_or(0),
-            });
+            let id = account.id;
+            accounts.push(account);
             b.ids.insert((kind, r.name.clone()), id);
             b.names.insert(id, (kind, r.name.clone()));
             b.next_account = b.next_account.max(id + 1);
@@ -660,6 +650,24 @@ pub fn account_row(a: &Account, kind: AccountKind, name: &str) -> AccountRow {
         credits_posted: i64_of(a.credits_posted),
         ts: i64::try_from(a.timestamp).unwrap_or(i64::MAX),
     }
+}
+
+/// A stored account as the ledger holds it, with its kind (`None`: an id or code not ours).
+pub fn account_of(r: &AccountRow) -> Option<(Account, AccountKind)> {
+    let (id, kind) = (parse_hex(&r.id)?, AccountKind::from_code(u16::try_from(r.code).ok()?)?);
+    let account = Account {
+        id,
+        ledger: kind.ledger(),
+        code: kind.code(),
+        flags: suanwang_economy::AccountFlags(u16::try_from(r.flags).ok()?),
+        credit_limit: u64::try_from(r.credit_limit).unwrap_or(0),
+        debits_pending: u128::try_from(r.debits_pending).unwrap_or(0),
+        debits_posted: u128::try_from(r.debits_posted).unwrap_or(0),
+        credits_pending: u128::try_from(r.credits_pending).unwrap_or(0),
+        credits_posted: u128::try_from(r.credits_posted).unwrap_or(0),
+        timestamp: u64::try_from(r.ts).unwrap_or(0),
+    };
+    Some((account, kind))
 }
 
 pub fn row_of(t: &Transfer, at_ms: i64) -> TransferRow {

@@ -38,6 +38,9 @@ enum JobRead<'a> {
     One(&'a str),
     Logs(&'a str),
     Bill(&'a str),
+    /// `/v1/balance` and `/v1/statements`: not a job's, but stored whole as well.
+    Balance,
+    Statements,
 }
 
 /// Ledger account id → `kind:name` as the store has them, for a follower's bills. An account's
@@ -240,7 +243,10 @@ impl Ha {
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], format!("{}suanwang_up 1\n", self.metrics()))
                     .into_response()
             }
-            path if self.store.is_some() && req.method() == axum::http::Method::GET && path.starts_with("/v1/jobs") => {
+            path if self.store.is_some()
+                && req.method() == axum::http::Method::GET
+                && (path.starts_with("/v1/jobs") || path == "/v1/balance" || path == "/v1/statements") =>
+            {
                 match self.read_locally(req.method().clone(), req.uri().clone(), req.headers().clone()).await {
                     Some(answer) => answer,
                     None => self.forward(req).await,
@@ -250,10 +256,10 @@ impl Ha {
         }
     }
 
-    /// A follower answers job reads (list, one, output, bill) itself from the database, whose
-    /// job, output and ledger rows the leader writes in the same transaction as the commands and
-    /// reports it acknowledges — so a read here is as current as the leader's own (which reads
-    /// the same rows for every job not in its memory).
+    /// A follower answers job reads (list, one, output, bill), balances and statements itself
+    /// from the database, whose job, output, account and transfer rows the leader writes in the
+    /// same transaction as the commands and reports it acknowledges — so a read here is as
+    /// current as the leader's own (which reads the same rows for every job not in its memory).
     /// `None` (forward it) for anything else, and for a token this instance cannot accept: the
     /// leader answers the 401 or 403 and counts it against the client.
     async fn read_locally(
@@ -269,6 +275,8 @@ impl Ha {
         // `/v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/logs`, `/v1/jobs/{id}/bill`: what the store
         // holds whole
         let read = match uri.path().strip_prefix("/v1/jobs") {
+            None if uri.path() == "/v1/balance" => JobRead::Balance,
+            None if uri.path() == "/v1/statements" => JobRead::Statements,
             Some("") => JobRead::List,
             Some(rest) => {
                 let rest = rest.strip_prefix('/').filter(|r| !r.is_empty())?;
@@ -282,10 +290,16 @@ impl Ha {
             None => return None,
         };
         let p = self.principal(store, &headers).await?;
-        if !matches!(p.role, Role::Operator | Role::Regulator | Role::Tenant) {
+        // every role reads its own balance and statement; job reads are for these three
+        let money = matches!(read, JobRead::Balance | JobRead::Statements);
+        if !money && !matches!(p.role, Role::Operator | Role::Regulator | Role::Tenant) {
             return None;
         }
         let answer = match read {
+            JobRead::Balance => {
+                crate::money_routes::balance_stored(store, &p, &uri).await.map(|b| axum::Json(b).into_response())
+            }
+            JobRead::Statements => crate::money_routes::statements_stored(store, &p, &uri).await,
             JobRead::One(id) => crate::routes::one_stored(store, &p, id).await.map(|j| axum::Json(j).into_response()),
             JobRead::Logs(id) => crate::routes::logs_stored(store, &p, id, &uri).await,
             JobRead::Bill(id) => match &self.price_book {

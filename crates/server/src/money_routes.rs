@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use suanwang_api as api;
@@ -33,13 +33,16 @@ fn books(inner: &Inner) -> Result<std::sync::MutexGuard<'_, Books>, ApiError> {
 }
 
 fn account_view(books: &Books, id: u128) -> Option<api::AccountView> {
-    let a = books.ledger().account(id)?;
     let (kind, name) = books.name_of(id)?;
+    Some(view_of(books.ledger().account(id)?, *kind, name))
+}
+
+fn view_of(a: &suanwang_economy::Account, kind: AccountKind, name: &str) -> api::AccountView {
     let fen = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
-    Some(api::AccountView {
-        id: hex(id),
+    api::AccountView {
+        id: hex(a.id),
         kind: kind.as_str().into(),
-        name: name.clone(),
+        name: name.to_string(),
         balance_fen: i64::try_from(a.balance()).unwrap_or(i64::MAX),
         debits_pending_fen: fen(a.debits_pending),
         debits_posted_fen: fen(a.debits_posted),
@@ -47,18 +50,26 @@ fn account_view(books: &Books, id: u128) -> Option<api::AccountView> {
         credits_posted_fen: fen(a.credits_posted),
         credit_limit_fen: i64::try_from(a.credit_limit).unwrap_or(i64::MAX),
         available_fen: a.available().map(fen),
-    })
+    }
 }
 
-/// The accounts of `party`: every account named for it, its grants (`programme/party`), and
-/// for `platform` the platform's own (revenue, clearing, bank).
+/// Whether account (`kind`, `name`) is `party`'s: named for it, one of its grants
+/// (`programme/party`), or for `platform` the platform's own (revenue, clearing, bank).
+fn of_party(kind: AccountKind, name: &str, party: &str) -> bool {
+    name == party
+        || (kind == AccountKind::Grant && name.strip_suffix(party).is_some_and(|p| p.ends_with('/')))
+        || (party == "platform" && matches!(kind, AccountKind::Clearing | AccountKind::Bank))
+}
+
+/// The accounts of `party` ([`of_party`]).
 fn party_accounts(books: &Books, party: &str) -> Vec<(u128, AccountKind, String)> {
-    let grant_suffix = format!("/{party}");
-    books.ids_of(|k, n| {
-        n == party
-            || (k == AccountKind::Grant && n.ends_with(&grant_suffix))
-            || (party == "platform" && matches!(k, AccountKind::Clearing | AccountKind::Bank))
-    })
+    books.ids_of(|k, n| of_party(k, n, party))
+}
+
+/// Every stored account (a follower's view of the books, issue 17), unreadable rows left out.
+async fn stored_accounts(store: &AnyStore) -> Result<Vec<(suanwang_economy::Account, AccountKind, String)>, ApiError> {
+    let rows = store.ledger_accounts().await.map_err(|e| ApiError::unavailable("store").detail(e.to_string()))?;
+    Ok(rows.iter().filter_map(|r| crate::billing::account_of(r).map(|(a, k)| (a, k, r.name.clone()))).collect())
 }
 
 /// Which party a principal may read: its own, unless it reads everything.
@@ -101,6 +112,19 @@ pub async fn balance(
     let b = books(&inner)?;
     let accounts = party_accounts(&b, &party).into_iter().filter_map(|(id, ..)| account_view(&b, id)).collect();
     Ok(Json(api::BalanceAnswer { party, accounts }))
+}
+
+/// `GET /v1/balance` answered from the store alone (a follower, issue 17): the leader upserts
+/// each account's balances in the transaction that makes their transfers durable.
+pub(crate) async fn balance_stored(store: &AnyStore, p: &Principal, uri: &Uri) -> Result<api::BalanceAnswer, ApiError> {
+    let Query(q) = Query::<PartyQuery>::try_from_uri(uri).map_err(|e| bad_query(&e, "party=NAME"))?;
+    let party = party_for(p, q.party.as_deref())?;
+    let mut mine: Vec<_> =
+        stored_accounts(store).await?.into_iter().filter(|(_, k, n)| of_party(*k, n, &party)).collect();
+    // the books' order: by id, as `ids_of` gives them
+    mine.sort_by_key(|(a, ..)| a.id);
+    let accounts = mine.iter().map(|(a, k, n)| view_of(a, *k, n)).collect();
+    Ok(api::BalanceAnswer { party, accounts })
 }
 
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, code: &str, hint: &str) -> Result<T, ApiError> {
@@ -393,14 +417,9 @@ fn instant(field: &'static str, v: &str) -> Result<i64, ApiError> {
     })
 }
 
-pub async fn statements(
-    State(inner): S,
-    headers: HeaderMap,
-    q: Result<Query<StatementQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let p = authenticate(&inner, &headers).await?;
-    let Query(q) = q.map_err(|e| bad_query(&e, "party=NAME&from=…&to=…&format=csv"))?;
-    let party = party_for(&p, q.party.as_deref())?;
+/// What a statement request asks: the party (checked against the principal), the period, CSV.
+fn statement_params(p: &Principal, q: &StatementQuery) -> Result<(String, i64, i64, bool), ApiError> {
+    let party = party_for(p, q.party.as_deref())?;
     let from = q.from.as_deref().map(|v| instant("from", v)).transpose()?.unwrap_or(0);
     let to = q.to.as_deref().map(|v| instant("to", v)).transpose()?.unwrap_or(i64::MAX);
     // to before from is an empty period: opening balances and no lines
@@ -412,16 +431,54 @@ pub async fn statements(
                 .field("format"));
         }
     };
+    Ok((party, from, to, csv))
+}
+
+const STATEMENT_HINT: &str = "party=NAME&from=…&to=…&format=csv";
+
+pub async fn statements(
+    State(inner): S,
+    headers: HeaderMap,
+    q: Result<Query<StatementQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = authenticate(&inner, &headers).await?;
+    let Query(q) = q.map_err(|e| bad_query(&e, STATEMENT_HINT))?;
+    let (party, from, to, csv) = statement_params(&p, &q)?;
     let (accounts, names) = {
         let b = books(&inner)?;
-        let accounts = party_accounts(&b, &party);
-        (accounts, account_names(&b))
+        (party_accounts(&b, &party), account_names(&b))
     };
+    statement(&inner.store, party, (from, to), csv, &accounts, &names).await
+}
+
+/// `GET /v1/statements` answered from the store alone (a follower, issue 17): the accounts and
+/// their names as stored, the transfers as for the leader.
+pub(crate) async fn statements_stored(store: &AnyStore, p: &Principal, uri: &Uri) -> Result<Response, ApiError> {
+    let Query(q) = Query::<StatementQuery>::try_from_uri(uri).map_err(|e| bad_query(&e, STATEMENT_HINT))?;
+    let (party, from, to, csv) = statement_params(p, &q)?;
+    let all = stored_accounts(store).await?;
+    let names = all.iter().map(|(a, k, n)| (hex(a.id), format!("{}:{n}", k.as_str()))).collect();
+    let mut accounts: Vec<_> =
+        all.into_iter().filter(|(_, k, n)| of_party(*k, n, &party)).map(|(a, k, n)| (a.id, k, n)).collect();
+    accounts.sort_by_key(|(id, ..)| *id);
+    statement(store, party, (from, to), csv, &accounts, &names).await
+}
+
+/// `party`'s statement over [from, to): each account's opening and closing balance and every
+/// posted transfer of the period, JSON or CSV.
+async fn statement(
+    store: &AnyStore,
+    party: String,
+    (from, to): (i64, i64),
+    csv: bool,
+    accounts: &[(u128, AccountKind, String)],
+    names: &std::collections::HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let store_err = |e: suanwang_store::StoreError| ApiError::unavailable("store").detail(e.to_string());
     let mine: std::collections::HashSet<String> = accounts.iter().map(|(id, ..)| hex(*id)).collect();
     let mut summary = vec![];
-    for (id, kind, name) in &accounts {
-        let (d0, c0) = inner.store.posted_before(&hex(*id), from).await.map_err(store_err)?;
+    for (id, kind, name) in accounts {
+        let (d0, c0) = store.posted_before(&hex(*id), from).await.map_err(store_err)?;
         summary.push(api::StatementAccount {
             id: hex(*id),
             kind: kind.as_str().into(),
@@ -441,7 +498,7 @@ pub async fn statements(
             limit: MAX_LINES,
             ..TransferQuery::default()
         };
-        let rows = inner.store.ledger_transfers(&q).await.map_err(store_err)?;
+        let rows = store.ledger_transfers(&q).await.map_err(store_err)?;
         for t in rows.iter().filter(|t| t.flags & suanwang_store::TRANSFER_PENDING == 0 && t.amount > 0) {
             let kind =
                 u16::try_from(t.code).ok().and_then(TransferKind::from_code).map_or("unknown", TransferKind::as_str);

@@ -352,6 +352,31 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
         assert_eq!(by.as_deref(), Some("b"), "{path}: answered by the follower itself");
         assert_eq!((st_b, &at_b), (st_a, &at_a), "{path}: the follower's answer is the leader's");
     }
+    // balances and statements too — compared until two reads in a row agree, as a job the
+    // agent's site ends may settle between the two reads
+    let platform = read(format!("{ub}/v1/statements"), operator.clone()).await.2;
+    assert!(platform["lines"].as_array().is_some_and(|l| !l.is_empty()), "the platform was paid: {platform}");
+    for (path, who) in [
+        ("/v1/balance", &operator),
+        ("/v1/balance?party=acme-ai", &operator),
+        ("/v1/balance", &tenant),
+        ("/v1/statements", &operator),
+        ("/v1/statements?party=acme-ai&format=csv", &operator),
+        ("/v1/statements?from=2026-01-01T00:00:00Z&to=2100-01-01T00:00:00Z", &tenant),
+        ("/v1/statements?format=xml", &operator),
+        ("/v1/statements?party=someone-else", &tenant),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (st_b, by, at_b) = read(format!("{ub}{path}"), who.clone()).await;
+            let (st_a, _, at_a) = read(format!("{ua}{path}"), who.clone()).await;
+            assert_eq!(by.as_deref(), Some("b"), "{path}: answered by the follower itself");
+            if (st_b, &at_b) == (st_a, &at_a) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{path}: the follower's answer is not the leader's: {at_b} vs {at_a}");
+        }
+    }
     // a tenant sees only its own there too; a bad token is left to the leader (401, counted)
     let (st, by, mine) = read(format!("{ub}/v1/jobs?tenant=someone-else"), tenant.clone()).await;
     assert_eq!((st, by.as_deref(), mine["jobs"].as_array().map(Vec::len)), (200, Some("b"), Some(0)), "{mine}");
