@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use suanwang_api as api;
-use suanwang_store::{EvidenceRow, Store};
+use suanwang_store::{AnyStore, EvidenceRow, Store};
 use tokio::sync::broadcast;
 
 use crate::Inner;
@@ -119,9 +119,8 @@ pub async fn alerts(
 
 /// Where a stream stands.
 struct Cursor {
-    inner: Arc<Inner>,
+    feed: Feed,
     principal: Principal,
-    rx: broadcast::Receiver<Arc<EvidenceRow>>,
     /// The index of the next entry to consider.
     next: u64,
     /// Entries read from the store, not yet considered.
@@ -166,10 +165,10 @@ impl Cursor {
                 continue;
             }
             // behind the durable log: read from the store
-            let size = durable_size(&self.inner);
+            let size = (self.feed.size)();
             if self.next < size {
                 let to = size.min(self.next + PAGE);
-                match self.inner.store.evidence_entries(i64::try_from(self.next).ok()?, i64::try_from(to).ok()?).await {
+                match self.feed.store.evidence_entries(i64::try_from(self.next).ok()?, i64::try_from(to).ok()?).await {
                     Ok(rows) if !rows.is_empty() => self.backlog.extend(rows),
                     Ok(_) => return None,
                     Err(e) => {
@@ -179,7 +178,7 @@ impl Cursor {
                 }
                 continue;
             }
-            match self.rx.recv().await {
+            match self.feed.rx.recv().await {
                 Ok(row) => {
                     let idx = u64::try_from(row.idx).unwrap_or(0);
                     if idx == self.next {
@@ -200,6 +199,20 @@ pub async fn events(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&inner, &headers).await?;
+    let last = stream_start(&headers, &q)?;
+    // subscribe before reading where the log stands: nothing lands between the two unseen
+    let rx = inner.events.subscribe();
+    let next = match last {
+        Some(i) => i + 1,
+        None => durable_size(&inner),
+    };
+    let source = Arc::clone(&inner);
+    let feed = Feed { store: inner.store.clone(), size: Box::new(move || durable_size(&source)), rx };
+    Ok(stream(feed, principal, next))
+}
+
+/// Where `/v1/events` starts: after `Last-Event-ID`, else after `after=`, else (`None`) now.
+pub(crate) fn stream_start(headers: &HeaderMap, q: &BTreeMap<String, String>) -> Result<Option<u64>, ApiError> {
     if let Some(k) = q.keys().find(|k| *k != "after") {
         return Err(bad(k, format!("{k} is no parameter of /v1/events")).hint("after=INDEX or a Last-Event-ID header"));
     }
@@ -210,19 +223,25 @@ pub async fn events(
             .filter(|n| i64::try_from(*n).is_ok())
             .ok_or_else(|| bad(field, format!("{field} {v:?} is not an entry index (a whole number from 0)")))
     };
-    let last = match headers.get("last-event-id") {
-        Some(v) => Some(parse("Last-Event-ID", v.to_str().unwrap_or("?"))?),
-        None => q.get("after").map(|v| parse("after", v)).transpose()?,
-    };
-    // subscribe before reading where the log stands: nothing lands between the two unseen
-    let rx = inner.events.subscribe();
-    let next = match last {
-        Some(i) => i + 1,
-        None => durable_size(&inner),
-    };
-    let cursor = Cursor { inner: Arc::clone(&inner), principal, rx, next, backlog: VecDeque::new() };
+    match headers.get("last-event-id") {
+        Some(v) => Ok(Some(parse("Last-Event-ID", v.to_str().unwrap_or("?"))?)),
+        None => q.get("after").map(|v| parse("after", v)).transpose(),
+    }
+}
+
+/// What a stream reads: the store's entries, how far the log is durable, and each new entry
+/// as it becomes durable — the leader's own log, or a follower's tail of the store's (issue 17).
+pub(crate) struct Feed {
+    pub store: AnyStore,
+    pub size: Box<dyn Fn() -> u64 + Send>,
+    pub rx: broadcast::Receiver<Arc<EvidenceRow>>,
+}
+
+/// The server-sent events of `feed` from entry `next` on that `principal` may see.
+pub(crate) fn stream(feed: Feed, principal: Principal, next: u64) -> Response {
+    let cursor = Cursor { feed, principal, next, backlog: VecDeque::new() };
     let stream = futures_util::stream::unfold(cursor, |mut c| async move {
         c.next_event().await.map(|e| (Ok::<Event, Infallible>(e), c))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }

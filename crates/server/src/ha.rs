@@ -41,6 +41,8 @@ enum JobRead<'a> {
     /// `/v1/balance` and `/v1/statements`: not a job's, but stored whole as well.
     Balance,
     Statements,
+    /// `/v1/events`: the evidence log, tailed ([`EventTail`]).
+    Events,
 }
 
 /// Ledger account id → `kind:name` as the store has them, for a follower's bills. An account's
@@ -102,6 +104,65 @@ pub struct Ha {
     /// The price book (the leader's: the same `--prices`), for the bills a follower answers.
     price_book: Option<suanwang_economy::PriceBook>,
     names: AccountNames,
+    /// The evidence log as the store has it, tailed while a follower streams `/v1/events`.
+    tail: tokio::sync::OnceCell<Arc<EventTail>>,
+}
+
+/// A follower's tail of the store's evidence log (issue 17): every [`TAIL_EVERY`] it reads the
+/// entries the leader made durable since, and passes each to the streams of `/v1/events` this
+/// instance serves — the leader's own stream, from the database.
+#[derive(Debug)]
+struct EventTail {
+    /// How far the log is durable, as last read.
+    size: AtomicU64,
+    tx: tokio::sync::broadcast::Sender<Arc<suanwang_store::EvidenceRow>>,
+}
+
+/// How often a follower's [`EventTail`] reads the store: an event reaches its streams this much
+/// later than the leader's.
+const TAIL_EVERY: Duration = Duration::from_millis(100);
+
+impl EventTail {
+    /// Starts at the log's durable size, and tails it for as long as the process lives.
+    async fn start(store: suanwang_store::AnyStore) -> Result<Arc<EventTail>, ApiError> {
+        use suanwang_store::Store as _;
+        let unavailable = |e: suanwang_store::StoreError| ApiError::unavailable("store").detail(e.to_string());
+        let size = store.evidence_size().await.map_err(unavailable)?;
+        let tail = Arc::new(EventTail {
+            size: AtomicU64::new(u64::try_from(size).unwrap_or(0)),
+            tx: tokio::sync::broadcast::channel(8_192).0,
+        });
+        let t = Arc::clone(&tail);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(TAIL_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = t.catch_up(&store).await {
+                    tracing::warn!(error = %e, "tailing the evidence log: the store failed; trying again");
+                }
+            }
+        });
+        Ok(tail)
+    }
+
+    /// Passes on every entry made durable since the last look, in order, and then says how far.
+    async fn catch_up(&self, store: &suanwang_store::AnyStore) -> Result<(), suanwang_store::StoreError> {
+        use suanwang_store::Store as _;
+        let durable = store.evidence_size().await?;
+        let mut from = i64::try_from(self.size.load(Ordering::Acquire)).unwrap_or(i64::MAX);
+        while from < durable {
+            let rows = store.evidence_entries(from, durable.min(from.saturating_add(512))).await?;
+            let Some(last) = rows.last().map(|r| r.idx) else { break };
+            for r in rows {
+                // no stream listening is no error
+                let _ = self.tx.send(Arc::new(r));
+            }
+            from = last + 1;
+            self.size.store(u64::try_from(from).unwrap_or(0), Ordering::Release);
+        }
+        Ok(())
+    }
 }
 
 impl Ha {
@@ -133,6 +194,7 @@ impl Ha {
             local_reads: AtomicU64::new(0),
             price_book,
             names: AccountNames::default(),
+            tail: tokio::sync::OnceCell::new(),
             // no redirects: a forwarded request is answered by the leader itself
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -245,7 +307,8 @@ impl Ha {
             }
             path if self.store.is_some()
                 && req.method() == axum::http::Method::GET
-                && (path.starts_with("/v1/jobs") || path == "/v1/balance" || path == "/v1/statements") =>
+                && (path.starts_with("/v1/jobs")
+                    || ["/v1/balance", "/v1/statements", "/v1/events"].contains(&path)) =>
             {
                 match self.read_locally(req.method().clone(), req.uri().clone(), req.headers().clone()).await {
                     Some(answer) => answer,
@@ -277,6 +340,7 @@ impl Ha {
         let read = match uri.path().strip_prefix("/v1/jobs") {
             None if uri.path() == "/v1/balance" => JobRead::Balance,
             None if uri.path() == "/v1/statements" => JobRead::Statements,
+            None if uri.path() == "/v1/events" => JobRead::Events,
             Some("") => JobRead::List,
             Some(rest) => {
                 let rest = rest.strip_prefix('/').filter(|r| !r.is_empty())?;
@@ -291,11 +355,12 @@ impl Ha {
         };
         let p = self.principal(store, &headers).await?;
         // every role reads its own balance and statement; job reads are for these three
-        let money = matches!(read, JobRead::Balance | JobRead::Statements);
-        if !money && !matches!(p.role, Role::Operator | Role::Regulator | Role::Tenant) {
+        let anyone = matches!(read, JobRead::Balance | JobRead::Statements | JobRead::Events);
+        if !anyone && !matches!(p.role, Role::Operator | Role::Regulator | Role::Tenant) {
             return None;
         }
         let answer = match read {
+            JobRead::Events => self.events(store, p, &uri, &headers).await,
             JobRead::Balance => {
                 crate::money_routes::balance_stored(store, &p, &uri).await.map(|b| axum::Json(b).into_response())
             }
@@ -321,6 +386,31 @@ impl Ha {
             res.headers_mut().insert(SERVED_BY, v);
         }
         Some(res)
+    }
+
+    /// `/v1/events` from this follower's tail of the store's log: the same entries, ids and
+    /// records as the leader's stream, each about [`TAIL_EVERY`] later.
+    async fn events(
+        &self,
+        store: &suanwang_store::AnyStore,
+        p: Principal,
+        uri: &axum::http::Uri,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Response, ApiError> {
+        let q = axum::extract::Query::<std::collections::BTreeMap<String, String>>::try_from_uri(uri)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "invalid query").detail(e.body_text()))?;
+        let last = crate::alert_routes::stream_start(headers, &q.0)?;
+        let tail = self.tail.get_or_try_init(|| EventTail::start(store.clone())).await?;
+        // subscribe before reading where the log stands: nothing lands between the two unseen
+        let rx = tail.tx.subscribe();
+        let next = match last {
+            Some(i) => i + 1,
+            None => tail.size.load(Ordering::Acquire),
+        };
+        let t = Arc::clone(tail);
+        let size = Box::new(move || t.size.load(Ordering::Acquire));
+        let feed = crate::alert_routes::Feed { store: store.clone(), size, rx };
+        Ok(crate::alert_routes::stream(feed, p, next))
     }
 
     /// The principal of the request's bearer token, if the token is known and unexpired.

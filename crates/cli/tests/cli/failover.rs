@@ -377,6 +377,34 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
             assert!(Instant::now() < deadline, "{path}: the follower's answer is not the leader's: {at_b} vs {at_a}");
         }
     }
+    // the event stream too: the follower tails the log from the database — the same entries
+    // from an index on, and a new one as it lands
+    let from = 3;
+    let (by, on_b) = sse(&format!("{ub}/v1/events?after={from}"), &operator, 5).await;
+    let (_, on_a) = sse(&format!("{ua}/v1/events?after={from}"), &operator, 5).await;
+    assert_eq!(by.as_deref(), Some("b"), "the follower streams the events itself");
+    assert_eq!(on_b, on_a, "the follower's events are the leader's");
+    assert_eq!(on_b.first().map(|e| e.0), Some(from + 1), "{on_b:?}");
+    let live = tokio::spawn({
+        let (ub, operator) = (ub.clone(), operator.clone());
+        async move { sse(&format!("{ub}/v1/events"), &operator, 1).await }
+    });
+    // the stream is open once the follower answered its head; then a job through the leader
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sent = 0;
+    while !live.is_finished() {
+        assert!(Instant::now() < deadline, "no live event reached the follower's stream");
+        let job = json!({"name": format!("live-event-{sent}"), "tenant": "acme-ai", "kind": "batch",
+            "origin": "beijing", "resources": {"family": "general", "count": 1}, "work": {"run_time_s": 60}});
+        let r = crate::http().post(format!("{ua}/v1/jobs")).bearer_auth(&tenant).json(&job).send().await;
+        assert_eq!(r.expect("submit").status().as_u16(), 201);
+        sent += 1;
+        // until the stream task has its event (it needs the follower's head first): polled
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (by, got) = live.await.expect("stream task");
+    assert_eq!(by.as_deref(), Some("b"));
+    assert!(got.len() == 1 && got[0].0 >= on_b.last().map_or(0, |e| e.0), "{got:?}");
     // a tenant sees only its own there too; a bad token is left to the leader (401, counted)
     let (st, by, mine) = read(format!("{ub}/v1/jobs?tenant=someone-else"), tenant.clone()).await;
     assert_eq!((st, by.as_deref(), mine["jobs"].as_array().map(Vec::len)), (200, Some("b"), Some(0)), "{mine}");
@@ -417,4 +445,28 @@ async fn client_get(url: &str, token: &str, path: &str) -> Value {
         Ok(r) => r.json().await.unwrap_or(Value::Null),
         Err(_) => Value::Null,
     }
+}
+
+/// The first `n` events of the server-sent stream at `url` (index, kind, data), and which
+/// instance answered; panics after 30 s.
+async fn sse(url: &str, token: &str, n: usize) -> (Option<String>, Vec<(u64, String, String)>) {
+    let mut r = crate::http().get(url).bearer_auth(token).send().await.expect("stream");
+    assert_eq!(r.status().as_u16(), 200, "{url}");
+    let by = r.headers().get("x-suanwang-served-by").map(|v| v.to_str().expect("ascii").to_string());
+    let (mut buf, mut out) = (String::new(), vec![]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, r.chunk()).await.unwrap_or_else(|_| panic!("{url}: {out:?}"));
+        buf.push_str(&String::from_utf8_lossy(&chunk.expect("chunk").expect("the stream ended")));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_string);
+            if let (Some(id), Some(kind), Some(data)) = (field("id:"), field("event:"), field("data:")) {
+                out.push((id.trim().parse().expect("index"), kind.trim().to_string(), data));
+            }
+        }
+    }
+    out.truncate(n);
+    (by, out)
 }
