@@ -127,6 +127,12 @@ impl HttpControlPlane {
                 return Err(CpError::Transport(why));
             }
         };
+        // a follower that forwarded this names the leader: go there directly while it answers
+        if let Some(leader) = res.headers().get("x-suanwang-leader").and_then(|v| v.to_str().ok())
+            && let Some(i) = self.servers.iter().position(|s| s == leader.trim_end_matches('/'))
+        {
+            self.current.store(i, std::sync::atomic::Ordering::Relaxed);
+        }
         let status = res.status().as_u16();
         let body = res.bytes().await.map_err(|e| CpError::Transport(transport(&e)))?;
         if status == 503 {

@@ -84,6 +84,7 @@ impl Client {
             let idempotent = key.is_some() || method == reqwest::Method::GET;
             let why = match req.send().await {
                 Ok(res) => {
+                    self.follow_leader_hint(&res);
                     let status = res.status().as_u16();
                     let bytes = res.bytes().await.with_context(|| format!("reading the answer of {base}{path}"))?;
                     if status != 503 || !idempotent || !several || started.elapsed() > FAILOVER_WINDOW {
@@ -106,6 +107,16 @@ impl Client {
             if (attempt - 1).is_multiple_of(u32::try_from(self.servers.len()).unwrap_or(u32::MAX)) {
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             }
+        }
+    }
+
+    /// A follower that forwarded this answer names the leader: when it is one of the servers
+    /// given, the next requests go there directly (a hop less); when it fails, on to the next.
+    fn follow_leader_hint(&self, res: &reqwest::Response) {
+        let Some(leader) = res.headers().get("x-suanwang-leader").and_then(|v| v.to_str().ok()) else { return };
+        let leader = leader.trim_end_matches('/');
+        if let Some(i) = self.servers.iter().position(|s| s == leader) {
+            self.current.store(i, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

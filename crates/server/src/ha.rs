@@ -29,6 +29,10 @@ use crate::error::ApiError;
 /// The answer's header naming the instance that answered a read itself.
 pub const SERVED_BY: &str = "x-suanwang-served-by";
 
+/// On an answer a follower forwarded: the leader's URL (`--advertise`), so that a client that
+/// was given it too sends there directly from then on — one hop less for every write.
+pub const LEADER_URL: &str = "x-suanwang-leader";
+
 /// The largest request body forwarded to the leader (a checkpoint is at most 64 MiB).
 const MAX_FORWARDED: usize = 65 << 20;
 
@@ -101,6 +105,8 @@ pub struct Ha {
     tokens: crate::routes::TokenCache,
     /// Reads this follower answered itself.
     pub local_reads: AtomicU64,
+    /// Requests this follower forwarded to the leader (and had answered).
+    pub forwarded: AtomicU64,
     /// The price book (the leader's: the same `--prices`), for the bills a follower answers.
     price_book: Option<suanwang_economy::PriceBook>,
     names: AccountNames,
@@ -192,6 +198,7 @@ impl Ha {
             store,
             tokens: RwLock::new(HashMap::new()),
             local_reads: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
             price_book,
             names: AccountNames::default(),
             tail: tokio::sync::OnceCell::new(),
@@ -261,12 +268,16 @@ impl Ha {
              suanwang_ha_lease_seconds {l}\n\
              # HELP suanwang_ha_follower_reads_total Job reads this instance answered itself while following.\n\
              # TYPE suanwang_ha_follower_reads_total counter\n\
-             suanwang_ha_follower_reads_total{{instance=\"{i}\"}} {r}\n",
+             suanwang_ha_follower_reads_total{{instance=\"{i}\"}} {r}\n\
+             # HELP suanwang_ha_forwarded_total Requests this instance forwarded to the leader while following.\n\
+             # TYPE suanwang_ha_forwarded_total counter\n\
+             suanwang_ha_forwarded_total{{instance=\"{i}\"}} {f}\n",
             i = self.instance.replace(['\\', '"', '\n'], "_"),
             e = self.epoch(),
             t = self.takeovers.load(Ordering::Relaxed),
             l = self.lease.as_secs_f64(),
             r = self.local_reads.load(Ordering::Relaxed),
+            f = self.forwarded.load(Ordering::Relaxed),
         )
     }
 
@@ -457,12 +468,14 @@ impl Ha {
                 return no_leader(&format!("the leader at {url} did not answer"));
             }
         };
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
         let mut res = Response::builder().status(answer.status());
         for (k, v) in answer.headers() {
             if !hop_by_hop(k) && k != header::CONTENT_LENGTH {
                 res = res.header(k, v);
             }
         }
+        res = res.header(LEADER_URL, url.as_str());
         // streamed: `/v1/events` never ends
         let stream = futures_util::stream::unfold(answer, |mut a| async move {
             match a.chunk().await {

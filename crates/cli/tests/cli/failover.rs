@@ -430,6 +430,29 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     check_acknowledged(&ua, &operator, &acked).await;
+    // a client given the follower first sends to the leader once the follower named it in a
+    // forwarded answer (`x-suanwang-leader`): a hop less per write
+    let leader_is_a = health(&ua).await.is_some_and(|h| h["role"] == "leader");
+    let (leader, follower) = if leader_is_a { (&ua, &ub) } else { (&ub, &ua) };
+    let forwarded = |url: String| async move {
+        let m = reqwest::get(format!("{url}/metrics")).await.expect("metrics").text().await.expect("text");
+        m.lines()
+            .find_map(|l| l.strip_prefix("suanwang_ha_forwarded_total").and_then(|r| r.rsplit(' ').next()))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no forwarded count on {url}: {m}"))
+    };
+    let before = forwarded(follower.clone()).await;
+    let bench = Command::new(env!("CARGO_BIN_EXE_suanwang"))
+        .args(["bench", "submit", "--jobs", "200", "--clients", "4", "--json"])
+        .env("SUANWANG_SERVER", format!("{follower},{leader}"))
+        .env("SUANWANG_TOKEN", &tenant)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("bench runs");
+    let out: Value = serde_json::from_slice(&bench.stdout).unwrap_or(Value::Null);
+    assert_eq!(out["accepted"], 200, "{out} {}", String::from_utf8_lossy(&bench.stderr));
+    let hops = forwarded(follower.clone()).await - before;
+    assert!((1..=8).contains(&hops), "{hops} of 200 submissions went through the follower");
     let _ = a.kill();
     let _ = b.kill();
     let _ = agent.kill();
