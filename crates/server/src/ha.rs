@@ -36,8 +36,8 @@ pub const LEADER_URL: &str = "x-suanwang-leader";
 /// The largest request body forwarded to the leader (a checkpoint is at most 64 MiB).
 const MAX_FORWARDED: usize = 65 << 20;
 
-/// The job reads a follower answers from the store.
-enum JobRead<'a> {
+/// The reads a follower answers from the store.
+enum LocalRead<'a> {
     List,
     One(&'a str),
     Logs(&'a str),
@@ -266,7 +266,7 @@ impl Ha {
              # HELP suanwang_ha_lease_seconds The lease's duration.\n\
              # TYPE suanwang_ha_lease_seconds gauge\n\
              suanwang_ha_lease_seconds {l}\n\
-             # HELP suanwang_ha_follower_reads_total Job reads this instance answered itself while following.\n\
+             # HELP suanwang_ha_follower_reads_total Reads (jobs, output, bills, balances, statements, event streams) this instance answered itself while following.\n\
              # TYPE suanwang_ha_follower_reads_total counter\n\
              suanwang_ha_follower_reads_total{{instance=\"{i}\"}} {r}\n\
              # HELP suanwang_ha_forwarded_total Requests this instance forwarded to the leader while following.\n\
@@ -349,16 +349,16 @@ impl Ha {
         // `/v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/logs`, `/v1/jobs/{id}/bill`: what the store
         // holds whole
         let read = match uri.path().strip_prefix("/v1/jobs") {
-            None if uri.path() == "/v1/balance" => JobRead::Balance,
-            None if uri.path() == "/v1/statements" => JobRead::Statements,
-            None if uri.path() == "/v1/events" => JobRead::Events,
-            Some("") => JobRead::List,
+            None if uri.path() == "/v1/balance" => LocalRead::Balance,
+            None if uri.path() == "/v1/statements" => LocalRead::Statements,
+            None if uri.path() == "/v1/events" => LocalRead::Events,
+            Some("") => LocalRead::List,
             Some(rest) => {
                 let rest = rest.strip_prefix('/').filter(|r| !r.is_empty())?;
                 match rest.split_once('/') {
-                    None => JobRead::One(rest),
-                    Some((id, "logs")) if !id.is_empty() => JobRead::Logs(id),
-                    Some((id, "bill")) if !id.is_empty() && self.price_book.is_some() => JobRead::Bill(id),
+                    None => LocalRead::One(rest),
+                    Some((id, "logs")) if !id.is_empty() => LocalRead::Logs(id),
+                    Some((id, "bill")) if !id.is_empty() && self.price_book.is_some() => LocalRead::Bill(id),
                     Some(_) => return None,
                 }
             }
@@ -366,25 +366,25 @@ impl Ha {
         };
         let p = self.principal(store, &headers).await?;
         // every role reads its own balance and statement; job reads are for these three
-        let anyone = matches!(read, JobRead::Balance | JobRead::Statements | JobRead::Events);
+        let anyone = matches!(read, LocalRead::Balance | LocalRead::Statements | LocalRead::Events);
         if !anyone && !matches!(p.role, Role::Operator | Role::Regulator | Role::Tenant) {
             return None;
         }
         let answer = match read {
-            JobRead::Events => self.events(store, p, &uri, &headers).await,
-            JobRead::Balance => {
+            LocalRead::Events => self.events(store, p, &uri, &headers).await,
+            LocalRead::Balance => {
                 crate::money_routes::balance_stored(store, &p, &uri).await.map(|b| axum::Json(b).into_response())
             }
-            JobRead::Statements => crate::money_routes::statements_stored(store, &p, &uri).await,
-            JobRead::One(id) => crate::routes::one_stored(store, &p, id).await.map(|j| axum::Json(j).into_response()),
-            JobRead::Logs(id) => crate::routes::logs_stored(store, &p, id, &uri).await,
-            JobRead::Bill(id) => match &self.price_book {
+            LocalRead::Statements => crate::money_routes::statements_stored(store, &p, &uri).await,
+            LocalRead::One(id) => crate::routes::one_stored(store, &p, id).await.map(|j| axum::Json(j).into_response()),
+            LocalRead::Logs(id) => crate::routes::logs_stored(store, &p, id, &uri).await,
+            LocalRead::Bill(id) => match &self.price_book {
                 Some(book) => crate::money_routes::bill_stored(store, book, &self.names, &p, id)
                     .await
                     .map(|b| axum::Json(b).into_response()),
                 None => return None,
             },
-            JobRead::List => match axum::extract::Query::<crate::routes::ListQuery>::try_from_uri(&uri) {
+            LocalRead::List => match axum::extract::Query::<crate::routes::ListQuery>::try_from_uri(&uri) {
                 Ok(axum::extract::Query(q)) => {
                     crate::routes::list_stored(store, &p, &q).await.map(|l| axum::Json(l).into_response())
                 }
