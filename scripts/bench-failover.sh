@@ -52,10 +52,20 @@ submit_rate() { # URL[,URL]: bench submit's accepted submissions per second thro
   SUANWANG_SERVER=$1 SUANWANG_TOKEN=$TENANT "$BIN" bench submit --jobs "$JOBS" --clients 64 --json |
     python3 -c 'import sys,json; d=json.load(sys.stdin); print(d["accepted_per_sec"])'
 }
-if [ "$(role a)" = leader ]; then L=a F=b; else L=b F=a; fi
-LEADER_RATE=$(submit_rate "http://127.0.0.1:${PORT[$L]}")
-FOLLOWER_RATE=$(submit_rate "http://127.0.0.1:${PORT[$F]}")
-BOTH_RATE=$(submit_rate "http://127.0.0.1:${PORT[$F]},http://127.0.0.1:${PORT[$L]}")
+# each rate on a fresh database and a fresh pair: the jobs of one run stay live (600 s) and
+# would slow the next one's scheduling
+fresh_pair() {
+  for n in a b; do kill -9 "${PID[$n]}" 2>/dev/null || true; done
+  sleep 0.2
+  psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME" -c "CREATE DATABASE $NAME" >/dev/null
+  TENANT=$("$BIN" token create --db "$DB" --role tenant --name acme-ai)
+  start a; until_role a leader
+  start b; until_role b follower
+}
+fresh_pair; LEADER_RATE=$(submit_rate "http://127.0.0.1:${PORT[a]}")
+fresh_pair; FOLLOWER_RATE=$(submit_rate "http://127.0.0.1:${PORT[b]}")
+# the follower named first: its forwarded answers name the leader, and the client moves there
+fresh_pair; BOTH_RATE=$(submit_rate "http://127.0.0.1:${PORT[b]},http://127.0.0.1:${PORT[a]}")
 # the baseline in the same session: one plain `serve` on its own database
 psql "$ADMIN" -qc "DROP DATABASE IF EXISTS ${NAME}_one" -c "CREATE DATABASE ${NAME}_one" >/dev/null
 ONE="${ADMIN%/*}/${NAME}_one"
