@@ -206,6 +206,9 @@ impl Ha {
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(Duration::from_secs(2))
+                // the leader closes keep-alive connections idle for its header timeout (10 s
+                // by default): drop them here first rather than forward on a closing one
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
         })

@@ -40,7 +40,8 @@ pub fn suanwang_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// (the workspace uses ring alone), so the process installs ring before the first client.
 pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
+    // below the server's 10 s idle close: a pooled connection is never reused as it closes
+    reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(5)).build().expect("client")
 }
 
 pub fn stdout_json(out: &Output) -> serde_json::Value {
