@@ -128,7 +128,7 @@ impl HttpControlPlane {
             }
         };
         // a follower that forwarded this names the leader: go there directly while it answers
-        if let Some(leader) = res.headers().get("x-suanwang-leader").and_then(|v| v.to_str().ok())
+        if let Some(leader) = res.headers().get(suanwang_api::LEADER_HEADER).and_then(|v| v.to_str().ok())
             && let Some(i) = self.servers.iter().position(|s| s == leader.trim_end_matches('/'))
         {
             self.current.store(i, std::sync::atomic::Ordering::Relaxed);

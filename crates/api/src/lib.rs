@@ -39,3 +39,11 @@ pub use openapi::{AGENT_SCHEMAS, Body, ROUTES, Route, openapi};
 pub use ops::{ApproveAnswer, EnclaveKpi, ErrorBody, Health, KpiTargets, Kpis, RestartAnswer, SuspendAnswer, WhoAmI};
 pub use plan::{Placement, PlanAnswer, Refusal};
 pub use strict::duplicate_key;
+
+/// The header a control-plane instance puts on an answer it forwarded to the leader: the
+/// leader's URL (its `--advertise`). A client given that URL too sends there from then on
+/// (issue 17).
+pub const LEADER_HEADER: &str = "x-suanwang-leader";
+
+/// The header on an answer a follower gave itself from the database: the instance's name.
+pub const SERVED_BY_HEADER: &str = "x-suanwang-served-by";

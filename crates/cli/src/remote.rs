@@ -113,7 +113,7 @@ impl Client {
     /// A follower that forwarded this answer names the leader: when it is one of the servers
     /// given, the next requests go there directly (a hop less); when it fails, on to the next.
     fn follow_leader_hint(&self, res: &reqwest::Response) {
-        let Some(leader) = res.headers().get("x-suanwang-leader").and_then(|v| v.to_str().ok()) else { return };
+        let Some(leader) = res.headers().get(suanwang_api::LEADER_HEADER).and_then(|v| v.to_str().ok()) else { return };
         let leader = leader.trim_end_matches('/');
         if let Some(i) = self.servers.iter().position(|s| s == leader) {
             self.current.store(i, std::sync::atomic::Ordering::Relaxed);

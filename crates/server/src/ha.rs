@@ -27,11 +27,11 @@ use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 
 /// The answer's header naming the instance that answered a read itself.
-pub const SERVED_BY: &str = "x-suanwang-served-by";
+pub const SERVED_BY: &str = suanwang_api::SERVED_BY_HEADER;
 
 /// On an answer a follower forwarded: the leader's URL (`--advertise`), so that a client that
 /// was given it too sends there directly from then on — one hop less for every write.
-pub const LEADER_URL: &str = "x-suanwang-leader";
+pub const LEADER_URL: &str = suanwang_api::LEADER_HEADER;
 
 /// The largest request body forwarded to the leader (a checkpoint is at most 64 MiB).
 const MAX_FORWARDED: usize = 65 << 20;
