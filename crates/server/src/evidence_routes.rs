@@ -22,7 +22,7 @@ use suanwang_evidence::EvidenceError;
 use suanwang_evidence::merkle::{Hash, consistency_proof, inclusion_proof, leaf_hash};
 use suanwang_evidence::note::{Checkpoint, Note};
 use suanwang_evidence::tile::{TileId, TilePath, Tiles, Tree, WIDTH, bundle, tile_bytes};
-use suanwang_store::{EvidenceRow, NoteRow, Store};
+use suanwang_store::{AnyStore, EvidenceRow, NoteRow, Store};
 
 use crate::Inner;
 use crate::auth::{Principal, Role};
@@ -137,23 +137,59 @@ pub async fn checkpoints(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Result<Json<api::CheckpointList>, ApiError> {
     authenticate(&inner, &headers).await?;
-    let after = count(&q, "after")?.unwrap_or(0);
-    let limit = count(&q, "limit")?.unwrap_or(1000);
+    let (after, limit) = checkpoints_query(&q)?;
+    newest(&inner).await?;
+    checkpoint_list(&inner.store, after, limit).await.map(Json)
+}
+
+/// `after` and `limit` of a checkpoint listing.
+fn checkpoints_query(q: &BTreeMap<String, String>) -> Result<(u64, u64), ApiError> {
+    let after = count(q, "after")?.unwrap_or(0);
+    let limit = count(q, "limit")?.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(bad("limit", "limit: 1 to 10000"));
     }
-    newest(&inner).await?;
-    let rows = inner
-        .store
-        .notes(i64::try_from(after).unwrap_or(i64::MAX), limit as i64, false)
+    Ok((after, limit))
+}
+
+/// The stored checkpoints of sizes above `after`, oldest first, at most `limit`.
+async fn checkpoint_list(store: &AnyStore, after: u64, limit: u64) -> Result<api::CheckpointList, ApiError> {
+    let rows = store
+        .notes(i64::try_from(after).unwrap_or(i64::MAX), i64::try_from(limit).unwrap_or(10_000), false)
         .await
         .map_err(|e| store_error(&e))?;
-    Ok(Json(api::CheckpointList {
+    Ok(api::CheckpointList {
         checkpoints: rows
             .into_iter()
             .map(|n| api::SignedCheckpoint { size: u64::try_from(n.size).unwrap_or(0), at_ms: n.at_ms, note: n.note })
             .collect(),
-    }))
+    })
+}
+
+// The evidence reads a follower answers from the store alone (issue 17): the newest stored
+// checkpoint (the leader may sign a fresher one on demand; both are valid points of the log),
+// the checkpoints, and entries with their openings — as the leader answers them.
+
+/// `GET /v1/evidence/checkpoint` from the store: the newest stored one.
+pub(crate) async fn checkpoint_stored(store: &AnyStore) -> Result<Response, ApiError> {
+    let newest = store.notes(0, 1, true).await.map_err(|e| store_error(&e))?;
+    let note = newest.into_iter().next().ok_or_else(|| ApiError::unavailable("no checkpoint yet"))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note.note).into_response())
+}
+
+/// `GET /v1/evidence/checkpoints` from the store.
+pub(crate) async fn checkpoints_stored(store: &AnyStore, uri: &axum::http::Uri) -> Result<Response, ApiError> {
+    let q = Query::<BTreeMap<String, String>>::try_from_uri(uri)
+        .map_err(|e| bad("query", "invalid query").detail(e.body_text()))?;
+    let (after, limit) = checkpoints_query(&q.0)?;
+    Ok(Json(checkpoint_list(store, after, limit).await?).into_response())
+}
+
+/// `GET /v1/evidence/entries/{index}` from the store, its opening to whom may see it.
+pub(crate) async fn entry_stored(store: &AnyStore, p: &Principal, index: &str) -> Result<Response, ApiError> {
+    let index = entry_index(index)?;
+    let size = store.evidence_size().await.map_err(|e| store_error(&e))?;
+    Ok(Json(entry_answer(store, p, index, u64::try_from(size).unwrap_or(0)).await?).into_response())
 }
 
 pub async fn tile(State(inner): S, headers: HeaderMap, Path(rest): Path<String>) -> Result<Response, ApiError> {
@@ -208,32 +244,40 @@ pub async fn entry(
     Path(index): Path<String>,
 ) -> Result<Json<api::EntryAnswer>, ApiError> {
     let p = authenticate(&inner, &headers).await?;
-    let index: u64 = index
+    let index = entry_index(&index)?;
+    let size = log(&inner)?.size();
+    entry_answer(&inner.store, &p, index, size).await.map(Json)
+}
+
+fn entry_index(index: &str) -> Result<u64, ApiError> {
+    index
         .parse()
         .ok()
         .filter(|n| i64::try_from(*n).is_ok())
-        .ok_or_else(|| bad("index", format!("index: {index:?} is not a whole number from 0")))?;
-    let size = log(&inner)?.size();
+        .ok_or_else(|| bad("index", format!("index: {index:?} is not a whole number from 0")))
+}
+
+/// Entry `index` of a log of `size` entries, with its opening when `p` may see it.
+async fn entry_answer(store: &AnyStore, p: &Principal, index: u64, size: u64) -> Result<api::EntryAnswer, ApiError> {
     if index >= size {
         return Err(ApiError::not_found("such entry").detail(format!("the log holds {size} entries")));
     }
     let i = i64::try_from(index).unwrap_or(i64::MAX);
-    let row = inner
-        .store
+    let row = store
         .evidence_entries(i, i + 1)
         .await
         .map_err(|e| store_error(&e))?
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::unavailable("an entry of the evidence log is missing from the store"))?;
-    Ok(Json(api::EntryAnswer {
+    Ok(api::EntryAnswer {
         index,
         kind: row.kind.clone(),
         at_ms: row.at_ms,
         leaf_hash: b64(&leaf_hash(row.entry.as_bytes())),
-        opening: may_open(&p, &row).then(|| opening(&row)),
+        opening: may_open(p, &row).then(|| opening(&row)),
         entry: row.entry,
-    }))
+    })
 }
 
 pub async fn inclusion(

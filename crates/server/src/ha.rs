@@ -47,6 +47,10 @@ enum LocalRead<'a> {
     Statements,
     /// `/v1/events`: the evidence log, tailed ([`EventTail`]).
     Events,
+    /// `/v1/evidence/checkpoint`, `/v1/evidence/checkpoints`, `/v1/evidence/entries/{index}`.
+    Checkpoint,
+    Checkpoints,
+    Entry(&'a str),
 }
 
 /// Ledger account id → `kind:name` as the store has them, for a follower's bills. An account's
@@ -322,7 +326,15 @@ impl Ha {
             path if self.store.is_some()
                 && req.method() == axum::http::Method::GET
                 && (path.starts_with("/v1/jobs")
-                    || ["/v1/balance", "/v1/statements", "/v1/events"].contains(&path)) =>
+                    || path.starts_with("/v1/evidence/entries/")
+                    || [
+                        "/v1/balance",
+                        "/v1/statements",
+                        "/v1/events",
+                        "/v1/evidence/checkpoint",
+                        "/v1/evidence/checkpoints",
+                    ]
+                    .contains(&path)) =>
             {
                 match self.read_locally(req.method().clone(), req.uri().clone(), req.headers().clone()).await {
                     Some(answer) => answer,
@@ -349,12 +361,18 @@ impl Ha {
         if method != axum::http::Method::GET {
             return None;
         }
-        // `/v1/jobs`, `/v1/jobs/{id}`, `/v1/jobs/{id}/logs`, `/v1/jobs/{id}/bill`: what the store
-        // holds whole
+        // what the store holds whole: jobs (`/v1/jobs`, `/v1/jobs/{id}`, its logs and bill),
+        // balances, statements, the evidence log's entries and checkpoints (and its stream)
         let read = match uri.path().strip_prefix("/v1/jobs") {
             None if uri.path() == "/v1/balance" => LocalRead::Balance,
             None if uri.path() == "/v1/statements" => LocalRead::Statements,
             None if uri.path() == "/v1/events" => LocalRead::Events,
+            None if uri.path() == "/v1/evidence/checkpoint" => LocalRead::Checkpoint,
+            None if uri.path() == "/v1/evidence/checkpoints" => LocalRead::Checkpoints,
+            None => match uri.path().strip_prefix("/v1/evidence/entries/") {
+                Some(i) if !i.is_empty() && !i.contains('/') => LocalRead::Entry(i),
+                _ => return None,
+            },
             Some("") => LocalRead::List,
             Some(rest) => {
                 let rest = rest.strip_prefix('/').filter(|r| !r.is_empty())?;
@@ -365,16 +383,18 @@ impl Ha {
                     Some(_) => return None,
                 }
             }
-            None => return None,
         };
         let p = self.principal(store, &headers).await?;
-        // every role reads its own balance and statement; job reads are for these three
-        let anyone = matches!(read, LocalRead::Balance | LocalRead::Statements | LocalRead::Events);
+        // every role reads its own balance, statement and evidence; job reads are for these three
+        let anyone = !matches!(read, LocalRead::List | LocalRead::One(_) | LocalRead::Logs(_) | LocalRead::Bill(_));
         if !anyone && !matches!(p.role, Role::Operator | Role::Regulator | Role::Tenant) {
             return None;
         }
         let answer = match read {
             LocalRead::Events => self.events(store, p, &uri, &headers).await,
+            LocalRead::Checkpoint => crate::evidence_routes::checkpoint_stored(store).await,
+            LocalRead::Checkpoints => crate::evidence_routes::checkpoints_stored(store, &uri).await,
+            LocalRead::Entry(i) => crate::evidence_routes::entry_stored(store, &p, i).await,
             LocalRead::Balance => {
                 crate::money_routes::balance_stored(store, &p, &uri).await.map(|b| axum::Json(b).into_response())
             }

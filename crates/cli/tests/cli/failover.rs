@@ -365,6 +365,13 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
         ("/v1/statements?from=2026-01-01T00:00:00Z&to=2100-01-01T00:00:00Z", &tenant),
         ("/v1/statements?format=xml", &operator),
         ("/v1/statements?party=someone-else", &tenant),
+        // the evidence log's entries (an opening for whom may see it) and its checkpoints
+        ("/v1/evidence/entries/3", &operator),
+        ("/v1/evidence/entries/3", &tenant),
+        ("/v1/evidence/entries/99999999", &operator),
+        ("/v1/evidence/entries/x", &operator),
+        ("/v1/evidence/checkpoints?limit=3", &operator),
+        ("/v1/evidence/checkpoints?limit=0", &operator),
     ] {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -377,6 +384,14 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
             assert!(Instant::now() < deadline, "{path}: the follower's answer is not the leader's: {at_b} vs {at_a}");
         }
     }
+    // its newest checkpoint is the newest stored one: the leader's, or one the leader has since
+    // superseded with a fresher signature (on demand)
+    let (st, by, note) = read(format!("{ub}/v1/evidence/checkpoint"), operator.clone()).await;
+    let (_, _, list) = read(format!("{ua}/v1/evidence/checkpoints?limit=10000"), operator.clone()).await;
+    let notes: Vec<&str> =
+        list["checkpoints"].as_array().expect("checkpoints").iter().filter_map(|c| c["note"].as_str()).collect();
+    assert_eq!((st, by.as_deref()), (200, Some("b")));
+    assert!(note.as_str().is_some_and(|n| notes.contains(&n)), "{note} is one of the leader's checkpoints");
     // the event stream too: the follower tails the log from the database — the same entries
     // from an index on, and a new one as it lands
     let from = 3;
