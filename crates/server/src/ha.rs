@@ -53,6 +53,35 @@ enum LocalRead<'a> {
     Entry(&'a str),
 }
 
+impl LocalRead<'_> {
+    /// The read `path` asks for, if the store holds its answer whole: jobs (`/v1/jobs`,
+    /// `/v1/jobs/{id}`, its logs, and its bill when `bills` — the instance has the price book),
+    /// balances, statements, the evidence log's entries and checkpoints, and its stream. The
+    /// one list of what a follower answers itself; everything else goes to the leader.
+    fn of(path: &str, bills: bool) -> Option<LocalRead<'_>> {
+        Some(match path {
+            "/v1/jobs" => LocalRead::List,
+            "/v1/balance" => LocalRead::Balance,
+            "/v1/statements" => LocalRead::Statements,
+            "/v1/events" => LocalRead::Events,
+            "/v1/evidence/checkpoint" => LocalRead::Checkpoint,
+            "/v1/evidence/checkpoints" => LocalRead::Checkpoints,
+            _ => {
+                if let Some(i) = path.strip_prefix("/v1/evidence/entries/") {
+                    return (!i.is_empty() && !i.contains('/')).then_some(LocalRead::Entry(i));
+                }
+                let rest = path.strip_prefix("/v1/jobs/").filter(|r| !r.is_empty())?;
+                match rest.split_once('/') {
+                    None => LocalRead::One(rest),
+                    Some((id, "logs")) if !id.is_empty() => LocalRead::Logs(id),
+                    Some((id, "bill")) if !id.is_empty() && bills => LocalRead::Bill(id),
+                    Some(_) => return None,
+                }
+            }
+        })
+    }
+}
+
 /// Ledger account id → `kind:name` as the store has them, for a follower's bills. An account's
 /// id and name never change, so the map only grows: it is read again from the store, whole, when
 /// a transfer names an account it lacks.
@@ -273,7 +302,7 @@ impl Ha {
              # HELP suanwang_ha_lease_seconds The lease's duration.\n\
              # TYPE suanwang_ha_lease_seconds gauge\n\
              suanwang_ha_lease_seconds {l}\n\
-             # HELP suanwang_ha_follower_reads_total Reads (jobs, output, bills, balances, statements, event streams) this instance answered itself while following.\n\
+             # HELP suanwang_ha_follower_reads_total Reads (jobs, output, bills, balances, statements, evidence, event streams) this instance answered itself while following.\n\
              # TYPE suanwang_ha_follower_reads_total counter\n\
              suanwang_ha_follower_reads_total{{instance=\"{i}\"}} {r}\n\
              # HELP suanwang_ha_forwarded_total Requests this instance forwarded to the leader while following.\n\
@@ -325,16 +354,7 @@ impl Ha {
             }
             path if self.store.is_some()
                 && req.method() == axum::http::Method::GET
-                && (path.starts_with("/v1/jobs")
-                    || path.starts_with("/v1/evidence/entries/")
-                    || [
-                        "/v1/balance",
-                        "/v1/statements",
-                        "/v1/events",
-                        "/v1/evidence/checkpoint",
-                        "/v1/evidence/checkpoints",
-                    ]
-                    .contains(&path)) =>
+                && LocalRead::of(path, self.price_book.is_some()).is_some() =>
             {
                 match self.read_locally(req.method().clone(), req.uri().clone(), req.headers().clone()).await {
                     Some(answer) => answer,
@@ -345,10 +365,11 @@ impl Ha {
         }
     }
 
-    /// A follower answers job reads (list, one, output, bill), balances and statements itself
-    /// from the database, whose job, output, account and transfer rows the leader writes in the
-    /// same transaction as the commands and reports it acknowledges — so a read here is as
-    /// current as the leader's own (which reads the same rows for every job not in its memory).
+    /// A follower answers the reads of [`LocalRead::of`] itself from the database, whose job,
+    /// output, account, transfer and evidence rows the leader writes in the same transaction as
+    /// the commands and reports it acknowledges — so a read here is as current as the leader's
+    /// own (which reads the same rows for every job not in its memory); only the newest
+    /// checkpoint may be older (only a leader signs).
     /// `None` (forward it) for anything else, and for a token this instance cannot accept: the
     /// leader answers the 401 or 403 and counts it against the client.
     async fn read_locally(
@@ -361,29 +382,7 @@ impl Ha {
         if method != axum::http::Method::GET {
             return None;
         }
-        // what the store holds whole: jobs (`/v1/jobs`, `/v1/jobs/{id}`, its logs and bill),
-        // balances, statements, the evidence log's entries and checkpoints (and its stream)
-        let read = match uri.path().strip_prefix("/v1/jobs") {
-            None if uri.path() == "/v1/balance" => LocalRead::Balance,
-            None if uri.path() == "/v1/statements" => LocalRead::Statements,
-            None if uri.path() == "/v1/events" => LocalRead::Events,
-            None if uri.path() == "/v1/evidence/checkpoint" => LocalRead::Checkpoint,
-            None if uri.path() == "/v1/evidence/checkpoints" => LocalRead::Checkpoints,
-            None => match uri.path().strip_prefix("/v1/evidence/entries/") {
-                Some(i) if !i.is_empty() && !i.contains('/') => LocalRead::Entry(i),
-                _ => return None,
-            },
-            Some("") => LocalRead::List,
-            Some(rest) => {
-                let rest = rest.strip_prefix('/').filter(|r| !r.is_empty())?;
-                match rest.split_once('/') {
-                    None => LocalRead::One(rest),
-                    Some((id, "logs")) if !id.is_empty() => LocalRead::Logs(id),
-                    Some((id, "bill")) if !id.is_empty() && self.price_book.is_some() => LocalRead::Bill(id),
-                    Some(_) => return None,
-                }
-            }
-        };
+        let read = LocalRead::of(uri.path(), self.price_book.is_some())?;
         let p = self.principal(store, &headers).await?;
         // every role reads its own balance, statement and evidence; job reads are for these three
         let anyone = !matches!(read, LocalRead::List | LocalRead::One(_) | LocalRead::Logs(_) | LocalRead::Bill(_));
@@ -539,4 +538,58 @@ pub fn router(ha: Arc<Ha>) -> Router {
         let ha = Arc::clone(&ha);
         async move { ha.dispatch(req).await }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LocalRead;
+
+    /// What a follower answers itself and what it forwards: the paths of the reads it serves,
+    /// and near misses that must go to the leader.
+    #[test]
+    fn a_follower_reads_exactly_these_paths_itself() {
+        let kind = |path: &str, bills: bool| {
+            LocalRead::of(path, bills).map(|r| match r {
+                LocalRead::List => "list".to_string(),
+                LocalRead::One(id) => format!("one {id}"),
+                LocalRead::Logs(id) => format!("logs {id}"),
+                LocalRead::Bill(id) => format!("bill {id}"),
+                LocalRead::Balance => "balance".into(),
+                LocalRead::Statements => "statements".into(),
+                LocalRead::Events => "events".into(),
+                LocalRead::Checkpoint => "checkpoint".into(),
+                LocalRead::Checkpoints => "checkpoints".into(),
+                LocalRead::Entry(i) => format!("entry {i}"),
+            })
+        };
+        for (path, want) in [
+            ("/v1/jobs", "list"),
+            ("/v1/jobs/7", "one 7"),
+            ("/v1/jobs/7/logs", "logs 7"),
+            ("/v1/jobs/7/bill", "bill 7"),
+            ("/v1/balance", "balance"),
+            ("/v1/statements", "statements"),
+            ("/v1/events", "events"),
+            ("/v1/evidence/checkpoint", "checkpoint"),
+            ("/v1/evidence/checkpoints", "checkpoints"),
+            ("/v1/evidence/entries/3", "entry 3"),
+        ] {
+            assert_eq!(kind(path, true).as_deref(), Some(want), "{path}");
+        }
+        for path in [
+            "/v1/jobs/",
+            "/v1/jobsx",
+            "/v1/jobs/7/evidence",
+            "/v1/jobs/7/cancel",
+            "/v1/jobs//logs",
+            "/v1/evidence/entries/",
+            "/v1/evidence/entries/3/x",
+            "/v1/evidence/proof/inclusion",
+            "/v1/sites",
+            "/v1/balances",
+        ] {
+            assert_eq!(kind(path, true), None, "{path} goes to the leader");
+        }
+        assert_eq!(kind("/v1/jobs/7/bill", false), None, "no price book: bills go to the leader");
+    }
 }
