@@ -125,10 +125,15 @@ pub fn ledger(args: &LedgerArgs) -> Result<()> {
             done += r.iter().filter(|r| r.is_ok()).count();
         }
         let s = started.elapsed().as_secs_f64();
-        anyhow::Ok((done as f64 / s, quantile(lat, 0.99)))
+        // SQLite indexes the transfers beside the commits, when they pause (ledger_index.rs):
+        // what indexing the run's transfers takes after it, counted into a second rate
+        let fold = Instant::now();
+        store.fold_ledger().await?;
+        let indexed = done as f64 / (s + fold.elapsed().as_secs_f64());
+        anyhow::Ok((done as f64 / s, quantile(lat, 0.99), indexed))
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let (durable_rate, durable_p99) = durable?;
+    let (durable_rate, durable_p99, indexed_rate) = durable?;
     let out = json!({
         "batch": BATCH,
         "accounts": args.accounts,
@@ -139,6 +144,8 @@ pub fn ledger(args: &LedgerArgs) -> Result<()> {
         "durable_transfers_per_sec": durable_rate.round(),
         // what a client waits for its batch to be durable (one group commit)
         "p99_us": durable_p99.round(),
+        // durable and indexed for statements: the run and the fold of what it left unindexed
+        "indexed_transfers_per_sec": indexed_rate.round(),
         "store": "sqlite",
     });
     if args.json {
@@ -146,7 +153,8 @@ pub fn ledger(args: &LedgerArgs) -> Result<()> {
     } else {
         println!(
             "ledger: {in_memory:.0} transfers/s in memory (batches of {BATCH}, p99 {mem_p99:.0} µs a batch); \
-             {durable_rate:.0}/s durable on SQLite (p99 {durable_p99:.0} µs a batch)"
+             {durable_rate:.0}/s durable on SQLite (p99 {durable_p99:.0} µs a batch), \
+             {indexed_rate:.0}/s durable and indexed"
         );
     }
     Ok(())

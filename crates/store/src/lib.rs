@@ -16,6 +16,7 @@
 //!
 //! Architecture invariant: the only crate that speaks SQL.
 
+mod ledger_index;
 mod postgres;
 mod sqlite;
 
@@ -338,6 +339,13 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<(i64, i64), StoreError>> + Send;
     /// The last ledger timestamp given (0 for an empty ledger).
     fn ledger_clock(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Brings the transfers' indexes up to what is committed, now. Reads never need it (they
+    /// see every committed transfer either way); it is for tests and tools that want the work
+    /// done. SQLite indexes its transfers beside the group commit (`ledger_index.rs`);
+    /// PostgreSQL indexes them in it and has nothing to do.
+    fn fold_ledger(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
     fn programmes(&self) -> impl Future<Output = Result<Vec<ProgrammeRow>, StoreError>> + Send;
     /// Keeps `cp` as its job's checkpoint, replacing the one before unless that one was taken
     /// by a later attempt (a late write from a superseded attempt changes nothing).
@@ -552,6 +560,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.ledger_clock().await,
             AnyStore::Postgres(s) => s.ledger_clock().await,
+        }
+    }
+
+    async fn fold_ledger(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.fold_ledger().await,
+            AnyStore::Postgres(s) => s.fold_ledger().await,
         }
     }
 

@@ -8,6 +8,9 @@ use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+use std::sync::Arc;
+
+use crate::ledger_index::{self, JOURNAL_MIGRATION, LedgerIndex};
 
 use crate::{
     ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EVIDENCE_COLUMNS,
@@ -94,27 +97,32 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Readers of what is committed.
     read: SqlitePool,
+    /// The transfers' index beside the database, folded from its journal (`ledger_index.rs`).
+    ledger: Arc<LedgerIndex>,
+}
+
+/// Connection options for the database file `file` in WAL mode, creating it readable by its
+/// owner only first (SQLite gives the -wal and -shm files the database's mode).
+pub(crate) fn private_file(file: &Path, sync: SqliteSynchronous) -> Result<SqliteConnectOptions, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(StoreError::Config(format!("creating {}: {e}", file.display()))),
+    }
+    Ok(SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
+        .map_err(StoreError::Db)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(sync)
+        .busy_timeout(std::time::Duration::from_secs(10)))
 }
 
 impl SqliteStore {
     /// Opens (creating) the database file `path`, or `path/suanwang.db` when `path` is a directory.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let file = if path.is_dir() { path.join("suanwang.db") } else { path.to_path_buf() };
-        // readable by its owner only: SQLite gives the -wal and -shm files the database's mode
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(StoreError::Config(format!("creating {}: {e}", file.display()))),
-            }
-        }
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
-            .map_err(StoreError::Db)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(10));
+        let opts = private_file(&file, SqliteSynchronous::Full)?;
         // the writer's page cache: 64 MiB (SQLite's default is 2 MiB). The ledger's and jobs'
         // secondary indexes are inserted in key order that is not the table's: with the default
         // cache every batch reads their pages back from the OS; 16 KiB pages (new databases
@@ -123,7 +131,8 @@ impl SqliteStore {
         let writer = opts.clone().page_size(16_384).pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(writer).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
-        Ok(SqliteStore { pool, read })
+        let ledger = LedgerIndex::open(&file, read.clone()).await?;
+        Ok(SqliteStore { pool, read, ledger })
     }
 }
 
@@ -216,23 +225,13 @@ async fn write_ledger(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> Res
         }
         q.execute(&mut *tx).await?;
     }
-    for chunk in statement_chunks(batch.transfers, LEDGER_CHUNK) {
-        let sql = values_sql(&format!("INSERT INTO ledger_transfers ({TRANSFER_COLUMNS})"), 10, chunk.len(), "");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for t in chunk {
-            q = q
-                .bind(&t.id)
-                .bind(&t.debit)
-                .bind(&t.credit)
-                .bind(t.amount)
-                .bind(&t.pending_id)
-                .bind(t.user_data)
-                .bind(t.code)
-                .bind(t.flags)
-                .bind(t.ts)
-                .bind(t.at_ms);
-        }
-        q.execute(&mut *tx).await?;
+    // the transfers: one journal row (`ledger_index.rs`), indexed beside the commit
+    if let Some(last) = batch.transfers.iter().map(|t| t.ts).max() {
+        sqlx::query("INSERT INTO ledger_journal (last_ts, body) VALUES (?, ?)")
+            .bind(last)
+            .bind(ledger_index::encode(batch.transfers))
+            .execute(&mut *tx)
+            .await?;
     }
     for p in batch.programmes {
         sqlx::query(
@@ -444,12 +443,48 @@ fn row_to_command(r: &sqlx::sqlite::SqliteRow) -> Result<CommandRow, sqlx::Error
     })
 }
 
+/// Moves the transfers of a database written before the journal (its `ledger_transfers` table
+/// in the main file) into journal rows, in ledger order, and drops that table — one
+/// transaction; the fold then indexes them. Nothing to do on a database that has none.
+async fn journal_old_transfers(pool: &SqlitePool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    let old: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'ledger_transfers'")
+            .fetch_optional(&mut *tx)
+            .await?;
+    if old.is_none() {
+        return Ok(());
+    }
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TRANSFER_COLUMNS} FROM ledger_transfers ORDER BY rowid")))
+            .fetch_all(&mut *tx)
+            .await?;
+    let transfers: Vec<TransferRow> = rows.iter().map(row_to_transfer).collect::<Result<_, _>>()?;
+    for chunk in transfers.chunks(4096) {
+        let last = chunk.iter().map(|t| t.ts).max().unwrap_or(0);
+        sqlx::query("INSERT INTO ledger_journal (last_ts, body) VALUES (?, ?)")
+            .bind(last)
+            .bind(ledger_index::encode(chunk))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DROP TABLE ledger_transfers").execute(&mut *tx).await?;
+    tx.commit().await?;
+    tracing::info!(transfers = transfers.len(), "moved the ledger's transfers into its journal");
+    Ok(())
+}
+
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let all = MIGRATIONS.iter().chain(LEDGER_MIGRATIONS).chain(SQLITE_EVIDENCE).chain(EVIDENCE_MIGRATIONS);
+        // the transfers' table lives in the index file (`ledger_index.rs`); here, their journal
+        let ledger = LEDGER_MIGRATIONS.iter().filter(|m| !ledger_index::is_transfers_migration(m));
+        let all = MIGRATIONS.iter().chain(ledger).chain(&[JOURNAL_MIGRATION]);
+        let all = all.chain(SQLITE_EVIDENCE).chain(EVIDENCE_MIGRATIONS);
         for m in all.chain(SQLITE_MARKET).chain(MARKET_MIGRATIONS) {
             sqlx::query(*m).execute(&self.pool).await?;
         }
+        journal_old_transfers(&self.pool).await?;
+        self.ledger.appended(0);
         Ok(())
     }
 
@@ -520,6 +555,9 @@ impl Store for SqliteStore {
         write_ledger(&mut tx, batch).await?;
         write_evidence(&mut tx, batch).await?;
         tx.commit().await?;
+        if !batch.transfers.is_empty() {
+            self.ledger.appended(batch.transfers.len());
+        }
         Ok(out)
     }
 
@@ -532,22 +570,36 @@ impl Store for SqliteStore {
     }
 
     async fn open_pending(&self) -> Result<Vec<TransferRow>, StoreError> {
+        let (mut ix, folded) = self.ledger.snapshot().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TRANSFER_COLUMNS} FROM ledger_transfers t WHERE (flags & {TRANSFER_PENDING}) <> 0
              AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id) ORDER BY ts"
         )))
-        .fetch_all(&self.read)
+        .fetch_all(&mut *ix)
         .await?;
-        Ok(rows.iter().map(row_to_transfer).collect::<Result<_, _>>()?)
+        ix.commit().await?;
+        let tail = self.ledger.tail(folded).await?;
+        // the index's open holds and the tail's, less those the tail posts or voids
+        let resolved: std::collections::HashSet<&str> =
+            tail.iter().filter(|t| !t.pending_id.is_empty()).map(|t| t.pending_id.as_str()).collect();
+        let mut open: Vec<TransferRow> = rows.iter().map(row_to_transfer).collect::<Result<_, _>>()?;
+        open.extend(tail.iter().filter(|t| t.flags & TRANSFER_PENDING != 0).cloned());
+        open.retain(|t| !resolved.contains(t.id.as_str()));
+        Ok(open)
     }
 
     async fn ledger_transfer(&self, id: &str) -> Result<Option<TransferRow>, StoreError> {
+        let (mut ix, folded) = self.ledger.snapshot().await?;
         let row =
             sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ?")))
                 .bind(id)
-                .fetch_optional(&self.read)
+                .fetch_optional(&mut *ix)
                 .await?;
-        Ok(row.as_ref().map(row_to_transfer).transpose()?)
+        ix.commit().await?;
+        if let Some(r) = row {
+            return Ok(Some(row_to_transfer(&r)?));
+        }
+        Ok(self.ledger.tail(folded).await?.into_iter().find(|t| t.id == id))
     }
 
     async fn ledger_transfers(&self, q: &TransferQuery) -> Result<Vec<TransferRow>, StoreError> {
@@ -561,11 +613,20 @@ impl Store for SqliteStore {
         for v in [q.user_data, q.from_ms, q.to_ms].into_iter().flatten() {
             query = query.bind(v);
         }
-        let rows = query.bind(q.limit).fetch_all(&self.read).await?;
-        Ok(rows.iter().map(row_to_transfer).collect::<Result<_, _>>()?)
+        let (mut ix, folded) = self.ledger.snapshot().await?;
+        let rows = query.bind(q.limit).fetch_all(&mut *ix).await?;
+        ix.commit().await?;
+        let mut out: Vec<TransferRow> = rows.iter().map(row_to_transfer).collect::<Result<_, _>>()?;
+        let room = usize::try_from(q.limit).unwrap_or(0).saturating_sub(out.len());
+        if room > 0 {
+            // the tail is later in the ledger than anything the index holds
+            out.extend(self.ledger.tail(folded).await?.into_iter().filter(|t| ledger_index::matches(q, t)).take(room));
+        }
+        Ok(out)
     }
 
     async fn posted_before(&self, account: &str, before_ms: i64) -> Result<(i64, i64), StoreError> {
+        let (mut ix, folded) = self.ledger.snapshot().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT COALESCE(SUM(CASE WHEN debit = ?1 THEN amount ELSE 0 END), 0) AS d,
                     COALESCE(SUM(CASE WHEN credit = ?1 THEN amount ELSE 0 END), 0) AS c
@@ -573,21 +634,38 @@ impl Store for SqliteStore {
         )))
         .bind(account)
         .bind(before_ms)
-        .fetch_one(&self.read)
+        .fetch_one(&mut *ix)
         .await?;
-        Ok((row.try_get("d")?, row.try_get("c")?))
+        ix.commit().await?;
+        let (mut d, mut c): (i64, i64) = (row.try_get("d")?, row.try_get("c")?);
+        for t in self.ledger.tail(folded).await? {
+            if t.at_ms < before_ms && t.flags & TRANSFER_PENDING == 0 {
+                // balances fit an i64 (`AccountRow`); a sum that would not is no balance
+                let overflow = || StoreError::Config(format!("the posted sum of account {account} overflows"));
+                if t.debit == account {
+                    d = d.checked_add(t.amount).ok_or_else(overflow)?;
+                }
+                if t.credit == account {
+                    c = c.checked_add(t.amount).ok_or_else(overflow)?;
+                }
+            }
+        }
+        Ok((d, c))
     }
 
     async fn ledger_clock(&self) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            // one writer appends transfers in ledger order: the last rowid has the last timestamp
-            // (no index on ts: one B-tree less to maintain per transfer)
-            "SELECT MAX(COALESCE((SELECT ts FROM ledger_transfers ORDER BY rowid DESC LIMIT 1), 0),
+            // the journal holds every transfer in ledger order: its last row has the last timestamp
+            "SELECT MAX(COALESCE((SELECT last_ts FROM ledger_journal ORDER BY seq DESC LIMIT 1), 0),
                         COALESCE((SELECT MAX(ts) FROM ledger_accounts), 0)) AS c",
         )
         .fetch_one(&self.read)
         .await?;
         Ok(row.try_get("c")?)
+    }
+
+    async fn fold_ledger(&self) -> Result<(), StoreError> {
+        self.ledger.fold_all().await.map(|_| ())
     }
 
     async fn programmes(&self) -> Result<Vec<ProgrammeRow>, StoreError> {

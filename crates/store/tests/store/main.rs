@@ -285,6 +285,58 @@ async fn ledger<S: Store>(s: &S) {
     .await
     .expect("ledger batch");
     assert_eq!(s.ledger_accounts().await.expect("accounts"), accounts.to_vec());
+    // every read sees the committed transfers whether or not they are indexed yet (SQLite
+    // indexes them beside the commit): before, after, and half-way
+    ledger_reads(s, &transfers).await;
+    s.fold_ledger().await.expect("fold");
+    ledger_reads(s, &transfers).await;
+    // a batch that fails writes none of its ledger rows: here its command repeats a key
+    let moved = account("a1", "wallet", "acme", 300, 500);
+    s.commit(&Batch { commands: &[row(899, 899, Some("ledger-key"))], ..Batch::default() }).await.expect("key");
+    let t5 = transfer("t5", "a1", "a2", 1, 0, "", 6);
+    let err = s
+        .commit(&Batch {
+            commands: &[row(901, 901, Some("ledger-key"))],
+            accounts: std::slice::from_ref(&moved),
+            transfers: std::slice::from_ref(&t5),
+            ..Batch::default()
+        })
+        .await;
+    assert!(err.is_err(), "an idempotency key is unique");
+    assert_eq!(s.ledger_accounts().await.expect("accounts")[0], accounts[0], "the failed batch changed no balance");
+    assert_eq!(s.ledger_transfer("t5").await.expect("get"), None, "nor wrote a transfer");
+    assert_eq!(s.commands(0, 10_000).await.expect("log").iter().filter(|c| c.at_ms == 901).count(), 0);
+    s.fold_ledger().await.expect("fold");
+    assert_eq!(s.ledger_transfer("t5").await.expect("get"), None, "nor will the index have it");
+    assert_eq!(s.ledger_clock().await.expect("clock"), 5);
+    // balances are upserted
+    s.commit(&Batch { accounts: std::slice::from_ref(&moved), ..Batch::default() }).await.expect("upsert");
+    assert_eq!(s.ledger_accounts().await.expect("accounts")[0], moved);
+    // a later batch, read before it is indexed, on top of indexed ones: t6 posts t2
+    let t6 = transfer("t6", "", "", 300, 4, "t2", 7);
+    s.commit(&Batch { transfers: std::slice::from_ref(&t6), ..Batch::default() }).await.expect("post");
+    let all: Vec<TransferRow> = transfers.iter().cloned().chain([t6.clone()]).collect();
+    assert_eq!(s.ledger_clock().await.expect("clock"), 7);
+    assert!(s.open_pending().await.expect("open").is_empty(), "t6 posted the last open hold");
+    let every = TransferQuery { limit: 100, ..TransferQuery::default() };
+    assert_eq!(s.ledger_transfers(&every).await.expect("all"), all);
+    let two = TransferQuery { after_ts: 4, limit: 2, ..TransferQuery::default() };
+    assert_eq!(s.ledger_transfers(&two).await.expect("page"), all[3..5].to_vec(), "a page across index and tail");
+    assert_eq!(
+        s.posted_before("a1", 1_000).await.expect("sums"),
+        (0, 500),
+        "a post names no account in this test's rows"
+    );
+    assert_eq!(s.ledger_transfer("t6").await.expect("get"), Some(t6));
+    s.fold_ledger().await.expect("fold");
+    assert_eq!(s.ledger_transfers(&every).await.expect("all"), all);
+    let revised = ProgrammeRow { body: "{}".into(), ..programme };
+    s.commit(&Batch { programmes: std::slice::from_ref(&revised), ..Batch::default() }).await.expect("programme");
+    assert_eq!(s.programmes().await.expect("programmes"), [revised]);
+}
+
+/// The reads of the ledger test's first batch (`transfers`), wherever the store keeps them.
+async fn ledger_reads<S: Store>(s: &S, transfers: &[TransferRow]) {
     assert_eq!(s.ledger_clock().await.expect("clock"), 5);
     let open = s.open_pending().await.expect("open");
     assert_eq!(open.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["t2"], "t3 was voided by t4");
@@ -300,32 +352,14 @@ async fn ledger<S: Store>(s: &S) {
     let ids = |v: Vec<TransferRow>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
     assert_eq!(ids(s.ledger_transfers(&q(&["a1"], None, None)).await.expect("q")), ["t1", "t2", "t3"]);
     assert_eq!(ids(s.ledger_transfers(&q(&["a1"], Some(30), Some(40))).await.expect("q")), ["t2"]);
-    assert_eq!(ids(s.ledger_transfers(&q(&[], None, None)).await.expect("q")).len(), 4);
+    assert_eq!(s.ledger_transfers(&q(&[], None, None)).await.expect("q"), transfers.to_vec());
     let by_job = TransferQuery { user_data: Some(42), after_ts: 3, limit: 100, ..TransferQuery::default() };
     assert_eq!(ids(s.ledger_transfers(&by_job).await.expect("q")), ["t3", "t4"]);
+    let first = TransferQuery { limit: 1, ..by_job };
+    assert_eq!(ids(s.ledger_transfers(&first).await.expect("q")), ["t3"], "the limit holds");
     // pending transfers are not posted money
     assert_eq!(s.posted_before("a1", 1_000).await.expect("sums"), (0, 500));
     assert_eq!(s.posted_before("a1", 20).await.expect("sums"), (0, 0));
-    // balances are upserted; a transfer id is written once: a batch repeating one fails whole
-    let moved = account("a1", "wallet", "acme", 300, 500);
-    let dup = [transfer("t5", "a1", "a2", 1, 0, "", 6), transfer("t1", "bank", "a1", 500, 0, "", 7)];
-    let err = s
-        .commit(&Batch {
-            commands: &[row(901, 901, None)],
-            accounts: std::slice::from_ref(&moved),
-            transfers: &dup,
-            ..Batch::default()
-        })
-        .await;
-    assert!(err.is_err(), "a transfer id is unique");
-    assert_eq!(s.ledger_accounts().await.expect("accounts")[0], accounts[0], "the failed batch changed no balance");
-    assert_eq!(s.ledger_transfer("t5").await.expect("get"), None, "nor wrote a transfer");
-    assert_eq!(s.commands(0, 10_000).await.expect("log").iter().filter(|c| c.at_ms == 901).count(), 0);
-    s.commit(&Batch { accounts: std::slice::from_ref(&moved), ..Batch::default() }).await.expect("upsert");
-    assert_eq!(s.ledger_accounts().await.expect("accounts")[0], moved);
-    let revised = ProgrammeRow { body: "{}".into(), ..programme };
-    s.commit(&Batch { programmes: std::slice::from_ref(&revised), ..Batch::default() }).await.expect("programme");
-    assert_eq!(s.programmes().await.expect("programmes"), [revised]);
 }
 
 fn evidence_row(idx: i64, job_id: Option<i64>, subject: Option<&str>) -> EvidenceRow {
@@ -570,18 +604,112 @@ async fn sqlite_conforms() {
     let s = SqliteStore::open(&dir).await.expect("reopen");
     assert_eq!(
         s.commands(0, 1000).await.expect("read").len(),
-        211,
-        "the four of the log test, two of the projection test, 203 of the large batch, one of the ledger test and one of the evidence test"
+        212,
+        "the four of the log test, two of the projection test, 203 of the large batch, two of the ledger test and one of the evidence test"
     );
     // and the same market rows
     market_persisted(&s).await;
     // the database and its WAL are its owner's alone (R7: tenants' jobs are in it)
-    for f in ["suanwang.db", "suanwang.db-wal"] {
+    for f in ["suanwang.db", "suanwang.db-wal", "suanwang-ledger.db", "suanwang-ledger.db-wal"] {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(dir.join(f)).expect(f).permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{f} has mode {mode:o}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SQLite logs transfers in the commit and indexes them beside it (`ledger_index.rs`): the
+/// index file is derived — lost, it is rebuilt from the journal; a database written before the
+/// journal has its transfers moved into it; a repeated transfer id (which the ledger refuses
+/// before it gets here) does not stop the index, which keeps the first.
+#[tokio::test]
+async fn sqlites_transfer_index_is_derived_from_its_journal() {
+    let dir = std::env::temp_dir().join(format!("suanwang-store-ix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let s = SqliteStore::open(&dir).await.expect("open");
+    s.migrate().await.expect("migrate");
+    let ts: Vec<TransferRow> = (1..=300).map(|i| transfer(&format!("t{i}"), "a", "b", i, 0, "", i)).collect();
+    for chunk in ts.chunks(7) {
+        s.commit(&Batch { transfers: chunk, ..Batch::default() }).await.expect("commit");
+    }
+    let every = TransferQuery { limit: 1_000, ..TransferQuery::default() };
+    assert_eq!(s.ledger_transfers(&every).await.expect("all"), ts);
+    s.fold_ledger().await.expect("fold");
+    assert_eq!(s.ledger_transfers(&every).await.expect("all"), ts);
+    let sum: i64 = (1..=300).sum();
+    assert_eq!(s.posted_before("a", i64::MAX).await.expect("sums"), (sum, 0));
+    // a repeated id: both commits succeed; the index keeps the first
+    let again = transfer("t1", "a", "b", 999, 0, "", 301);
+    s.commit(&Batch { transfers: std::slice::from_ref(&again), ..Batch::default() }).await.expect("commit");
+    s.fold_ledger().await.expect("a repeated id does not stop the fold");
+    assert_eq!(s.ledger_transfer("t1").await.expect("get"), Some(ts[0].clone()));
+    assert_eq!(s.ledger_transfers(&every).await.expect("all"), ts, "the repeat is not indexed");
+    assert_eq!(s.ledger_clock().await.expect("clock"), 301, "the journal has it");
+    drop(s);
+    // the index lost: rebuilt from the journal
+    for f in ["suanwang-ledger.db", "suanwang-ledger.db-wal", "suanwang-ledger.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let s = SqliteStore::open(&dir).await.expect("reopen");
+    s.migrate().await.expect("migrate");
+    s.fold_ledger().await.expect("fold");
+    assert_eq!(s.ledger_transfers(&every).await.expect("all"), ts, "rebuilt, the repeat again left out");
+    drop(s);
+    // a database from before the journal: its transfers table in the main file
+    let old = dir.join("old.db");
+    {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&old).create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.expect("old");
+        sqlx::query(
+            "CREATE TABLE ledger_transfers (id TEXT PRIMARY KEY, debit TEXT NOT NULL, credit TEXT NOT NULL,
+             amount BIGINT NOT NULL, pending_id TEXT NOT NULL, user_data BIGINT NOT NULL, code INTEGER NOT NULL,
+             flags INTEGER NOT NULL, ts BIGINT NOT NULL, at_ms BIGINT NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .expect("old table");
+        for t in &ts[..5] {
+            sqlx::query("INSERT INTO ledger_transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                .bind(&t.id)
+                .bind(&t.debit)
+                .bind(&t.credit)
+                .bind(t.amount)
+                .bind(&t.pending_id)
+                .bind(t.user_data)
+                .bind(t.code)
+                .bind(t.flags)
+                .bind(t.ts)
+                .bind(t.at_ms)
+                .execute(&pool)
+                .await
+                .expect("old row");
+        }
+        pool.close().await;
+    }
+    let s = SqliteStore::open(&old).await.expect("open old");
+    s.migrate().await.expect("migrate old");
+    assert_eq!(s.ledger_transfers(&every).await.expect("moved"), ts[..5].to_vec());
+    assert_eq!(s.ledger_clock().await.expect("clock"), 5);
+    s.migrate().await.expect("migrating again moves nothing twice");
+    s.fold_ledger().await.expect("fold");
+    assert_eq!(s.ledger_transfers(&every).await.expect("indexed"), ts[..5].to_vec());
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// PostgreSQL indexes transfers in the group commit: a batch repeating a transfer id fails whole.
+#[tokio::test]
+async fn a_repeated_transfer_id_fails_a_postgres_batch() {
+    let url = fresh_pg("dupid").await;
+    let s = PgStore::connect(&url).await.expect("connect");
+    s.migrate().await.expect("migrate");
+    let t1 = transfer("t1", "a", "b", 5, 0, "", 1);
+    s.commit(&Batch { transfers: std::slice::from_ref(&t1), ..Batch::default() }).await.expect("first");
+    let dup = [transfer("t2", "a", "b", 1, 0, "", 2), transfer("t1", "a", "b", 9, 0, "", 3)];
+    assert!(s.commit(&Batch { transfers: &dup, ..Batch::default() }).await.is_err(), "a transfer id is unique");
+    let every = TransferQuery { limit: 100, ..TransferQuery::default() };
+    assert_eq!(s.ledger_transfers(&every).await.expect("all"), [t1], "nothing of the failed batch");
 }
 
 /// A fresh database on the test server; dropped by the next run's cleanup, not on exit.

@@ -1,0 +1,402 @@
+//! SQLite's transfers (issue 13, R4): logged in the group commit, indexed beside it.
+//!
+//! A group commit appends its transfers to `ledger_journal` in the main database as **one row**:
+//! a compact binary encoding, in the same transaction as the job events that caused them. That
+//! row is the ledger's durable record. Written as rows of an indexed table instead, each commit
+//! put every transfer into six B-trees (the table, its id index, four secondary indexes), and
+//! billing added half again to `bench submit`'s p99 (ARCHITECTURE.md → store, the experiments).
+//!
+//! The index — `ledger_transfers` with its indexes by account and time, job and pending id — is
+//! a second database file beside the main one (`suanwang-ledger.db`), *derived* from the journal:
+//! a background task (the fold) inserts the journal rows it has not indexed yet, many commits'
+//! worth a transaction, recording the last journal row it folded in the same transaction. It
+//! folds when the commits pause ([`FOLD_QUIET`]), not while they come: on two cores a fold beside
+//! a saturated control plane cost its p99 as much as indexing in the commit did. A tail longer
+//! than [`FOLD_CAP`] is folded whatever the load. The file has its own write lock, so a fold never
+//! holds a group commit up; losing it loses nothing — it is rebuilt from the journal at the next
+//! start (hence `synchronous = NORMAL` there).
+//!
+//! Reads see every committed transfer once: the index's rows (a snapshot, with the journal row
+//! it reached), then the journal rows after that one, decoded and filtered in memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use sqlx::sqlite::{SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row as _, SqlitePool};
+
+use crate::sqlite::private_file;
+use crate::{LEDGER_MIGRATIONS, StoreError, TRANSFER_COLUMNS, TransferQuery, TransferRow, statement_chunks};
+
+/// The journal's table (main database): one row per group commit that created transfers.
+pub(crate) const JOURNAL_MIGRATION: &str = "CREATE TABLE IF NOT EXISTS ledger_journal (
+    seq INTEGER PRIMARY KEY,
+    last_ts BIGINT NOT NULL,
+    body BLOB NOT NULL
+)";
+
+/// Whether a ledger migration belongs to the transfers' table (the index file on SQLite).
+pub(crate) fn is_transfers_migration(sql: &str) -> bool {
+    sql.contains("ledger_transfers")
+}
+
+/// The version byte that opens every journal row's body.
+const FORMAT: u8 = 1;
+
+/// Encodes `transfers` as one journal body: [`FORMAT`], then per transfer its four strings
+/// (u32 little-endian length, UTF-8) and six integers (i64 little-endian).
+pub(crate) fn encode(transfers: &[TransferRow]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + transfers.len() * 200);
+    out.push(FORMAT);
+    for t in transfers {
+        for s in [&t.id, &t.debit, &t.credit, &t.pending_id] {
+            // a string of 4 GiB is not a ledger id: the store's callers make 32 hex digits
+            out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        for v in [t.amount, t.user_data, i64::from(t.code), i64::from(t.flags), t.ts, t.at_ms] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Decodes a journal body written by [`encode`]; `None` if it is not one.
+pub(crate) fn decode(body: &[u8]) -> Option<Vec<TransferRow>> {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        *rest = tail;
+        Some(head)
+    }
+    let (&format, mut rest) = body.split_first()?;
+    if format != FORMAT {
+        return None;
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let mut strings: [String; 4] = Default::default();
+        for s in &mut strings {
+            let len = usize::try_from(u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?)).ok()?;
+            *s = String::from_utf8(take(&mut rest, len)?.to_vec()).ok()?;
+        }
+        let mut ints = [0i64; 6];
+        for v in &mut ints {
+            *v = i64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
+        }
+        let [id, debit, credit, pending_id] = strings;
+        let [amount, user_data, code, flags, ts, at_ms] = ints;
+        out.push(TransferRow {
+            id,
+            debit,
+            credit,
+            amount,
+            pending_id,
+            user_data,
+            code: i32::try_from(code).ok()?,
+            flags: i32::try_from(flags).ok()?,
+            ts,
+            at_ms,
+        });
+    }
+    Some(out)
+}
+
+/// Whether `t` is one of the rows `q` asks for (the in-memory twin of `transfer_filter`).
+pub(crate) fn matches(q: &TransferQuery, t: &TransferRow) -> bool {
+    t.ts > q.after_ts
+        && (q.accounts.is_empty() || q.accounts.iter().any(|a| *a == t.debit || *a == t.credit))
+        && q.user_data.is_none_or(|u| u == t.user_data)
+        && q.from_ms.is_none_or(|f| t.at_ms >= f)
+        && q.to_ms.is_none_or(|to| t.at_ms < to)
+}
+
+/// The index file beside the main database `file`: `suanwang.db` → `suanwang-ledger.db`.
+pub(crate) fn index_path(file: &Path) -> PathBuf {
+    let stem = file.file_stem().map_or_else(|| "suanwang".into(), |s| s.to_string_lossy().into_owned());
+    let name = match file.extension() {
+        Some(ext) => format!("{stem}-ledger.{}", ext.to_string_lossy()),
+        None => format!("{stem}-ledger"),
+    };
+    file.with_file_name(name)
+}
+
+/// Journal rows read per fold step (each holds one group commit's transfers).
+const FOLD_ROWS: i64 = 256;
+/// The fold waits for the commits to pause this long: while the control plane is busy it does
+/// not compete with it (two cores here: a fold running beside a saturated server cost as much
+/// p99 as indexing in the commit did).
+const FOLD_QUIET: Duration = Duration::from_millis(100);
+/// Unless this many transfers wait to be indexed: then it folds down to half as many, busy or
+/// not — reads decode the unindexed tail, and it must stay bounded.
+const FOLD_CAP: u64 = 262_144;
+/// And it looks at least this often (a commit by another process on the same files).
+const FOLD_IDLE: Duration = Duration::from_secs(2);
+
+/// The ledger's index file and what folds the journal into it.
+#[derive(Debug)]
+pub(crate) struct LedgerIndex {
+    /// The index's one writer.
+    write: SqlitePool,
+    /// Its readers.
+    read: SqlitePool,
+    /// The main database's readers (the journal).
+    journal: SqlitePool,
+    /// One fold at a time in this process (another process is kept out by the recorded seq).
+    folding: tokio::sync::Mutex<()>,
+    wake: Arc<tokio::sync::Notify>,
+    /// Commits that appended to the journal (the fold's measure of busy).
+    commits: AtomicU64,
+    /// Transfers appended and not yet indexed (as this process knows them).
+    unfolded: AtomicU64,
+}
+
+impl LedgerIndex {
+    /// Opens (creating) the index file beside `main_file`, with the main database's readers.
+    pub(crate) async fn open(main_file: &Path, journal: SqlitePool) -> Result<Arc<LedgerIndex>, StoreError> {
+        // derived from the journal: a crash that loses its last fold folds again
+        let opts = private_file(&index_path(main_file), SqliteSynchronous::Normal)?;
+        let writer = opts.clone().page_size(16_384).pragma("cache_size", "-32768");
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(writer).await?;
+        for m in LEDGER_MIGRATIONS.iter().filter(|m| is_transfers_migration(m)) {
+            sqlx::query(*m).execute(&write).await?;
+        }
+        sqlx::query("CREATE TABLE IF NOT EXISTS ledger_index_state (id INTEGER PRIMARY KEY CHECK (id = 1), folded BIGINT NOT NULL)")
+            .execute(&write)
+            .await?;
+        sqlx::query("INSERT INTO ledger_index_state (id, folded) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+            .execute(&write)
+            .await?;
+        let read = SqlitePoolOptions::new().max_connections(2).connect_with(opts.read_only(true)).await?;
+        let ix = Arc::new(LedgerIndex {
+            write,
+            read,
+            journal,
+            folding: tokio::sync::Mutex::new(()),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            commits: AtomicU64::new(0),
+            unfolded: AtomicU64::new(0),
+        });
+        spawn_fold(Arc::downgrade(&ix), Arc::clone(&ix.wake));
+        Ok(ix)
+    }
+
+    /// Tells the fold a commit appended `transfers` to the journal.
+    pub(crate) fn appended(&self, transfers: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.unfolded.fetch_add(transfers as u64, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Folds journal rows into the index until none is left; returns the journal rows folded.
+    pub(crate) async fn fold_all(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            match self.fold_step().await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    /// The background fold's share: everything while no commit comes; once commits resume, it
+    /// stops — unless the tail is over [`FOLD_CAP`], which it then folds to half that.
+    async fn fold_while_quiet(&self) -> Result<(), StoreError> {
+        loop {
+            let commits = self.commits.load(Ordering::Relaxed);
+            if self.fold_step().await? == 0 {
+                return Ok(());
+            }
+            let busy = self.commits.load(Ordering::Relaxed) != commits;
+            if busy && self.unfolded.load(Ordering::Relaxed) <= FOLD_CAP / 2 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One fold: up to [`FOLD_ROWS`] journal rows after the last one indexed, in one transaction
+    /// of the index with the new last row. Returns the journal rows folded.
+    async fn fold_step(&self) -> Result<u64, StoreError> {
+        let _one = self.folding.lock().await;
+        let folded: i64 =
+            sqlx::query_scalar("SELECT folded FROM ledger_index_state WHERE id = 1").fetch_one(&self.write).await?;
+        let rows = match sqlx::query("SELECT seq, body FROM ledger_journal WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(folded)
+            .bind(FOLD_ROWS)
+            .fetch_all(&self.journal)
+            .await
+        {
+            Ok(rows) => rows,
+            // a store opened but not yet migrated has no journal: nothing to fold
+            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(last) = rows.last().map(|r| r.try_get::<i64, _>("seq")).transpose()? else { return Ok(0) };
+        let mut transfers = Vec::new();
+        for r in &rows {
+            transfers.extend(journal_row(r)?);
+        }
+        let mut tx = self.write.begin().await?;
+        let mut inserted = 0u64;
+        for chunk in statement_chunks(&transfers, 512) {
+            let one = "(?,?,?,?,?,?,?,?,?,?)";
+            let sql = format!(
+                "INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING",
+                vec![one; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for t in chunk {
+                q = q
+                    .bind(&t.id)
+                    .bind(&t.debit)
+                    .bind(&t.credit)
+                    .bind(t.amount)
+                    .bind(&t.pending_id)
+                    .bind(t.user_data)
+                    .bind(t.code)
+                    .bind(t.flags)
+                    .bind(t.ts)
+                    .bind(t.at_ms);
+            }
+            inserted += q.execute(&mut *tx).await?.rows_affected();
+        }
+        // another process's fold may have got here first: then this one changes nothing
+        let moved = sqlx::query("UPDATE ledger_index_state SET folded = ? WHERE id = 1 AND folded = ?")
+            .bind(last)
+            .bind(folded)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if moved == 0 {
+            return Ok(0);
+        }
+        tx.commit().await?;
+        let n = transfers.len() as u64;
+        tracing::debug!(rows = rows.len(), transfers = n, through = last, "folded the ledger's journal into its index");
+        let _ = self.unfolded.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(n)));
+        let repeated = n - inserted;
+        if repeated > 0 {
+            // the ledger refuses a repeated id before it gets here; if one did, the index keeps
+            // the first (every read answers from the index then) and says so
+            tracing::error!(
+                repeated,
+                through = last,
+                "the ledger's journal repeats transfer ids: the index kept the first of each"
+            );
+        }
+        Ok(rows.len() as u64)
+    }
+
+    /// A snapshot of the index to read from, and the last journal row it holds (for [`tail`]).
+    ///
+    /// [`tail`]: LedgerIndex::tail
+    pub(crate) async fn snapshot(&self) -> Result<(sqlx::Transaction<'static, sqlx::Sqlite>, i64), StoreError> {
+        let mut tx = self.read.begin().await?;
+        let folded: i64 =
+            sqlx::query_scalar("SELECT folded FROM ledger_index_state WHERE id = 1").fetch_one(&mut *tx).await?;
+        Ok((tx, folded))
+    }
+
+    /// The transfers of the journal rows after `folded`, in ledger order. Read after the
+    /// snapshot that gave `folded`: every row that snapshot folded is older than this read, so
+    /// the two together hold each committed transfer once.
+    pub(crate) async fn tail(&self, folded: i64) -> Result<Vec<TransferRow>, StoreError> {
+        let rows = sqlx::query("SELECT seq, body FROM ledger_journal WHERE seq > ? ORDER BY seq")
+            .bind(folded)
+            .fetch_all(&self.journal)
+            .await?;
+        let mut tail = Vec::new();
+        for r in &rows {
+            tail.extend(journal_row(r)?);
+        }
+        Ok(tail)
+    }
+}
+
+/// One journal row's transfers.
+fn journal_row(r: &sqlx::sqlite::SqliteRow) -> Result<Vec<TransferRow>, StoreError> {
+    let seq: i64 = r.try_get("seq")?;
+    let body: Vec<u8> = r.try_get("body")?;
+    decode(&body).ok_or_else(|| StoreError::Config(format!("ledger journal row {seq} is unreadable")))
+}
+
+/// The background fold: at start (an index behind its journal: a restart, a lost file), then
+/// whenever the commits pause for [`FOLD_QUIET`] or the tail passes [`FOLD_CAP`]; it ends when
+/// its store is dropped.
+fn spawn_fold(ix: Weak<LedgerIndex>, wake: Arc<tokio::sync::Notify>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    rt.spawn(async move {
+        loop {
+            let Some(index) = ix.upgrade() else { return };
+            if let Err(e) = index.fold_while_quiet().await {
+                tracing::warn!(error = %e, "folding the ledger's journal into its index failed; retrying");
+            }
+            drop(index);
+            let _ = tokio::time::timeout(FOLD_IDLE, wake.notified()).await;
+            // wait for a pause in the commits, or a tail too long to keep
+            loop {
+                let Some(index) = ix.upgrade() else { return };
+                let before = index.commits.load(Ordering::Relaxed);
+                drop(index);
+                tokio::time::sleep(FOLD_QUIET).await;
+                let Some(index) = ix.upgrade() else { return };
+                if index.commits.load(Ordering::Relaxed) == before || index.unfolded.load(Ordering::Relaxed) > FOLD_CAP
+                {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(id: &str, ts: i64) -> TransferRow {
+        TransferRow {
+            id: id.into(),
+            debit: "d".into(),
+            credit: "c-ü".into(),
+            amount: i64::MAX,
+            pending_id: String::new(),
+            user_data: -7,
+            code: 3,
+            flags: i32::MIN,
+            ts,
+            at_ms: ts * 10,
+        }
+    }
+
+    #[test]
+    fn a_journal_body_decodes_to_what_was_encoded() {
+        for n in [0, 1, 3] {
+            let rows: Vec<TransferRow> = (0..n).map(|i| t(&format!("id{i}"), i)).collect();
+            assert_eq!(decode(&encode(&rows)), Some(rows));
+        }
+    }
+
+    #[test]
+    fn a_damaged_body_is_refused_not_misread() {
+        let body = encode(&[t("a", 1), t("b", 2)]);
+        let between = encode(&[t("a", 1)]).len();
+        for cut in 1..body.len() {
+            // every truncation is refused but those between transfers, which read as fewer
+            let want = match cut {
+                1 => Some(vec![]),
+                c if c == between => Some(vec![t("a", 1)]),
+                _ => None,
+            };
+            assert_eq!(decode(&body[..cut]), want, "cut at {cut}");
+        }
+        assert_eq!(decode(&[]), None, "no version byte");
+        assert_eq!(decode(&[2]), None, "an unknown version");
+    }
+
+    #[test]
+    fn the_index_sits_beside_the_database() {
+        assert_eq!(index_path(Path::new("/d/suanwang.db")), Path::new("/d/suanwang-ledger.db"));
+        assert_eq!(index_path(Path::new("/d/x")), Path::new("/d/x-ledger"));
+    }
+}
