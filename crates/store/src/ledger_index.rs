@@ -28,7 +28,10 @@ use sqlx::sqlite::{SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, SqlitePool};
 
 use crate::sqlite::private_file;
-use crate::{LEDGER_MIGRATIONS, StoreError, TRANSFER_COLUMNS, TransferQuery, TransferRow, statement_chunks};
+use crate::{
+    ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, LEDGER_MIGRATIONS, StoreError, TRANSFER_COLUMNS, TransferQuery,
+    TransferRow, statement_chunks,
+};
 
 /// The journal's table (main database): one row per group commit that created transfers.
 pub(crate) const JOURNAL_MIGRATION: &str = "CREATE TABLE IF NOT EXISTS ledger_journal (
@@ -37,70 +40,136 @@ pub(crate) const JOURNAL_MIGRATION: &str = "CREATE TABLE IF NOT EXISTS ledger_jo
     body BLOB NOT NULL
 )";
 
-/// Whether a ledger migration belongs to the transfers' table (the index file on SQLite).
-pub(crate) fn is_transfers_migration(sql: &str) -> bool {
-    sql.contains("ledger_transfers")
+/// Whether a ledger migration belongs to the index file on SQLite (the accounts' and the
+/// transfers' tables; the programmes' stay in the main database).
+pub(crate) fn is_index_migration(sql: &str) -> bool {
+    sql.contains("ledger_transfers") || sql.contains("ledger_accounts")
 }
 
 /// The version byte that opens every journal row's body.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
-/// Encodes `transfers` as one journal body: [`FORMAT`], then per transfer its four strings
-/// (u32 little-endian length, UTF-8) and six integers (i64 little-endian).
-pub(crate) fn encode(transfers: &[TransferRow]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + transfers.len() * 200);
+/// What one journal row holds: a group commit's new transfers and the accounts it changed (their
+/// whole new state: the last one of an account in the journal is the account).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Logged {
+    pub transfers: Vec<TransferRow>,
+    pub accounts: Vec<AccountRow>,
+}
+
+impl Logged {
+    /// The last ledger timestamp it holds (0 for none).
+    pub(crate) fn last_ts(transfers: &[TransferRow], accounts: &[AccountRow]) -> i64 {
+        transfers.iter().map(|t| t.ts).chain(accounts.iter().map(|a| a.ts)).max().unwrap_or(0)
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // a string of 4 GiB is not a ledger id or name: the store's callers make short ones
+    out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+/// Encodes one journal body: [`FORMAT`]; the transfers' count (u32 little-endian), then per
+/// transfer its four strings (u32 length, UTF-8) and six integers (i64 little-endian); the
+/// accounts' count, then per account its three strings and eight integers.
+pub(crate) fn encode(transfers: &[TransferRow], accounts: &[AccountRow]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + transfers.len() * 200 + accounts.len() * 150);
     out.push(FORMAT);
+    put_len(&mut out, transfers.len());
     for t in transfers {
         for s in [&t.id, &t.debit, &t.credit, &t.pending_id] {
-            // a string of 4 GiB is not a ledger id: the store's callers make 32 hex digits
-            out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
-            out.extend_from_slice(s.as_bytes());
+            put_str(&mut out, s);
         }
         for v in [t.amount, t.user_data, i64::from(t.code), i64::from(t.flags), t.ts, t.at_ms] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    put_len(&mut out, accounts.len());
+    for a in accounts {
+        for s in [&a.id, &a.kind, &a.name] {
+            put_str(&mut out, s);
+        }
+        let ints = [
+            i64::from(a.code),
+            i64::from(a.flags),
+            a.credit_limit,
+            a.debits_pending,
+            a.debits_posted,
+            a.credits_pending,
+            a.credits_posted,
+            a.ts,
+        ];
+        for v in ints {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
     out
 }
 
-/// Decodes a journal body written by [`encode`]; `None` if it is not one.
-pub(crate) fn decode(body: &[u8]) -> Option<Vec<TransferRow>> {
-    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, tail) = rest.split_at_checked(n)?;
-        *rest = tail;
-        Some(head)
+/// Reads a journal body written by [`encode`]; `None` if it is not one (to the last byte).
+pub(crate) fn decode(body: &[u8]) -> Option<Logged> {
+    struct Reader<'a>(&'a [u8]);
+    impl Reader<'_> {
+        fn take(&mut self, n: usize) -> Option<&[u8]> {
+            let (head, tail) = self.0.split_at_checked(n)?;
+            self.0 = tail;
+            Some(head)
+        }
+        fn len(&mut self) -> Option<usize> {
+            usize::try_from(u32::from_le_bytes(self.take(4)?.try_into().ok()?)).ok()
+        }
+        fn string(&mut self) -> Option<String> {
+            let n = self.len()?;
+            String::from_utf8(self.take(n)?.to_vec()).ok()
+        }
+        fn int(&mut self) -> Option<i64> {
+            Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        }
+        fn small(&mut self) -> Option<i32> {
+            i32::try_from(self.int()?).ok()
+        }
     }
-    let (&format, mut rest) = body.split_first()?;
+    let (&format, rest) = body.split_first()?;
     if format != FORMAT {
         return None;
     }
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let mut strings: [String; 4] = Default::default();
-        for s in &mut strings {
-            let len = usize::try_from(u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?)).ok()?;
-            *s = String::from_utf8(take(&mut rest, len)?.to_vec()).ok()?;
-        }
-        let mut ints = [0i64; 6];
-        for v in &mut ints {
-            *v = i64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
-        }
-        let [id, debit, credit, pending_id] = strings;
-        let [amount, user_data, code, flags, ts, at_ms] = ints;
-        out.push(TransferRow {
-            id,
-            debit,
-            credit,
-            amount,
-            pending_id,
-            user_data,
-            code: i32::try_from(code).ok()?,
-            flags: i32::try_from(flags).ok()?,
-            ts,
-            at_ms,
+    let mut r = Reader(rest);
+    let mut out = Logged::default();
+    for _ in 0..r.len()? {
+        out.transfers.push(TransferRow {
+            id: r.string()?,
+            debit: r.string()?,
+            credit: r.string()?,
+            pending_id: r.string()?,
+            amount: r.int()?,
+            user_data: r.int()?,
+            code: r.small()?,
+            flags: r.small()?,
+            ts: r.int()?,
+            at_ms: r.int()?,
         });
     }
-    Some(out)
+    for _ in 0..r.len()? {
+        out.accounts.push(AccountRow {
+            id: r.string()?,
+            kind: r.string()?,
+            name: r.string()?,
+            code: r.small()?,
+            flags: r.small()?,
+            credit_limit: r.int()?,
+            debits_pending: r.int()?,
+            debits_posted: r.int()?,
+            credits_pending: r.int()?,
+            credits_posted: r.int()?,
+            ts: r.int()?,
+        });
+    }
+    r.0.is_empty().then_some(out)
 }
 
 /// Whether `t` is one of the rows `q` asks for (the in-memory twin of `transfer_filter`).
@@ -159,7 +228,7 @@ impl LedgerIndex {
         let opts = private_file(&index_path(main_file), SqliteSynchronous::Normal)?;
         let writer = opts.clone().page_size(16_384).pragma("cache_size", "-32768");
         let write = SqlitePoolOptions::new().max_connections(1).connect_with(writer).await?;
-        for m in LEDGER_MIGRATIONS.iter().filter(|m| is_transfers_migration(m)) {
+        for m in LEDGER_MIGRATIONS.iter().filter(|m| is_index_migration(m)) {
             sqlx::query(*m).execute(&write).await?;
         }
         sqlx::query("CREATE TABLE IF NOT EXISTS ledger_index_state (id INTEGER PRIMARY KEY CHECK (id = 1), folded BIGINT NOT NULL)")
@@ -234,10 +303,37 @@ impl LedgerIndex {
         };
         let Some(last) = rows.last().map(|r| r.try_get::<i64, _>("seq")).transpose()? else { return Ok(0) };
         let mut transfers = Vec::new();
+        let mut accounts: Vec<AccountRow> = Vec::new();
         for r in &rows {
-            transfers.extend(journal_row(r)?);
+            let logged = journal_row(r)?;
+            transfers.extend(logged.transfers);
+            accounts.extend(logged.accounts);
         }
+        let accounts = last_per_account(accounts);
         let mut tx = self.write.begin().await?;
+        for chunk in statement_chunks(&accounts, 512) {
+            let one = "(?,?,?,?,?,?,?,?,?,?,?)";
+            let sql = format!(
+                "INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET {ACCOUNT_UPDATE}",
+                vec![one; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for a in chunk {
+                q = q
+                    .bind(&a.id)
+                    .bind(&a.kind)
+                    .bind(&a.name)
+                    .bind(a.code)
+                    .bind(a.flags)
+                    .bind(a.credit_limit)
+                    .bind(a.debits_pending)
+                    .bind(a.debits_posted)
+                    .bind(a.credits_pending)
+                    .bind(a.credits_posted)
+                    .bind(a.ts);
+            }
+            q.execute(&mut *tx).await?;
+        }
         let mut inserted = 0u64;
         for chunk in statement_chunks(&transfers, 512) {
             let one = "(?,?,?,?,?,?,?,?,?,?)";
@@ -298,24 +394,35 @@ impl LedgerIndex {
         Ok((tx, folded))
     }
 
-    /// The transfers of the journal rows after `folded`, in ledger order. Read after the
-    /// snapshot that gave `folded`: every row that snapshot folded is older than this read, so
-    /// the two together hold each committed transfer once.
-    pub(crate) async fn tail(&self, folded: i64) -> Result<Vec<TransferRow>, StoreError> {
+    /// The transfers of the journal rows after `folded`, in ledger order, and the accounts they
+    /// changed (in journal order: a later row of an account is newer). Read after the snapshot
+    /// that gave `folded`: every row that snapshot folded is older than this read, so the two
+    /// together hold each committed transfer once.
+    pub(crate) async fn tail(&self, folded: i64) -> Result<Logged, StoreError> {
         let rows = sqlx::query("SELECT seq, body FROM ledger_journal WHERE seq > ? ORDER BY seq")
             .bind(folded)
             .fetch_all(&self.journal)
             .await?;
-        let mut tail = Vec::new();
+        let mut tail = Logged::default();
         for r in &rows {
-            tail.extend(journal_row(r)?);
+            let logged = journal_row(r)?;
+            tail.transfers.extend(logged.transfers);
+            tail.accounts.extend(logged.accounts);
         }
         Ok(tail)
     }
 }
 
-/// One journal row's transfers.
-fn journal_row(r: &sqlx::sqlite::SqliteRow) -> Result<Vec<TransferRow>, StoreError> {
+/// The last row of each account in `accounts` (journal order), in the order of those last rows.
+pub(crate) fn last_per_account(accounts: Vec<AccountRow>) -> Vec<AccountRow> {
+    let mut seen = std::collections::HashSet::with_capacity(accounts.len());
+    let mut out: Vec<AccountRow> = accounts.into_iter().rev().filter(|a| seen.insert(a.id.clone())).collect();
+    out.reverse();
+    out
+}
+
+/// One journal row's transfers and accounts.
+fn journal_row(r: &sqlx::sqlite::SqliteRow) -> Result<Logged, StoreError> {
     let seq: i64 = r.try_get("seq")?;
     let body: Vec<u8> = r.try_get("body")?;
     decode(&body).ok_or_else(|| StoreError::Config(format!("ledger journal row {seq} is unreadable")))
@@ -369,29 +476,49 @@ mod tests {
         }
     }
 
+    fn account(id: &str, ts: i64) -> AccountRow {
+        AccountRow {
+            id: id.into(),
+            kind: "wallet".into(),
+            name: "阿里".into(),
+            code: 1,
+            flags: 6,
+            credit_limit: -1,
+            debits_pending: i64::MIN,
+            debits_posted: 2,
+            credits_pending: 3,
+            credits_posted: i64::MAX,
+            ts,
+        }
+    }
+
     #[test]
     fn a_journal_body_decodes_to_what_was_encoded() {
-        for n in [0, 1, 3] {
-            let rows: Vec<TransferRow> = (0..n).map(|i| t(&format!("id{i}"), i)).collect();
-            assert_eq!(decode(&encode(&rows)), Some(rows));
+        for (n, m) in [(0, 0), (1, 0), (0, 2), (3, 2)] {
+            let transfers: Vec<TransferRow> = (0..n).map(|i| t(&format!("id{i}"), i)).collect();
+            let accounts: Vec<AccountRow> = (0..m).map(|i| account(&format!("a{i}"), i)).collect();
+            assert_eq!(decode(&encode(&transfers, &accounts)), Some(Logged { transfers, accounts }));
         }
     }
 
     #[test]
     fn a_damaged_body_is_refused_not_misread() {
-        let body = encode(&[t("a", 1), t("b", 2)]);
-        let between = encode(&[t("a", 1)]).len();
-        for cut in 1..body.len() {
-            // every truncation is refused but those between transfers, which read as fewer
-            let want = match cut {
-                1 => Some(vec![]),
-                c if c == between => Some(vec![t("a", 1)]),
-                _ => None,
-            };
-            assert_eq!(decode(&body[..cut]), want, "cut at {cut}");
+        let body = encode(&[t("a", 1), t("b", 2)], &[account("x", 3)]);
+        for cut in 0..body.len() {
+            assert_eq!(decode(&body[..cut]), None, "cut at {cut}");
         }
-        assert_eq!(decode(&[]), None, "no version byte");
-        assert_eq!(decode(&[2]), None, "an unknown version");
+        let mut longer = body.clone();
+        longer.push(0);
+        assert_eq!(decode(&longer), None, "a byte beyond the last account");
+        let mut other = body;
+        other[0] = 1;
+        assert_eq!(decode(&other), None, "another version");
+    }
+
+    #[test]
+    fn the_last_row_of_an_account_is_the_account() {
+        let rows = vec![account("a", 1), account("b", 2), account("a", 3)];
+        assert_eq!(last_per_account(rows), [account("b", 2), account("a", 3)]);
     }
 
     #[test]

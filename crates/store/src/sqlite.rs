@@ -13,12 +13,12 @@ use std::sync::Arc;
 use crate::ledger_index::{self, JOURNAL_MIGRATION, LedgerIndex};
 
 use crate::{
-    ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EVIDENCE_COLUMNS,
-    EVIDENCE_MIGRATIONS, EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, MARKET_COLUMNS,
-    MARKET_MIGRATIONS, MARKET_UPDATE, MarketQuery, MarketRow, NoteRow, ProgrammeRow, RunLog, Store, StoreError, TOKEN,
-    TRANSFER_COLUMNS, TRANSFER_PENDING, TileRow, TokenRow, TransferQuery, TransferRow, UNLOGGED_TOKENS, about_filter,
-    duplicate_key, is_unique_violation, last_row_per_dataset, last_row_per_job, last_row_per_market, market_limit,
-    market_sql, statement_chunks, transfer_filter,
+    ACCOUNT_COLUMNS, AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EVIDENCE_COLUMNS, EVIDENCE_MIGRATIONS,
+    EvidenceRow, JOB_COLUMNS, JOB_UPDATE, JobQuery, JobRow, LEDGER_MIGRATIONS, MARKET_COLUMNS, MARKET_MIGRATIONS,
+    MARKET_UPDATE, MarketQuery, MarketRow, NoteRow, ProgrammeRow, RunLog, Store, StoreError, TOKEN, TRANSFER_COLUMNS,
+    TRANSFER_PENDING, TileRow, TokenRow, TransferQuery, TransferRow, UNLOGGED_TOKENS, about_filter, duplicate_key,
+    is_unique_violation, last_row_per_dataset, last_row_per_job, last_row_per_market, market_limit, market_sql,
+    statement_chunks, transfer_filter,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -196,43 +196,33 @@ fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
     format!("{head} VALUES {} {tail}", vec![one; rows].join(","))
 }
 
-/// The ledger's part of a group commit: multi-row `INSERT … VALUES` of bound values, 512 rows a
-/// statement. (An earlier version sent one JSON document per table through `json_each`; SQLite
-/// then parsed each row's JSON once per column, which cost more than the indexes did: `bench
-/// ledger`'s durable rate went from 40–47k to 52–60k transfers/s; ARCHITECTURE.md → store.)
+/// Appends one row to the ledger's journal (`ledger_index.rs`): `transfers` and the new state of
+/// `accounts`, with the ledger's clock after them (never behind the row before: a row of accounts
+/// alone may carry only older timestamps).
+async fn journal(
+    tx: &mut sqlx::SqliteConnection,
+    transfers: &[TransferRow],
+    accounts: &[AccountRow],
+) -> Result<(), StoreError> {
+    if transfers.is_empty() && accounts.is_empty() {
+        return Ok(());
+    }
+    let before: Option<i64> = sqlx::query_scalar("SELECT last_ts FROM ledger_journal ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?;
+    let last = ledger_index::Logged::last_ts(transfers, accounts).max(before.unwrap_or(0));
+    sqlx::query("INSERT INTO ledger_journal (last_ts, body) VALUES (?, ?)")
+        .bind(last)
+        .bind(ledger_index::encode(transfers, accounts))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// The ledger's part of a group commit: one journal row with its transfers and changed accounts
+/// (indexed beside the commit, `ledger_index.rs`), and the programmes it filed or changed.
 async fn write_ledger(tx: &mut sqlx::SqliteConnection, batch: &Batch<'_>) -> Result<(), StoreError> {
-    for chunk in statement_chunks(batch.accounts, LEDGER_CHUNK) {
-        let sql = values_sql(
-            &format!("INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS})"),
-            11,
-            chunk.len(),
-            &format!("ON CONFLICT (id) DO UPDATE SET {ACCOUNT_UPDATE}"),
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for a in chunk {
-            q = q
-                .bind(&a.id)
-                .bind(&a.kind)
-                .bind(&a.name)
-                .bind(a.code)
-                .bind(a.flags)
-                .bind(a.credit_limit)
-                .bind(a.debits_pending)
-                .bind(a.debits_posted)
-                .bind(a.credits_pending)
-                .bind(a.credits_posted)
-                .bind(a.ts);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    // the transfers: one journal row (`ledger_index.rs`), indexed beside the commit
-    if let Some(last) = batch.transfers.iter().map(|t| t.ts).max() {
-        sqlx::query("INSERT INTO ledger_journal (last_ts, body) VALUES (?, ?)")
-            .bind(last)
-            .bind(ledger_index::encode(batch.transfers))
-            .execute(&mut *tx)
-            .await?;
-    }
+    journal(&mut *tx, batch.transfers, batch.accounts).await?;
     for p in batch.programmes {
         sqlx::query(
             "INSERT INTO voucher_programmes (id, funder, body, created_at_ms) VALUES (?, ?, ?, ?)
@@ -443,47 +433,61 @@ fn row_to_command(r: &sqlx::sqlite::SqliteRow) -> Result<CommandRow, sqlx::Error
     })
 }
 
-/// Moves the transfers of a database written before the journal (its `ledger_transfers` table
-/// in the main file) into journal rows, in ledger order, and drops that table — one
-/// transaction; the fold then indexes them. Nothing to do on a database that has none.
-async fn journal_old_transfers(pool: &SqlitePool) -> Result<(), StoreError> {
+/// Moves the ledger of a database written before the journal (its `ledger_accounts` and
+/// `ledger_transfers` tables in the main file) into journal rows — the transfers in ledger order,
+/// then the accounts — and drops those tables, in one transaction; the fold then indexes them.
+/// Nothing to do on a database that has neither.
+async fn journal_old_ledger(pool: &SqlitePool) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    let old: Option<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'ledger_transfers'")
-            .fetch_optional(&mut *tx)
-            .await?;
-    if old.is_none() {
+    let old: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('ledger_transfers', 'ledger_accounts')",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if old.is_empty() {
         return Ok(());
     }
-    let rows =
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TRANSFER_COLUMNS} FROM ledger_transfers ORDER BY rowid")))
-            .fetch_all(&mut *tx)
-            .await?;
-    let transfers: Vec<TransferRow> = rows.iter().map(row_to_transfer).collect::<Result<_, _>>()?;
-    for chunk in transfers.chunks(4096) {
-        let last = chunk.iter().map(|t| t.ts).max().unwrap_or(0);
-        sqlx::query("INSERT INTO ledger_journal (last_ts, body) VALUES (?, ?)")
-            .bind(last)
-            .bind(ledger_index::encode(chunk))
-            .execute(&mut *tx)
-            .await?;
+    let has = |t: &str| old.iter().any(|o| o == t);
+    let mut transfers: Vec<TransferRow> = vec![];
+    if has("ledger_transfers") {
+        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM ledger_transfers ORDER BY rowid");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
+        transfers = rows.iter().map(row_to_transfer).collect::<Result<_, _>>()?;
     }
-    sqlx::query("DROP TABLE ledger_transfers").execute(&mut *tx).await?;
+    let mut accounts: Vec<AccountRow> = vec![];
+    if has("ledger_accounts") {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts ORDER BY ts, id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
+        accounts = rows.iter().map(row_to_account).collect::<Result<_, _>>()?;
+    }
+    for chunk in transfers.chunks(4096) {
+        journal(&mut tx, chunk, &[]).await?;
+    }
+    for chunk in accounts.chunks(4096) {
+        journal(&mut tx, &[], chunk).await?;
+    }
+    for t in old.iter().filter(|t| has(t)) {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {t}"))).execute(&mut *tx).await?;
+    }
     tx.commit().await?;
-    tracing::info!(transfers = transfers.len(), "moved the ledger's transfers into its journal");
+    tracing::info!(
+        transfers = transfers.len(),
+        accounts = accounts.len(),
+        "moved the ledger's transfers and accounts into its journal"
+    );
     Ok(())
 }
 
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         // the transfers' table lives in the index file (`ledger_index.rs`); here, their journal
-        let ledger = LEDGER_MIGRATIONS.iter().filter(|m| !ledger_index::is_transfers_migration(m));
+        let ledger = LEDGER_MIGRATIONS.iter().filter(|m| !ledger_index::is_index_migration(m));
         let all = MIGRATIONS.iter().chain(ledger).chain(&[JOURNAL_MIGRATION]);
         let all = all.chain(SQLITE_EVIDENCE).chain(EVIDENCE_MIGRATIONS);
         for m in all.chain(SQLITE_MARKET).chain(MARKET_MIGRATIONS) {
             sqlx::query(*m).execute(&self.pool).await?;
         }
-        journal_old_transfers(&self.pool).await?;
+        journal_old_ledger(&self.pool).await?;
         self.ledger.appended(0);
         Ok(())
     }
@@ -555,18 +559,24 @@ impl Store for SqliteStore {
         write_ledger(&mut tx, batch).await?;
         write_evidence(&mut tx, batch).await?;
         tx.commit().await?;
-        if !batch.transfers.is_empty() {
+        if !batch.transfers.is_empty() || !batch.accounts.is_empty() {
             self.ledger.appended(batch.transfers.len());
         }
         Ok(out)
     }
 
     async fn ledger_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        let rows =
-            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts ORDER BY ts, id")))
-                .fetch_all(&self.read)
-                .await?;
-        Ok(rows.iter().map(row_to_account).collect::<Result<_, _>>()?)
+        let (mut ix, folded) = self.ledger.snapshot().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts")))
+            .fetch_all(&mut *ix)
+            .await?;
+        ix.commit().await?;
+        // the index's accounts, each replaced by its last row in the tail
+        let mut all: Vec<AccountRow> = rows.iter().map(row_to_account).collect::<Result<_, _>>()?;
+        all.extend(self.ledger.tail(folded).await?.accounts);
+        let mut accounts = ledger_index::last_per_account(all);
+        accounts.sort_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
+        Ok(accounts)
     }
 
     async fn open_pending(&self) -> Result<Vec<TransferRow>, StoreError> {
@@ -578,7 +588,7 @@ impl Store for SqliteStore {
         .fetch_all(&mut *ix)
         .await?;
         ix.commit().await?;
-        let tail = self.ledger.tail(folded).await?;
+        let tail = self.ledger.tail(folded).await?.transfers;
         // the index's open holds and the tail's, less those the tail posts or voids
         let resolved: std::collections::HashSet<&str> =
             tail.iter().filter(|t| !t.pending_id.is_empty()).map(|t| t.pending_id.as_str()).collect();
@@ -599,7 +609,7 @@ impl Store for SqliteStore {
         if let Some(r) = row {
             return Ok(Some(row_to_transfer(&r)?));
         }
-        Ok(self.ledger.tail(folded).await?.into_iter().find(|t| t.id == id))
+        Ok(self.ledger.tail(folded).await?.transfers.into_iter().find(|t| t.id == id))
     }
 
     async fn ledger_transfers(&self, q: &TransferQuery) -> Result<Vec<TransferRow>, StoreError> {
@@ -620,7 +630,15 @@ impl Store for SqliteStore {
         let room = usize::try_from(q.limit).unwrap_or(0).saturating_sub(out.len());
         if room > 0 {
             // the tail is later in the ledger than anything the index holds
-            out.extend(self.ledger.tail(folded).await?.into_iter().filter(|t| ledger_index::matches(q, t)).take(room));
+            out.extend(
+                self.ledger
+                    .tail(folded)
+                    .await?
+                    .transfers
+                    .into_iter()
+                    .filter(|t| ledger_index::matches(q, t))
+                    .take(room),
+            );
         }
         Ok(out)
     }
@@ -638,7 +656,7 @@ impl Store for SqliteStore {
         .await?;
         ix.commit().await?;
         let (mut d, mut c): (i64, i64) = (row.try_get("d")?, row.try_get("c")?);
-        for t in self.ledger.tail(folded).await? {
+        for t in self.ledger.tail(folded).await?.transfers {
             if t.at_ms < before_ms && t.flags & TRANSFER_PENDING == 0 {
                 // balances fit an i64 (`AccountRow`); a sum that would not is no balance
                 let overflow = || StoreError::Config(format!("the posted sum of account {account} overflows"));
@@ -654,14 +672,11 @@ impl Store for SqliteStore {
     }
 
     async fn ledger_clock(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            // the journal holds every transfer in ledger order: its last row has the last timestamp
-            "SELECT MAX(COALESCE((SELECT last_ts FROM ledger_journal ORDER BY seq DESC LIMIT 1), 0),
-                        COALESCE((SELECT MAX(ts) FROM ledger_accounts), 0)) AS c",
-        )
-        .fetch_one(&self.read)
-        .await?;
-        Ok(row.try_get("c")?)
+        // each journal row carries the ledger's clock after it
+        let clock: Option<i64> = sqlx::query_scalar("SELECT last_ts FROM ledger_journal ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(clock.unwrap_or(0))
     }
 
     async fn fold_ledger(&self) -> Result<(), StoreError> {

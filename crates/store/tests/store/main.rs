@@ -290,6 +290,7 @@ async fn ledger<S: Store>(s: &S) {
     ledger_reads(s, &transfers).await;
     s.fold_ledger().await.expect("fold");
     ledger_reads(s, &transfers).await;
+    assert_eq!(s.ledger_accounts().await.expect("accounts"), accounts.to_vec(), "indexed");
     // a batch that fails writes none of its ledger rows: here its command repeats a key
     let moved = account("a1", "wallet", "acme", 300, 500);
     s.commit(&Batch { commands: &[row(899, 899, Some("ledger-key"))], ..Batch::default() }).await.expect("key");
@@ -309,9 +310,12 @@ async fn ledger<S: Store>(s: &S) {
     s.fold_ledger().await.expect("fold");
     assert_eq!(s.ledger_transfer("t5").await.expect("get"), None, "nor will the index have it");
     assert_eq!(s.ledger_clock().await.expect("clock"), 5);
-    // balances are upserted
+    // balances are upserted: the last state of an account is the account, indexed or not
     s.commit(&Batch { accounts: std::slice::from_ref(&moved), ..Batch::default() }).await.expect("upsert");
-    assert_eq!(s.ledger_accounts().await.expect("accounts")[0], moved);
+    assert_eq!(s.ledger_accounts().await.expect("accounts"), [moved.clone(), accounts[1].clone()]);
+    assert_eq!(s.ledger_clock().await.expect("clock"), 5, "an account's change does not move the clock back");
+    s.fold_ledger().await.expect("fold");
+    assert_eq!(s.ledger_accounts().await.expect("accounts"), [moved.clone(), accounts[1].clone()]);
     // a later batch, read before it is indexed, on top of indexed ones: t6 posts t2
     let t6 = transfer("t6", "", "", 300, 4, "t2", 7);
     s.commit(&Batch { transfers: std::slice::from_ref(&t6), ..Batch::default() }).await.expect("post");
@@ -669,6 +673,19 @@ async fn sqlites_transfer_index_is_derived_from_its_journal() {
         .execute(&pool)
         .await
         .expect("old table");
+        sqlx::query(
+            "CREATE TABLE ledger_accounts (id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL,
+             code INTEGER NOT NULL, flags INTEGER NOT NULL, credit_limit BIGINT NOT NULL,
+             debits_pending BIGINT NOT NULL, debits_posted BIGINT NOT NULL, credits_pending BIGINT NOT NULL,
+             credits_posted BIGINT NOT NULL, ts BIGINT NOT NULL, UNIQUE (kind, name))",
+        )
+        .execute(&pool)
+        .await
+        .expect("old accounts");
+        sqlx::query("INSERT INTO ledger_accounts VALUES ('a', 'wallet', 'acme', 1, 2, 0, 0, 0, 0, 15, 1)")
+            .execute(&pool)
+            .await
+            .expect("old account");
         for t in &ts[..5] {
             sqlx::query("INSERT INTO ledger_transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
                 .bind(&t.id)
@@ -690,10 +707,13 @@ async fn sqlites_transfer_index_is_derived_from_its_journal() {
     let s = SqliteStore::open(&old).await.expect("open old");
     s.migrate().await.expect("migrate old");
     assert_eq!(s.ledger_transfers(&every).await.expect("moved"), ts[..5].to_vec());
+    let old_account = account("a", "wallet", "acme", 0, 15);
+    assert_eq!(s.ledger_accounts().await.expect("accounts"), std::slice::from_ref(&old_account));
     assert_eq!(s.ledger_clock().await.expect("clock"), 5);
     s.migrate().await.expect("migrating again moves nothing twice");
     s.fold_ledger().await.expect("fold");
     assert_eq!(s.ledger_transfers(&every).await.expect("indexed"), ts[..5].to_vec());
+    assert_eq!(s.ledger_accounts().await.expect("indexed"), [old_account]);
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
