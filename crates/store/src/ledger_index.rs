@@ -434,9 +434,16 @@ fn journal_row(r: &sqlx::sqlite::SqliteRow) -> Result<Logged, StoreError> {
 fn spawn_fold(ix: Weak<LedgerIndex>, wake: Arc<tokio::sync::Notify>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
     rt.spawn(async move {
+        // at start the tail's length is unknown (`unfolded` counts this process's commits): all of it
+        let mut all = true;
         loop {
             let Some(index) = ix.upgrade() else { return };
-            if let Err(e) = index.fold_while_quiet().await {
+            let folded = if std::mem::take(&mut all) {
+                index.fold_all().await.map(|_| ())
+            } else {
+                index.fold_while_quiet().await
+            };
+            if let Err(e) = folded {
                 tracing::warn!(error = %e, "folding the ledger's journal into its index failed; retrying");
             }
             drop(index);
