@@ -191,8 +191,10 @@ pub(crate) fn index_path(file: &Path) -> PathBuf {
     file.with_file_name(name)
 }
 
-/// Journal rows read per fold step (each holds one group commit's transfers).
+/// Journal rows read per fold step (each holds one group commit's transfers and accounts)…
 const FOLD_ROWS: i64 = 256;
+/// …and the transfers a step takes at most (past this, it ends with the row that got there).
+const FOLD_TRANSFERS: usize = 65_536;
 /// The fold waits for the commits to pause this long: while the control plane is busy it does
 /// not compete with it (two cores here: a fold running beside a saturated server cost as much
 /// p99 as indexing in the commit did).
@@ -301,14 +303,21 @@ impl LedgerIndex {
             Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => return Ok(0),
             Err(e) => return Err(e.into()),
         };
-        let Some(last) = rows.last().map(|r| r.try_get::<i64, _>("seq")).transpose()? else { return Ok(0) };
+        // whole journal rows, until FOLD_TRANSFERS (a migrated database's rows hold thousands)
+        let (mut last, mut taken) = (None, 0u64);
         let mut transfers = Vec::new();
         let mut accounts: Vec<AccountRow> = Vec::new();
         for r in &rows {
             let logged = journal_row(r)?;
             transfers.extend(logged.transfers);
             accounts.extend(logged.accounts);
+            last = Some(r.try_get::<i64, _>("seq")?);
+            taken += 1;
+            if transfers.len() >= FOLD_TRANSFERS {
+                break;
+            }
         }
+        let Some(last) = last else { return Ok(0) };
         let accounts = last_per_account(accounts);
         let mut tx = self.write.begin().await?;
         for chunk in statement_chunks(&accounts, 512) {
@@ -369,7 +378,7 @@ impl LedgerIndex {
         }
         tx.commit().await?;
         let n = transfers.len() as u64;
-        tracing::debug!(rows = rows.len(), transfers = n, through = last, "folded the ledger's journal into its index");
+        tracing::debug!(rows = taken, transfers = n, through = last, "folded the ledger's journal into its index");
         let _ = self.unfolded.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(n)));
         let repeated = n - inserted;
         if repeated > 0 {
@@ -381,7 +390,7 @@ impl LedgerIndex {
                 "the ledger's journal repeats transfer ids: the index kept the first of each"
             );
         }
-        Ok(rows.len() as u64)
+        Ok(taken)
     }
 
     /// A snapshot of the index to read from, and the last journal row it holds (for [`tail`]).

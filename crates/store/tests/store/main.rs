@@ -718,6 +718,29 @@ async fn sqlites_transfer_index_is_derived_from_its_journal() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A fold takes whole journal rows up to 65,536 transfers a step: three rows of 40,000 are folded
+/// in two steps (two rows, then the third), the second continuing where the first ended.
+#[tokio::test]
+async fn sqlites_fold_continues_where_its_last_step_ended() {
+    let dir = std::env::temp_dir().join(format!("suanwang-store-steps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let s = SqliteStore::open(&dir).await.expect("open");
+    s.migrate().await.expect("migrate");
+    let ts: Vec<TransferRow> = (1..=120_000).map(|i| transfer(&format!("{i:032x}"), "a", "b", 1, 0, "", i)).collect();
+    for chunk in ts.chunks(40_000) {
+        s.commit(&Batch { transfers: chunk, ..Batch::default() }).await.expect("commit");
+    }
+    s.fold_ledger().await.expect("fold");
+    let every = TransferQuery { limit: 200_000, ..TransferQuery::default() };
+    assert_eq!(s.ledger_transfers(&every).await.expect("all"), ts);
+    assert_eq!(s.posted_before("a", i64::MAX).await.expect("sums"), (120_000, 0));
+    let last = TransferQuery { after_ts: 119_999, limit: 10, ..TransferQuery::default() };
+    assert_eq!(s.ledger_transfers(&last).await.expect("last"), [ts[119_999].clone()]);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// PostgreSQL indexes transfers in the group commit: a batch repeating a transfer id fails whole.
 #[tokio::test]
 async fn a_repeated_transfer_id_fails_a_postgres_batch() {
