@@ -223,6 +223,45 @@ pub(crate) struct LedgerIndex {
     unfolded: AtomicU64,
 }
 
+/// Empties the index when it is not the index of this journal — the row it says it folded last is
+/// not there with that clock (the database was restored from an older copy, or replaced, beside
+/// a newer index): it would answer for transfers the journal does not hold, and skip rows it does.
+/// The fold then rebuilds it from the journal.
+async fn rebuild_if_foreign(index: &SqlitePool, journal: &SqlitePool) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT folded, folded_ts FROM ledger_index_state WHERE id = 1").fetch_one(index).await?;
+    let (folded, folded_ts): (i64, i64) = (row.try_get("folded")?, row.try_get("folded_ts")?);
+    if folded == 0 {
+        return Ok(());
+    }
+    let at = match sqlx::query_scalar::<_, i64>("SELECT last_ts FROM ledger_journal WHERE seq = ?")
+        .bind(folded)
+        .fetch_optional(journal)
+        .await
+    {
+        Ok(at) => at,
+        // a new database (not yet migrated) beside an old index
+        Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => None,
+        Err(e) => return Err(e.into()),
+    };
+    if at == Some(folded_ts) {
+        return Ok(());
+    }
+    tracing::warn!(
+        folded,
+        "the ledger's index does not match the database's journal (a database restored from a copy?): rebuilding it"
+    );
+    let mut tx = index.begin().await?;
+    for sql in [
+        "DELETE FROM ledger_transfers",
+        "DELETE FROM ledger_accounts",
+        "UPDATE ledger_index_state SET folded = 0, folded_ts = 0 WHERE id = 1",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 impl LedgerIndex {
     /// Opens (creating) the index file beside `main_file`, with the main database's readers.
     pub(crate) async fn open(main_file: &Path, journal: SqlitePool) -> Result<Arc<LedgerIndex>, StoreError> {
@@ -233,12 +272,19 @@ impl LedgerIndex {
         for m in LEDGER_MIGRATIONS.iter().filter(|m| is_index_migration(m)) {
             sqlx::query(*m).execute(&write).await?;
         }
-        sqlx::query("CREATE TABLE IF NOT EXISTS ledger_index_state (id INTEGER PRIMARY KEY CHECK (id = 1), folded BIGINT NOT NULL)")
-            .execute(&write)
-            .await?;
-        sqlx::query("INSERT INTO ledger_index_state (id, folded) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
-            .execute(&write)
-            .await?;
+        // the last journal row folded, and its clock: the row it names must be in the journal
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS ledger_index_state (id INTEGER PRIMARY KEY CHECK (id = 1),
+             folded BIGINT NOT NULL, folded_ts BIGINT NOT NULL)",
+        )
+        .execute(&write)
+        .await?;
+        sqlx::query(
+            "INSERT INTO ledger_index_state (id, folded, folded_ts) VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING",
+        )
+        .execute(&write)
+        .await?;
+        rebuild_if_foreign(&write, &journal).await?;
         let read = SqlitePoolOptions::new().max_connections(2).connect_with(opts.read_only(true)).await?;
         let ix = Arc::new(LedgerIndex {
             write,
@@ -292,7 +338,7 @@ impl LedgerIndex {
         let _one = self.folding.lock().await;
         let folded: i64 =
             sqlx::query_scalar("SELECT folded FROM ledger_index_state WHERE id = 1").fetch_one(&self.write).await?;
-        let rows = match sqlx::query("SELECT seq, body FROM ledger_journal WHERE seq > ? ORDER BY seq LIMIT ?")
+        let rows = match sqlx::query("SELECT seq, last_ts, body FROM ledger_journal WHERE seq > ? ORDER BY seq LIMIT ?")
             .bind(folded)
             .bind(FOLD_ROWS)
             .fetch_all(&self.journal)
@@ -311,13 +357,13 @@ impl LedgerIndex {
             let logged = journal_row(r)?;
             transfers.extend(logged.transfers);
             accounts.extend(logged.accounts);
-            last = Some(r.try_get::<i64, _>("seq")?);
+            last = Some((r.try_get::<i64, _>("seq")?, r.try_get::<i64, _>("last_ts")?));
             taken += 1;
             if transfers.len() >= FOLD_TRANSFERS {
                 break;
             }
         }
-        let Some(last) = last else { return Ok(0) };
+        let Some((last, last_ts)) = last else { return Ok(0) };
         let accounts = last_per_account(accounts);
         let mut tx = self.write.begin().await?;
         for chunk in statement_chunks(&accounts, 512) {
@@ -367,8 +413,9 @@ impl LedgerIndex {
             inserted += q.execute(&mut *tx).await?.rows_affected();
         }
         // another process's fold may have got here first: then this one changes nothing
-        let moved = sqlx::query("UPDATE ledger_index_state SET folded = ? WHERE id = 1 AND folded = ?")
+        let moved = sqlx::query("UPDATE ledger_index_state SET folded = ?, folded_ts = ? WHERE id = 1 AND folded = ?")
             .bind(last)
+            .bind(last_ts)
             .bind(folded)
             .execute(&mut *tx)
             .await?

@@ -660,6 +660,18 @@ async fn sqlites_transfer_index_is_derived_from_its_journal() {
     s.fold_ledger().await.expect("fold");
     assert_eq!(s.ledger_transfers(&every).await.expect("all"), ts, "rebuilt, the repeat again left out");
     drop(s);
+    // the database replaced (restored from an older copy, say) beside the newer index: the index
+    // is not this journal's — emptied and rebuilt, it answers for the new database's rows only
+    for f in ["suanwang.db", "suanwang.db-wal", "suanwang.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let s = SqliteStore::open(&dir).await.expect("reopen beside an old index");
+    s.migrate().await.expect("migrate");
+    s.commit(&Batch { transfers: &ts[..2], ..Batch::default() }).await.expect("commit");
+    assert_eq!(s.ledger_transfers(&every).await.expect("all"), ts[..2].to_vec(), "before the fold");
+    s.fold_ledger().await.expect("fold");
+    assert_eq!(s.ledger_transfers(&every).await.expect("all"), ts[..2].to_vec(), "after it");
+    drop(s);
     // a database from before the journal: its transfers table in the main file
     let old = dir.join("old.db");
     {
