@@ -27,7 +27,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, SqlitePool};
 
-use crate::sqlite::private_file;
+use crate::sqlite::{LEDGER_CHUNK, private_file, values_sql};
 use crate::{
     ACCOUNT_COLUMNS, ACCOUNT_UPDATE, AccountRow, LEDGER_MIGRATIONS, StoreError, TRANSFER_COLUMNS, TransferQuery,
     TransferRow, statement_chunks,
@@ -366,11 +366,12 @@ impl LedgerIndex {
         let Some((last, last_ts)) = last else { return Ok(0) };
         let accounts = last_per_account(accounts);
         let mut tx = self.write.begin().await?;
-        for chunk in statement_chunks(&accounts, 512) {
-            let one = "(?,?,?,?,?,?,?,?,?,?,?)";
-            let sql = format!(
-                "INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET {ACCOUNT_UPDATE}",
-                vec![one; chunk.len()].join(",")
+        for chunk in statement_chunks(&accounts, LEDGER_CHUNK) {
+            let sql = values_sql(
+                &format!("INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS})"),
+                11,
+                chunk.len(),
+                &format!("ON CONFLICT (id) DO UPDATE SET {ACCOUNT_UPDATE}"),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for a in chunk {
@@ -390,12 +391,9 @@ impl LedgerIndex {
             q.execute(&mut *tx).await?;
         }
         let mut inserted = 0u64;
-        for chunk in statement_chunks(&transfers, 512) {
-            let one = "(?,?,?,?,?,?,?,?,?,?)";
-            let sql = format!(
-                "INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING",
-                vec![one; chunk.len()].join(",")
-            );
+        for chunk in statement_chunks(&transfers, LEDGER_CHUNK) {
+            let head = format!("INSERT INTO ledger_transfers ({TRANSFER_COLUMNS})");
+            let sql = values_sql(&head, 10, chunk.len(), "ON CONFLICT (id) DO NOTHING");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for t in chunk {
                 q = q

@@ -188,10 +188,10 @@ fn row_to_job(r: &sqlx::sqlite::SqliteRow) -> Result<JobRow, sqlx::Error> {
 
 /// Rows per multi-row `INSERT … VALUES (…), (…)` of the ledger: 10–11 bound values each, well
 /// under SQLite's 32,766 variables; `statement_chunks` bounds the shapes prepared.
-const LEDGER_CHUNK: usize = 512;
+pub(crate) const LEDGER_CHUNK: usize = 512;
 
 /// `head` then `(?, …)` for `rows` rows of `cols` values, then `tail`: a multi-row statement.
-fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
+pub(crate) fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
     let one = format!("({})", vec!["?"; cols].join(","));
     format!("{head} VALUES {} {tail}", vec![one; rows].join(","))
 }
