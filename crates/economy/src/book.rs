@@ -234,8 +234,13 @@ fn overflow(field: &str) -> FieldError {
 }
 
 impl PriceBook {
-    /// The bill of `usage` before vouchers: compute, energy, transfer by mode, platform fee.
-    pub fn bill(&self, u: &Usage) -> Result<Bill, FieldError> {
+    /// What [`PriceBook::bill`] totals — subtotal, platform fee, total — without writing its
+    /// lines: the price a job's hold is placed on, once per admitted job.
+    pub fn total_fen(&self, u: &Usage) -> Result<i64, FieldError> {
+        self.totals(u).map(|(_, _, total)| total)
+    }
+
+    fn totals(&self, u: &Usage) -> Result<(i64, i64, i64), FieldError> {
         for (field, v) in
             [("compute_fen", u.compute_fen), ("energy_fen", u.energy_fen), ("transfer_fen", u.transfer_fen)]
         {
@@ -251,6 +256,12 @@ impl PriceBook {
         let fee = i64::try_from(round_half_up(i128::from(subtotal) * i128::from(self.platform.fee_bp), 10_000))
             .map_err(|_| overflow("platform_fee_fen"))?;
         let total = subtotal.checked_add(fee).ok_or_else(|| overflow("total_fen"))?;
+        Ok((subtotal, fee, total))
+    }
+
+    /// The bill of `usage` before vouchers: compute, energy, transfer by mode, platform fee.
+    pub fn bill(&self, u: &Usage) -> Result<Bill, FieldError> {
+        let (subtotal, fee, total) = self.totals(u)?;
         let mut lines = vec![
             LineItem {
                 kind: "compute".into(),
@@ -361,6 +372,7 @@ mod tests {
         let bill = b.bill(&u).expect("bill");
         // 3 % of 1,300 = 39
         assert_eq!((bill.subtotal_fen, bill.platform_fee_fen, bill.total_fen), (1_300, 39, 1_339));
+        assert_eq!(b.total_fen(&u), Ok(1_339), "the hold's price is the bill's total");
         assert_eq!(bill.lines.iter().map(|l| l.amount_fen).sum::<i64>(), bill.total_fen);
         let odd = Usage { compute_fen: 50, ..Usage::default() };
         assert_eq!(b.bill(&odd).expect("bill").platform_fee_fen, 2, "1.5 rounds up to 2");

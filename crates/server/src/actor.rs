@@ -910,17 +910,15 @@ impl Actor {
             }
             Err(_) => vec![],
         };
-        let (accounts, transfers, programmes, owners) = match self.inner.books.lock() {
+        let crate::billing::StagedBooks { accounts, transfers, programmes, owners } = match self.inner.books.lock() {
             Ok(mut books) => {
                 if self.billing {
                     self.settle(&mut books, &all_events, &staged, now);
                 }
                 books.expire(now.0);
-                let (a, t, p) = books.take_staged();
-                let owners = crate::billing::wallet_owners(&books, &t);
-                (a, t, p, owners)
+                books.take_staged()
             }
-            Err(_) => (vec![], vec![], vec![], HashMap::new()),
+            Err(_) => crate::billing::StagedBooks::default(),
         };
         // R6/R7: the batch's records, proved by entries appended in the same transaction
         let proofs = {

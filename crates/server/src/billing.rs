@@ -68,6 +68,17 @@ pub struct Shortfall {
     pub available_fen: i64,
 }
 
+/// What the books changed since the last group commit: its ledger rows, and whose wallet each
+/// new transfer touched.
+#[derive(Debug, Default)]
+pub struct StagedBooks {
+    pub accounts: Vec<AccountRow>,
+    pub transfers: Vec<TransferRow>,
+    pub programmes: Vec<ProgrammeRow>,
+    /// Transfer id → the tenant whose wallet it debits or credits.
+    pub owners: HashMap<String, String>,
+}
+
 #[derive(Debug)]
 pub struct Books {
     pub book: PriceBook,
@@ -81,14 +92,21 @@ pub struct Books {
     pub credit_limit: u64,
     touched: BTreeSet<u128>,
     staged: Vec<TransferRow>,
+    /// The tenant whose wallet each staged transfer touches (by transfer id): the evidence
+    /// log's records of a tenant's money are opened to that tenant.
+    staged_owners: HashMap<String, String>,
     staged_programmes: Vec<ProgrammeRow>,
     /// Client-chosen transfers this process applied: a retry is recognised here (older ones
     /// by the route, in the store) — the ledger keeps no resolved history in memory.
     client: HashMap<u128, Transfer>,
 }
 
+/// `id` as 32 lower-case hex digits, the ledger's ids on the wire and in the store. Every
+/// transfer staged formats three or four of these in the actor's loop: a table, not `format!`
+/// (which took most of `row_of`'s time).
 pub fn hex(id: u128) -> String {
-    format!("{id:032x}")
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    (0..32).rev().map(|i| char::from(DIGITS[((id >> (4 * i)) & 0xf) as usize])).collect()
 }
 
 pub fn parse_hex(s: &str) -> Option<u128> {
@@ -117,6 +135,7 @@ impl Books {
             credit_limit,
             touched: BTreeSet::new(),
             staged: Vec::new(),
+            staged_owners: HashMap::new(),
             staged_programmes: Vec::new(),
             client: HashMap::new(),
         }
@@ -165,7 +184,7 @@ impl Books {
     }
 
     /// What the next group commit writes: changed accounts, new transfers, changed programmes.
-    pub fn take_staged(&mut self) -> (Vec<AccountRow>, Vec<TransferRow>, Vec<ProgrammeRow>) {
+    pub fn take_staged(&mut self) -> StagedBooks {
         let accounts = std::mem::take(&mut self.touched)
             .into_iter()
             .filter_map(|id| {
@@ -174,7 +193,12 @@ impl Books {
                 Some(account_row(a, *kind, name))
             })
             .collect();
-        (accounts, std::mem::take(&mut self.staged), std::mem::take(&mut self.staged_programmes))
+        StagedBooks {
+            accounts,
+            transfers: std::mem::take(&mut self.staged),
+            programmes: std::mem::take(&mut self.staged_programmes),
+            owners: std::mem::take(&mut self.staged_owners),
+        }
     }
 
     pub fn has_staged(&self) -> bool {
@@ -226,9 +250,14 @@ impl Books {
             return Err(*e);
         }
         for stored in self.ledger.created() {
-            self.touched.insert(stored.debit_account_id);
-            self.touched.insert(stored.credit_account_id);
-            self.staged.push(row_of(stored, now_ms));
+            let row = row_of(stored, now_ms);
+            for side in [stored.debit_account_id, stored.credit_account_id] {
+                self.touched.insert(side);
+                if let Some((AccountKind::Wallet, name)) = self.names.get(&side) {
+                    self.staged_owners.insert(row.id.clone(), name.clone());
+                }
+            }
+            self.staged.push(row);
         }
         results.into_iter().collect()
     }
@@ -618,24 +647,10 @@ pub fn provider_of(book: &PriceBook, net: &Network, grants: &BTreeMap<String, Si
 
 /// The price a hold takes for a planned meter: the bill's total (with the platform fee).
 pub fn estimate(book: &PriceBook, m: &Meter) -> i64 {
-    book.bill(&m.usage()).map_or(m.money_fen, |b| b.total_fen)
+    book.total_fen(&m.usage()).unwrap_or(m.money_fen)
 }
 
 /// An account as the store keeps it.
-/// The tenant whose wallet each of `transfers` touches (by transfer id), for the evidence
-/// log's records: a tenant may open the records of its own money.
-pub fn wallet_owners(books: &Books, transfers: &[TransferRow]) -> std::collections::HashMap<String, String> {
-    let mut out = std::collections::HashMap::new();
-    for t in transfers {
-        for side in [&t.debit, &t.credit] {
-            if let Some((AccountKind::Wallet, name)) = parse_hex(side).and_then(|id| books.name_of(id)) {
-                out.insert(t.id.clone(), name.clone());
-            }
-        }
-    }
-    out
-}
-
 pub fn account_row(a: &Account, kind: AccountKind, name: &str) -> AccountRow {
     AccountRow {
         id: hex(a.id),
@@ -704,6 +719,17 @@ pub fn transfer_of(r: &TransferRow) -> Option<Transfer> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn ids_are_32_hex_digits_and_parse_back() {
+        for id in
+            [0, 1, 0xabc, u128::from(u64::MAX) << 7, 1 << 127, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210]
+        {
+            let h = hex(id);
+            assert_eq!(h, format!("{id:032x}"));
+            assert_eq!(parse_hex(&h), Some(id));
+        }
+    }
+
     fn programme(budget: i64, cap: i64, to_ms: i64) -> Programme {
         Programme {
             id: "p".into(),
@@ -766,7 +792,7 @@ mod tests {
         assert_eq!(b.find(AccountKind::Grant, "p/a").map(Account::balance), Some(0));
         assert_eq!(b.grant("p", "a", 1, 10_001).map_err(|e| e.field), Err("programme".to_string()), "closed");
         assert!(b.balanced());
-        let (_, transfers, programmes) = b.take_staged();
+        let StagedBooks { transfers, programmes, .. } = b.take_staged();
         assert!(transfers.iter().any(|t| t.code == i32::from(TransferKind::Return.code())));
         assert_eq!(programmes.last().map(|p| p.body.contains("\"closed\":true")), Some(true));
     }

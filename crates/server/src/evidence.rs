@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use suanwang_engine::Event;
 use suanwang_evidence::entry::{commitment, entry, hex};
@@ -28,7 +29,8 @@ pub struct Record {
     pub tenant: Option<String>,
     pub job_id: Option<u64>,
     pub subject: Option<String>,
-    pub body: Value,
+    /// The record as JSON text: what the entry commits to, byte for byte.
+    pub body: String,
 }
 
 /// What a batch appends: the tree after it, its rows and the tiles it filled.
@@ -163,7 +165,7 @@ impl EvidenceLog {
         for r in records {
             let index = tree.size();
             let salt = self.salt(index);
-            let record = r.body.to_string();
+            let record = r.body.clone();
             // kinds are the server's own words
             let Ok(e) = entry(&r.kind, at_ms, &commitment(&salt, record.as_bytes())) else {
                 tracing::error!(kind = %r.kind, "an evidence record of a kind that is not a word: not logged");
@@ -229,7 +231,63 @@ impl EvidenceLog {
     }
 }
 
-type JobParts = (Vec<Value>, Vec<Value>, Vec<Value>);
+type JobParts<'a> = (Vec<Value>, Vec<Value>, Vec<TransferJson<'a>>);
+
+/// A ledger transfer as a record holds it. The fields are in alphabetical order, as a
+/// `serde_json::Value`'s map would print them: records written before this type existed read
+/// the same, and a transfer is serialised straight from its row — with billing on, most of a
+/// job's record is its transfers, and building them as `Value`s first was most of what billing
+/// added to the actor's loop (issue 13's p99 target).
+#[derive(Serialize)]
+struct TransferJson<'a> {
+    amount: i64,
+    at_ms: i64,
+    code: i32,
+    credit: &'a str,
+    debit: &'a str,
+    flags: i32,
+    id: &'a str,
+    pending_id: &'a str,
+    ts: i64,
+    user_data: i64,
+}
+
+impl<'a> From<&'a TransferRow> for TransferJson<'a> {
+    fn from(t: &'a TransferRow) -> Self {
+        TransferJson {
+            amount: t.amount,
+            at_ms: t.at_ms,
+            code: t.code,
+            credit: &t.credit,
+            debit: &t.debit,
+            flags: t.flags,
+            id: &t.id,
+            pending_id: &t.pending_id,
+            ts: t.ts,
+            user_data: t.user_data,
+        }
+    }
+}
+
+/// A job's record (fields in alphabetical order, as [`TransferJson`]'s).
+#[derive(Serialize)]
+struct JobJson<'a> {
+    commands: Vec<Value>,
+    events: Vec<Value>,
+    job: u64,
+    transfers: Vec<TransferJson<'a>>,
+}
+
+/// A record of one ledger transfer of no job.
+#[derive(Serialize)]
+struct LedgerJson<'a> {
+    transfer: TransferJson<'a>,
+}
+
+fn text(body: &impl Serialize) -> String {
+    // the bodies are plain data: serialising them cannot fail
+    serde_json::to_string(body).unwrap_or_default()
+}
 
 /// The records of one group commit: each command that is not about a job; per job, its
 /// commands, its events and its ledger transfers; each ledger transfer of no job.
@@ -249,6 +307,7 @@ pub fn records(
         match c.job_id.and_then(|j| u64::try_from(j).ok()) {
             Some(j) => jobs.entry(j).or_default().0.push(cmd),
             None => {
+                let body = &cmd["body"];
                 let subject = match (body.get("dataset"), body.get("principal"), body.get("alert")) {
                     (Some(Value::String(d)), _, _) => Some(format!("dataset/{d}")),
                     (_, Some(Value::String(p)), _) => Some(format!("principal/{p}")),
@@ -259,7 +318,7 @@ pub fn records(
                         .map(|s| format!("site/{s}")),
                 };
                 let tenant = body.get("tenant").and_then(Value::as_str).map(str::to_string);
-                out.push(Record { kind: c.kind.clone(), tenant, job_id: None, subject, body: cmd });
+                out.push(Record { kind: c.kind.clone(), tenant, job_id: None, subject, body: cmd.to_string() });
             }
         }
     }
@@ -269,20 +328,19 @@ pub fn records(
             Some(j) => jobs.entry(j).or_default().1.push(v),
             None => {
                 let subject = v.get("site").and_then(Value::as_str).map(|s| format!("site/{s}"));
-                out.push(Record { kind: "event".into(), tenant: None, job_id: None, subject, body: v });
+                out.push(Record { kind: "event".into(), tenant: None, job_id: None, subject, body: v.to_string() });
             }
         }
     }
     for t in transfers {
-        let v = serde_json::to_value(t).unwrap_or(Value::Null);
         match u64::try_from(t.user_data).ok().filter(|j| *j != 0 && jobs.contains_key(j)) {
-            Some(j) => jobs.entry(j).or_default().2.push(v),
+            Some(j) => jobs.entry(j).or_default().2.push(t.into()),
             None => out.push(Record {
                 kind: "ledger".into(),
                 tenant: owner_of_transfer(t),
                 job_id: None,
                 subject: None,
-                body: json!({"transfer": v}),
+                body: text(&LedgerJson { transfer: t.into() }),
             }),
         }
     }
@@ -293,7 +351,7 @@ pub fn records(
             tenant,
             job_id: Some(j),
             subject,
-            body: json!({"job": j, "commands": commands, "events": events, "transfers": transfers}),
+            body: text(&JobJson { commands, events, job: j, transfers }),
         });
     }
     out
@@ -422,5 +480,79 @@ pub async fn log_tokens(inner: std::sync::Arc<crate::Inner>, tx: tokio::sync::mp
                 Err(_) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use suanwang_core::Ts;
+
+    fn transfer(id: &str, job: i64) -> TransferRow {
+        TransferRow {
+            id: id.into(),
+            debit: "0000000000000000000000000000000a".into(),
+            credit: "0000000000000000000000000000000b".into(),
+            amount: 1_234,
+            pending_id: String::new(),
+            user_data: job,
+            code: 3,
+            flags: 2,
+            ts: 1_700_000_000_000_001,
+            at_ms: 1_700_000_000_000,
+        }
+    }
+
+    /// A record's text is what its entry commits to: written straight from the rows, it must
+    /// read exactly as the `Value` it replaced (keys sorted), or records already in a store and
+    /// new ones would differ in form.
+    #[test]
+    fn records_read_as_their_json_values_did() {
+        let submit = CommandRow {
+            seq: 0,
+            at_ms: 1_700_000_000_000,
+            actor: "acme".into(),
+            kind: "submit".into(),
+            job_id: Some(7),
+            tenant: Some("acme".into()),
+            idempotency_key: None,
+            body: r#"{"name":"x","tenant":"acme"}"#.into(),
+            events: String::new(),
+        };
+        let topup = CommandRow {
+            job_id: None,
+            kind: "topup".into(),
+            body: r#"{"tenant":"acme","amount_fen":5}"#.into(),
+            ..submit.clone()
+        };
+        let started = Event::Started { id: 7, at: Ts(1_700_000_000_000), attempt: 1 };
+        let (t7, t0) =
+            (transfer("00000000000000000000000000000001", 7), transfer("00000000000000000000000000000002", 0));
+        let out = records(
+            &[submit.clone(), topup.clone()],
+            std::slice::from_ref(&started),
+            &[t7.clone(), t0.clone()],
+            |_| Some(("acme".into(), None)),
+            |_| Some("acme".into()),
+        );
+        let cmd = |c: &CommandRow| {
+            let body: Value = serde_json::from_str(&c.body).expect("body");
+            json!({"kind": c.kind, "actor": c.actor, "at_ms": c.at_ms, "body": body})
+        };
+        let as_value = |t: &TransferRow| serde_json::to_value(t).expect("transfer");
+        let want = [
+            ("topup", cmd(&topup).to_string()),
+            ("ledger", json!({"transfer": as_value(&t0)}).to_string()),
+            (
+                "job",
+                json!({"job": 7, "commands": [cmd(&submit)], "events": [serde_json::to_value(&started).expect("event")],
+                       "transfers": [as_value(&t7)]})
+                .to_string(),
+            ),
+        ];
+        let got: Vec<(&str, String)> = out.iter().map(|r| (r.kind.as_str(), r.body.clone())).collect();
+        assert_eq!(got, want.iter().map(|(k, b)| (*k, b.clone())).collect::<Vec<_>>());
+        assert_eq!(out[2].job_id, Some(7));
+        assert_eq!(out[1].tenant.as_deref(), Some("acme"));
     }
 }

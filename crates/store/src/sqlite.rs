@@ -207,15 +207,16 @@ async fn journal(
     if transfers.is_empty() && accounts.is_empty() {
         return Ok(());
     }
-    let before: Option<i64> = sqlx::query_scalar("SELECT last_ts FROM ledger_journal ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *tx)
-        .await?;
-    let last = ledger_index::Logged::last_ts(transfers, accounts).max(before.unwrap_or(0));
-    sqlx::query("INSERT INTO ledger_journal (last_ts, body) VALUES (?, ?)")
-        .bind(last)
-        .bind(ledger_index::encode(transfers, accounts))
-        .execute(&mut *tx)
-        .await?;
+    // the clock after the row: its own newest stamp, never below the row before it (an
+    // account-only row keeps it) — one statement, one trip to the database's thread
+    sqlx::query(
+        "INSERT INTO ledger_journal (last_ts, body)
+         SELECT max(?, coalesce((SELECT last_ts FROM ledger_journal ORDER BY seq DESC LIMIT 1), 0)), ?",
+    )
+    .bind(ledger_index::Logged::last_ts(transfers, accounts))
+    .bind(ledger_index::encode(transfers, accounts))
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -466,7 +467,7 @@ async fn journal_old_ledger(pool: &SqlitePool) -> Result<(), StoreError> {
     for chunk in accounts.chunks(4096) {
         journal(&mut tx, &[], chunk).await?;
     }
-    for t in old.iter().filter(|t| has(t)) {
+    for t in &old {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {t}"))).execute(&mut *tx).await?;
     }
     tx.commit().await?;
