@@ -9,7 +9,7 @@ use suanwang_core::Network;
 use suanwang_server::auth::Role;
 use suanwang_server::listen::{Limits, ListenOptions, serve_with, tls_config};
 use suanwang_server::throttle::AuthLimit;
-use suanwang_server::{ServerConfig, build, create_token};
+use suanwang_server::{ServerConfig, build, build_from, create_token};
 use suanwang_store::AnyStore;
 
 /// The store for `--data DIR` (SQLite in DIR) or `--db URL`.
@@ -170,6 +170,9 @@ pub struct HaArgs {
 /// the same name.
 const INSTANCE_TOKEN_ENV: &str = "SUANWANG_INSTANCE_TOKEN";
 
+/// How often a follower applies the commands the leader appended since its last step.
+const REPLICA_STEP: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One instance of several (issue 17): it registers its name, serves at once (following:
 /// forwarding to the leader), waits for the lease, then loads the state and leads — renewing the
 /// lease beside its writes — until it is deposed or loses the database for a whole lease, when
@@ -275,6 +278,35 @@ async fn instance(
             }
         });
     }
+    // the engine kept current while following: the newest snapshot, then the commands the
+    // leader appends, a page at a time — taking the lease replays only what it has not applied
+    let net = Arc::new(net);
+    let replica: Arc<tokio::sync::Mutex<Option<suanwang_server::actor::Replica>>> = Arc::default();
+    let tailer = {
+        let (replica, store, net, cfg, state) =
+            (Arc::clone(&replica), AnyStore::Postgres(pg.clone()), Arc::clone(&net), cfg.clone(), Arc::clone(&state));
+        tokio::spawn(async move {
+            loop {
+                {
+                    let mut slot = replica.lock().await;
+                    let step = match slot.as_mut() {
+                        None => suanwang_server::replica(Arc::clone(&net), &store, &cfg).await.map(|r| {
+                            *slot = Some(r);
+                        }),
+                        Some(r) => r.tail(&store, false, 1).await.map(drop).map_err(Into::into),
+                    };
+                    if let Err(e) = step {
+                        // loaded afresh at the next step; taking the lease replays the log instead meanwhile
+                        tracing::warn!(error = %e, "the follower's copy of the engine could not be brought up to date");
+                        *slot = None;
+                    }
+                    let seq = slot.as_ref().map_or(0, suanwang_server::actor::Replica::last_seq);
+                    state.replica_seq.store(seq, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(REPLICA_STEP).await;
+            }
+        })
+    };
     // follow until the lease is free; a database lost for two leases (its primary failed
     // over) is connected to afresh: the process re-executes and finds the new primary
     let mut answered = Instant::now();
@@ -332,9 +364,20 @@ async fn instance(
         });
     }
     cfg.ha = Some(Arc::clone(&state));
-    let (routes, _actor) = build(Arc::new(net), AnyStore::Postgres(pg), cfg).await?;
+    // the follower's engine, as far as it got (its step ends first); none: the log is replayed
+    let replica = replica.lock().await.take();
+    tailer.abort();
+    let from = match &replica {
+        Some(r) => format!("its copy, current to command {}", r.last_seq()),
+        None => "the snapshot and the log".into(),
+    };
+    let (routes, _actor) = Box::pin(build_from(net, AnyStore::Postgres(pg), cfg, replica)).await?;
     state.lead(epoch, routes);
-    println!("instance {} leads at epoch {epoch} (state loaded in {} ms)", ha.name, took.elapsed().as_millis());
+    println!(
+        "instance {} leads at epoch {epoch} (state loaded from {from} in {} ms)",
+        ha.name,
+        took.elapsed().as_millis()
+    );
     tracing::warn!(instance = %ha.name, epoch, "took the leader's lease");
     tokio::select! {
         done = served => { done??; }

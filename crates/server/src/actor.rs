@@ -307,26 +307,49 @@ impl Pending {
     }
 }
 
-impl Actor {
-    pub fn new_engine(inner: &Inner, policy: &Policy, time_scale: f64, now: Ts) -> Engine {
-        Engine::new(Arc::clone(&inner.base_net), now, Actor::engine_config(inner, policy, time_scale))
-    }
+/// The engine's configuration under `policy`, `time_scale` and the price `book`'s spot terms.
+pub fn engine_config(policy: &Policy, time_scale: f64, book: &suanwang_economy::PriceBook) -> EngineConfig {
+    EngineConfig { sched: Config::default(), policy: policy.clone(), time_scale, spot: book.spot.clone() }
+}
 
-    /// The engine's configuration: the policy, the time scale, and the price book's spot terms.
-    fn engine_config(inner: &Inner, policy: &Policy, time_scale: f64) -> EngineConfig {
-        let spot =
-            inner.books.lock().map_or_else(|_| suanwang_economy::PriceBook::reference().spot, |b| b.book.spot.clone());
-        EngineConfig { sched: Config::default(), policy: policy.clone(), time_scale, spot }
-    }
+/// The engine and the live views rebuilt from the store: the newest readable snapshot, then
+/// every later command re-applied at its own time. A restart loads one, applies the whole log
+/// after the snapshot and leads from it ([`Actor::replay`]); a follower (issue 17) loads one
+/// at start and keeps it current by tailing the log the leader appends, so that taking the
+/// lease costs only the commands since its last step ([`Actor::resume`]).
+pub struct Replica {
+    net: Arc<Network>,
+    cfg: EngineConfig,
+    engine: Option<Engine>,
+    views: Views,
+    /// The snapshot it started from, and the last command it applied.
+    from: i64,
+    after: i64,
+    last_command_ms: Option<i64>,
+    pending: Pending,
+}
 
-    /// The newest snapshot that can be read and restored: (seq, engine, views). A snapshot of
-    /// another format version, or one that does not parse or restore, is skipped with a warning.
-    async fn load_snapshot(
-        inner: &Inner,
-        store: &AnyStore,
-        policy: &Policy,
-        time_scale: f64,
-    ) -> Result<Option<(i64, Engine, Views)>, StoreError> {
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("from", &self.from).field("after", &self.after).finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// From the newest snapshot that can be read and restored (none: from the log's start). A
+    /// snapshot of another format version, or one that does not parse or restore, is skipped
+    /// with a warning.
+    pub async fn load(net: Arc<Network>, cfg: EngineConfig, store: &AnyStore) -> Result<Replica, StoreError> {
+        let mut r = Replica {
+            net,
+            cfg,
+            engine: None,
+            views: Views::default(),
+            from: 0,
+            after: 0,
+            last_command_ms: None,
+            pending: Pending::default(),
+        };
         for (seq, body) in store.snapshots().await? {
             let snap = match serde_json::from_str::<Snapshot>(&body) {
                 Ok(s) if s.version == SNAPSHOT_VERSION => s,
@@ -344,149 +367,203 @@ impl Actor {
                     continue;
                 }
             };
-            let cfg = Actor::engine_config(inner, policy, time_scale);
-            match Engine::restore(&inner.base_net, cfg, snap.engine) {
-                Ok(engine) => return Ok(Some((seq, engine, Views::restore(snap.views)))),
+            match Engine::restore(&r.net, r.cfg.clone(), snap.engine) {
+                Ok(engine) => {
+                    (r.engine, r.views, r.from, r.after) = (Some(engine), Views::restore(snap.views), seq, seq);
+                    break;
+                }
                 Err(e) => tracing::warn!(seq, error = %e, "snapshot does not restore; skipped"),
             }
         }
-        Ok(None)
+        Ok(r)
+    }
+
+    /// The last command applied (0: none).
+    pub fn last_seq(&self) -> i64 {
+        self.after
+    }
+
+    /// The copy's engine and live views as a snapshot would store them (tests compare copies).
+    pub fn state(&self) -> Value {
+        json!({"engine": self.engine.as_ref().map(Engine::snapshot), "views": self.views.snapshot()})
+    }
+
+    /// Applies the commands after the last one applied, at most `pages` pages of them; returns
+    /// how many. `write`: the job rows they change go back to the store after each page (a
+    /// restart's replay); a follower's are dropped — the leader wrote them with the commands.
+    pub async fn tail(&mut self, store: &AnyStore, write: bool, pages: usize) -> Result<usize, StoreError> {
+        let mut applied = 0;
+        for _ in 0..pages {
+            let rows = store.commands(self.after, REPLAY_PAGE).await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                self.apply(row);
+            }
+            applied += rows.len();
+            if write {
+                self.pending.flush(store).await?;
+            } else {
+                self.pending.jobs.clear();
+                self.pending.logs.clear();
+            }
+        }
+        Ok(applied)
+    }
+
+    /// One command of the log, at its own time: the timers due before it, then the command.
+    fn apply(&mut self, row: &CommandRow) {
+        self.after = row.seq;
+        self.last_command_ms = Some(row.at_ms);
+        let at = Ts(row.at_ms);
+        let (net, cfg) = (&self.net, &self.cfg);
+        let e = self.engine.get_or_insert_with(|| Engine::new(Arc::clone(net), at, cfg.clone()));
+        let (views, pending, time_scale) = (&mut self.views, &mut self.pending, self.cfg.time_scale);
+        let _ = e.advance_to(at);
+        let timer_events = e.take_events();
+        stage_and_install(views, vec![], &timer_events, &e.network(), pending);
+        let body: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
+        let mut fresh = vec![];
+        match row.kind.as_str() {
+            "submit" => {
+                let Some(id) = row.job_id.and_then(|i| u64::try_from(i).ok()) else { return };
+                let spec = body.get("spec").cloned().unwrap_or(Value::Null);
+                let scale = body.get("time_scale").and_then(Value::as_f64).unwrap_or(time_scale);
+                let bytes = serde_json::to_vec(&spec).unwrap_or_default();
+                let Ok(job) = suanwang_core::job::parse_json(&bytes, &e.network(), at) else { return };
+                fresh.push(fresh_view(id, &job, spec, &row.actor, at));
+                let _ = e.apply(Command::Submit { id, job: Box::new(scaled(&job, scale)) });
+                // the ledger refused its hold: the same refusal again
+                if let Some(u) = body.get("unfunded") {
+                    let fen = |k: &str| u.get(k).and_then(Value::as_i64).unwrap_or(0);
+                    let _ = e.apply(Command::Unfunded {
+                        id,
+                        price_fen: fen("price_fen"),
+                        available_fen: fen("available_fen"),
+                    });
+                }
+            }
+            "cancel" => {
+                if let Some(id) = row.job_id.and_then(|i| u64::try_from(i).ok()) {
+                    let _ = e.apply(Command::Cancel { id });
+                }
+            }
+            "register_site" => {
+                if let Some(r) = Registration::from_row(&body, &row.actor) {
+                    let _ = e.apply(Command::RegisterSite { site: r.site, owner: r.owner, approved: r.approved });
+                }
+            }
+            "approve_site" => {
+                if let Some(site) = body.get("site").and_then(Value::as_str) {
+                    let owner = body.get("owner").and_then(|o| serde_json::from_value::<Owner>(o.clone()).ok());
+                    let _ = e.apply(Command::ApproveSite { site: site.to_string(), owner });
+                }
+            }
+            "suspend" => {
+                if let (Some(site), Some(suspended)) =
+                    (body.get("site").and_then(Value::as_str), body.get("suspended").and_then(Value::as_bool))
+                {
+                    let move_jobs = body.get("move").and_then(Value::as_bool).unwrap_or(false);
+                    let _ = e.apply(Command::Suspend { site: site.to_string(), suspended, move_jobs });
+                }
+            }
+            "site_down" => {
+                if let Some(site) = body.get("site").and_then(Value::as_str) {
+                    let _ = e.apply(Command::SiteDown { site: site.to_string() });
+                }
+            }
+            "reserve" => {
+                if let Some(cmd) = crate::market::reserve_command(&body) {
+                    let _ = e.apply(cmd);
+                }
+            }
+            "report" => {
+                if let Ok(r) = serde_json::from_value::<AgentReport>(body.clone()) {
+                    // reports logged before the run_logs table carried the output in the log
+                    if !r.stdout.is_empty() || !r.stderr.is_empty() {
+                        pending.logs.push(RunLog {
+                            job_id: i64::try_from(r.id).unwrap_or(i64::MAX),
+                            attempt: i64::from(r.attempt),
+                            at_ms: at.0,
+                            stdout: r.stdout.clone().into_bytes(),
+                            stderr: r.stderr.clone().into_bytes(),
+                        });
+                    }
+                    let _ = e.apply(Command::Report { id: r.id, attempt: r.attempt, outcome: outcome_of(&r) });
+                }
+            }
+            _ => {}
+        }
+        let events = e.take_events();
+        stage_and_install(views, fresh, &events, &e.network(), pending);
+    }
+
+    /// The engine to lead with, its views and the last command: the timers fired by the
+    /// batches that were made durable fire again here, into the views only (their ledger and
+    /// evidence rows are in the store). Those that fell due after the last durable batch —
+    /// while no process served — are left to the first batch, which settles, logs and proves
+    /// them like any others: once.
+    async fn finish(mut self, store: &AnyStore) -> Result<(Engine, Views, i64), StoreError> {
+        let now = wall_now();
+        let mut engine =
+            self.engine.take().unwrap_or_else(|| Engine::new(Arc::clone(&self.net), now, self.cfg.clone()));
+        let durable_until = match store.evidence_size().await? {
+            0 => None,
+            size => store.evidence_entries(size - 1, size).await?.last().map(|r| r.at_ms),
+        };
+        let until = durable_until.max(self.last_command_ms).map_or(now, |ms| Ts(ms).min(now));
+        let _ = engine.advance_to(until.max(engine.now()));
+        let events = engine.take_events();
+        stage_and_install(&mut self.views, vec![], &events, &engine.network(), &mut self.pending);
+        self.pending.flush(store).await?;
+        Ok((engine, self.views, self.after))
+    }
+}
+
+impl Actor {
+    pub fn new_engine(inner: &Inner, policy: &Policy, time_scale: f64, now: Ts) -> Engine {
+        Engine::new(Arc::clone(&inner.base_net), now, Actor::engine_config(inner, policy, time_scale))
+    }
+
+    /// The engine's configuration: the policy, the time scale, and the price book's spot terms.
+    fn engine_config(inner: &Inner, policy: &Policy, time_scale: f64) -> EngineConfig {
+        match inner.books.lock() {
+            Ok(b) => engine_config(policy, time_scale, &b.book),
+            Err(_) => engine_config(policy, time_scale, &suanwang_economy::PriceBook::reference()),
+        }
     }
 
     /// Rebuilds engine and live views: from the newest readable snapshot, then every later
-    /// command re-applied at its own time. The job rows the replayed commands change are
-    /// written back to the store (idempotent: the same rows the live server wrote), so the
-    /// projection is whole even after a crash between a change and its write. Returns the
-    /// engine and the last sequence number.
+    /// command re-applied at its own time ([`Replica`]). The job rows the replayed commands
+    /// change are written back to the store (idempotent: the same rows the live server wrote),
+    /// so the projection is whole even after a crash between a change and its write. Returns
+    /// the engine and the last sequence number.
     pub async fn replay(
         inner: &Inner,
         store: &AnyStore,
         policy: &Policy,
         time_scale: f64,
     ) -> Result<(Engine, i64), StoreError> {
+        let cfg = Actor::engine_config(inner, policy, time_scale);
+        let replica = Replica::load(Arc::clone(&inner.base_net), cfg, store).await?;
+        Actor::resume(inner, store, replica).await
+    }
+
+    /// Leads from `replica`: the commands it has not applied yet (their job rows written back,
+    /// as [`Actor::replay`] does), then the timers of the durable batches; its views become the
+    /// server's.
+    pub async fn resume(inner: &Inner, store: &AnyStore, mut replica: Replica) -> Result<(Engine, i64), StoreError> {
         let started = std::time::Instant::now();
-        let mut after = 0;
-        let mut engine: Option<Engine> = None;
-        let mut views = Views::default();
-        if let Some((seq, e, v)) = Actor::load_snapshot(inner, store, policy, time_scale).await? {
-            engine = Some(e);
-            views = v;
-            after = seq;
-        }
-        let from = after;
-        let mut pending = Pending::default();
-        let mut last_command_ms = None;
-        loop {
-            let rows = store.commands(after, REPLAY_PAGE).await?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in &rows {
-                after = row.seq;
-                last_command_ms = Some(row.at_ms);
-                let at = Ts(row.at_ms);
-                let e = engine.get_or_insert_with(|| Actor::new_engine(inner, policy, time_scale, at));
-                let _ = e.advance_to(at);
-                let timer_events = e.take_events();
-                stage_and_install(&mut views, vec![], &timer_events, &e.network(), &mut pending);
-                let body: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
-                let mut fresh = vec![];
-                match row.kind.as_str() {
-                    "submit" => {
-                        let Some(id) = row.job_id.and_then(|i| u64::try_from(i).ok()) else { continue };
-                        let spec = body.get("spec").cloned().unwrap_or(Value::Null);
-                        let scale = body.get("time_scale").and_then(Value::as_f64).unwrap_or(time_scale);
-                        let bytes = serde_json::to_vec(&spec).unwrap_or_default();
-                        let Ok(job) = suanwang_core::job::parse_json(&bytes, &e.network(), at) else { continue };
-                        fresh.push(fresh_view(id, &job, spec, &row.actor, at));
-                        let _ = e.apply(Command::Submit { id, job: Box::new(scaled(&job, scale)) });
-                        // the ledger refused its hold: the same refusal again
-                        if let Some(u) = body.get("unfunded") {
-                            let fen = |k: &str| u.get(k).and_then(Value::as_i64).unwrap_or(0);
-                            let _ = e.apply(Command::Unfunded {
-                                id,
-                                price_fen: fen("price_fen"),
-                                available_fen: fen("available_fen"),
-                            });
-                        }
-                    }
-                    "cancel" => {
-                        if let Some(id) = row.job_id.and_then(|i| u64::try_from(i).ok()) {
-                            let _ = e.apply(Command::Cancel { id });
-                        }
-                    }
-                    "register_site" => {
-                        if let Some(r) = Registration::from_row(&body, &row.actor) {
-                            let _ =
-                                e.apply(Command::RegisterSite { site: r.site, owner: r.owner, approved: r.approved });
-                        }
-                    }
-                    "approve_site" => {
-                        if let Some(site) = body.get("site").and_then(Value::as_str) {
-                            let owner = body.get("owner").and_then(|o| serde_json::from_value::<Owner>(o.clone()).ok());
-                            let _ = e.apply(Command::ApproveSite { site: site.to_string(), owner });
-                        }
-                    }
-                    "suspend" => {
-                        if let (Some(site), Some(suspended)) =
-                            (body.get("site").and_then(Value::as_str), body.get("suspended").and_then(Value::as_bool))
-                        {
-                            let move_jobs = body.get("move").and_then(Value::as_bool).unwrap_or(false);
-                            let _ = e.apply(Command::Suspend { site: site.to_string(), suspended, move_jobs });
-                        }
-                    }
-                    "site_down" => {
-                        if let Some(site) = body.get("site").and_then(Value::as_str) {
-                            let _ = e.apply(Command::SiteDown { site: site.to_string() });
-                        }
-                    }
-                    "reserve" => {
-                        if let Some(cmd) = crate::market::reserve_command(&body) {
-                            let _ = e.apply(cmd);
-                        }
-                    }
-                    "report" => {
-                        if let Ok(r) = serde_json::from_value::<AgentReport>(body.clone()) {
-                            // reports logged before the run_logs table carried the output in the log
-                            if !r.stdout.is_empty() || !r.stderr.is_empty() {
-                                pending.logs.push(RunLog {
-                                    job_id: i64::try_from(r.id).unwrap_or(i64::MAX),
-                                    attempt: i64::from(r.attempt),
-                                    at_ms: at.0,
-                                    stdout: r.stdout.clone().into_bytes(),
-                                    stderr: r.stderr.clone().into_bytes(),
-                                });
-                            }
-                            let _ = e.apply(Command::Report { id: r.id, attempt: r.attempt, outcome: outcome_of(&r) });
-                        }
-                    }
-                    _ => {}
-                }
-                let events = e.take_events();
-                stage_and_install(&mut views, fresh, &events, &e.network(), &mut pending);
-            }
-            pending.flush(store).await?;
-        }
-        let now = wall_now();
-        let mut engine = engine.unwrap_or_else(|| Actor::new_engine(inner, policy, time_scale, now));
-        // Timers fired by the batches that were made durable fire again here, into the views
-        // only (their ledger and evidence rows are in the store). Those that fell due after the
-        // last durable batch — while no process served — are left to the first batch, which
-        // settles, logs and proves them like any others: once.
-        let durable_until = match store.evidence_size().await? {
-            0 => None,
-            size => store.evidence_entries(size - 1, size).await?.last().map(|r| r.at_ms),
-        };
-        let until = durable_until.max(last_command_ms).map_or(now, |ms| Ts(ms).min(now));
-        let _ = engine.advance_to(until.max(engine.now()));
-        let events = engine.take_events();
-        stage_and_install(&mut views, vec![], &events, &engine.network(), &mut pending);
-        pending.flush(store).await?;
+        let caught_up = replica.tail(store, true, usize::MAX).await?;
+        let from = replica.from;
+        let (engine, views, after) = replica.finish(store).await?;
         inner.metrics.placements.store(views.totals.placements, Ordering::Relaxed);
         inner.metrics.refusals.store(views.totals.refusals, Ordering::Relaxed);
         tracing::info!(
             from_seq = from,
             to_seq = after,
+            caught_up,
             live_jobs = views.live.len(),
             jobs = views.totals.jobs,
             ms = started.elapsed().as_millis() as u64,
@@ -1102,8 +1179,9 @@ impl Actor {
                     Err(e) => tracing::error!(error = %e, "the market could not be reloaded from the store"),
                 }
                 // nothing of this batch is durable: go back to what the log says
+                // boxed: the replay's future is large, and this path is rare
                 if let Ok((engine, last)) =
-                    Actor::replay(&self.inner, &self.inner.store, &self.policy, self.time_scale).await
+                    Box::pin(Actor::replay(&self.inner, &self.inner.store, &self.policy, self.time_scale)).await
                 {
                     self.engine = engine;
                     self.last_seq = last;

@@ -140,6 +140,9 @@ pub struct Ha {
     pub local_reads: AtomicU64,
     /// Requests this follower forwarded to the leader (and had answered).
     pub forwarded: AtomicU64,
+    /// The last command of the log this follower's copy of the engine has applied
+    /// ([`crate::actor::Replica`]; 0: none yet).
+    pub replica_seq: AtomicI64,
     /// The price book (the leader's: the same `--prices`), for the bills a follower answers.
     price_book: Option<suanwang_economy::PriceBook>,
     names: AccountNames,
@@ -232,6 +235,7 @@ impl Ha {
             tokens: RwLock::new(HashMap::new()),
             local_reads: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
+            replica_seq: AtomicI64::new(0),
             price_book,
             names: AccountNames::default(),
             tail: tokio::sync::OnceCell::new(),
@@ -307,12 +311,16 @@ impl Ha {
              suanwang_ha_follower_reads_total{{instance=\"{i}\"}} {r}\n\
              # HELP suanwang_ha_forwarded_total Requests this instance forwarded to the leader while following.\n\
              # TYPE suanwang_ha_forwarded_total counter\n\
-             suanwang_ha_forwarded_total{{instance=\"{i}\"}} {f}\n",
+             suanwang_ha_forwarded_total{{instance=\"{i}\"}} {f}\n\
+             # HELP suanwang_ha_replica_seq The last command of the log this instance's copy of the engine applied while following (it leads from that copy).\n\
+             # TYPE suanwang_ha_replica_seq gauge\n\
+             suanwang_ha_replica_seq{{instance=\"{i}\"}} {c}\n",
             i = self.instance.replace(['\\', '"', '\n'], "_"),
             e = self.epoch(),
             t = self.takeovers.load(Ordering::Relaxed),
             l = self.lease.as_secs_f64(),
             r = self.local_reads.load(Ordering::Relaxed),
+            c = self.replica_seq.load(Ordering::Relaxed),
             f = self.forwarded.load(Ordering::Relaxed),
         )
     }

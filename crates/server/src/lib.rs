@@ -314,6 +314,30 @@ pub async fn build(
     store: AnyStore,
     cfg: ServerConfig,
 ) -> Result<(axum::Router, tokio::task::JoinHandle<()>), ServerError> {
+    build_from(net, store, cfg, None).await
+}
+
+/// The policy `cfg` names (the network's `balanced` by default).
+fn policy_of(cfg: &ServerConfig, net: &Network) -> Policy {
+    cfg.policy.clone().unwrap_or_else(|| Policy::named("balanced", &net.policy).unwrap_or(Policy::BALANCED))
+}
+
+/// The engine as the store has it, to keep current while this instance follows (issue 17):
+/// [`actor::Replica::tail`] it, then lead from it with [`build_from`]. The same policy, time
+/// scale and price book as `cfg` gives the server.
+pub async fn replica(net: Arc<Network>, store: &AnyStore, cfg: &ServerConfig) -> Result<actor::Replica, ServerError> {
+    let engine = actor::engine_config(&policy_of(cfg, &net), cfg.time_scale, &cfg.price_book);
+    Ok(actor::Replica::load(net, engine, store).await?)
+}
+
+/// [`build`], from `replica` when given (a follower's, kept current: only the commands it has
+/// not applied are replayed) instead of the snapshot and the whole log after it.
+pub async fn build_from(
+    net: Arc<Network>,
+    store: AnyStore,
+    cfg: ServerConfig,
+    replica: Option<actor::Replica>,
+) -> Result<(axum::Router, tokio::task::JoinHandle<()>), ServerError> {
     store.migrate().await?;
     // the first start of a database picks them; later starts read them back
     let fresh = || new_token().map_err(|e| ServerError::Random(e.to_string()));
@@ -366,11 +390,12 @@ pub async fn build(
         .started_ms
         .store(u64::try_from(actor::wall_now().0).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     let replay_started = std::time::Instant::now();
-    let policy = match cfg.policy {
-        Some(p) => p,
-        None => Policy::named("balanced", &net.policy).unwrap_or(Policy::BALANCED),
+    let policy = policy_of(&cfg, &net);
+    // boxed: rebuilding the engine is a large future, awaited once
+    let (engine, last_seq) = match replica {
+        Some(r) => Box::pin(Actor::resume(&inner, &store, r)).await?,
+        None => Box::pin(Actor::replay(&inner, &store, &policy, cfg.time_scale)).await?,
     };
-    let (engine, last_seq) = Actor::replay(&inner, &store, &policy, cfg.time_scale).await?;
     inner.metrics.replay_ms.store(
         u64::try_from(replay_started.elapsed().as_millis()).unwrap_or(u64::MAX),
         std::sync::atomic::Ordering::Relaxed,

@@ -37,13 +37,14 @@ async fn fresh_pg(tag: &str) -> String {
 /// Killed when dropped, so a failed assertion leaves no instance behind.
 fn instance(db: &str, name: &str, port: u16, log: &std::path::Path) -> Proc {
     let err = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    let out = err.try_clone().expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_suanwang"))
         .args(["serve", "--db", db, "--instance", name, "--lease-ms", &LEASE_MS.to_string()])
         .args(["--listen", &format!("127.0.0.1:{port}"), "--credit-limit-fen", "unlimited"])
         .env_remove("SUANWANG_SERVER")
         .env_remove("SUANWANG_TOKEN")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(out)
         .stderr(err)
         .spawn()
         .expect("suanwang serve starts");
@@ -252,6 +253,22 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
         }
     };
     wait_acks(300).await;
+    // b follows with its own copy of the engine, kept current from the log the leader appends
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = crate::http().get(format!("{ub}/metrics")).send().await.expect("metrics");
+        let m = m.text().await.expect("text");
+        let seq = m
+            .lines()
+            .find(|l| l.starts_with("suanwang_ha_replica_seq"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+            .unwrap_or(0);
+        if seq >= 300 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b's copy never applied the 300 acknowledged submissions: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // a job whose end falls due while no instance leads: the new leader, replaying the log,
     // ends it once — one `completed` in its evidence, one settlement
@@ -271,6 +288,11 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
     assert!(took <= Duration::from_millis(LEASE_MS + 1000), "takeover after kill -9 took {took:?}");
     let epoch_b = health(&ub).await.expect("healthz")["epoch"].as_u64().expect("epoch");
     assert!(epoch_b >= 2, "a new epoch: {epoch_b}");
+    // b followed with its own copy of the engine, current to the log: it led from that copy,
+    // not from a replay of the whole log (and lost nor repeated anything: below)
+    let said = std::fs::read_to_string(dir.join("b.log")).expect("b's log");
+    let copy = said.lines().find(|l| l.contains("leads at epoch")).unwrap_or_default();
+    assert!(copy.contains("state loaded from its copy, current to command"), "b took the lease: {said}");
     let before = acked.lock().expect("lock").len();
     wait_acks(before + 200).await;
     let deadline = Instant::now() + Duration::from_mins(1);

@@ -331,6 +331,80 @@ async fn a_restart_loads_the_newest_snapshot_and_replays_only_what_follows() {
     }
 }
 
+/// Issue 17: a follower's copy of the engine, loaded before the first snapshot and stepped a
+/// page at a time while the leader writes and snapshots, is the state a fresh load from the
+/// newest snapshot reaches — and a server led from it answers as the one that wrote the log.
+#[tokio::test]
+async fn a_followers_copy_stepped_along_the_log_is_what_a_restart_loads() {
+    use suanwang_store::Store;
+    let store = sqlite("replica").await;
+    let cfg = ServerConfig { snapshot_every: 5, ..ServerConfig::default() };
+    let net = Arc::new(Network::reference().expect("reference"));
+    let s = start_with(store.clone(), cfg.clone()).await;
+    let a = create_token(&store, Role::Tenant, "acme").await.expect("token");
+    let mut copy = suanwang_server::replica(Arc::clone(&net), &store, &cfg).await.expect("copy");
+    assert_eq!(copy.last_seq(), 0, "an empty log");
+    let mut steps = 0;
+    for i in 0..24 {
+        let (st, _) =
+            call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", &format!("c{i}"))), Some(&format!("c{i}")))
+                .await;
+        assert_eq!(st, 201);
+        if i % 7 == 3 {
+            let was = copy.last_seq();
+            steps += copy.tail(&store, false, 1).await.expect("step");
+            assert!(copy.last_seq() > was, "a step applies what became durable since the last");
+        }
+    }
+    assert_eq!(call(&s.url, "POST", "/v1/jobs/3/cancel", Some(&a), None, None).await.0, 200);
+    let (_, before) = call(&s.url, "GET", "/v1/jobs?limit=1000", Some(&a), None, None).await;
+    // snapshots are written in the background: wait (bounded) until one past the copy's start
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match store.latest_snapshot().await.expect("read") {
+            Some((seq, _)) if seq >= 10 => break,
+            _ if std::time::Instant::now() > deadline => panic!("no second snapshot"),
+            _ => tokio::task::yield_now().await,
+        }
+    }
+    drop(s);
+    steps += copy.tail(&store, false, 1).await.expect("last step");
+    let log = store.commands(0, 100_000).await.expect("log");
+    let last = log.last().map_or(0, |c| c.seq);
+    assert_eq!((steps, copy.last_seq()), (log.len(), last), "every command once");
+    let mut fresh = suanwang_server::replica(Arc::clone(&net), &store, &cfg).await.expect("fresh");
+    assert!(fresh.last_seq() >= 10, "a fresh load starts from the newest snapshot: {}", fresh.last_seq());
+    fresh.tail(&store, false, usize::MAX).await.expect("tail");
+    assert_eq!(fresh.last_seq(), last);
+    // the fair-share usage is kept decayed to a base time that differs between two ways of
+    // getting there: the same usage when brought to one time
+    let (mut copied, mut loaded) = (copy.state(), fresh.state());
+    let (cf, ff) = (copied["engine"]["fairshare"].take(), loaded["engine"]["fairshare"].take());
+    assert_eq!(copied, loaded, "the copy and a fresh load differ");
+    let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let decay = (-(num(&cf, "base_ms") - num(&ff, "base_ms")) / num(&cf, "half_life_ms")).exp2();
+    for (tenant, usage) in ff["scaled"].as_object().expect("fair-share usage") {
+        let (mine, theirs) = (num(&cf["scaled"], tenant), usage.as_f64().unwrap_or(f64::NAN));
+        assert!((mine - theirs * decay).abs() <= 1e-9 * theirs.abs(), "{tenant}'s fair-share usage: {cf} against {ff}");
+    }
+    assert_eq!(cf["scaled"].as_object().map(serde_json::Map::len), ff["scaled"].as_object().map(serde_json::Map::len));
+    // led from the copy: the jobs as they were
+    let (router, actor) =
+        suanwang_server::build_from(net, store.clone(), cfg, Some(copy)).await.expect("build from the copy");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let serve = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let s = Server { url, store, tasks: vec![serve, actor] };
+    let (_, after) = call(&s.url, "GET", "/v1/jobs?limit=1000", Some(&a), None, None).await;
+    assert_eq!(job_rows(&before, "state"), job_rows(&after, "state"));
+    let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", "c1")), Some("c1")).await;
+    assert_eq!((st, j["id"].as_u64()), (200, Some(2)), "a retried key answers its job");
+    let (st, j) = call(&s.url, "POST", "/v1/jobs", Some(&a), Some(spec("acme", "new")), Some("new")).await;
+    assert_eq!((st, j["id"].as_u64()), (201, Some(25)), "ids continue");
+}
+
 #[tokio::test]
 async fn openapi_is_stable_and_lists_every_route() {
     let s = start(sqlite("openapi").await).await;
