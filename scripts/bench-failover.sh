@@ -2,15 +2,18 @@
 # Issue 17's targets, measured (outside CI): takeover time after kill -9 of the leader over
 # TRIALS trials (p50, max; target ≤ lease + 1 s), and submissions per second through the
 # leader and through a follower (which forwards every write to the leader), each against the
-# same 2-instance control plane. Prints one JSON object.
+# same 2-instance control plane; and one takeover right after LOADED submissions, with the time
+# the new leader took to load the state from its own copy of the engine against a full rebuild
+# of the same log. Prints one JSON object.
 #
 # Usage: scripts/bench-failover.sh [path/to/suanwang]   (PostgreSQL at $SUANWANG_TEST_PG or
-#        postgres://postgres@127.0.0.1:5432/postgres; env TRIALS=20 LEASE_MS=3000 JOBS=5000)
+#        postgres://postgres@127.0.0.1:5432/postgres; env TRIALS=20 LEASE_MS=3000 JOBS=5000
+#        LOADED=20000)
 set -euo pipefail
 BIN=${1:-$(cd "$(dirname "$0")/.." && pwd)/target/release/suanwang}
 [ -x "$BIN" ] || { echo "no suanwang binary at $BIN (cargo build --release first, or pass its path)" >&2; exit 2; }
 ADMIN=${SUANWANG_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}
-TRIALS=${TRIALS:-20} LEASE_MS=${LEASE_MS:-3000} JOBS=${JOBS:-5000}
+TRIALS=${TRIALS:-20} LEASE_MS=${LEASE_MS:-3000} JOBS=${JOBS:-5000} LOADED=${LOADED:-20000}
 NAME=suanwang_bench_failover_$$
 psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME" -c "CREATE DATABASE $NAME" >/dev/null
 DB="${ADMIN%/*}/$NAME"
@@ -66,6 +69,30 @@ fresh_pair; LEADER_RATE=$(submit_rate "http://127.0.0.1:${PORT[a]}")
 fresh_pair; FOLLOWER_RATE=$(submit_rate "http://127.0.0.1:${PORT[b]}")
 # the follower named first: its forwarded answers name the leader, and the client moves there
 fresh_pair; BOTH_RATE=$(submit_rate "http://127.0.0.1:${PORT[b]},http://127.0.0.1:${PORT[a]}")
+# a takeover after a busy log: LOADED jobs (long-running, so they stay live and the snapshot
+# holds them) submitted through the leader, then kill -9 it at once. The follower leads from its
+# own copy of the engine; a plain `serve` started afterwards on the same database rebuilds from
+# the snapshot and the log — what the takeover would have cost without the copy
+# (`suanwang_replay_seconds` on each)
+replay_s() { curl -s "127.0.0.1:$1/metrics" | awk '$1 == "suanwang_replay_seconds" { print $2 }'; }
+fresh_pair
+SUANWANG_SERVER="http://127.0.0.1:${PORT[a]}" SUANWANG_TOKEN=$TENANT "$BIN" bench submit --jobs "$LOADED" \
+  --clients 64 --json >/dev/null
+kill -9 "${PID[a]}"
+T0=$(date +%s%N)
+until_role b leader
+T1=$(date +%s%N)
+LOADED_TAKEOVER_MS=$(((T1 - T0) / 1000000))
+LOADED_COPY_S=$(replay_s "${PORT[b]}")
+LOADED_FROM=$(grep -o 'state loaded from [^)]*' "$DIR/b.log" | tail -1)
+kill -9 "${PID[b]}"
+RUST_LOG=warn "$BIN" serve --db "$DB" --listen 127.0.0.1:7304 --credit-limit-fen unlimited --auth-fail-burst 0 \
+  >>"$DIR/replay.log" 2>&1 &
+PID[replay]=$!
+disown $!
+until curl -sf 127.0.0.1:7304/healthz >/dev/null; do sleep 0.05; done
+LOADED_FULL_S=$(replay_s 7304)
+kill -9 "${PID[replay]}"
 # the baseline in the same session: one plain `serve` on its own database
 psql "$ADMIN" -qc "DROP DATABASE IF EXISTS ${NAME}_one" -c "CREATE DATABASE ${NAME}_one" >/dev/null
 ONE="${ADMIN%/*}/${NAME}_one"
@@ -76,11 +103,15 @@ PID[one]=$!
 disown $!
 until curl -sf 127.0.0.1:7303/healthz >/dev/null; do sleep 0.05; done
 ONE_RATE=$(submit_rate http://127.0.0.1:7303)
-python3 - "$DIR/takeovers" "$LEASE_MS" "$LEADER_RATE" "$FOLLOWER_RATE" "$BOTH_RATE" "$ONE_RATE" <<'EOF'
+python3 - "$DIR/takeovers" "$LEASE_MS" "$LEADER_RATE" "$FOLLOWER_RATE" "$BOTH_RATE" "$ONE_RATE" \
+  "$LOADED" "$LOADED_TAKEOVER_MS" "$LOADED_COPY_S" "$LOADED_FULL_S" "$LOADED_FROM" <<'EOF'
 import json, statistics, sys
 ms = sorted(int(l) for l in open(sys.argv[1]) if l.strip())
 lease = int(sys.argv[2])
 print(json.dumps({
+    "loaded_jobs": int(sys.argv[7]), "loaded_takeover_ms": int(sys.argv[8]),
+    "loaded_state_from": sys.argv[11],
+    "loaded_state_s_from_copy": float(sys.argv[9] or "nan"), "loaded_state_s_full_replay": float(sys.argv[10] or "nan"),
     "trials": len(ms), "lease_ms": lease,
     "takeover_p50_ms": statistics.median(ms), "takeover_max_ms": max(ms),
     "within_lease_plus_1s": sum(m <= lease + 1000 for m in ms),

@@ -87,6 +87,10 @@ pub struct Inner {
     pub id_prefix: String,
     /// Serialises changes to datasets (read, change, commit).
     pub dataset_lock: tokio::sync::Mutex<()>,
+    /// Held while bids' jobs are released to the engine (`market_routes::release_due_jobs`):
+    /// a clearing's answer waits for a release the periodic task has under way, so the jobs
+    /// whose windows have begun are submitted before it answers.
+    pub release_lock: tokio::sync::Mutex<()>,
     /// Whether each site (in the network's order) takes placements (a copy of the
     /// scheduler's, after each commit).
     pub site_up: RwLock<Arc<Vec<bool>>>,
@@ -371,6 +375,7 @@ pub async fn build_from(
         upper_tiles: evidence::UpperTiles::default(),
         id_prefix: cfg.id_prefix.clone(),
         dataset_lock: tokio::sync::Mutex::new(()),
+        release_lock: tokio::sync::Mutex::new(()),
         site_up: RwLock::new(Arc::default()),
         board: RwLock::new(alerting::Board::default()),
         rules_count: cfg.alert_rules.len(),

@@ -534,6 +534,8 @@ pub(crate) async fn submit_bid(
 /// contract, and records on each order the job's id or why it was not submitted. Run after
 /// each clearing and every few seconds.
 pub(crate) async fn release_due_jobs(inner: &Inner) {
+    // one release at a time: a job taken by another is submitted when this one starts
+    let _one = inner.release_lock.lock().await;
     let Ok(MarketDone::DueJobs(due)) = ask(inner, MarketOp::DueJobs).await else { return };
     for (order, tenant, spec) in due {
         let body = Bytes::from(serde_json::to_vec(&spec).unwrap_or_default());
