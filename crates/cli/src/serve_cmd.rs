@@ -281,14 +281,13 @@ async fn instance(
     // the engine kept current while following: the newest snapshot, then the commands the
     // leader appends, a page at a time — taking the lease replays only what it has not applied
     let net = Arc::new(net);
-    let replica: Arc<tokio::sync::Mutex<Option<suanwang_server::actor::Replica>>> = Arc::default();
     let tailer = {
-        let (replica, store, net, cfg, state) =
-            (Arc::clone(&replica), AnyStore::Postgres(pg.clone()), Arc::clone(&net), cfg.clone(), Arc::clone(&state));
+        let (store, net, cfg, state) =
+            (AnyStore::Postgres(pg.clone()), Arc::clone(&net), cfg.clone(), Arc::clone(&state));
         tokio::spawn(async move {
             loop {
                 {
-                    let mut slot = replica.lock().await;
+                    let mut slot = state.replica.lock().await;
                     let step = match slot.as_mut() {
                         None => suanwang_server::replica(Arc::clone(&net), &store, &cfg).await.map(|r| {
                             *slot = Some(r);
@@ -365,7 +364,7 @@ async fn instance(
     }
     cfg.ha = Some(Arc::clone(&state));
     // the follower's engine, as far as it got (its step ends first); none: the log is replayed
-    let replica = replica.lock().await.take();
+    let replica = state.replica.lock().await.take();
     tailer.abort();
     let from = match &replica {
         Some(r) => format!("its copy, current to command {}", r.last_seq()),

@@ -326,6 +326,7 @@ pub struct Replica {
     from: i64,
     after: i64,
     last_command_ms: Option<i64>,
+    at_end: bool,
     pending: Pending,
 }
 
@@ -348,6 +349,7 @@ impl Replica {
             from: 0,
             after: 0,
             last_command_ms: None,
+            at_end: false,
             pending: Pending::default(),
         };
         for (seq, body) in store.snapshots().await? {
@@ -383,6 +385,21 @@ impl Replica {
         self.after
     }
 
+    /// Whether the last step read to the log's end (its last page was not full).
+    pub fn at_end(&self) -> bool {
+        self.at_end
+    }
+
+    /// The network with the agents' sites, as of the last command applied.
+    pub fn network(&self) -> Arc<Network> {
+        self.engine.as_ref().map_or_else(|| Arc::clone(&self.net), Engine::network)
+    }
+
+    /// The agents' sites' owners and approvals, as of the last command applied.
+    pub fn grants(&self) -> std::collections::BTreeMap<String, suanwang_engine::SiteGrant> {
+        self.engine.as_ref().map(|e| e.grants().clone()).unwrap_or_default()
+    }
+
     /// The copy's engine and live views as a snapshot would store them (tests compare copies).
     pub fn state(&self) -> Value {
         json!({"engine": self.engine.as_ref().map(Engine::snapshot), "views": self.views.snapshot()})
@@ -395,6 +412,7 @@ impl Replica {
         let mut applied = 0;
         for _ in 0..pages {
             let rows = store.commands(self.after, REPLAY_PAGE).await?;
+            self.at_end = rows.len() < usize::try_from(REPLAY_PAGE).unwrap_or(usize::MAX);
             if rows.is_empty() {
                 break;
             }

@@ -33,6 +33,10 @@ pub const SERVED_BY: &str = suanwang_api::SERVED_BY_HEADER;
 /// was given it too sends there directly from then on — one hop less for every write.
 pub const LEADER_URL: &str = suanwang_api::LEADER_HEADER;
 
+/// Pages of the log a read of the follower's copy applies at most before answering (beyond:
+/// forwarded to the leader).
+const CATCH_UP_PAGES: usize = 2;
+
 /// The largest request body forwarded to the leader (a checkpoint is at most 64 MiB).
 const MAX_FORWARDED: usize = 65 << 20;
 
@@ -51,13 +55,18 @@ enum LocalRead<'a> {
     Checkpoint,
     Checkpoints,
     Entry(&'a str),
+    /// `/v1/sites`, `/v1/network`: from this follower's copy of the engine ([`Ha::replica`]),
+    /// brought to the log's end first.
+    Sites,
+    Network,
 }
 
 impl LocalRead<'_> {
     /// The read `path` asks for, if the store holds its answer whole: jobs (`/v1/jobs`,
     /// `/v1/jobs/{id}`, its logs, and its bill when `bills` — the instance has the price book),
-    /// balances, statements, the evidence log's entries and checkpoints, and its stream. The
-    /// one list of what a follower answers itself; everything else goes to the leader.
+    /// balances, statements, the evidence log's entries and checkpoints, and its stream; or the
+    /// log does, through this follower's copy of the engine: the sites and the network. The one
+    /// list of what a follower answers itself; everything else goes to the leader.
     fn of(path: &str, bills: bool) -> Option<LocalRead<'_>> {
         Some(match path {
             "/v1/jobs" => LocalRead::List,
@@ -66,6 +75,8 @@ impl LocalRead<'_> {
             "/v1/events" => LocalRead::Events,
             "/v1/evidence/checkpoint" => LocalRead::Checkpoint,
             "/v1/evidence/checkpoints" => LocalRead::Checkpoints,
+            "/v1/sites" => LocalRead::Sites,
+            "/v1/network" => LocalRead::Network,
             _ => {
                 if let Some(i) = path.strip_prefix("/v1/evidence/entries/") {
                     return (!i.is_empty() && !i.contains('/')).then_some(LocalRead::Entry(i));
@@ -148,6 +159,9 @@ pub struct Ha {
     names: AccountNames,
     /// The evidence log as the store has it, tailed while a follower streams `/v1/events`.
     tail: tokio::sync::OnceCell<Arc<EventTail>>,
+    /// This follower's copy of the engine, kept current from the command log by `suanwang
+    /// serve --instance` and taken when it leads (issue 17); `None` until it is loaded.
+    pub replica: tokio::sync::Mutex<Option<crate::actor::Replica>>,
 }
 
 /// A follower's tail of the store's evidence log (issue 17): every [`TAIL_EVERY`] it reads the
@@ -239,6 +253,7 @@ impl Ha {
             price_book,
             names: AccountNames::default(),
             tail: tokio::sync::OnceCell::new(),
+            replica: tokio::sync::Mutex::new(None),
             // no redirects: a forwarded request is answered by the leader itself
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -414,6 +429,14 @@ impl Ha {
                     .map(|b| axum::Json(b).into_response()),
                 None => return None,
             },
+            LocalRead::Sites => {
+                let (net, grants) = self.current_copy(store).await?;
+                Ok(axum::Json(crate::wire::sites(&net, &grants)).into_response())
+            }
+            LocalRead::Network => {
+                let (net, _) = self.current_copy(store).await?;
+                Ok(axum::Json(crate::wire::network(&net)).into_response())
+            }
             LocalRead::List => match axum::extract::Query::<crate::routes::ListQuery>::try_from_uri(&uri) {
                 Ok(axum::extract::Query(q)) => {
                     crate::routes::list_stored(store, &p, &q).await.map(|l| axum::Json(l).into_response())
@@ -452,6 +475,23 @@ impl Ha {
         let size = Box::new(move || t.size.load(Ordering::Acquire));
         let feed = crate::alert_routes::Feed { store: store.clone(), size, rx };
         Ok(crate::alert_routes::stream(feed, p, next))
+    }
+
+    /// The network and the sites' grants as of the log's last command: this follower's copy of
+    /// the engine, brought to the log's end first — what the leader acknowledged is in the log,
+    /// so the answer is as current as the leader's. `None` (the read is forwarded): no copy yet,
+    /// the store failed, or more than [`CATCH_UP_PAGES`] pages behind (a follower just started).
+    async fn current_copy(
+        &self,
+        store: &suanwang_store::AnyStore,
+    ) -> Option<(Arc<suanwang_core::Network>, std::collections::BTreeMap<String, suanwang_engine::SiteGrant>)> {
+        let mut slot = self.replica.lock().await;
+        let copy = slot.as_mut()?;
+        if let Err(e) = copy.tail(store, false, CATCH_UP_PAGES).await {
+            tracing::warn!(error = %e, "the follower's copy of the engine could not catch up; forwarding");
+            return None;
+        }
+        copy.at_end().then(|| (copy.network(), copy.grants()))
     }
 
     /// The principal of the request's bearer token, if the token is known and unexpired.
@@ -568,6 +608,8 @@ mod tests {
                 LocalRead::Checkpoint => "checkpoint".into(),
                 LocalRead::Checkpoints => "checkpoints".into(),
                 LocalRead::Entry(i) => format!("entry {i}"),
+                LocalRead::Sites => "sites".into(),
+                LocalRead::Network => "network".into(),
             })
         };
         for (path, want) in [
@@ -581,6 +623,8 @@ mod tests {
             ("/v1/evidence/checkpoint", "checkpoint"),
             ("/v1/evidence/checkpoints", "checkpoints"),
             ("/v1/evidence/entries/3", "entry 3"),
+            ("/v1/sites", "sites"),
+            ("/v1/network", "network"),
         ] {
             assert_eq!(kind(path, true).as_deref(), Some(want), "{path}");
         }
@@ -593,7 +637,8 @@ mod tests {
             "/v1/evidence/entries/",
             "/v1/evidence/entries/3/x",
             "/v1/evidence/proof/inclusion",
-            "/v1/sites",
+            "/v1/sites/x",
+            "/v1/kpis",
             "/v1/balances",
         ] {
             assert_eq!(kind(path, true), None, "{path} goes to the leader");

@@ -269,6 +269,13 @@ async fn a_follower_takes_over_without_losing_or_repeating_an_acknowledged_job()
         assert!(Instant::now() < deadline, "b's copy never applied the 300 acknowledged submissions: {m}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // and answers the sites and the network from it, as the leader does (the agent's site too)
+    for path in ["/v1/sites", "/v1/network"] {
+        let r = crate::http().get(format!("{ub}{path}")).bearer_auth(&operator).send().await.expect("read");
+        assert_eq!(r.headers().get("x-suanwang-served-by").and_then(|v| v.to_str().ok()), Some("b"), "{path}");
+        let from_b: Value = r.json().await.expect("json");
+        assert_eq!(from_b, client_get(&ua, &operator, path).await, "{path}: the follower's copy and the leader");
+    }
 
     // a job whose end falls due while no instance leads: the new leader, replaying the log,
     // ends it once — one `completed` in its evidence, one settlement
