@@ -288,11 +288,18 @@ async fn instance(
             loop {
                 {
                     let mut slot = state.replica.lock().await;
+                    // a copy loaded (at start, or after a failed step) takes its first step at once
+                    if slot.is_none() {
+                        match suanwang_server::replica(Arc::clone(&net), &store, &cfg).await {
+                            Ok(r) => *slot = Some(r),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the follower's copy of the engine could not be loaded");
+                            }
+                        }
+                    }
                     let step = match slot.as_mut() {
-                        None => suanwang_server::replica(Arc::clone(&net), &store, &cfg).await.map(|r| {
-                            *slot = Some(r);
-                        }),
-                        Some(r) => r.tail(&store, false, 1).await.map(drop).map_err(Into::into),
+                        Some(r) => r.tail(&store, false, 1).await.map(drop),
+                        None => Ok(()),
                     };
                     if let Err(e) = step {
                         // loaded afresh at the next step; taking the lease replays the log instead meanwhile
