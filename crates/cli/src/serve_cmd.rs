@@ -377,7 +377,15 @@ async fn instance(
         Some(r) => format!("its copy, current to command {}", r.last_seq()),
         None => "the snapshot and the log".into(),
     };
-    let (routes, _actor) = Box::pin(build_from(net, AnyStore::Postgres(pg), cfg, replica)).await?;
+    let (routes, _actor) = match Box::pin(build_from(net, AnyStore::Postgres(pg), cfg, replica)).await {
+        Ok(built) => built,
+        // the lease was lost while the state loaded (another instance leads now): follow again
+        Err(suanwang_server::ServerError::Store(e @ StoreError::Fenced { .. })) => {
+            tracing::error!(error = %e, "deposed while loading the state: stepping down");
+            return reexec(&[(INSTANCE_TOKEN_ENV, &token)]);
+        }
+        Err(e) => return Err(e.into()),
+    };
     state.lead(epoch, routes);
     println!(
         "instance {} leads at epoch {epoch} (state loaded from {from} in {} ms)",

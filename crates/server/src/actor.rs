@@ -416,8 +416,13 @@ impl Replica {
             if rows.is_empty() {
                 break;
             }
-            for row in &rows {
+            for (i, row) in rows.iter().enumerate() {
                 self.apply(row);
+                // a page is up to 10,000 commands of CPU work: let the lease's renewer and the
+                // requests run between pieces of it
+                if i % 256 == 255 {
+                    tokio::task::yield_now().await;
+                }
             }
             applied += rows.len();
             if write {
