@@ -453,9 +453,11 @@ impl Store for PgStore {
 
     async fn posted_before(&self, account: &str, before_ms: i64) -> Result<(i64, i64), StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT COALESCE(SUM(CASE WHEN debit = $1 THEN amount ELSE 0 END), 0)::bigint AS d,
-                    COALESCE(SUM(CASE WHEN credit = $1 THEN amount ELSE 0 END), 0)::bigint AS c
-             FROM ledger_transfers WHERE (debit = $1 OR credit = $1) AND at_ms < $2 AND (flags & {TRANSFER_PENDING}) = 0"
+            // sums past i64 stay at the bound, as the statements' own sums do
+            "SELECT LEAST(COALESCE(SUM(CASE WHEN debit = $1 THEN amount ELSE 0 END), 0), {max})::bigint AS d,
+                    LEAST(COALESCE(SUM(CASE WHEN credit = $1 THEN amount ELSE 0 END), 0), {max})::bigint AS c
+             FROM ledger_transfers WHERE (debit = $1 OR credit = $1) AND at_ms < $2 AND (flags & {TRANSFER_PENDING}) = 0",
+            max = i64::MAX
         )))
         .bind(account)
         .bind(before_ms)

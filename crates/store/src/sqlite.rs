@@ -646,26 +646,34 @@ impl Store for SqliteStore {
 
     async fn posted_before(&self, account: &str, before_ms: i64) -> Result<(i64, i64), StoreError> {
         let (mut ix, folded) = self.ledger.snapshot().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT COALESCE(SUM(CASE WHEN debit = ?1 THEN amount ELSE 0 END), 0) AS d,
-                    COALESCE(SUM(CASE WHEN credit = ?1 THEN amount ELSE 0 END), 0) AS c
+        // SQLite's SUM fails past i64: the amounts are summed here, and sums past i64 stay at
+        // the bound, as the statements' own sums do
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT debit = ?1 AS is_debit, credit = ?1 AS is_credit, amount
              FROM ledger_transfers WHERE (debit = ?1 OR credit = ?1) AND at_ms < ?2 AND (flags & {TRANSFER_PENDING}) = 0"
         )))
         .bind(account)
         .bind(before_ms)
-        .fetch_one(&mut *ix)
+        .fetch_all(&mut *ix)
         .await?;
         ix.commit().await?;
-        let (mut d, mut c): (i64, i64) = (row.try_get("d")?, row.try_get("c")?);
+        let (mut d, mut c) = (0i64, 0i64);
+        for r in &rows {
+            let amount: i64 = r.try_get("amount")?;
+            if r.try_get::<bool, _>("is_debit")? {
+                d = d.saturating_add(amount);
+            }
+            if r.try_get::<bool, _>("is_credit")? {
+                c = c.saturating_add(amount);
+            }
+        }
         for t in self.ledger.tail(folded).await?.transfers {
             if t.at_ms < before_ms && t.flags & TRANSFER_PENDING == 0 {
-                // balances fit an i64 (`AccountRow`); a sum that would not is no balance
-                let overflow = || StoreError::Config(format!("the posted sum of account {account} overflows"));
                 if t.debit == account {
-                    d = d.checked_add(t.amount).ok_or_else(overflow)?;
+                    d = d.saturating_add(t.amount);
                 }
                 if t.credit == account {
-                    c = c.checked_add(t.amount).ok_or_else(overflow)?;
+                    c = c.saturating_add(t.amount);
                 }
             }
         }
