@@ -101,12 +101,10 @@ pub struct Books {
     client: HashMap<u128, Transfer>,
 }
 
-/// `id` as 32 lower-case hex digits, the ledger's ids on the wire and in the store. Every
-/// transfer staged formats three or four of these in the actor's loop: a table, not `format!`
-/// (which took most of `row_of`'s time).
+/// `id` as 32 lower-case hex digits, the ledger's ids on the wire and in the store (the store's
+/// own formatter: one for both).
 pub fn hex(id: u128) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    (0..32).rev().map(|i| char::from(DIGITS[((id >> (4 * i)) & 0xf) as usize])).collect()
+    suanwang_store::hex32(id)
 }
 
 pub fn parse_hex(s: &str) -> Option<u128> {

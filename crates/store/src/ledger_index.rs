@@ -109,7 +109,9 @@ fn put_id(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-fn hex32(v: u128) -> String {
+/// `v` as the ledger writes its ids: 32 lower-case hex digits (by table: the server formats three
+/// or four a transfer in its serial loop, where `format!` cost most of the row's time).
+pub fn hex32(v: u128) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     (0..32).rev().map(|i| char::from(DIGITS[((v >> (4 * i)) & 0xf) as usize])).collect()
 }

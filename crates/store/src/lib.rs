@@ -24,6 +24,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+pub use ledger_index::hex32;
 pub use postgres::{Fence, Lease, PgStore};
 pub use sqlite::SqliteStore;
 
