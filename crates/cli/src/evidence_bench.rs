@@ -189,7 +189,7 @@ async fn appends(dir: &Path, n: usize, rng: &mut Rng) -> Result<Appended> {
         let t = Instant::now();
         // writing each record's text is the server's work per batch too: timed
         let records: Vec<Record> = drafts.into_iter().map(|(r, body)| Record { body: body.to_string(), ..r }).collect();
-        let staged = log.stage(&records, at);
+        let staged = log.stage(records, at);
         if staged.rows.len() != len {
             bail!("{} of {len} records were staged", staged.rows.len());
         }

@@ -1035,7 +1035,7 @@ impl Actor {
                 |t| owners.get(&t.id).cloned(),
             );
             match self.inner.evidence.lock() {
-                Ok(log) if !records.is_empty() => Some(log.stage(&records, now.0)),
+                Ok(log) if !records.is_empty() => Some(log.stage(records, now.0)),
                 _ => None,
             }
         };

@@ -158,30 +158,29 @@ impl EvidenceLog {
 
     /// The entries of `records` appended after the durable tree (nothing changes until
     /// [`EvidenceLog::install`]).
-    pub fn stage(&self, records: &[Record], at_ms: i64) -> Staged {
+    pub fn stage(&self, records: Vec<Record>, at_ms: i64) -> Staged {
         let mut tree = self.tree.clone();
         let mut full = Vec::new();
         let mut rows = Vec::with_capacity(records.len());
         for r in records {
             let index = tree.size();
             let salt = self.salt(index);
-            let record = r.body.clone();
             // kinds are the server's own words
-            let Ok(e) = entry(&r.kind, at_ms, &commitment(&salt, record.as_bytes())) else {
+            let Ok(e) = entry(&r.kind, at_ms, &commitment(&salt, r.body.as_bytes())) else {
                 tracing::error!(kind = %r.kind, "an evidence record of a kind that is not a word: not logged");
                 continue;
             };
             tree.append(leaf_hash(&e), &mut full);
             rows.push(EvidenceRow {
                 idx: i64::try_from(index).unwrap_or(i64::MAX),
-                kind: r.kind.clone(),
+                kind: r.kind,
                 at_ms,
                 entry: String::from_utf8_lossy(&e).into_owned(),
                 salt: hex(&salt),
-                record,
-                tenant: r.tenant.clone(),
+                record: r.body,
+                tenant: r.tenant,
                 job_id: r.job_id.and_then(|j| i64::try_from(j).ok()),
-                subject: r.subject.clone(),
+                subject: r.subject,
             });
         }
         let tiles = full
