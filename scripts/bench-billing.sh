@@ -9,7 +9,7 @@
 # medians (with ÷ without).
 #
 # Usage: scripts/bench-billing.sh [path/to/suanwang]   (env RUNS=3 JOBS=20000 CLIENTS=64
-#        TIME_SCALE=0.001 PORT=7311)
+#        TIME_SCALE=0.001 PORT=7311 SERVER_LOG=warn — the server's SUANWANG_LOG; its log is kept)
 set -euo pipefail
 BIN=${1:-$(cd "$(dirname "$0")/.." && pwd)/target/release/suanwang}
 [ -x "$BIN" ] || { echo "no suanwang binary at $BIN (cargo build --release first, or pass its path)" >&2; exit 2; }
@@ -23,7 +23,7 @@ run() { # N MODE(on|off): one fresh server, one bench submit; appends "MODE p99_
   [ "$2" = off ] && flag=(--no-billing)
   local tenant
   tenant=$("$BIN" token create --data "$data" --role tenant --name acme-ai)
-  RUST_LOG=warn "$BIN" up --data "$data" --no-local-agent --listen "127.0.0.1:$PORT" --time-scale "$TIME_SCALE" \
+  SUANWANG_LOG=${SERVER_LOG:-warn} "$BIN" up --data "$data" --no-local-agent --listen "127.0.0.1:$PORT" --time-scale "$TIME_SCALE" \
     --credit-limit-fen unlimited --auth-fail-burst 0 "${flag[@]}" >>"$DIR/$1-$2.log" 2>&1 &
   PID=$!
   local deadline=$((SECONDS + 60))

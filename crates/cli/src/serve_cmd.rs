@@ -32,14 +32,16 @@ const SECRET_MODE: u32 = 0o600;
 const DATA_DIR_MODE: u32 = 0o700;
 
 /// Makes the control plane's data directory its owner's alone (R7): the directory 0700, the
-/// database and its ledger's index (each with its WAL and shared memory), and the credentials 0600. Looser modes left by an
+/// database, its ledger's index and its snapshots (each with its WAL and shared memory), and the
+/// credentials 0600. Looser modes left by an
 /// earlier version (or a umask) are tightened, with a warning naming the file.
 pub fn own_data_dir(dir: &Path) -> Result<()> {
     create_private_dir(dir)?;
     tighten(dir, DATA_DIR_MODE)?;
     let files = ["suanwang.db", "suanwang.db-wal", "suanwang.db-shm", "credentials.json"];
     let index = ["suanwang-ledger.db", "suanwang-ledger.db-wal", "suanwang-ledger.db-shm"];
-    for f in files.into_iter().chain(index) {
+    let snapshots = ["suanwang-snapshots.db", "suanwang-snapshots.db-wal", "suanwang-snapshots.db-shm"];
+    for f in files.into_iter().chain(index).chain(snapshots) {
         let path = dir.join(f);
         if path.exists() {
             tighten(&path, SECRET_MODE)?;

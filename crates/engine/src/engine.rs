@@ -482,7 +482,9 @@ struct Active {
 
 #[derive(Debug, Clone)]
 struct Record {
-    job: Job,
+    /// Shared with the snapshots taken while the job is in flight (copied, the rare time it
+    /// changes: a resumed checkpoint shortens its work).
+    job: Arc<Job>,
     state: JobState,
     attempt: u32,
     submitted_at: Ts,
@@ -491,17 +493,41 @@ struct Record {
     used: Meter,
 }
 
-/// A job in flight, as a snapshot holds it (the job in its JSON shape).
+/// A job in flight, as a snapshot holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RecordSnapshot {
     id: JobId,
-    job: serde_json::Value,
+    job: SnapshotJob,
     state: JobState,
     attempt: u32,
     submitted_at: Ts,
     active: Option<Active>,
     #[serde(default)]
     used: Meter,
+}
+
+/// A snapshot's job: the engine's own, shared (taking a snapshot copies no job — it runs on the
+/// server's one thread of commands, and is serialised elsewhere), or, read back, its JSON shape,
+/// which `Engine::restore` parses against the network. Both write the job's JSON.
+#[derive(Debug, Clone)]
+enum SnapshotJob {
+    Live(Arc<Job>),
+    Json(serde_json::Value),
+}
+
+impl Serialize for SnapshotJob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SnapshotJob::Live(job) => job.serialize(s),
+            SnapshotJob::Json(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SnapshotJob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(SnapshotJob::Json)
+    }
 }
 
 /// A job that lost its place to another: its id, its record (out of the engine, its
@@ -608,7 +634,7 @@ impl Engine {
             .iter()
             .map(|(id, r)| RecordSnapshot {
                 id: *id,
-                job: serde_json::to_value(&r.job).unwrap_or(serde_json::Value::Null),
+                job: SnapshotJob::Live(Arc::clone(&r.job)),
                 state: r.state,
                 attempt: r.attempt,
                 submitted_at: r.submitted_at,
@@ -655,11 +681,20 @@ impl Engine {
             engine.sched.set_site_runs_commands(&site.id, true);
         }
         for r in snap.jobs {
-            let bytes = serde_json::to_vec(&r.job).map_err(|e| e.to_string())?;
-            // Ts(i64::MIN): a deadline that has passed since the snapshot is not an error here
-            let job = suanwang_core::job::parse_json(&bytes, net, Ts(i64::MIN)).map_err(|p| {
-                format!("job {} in the snapshot: {}", r.id, p.first().map(ToString::to_string).unwrap_or_default())
-            })?;
+            let job = match r.job {
+                SnapshotJob::Live(job) => job,
+                SnapshotJob::Json(v) => {
+                    let bytes = serde_json::to_vec(&v).map_err(|e| e.to_string())?;
+                    // Ts(i64::MIN): a deadline that has passed since the snapshot is not an error here
+                    Arc::new(suanwang_core::job::parse_json(&bytes, net, Ts(i64::MIN)).map_err(|p| {
+                        format!(
+                            "job {} in the snapshot: {}",
+                            r.id,
+                            p.first().map(ToString::to_string).unwrap_or_default()
+                        )
+                    })?)
+                }
+            };
             engine.jobs.insert(
                 r.id,
                 Record {
@@ -879,7 +914,7 @@ impl Engine {
             Ok((p, block, lent, preempted)) => {
                 self.counts.in_flight += 1;
                 let mut record = Record {
-                    job,
+                    job: Arc::new(job),
                     state: JobState::Admitted,
                     attempt: 1,
                     submitted_at: now,
@@ -1263,7 +1298,7 @@ impl Engine {
             let mut meter = Meter::default();
             if record.state == JobState::Running {
                 meter = a.meter.partial(now.0 - a.start_at.0, a.end_at.0 - a.start_at.0);
-                if let Some(saved) = resume_from_checkpoint(&mut record.job, &a, now) {
+                if let Some(saved) = resume_from_checkpoint(Arc::make_mut(&mut record.job), &a, now) {
                     why = format!("{why}; resumes from its checkpoint at {saved:.0} % done");
                 }
             }
@@ -1567,7 +1602,7 @@ impl Engine {
             if let Some(a) = record.active.take() {
                 self.let_go(&a);
                 if record.state == JobState::Running
-                    && let Some(saved) = resume_from_checkpoint(&mut record.job, &a, now)
+                    && let Some(saved) = resume_from_checkpoint(Arc::make_mut(&mut record.job), &a, now)
                 {
                     why = format!("{reason}; resumes from its checkpoint at {saved:.0} % done");
                 }
@@ -1592,7 +1627,7 @@ impl Engine {
         let preferred = prefer
             .filter(|b| record.job.allowed_sites.is_empty() || record.job.allowed_sites.iter().any(|s| s == b))
             .and_then(|b| {
-                let mut pinned = record.job.clone();
+                let mut pinned = Job::clone(&record.job);
                 pinned.allowed_sites = vec![b.to_string()];
                 self.sched.place(&pinned, now, &self.policy).ok()
             });

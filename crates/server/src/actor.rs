@@ -606,6 +606,7 @@ impl Actor {
         if self.snapshot_running.swap(true, Ordering::AcqRel) {
             return;
         }
+        let copying = std::time::Instant::now();
         let views = match self.inner.views.read() {
             Ok(v) => {
                 self.snapshot_live = v.live.len() as u64;
@@ -617,15 +618,34 @@ impl Actor {
             }
         };
         let snap = Snapshot { version: SNAPSHOT_VERSION, engine: self.engine.snapshot(), views };
+        let pause = copying.elapsed();
         let (seq, at, store, running) =
             (self.last_seq, self.engine.now().0, self.inner.store.clone(), Arc::clone(&self.snapshot_running));
+        let inner = Arc::clone(&self.inner);
         self.since_snapshot = 0;
         tokio::spawn(async move {
+            let serialising = std::time::Instant::now();
             let body = tokio::task::spawn_blocking(move || serde_json::to_string(&snap)).await;
+            let serialised = serialising.elapsed();
             match body {
                 Ok(Ok(body)) => {
-                    if let Err(e) = store.put_snapshot(seq, at, &body).await {
-                        tracing::warn!(error = %e, "snapshot not stored; the log still has everything");
+                    let writing = std::time::Instant::now();
+                    match store.put_snapshot(seq, at, &body).await {
+                        Ok(()) => {
+                            let m = &inner.metrics;
+                            m.snapshots.fetch_add(1, Ordering::Relaxed);
+                            m.snapshot_pause_us.store(pause.as_micros() as u64, Ordering::Relaxed);
+                            m.snapshot_bytes.store(body.len() as u64, Ordering::Relaxed);
+                            tracing::info!(
+                                seq,
+                                bytes = body.len(),
+                                pause_ms = pause.as_secs_f64() * 1e3,
+                                serialise_ms = serialised.as_secs_f64() * 1e3,
+                                write_ms = writing.elapsed().as_secs_f64() * 1e3,
+                                "snapshot stored"
+                            );
+                        }
+                        Err(e) => tracing::warn!(error = %e, "snapshot not stored; the log still has everything"),
                     }
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "snapshot could not be serialised"),

@@ -25,6 +25,11 @@ pub struct Metrics {
     pub started_ms: AtomicU64,
     /// How long the start's rebuild from snapshot and log took.
     pub replay_ms: AtomicU64,
+    /// Snapshots stored; the last one's pause of the command thread (its copy of the state, µs)
+    /// and its size.
+    pub snapshots: AtomicU64,
+    pub snapshot_pause_us: AtomicU64,
+    pub snapshot_bytes: AtomicU64,
     /// Alert notifications: delivered, retried, given up, dropped (delivery queue full).
     pub alerts_delivered: AtomicU64,
     pub alerts_retried: AtomicU64,
@@ -90,6 +95,18 @@ impl Metrics {
             writeln!(out, "process_start_time_seconds {:.3}", self.started_ms.load(Ordering::Relaxed) as f64 / 1000.0);
         g(&mut out, "suanwang_replay_seconds", "How long the start's rebuild from snapshot and log took.", "gauge");
         let _ = writeln!(out, "suanwang_replay_seconds {:.3}", self.replay_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        g(&mut out, "suanwang_snapshots_total", "Snapshots of the live state stored.", "counter");
+        let _ = writeln!(out, "suanwang_snapshots_total {}", self.snapshots.load(Ordering::Relaxed));
+        g(
+            &mut out,
+            "suanwang_snapshot_pause_seconds",
+            "How long the last snapshot held the command thread (its copy of the state).",
+            "gauge",
+        );
+        let pause = self.snapshot_pause_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "suanwang_snapshot_pause_seconds {pause:.6}");
+        g(&mut out, "suanwang_snapshot_bytes", "The last snapshot's size.", "gauge");
+        let _ = writeln!(out, "suanwang_snapshot_bytes {}", self.snapshot_bytes.load(Ordering::Relaxed));
         g(&mut out, "suanwang_queue_depth", "Requests waiting for the engine.", "gauge");
         let _ = writeln!(out, "suanwang_queue_depth {}", self.queue_depth.load(Ordering::Relaxed));
         g(&mut out, "suanwang_commit_batches_total", "Group commits.", "counter");

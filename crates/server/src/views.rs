@@ -451,7 +451,7 @@ pub fn job_view(r: JobRow) -> JobView {
         reason: r.reason,
         meter: parse(r.id, "meter", r.meter.as_deref()),
         usage: parse(r.id, "usage", r.usage.as_deref()),
-        spec: serde_json::from_str(&r.spec).unwrap_or(serde_json::Value::Null),
+        spec: std::sync::Arc::new(serde_json::from_str(&r.spec).unwrap_or(serde_json::Value::Null)),
     }
 }
 
@@ -505,7 +505,7 @@ pub fn fresh_view(id: u64, job: &suanwang_core::Job, spec: serde_json::Value, by
         reason: None,
         meter: None,
         usage: None,
-        spec,
+        spec: std::sync::Arc::new(spec),
     }
 }
 

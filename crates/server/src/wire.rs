@@ -40,8 +40,9 @@ pub struct JobView {
     /// What the last real run used, as its agent measured it (jobs with a `run` section).
     #[serde(default)]
     pub usage: Option<suanwang_engine::Usage>,
-    /// The spec as submitted.
-    pub spec: Value,
+    /// The spec as submitted; shared, as it never changes, by the snapshots taken while the
+    /// job is live (a snapshot copies the live views on the command thread).
+    pub spec: std::sync::Arc<Value>,
 }
 
 pub fn job_state(s: suanwang_engine::JobState) -> api::JobState {
@@ -110,7 +111,7 @@ pub fn job(v: &JobView) -> api::JobView {
         reason: v.reason.clone(),
         meter: v.meter.as_ref().map(meter),
         usage: v.usage.as_ref().map(usage),
-        spec: v.spec.clone(),
+        spec: Value::clone(&v.spec),
     }
 }
 

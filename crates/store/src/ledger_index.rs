@@ -326,10 +326,15 @@ pub(crate) fn matches(q: &TransferQuery, t: &TransferRow) -> bool {
 
 /// The index file beside the main database `file`: `suanwang.db` → `suanwang-ledger.db`.
 pub(crate) fn index_path(file: &Path) -> PathBuf {
+    beside(file, "ledger")
+}
+
+/// A file beside the main database `file`, named for `what`: `suanwang.db` → `suanwang-{what}.db`.
+pub(crate) fn beside(file: &Path, what: &str) -> PathBuf {
     let stem = file.file_stem().map_or_else(|| "suanwang".into(), |s| s.to_string_lossy().into_owned());
     let name = match file.extension() {
-        Some(ext) => format!("{stem}-ledger.{}", ext.to_string_lossy()),
-        None => format!("{stem}-ledger"),
+        Some(ext) => format!("{stem}-{what}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{what}"),
     };
     file.with_file_name(name)
 }

@@ -18,6 +18,7 @@
 
 mod ledger_index;
 mod postgres;
+mod snapshot_file;
 mod sqlite;
 
 use std::future::Future;
@@ -279,6 +280,9 @@ pub enum StoreError {
     DuplicateKey { tenant: String, key: String },
     #[error("{0}")]
     Config(String),
+    /// A snapshot must follow a command the log holds (the state it saves is that command's).
+    #[error("a snapshot after command {seq}, which the log does not hold, was not stored")]
+    SnapshotBeyondLog { seq: i64 },
     /// Another instance holds the leader's lease (issue 17): this one's write was refused.
     #[error("instance {instance:?} lost the leader's lease (its epoch {epoch} is over): the write was refused")]
     Fenced { instance: String, epoch: i64 },
@@ -315,7 +319,8 @@ pub trait Store: Send + Sync {
     /// `limit`: tokens are created beside the control plane (`suanwang token create` writes
     /// the store directly), which logs their creation when it next looks.
     fn unlogged_tokens(&self, limit: i64) -> impl Future<Output = Result<Vec<TokenRow>, StoreError>> + Send;
-    /// Stores a snapshot of the state after command `seq` (older snapshots but the previous
+    /// Stores a snapshot of the state after command `seq`, which the log must hold
+    /// ([`StoreError::SnapshotBeyondLog`] otherwise; older snapshots but the previous
     /// one are dropped).
     fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The newest snapshot: (seq, body).

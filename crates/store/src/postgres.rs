@@ -697,6 +697,13 @@ impl Store for PgStore {
         if let Some(f) = self.current_fence() {
             check_fence(&mut tx, &f).await?;
         }
+        let held: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM commands WHERE seq = $1)")
+            .bind(seq)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !held {
+            return Err(StoreError::SnapshotBeyondLog { seq });
+        }
         sqlx::query("INSERT INTO snapshots (seq, at_ms, body) VALUES ($1, $2, $3) ON CONFLICT (seq) DO NOTHING")
             .bind(seq)
             .bind(at_ms)

@@ -11,6 +11,7 @@ use sqlx::{Row, SqlitePool};
 use std::sync::Arc;
 
 use crate::ledger_index::{self, JOURNAL_MIGRATION, LedgerIndex};
+use crate::snapshot_file::SnapshotFile;
 
 use crate::{
     ACCOUNT_COLUMNS, AccountRow, Batch, Checkpoint, CommandRow, DatasetRow, EVIDENCE_COLUMNS, EVIDENCE_MIGRATIONS,
@@ -40,6 +41,8 @@ const MIGRATIONS: &[&str] = &[
         name TEXT NOT NULL,
         created_at_ms INTEGER NOT NULL
     )",
+    // where databases from before the snapshots' own file kept them: `SnapshotFile::reconcile` moves
+    // them out at `migrate`
     "CREATE TABLE IF NOT EXISTS snapshots (
         seq INTEGER PRIMARY KEY,
         at_ms INTEGER NOT NULL,
@@ -99,6 +102,8 @@ pub struct SqliteStore {
     read: SqlitePool,
     /// The transfers' index beside the database, folded from its journal (`ledger_index.rs`).
     ledger: Arc<LedgerIndex>,
+    /// The snapshots, in their own file beside the database (`snapshot_file.rs`).
+    snaps: SnapshotFile,
 }
 
 /// Connection options for the database file `file` in WAL mode, creating it readable by its
@@ -132,7 +137,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(writer).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
         let ledger = LedgerIndex::open(&file, read.clone()).await?;
-        Ok(SqliteStore { pool, read, ledger })
+        let snaps = SnapshotFile::open(&file, read.clone()).await?;
+        Ok(SqliteStore { pool, read, ledger, snaps })
     }
 }
 
@@ -489,6 +495,7 @@ impl Store for SqliteStore {
             sqlx::query(*m).execute(&self.pool).await?;
         }
         journal_old_ledger(&self.pool).await?;
+        self.snaps.reconcile(&self.pool).await?;
         self.ledger.appended(0);
         Ok(())
     }
@@ -808,25 +815,11 @@ impl Store for SqliteStore {
     }
 
     async fn put_snapshot(&self, seq: i64, at_ms: i64, body: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO snapshots (seq, at_ms, body) VALUES (?, ?, ?) ON CONFLICT (seq) DO NOTHING")
-            .bind(seq)
-            .bind(at_ms)
-            .bind(body)
-            .execute(&mut *tx)
-            .await?;
-        // keep this snapshot and the one before it
-        sqlx::query("DELETE FROM snapshots WHERE seq < (SELECT MIN(seq) FROM (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 2) AS newest)")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.snaps.put(seq, at_ms, body).await
     }
 
     async fn snapshots(&self) -> Result<Vec<(i64, String)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 2").fetch_all(&self.read).await?;
-        Ok(rows.iter().map(|r| Ok((r.try_get("seq")?, r.try_get("body")?))).collect::<Result<_, sqlx::Error>>()?)
+        self.snaps.list().await
     }
 
     async fn put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {

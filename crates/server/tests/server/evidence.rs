@@ -300,12 +300,12 @@ async fn evidence_flow(store: AnyStore) {
 
 #[tokio::test]
 async fn the_evidence_log_on_sqlite() {
-    evidence_flow(sqlite("evidence").await).await;
+    Box::pin(evidence_flow(sqlite("evidence").await)).await;
 }
 
 #[tokio::test]
 async fn the_evidence_log_on_postgres() {
-    evidence_flow(postgres("evidence").await).await;
+    Box::pin(evidence_flow(postgres("evidence").await)).await;
 }
 
 /// The region of a site or city, from the served network.

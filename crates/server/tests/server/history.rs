@@ -136,7 +136,9 @@ async fn an_unreadable_snapshot_is_skipped_and_the_log_replayed() {
         }
         let (_, before) = call(&s.url, "GET", "/v1/jobs", Some(&a), None, None).await;
         drop(s);
-        store.put_snapshot(1_000_000, 0, "{\"version\": 2, \"engine\": \"garbage\"}").await.expect("put");
+        // an unreadable snapshot after the log's last command: the newest, so the one a start reads
+        let last = store.commands(0, 100_000).await.expect("log").last().map(|c| c.seq).expect("commands");
+        store.put_snapshot(last, 0, "{\"version\": 2, \"engine\": \"garbage\"}").await.expect("put");
         let s = start(store.clone()).await;
         let (_, after) = call(&s.url, "GET", "/v1/jobs", Some(&a), None, None).await;
         assert_eq!(before, after, "{}", store.kind());

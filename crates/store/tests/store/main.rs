@@ -202,14 +202,20 @@ async fn conformance<S: Store>(s: &S) {
         std::slice::from_ref(&t),
         "marking again changes nothing"
     );
-    // snapshots: the newest wins, two are kept
+    // snapshots: each after a command of the log; the newest wins, two are kept
     assert_eq!(s.latest_snapshot().await.expect("none yet"), None);
-    for seq in [3, 10, 20] {
+    let log: Vec<i64> = s.commands(0, 100).await.expect("log").iter().map(|c| c.seq).collect();
+    let beyond = log.iter().max().expect("commands") + 1_000;
+    let err = s.put_snapshot(beyond, 1, "{}").await.expect_err("a snapshot after a command the log does not hold");
+    assert!(err.to_string().contains(&format!("command {beyond}")), "{err}");
+    assert_eq!(s.latest_snapshot().await.expect("none stored"), None);
+    for &seq in &log[..3] {
         s.put_snapshot(seq, seq * 100, &format!("{{\"at\":{seq}}}")).await.expect("snapshot");
     }
-    assert_eq!(s.latest_snapshot().await.expect("latest"), Some((20, "{\"at\":20}".to_string())));
+    let newest = log[2];
+    assert_eq!(s.latest_snapshot().await.expect("latest"), Some((newest, format!("{{\"at\":{newest}}}"))));
     let kept: Vec<i64> = s.snapshots().await.expect("kept").into_iter().map(|(seq, _)| seq).collect();
-    assert_eq!(kept, [20, 10], "the newest two, newest first");
+    assert_eq!(kept, [log[2], log[1]], "the newest two, newest first");
     // checkpoints: bytes in, the same bytes out; a newer one replaces the older
     assert_eq!(s.checkpoint(9).await.expect("none yet"), None);
     let cp = Checkpoint { job_id: 9, attempt: 1, at_ms: 100, data: (0..=255u8).cycle().take(70_000).collect() };
