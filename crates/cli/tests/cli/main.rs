@@ -9,6 +9,7 @@ mod evidence;
 mod failover;
 mod job;
 mod market;
+mod money;
 mod network;
 mod plan;
 mod tls;
