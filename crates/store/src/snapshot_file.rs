@@ -91,6 +91,20 @@ impl SnapshotFile {
         Ok(())
     }
 
+    /// Whether the snapshot after command `seq`, taken when that command's clock was `log_at`,
+    /// is of this database's log; warns, naming what becomes of it, when not.
+    async fn of_this_log(&self, seq: i64, log_at: i64, otherwise: &str) -> Result<bool, StoreError> {
+        let ours = self.log_at(seq).await? == Some(log_at);
+        if !ours {
+            tracing::warn!(
+                seq,
+                file = %self.path.display(),
+                "a snapshot beside the database is not of its log (a database restored from a copy?): {otherwise}"
+            );
+        }
+        Ok(ours)
+    }
+
     /// The snapshots kept (at most two) that belong to this database's log, newest first.
     pub(crate) async fn list(&self) -> Result<Vec<(i64, String)>, StoreError> {
         let rows = sqlx::query("SELECT seq, log_at_ms, body FROM snapshots ORDER BY seq DESC LIMIT 2")
@@ -98,15 +112,9 @@ impl SnapshotFile {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let (seq, log_at): (i64, i64) = (r.try_get("seq")?, r.try_get("log_at_ms")?);
-            if self.log_at(seq).await? == Some(log_at) {
+            let seq: i64 = r.try_get("seq")?;
+            if self.of_this_log(seq, r.try_get("log_at_ms")?, "ignored").await? {
                 out.push((seq, r.try_get("body")?));
-            } else {
-                tracing::warn!(
-                    seq,
-                    file = %self.path.display(),
-                    "a snapshot beside the database is not of its log (a database restored from a copy?): ignored"
-                );
             }
         }
         Ok(out)
@@ -119,13 +127,8 @@ impl SnapshotFile {
     pub(crate) async fn reconcile(&self, main: &SqlitePool) -> Result<(), StoreError> {
         let kept = sqlx::query("SELECT seq, log_at_ms FROM snapshots").fetch_all(&self.write).await?;
         for r in &kept {
-            let (seq, log_at): (i64, i64) = (r.try_get("seq")?, r.try_get("log_at_ms")?);
-            if self.log_at(seq).await? != Some(log_at) {
-                tracing::warn!(
-                    seq,
-                    file = %self.path.display(),
-                    "a snapshot beside the database is not of its log (a database restored from a copy?): dropped"
-                );
+            let seq: i64 = r.try_get("seq")?;
+            if !self.of_this_log(seq, r.try_get("log_at_ms")?, "dropped").await? {
                 sqlx::query("DELETE FROM snapshots WHERE seq = ?").bind(seq).execute(&self.write).await?;
             }
         }
@@ -204,15 +207,25 @@ mod tests {
         let mode = std::fs::metadata(dir.join("suanwang-snapshots.db")).expect("file").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "the snapshots hold tenants' jobs: the owner's alone");
         drop((s, main));
-        // the database replaced beside the old file: its log has commands with the same numbers
-        // and other clocks; the old snapshots are dropped, not loaded as this log's state
+        // the database replaced beside the old file by a copy of another one whose log has
+        // commands with the same numbers and other clocks: the old snapshots are dropped, not
+        // loaded as this log's state
+        let other_dir = dir.join("other");
+        std::fs::create_dir_all(&other_dir).expect("mkdir");
+        let other = open(&other_dir).await;
+        let again = other.append(&[command(11), command(21), command(31)]).await.expect("append");
+        assert_eq!(again, seqs, "the same sequence numbers");
         for f in ["suanwang.db", "suanwang.db-wal", "suanwang.db-shm"] {
             let _ = std::fs::remove_file(dir.join(f));
         }
-        let s = open(&dir).await;
-        let again = s.append(&[command(11), command(21)]).await.expect("append");
-        assert_eq!(again[..], seqs[..2], "the same sequence numbers");
-        drop(s);
+        let copy =
+            SqlitePool::connect(&format!("sqlite://{}", other_dir.join("suanwang.db").display())).await.expect("db");
+        sqlx::query("VACUUM INTO ?")
+            .bind(dir.join("suanwang.db").display().to_string())
+            .execute(&copy)
+            .await
+            .expect("copy");
+        drop((other, copy));
         let s = open(&dir).await;
         assert_eq!(s.snapshots().await.expect("snapshots"), [], "not this log's");
         s.put_snapshot(again[0], 1, "{\"mine\":0}").await.expect("put");

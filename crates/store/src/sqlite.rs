@@ -653,27 +653,44 @@ impl Store for SqliteStore {
 
     async fn posted_before(&self, account: &str, before_ms: i64) -> Result<(i64, i64), StoreError> {
         let (mut ix, folded) = self.ledger.snapshot().await?;
-        // SQLite's SUM fails past i64: the amounts are summed here, and sums past i64 stay at
-        // the bound, as the statements' own sums do
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT debit = ?1 AS is_debit, credit = ?1 AS is_credit, amount
-             FROM ledger_transfers WHERE (debit = ?1 OR credit = ?1) AND at_ms < ?2 AND (flags & {TRANSFER_PENDING}) = 0"
+        let filter = format!(
+            "FROM ledger_transfers WHERE (debit = ?1 OR credit = ?1) AND at_ms < ?2 AND (flags & {TRANSFER_PENDING}) = 0"
+        );
+        let sums = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(SUM(CASE WHEN debit = ?1 THEN amount ELSE 0 END), 0) AS d,
+                    COALESCE(SUM(CASE WHEN credit = ?1 THEN amount ELSE 0 END), 0) AS c {filter}"
         )))
         .bind(account)
         .bind(before_ms)
-        .fetch_all(&mut *ix)
-        .await?;
+        .fetch_one(&mut *ix)
+        .await;
+        let (mut d, mut c): (i64, i64) = match sums {
+            Ok(row) => (row.try_get("d")?, row.try_get("c")?),
+            // SQLite's SUM fails past i64: then the amounts are summed here, and sums past i64
+            // stay at the bound, as the statements' own sums do
+            Err(sqlx::Error::Database(e)) if e.message().contains("integer overflow") => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT debit = ?1 AS is_debit, credit = ?1 AS is_credit, amount {filter}"
+                )))
+                .bind(account)
+                .bind(before_ms)
+                .fetch_all(&mut *ix)
+                .await?;
+                let (mut d, mut c) = (0i64, 0i64);
+                for r in &rows {
+                    let amount: i64 = r.try_get("amount")?;
+                    if r.try_get::<bool, _>("is_debit")? {
+                        d = d.saturating_add(amount);
+                    }
+                    if r.try_get::<bool, _>("is_credit")? {
+                        c = c.saturating_add(amount);
+                    }
+                }
+                (d, c)
+            }
+            Err(e) => return Err(e.into()),
+        };
         ix.commit().await?;
-        let (mut d, mut c) = (0i64, 0i64);
-        for r in &rows {
-            let amount: i64 = r.try_get("amount")?;
-            if r.try_get::<bool, _>("is_debit")? {
-                d = d.saturating_add(amount);
-            }
-            if r.try_get::<bool, _>("is_credit")? {
-                c = c.saturating_add(amount);
-            }
-        }
         for t in self.ledger.tail(folded).await?.transfers {
             if t.at_ms < before_ms && t.flags & TRANSFER_PENDING == 0 {
                 if t.debit == account {
